@@ -1,0 +1,238 @@
+"""The hospital's configuration: `config.toml`, overridden key by key from the environment.
+
+Every key `[section] key` can be set by the variable `HOSPITAL_<SECTION>_<KEY>`; the
+conventional `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` work too. Values are checked on
+load and a bad one raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class HospitalConfig:
+    floors: tuple[str, ...] = ("A", "B")
+    rooms_per_floor: int = 3
+
+
+@dataclass(frozen=True)
+class StaffConfig:
+    porters: int = 2
+    nurses: int = 2
+    doctors: int = 1
+    cleaners: int = 2
+
+
+@dataclass(frozen=True)
+class ArrivalsConfig:
+    process: str = "fixed"
+    interval_s: float = 5.0
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class DurationsConfig:
+    treatment_s: float = 10.0
+    cleaning_s: float = 9.0
+
+
+@dataclass(frozen=True)
+class TravelConfig:
+    model: str = "seed"
+    floor_s: float = 1.0
+    room_s: float = 1.0
+    corridor_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    policy: str = "cpsat"
+    tick_s: float = 1.0
+    validate: bool = True
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    longest_wait_first: float = 1.0
+    minimise_walking: float = 1.0
+    free_rooms_fast: float = 30.0
+    tie_break: bool = True
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///hospital.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    hospital: HospitalConfig = field(default_factory=HospitalConfig)
+    staff: StaffConfig = field(default_factory=StaffConfig)
+    arrivals: ArrivalsConfig = field(default_factory=ArrivalsConfig)
+    durations: DurationsConfig = field(default_factory=DurationsConfig)
+    travel: TravelConfig = field(default_factory=TravelConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+
+    def replace(self, **sections: dict[str, Any]) -> Config:
+        """A copy with some keys changed: `config.replace(staff={"porters": 1})`."""
+        merged = to_mapping(self)
+        for name, values in sections.items():
+            merged[name].update(values)
+        return from_mapping(merged)
+
+
+CHOICES = {
+    ("arrivals", "process"): ("fixed", "poisson"),
+    ("travel", "model"): ("seed", "layout"),
+    ("scheduler", "policy"): ("cpsat", "greedy"),
+}
+CONVENTIONAL_ENV = {"DATABASE_URL": ("database", "url"),
+                    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file (if any), then the environment."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_mapping(data, os.environ if environ is None else environ)
+
+
+def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    environ = environ or {}
+    sections = {}
+    for section in dataclasses.fields(Config):
+        given = data.get(section.name, {})
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"[{section.name}] must be a table")
+        known = {f.name: f for f in dataclasses.fields(section.default_factory)}
+        for key in given:
+            if key not in known:
+                raise ConfigError(f"{section.name}.{key}: unknown key")
+        values = {}
+        for key, spec in known.items():
+            name = f"{section.name}.{key}"
+            raw = given.get(key, spec.default)
+            env_name = f"HOSPITAL_{section.name}_{key}".upper()
+            if env_name in environ:
+                raw = _from_env(environ[env_name], spec.type, name)
+            for conventional, target in CONVENTIONAL_ENV.items():
+                if target == (section.name, key) and conventional in environ:
+                    raw = environ[conventional]
+            values[key] = _check(name, raw, spec.type)
+        sections[section.name] = section.default_factory(**values)
+    config = Config(**sections)
+    _check_semantics(config)
+    return config
+
+
+def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
+    return {
+        name: {k: list(v) if isinstance(v, tuple) else v
+               for k, v in dataclasses.asdict(getattr(config, name)).items()}
+        for name in (f.name for f in dataclasses.fields(Config))
+    }
+
+
+def _from_env(text: str, kind: str, name: str) -> Any:
+    if kind == "tuple[str, ...]":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {text!r}")
+    if kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {text!r}") from None
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {text!r}") from None
+    return text
+
+
+def _check(name: str, value: Any, kind: str) -> Any:
+    if kind == "tuple[str, ...]":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _check_semantics(config: Config) -> None:
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(config, section), key)
+        if value not in allowed:
+            raise ConfigError(f"{section}.{key}: expected one of {', '.join(allowed)}, got {value!r}")
+    floors = config.hospital.floors
+    if not floors or len(set(floors)) != len(floors) or not all(f.isalpha() for f in floors):
+        raise ConfigError(f"hospital.floors: expected distinct letters, got {list(floors)!r}")
+    if config.hospital.rooms_per_floor < 1:
+        raise ConfigError("hospital.rooms_per_floor: must be at least 1")
+    for key in ("porters", "nurses", "doctors", "cleaners"):
+        if getattr(config.staff, key) < 0:
+            raise ConfigError(f"staff.{key}: must not be negative")
+    positive = {
+        "arrivals.interval_s": config.arrivals.interval_s,
+        "scheduler.tick_s": config.scheduler.tick_s,
+    }
+    non_negative = {
+        "durations.treatment_s": config.durations.treatment_s,
+        "durations.cleaning_s": config.durations.cleaning_s,
+        "travel.floor_s": config.travel.floor_s,
+        "travel.room_s": config.travel.room_s,
+        "travel.corridor_s": config.travel.corridor_s,
+        "rules.longest_wait_first": config.rules.longest_wait_first,
+        "rules.minimise_walking": config.rules.minimise_walking,
+        "rules.free_rooms_fast": config.rules.free_rooms_fast,
+    }
+    for name, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{name}: must be greater than 0, got {value}")
+    for name, value in non_negative.items():
+        if not value >= 0:
+            raise ConfigError(f"{name}: must not be negative, got {value}")

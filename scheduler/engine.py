@@ -1,0 +1,88 @@
+"""The tick scheduler: takes the inbound events of one tick, updates the hospital, asks the
+policy for the tick's decisions and returns them. Every way of running the hospital (the
+simulation, `hospital solve`, the Kafka service) drives this one class.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.hospital import Hospital, Rejected
+from scheduler.policies import Policy, make_policy
+from scheduler.validator import Auditor
+
+# Within a tick, events are applied in a canonical order, whatever order they were
+# delivered in, so that a replay of the same events gives the same decisions.
+_TYPE_ORDER = {"escort.completed": 0, "visit.completed": 1, "cleaning.completed": 2,
+               "patient.arrived": 3}
+
+
+def canonical_order(events: list[ev.Event]) -> list[ev.Event]:
+    return sorted(events, key=lambda e: (e.time_ms, _TYPE_ORDER.get(e.TYPE, 9), e.event_id))
+
+
+@dataclass
+class TickResult:
+    tick: int
+    time_ms: int
+    consumed: list[ev.Event]                      # applied, in the order applied
+    decisions: list[ev.Decision]
+    rejected: list[tuple[ev.Event, str]] = field(default_factory=list)
+    duplicates: list[ev.Event] = field(default_factory=list)
+    solve_ms: float = 0.0
+
+
+class Scheduler:
+    def __init__(self, config: Config, policy: Policy | None = None):
+        self.config = config
+        self.tick_ms = round(config.scheduler.tick_s * 1000)
+        self.policy = policy or make_policy(config.scheduler.policy, config.rules)
+        self.hospital = Hospital(config)
+        self.auditor = Auditor(config) if config.scheduler.validate else None
+        self.seen: set[str] = set()
+        self.last_tick = -1
+        self.counters = {"ticks": 0, "events": 0, "rejected": 0, "duplicates": 0}
+
+    def tick_of(self, time_ms: int) -> int:
+        """The first tick that can consume an event of this time."""
+        return max(-(-time_ms // self.tick_ms), self.last_tick + 1)
+
+    def tick(self, tick: int, inbound: list[ev.Event]) -> TickResult:
+        if tick <= self.last_tick:
+            raise ValueError(f"tick {tick} comes after tick {self.last_tick}")
+        self.last_tick = tick
+        now_ms = tick * self.tick_ms
+        result = TickResult(tick, now_ms, [], [])
+        effects: list = []
+        for event in canonical_order(inbound):
+            if event.event_id in self.seen:
+                result.duplicates.append(event)
+                continue
+            if event.time_ms > now_ms:
+                result.rejected.append((event, f"time {event.time_ms / 1000} s is after the tick"))
+                continue
+            try:
+                self.hospital.apply(event, effects)
+            except Rejected as exc:
+                result.rejected.append((event, str(exc)))
+                continue
+            self.seen.add(event.event_id)
+            result.consumed.append(event)
+        started = time.perf_counter()
+        solution = self.policy.solve(self.hospital.problem(now_ms))
+        result.solve_ms = (time.perf_counter() - started) * 1000
+        decided = self.hospital.decide(solution, effects)
+        result.decisions = [
+            cls(event_id=f"decision-{tick}-{n}", time_ms=now_ms, tick=tick, **fields)
+            for n, (cls, fields) in enumerate(decided, start=1)
+        ]
+        if self.auditor is not None:
+            self.auditor.check_tick(tick, result.consumed, result.decisions)
+        self.counters["ticks"] += 1
+        self.counters["events"] += len(result.consumed)
+        self.counters["rejected"] += len(result.rejected)
+        self.counters["duplicates"] += len(result.duplicates)
+        return result

@@ -1,0 +1,236 @@
+"""The hospital's state and the patient, room and staff lifecycle, in plain Python.
+
+Inbound events move patients, rooms and staff along the lifecycle and create tasks; a
+policy's `Solution` for a tick turns into decisions. Nothing here knows about Kafka, the
+database or the solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout
+from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
+
+
+class Rejected(ValueError):
+    """An inbound event that does not fit the hospital's state (an impossible transition)."""
+
+
+@dataclass
+class Room:
+    room_id: str
+    status: str = "free"  # free | booked | occupied | dirty | cleaning
+    patient_id: str | None = None
+
+
+@dataclass
+class Staff:
+    staff_id: str
+    role: str  # porter | medical | cleaner
+    location: str = ENTRANCE
+    task_id: str | None = None
+
+
+@dataclass
+class Patient:
+    patient_id: str
+    arrived_ms: int
+    # arrived | waiting_escort_in | escorting_in | waiting_visit | in_visit
+    # | waiting_escort_out | escorting_out | discharged | referred
+    stage: str = "arrived"
+    room_id: str | None = None
+
+
+@dataclass
+class Task:
+    task_id: str
+    kind: str
+    patient_id: str
+    room_id: str
+    created_ms: int
+    staff_id: str | None = None
+
+    @property
+    def role(self) -> str:
+        return ROLE_OF_KIND[self.kind]
+
+
+# The stage a patient is in while each kind of task is being done, and after it waits.
+WAITING_STAGE = {"escort_in": "waiting_escort_in", "visit": "waiting_visit",
+                 "escort_out": "waiting_escort_out"}
+ACTIVE_STAGE = {"escort_in": "escorting_in", "visit": "in_visit", "escort_out": "escorting_out"}
+COMPLETION_KIND = {ev.VisitCompleted: "visit", ev.CleaningCompleted: "clean"}
+
+
+def staff_roster(config: Config) -> list[tuple[str, str]]:
+    """(staff_id, role) for everybody on duty, in a fixed order."""
+    roster = []
+    for title, count, role in (("porter", config.staff.porters, "porter"),
+                               ("nurse", config.staff.nurses, "medical"),
+                               ("doctor", config.staff.doctors, "medical"),
+                               ("cleaner", config.staff.cleaners, "cleaner")):
+        roster += [(f"{title}-{n}", role) for n in range(1, count + 1)]
+    return roster
+
+
+class Hospital:
+    def __init__(self, config: Config, layout: Layout | None = None):
+        self.layout = layout or Layout(config)
+        self.rooms = {room_id: Room(room_id) for room_id in self.layout.rooms}
+        self.staff = {staff_id: Staff(staff_id, role) for staff_id, role in staff_roster(config)}
+        self.patients: dict[str, Patient] = {}
+        self.tasks: dict[str, Task] = {}        # open tasks: waiting or in progress
+        self.waiting: dict[str, Task] = {}      # waiting lists, in creation order
+        self.arrivals: list[Patient] = []       # arrived since the last tick, not yet decided
+        self.finished: set[str] = set()         # patients discharged or referred
+        self._task_count = 0
+        self._new_tasks: list[Task] = []        # created since the last tick's decisions
+
+    # --- inbound events ---------------------------------------------------------------
+
+    def apply(self, event: ev.Event, effects: list[tuple[type[ev.Decision], dict]]) -> None:
+        """Apply one inbound event, appending the decisions it implies to `effects`.
+        Raises `Rejected`, leaving the state unchanged, when the event is impossible."""
+        if isinstance(event, ev.PatientArrived):
+            if event.patient_id in self.patients or event.patient_id in self.finished:
+                raise Rejected(f"patient {event.patient_id} has already arrived")
+            patient = Patient(event.patient_id, event.time_ms)
+            self.patients[patient.patient_id] = patient
+            self.arrivals.append(patient)
+            return
+        task = self._completed_task(event)
+        staff = self.staff[task.staff_id]
+        staff.location = self.layout.task_ms(staff.location, task.kind, task.room_id)[1]
+        staff.task_id = None
+        del self.tasks[task.task_id]
+        room = self.rooms[task.room_id]
+        if task.kind == "escort_in":
+            room.status = "occupied"
+            self._new_task("visit", task.patient_id, room.room_id, event.time_ms)
+        elif task.kind == "visit":
+            self._new_task("escort_out", task.patient_id, room.room_id, event.time_ms)
+        elif task.kind == "escort_out":
+            patient = self.patients.pop(task.patient_id)
+            patient.stage = "discharged"
+            self.finished.add(patient.patient_id)
+            room.status, room.patient_id = "dirty", None
+            effects.append((ev.PatientDischarged, {"patient_id": patient.patient_id,
+                                                   "room_id": room.room_id}))
+            self._new_task("clean", patient.patient_id, room.room_id, event.time_ms)
+        else:
+            room.status = "free"
+            effects.append((ev.RoomAvailable, {"room_id": room.room_id}))
+
+    def _completed_task(self, event: ev.Event) -> Task:
+        if isinstance(event, ev.EscortCompleted):
+            kind = "escort_in" if event.direction == "in" else "escort_out"
+        elif type(event) in COMPLETION_KIND:
+            kind = COMPLETION_KIND[type(event)]
+        else:
+            raise Rejected(f"{event.TYPE} is not an inbound event")
+        task = self.tasks.get(event.task_id)
+        if task is None:
+            raise Rejected(f"{event.TYPE}: no open task {event.task_id}")
+        if task.staff_id is None:
+            raise Rejected(f"{event.TYPE}: task {task.task_id} was never dispatched")
+        expected = {"kind": kind, "staff_id": event.staff_id, "room_id": event.room_id,
+                    "patient_id": getattr(event, "patient_id", task.patient_id)}
+        for name, value in expected.items():
+            if getattr(task, name) != value:
+                raise Rejected(f"{event.TYPE}: task {task.task_id} has {name} "
+                               f"{getattr(task, name)}, not {value}")
+        return task
+
+    def _new_task(self, kind: str, patient_id: str, room_id: str, now_ms: int) -> Task:
+        self._task_count += 1
+        task = Task(f"task-{self._task_count}", kind, patient_id, room_id, now_ms)
+        self.tasks[task.task_id] = task
+        self.waiting[task.task_id] = task
+        self._new_tasks.append(task)
+        if kind in WAITING_STAGE:
+            self.patients[patient_id].stage = WAITING_STAGE[kind]
+        return task
+
+    # --- one tick's decisions ------------------------------------------------------------
+
+    def problem(self, now_ms: int) -> TickProblem:
+        free_rooms = tuple(r.room_id for r in self.rooms.values() if r.status == "free")
+        free_staff = tuple(FreeStaff(s.staff_id, s.role, s.location)
+                           for s in self.staff.values() if s.task_id is None)
+        tasks = [OpenTask(t.task_id, t.kind, t.role, t.room_id, t.patient_id, t.created_ms)
+                 for t in self.waiting.values()]
+        tasks += [OpenTask(f"arrival:{p.patient_id}", "escort_in", "porter", None,
+                           p.patient_id, p.arrived_ms) for p in self.arrivals]
+        walking = {}
+        for task in tasks:
+            for s in free_staff:
+                if s.role == task.role:
+                    walking[task.key, s.staff_id] = self._walking(s.location, task)
+        room_walking = {r: self.layout.from_entrance(r) for r in free_rooms}
+        arrivals = tuple(Arrival(p.patient_id, p.arrived_ms) for p in self.arrivals)
+        return TickProblem(now_ms, arrivals, free_rooms, tuple(tasks), free_staff,
+                           walking, room_walking)
+
+    def _walking(self, location: str, task: OpenTask) -> int:
+        if task.room_id is None:  # a new arrival's escort: the walk to the entrance (the
+            # walk on to the room depends on the booking: see `room_walking_ms`)
+            return self.layout.walk(location, ENTRANCE) if self.layout.model == "layout" else 0
+        return self.layout.walking_ms(location, task.kind, task.room_id)
+
+    def decide(self, solution: Solution, effects: list[tuple[type[ev.Decision], dict]]
+               ) -> list[tuple[type[ev.Decision], dict]]:
+        """Carry out a tick's solution; the decisions in their canonical order."""
+        decisions = list(effects)
+        dispatches = dict(solution.dispatches)
+        for patient in self.arrivals:
+            room_id = solution.bookings.get(patient.patient_id)
+            if room_id is None:
+                self.patients.pop(patient.patient_id)
+                patient.stage = "referred"
+                self.finished.add(patient.patient_id)
+                decisions.append((ev.PatientReferred, {"patient_id": patient.patient_id,
+                                                       "reason": "no free room"}))
+                continue
+            room = self.rooms[room_id]
+            room.status, room.patient_id = "booked", patient.patient_id
+            patient.room_id = room_id
+            decisions.append((ev.PatientAdmitted, {"patient_id": patient.patient_id,
+                                                   "room_id": room_id}))
+            task = self._new_task("escort_in", patient.patient_id, room_id, patient.arrived_ms)
+            staff_id = dispatches.get(f"arrival:{patient.patient_id}")
+            if staff_id is not None:
+                dispatches[task.task_id] = staff_id
+        self.arrivals = []
+        new = {t.task_id for t in self._new_tasks}
+        for task in list(self.waiting.values()):
+            staff_id = dispatches.get(task.task_id)
+            fields = {"task_id": task.task_id, "kind": task.kind,
+                      "patient_id": task.patient_id, "room_id": task.room_id}
+            if staff_id is not None:
+                self._dispatch(task, staff_id)
+                decisions.append((ev.TaskDispatched, {**fields, "staff_id": staff_id}))
+            elif task.task_id in new:
+                decisions.append((ev.TaskQueued, fields))
+        self._new_tasks = []
+        return decisions
+
+    def _dispatch(self, task: Task, staff_id: str) -> None:
+        staff = self.staff[staff_id]
+        task.staff_id = staff_id
+        staff.task_id = task.task_id
+        del self.waiting[task.task_id]
+        if task.kind in ACTIVE_STAGE:
+            self.patients[task.patient_id].stage = ACTIVE_STAGE[task.kind]
+        if task.kind == "clean":
+            self.rooms[task.room_id].status = "cleaning"
+
+    # --- views ----------------------------------------------------------------------------
+
+    def queues(self) -> dict[str, list[Task]]:
+        by_role: dict[str, list[Task]] = {"porter": [], "medical": [], "cleaner": []}
+        for task in self.waiting.values():
+            by_role[task.role].append(task)
+        return by_role

@@ -1,0 +1,80 @@
+"""Where things are and how long walking and work take: the two travel models.
+
+`seed` reproduces the original prototype: every task starts at the entrance, walking to room
+R takes `floor_s * floor_index(R) + room_s * room_number(R)` (A=1), walking to the exit is
+free. `layout` lets staff walk from where they are: along a corridor between rooms of one
+floor (`corridor_s` per room), through the entrance between floors; the exit is the entrance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scheduler.config import Config
+
+ENTRANCE = "entrance"
+ROLE_OF_KIND = {"escort_in": "porter", "escort_out": "porter", "visit": "medical", "clean": "cleaner"}
+
+
+@dataclass(frozen=True)
+class RoomPlace:
+    room_id: str
+    floor_index: int  # 1 for the ground floor
+    number: int
+
+
+class Layout:
+    def __init__(self, config: Config):
+        travel = config.travel
+        self.model = travel.model
+        self._floor_ms = round(travel.floor_s * 1000)
+        self._room_ms = round(travel.room_s * 1000)
+        self._corridor_ms = round(travel.corridor_s * 1000)
+        self.treatment_ms = round(config.durations.treatment_s * 1000)
+        self.cleaning_ms = round(config.durations.cleaning_s * 1000)
+        self.rooms: dict[str, RoomPlace] = {}
+        for floor_index, floor in enumerate(config.hospital.floors, start=1):
+            for number in range(1, config.hospital.rooms_per_floor + 1):
+                room_id = f"{floor}{number}"
+                self.rooms[room_id] = RoomPlace(room_id, floor_index, number)
+
+    def from_entrance(self, room_id: str) -> int:
+        room = self.rooms[room_id]
+        return self._floor_ms * room.floor_index + self._room_ms * room.number
+
+    def walk(self, origin: str, destination: str) -> int:
+        """Milliseconds to walk between two places (the entrance or rooms) in this model."""
+        if origin == destination:
+            return 0
+        if self.model == "seed" or ENTRANCE in (origin, destination):
+            if destination == ENTRANCE:
+                return 0 if self.model == "seed" else self.from_entrance(origin)
+            return self.from_entrance(destination)
+        a, b = self.rooms[origin], self.rooms[destination]
+        if a.floor_index == b.floor_index:
+            return self._corridor_ms * abs(a.number - b.number)
+        return self.from_entrance(origin) + self.from_entrance(destination)
+
+    def walking_ms(self, location: str, kind: str, room_id: str) -> int:
+        """The walking part of a task: its duration less the treatment or cleaning."""
+        work = {"visit": self.treatment_ms, "clean": self.cleaning_ms}.get(kind, 0)
+        return self.task_ms(location, kind, room_id)[0] - work
+
+    def task_ms(self, location: str, kind: str, room_id: str) -> tuple[int, str]:
+        """How long a task takes from the staff member's location, and where they end up."""
+        if self.model == "seed":
+            # The prototype: every task is timed from the entrance.
+            durations = {
+                "escort_in": (self.from_entrance(room_id), room_id),
+                "escort_out": (0, ENTRANCE),
+                "visit": (self.from_entrance(room_id) + self.treatment_ms, room_id),
+                "clean": (self.from_entrance(room_id) + self.cleaning_ms, room_id),
+            }
+            return durations[kind]
+        walk = self.walk
+        if kind == "escort_in":
+            return walk(location, ENTRANCE) + walk(ENTRANCE, room_id), room_id
+        if kind == "escort_out":
+            return walk(location, room_id) + walk(room_id, ENTRANCE), ENTRANCE
+        work = self.treatment_ms if kind == "visit" else self.cleaning_ms
+        return walk(location, room_id) + work, room_id

@@ -1,0 +1,129 @@
+"""The simulated hospital around the scheduler: the patient generator and the porter,
+medical and cleaner workers, driven by a clock.
+
+Time advances from event to event. At `--speed max` nothing waits (a discrete-event
+simulation); at `--speed N` each tick waits for the wall clock, scaled by N. Both run the
+same code, so the decisions do not depend on the speed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.engine import Scheduler, TickResult
+from scheduler.layout import ENTRANCE, Layout
+
+
+def arrival_times(config: Config, seed: int) -> Iterator[int]:
+    """Arrival times in ms: every `interval_s`, or a Poisson process with that mean."""
+    interval_ms = config.arrivals.interval_s * 1000
+    if config.arrivals.process == "fixed":
+        n = 0
+        while True:
+            yield round(n * interval_ms)
+            n += 1
+    rng = random.Random(seed)
+    now = 0.0
+    while True:
+        yield round(now)
+        now += rng.expovariate(1 / interval_ms)
+
+
+class Workers:
+    """The staff as the outside world sees them: each does the task it is given, walking
+    from where it is, and reports completion when done."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.location: dict[str, str] = {}
+
+    def start(self, task: ev.TaskDispatched, now_ms: int) -> ev.Event:
+        location = self.location.get(task.staff_id, ENTRANCE)
+        duration, end = self.layout.task_ms(location, task.kind, task.room_id)
+        self.location[task.staff_id] = end
+        done = now_ms + duration
+        common = {"event_id": f"done-{task.task_id}", "time_ms": done, "task_id": task.task_id,
+                  "staff_id": task.staff_id, "room_id": task.room_id}
+        if task.kind in ("escort_in", "escort_out"):
+            return ev.EscortCompleted(**common, patient_id=task.patient_id,
+                                      direction="in" if task.kind == "escort_in" else "out")
+        if task.kind == "visit":
+            return ev.VisitCompleted(**common, patient_id=task.patient_id)
+        return ev.CleaningCompleted(**common)
+
+
+class Clock:
+    """Virtual time. `speed=None` runs as fast as the CPU allows; otherwise each tick waits
+    until `sim_time / speed` of wall time has passed since the start."""
+
+    def __init__(self, speed: float | None = None):
+        self.speed = speed
+        self._started = time.monotonic()
+
+    def wait_until(self, sim_ms: int) -> None:
+        if self.speed is None:
+            return
+        delay = self._started + sim_ms / 1000 / self.speed - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+@dataclass
+class RunSummary:
+    ticks: int
+    end_ms: int
+
+
+def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
+             seed: int | None = None, clock: Clock | None = None,
+             on_tick: Callable[[TickResult], None] = lambda result: None) -> RunSummary:
+    """Run the hospital for `duration_ms` of simulated time. `on_tick` sees each tick's
+    result (consumed events and decisions) as it happens."""
+    clock = clock or Clock()
+    seed = config.arrivals.seed if seed is None else seed
+    workers = Workers(scheduler.hospital.layout)
+    pending: list[tuple[int, int, ev.Event]] = []   # (time, order, event), a heap
+    order = 0
+
+    def push(event: ev.Event) -> None:
+        nonlocal order
+        order += 1
+        heapq.heappush(pending, (event.time_ms, order, event))
+
+    arrivals = arrival_times(config, seed)
+    patients = 0
+
+    def next_arrival() -> None:
+        nonlocal patients
+        at = next(arrivals)
+        if at <= duration_ms:
+            patients += 1
+            push(ev.PatientArrived(f"arrival-{patients}", at, f"patient-{patients}"))
+
+    next_arrival()
+    ticks = 0
+    while pending:
+        tick = scheduler.tick_of(pending[0][0])
+        now_ms = tick * scheduler.tick_ms
+        if now_ms > duration_ms:
+            break
+        batch = []
+        while pending and pending[0][0] <= now_ms:
+            event = heapq.heappop(pending)[2]
+            batch.append(event)
+            if isinstance(event, ev.PatientArrived):
+                next_arrival()
+        clock.wait_until(now_ms)
+        result = scheduler.tick(tick, batch)
+        ticks += 1
+        for decision in result.decisions:
+            if isinstance(decision, ev.TaskDispatched):
+                push(workers.start(decision, now_ms))
+        on_tick(result)
+    return RunSummary(ticks, duration_ms)

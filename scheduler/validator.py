@@ -1,0 +1,190 @@
+"""A solver-independent check of the scheduler's decisions against the invariants.
+
+The `Auditor` keeps its own, deliberately simple, model of the hospital, built only from the
+event stream: the inbound events each tick consumed and the decisions it made. It shares no
+code with the scheduler's state, so a bug there cannot hide itself here. It is cheap enough
+to run on every tick of a live run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.hospital import staff_roster
+from scheduler.layout import ROLE_OF_KIND
+
+# What each completion leads to: the kind of the task it creates.
+NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
+
+
+class InvariantViolation(AssertionError):
+    """The decisions broke one of the hospital's invariants."""
+
+
+@dataclass
+class _Task:
+    kind: str
+    patient_id: str
+    room_id: str
+    staff_id: str | None = None
+    done: bool = False
+
+
+@dataclass
+class Auditor:
+    config: Config
+    rooms: dict[str, str] = field(default_factory=dict)          # room -> free|taken|dirty|cleaning
+    occupant: dict[str, str | None] = field(default_factory=dict)
+    role: dict[str, str] = field(default_factory=dict)
+    busy: dict[str, str | None] = field(default_factory=dict)    # staff -> task id
+    tasks: dict[str, _Task] = field(default_factory=dict)
+    patients: dict[str, str] = field(default_factory=dict)       # patient -> stage
+    task_ids: set[str] = field(default_factory=set)              # every task ever decided
+    arrived: int = 0
+    last_tick: int = -1
+
+    def __post_init__(self) -> None:
+        floors, per_floor = self.config.hospital.floors, self.config.hospital.rooms_per_floor
+        for floor in floors:
+            for number in range(1, per_floor + 1):
+                self.rooms[f"{floor}{number}"] = "free"
+                self.occupant[f"{floor}{number}"] = None
+        for staff_id, role in staff_roster(self.config):
+            self.role[staff_id] = role
+            self.busy[staff_id] = None
+
+    def fail(self, tick: int, message: str) -> None:
+        raise InvariantViolation(f"tick {tick}: {message}")
+
+    def check_tick(self, tick: int, inbound: list[ev.Event], decisions: list[ev.Decision]) -> None:
+        """Check one tick: the inbound events it consumed, then the decisions it made."""
+        if tick <= self.last_tick:
+            self.fail(tick, f"ticks out of order (after tick {self.last_tick})")
+        self.last_tick = tick
+        undecided: set[str] = set()
+        expected_tasks: Counter[tuple[str, str]] = Counter()
+        discharges: set[str] = set()
+        cleaned: set[str] = set()
+        for event in inbound:
+            if isinstance(event, ev.PatientArrived):
+                if event.patient_id in self.patients:
+                    self.fail(tick, f"patient {event.patient_id} arrived twice")
+                self.patients[event.patient_id] = "arrived"
+                self.arrived += 1
+                undecided.add(event.patient_id)
+            else:
+                self._complete(tick, event, expected_tasks, discharges, cleaned)
+        referred = False
+        for decision in decisions:
+            if decision.tick != tick:
+                self.fail(tick, f"decision {decision.event_id} carries tick {decision.tick}")
+            if isinstance(decision, ev.PatientAdmitted):
+                self._admit(tick, decision, undecided, expected_tasks)
+            elif isinstance(decision, ev.PatientReferred):
+                if decision.patient_id not in undecided:
+                    self.fail(tick, f"referred {decision.patient_id}, who is not a new arrival")
+                undecided.discard(decision.patient_id)
+                self.patients[decision.patient_id] = "referred"
+                referred = True
+            elif isinstance(decision, (ev.TaskDispatched, ev.TaskQueued)):
+                self._task(tick, decision, expected_tasks)
+            elif isinstance(decision, ev.PatientDischarged):
+                if decision.patient_id not in discharges:
+                    self.fail(tick, f"discharged {decision.patient_id} without an escort out")
+                discharges.discard(decision.patient_id)
+            elif isinstance(decision, ev.RoomAvailable):
+                if decision.room_id not in cleaned:
+                    self.fail(tick, f"room {decision.room_id} available without a cleaning")
+                cleaned.discard(decision.room_id)
+        if undecided:
+            self.fail(tick, f"arrivals neither admitted nor referred: {sorted(undecided)}")
+        missing = +expected_tasks
+        if missing:
+            self.fail(tick, f"tasks created but not dispatched or queued: {sorted(missing)}")
+        if discharges or cleaned:
+            self.fail(tick, f"no decision for {sorted(discharges)} {sorted(cleaned)}")
+        if referred and "free" in self.rooms.values():
+            self.fail(tick, "a patient was referred while a room is free")
+        self._no_idle_staff(tick)
+
+    def _complete(self, tick, event, expected_tasks, discharges, cleaned) -> None:
+        task = self.tasks.get(event.task_id)
+        if task is None or task.done or task.staff_id != event.staff_id:
+            self.fail(tick, f"{event.TYPE} for task {event.task_id}, which "
+                            f"{event.staff_id} was not doing")
+        task.done = True
+        self.busy[task.staff_id] = None
+        del self.tasks[event.task_id]
+        if task.kind == "escort_in":
+            self.patients[task.patient_id] = "in_room"
+        elif task.kind == "escort_out":
+            self.patients[task.patient_id] = "discharged"
+            self.rooms[task.room_id], self.occupant[task.room_id] = "dirty", None
+            discharges.add(task.patient_id)
+        elif task.kind == "clean":
+            self.rooms[task.room_id] = "free"
+            cleaned.add(task.room_id)
+        if task.kind in NEXT_KIND:
+            expected_tasks[NEXT_KIND[task.kind], task.patient_id] += 1
+
+    def _admit(self, tick, decision, undecided, expected_tasks) -> None:
+        patient_id, room_id = decision.patient_id, decision.room_id
+        if patient_id not in undecided:
+            self.fail(tick, f"admitted {patient_id}, who is not a new arrival")
+        if self.rooms.get(room_id) != "free":
+            self.fail(tick, f"booked room {room_id}, which is {self.rooms.get(room_id, 'unknown')}")
+        undecided.discard(patient_id)
+        self.rooms[room_id], self.occupant[room_id] = "taken", patient_id
+        self.patients[patient_id] = "admitted"
+        expected_tasks["escort_in", patient_id] += 1
+
+    def _task(self, tick, decision, expected_tasks) -> None:
+        task = self.tasks.get(decision.task_id)
+        if task is None:  # a new task: it must be one this tick created, and appear once
+            key = (decision.kind, decision.patient_id)
+            if decision.task_id in self.task_ids or expected_tasks[key] <= 0:
+                self.fail(tick, f"task {decision.task_id} ({decision.kind} for "
+                                f"{decision.patient_id}) was not created this tick")
+            expected_tasks[key] -= 1
+            task = _Task(decision.kind, decision.patient_id, decision.room_id)
+            self.tasks[decision.task_id] = task
+            self.task_ids.add(decision.task_id)
+            if task.kind != "clean" and self.occupant.get(task.room_id) != task.patient_id:
+                self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {task.room_id}")
+        elif isinstance(decision, ev.TaskQueued) or task.staff_id is not None:
+            self.fail(tick, f"task {decision.task_id} decided twice")
+        if isinstance(decision, ev.TaskDispatched):
+            staff_id = decision.staff_id
+            if staff_id not in self.role:
+                self.fail(tick, f"task {decision.task_id} given to unknown {staff_id}")
+            if self.role[staff_id] != ROLE_OF_KIND[task.kind]:
+                self.fail(tick, f"{task.kind} {decision.task_id} given to {staff_id}, "
+                                f"a {self.role[staff_id]}")
+            if self.busy[staff_id] is not None:
+                self.fail(tick, f"{staff_id} given {decision.task_id} while doing "
+                                f"{self.busy[staff_id]}")
+            task.staff_id = staff_id
+            self.busy[staff_id] = decision.task_id
+            if task.kind == "clean":
+                self.rooms[task.room_id] = "cleaning"
+
+    def _no_idle_staff(self, tick: int) -> None:
+        waiting = {ROLE_OF_KIND[t.kind] for t in self.tasks.values() if t.staff_id is None}
+        for staff_id, task_id in self.busy.items():
+            if task_id is None and self.role[staff_id] in waiting:
+                self.fail(tick, f"{staff_id} is idle while a {self.role[staff_id]} task waits")
+
+    def accounted_for(self) -> dict[str, int]:
+        """Every patient ends referred or discharged, or is still in the building."""
+        stages = Counter(self.patients.values())
+        summary = {"arrived": self.arrived, "referred": stages["referred"],
+                   "discharged": stages["discharged"]}
+        summary["in_building"] = self.arrived - summary["referred"] - summary["discharged"]
+        in_rooms = sum(1 for p in self.occupant.values() if p is not None)
+        if summary["in_building"] != in_rooms:
+            raise InvariantViolation(f"{summary['in_building']} patients in the building but "
+                                     f"{in_rooms} in rooms")
+        return summary
