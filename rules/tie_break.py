@@ -1,7 +1,8 @@
-"""Soft, last: a unique tie-break, so that equally good decisions never depend on the
-solver's search. Among the optima of every other rule, prefer pairing earlier tasks and
-arrivals (by order) with earlier staff and rooms (by order): weights i * (n + 1 - j) make
-that pairing the unique best for the sets chosen (the rearrangement inequality)."""
+"""Soft, last: a tie-break, so that equally good decisions do not depend on the solver's
+search. Among the optima of every other rule, prefer the first staff members and rooms (by
+order), then pair earlier tasks and arrivals with earlier staff and rooms: the weight
+K * j + i * (n + 1 - j) of task i and staff member j does both, the first term choosing the
+staff, the second, by the rearrangement inequality, making their pairing unique."""
 
 
 from rules.right_role import eligible
@@ -16,11 +17,17 @@ def upper_bound(problem) -> int:
 
 
 def _coefficients(problem):
-    staff_count, room_count = len(problem.staff), len(problem.free_rooms)
-    for i, task in enumerate(problem.tasks, start=1):
-        for j, staff in enumerate(problem.staff, start=1):
-            if eligible(task, staff):
-                yield ("dispatch", task.key, staff.staff_id), i * (staff_count + 1 - j)
-    for i, arrival in enumerate(problem.arrivals, start=1):
-        for j, room_id in enumerate(problem.free_rooms, start=1):
-            yield ("book", arrival.patient_id, room_id), i * (room_count + 1 - j)
+    yield from _pairs("dispatch", [t.key for t in problem.tasks],
+                      [s.staff_id for s in problem.staff],
+                      lambda i, j: eligible(problem.tasks[i], problem.staff[j]))
+    yield from _pairs("book", [a.patient_id for a in problem.arrivals], problem.free_rooms,
+                      lambda i, j: True)
+
+
+def _pairs(family, firsts, seconds, allowed):
+    m, n = len(firsts), len(seconds)
+    big = m * n + 1
+    for i, first in enumerate(firsts):
+        for j, second in enumerate(seconds):
+            if allowed(i, j):
+                yield (family, first, second), big * (j + 1) + (i + 1) * (n - j)

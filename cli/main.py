@@ -1,0 +1,219 @@
+"""The `hospital` command."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from scheduler import config as config_module
+from scheduler.config import Config, ConfigError
+from scheduler.jsonl import LogError
+
+app = typer.Typer(
+    help="An event-driven hospital: patients, rooms, porters, medical staff and cleaners, "
+         "scheduled tick by tick with OR-tools CP-SAT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+ConfigOption = Annotated[Optional[Path], typer.Option(
+    "--config", "-c", help="A config.toml; without it, the built-in defaults. "
+                           "HOSPITAL_<SECTION>_<KEY> variables override any key.",
+    envvar="HOSPITAL_CONFIG", show_default=False)]
+PolicyOption = Annotated[Optional[str], typer.Option(
+    "--policy", help="cpsat or greedy (default: scheduler.policy of the config).",
+    show_default=False)]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000}
+
+
+def parse_duration(text: str) -> int:
+    """'8h', '90m', '1h30m', '45s', '2d' or a plain number of seconds, in ms."""
+    text = text.strip().lower()
+    try:
+        return round(float(text) * 1000)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise typer.BadParameter(f"{text!r}: expected a duration such as 8h, 30m, 1h30m or 45s")
+    return round(sum(float(n) * _UNIT_MS[u] for n, u in parts))
+
+
+def parse_speed(text: str) -> float | None:
+    if text.strip().lower() == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not speed > 0:
+        raise typer.BadParameter(f"{text!r}: expected a positive number or 'max'")
+    return speed
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"hospital: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def load_config(path: Path | None, policy: str | None = None) -> Config:
+    try:
+        config = config_module.load(path)
+        if policy is not None:
+            config = config.replace(scheduler={"policy": policy})
+        return config
+    except ConfigError as exc:
+        raise fail(f"config: {exc}") from None
+
+
+@app.command()
+def run(
+    duration: Annotated[str, typer.Option(help="Simulated time to run: 8h, 30m, 1h30m, 45s.")] = "8h",
+    speed: Annotated[str, typer.Option(
+        help="Simulated seconds per wall second, or 'max' to run as fast as the CPU allows.")] = "1",
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of the arrival process (default: arrivals.seed of the config).",
+        show_default=False)] = None,
+    policy: PolicyOption = None,
+    config: ConfigOption = None,
+    record: Annotated[Optional[Path], typer.Option(
+        help="Write the inbound events, each with the tick that consumed it, as JSONL.",
+        show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write the decisions as JSONL.", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        help="Write the KPI report as JSON.", show_default=False)] = None,
+    db: Annotated[Optional[str], typer.Option(
+        help="Database URL (default: database.url of the config, a SQLite file).",
+        show_default=False)] = None,
+    no_db: Annotated[bool, typer.Option("--no-db", help="Keep nothing in a database.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view or progress bar.")] = False,
+) -> None:
+    """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
+    porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
+    from cli.view import LiveView, ProgressView, summary_table
+    from scheduler.runs import simulate_run
+
+    duration_ms = parse_duration(duration)
+    speed_value = parse_speed(speed)
+    settings = load_config(config, policy)
+    store = None if no_db else open_store(db or settings.database.url, settings)
+    console = Console(stderr=True)
+    if quiet:
+        view = None
+    elif speed_value is None:
+        view = ProgressView(console, duration_ms)
+    else:
+        view = LiveView(console)
+    try:
+        if view is None:
+            figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
+                                   store=store, record=record, out=out)
+        else:
+            with view:
+                figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
+                                       store=store, record=record, out=out, on_tick=view)
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror}") from None
+    if report:
+        report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    Console().print(summary_table(figures))
+
+
+def open_store(url: str, settings: Config):
+    from scheduler.db.store import SqlStore, StoreError
+
+    try:
+        return SqlStore(url, settings, settings.scheduler.policy)
+    except StoreError as exc:
+        raise fail(str(exc), 3) from None
+
+
+@app.command()
+def solve(
+    events: Annotated[Path, typer.Argument(help="A recorded event log (JSONL), e.g. from "
+                                                "`hospital run --record`.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write the decisions here as JSONL (default: standard output).",
+        show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        help="Write the KPI report as JSON.", show_default=False)] = None,
+    policy: PolicyOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Dry run: replay a recorded event log through the scheduler, with no broker and no
+    database, and write its decisions. Given the same config and policy, they are byte for
+    byte the decisions of the run that recorded the log."""
+    from scheduler import jsonl
+    from scheduler.runs import replay
+
+    settings = load_config(config, policy)
+    try:
+        if out is None:
+            result = replay(settings, events,
+                            on_decisions=lambda ds: jsonl.write(sys.stdout, ds))
+        else:
+            result = replay(settings, events, out)
+    except LogError as exc:
+        raise fail(str(exc)) from None
+    if report:
+        report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
+    for line in result.rejected:
+        typer.echo(f"hospital: rejected: {events}:{line}", err=True)
+    if result.rejected:
+        raise fail(f"{len(result.rejected)} event(s) rejected", 1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[Optional[str], typer.Option(help="Database URL (default: from the config).",
+                                              show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create or migrate the schema to the latest version."""
+    from scheduler.db import migrate
+    from scheduler.db.store import StoreError
+
+    url = db or load_config(config).database.url
+    try:
+        migrate.upgrade(url)
+    except StoreError as exc:
+        raise fail(str(exc), 3) from None
+    typer.echo("schema up to date")
+
+
+@db_app.command("check")
+def db_check(
+    db: Annotated[Optional[str], typer.Option(help="Database URL (default: from the config).",
+                                              show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Fail if the tables and the migrations disagree (Alembic's check)."""
+    from scheduler.db import migrate
+    from scheduler.db.store import StoreError
+
+    url = db or load_config(config).database.url
+    try:
+        migrate.check(url)
+    except StoreError as exc:
+        raise fail(str(exc), 3) from None
+    except Exception as exc:  # alembic's own "new upgrade operations detected"
+        raise fail(f"schema drift: {exc}", 1) from None
+    typer.echo("models and migrations agree")
+
+
+def main() -> None:  # pragma: no cover
+    app()

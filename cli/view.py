@@ -1,0 +1,126 @@
+"""What `hospital run` shows: a live view of rooms, staff and queues at a human speed, a
+progress bar at `--speed max`, and the KPI summary at the end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scheduler.engine import Scheduler, TickResult
+
+ROOM_STYLE = {"free": "green", "booked": "yellow", "occupied": "cyan", "dirty": "red",
+              "cleaning": "magenta"}
+
+
+def clock_text(ms: int) -> str:
+    seconds = ms // 1000
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
+    hospital = scheduler.hospital
+    rooms = Table(title=f"Rooms at {clock_text(result.time_ms)} (tick {result.tick})",
+                  title_justify="left")
+    rooms.add_column("room")
+    rooms.add_column("state")
+    rooms.add_column("patient")
+    for room in hospital.rooms.values():
+        style = ROOM_STYLE.get(room.status, "")
+        rooms.add_row(room.room_id, f"[{style}]{room.status}[/]", room.patient_id or "")
+    staff = Table(title="Staff", title_justify="left")
+    staff.add_column("staff")
+    staff.add_column("doing")
+    staff.add_column("at")
+    for member in hospital.staff.values():
+        task = hospital.tasks.get(member.task_id) if member.task_id else None
+        doing = f"{task.kind} {task.patient_id} {task.room_id}" if task else "[dim]idle[/]"
+        staff.add_row(member.staff_id, doing, member.location)
+    queues = Table(title="Waiting lists", title_justify="left")
+    queues.add_column("role")
+    queues.add_column("waiting")
+    queues.add_column("tasks")
+    for role, tasks in hospital.queues().items():
+        queues.add_row(role, str(len(tasks)),
+                       ", ".join(f"{t.kind} {t.patient_id}" for t in tasks[:4])
+                       + (" ..." if len(tasks) > 4 else ""))
+    counters = scheduler.counters
+    footer = (f"ticks {counters['ticks']}  events {counters['events']}  "
+              f"rejected {counters['rejected']}  duplicates {counters['duplicates']}")
+    return Group(rooms, staff, queues, footer)
+
+
+class LiveView:
+    """Redraws the hospital after each tick."""
+
+    def __init__(self, console: Console):
+        self.live = Live(console=console, auto_refresh=False, transient=False)
+
+    def __enter__(self) -> LiveView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.__exit__(*exc)
+
+    def __call__(self, scheduler: Scheduler, result: TickResult) -> None:
+        self.live.update(hospital_view(scheduler, result), refresh=True)
+
+
+class ProgressView:
+    """A progress bar over simulated time, redrawn at most ten times a second."""
+
+    def __init__(self, console: Console, duration_ms: int):
+        self.progress = Progress(TextColumn("simulating"), BarColumn(),
+                                 TextColumn("{task.fields[clock]}"), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self.task = self.progress.add_task("run", total=duration_ms, clock="00:00:00")
+        self._last = 0.0
+
+    def __enter__(self) -> ProgressView:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, scheduler: Scheduler, result: TickResult) -> None:
+        now = time.monotonic()
+        if now - self._last >= 0.1:
+            self._last = now
+            self.progress.update(self.task, completed=result.time_ms,
+                                 clock=clock_text(result.time_ms))
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Run summary", title_justify="left", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("policy", report.get("policy", "")),
+        ("simulated time", clock_text(round(report["duration_s"] * 1000))),
+        ("arrivals", report["arrivals"]),
+        ("admitted", report["admitted"]),
+        ("referred", f"{report['referred']} ({report['referral_rate']:.1%})"),
+        ("discharged", report["discharged"]),
+        ("mean length of stay", f"{report['mean_length_of_stay_s']:.1f} s"),
+        ("room occupancy", f"{report['room_occupancy']:.1%}"),
+    ]
+    for role, wait in report["wait_s"].items():
+        rows.append((f"{role} wait mean / p95", f"{wait['mean']:.2f} s / {wait['p95']:.2f} s"))
+    for role, share in report["utilisation"].items():
+        rows.append((f"{role} utilisation", f"{share:.1%}"))
+    solve = report["tick_solve_ms"]
+    rows.append(("ticks solved", report["ticks_solved"]))
+    rows.append(("tick solve p50 / p95 / max",
+                 f"{solve['p50']:.2f} / {solve['p95']:.2f} / {solve['max']:.2f} ms"))
+    if report.get("rejected_events") or report.get("duplicate_events"):
+        rows.append(("rejected / duplicate events",
+                     f"{report['rejected_events']} / {report['duplicate_events']}"))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table

@@ -1,0 +1,130 @@
+"""The KPI report of a run, computed from its events alone: what came in, what was decided.
+
+It needs nothing from the scheduler's internals, so a replay (`hospital solve`) reports the
+same figures as the live run, except the solver's timings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from scheduler import events as ev
+from scheduler.engine import TickResult
+from scheduler.layout import ROLE_OF_KIND
+from scheduler.validator import NEXT_KIND
+
+ROLES = ("porter", "medical", "cleaner")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile (0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+class KpiCollector:
+    """Feed it every tick's result (`collect`); `report` gives the figures."""
+
+    def __init__(self, rooms: int, staff_per_role: dict[str, int]):
+        self.rooms = rooms
+        self.staff_per_role = staff_per_role
+        self.counts = defaultdict(int)
+        self.created_ms: dict[tuple[str, str], int] = {}     # (kind, patient) -> created
+        self.task_role: dict[str, str] = {}
+        self.dispatched_ms: dict[str, int] = {}
+        self.waits_ms: dict[str, list[int]] = {role: [] for role in ROLES}
+        self.busy_ms: dict[str, int] = dict.fromkeys(ROLES, 0)
+        self.arrived_ms: dict[str, int] = {}
+        self.admitted_ms: dict[str, int] = {}
+        self.stays_ms: list[int] = []
+        self.occupied_ms = 0
+        self.solve_ms: list[float] = []
+        self.end_ms = 0
+
+    def collect(self, result: TickResult) -> None:
+        self.solve_ms.append(result.solve_ms)
+        self.counts["rejected"] += len(result.rejected)
+        self.counts["duplicates"] += len(result.duplicates)
+        self.end_ms = max(self.end_ms, result.time_ms)
+        for event in result.consumed:
+            self._inbound(event)
+        for decision in result.decisions:
+            self._decision(decision)
+
+    def _inbound(self, event: ev.Event) -> None:
+        if isinstance(event, ev.PatientArrived):
+            self.counts["arrivals"] += 1
+            self.arrived_ms[event.patient_id] = event.time_ms
+            self.created_ms["escort_in", event.patient_id] = event.time_ms
+            return
+        role = self.task_role.pop(event.task_id)
+        self.busy_ms[role] += event.time_ms - self.dispatched_ms.pop(event.task_id)
+        if isinstance(event, ev.EscortCompleted):
+            kind = "escort_in" if event.direction == "in" else "escort_out"
+        else:
+            kind = "visit" if isinstance(event, ev.VisitCompleted) else "clean"
+        patient_id = getattr(event, "patient_id", None)
+        if kind == "escort_out":
+            self.stays_ms.append(event.time_ms - self.arrived_ms.pop(patient_id))
+            self.occupied_ms += event.time_ms - self.admitted_ms.pop(patient_id)
+        if kind in NEXT_KIND and patient_id is not None:
+            self.created_ms[NEXT_KIND[kind], patient_id] = event.time_ms
+
+    def _decision(self, decision: ev.Decision) -> None:
+        if isinstance(decision, ev.PatientAdmitted):
+            self.counts["admitted"] += 1
+            self.admitted_ms[decision.patient_id] = decision.time_ms
+        elif isinstance(decision, ev.PatientReferred):
+            self.counts["referred"] += 1
+            self.arrived_ms.pop(decision.patient_id, None)
+        elif isinstance(decision, ev.PatientDischarged):
+            self.counts["discharged"] += 1
+        elif isinstance(decision, ev.TaskDispatched):
+            role = ROLE_OF_KIND[decision.kind]
+            created = self.created_ms.pop((decision.kind, decision.patient_id), decision.time_ms)
+            self.waits_ms[role].append(decision.time_ms - created)
+            self.task_role[decision.task_id] = role
+            self.dispatched_ms[decision.task_id] = decision.time_ms
+
+    def report(self, duration_ms: int | None = None, extra: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+        end_ms = max(duration_ms or 0, self.end_ms)
+        # Work and stays still going at the end count up to the end.
+        busy = dict(self.busy_ms)
+        for task_id, started in self.dispatched_ms.items():
+            busy[self.task_role[task_id]] += end_ms - started
+        occupied = self.occupied_ms + sum(end_ms - t for t in self.admitted_ms.values())
+        arrivals = self.counts["arrivals"]
+        seconds = end_ms / 1000 or 1.0
+        report: dict[str, Any] = {
+            "duration_s": end_ms / 1000,
+            "arrivals": arrivals,
+            "admitted": self.counts["admitted"],
+            "referred": self.counts["referred"],
+            "referral_rate": round(self.counts["referred"] / arrivals, 4) if arrivals else 0.0,
+            "discharged": self.counts["discharged"],
+            "in_building": self.counts["admitted"] - self.counts["discharged"],
+            "wait_s": {role: {"mean": round(_mean(w) / 1000, 3),
+                              "p95": percentile(w, 95) / 1000, "tasks": len(w)}
+                       for role, w in self.waits_ms.items()},
+            "mean_length_of_stay_s": round(_mean(self.stays_ms) / 1000, 3),
+            "room_occupancy": round(occupied / 1000 / (self.rooms * seconds), 4),
+            "utilisation": {role: round(busy[role] / 1000 / (count * seconds), 4) if count else 0.0
+                            for role, count in self.staff_per_role.items()},
+            "ticks_solved": len(self.solve_ms),
+            "tick_solve_ms": {"p50": round(percentile(self.solve_ms, 50), 3),
+                              "p95": round(percentile(self.solve_ms, 95), 3),
+                              "max": round(max(self.solve_ms, default=0.0), 3)},
+            "rejected_events": self.counts["rejected"],
+            "duplicate_events": self.counts["duplicates"],
+        }
+        report.update(extra or {})
+        return report
