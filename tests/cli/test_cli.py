@@ -1,0 +1,146 @@
+"""The `hospital` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app, parse_duration
+
+runner = CliRunner()
+KPI_KEYS = {"arrivals", "admitted", "referred", "referral_rate", "discharged", "wait_s",
+            "mean_length_of_stay_s", "room_occupancy", "utilisation", "ticks_solved",
+            "tick_solve_ms"}
+
+
+def run_and_solve(tmp_path, *options, env=None):
+    files = {name: tmp_path / name for name in ("ev.jsonl", "dec.jsonl", "dec2.jsonl", "r.json")}
+    ran = runner.invoke(app, ["run", "--speed", "max", "--duration", "20m", "--seed", "1",
+                              "--no-db", "--quiet", "--record", str(files["ev.jsonl"]),
+                              "--out", str(files["dec.jsonl"]), "--report", str(files["r.json"]),
+                              *options], env=env)
+    assert ran.exit_code == 0, ran.output
+    solved = runner.invoke(app, ["solve", str(files["ev.jsonl"]), "--out",
+                                 str(files["dec2.jsonl"]), *options], env=env)
+    assert solved.exit_code == 0, solved.output
+    return files, json.loads(files["r.json"].read_text())
+
+
+@pytest.mark.parametrize("options, env", [
+    ((), None),
+    (("--policy", "greedy"), None),
+    ((), {"HOSPITAL_TRAVEL_MODEL": "layout"}),
+])
+def test_solve_reproduces_the_run_byte_for_byte(tmp_path, options, env):
+    files, report = run_and_solve(tmp_path, *options, env=env)
+    decisions = files["dec.jsonl"].read_bytes()
+    assert decisions and decisions == files["dec2.jsonl"].read_bytes()
+    assert KPI_KEYS <= report.keys()
+    assert set(report["wait_s"]) == {"porter", "medical", "cleaner"}
+    assert report["arrivals"] == report["admitted"] + report["referred"] == 241
+    assert report["accounted_for"]["arrived"] == 241
+
+
+def test_policy_option_changes_the_policy(tmp_path):
+    _, report = run_and_solve(tmp_path, "--policy", "greedy")
+    assert report["policy"] == "greedy"
+    _, report = run_and_solve(tmp_path)
+    assert report["policy"] == "cpsat"
+
+
+def test_run_prints_the_summary(tmp_path):
+    result = runner.invoke(app, ["run", "--speed", "max", "--duration", "5m", "--no-db", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "Run summary" in result.output and "referred" in result.output
+
+
+def test_run_keeps_the_run_in_sqlite(tmp_path):
+    db = tmp_path / "run.db"
+    result = runner.invoke(app, ["run", "--speed", "max", "--duration", "5m", "-q",
+                                 "--db", f"sqlite:///{db}"])
+    assert result.exit_code == 0, result.output
+    assert db.stat().st_size > 0
+
+
+def test_solve_writes_to_stdout_without_out(tmp_path):
+    files, _ = run_and_solve(tmp_path)
+    result = runner.invoke(app, ["solve", str(files["ev.jsonl"])])
+    assert result.exit_code == 0
+    assert result.stdout.encode() == files["dec.jsonl"].read_bytes()
+
+
+def one_line_error(result, code):
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hospital: error:"), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_bad_config_value_names_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[staff]\nporters = -1\n")
+    line = one_line_error(runner.invoke(app, ["run", "--config", str(bad), "--no-db"]), 2)
+    assert "staff.porters" in line
+
+
+def test_bad_environment_override_names_the_key():
+    result = runner.invoke(app, ["run", "--no-db"], env={"HOSPITAL_STAFF_PORTERS": "many"})
+    assert "staff.porters" in one_line_error(result, 2)
+
+
+def test_missing_config_file():
+    assert "not found" in one_line_error(runner.invoke(app, ["solve", "x.jsonl", "--config",
+                                                               "/nonexistent.toml"]), 2)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not valid JSON"),
+    ('{"type": "patient.teleported", "event_id": "e", "time": 1}', "unknown event type"),
+    ('{"type": "patient.arrived", "event_id": "e", "time": 1}', "patient_id"),
+    ('[1, 2]', "JSON object"),
+])
+def test_malformed_event_log_names_the_line(tmp_path, line, message):
+    log = tmp_path / "events.jsonl"
+    log.write_text('{"type": "patient.arrived", "event_id": "a1", "time": 0, "patient_id": "p1"}\n'
+                   + line + "\n")
+    error = one_line_error(runner.invoke(app, ["solve", str(log)]), 2)
+    assert f"{log}:2:" in error and message in error
+
+
+def test_impossible_transition_is_rejected_and_reported(tmp_path):
+    log = tmp_path / "events.jsonl"
+    log.write_text(
+        '{"type": "patient.arrived", "event_id": "a1", "time": 0, "patient_id": "p1"}\n'
+        '{"type": "visit.completed", "event_id": "v1", "time": 3, "task_id": "task-99", '
+        '"staff_id": "nurse-1", "patient_id": "p1", "room_id": "A1"}\n')
+    result = runner.invoke(app, ["solve", str(log)])
+    assert result.exit_code == 1
+    assert "line 2" in result.stderr and "task-99" in result.stderr
+    # the good event was still decided
+    assert '"patient.admitted"' in result.stdout
+
+
+def test_missing_event_log():
+    assert "cannot read" in one_line_error(runner.invoke(app, ["solve", "/nonexistent.jsonl"]), 2)
+
+
+@pytest.mark.parametrize("text, ms", [("8h", 28_800_000), ("90m", 5_400_000),
+                                      ("1h30m", 5_400_000), ("45s", 45_000), ("2.5", 2500),
+                                      ("1d", 86_400_000)])
+def test_durations(text, ms):
+    assert parse_duration(text) == ms
+
+
+def test_bad_duration_and_speed_are_usage_errors():
+    assert runner.invoke(app, ["run", "--duration", "soon", "--no-db"]).exit_code == 2
+    assert runner.invoke(app, ["run", "--speed", "-3", "--no-db"]).exit_code == 2
+
+
+def test_help_lists_the_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "solve", "db"):
+        assert command in result.output
