@@ -12,12 +12,15 @@ from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.hospital import Hospital, Rejected
 from scheduler.policies import Policy, make_policy
+from scheduler.problem import Solution
 from scheduler.validator import Auditor
 
 # Within a tick, events are applied in a canonical order, whatever order they were
 # delivered in, so that a replay of the same events gives the same decisions.
 _TYPE_ORDER = {"escort.completed": 0, "visit.completed": 1, "cleaning.completed": 2,
                "patient.arrived": 3}
+
+NOTHING_TO_DECIDE = Solution(bookings={}, dispatches={})
 
 
 def canonical_order(events: list[ev.Event]) -> list[ev.Event]:
@@ -32,6 +35,7 @@ class TickResult:
     decisions: list[ev.Decision]
     rejected: list[tuple[ev.Event, str]] = field(default_factory=list)
     duplicates: list[ev.Event] = field(default_factory=list)
+    solved: bool = False                          # False: nothing to decide this tick
     solve_ms: float = 0.0
 
 
@@ -71,9 +75,12 @@ class Scheduler:
                 continue
             self.seen.add(event.event_id)
             result.consumed.append(event)
-        started = time.perf_counter()
-        solution = self.policy.solve(self.hospital.problem(now_ms))
-        result.solve_ms = (time.perf_counter() - started) * 1000
+        solution = NOTHING_TO_DECIDE
+        if self.hospital.has_choices():
+            started = time.perf_counter()
+            solution = self.policy.solve(self.hospital.problem(now_ms))
+            result.solve_ms = (time.perf_counter() - started) * 1000
+            result.solved = True
         decided = self.hospital.decide(solution, effects)
         result.decisions = [
             cls(event_id=f"decision-{tick}-{n}", time_ms=now_ms, tick=tick, **fields)

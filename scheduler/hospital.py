@@ -156,6 +156,14 @@ class Hospital:
 
     # --- one tick's decisions ------------------------------------------------------------
 
+    def has_choices(self) -> bool:
+        """False when this tick has nothing to decide: no arrival, and no waiting task with
+        a free staff member of its role."""
+        if self.arrivals:
+            return True
+        idle = {s.role for s in self.staff.values() if s.task_id is None}
+        return any(task.role in idle for task in self.waiting.values())
+
     def problem(self, now_ms: int) -> TickProblem:
         free_rooms = tuple(r.room_id for r in self.rooms.values() if r.status == "free")
         free_staff = tuple(FreeStaff(s.staff_id, s.role, s.location)

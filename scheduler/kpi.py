@@ -50,7 +50,9 @@ class KpiCollector:
         self.end_ms = 0
 
     def collect(self, result: TickResult) -> None:
-        self.solve_ms.append(result.solve_ms)
+        self.counts["ticks"] += 1
+        if result.solved:
+            self.solve_ms.append(result.solve_ms)
         self.counts["rejected"] += len(result.rejected)
         self.counts["duplicates"] += len(result.duplicates)
         self.end_ms = max(self.end_ms, result.time_ms)
@@ -119,6 +121,7 @@ class KpiCollector:
             "room_occupancy": round(occupied / 1000 / (self.rooms * seconds), 4),
             "utilisation": {role: round(busy[role] / 1000 / (count * seconds), 4) if count else 0.0
                             for role, count in self.staff_per_role.items()},
+            "ticks": self.counts["ticks"],
             "ticks_solved": len(self.solve_ms),
             "tick_solve_ms": {"p50": round(percentile(self.solve_ms, 50), 3),
                               "p95": round(percentile(self.solve_ms, 95), 3),
