@@ -104,6 +104,7 @@ class TaskDispatched(Decision):
     staff_id: str
     patient_id: str
     room_id: str
+    origin: str = "entrance"   # where the staff member sets off from
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
                 raise BadEvent(f"{kind}: 'tick' must be an integer")
             values["tick"] = tick
         else:
-            value = data.get(f.name)
+            value = data.get(f.name, f.default)
             if not isinstance(value, str) or not value:
                 raise BadEvent(f"{kind}: '{f.name}' must be a non-empty string")
             values[f.name] = value

@@ -218,8 +218,10 @@ class Hospital:
             fields = {"task_id": task.task_id, "kind": task.kind,
                       "patient_id": task.patient_id, "room_id": task.room_id}
             if staff_id is not None:
+                origin = self.staff[staff_id].location
                 self._dispatch(task, staff_id)
-                decisions.append((ev.TaskDispatched, {**fields, "staff_id": staff_id}))
+                decisions.append((ev.TaskDispatched, {**fields, "staff_id": staff_id,
+                                                      "origin": origin}))
             elif task.task_id in new:
                 decisions.append((ev.TaskQueued, fields))
         self._new_tasks = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.engine import Scheduler, TickResult
-from scheduler.layout import ENTRANCE, Layout
+from scheduler.layout import Layout
 
 
 def arrival_times(config: Config, seed: int) -> Iterator[int]:
@@ -35,27 +35,18 @@ def arrival_times(config: Config, seed: int) -> Iterator[int]:
         now += rng.expovariate(1 / interval_ms)
 
 
-class Workers:
-    """The staff as the outside world sees them: each does the task it is given, walking
-    from where it is, and reports completion when done."""
-
-    def __init__(self, layout: Layout):
-        self.layout = layout
-        self.location: dict[str, str] = {}
-
-    def start(self, task: ev.TaskDispatched, now_ms: int) -> ev.Event:
-        location = self.location.get(task.staff_id, ENTRANCE)
-        duration, end = self.layout.task_ms(location, task.kind, task.room_id)
-        self.location[task.staff_id] = end
-        done = now_ms + duration
-        common = {"event_id": f"done-{task.task_id}", "time_ms": done, "task_id": task.task_id,
-                  "staff_id": task.staff_id, "room_id": task.room_id}
-        if task.kind in ("escort_in", "escort_out"):
-            return ev.EscortCompleted(**common, patient_id=task.patient_id,
-                                      direction="in" if task.kind == "escort_in" else "out")
-        if task.kind == "visit":
-            return ev.VisitCompleted(**common, patient_id=task.patient_id)
-        return ev.CleaningCompleted(**common)
+def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Event:
+    """The event a staff member reports when done with a task dispatched to them: the task
+    is timed from where they set off (`origin`), so a worker needs no memory of its own."""
+    duration, _ = layout.task_ms(task.origin, task.kind, task.room_id)
+    common = {"event_id": f"done-{task.task_id}", "time_ms": task.time_ms + duration,
+              "task_id": task.task_id, "staff_id": task.staff_id, "room_id": task.room_id}
+    if task.kind in ("escort_in", "escort_out"):
+        return ev.EscortCompleted(**common, patient_id=task.patient_id,
+                                  direction="in" if task.kind == "escort_in" else "out")
+    if task.kind == "visit":
+        return ev.VisitCompleted(**common, patient_id=task.patient_id)
+    return ev.CleaningCompleted(**common)
 
 
 class Clock:
@@ -87,7 +78,7 @@ def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
     result (consumed events and decisions) as it happens."""
     clock = clock or Clock()
     seed = config.arrivals.seed if seed is None else seed
-    workers = Workers(scheduler.hospital.layout)
+    layout = scheduler.hospital.layout
     pending: list[tuple[int, int, ev.Event]] = []   # (time, order, event), a heap
     order = 0
 
@@ -124,6 +115,6 @@ def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
         ticks += 1
         for decision in result.decisions:
             if isinstance(decision, ev.TaskDispatched):
-                push(workers.start(decision, now_ms))
+                push(completion(layout, decision))
         on_tick(result)
     return RunSummary(ticks, duration_ms)
