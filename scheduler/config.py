@@ -72,7 +72,16 @@ class RulesConfig:
 
 @dataclass(frozen=True)
 class KafkaConfig:
+    enabled: bool = False
     bootstrap_servers: str = "127.0.0.1:9092"
+    inbound_topic: str = "hospital.inbound"
+    decisions_topic: str = "hospital.decisions"
+    dispatch_topic_prefix: str = "hospital.dispatch."
+    dead_letter_topic: str = "hospital.dead-letter"
+    partitions: int = 3
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ CHOICES = {
     ("arrivals", "process"): ("fixed", "poisson"),
     ("travel", "model"): ("seed", "layout"),
     ("scheduler", "policy"): ("cpsat", "greedy"),
+    ("kafka", "security_protocol"): ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
 }
 CONVENTIONAL_ENV = {"DATABASE_URL": ("database", "url"),
                     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
@@ -211,6 +221,8 @@ def _check_semantics(config: Config) -> None:
     floors = config.hospital.floors
     if not floors or len(set(floors)) != len(floors) or not all(f.isalpha() for f in floors):
         raise ConfigError(f"hospital.floors: expected distinct letters, got {list(floors)!r}")
+    if config.kafka.partitions < 1:
+        raise ConfigError("kafka.partitions: must be at least 1")
     if config.hospital.rooms_per_floor < 1:
         raise ConfigError("hospital.rooms_per_floor: must be at least 1")
     for key in ("porters", "nurses", "doctors", "cleaners"):

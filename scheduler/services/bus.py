@@ -1,0 +1,141 @@
+"""Kafka as the hospital's event bus: topics, keys, clients.
+
+| topic | producers | consumers | key | events |
+|---|---|---|---|---|
+| inbound | generator, workers | scheduler | patient (room for cleaning) | patient.arrived, *.completed |
+| decisions | scheduler | anyone | patient (room) | every decision |
+| dispatch.<role> | scheduler | workers of the role (a consumer group) | staff member | task.dispatched |
+| dead-letter | scheduler | operators | the offending message's key | the message, the reason |
+
+Keys keep the events of one patient (or room) in order on one partition. A dispatch goes to
+the partition of its staff member, so that one worker process does all of one person's work.
+Every message carries a `run` header: consumers ignore messages of another run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.hospital import staff_roster
+
+ROLES = ("porter", "medical", "cleaner")
+# kafka-python logs every failed connection attempt; our own errors say it in one line.
+logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+class BusError(RuntimeError):
+    """The broker cannot be used; the message says which and why."""
+
+
+def dispatch_topic(config: Config, role: str) -> str:
+    return f"{config.kafka.dispatch_topic_prefix}{role}"
+
+
+def staff_of_role(config: Config, role: str) -> list[str]:
+    return [staff_id for staff_id, r in staff_roster(config) if r == role]
+
+
+def topic_partitions(config: Config) -> dict[str, int]:
+    kafka = config.kafka
+    topics = {kafka.inbound_topic: kafka.partitions, kafka.decisions_topic: kafka.partitions,
+              kafka.dead_letter_topic: 1}
+    for role in ROLES:
+        topics[dispatch_topic(config, role)] = max(1, len(staff_of_role(config, role)))
+    return topics
+
+
+def client_options(config: Config) -> dict[str, Any]:
+    kafka = config.kafka
+    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers.split(","),
+                               "security_protocol": kafka.security_protocol}
+    if kafka.sasl_mechanism:
+        options.update(sasl_mechanism=kafka.sasl_mechanism,
+                       sasl_plain_username=kafka.sasl_username,
+                       sasl_plain_password=os.environ.get("KAFKA_SASL_PASSWORD", ""))
+    return options
+
+
+def _unreachable(config: Config, exc: Exception) -> BusError:
+    return BusError(f"Kafka broker unreachable at {config.kafka.bootstrap_servers}: "
+                    f"{type(exc).__name__}: {exc}")
+
+
+def ensure_topics(config: Config) -> None:
+    """Create the hospital's topics that do not exist yet."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(**client_options(config), request_timeout_ms=15000)
+    except KafkaError as exc:
+        raise _unreachable(config, exc) from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(name, partitions, 1)
+                   for name, partitions in topic_partitions(config).items()
+                   if name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created it meanwhile
+    finally:
+        admin.close()
+
+
+def producer(config: Config):
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        # Idempotent, acknowledged by all replicas: a retried send is not written twice.
+        return KafkaProducer(**client_options(config), acks="all", linger_ms=5,
+                             max_block_ms=15000)
+    except KafkaError as exc:
+        raise _unreachable(config, exc) from None
+
+
+def consumer(config: Config, **options: Any):
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaConsumer(**client_options(config), enable_auto_commit=False,
+                             auto_offset_reset="earliest", **options)
+    except KafkaError as exc:
+        raise _unreachable(config, exc) from None
+
+
+def key_of(event: ev.Event) -> bytes:
+    return (getattr(event, "patient_id", None) or getattr(event, "room_id", "")).encode()
+
+
+def encode(event: ev.Event) -> bytes:
+    return event.to_json().encode()
+
+
+def headers(run_id: str, producer_id: str) -> list[tuple[str, bytes]]:
+    return [("run", run_id.encode()), ("producer", producer_id.encode())]
+
+
+def header(message: Any, name: str) -> str | None:
+    for key, value in message.headers or ():
+        if key == name:
+            return value.decode(errors="replace")
+    return None
+
+
+def dispatch_partition(config: Config, staff_id: str, role: str) -> int:
+    return staff_of_role(config, role).index(staff_id) % topic_partitions(config)[
+        dispatch_topic(config, role)]
+
+
+def dead_letter(message_value: bytes, reason: str, origin: str) -> bytes:
+    return json.dumps({"reason": reason, "origin": origin,
+                       "message": message_value.decode(errors="replace")},
+                      sort_keys=True).encode()
