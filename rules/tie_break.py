@@ -1,11 +1,13 @@
 """Soft, last: a tie-break, so that equally good decisions do not depend on the solver's
-search. Among the optima of every other rule, prefer the first staff members and rooms (by
-order), then pair earlier tasks and arrivals with earlier staff and rooms: the weight
-K * j + i * (n + 1 - j) of task i and staff member j does both, the first term choosing the
-staff, the second, by the rearrangement inequality, making their pairing unique."""
-
+search. The pairs (task, staff member) and (arrival, room) are put in a fixed order, the
+first staff members, rooms, tasks and arrivals first, and pair k weighs 2^k: no two sets of
+pairs weigh the same, so among the optima of every other rule exactly one is best, the one
+that avoids the latest pairs. A tick with more than `EXACT_PAIRS` pairs (rare: long waiting
+lists) falls back to weights polynomial in the ranks, which break most ties but not all."""
 
 from rules.right_role import eligible
+
+EXACT_PAIRS = 30
 
 
 def build(problem, model, tick_vars, weight=None):
@@ -16,18 +18,23 @@ def upper_bound(problem) -> int:
     return sum(coefficient for _, coefficient in _coefficients(problem))
 
 
+def _ordered_pairs(problem):
+    """(family, first, second, staff or room rank, task or arrival rank), in preference order."""
+    pairs = [("dispatch", task.key, staff.staff_id, j, i)
+             for i, task in enumerate(problem.tasks)
+             for j, staff in enumerate(problem.staff) if eligible(task, staff)]
+    pairs += [("book", arrival.patient_id, room_id, j, i)
+              for i, arrival in enumerate(problem.arrivals)
+              for j, room_id in enumerate(problem.free_rooms)]
+    return sorted(pairs, key=lambda p: (p[3], p[4], p[0]))
+
+
 def _coefficients(problem):
-    yield from _pairs("dispatch", [t.key for t in problem.tasks],
-                      [s.staff_id for s in problem.staff],
-                      lambda i, j: eligible(problem.tasks[i], problem.staff[j]))
-    yield from _pairs("book", [a.patient_id for a in problem.arrivals], problem.free_rooms,
-                      lambda i, j: True)
-
-
-def _pairs(family, firsts, seconds, allowed):
-    m, n = len(firsts), len(seconds)
-    big = m * n + 1
-    for i, first in enumerate(firsts):
-        for j, second in enumerate(seconds):
-            if allowed(i, j):
-                yield (family, first, second), big * (j + 1) + (i + 1) * (n - j)
+    pairs = _ordered_pairs(problem)
+    if len(pairs) <= EXACT_PAIRS:
+        for k, (family, first, second, _, _) in enumerate(pairs):
+            yield (family, first, second), 1 << k
+        return
+    big = len(pairs) + 1
+    for family, first, second, j, i in pairs:
+        yield (family, first, second), big * (j + 1) + (i + 1)

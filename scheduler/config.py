@@ -8,6 +8,7 @@ load and a bad one raises `ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -134,6 +135,11 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
 
 def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     environ = environ or {}
+    known_sections = {f.name for f in dataclasses.fields(Config)}
+    for name in data:
+        if name not in known_sections:
+            raise ConfigError(f"[{name}]: unknown section (expected one of "
+                              f"{', '.join(sorted(known_sections))})")
     sections = {}
     for section in dataclasses.fields(Config):
         given = data.get(section.name, {})
@@ -205,8 +211,9 @@ def _check(name: str, value: Any, kind: str) -> Any:
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
         return value
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
         return float(value)
     if not isinstance(value, str):
         raise ConfigError(f"{name}: expected a string, got {value!r}")

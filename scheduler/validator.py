@@ -18,6 +18,9 @@ from scheduler.layout import ROLE_OF_KIND
 
 # What each completion leads to: the kind of the task it creates.
 NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
+# The kind of task each completion closes.
+COMPLETES = {("escort.completed", "in"): "escort_in", ("escort.completed", "out"): "escort_out",
+             ("visit.completed", None): "visit", ("cleaning.completed", None): "clean"}
 
 
 class InvariantViolation(AssertionError):
@@ -115,6 +118,10 @@ class Auditor:
         if task is None or task.done or task.staff_id != event.staff_id:
             self.fail(tick, f"{event.TYPE} for task {event.task_id}, which "
                             f"{event.staff_id} was not doing")
+        if COMPLETES.get((event.TYPE, getattr(event, "direction", None))) != task.kind \
+                or event.room_id != task.room_id:
+            self.fail(tick, f"{event.TYPE} for task {event.task_id} does not fit it: the task "
+                            f"is a {task.kind} in {task.room_id}")
         task.done = True
         self.busy[task.staff_id] = None
         del self.tasks[event.task_id]
