@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True)  # canonical: sorted keys, default separators
+
+
 class BadEvent(ValueError):
     """An event that cannot be parsed; the message says why."""
 
@@ -25,13 +28,13 @@ class Event:
     time_ms: int
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = dict(vars(self))
         data["time"] = data.pop("time_ms") / 1000
         data["type"] = self.TYPE
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(", ", ": "))
+        return _ENCODER.encode(self.to_dict())
 
 
 # --- inbound: facts reported by the patient generator and the workers -------------------

@@ -23,7 +23,7 @@ class Recorded:
 
 
 def dumps(event: ev.Event, **extra) -> str:
-    return json.dumps({**event.to_dict(), **extra}, sort_keys=True)
+    return json.dumps({**event.to_dict(), **extra}, sort_keys=True) if extra else event.to_json()
 
 
 def write(stream: IO[str], events: Iterable[ev.Event], **extra) -> None:

@@ -1,0 +1,282 @@
+"""`SqlStore`: the run's ticks in a SQL database, with the state of rooms, patients and tasks
+derived from the events.
+
+Each `hospital run` starts a fresh run: opening a store migrates the database to the latest
+schema, then empties its tables and seeds the rooms and staff of the configuration. Ticks
+are buffered and written in one transaction every `flush_every` ticks and at `close()`, with
+bulk inserts and updates, so that a 24 h simulation costs seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from alembic.util import CommandError
+from sqlalchemy import Engine, create_engine, delete, event, insert, make_url, text, update
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.db import migrate
+from scheduler.db.models import (Base, DecisionRow, InboundEvent, Patient, Room, Staff, Task,
+                                 Tick)
+from scheduler.engine import TickResult
+from scheduler.hospital import staff_roster
+from scheduler.layout import Layout
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the one-line message says which and why (no password)."""
+
+
+Row = dict[str, Any]
+
+# The task a completion creates, and so when that task was born (as `Hospital` does).
+NEXT_KIND = {("escort.completed", "in"): "visit", ("visit.completed", None): "escort_out",
+             ("escort.completed", "out"): "clean"}
+
+
+def safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
+def connect(url: str) -> Engine:
+    """An engine whose first connection worked, or `StoreError`."""
+    expected = "expected sqlite:///FILE or postgresql+psycopg2://USER@HOST/DB"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"invalid database URL: {expected}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        # A server that does not answer must not hang the run.
+        args = {"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {}
+        engine = create_engine(parsed, connect_args=args)
+    except ArgumentError:  # includes an unknown dialect
+        raise StoreError(f"unsupported database URL {shown}: {expected}") from None
+    except ImportError as exc:
+        raise StoreError(f"no database driver for {shown}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_foreign_keys)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"database unreachable at {shown}: {reason(exc)}") from None
+    return engine
+
+
+def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite checks foreign keys only when asked to, per connection; PostgreSQL always does.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def reason(exc: Exception) -> str:
+    """The driver's own first line (never the SQL parameters that `str(exc)` carries)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class SqlStore:
+    """The `Store` on a SQL database (see the module's docstring). Raises `StoreError` when
+    the database cannot be opened, migrated or written."""
+
+    def __init__(self, url: str, config: Config, policy: str, flush_every: int = 500):
+        self.url = safe_url(url)
+        self.policy = policy
+        self.flush_every = flush_every
+        self.engine = connect(url)
+        try:
+            migrate.upgrade(url)
+            self._write(lambda session: self._start_run(session, config))
+        except (CommandError, SQLAlchemyError) as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot migrate the database at {self.url}: {reason(exc)}") from None
+        except StoreError:
+            self.engine.dispose()
+            raise
+        self._clear()
+        self._queued: set[str] = set()  # tasks written as waiting, not yet dispatched
+        self._closed = False
+
+    # --- the Store protocol ------------------------------------------------------------
+
+    def save_tick(self, result: TickResult) -> None:
+        now = result.time_ms / 1000
+        born: dict[tuple[str, str], float] = {}
+        for event in result.consumed:
+            self._inbound(event, result.tick, born)
+        for decision in result.decisions:
+            self._decision(decision, now, born)
+        self.ticks.append({"tick": result.tick, "time": now, "policy": self.policy,
+                           "solve_ms": result.solve_ms, "n_consumed": len(result.consumed),
+                           "n_decisions": len(result.decisions),
+                           "n_rejected": len(result.rejected)})
+        if len(self.ticks) >= self.flush_every:
+            self.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self.engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- from events to rows -------------------------------------------------------------
+
+    def _inbound(self, event: ev.Event, tick: int, born: dict[tuple[str, str], float]) -> None:
+        at = event.time_ms / 1000
+        self.inbound.append(_event_row(event, tick))
+        if isinstance(event, ev.PatientArrived):
+            self.new_patients[event.patient_id] = {
+                "patient_id": event.patient_id, "arrived_at": at, "status": "waiting",
+                "room_id": None, "admitted_at": None, "discharged_at": None,
+                "referred_at": None, "referral_reason": None}
+            born["escort_in", event.patient_id] = at
+            return
+        self._change_task(event.task_id, completed_at=at)
+        direction = getattr(event, "direction", None)
+        patient_id = getattr(event, "patient_id", None)
+        if patient_id is not None:
+            born[NEXT_KIND[event.TYPE, direction], patient_id] = at
+        if direction == "in":
+            self._room(event.room_id, status="occupied")
+
+    def _decision(self, d: ev.Decision, now: float, born: dict[tuple[str, str], float]) -> None:
+        self.decisions.append(_event_row(d, d.tick))
+        if isinstance(d, ev.PatientAdmitted):
+            self._change_patient(d.patient_id, status="admitted", room_id=d.room_id,
+                                 admitted_at=now)
+            self._room(d.room_id, status="booked", current_patient_id=d.patient_id)
+        elif isinstance(d, ev.PatientReferred):
+            self._change_patient(d.patient_id, status="referred", referred_at=now,
+                                 referral_reason=d.reason)
+        elif isinstance(d, ev.PatientDischarged):
+            self._change_patient(d.patient_id, status="discharged", discharged_at=now)
+            self._room(d.room_id, status="dirty", current_patient_id=None)
+        elif isinstance(d, ev.RoomAvailable):
+            self._room(d.room_id, status="free")
+        elif isinstance(d, ev.TaskQueued):
+            self._new_task(d, born.get((d.kind, d.patient_id), now))
+            self._queued.add(d.task_id)
+        elif isinstance(d, ev.TaskDispatched):
+            if d.task_id in self._queued:
+                self._queued.discard(d.task_id)
+            else:
+                self._new_task(d, born.get((d.kind, d.patient_id), now))
+            self._change_task(d.task_id, staff_id=d.staff_id, dispatched_at=now,
+                              dispatched_tick=d.tick)
+            if d.kind == "clean":
+                self._room(d.room_id, status="cleaning")
+
+    def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> None:
+        self.new_tasks[d.task_id] = {
+            "task_id": d.task_id, "kind": d.kind, "patient_id": d.patient_id,
+            "room_id": d.room_id, "staff_id": None, "created_at": created_at,
+            "dispatched_at": None, "completed_at": None, "created_tick": d.tick,
+            "dispatched_tick": None}
+
+    def _change_patient(self, patient_id: str, **values: Any) -> None:
+        _change(self.new_patients, self.patient_updates, "patient_id", patient_id, values)
+
+    def _change_task(self, task_id: str, **values: Any) -> None:
+        _change(self.new_tasks, self.task_updates, "task_id", task_id, values)
+
+    def _room(self, room_id: str, **values: Any) -> None:
+        self.room_updates.setdefault(room_id, {"room_id": room_id}).update(values)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the buffered ticks in one transaction, parents before children. Inserts go
+        to the tables as plain executemany (the ORM's per-row bookkeeping would double
+        their cost)."""
+        if not self.ticks:
+            return
+
+        def write(session: Session) -> None:
+            session.execute(insert(Tick.__table__), self.ticks)
+            _bulk(session, Patient, self.new_patients, self.patient_updates)
+            _bulk(session, Task, self.new_tasks, self.task_updates)
+            if self.room_updates:
+                session.execute(update(Room), list(self.room_updates.values()))
+            for model, rows in ((DecisionRow, self.decisions), (InboundEvent, self.inbound)):
+                if rows:
+                    session.execute(insert(model.__table__), rows)
+
+        self._write(write)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.ticks: list[Row] = []
+        self.decisions: list[Row] = []
+        self.inbound: list[Row] = []
+        self.new_patients: dict[str, Row] = {}
+        self.patient_updates: dict[str, Row] = {}
+        self.new_tasks: dict[str, Row] = {}
+        self.task_updates: dict[str, Row] = {}
+        self.room_updates: dict[str, Row] = {}
+
+    def _write(self, work: Callable[[Session], None]) -> None:
+        try:
+            with Session(self.engine) as session, session.begin():
+                work(session)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database write failed at {self.url}: {reason(exc)}") from None
+
+    @staticmethod
+    def _start_run(session: Session, config: Config) -> None:
+        """Empty every table (rooms first let go of their patients), then seed the rooms
+        and staff of this configuration."""
+        session.execute(update(Room).values(current_patient_id=None))
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(delete(table))
+        session.execute(insert(Room), [
+            {"room_id": room.room_id, "floor": config.hospital.floors[room.floor_index - 1],
+             "number": room.number, "status": "free", "current_patient_id": None}
+            for room in Layout(config).rooms.values()])
+        roster = staff_roster(config)
+        if roster:
+            session.execute(insert(Staff), [
+                {"staff_id": staff_id, "role": role, "title": staff_id.rsplit("-", 1)[0]}
+                for staff_id, role in roster])
+
+
+def _event_row(event: ev.Event, tick: int) -> Row:
+    return {"event_id": event.event_id, "tick": tick, "type": event.TYPE,
+            "time": event.time_ms / 1000, "payload": event.to_json()}
+
+
+def _change(new: dict[str, Row], updates: dict[str, Row], key: str, id_: str,
+            values: Row) -> None:
+    """Change a row still to be inserted, or else remember the update of a written one."""
+    if id_ in new:
+        new[id_].update(values)
+    else:
+        updates.setdefault(id_, {key: id_}).update(values)
+
+
+def _bulk(session: Session, model: type[Base], new: dict[str, Row],
+          updates: dict[str, Row]) -> None:
+    if new:
+        session.execute(insert(model.__table__), list(new.values()))
+    if updates:
+        # ORM bulk UPDATE by primary key runs one executemany per run of rows that change
+        # the same columns: sorted by those columns, that is a few per flush.
+        session.execute(update(model), sorted(updates.values(), key=lambda row: sorted(row)))

@@ -1,0 +1,1 @@
+"""Alembic migrations of the run database (`scheduler.db.migrate` runs them)."""

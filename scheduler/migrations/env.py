@@ -1,0 +1,50 @@
+"""Alembic's entry point. The URL comes from the code that runs the migrations
+(`config.attributes["url"]`, see `scheduler.db.migrate`), else from `sqlalchemy.url`, else
+from the project's configuration (`config.toml` / `DATABASE_URL`)."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from scheduler import config as project_config
+from scheduler.db.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def database_url() -> str:
+    return (config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+            or project_config.load().database.url)
+
+
+def run_migrations_offline() -> None:
+    url = database_url()
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
+                      render_as_batch=url.startswith("sqlite"))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        engine = create_engine(database_url(), poolclass=pool.NullPool)
+        with engine.connect() as connection:
+            run_with(connection)
+        engine.dispose()
+    else:
+        run_with(connection)
+
+
+def run_with(connection) -> None:
+    # SQLite cannot ALTER most things: batch mode copies the table instead.
+    context.configure(connection=connection, target_metadata=target_metadata,
+                      render_as_batch=connection.dialect.name == "sqlite")
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
