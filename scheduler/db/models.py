@@ -8,7 +8,8 @@ these models.
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Double, ForeignKey, MetaData, String, Text
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Double, ForeignKey, Index,
+                        MetaData, String, Text, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Named constraints, so that migrations can refer to them on every backend.
@@ -36,6 +37,7 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
 ROOM_STATUSES = ("free", "booked", "occupied", "dirty", "cleaning")
 PATIENT_STATUSES = ("waiting", "admitted", "referred", "discharged")
 TASK_KINDS = ("escort_in", "visit", "escort_out", "clean")
+OPEN_TASK = "staff_id IS NOT NULL AND completed_at IS NULL"
 
 
 class Room(Base):
@@ -108,6 +110,9 @@ class Task(Base):
         CheckConstraint("dispatched_at IS NULL OR staff_id IS NOT NULL", name="dispatched_staff"),
         CheckConstraint("completed_at IS NULL OR dispatched_at IS NOT NULL",
                         name="completed_after_dispatch"),
+        # A staff member is on at most one open task.
+        Index("uq_tasks_open_staff", "staff_id", unique=True,
+              postgresql_where=text(OPEN_TASK), sqlite_where=text(OPEN_TASK)),
     )
 
     task_id: Mapped[str] = mapped_column(primary_key=True)
@@ -134,6 +139,7 @@ class DecisionRow(Base):
 
     event_id: Mapped[str] = mapped_column(primary_key=True)
     tick: Mapped[int] = mapped_column(ForeignKey("ticks.tick"), index=True)
+    position: Mapped[int]  # its place among the tick's decisions
     type: Mapped[str]
     time: Mapped[float]
     payload: Mapped[str] = mapped_column(Text)
@@ -154,3 +160,39 @@ class InboundEvent(Base):
     payload: Mapped[str] = mapped_column(Text)
 
     tick_row: Mapped[Tick] = relationship(back_populates="inbound_events")
+
+
+class Run(Base):
+    """The run the tables hold: the clock its services share."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[str] = mapped_column(primary_key=True)
+    epoch_s: Mapped[float]
+    speed: Mapped[float]
+
+
+class ConsumerOffset(Base):
+    """Where the scheduler resumes reading each partition: committed with the tick that
+    consumed the messages before it."""
+
+    __tablename__ = "consumer_offsets"
+
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class OutboxRow(Base):
+    """A message to send to Kafka once its tick is committed; `published` once sent."""
+
+    __tablename__ = "outbox"
+
+    outbox_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    tick: Mapped[int] = mapped_column(ForeignKey("ticks.tick"), index=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(Text)
+    partition: Mapped[int | None]
+    payload: Mapped[str] = mapped_column(Text)
+    dead_letter: Mapped[bool] = mapped_column(Boolean)
+    published: Mapped[bool] = mapped_column(Boolean, index=True)

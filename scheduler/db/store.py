@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, delete, event, insert, make_url, text, update
+from sqlalchemy import (Engine, create_engine, delete, event, insert, make_url, select, text,
+                        update)
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -89,14 +90,20 @@ class SqlStore:
     """The `Store` on a SQL database (see the module's docstring). Raises `StoreError` when
     the database cannot be opened, migrated or written."""
 
-    def __init__(self, url: str, config: Config, policy: str, flush_every: int = 500):
+    def __init__(self, url: str, config: Config, policy: str, flush_every: int = 500,
+                 fresh: bool = True):
         self.url = safe_url(url)
         self.policy = policy
         self.flush_every = flush_every
+        self.config = config
+        self._queued: set[str] = set()  # tasks written as waiting, not yet dispatched
         self.engine = connect(url)
         try:
             migrate.upgrade(url)
-            self._write(lambda session: self._start_run(session, config))
+            if fresh:
+                self.reset()
+            else:
+                self._write(self._load_queued)
         except (CommandError, SQLAlchemyError) as exc:
             self.engine.dispose()
             raise StoreError(f"cannot migrate the database at {self.url}: {reason(exc)}") from None
@@ -104,8 +111,16 @@ class SqlStore:
             self.engine.dispose()
             raise
         self._clear()
-        self._queued: set[str] = set()  # tasks written as waiting, not yet dispatched
         self._closed = False
+
+    def reset(self) -> None:
+        """Start a new run: empty tables, seeded with the rooms and staff of the config."""
+        self._write(lambda session: self._start_run(session, self.config))
+        self._queued.clear()
+
+    def _load_queued(self, session: Session) -> None:
+        rows = session.execute(select(Task.task_id).where(Task.staff_id.is_(None)))
+        self._queued = {task_id for (task_id,) in rows}
 
     # --- the Store protocol ------------------------------------------------------------
 
@@ -114,8 +129,8 @@ class SqlStore:
         born: dict[tuple[str, str], float] = {}
         for event in result.consumed:
             self._inbound(event, result.tick, born)
-        for decision in result.decisions:
-            self._decision(decision, now, born)
+        for position, decision in enumerate(result.decisions):
+            self._decision(decision, position, now, born)
         self.ticks.append({"tick": result.tick, "time": now, "policy": self.policy,
                            "solve_ms": result.solve_ms, "n_consumed": len(result.consumed),
                            "n_decisions": len(result.decisions),
@@ -158,8 +173,9 @@ class SqlStore:
         if direction == "in":
             self._room(event.room_id, status="occupied")
 
-    def _decision(self, d: ev.Decision, now: float, born: dict[tuple[str, str], float]) -> None:
-        self.decisions.append(_event_row(d, d.tick))
+    def _decision(self, d: ev.Decision, position: int, now: float,
+                  born: dict[tuple[str, str], float]) -> None:
+        self.decisions.append({**_event_row(d, d.tick), "position": position})
         if isinstance(d, ev.PatientAdmitted):
             self._change_patient(d.patient_id, status="admitted", room_id=d.room_id,
                                  admitted_at=now)
@@ -203,11 +219,11 @@ class SqlStore:
 
     # --- writing -------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write the buffered ticks in one transaction, parents before children. Inserts go
-        to the tables as plain executemany (the ORM's per-row bookkeeping would double
-        their cost)."""
-        if not self.ticks:
+    def flush(self, extra: Callable[[Session], None] | None = None) -> None:
+        """Write the buffered ticks in one transaction, parents before children, with
+        `extra` work in the same transaction. Inserts go to the tables as plain executemany
+        (the ORM's per-row bookkeeping would double their cost)."""
+        if not self.ticks and extra is None:
             return
 
         def write(session: Session) -> None:
@@ -219,6 +235,8 @@ class SqlStore:
             for model, rows in ((DecisionRow, self.decisions), (InboundEvent, self.inbound)):
                 if rows:
                     session.execute(insert(model.__table__), rows)
+            if extra is not None:
+                extra(session)
 
         self._write(write)
         self._clear()
@@ -274,9 +292,12 @@ def _change(new: dict[str, Row], updates: dict[str, Row], key: str, id_: str,
 
 def _bulk(session: Session, model: type[Base], new: dict[str, Row],
           updates: dict[str, Row]) -> None:
-    if new:
-        session.execute(insert(model.__table__), list(new.values()))
+    # Updates first: a completion closes a staff member's task before the insert of the next
+    # task given to them, which the one-open-task-a-staff-member index would refuse.
     if updates:
         # ORM bulk UPDATE by primary key runs one executemany per run of rows that change
-        # the same columns: sorted by those columns, that is a few per flush.
+        # the same columns, sorted by those columns: a few per flush, completions
+        # (`completed_at`) before dispatches.
         session.execute(update(model), sorted(updates.values(), key=lambda row: sorted(row)))
+    if new:
+        session.execute(insert(model.__table__), list(new.values()))
