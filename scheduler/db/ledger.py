@@ -1,0 +1,142 @@
+"""The live scheduler's unit of work: one tick, one transaction.
+
+A tick's rows (through `SqlStore`), the consumer positions after the messages it consumed and
+the messages it wants sent (the outbox) are committed together, so that after a crash the
+database says exactly which events were applied and which messages are still owed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.db.models import ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run, Tick
+from scheduler.db.store import SqlStore, StoreError, reason
+from scheduler.engine import TickResult
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    topic: str
+    key: bytes
+    partition: int | None
+    payload: bytes
+    outbox_id: int = 0
+    dead_letter: bool = False
+
+
+class Ledger:
+    def __init__(self, url: str, config: Config, policy: str):
+        self.store = SqlStore(url, config, policy, flush_every=1 << 62, fresh=False)
+        self.engine = self.store.engine
+
+    # --- the run --------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> Run | None:
+        with Session(self.engine) as session:
+            return session.get(Run, run_id)
+
+    def start_run(self, run_id: str, epoch_s: float, speed: float,
+                  offsets: dict[tuple[str, int], int]) -> None:
+        """Empty the tables for a new run that reads each partition from `offsets`."""
+        self.store.reset()
+
+        def begin(session: Session) -> None:
+            session.add(Run(run_id=run_id, epoch_s=epoch_s, speed=speed))
+            session.add_all(ConsumerOffset(topic=t, partition=p, offset=o)
+                            for (t, p), o in sorted(offsets.items()))
+
+        self.store._write(begin)
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        with Session(self.engine) as session:
+            return {(r.topic, r.partition): r.offset for r in session.scalars(select(ConsumerOffset))}
+
+    def last_tick(self) -> int:
+        with Session(self.engine) as session:
+            return session.scalar(select(func.max(Tick.tick))) or -1
+
+    def history(self) -> Iterator[tuple[int, list[ev.Event], list[str]]]:
+        """Every stored tick: the inbound events it applied and its decisions, in order."""
+        with Session(self.engine) as session:
+            inbound: dict[int, list[ev.Event]] = defaultdict(list)
+            for row in session.execute(select(InboundEvent.tick, InboundEvent.payload)):
+                inbound[row.tick].append(ev.parse_json(row.payload))
+            decisions: dict[int, list[str]] = defaultdict(list)
+            query = select(DecisionRow.tick, DecisionRow.payload).order_by(
+                DecisionRow.tick, DecisionRow.position)
+            for row in session.execute(query):
+                decisions[row.tick].append(row.payload)
+            ticks = list(session.scalars(select(Tick.tick).order_by(Tick.tick)))
+        for tick in ticks:
+            yield tick, inbound.get(tick, []), decisions.get(tick, [])
+
+    def export(self, events_path, decisions_path) -> tuple[int, int]:
+        """Write the applied inbound events (each with its tick) and the decisions as JSONL,
+        for `hospital solve`. Returns how many of each."""
+        from scheduler import jsonl
+        from scheduler.engine import canonical_order
+
+        events = decisions = 0
+        with open(events_path, "w") as events_file, open(decisions_path, "w") as out_file:
+            for tick, inbound, stored in self.history():
+                jsonl.write(events_file, canonical_order(inbound), tick=tick)
+                out_file.writelines(line + "\n" for line in stored)
+                events, decisions = events + len(inbound), decisions + len(stored)
+        return events, decisions
+
+    # --- one tick -------------------------------------------------------------------------
+
+    def commit_tick(self, result: TickResult, positions: dict[tuple[str, int], int],
+                    outbox: list[OutboxMessage]) -> None:
+        self.store.save_tick(result)
+
+        def extra(session: Session) -> None:
+            for (topic, partition), offset in sorted(positions.items()):
+                session.execute(_upsert_offset(self.engine.dialect.name, topic, partition, offset))
+            if outbox:
+                session.add_all(OutboxRow(tick=result.tick, topic=m.topic, key=m.key.decode(),
+                                          partition=m.partition, payload=m.payload.decode(),
+                                          dead_letter=m.dead_letter, published=False)
+                                for m in outbox)
+
+        self.store.flush(extra)
+
+    # --- the outbox -----------------------------------------------------------------------
+
+    def unpublished(self, limit: int = 1000) -> list[OutboxMessage]:
+        try:
+            with Session(self.engine) as session:
+                rows = session.scalars(select(OutboxRow).where(OutboxRow.published.is_(False))
+                                       .order_by(OutboxRow.outbox_id).limit(limit))
+                return [OutboxMessage(r.topic, r.key.encode(), r.partition, r.payload.encode(),
+                                      r.outbox_id, r.dead_letter) for r in rows]
+        except Exception as exc:
+            raise StoreError(f"database read failed at {self.store.url}: {reason(exc)}") from None
+
+    def mark_published(self, up_to: int) -> None:
+        self.store._write(lambda session: session.execute(
+            update(OutboxRow).where(OutboxRow.outbox_id <= up_to,
+                                    OutboxRow.published.is_(False)).values(published=True)))
+
+    def dead_letters(self) -> int:
+        with Session(self.engine) as session:
+            return session.scalar(select(func.count()).select_from(OutboxRow)
+                                  .where(OutboxRow.dead_letter.is_(True))) or 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _upsert_offset(dialect: str, topic: str, partition: int, offset: int):
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(ConsumerOffset).values(topic=topic, partition=partition, offset=offset)
+    return statement.on_conflict_do_update(index_elements=["topic", "partition"],
+                                           set_={"offset": offset})

@@ -1,0 +1,189 @@
+"""The scheduler as a service: inbound events from Kafka, one tick at a time, with effects that
+happen exactly once.
+
+Each tick's state changes, its decisions, the ids of the events it consumed and the consumer
+positions are written in one database transaction (the `Ledger`). Decisions and dead letters
+go to Kafka only after that commit, from an outbox in the same database; a crash between the
+two re-sends them on restart, and every consumer ignores an event id it has already applied.
+On start, the scheduler rebuilds its state by replaying the ticks stored in the database
+(checking that it makes the same decisions again) and resumes from the stored positions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.db.ledger import Ledger, OutboxMessage
+from scheduler.engine import Scheduler, TickResult
+from scheduler.layout import ROLE_OF_KIND
+from scheduler.services import bus
+from scheduler.services.clock import LiveClock
+
+log = logging.getLogger("hospital.scheduler")
+POLL_MS = 50
+
+
+class ReplayMismatch(RuntimeError):
+    """The stored ticks, replayed, do not give the stored decisions."""
+
+
+@dataclass
+class Pending:
+    """What has been read from Kafka since the last tick."""
+
+    events: list[ev.Event]
+    dead: list[OutboxMessage]
+    positions: dict[tuple[str, int], int]
+    foreign: int = 0   # messages of another run, skipped
+
+
+def restore(config: Config, ledger: Ledger) -> Scheduler:
+    """A scheduler in the state the stored ticks leave it in."""
+    scheduler = Scheduler(config)
+    for tick, inbound, stored in ledger.history():
+        result = scheduler.tick(tick, inbound)
+        again = [d.to_json() for d in result.decisions]
+        if again != stored:
+            raise ReplayMismatch(f"tick {tick}: replaying the stored events gives other "
+                                 f"decisions than those stored (config or version changed?)")
+    scheduler.last_tick = max(scheduler.last_tick, ledger.last_tick())
+    return scheduler
+
+
+def outbox_for(config: Config, result: TickResult) -> list[OutboxMessage]:
+    """Where each decision goes: all to the decisions topic, dispatches also to their role's
+    work topic, on their staff member's partition; rejected events to the dead letters."""
+    messages = []
+    for decision in result.decisions:
+        payload = bus.encode(decision)
+        messages.append(OutboxMessage(config.kafka.decisions_topic, bus.key_of(decision), None,
+                                      payload))
+        if isinstance(decision, ev.TaskDispatched):
+            role = ROLE_OF_KIND[decision.kind]
+            messages.append(OutboxMessage(
+                bus.dispatch_topic(config, role), decision.staff_id.encode(),
+                bus.dispatch_partition(config, decision.staff_id, role), payload))
+    for event, reason in result.rejected:
+        messages.append(OutboxMessage(config.kafka.dead_letter_topic, bus.key_of(event), None,
+                                      bus.dead_letter(bus.encode(event), reason, "scheduler"),
+                                      dead_letter=True))
+    return messages
+
+
+class LiveScheduler:
+    def __init__(self, config: Config, ledger: Ledger, *, run_id: str, clock: LiveClock,
+                 until_ms: int | None = None, stop: threading.Event | None = None):
+        self.config = config
+        self.ledger = ledger
+        self.run_id = run_id
+        self.clock = clock
+        self.until_ms = until_ms
+        self.stop = stop or threading.Event()
+        self.tick_ms = round(config.scheduler.tick_s * 1000)
+        self.counters = {"ticks": 0, "dead_lettered": 0, "foreign": 0}
+
+    # --- start ------------------------------------------------------------------------
+
+    def start(self, fresh: bool) -> None:
+        """Connect, and start a new run or resume the stored one."""
+        bus.ensure_topics(self.config)
+        self.consumer = bus.consumer(self.config)
+        topic = self.config.kafka.inbound_topic
+        from kafka import TopicPartition
+
+        partitions = sorted(self.consumer.partitions_for_topic(topic) or ())
+        self.partitions = [TopicPartition(topic, p) for p in partitions]
+        self.consumer.assign(self.partitions)
+        if fresh or self.ledger.run(self.run_id) is None:
+            # A new run starts after whatever earlier runs left in the topic.
+            ends = self.consumer.end_offsets(self.partitions)
+            self.ledger.start_run(self.run_id, self.clock.epoch_s, self.clock.speed,
+                                  {(tp.topic, tp.partition): ends[tp] for tp in self.partitions})
+        stored = self.ledger.offsets()
+        for tp in self.partitions:
+            self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+        self.scheduler = restore(self.config, self.ledger)
+        self.producer = bus.producer(self.config)
+        self.relay()
+        log.info("run %s: resumed after tick %d", self.run_id, self.scheduler.last_tick)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        pending = Pending([], [], {})
+        next_tick = self.clock.now_ms() // self.tick_ms + 1
+        while not self.stop.is_set():
+            now = self.clock.now_ms()
+            if self.until_ms is not None and now > self.until_ms:
+                break
+            wait_ms = max(0, min(POLL_MS, (next_tick * self.tick_ms - now) / self.clock.speed))
+            self.read(pending, timeout_ms=int(wait_ms))
+            if self.clock.now_ms() >= next_tick * self.tick_ms:
+                if pending.events or pending.dead:
+                    self.tick(next_tick, pending)
+                    pending = Pending([], [], {})
+                next_tick = max(next_tick + 1, self.clock.now_ms() // self.tick_ms)
+            self.relay()
+
+    def read(self, pending: Pending, timeout_ms: int) -> None:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=500)
+        for tp, messages in sorted(polled.items(), key=lambda kv: kv[0].partition):
+            for message in messages:
+                pending.positions[tp.topic, tp.partition] = message.offset + 1
+                if bus.header(message, "run") != self.run_id:
+                    pending.foreign += 1
+                    continue
+                try:
+                    pending.events.append(ev.parse_json(message.value))
+                except ev.BadEvent as exc:
+                    pending.dead.append(OutboxMessage(
+                        self.config.kafka.dead_letter_topic, message.key or b"", None,
+                        bus.dead_letter(message.value or b"", str(exc), "scheduler"),
+                        dead_letter=True))
+
+    def tick(self, tick: int, pending: Pending) -> TickResult:
+        # An event stamped a little ahead of this process's clock is consumed by the tick
+        # that covers its time, never rejected as from the future.
+        latest = max((e.time_ms for e in pending.events), default=0)
+        tick = max(tick, -(-latest // self.tick_ms), self.scheduler.last_tick + 1)
+        result = self.scheduler.tick(tick, pending.events)
+        outbox = pending.dead + outbox_for(self.config, result)
+        # If this fails the process stops: the state in memory is ahead of the database,
+        # and a restart rebuilds it from what was committed.
+        self.ledger.commit_tick(result, pending.positions, outbox)
+        self.counters["ticks"] += 1
+        self.counters["dead_lettered"] += len(pending.dead) + len(result.rejected)
+        self.counters["foreign"] += pending.foreign
+        return result
+
+    def relay(self) -> None:
+        """Send what the outbox holds, then mark it sent. A broker that is down leaves it in
+        the outbox for the next try."""
+        messages = self.ledger.unpublished()
+        if not messages:
+            return
+        headers = bus.headers(self.run_id, "scheduler")
+        try:
+            for message in messages:
+                self.producer.send(message.topic, value=message.payload, key=message.key,
+                                   partition=message.partition, headers=headers)
+            self.producer.flush(timeout=15)
+        except Exception as exc:  # kafka-python's errors; the outbox keeps the messages
+            log.warning("outbox relay failed, will retry: %s", exc)
+            time.sleep(0.5)
+            return
+        self.ledger.mark_published(messages[-1].outbox_id)
+
+    def close(self) -> None:
+        for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # closing a client of a dead broker must not mask the exit
+                    pass
+        self.ledger.close()
