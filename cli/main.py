@@ -99,6 +99,13 @@ def run(
         show_default=False)] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="Keep nothing in a database.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view or progress bar.")] = False,
+    kafka: Annotated[Optional[bool], typer.Option(
+        "--kafka/--embedded", help="Run the services as separate processes over Kafka, the run "
+                                   "kept in --db (default: kafka.enabled of the config).",
+        show_default=False)] = None,
+    workers: Annotated[str, typer.Option(
+        help="With --kafka: worker processes per role, e.g. porter=2,medical=1,cleaner=1.")]
+        = "porter=1,medical=1,cleaner=1",
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
@@ -108,6 +115,17 @@ def run(
     duration_ms = parse_duration(duration)
     speed_value = parse_speed(speed)
     settings = load_config(config, policy)
+    if kafka if kafka is not None else settings.kafka.enabled:
+        if speed_value is None:
+            raise fail("the distributed mode runs on the wall clock: give --speed a number")
+        if policy is not None:
+            raise fail("with --kafka, set the policy in the config (scheduler.policy) so "
+                       "that every service uses it")
+        from cli.distributed import run_distributed
+
+        run_distributed(settings, config, db or settings.database.url, duration_ms,
+                        speed_value, seed, parse_workers(workers), record, out, report, quiet)
+        return
     store = None if no_db else open_store(db or settings.database.url, settings)
     console = Console(stderr=True)
     if quiet:
@@ -131,6 +149,17 @@ def run(
     if report:
         report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     Console().print(summary_table(figures))
+
+
+def parse_workers(text: str) -> dict[str, int]:
+    counts = {"porter": 1, "medical": 1, "cleaner": 1}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        role, _, count = part.partition("=")
+        if role not in counts or not count.isdigit() or int(count) < 1:
+            raise typer.BadParameter(f"{part!r}: expected ROLE=COUNT, ROLE one of "
+                                     f"porter, medical, cleaner", param_hint="--workers")
+        counts[role] = int(count)
+    return counts
 
 
 def open_store(url: str, settings: Config):
@@ -217,3 +246,6 @@ def db_check(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+from cli import services  # noqa: E402,F401  (registers the distributed mode's commands)

@@ -63,6 +63,10 @@ class Ledger:
         with Session(self.engine) as session:
             return session.scalar(select(func.max(Tick.tick))) or -1
 
+    def solve_times(self) -> dict[int, float]:
+        with Session(self.engine) as session:
+            return dict(session.execute(select(Tick.tick, Tick.solve_ms)).all())
+
     def history(self) -> Iterator[tuple[int, list[ev.Event], list[str]]]:
         """Every stored tick: the inbound events it applied and its decisions, in order."""
         with Session(self.engine) as session:

@@ -1,0 +1,168 @@
+"""The distributed mode's services, each its own process: `hospital scheduler`,
+`hospital generator`, `hospital worker ROLE`; and `hospital status` / `hospital export` to
+look into a run kept in the database."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cli.main import ConfigOption, app, fail, load_config
+
+RunId = Annotated[str, typer.Option(help="The run's id, shared by all its services.")]
+Epoch = Annotated[Optional[float], typer.Option(
+    help="Unix time at which simulated time 0 falls (default: now).", show_default=False)]
+Speed = Annotated[float, typer.Option(help="Simulated seconds per wall second.")]
+Db = Annotated[Optional[str], typer.Option(help="Database URL (default: database.url).",
+                                           show_default=False)]
+
+
+def _service_setup(speed: float, epoch: float | None) -> tuple[threading.Event, object]:
+    from scheduler.services.clock import LiveClock
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    stop = threading.Event()
+    # SIGTERM (the supervisor, a container runtime) ends a service as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if not speed > 0:
+        raise fail("--speed must be greater than 0 in the distributed mode")
+    return stop, LiveClock(time.time() if epoch is None else epoch, speed)
+
+
+@app.command("scheduler")
+def scheduler_service(
+    run_id: RunId = "run-1",
+    epoch: Epoch = None,
+    speed: Speed = 1.0,
+    until_ms: Annotated[Optional[int], typer.Option(help="Stop at this simulated time (ms).",
+                                                    show_default=False)] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start the run anew, even if the "
+                                                        "database holds it.")] = False,
+    db: Db = None,
+    config: ConfigOption = None,
+) -> None:
+    """The scheduler service: consumes the inbound topic, decides each tick, keeps the run in
+    the database and publishes the decisions. Restarted, it resumes where it stopped."""
+    from scheduler.db.ledger import Ledger
+    from scheduler.db.store import StoreError
+    from scheduler.services.bus import BusError
+    from scheduler.services.scheduler_service import LiveScheduler
+
+    settings = load_config(config)
+    stop, clock = _service_setup(speed, epoch)
+    try:
+        ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
+        live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
+                             stop=stop)
+        try:
+            live.start(fresh=fresh)
+            live.run()
+        finally:
+            live.close()
+    except StoreError as exc:
+        raise fail(str(exc), 3) from None
+    except BusError as exc:
+        raise fail(str(exc), 4) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("generator")
+def generator_service(
+    run_id: RunId = "run-1",
+    epoch: Epoch = None,
+    speed: Speed = 1.0,
+    duration_ms: Annotated[int, typer.Option(help="Send arrivals up to this simulated time.")] = 8 * 3_600_000,
+    seed: Annotated[Optional[int], typer.Option(show_default=False,
+                                                help="Seed of the arrival process.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """The patient generator: sends `patient.arrived` to the inbound topic on time."""
+    from scheduler.services.bus import BusError
+    from scheduler.services.generator import run_generator
+
+    settings = load_config(config)
+    stop, clock = _service_setup(speed, epoch)
+    try:
+        run_generator(settings, run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed,
+                      stop=stop)
+    except BusError as exc:
+        raise fail(str(exc), 4) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("worker")
+def worker_service(
+    role: Annotated[str, typer.Argument(help="porter, medical or cleaner.")],
+    run_id: RunId = "run-1",
+    epoch: Epoch = None,
+    speed: Speed = 1.0,
+    until_ms: Annotated[Optional[int], typer.Option(help="Stop at this simulated time (ms).",
+                                                    show_default=False)] = None,
+    worker_id: Annotated[Optional[str], typer.Option(help="This worker's name.",
+                                                     show_default=False)] = None,
+    config: ConfigOption = None,
+) -> None:
+    """A worker of one role: does the tasks dispatched to the role's staff and reports their
+    completion. Several workers of one role share the work."""
+    from scheduler.services.bus import ROLES, BusError
+    from scheduler.services.worker import run_worker
+
+    if role not in ROLES:
+        raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    settings = load_config(config)
+    stop, clock = _service_setup(speed, epoch)
+    try:
+        run_worker(settings, role, run_id=run_id, clock=clock,
+                   worker_id=worker_id or f"{role}-worker", until_ms=until_ms, stop=stop)
+    except BusError as exc:
+        raise fail(str(exc), 4) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("status")
+def status(db: Db = None, config: ConfigOption = None) -> None:
+    """The rooms, staff and waiting lists of the run in the database."""
+    from rich.console import Console
+
+    from scheduler.db.status import hospital_status, status_tables
+    from scheduler.db.store import StoreError
+
+    settings = load_config(config)
+    try:
+        snapshot = hospital_status(db or settings.database.url)
+    except StoreError as exc:
+        raise fail(str(exc), 3) from None
+    Console().print(*status_tables(snapshot))
+
+
+@app.command("export")
+def export(
+    events: Annotated[Path, typer.Option(help="Write the applied inbound events here (JSONL, "
+                                              "with their ticks).")],
+    out: Annotated[Path, typer.Option(help="Write the decisions here (JSONL).")],
+    db: Db = None,
+    config: ConfigOption = None,
+) -> None:
+    """Export the run in the database for `hospital solve`, which reproduces its decisions."""
+    from scheduler.db.ledger import Ledger
+    from scheduler.db.store import StoreError
+
+    settings = load_config(config)
+    try:
+        ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
+        try:
+            counted = ledger.export(events, out)
+        finally:
+            ledger.close()
+    except StoreError as exc:
+        raise fail(str(exc), 3) from None
+    typer.echo(f"{counted[0]} events, {counted[1]} decisions")
