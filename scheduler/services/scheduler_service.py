@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 from scheduler import events as ev
@@ -146,20 +147,30 @@ class LiveScheduler:
                         bus.dead_letter(message.value or b"", str(exc), "scheduler"),
                         dead_letter=True))
 
-    def tick(self, tick: int, pending: Pending) -> TickResult:
-        # An event stamped a little ahead of this process's clock is consumed by the tick
-        # that covers its time, never rejected as from the future.
-        latest = max((e.time_ms for e in pending.events), default=0)
-        tick = max(tick, -(-latest // self.tick_ms), self.scheduler.last_tick + 1)
-        result = self.scheduler.tick(tick, pending.events)
-        outbox = pending.dead + outbox_for(self.config, result)
-        # If this fails the process stops: the state in memory is ahead of the database,
-        # and a restart rebuilds it from what was committed.
-        self.ledger.commit_tick(result, pending.positions, outbox)
-        self.counters["ticks"] += 1
-        self.counters["dead_lettered"] += len(pending.dead) + len(result.rejected)
+    def tick(self, boundary: int, pending: Pending) -> list[TickResult]:
+        """Consume what was read: each event by the tick that covers its time (a backlog,
+        after a restart, is caught up tick by tick), none before a tick already done."""
+        by_tick: dict[int, list[ev.Event]] = defaultdict(list)
+        for event in pending.events:
+            by_tick[-(-event.time_ms // self.tick_ms)].append(event)
+        groups = sorted(by_tick.items()) or [(boundary, [])]
+        results = []
+        for n, (tick, events) in enumerate(groups):
+            last = n == len(groups) - 1
+            tick = max(tick, self.scheduler.last_tick + 1)
+            result = self.scheduler.tick(tick, events)
+            # The positions and the dead letters go with the last tick: until it commits, a
+            # restart reads the messages again, and drops those it has applied by their ids.
+            outbox = (pending.dead if last else []) + outbox_for(self.config, result)
+            # If this fails the process stops: the state in memory is ahead of the database,
+            # and a restart rebuilds it from what was committed.
+            self.ledger.commit_tick(result, pending.positions if last else {}, outbox)
+            self.counters["ticks"] += 1
+            self.counters["dead_lettered"] += len(result.rejected)
+            results.append(result)
+        self.counters["dead_lettered"] += len(pending.dead)
         self.counters["foreign"] += pending.foreign
-        return result
+        return results
 
     def relay(self) -> None:
         """Send what the outbox holds, then mark it sent. A broker that is down leaves it in
