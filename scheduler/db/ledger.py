@@ -98,18 +98,20 @@ class Ledger:
 
     # --- one tick -------------------------------------------------------------------------
 
-    def commit_tick(self, result: TickResult, positions: dict[tuple[str, int], int],
-                    outbox: list[OutboxMessage]) -> None:
-        self.store.save_tick(result)
+    def commit_ticks(self, ticks: list[tuple[TickResult, list[OutboxMessage]]],
+                     positions: dict[tuple[str, int], int]) -> None:
+        """Commit some ticks, each with the messages it owes, and the consumer positions
+        after the messages they consumed, in one transaction."""
+        for result, _ in ticks:
+            self.store.save_tick(result)
 
         def extra(session: Session) -> None:
             for (topic, partition), offset in sorted(positions.items()):
                 session.execute(_upsert_offset(self.engine.dialect.name, topic, partition, offset))
-            if outbox:
-                session.add_all(OutboxRow(tick=result.tick, topic=m.topic, key=m.key.decode(),
-                                          partition=m.partition, payload=m.payload.decode(),
-                                          dead_letter=m.dead_letter, published=False)
-                                for m in outbox)
+            session.add_all(OutboxRow(tick=result.tick, topic=m.topic, key=m.key.decode(),
+                                      partition=m.partition, payload=m.payload.decode(),
+                                      dead_letter=m.dead_letter, published=False)
+                            for result, outbox in ticks for m in outbox)
 
         self.store.flush(extra)
 

@@ -27,6 +27,7 @@ from scheduler.services.clock import LiveClock
 
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
+MAX_READ = 20_000
 
 
 class ReplayMismatch(RuntimeError):
@@ -132,7 +133,18 @@ class LiveScheduler:
             self.relay()
 
     def read(self, pending: Pending, timeout_ms: int) -> None:
+        """Read what the inbound topic has, up to `MAX_READ` messages: a backlog read
+        whole is put in ticks by the events' times across all partitions."""
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=500)
+        read = sum(len(m) for m in polled.values())
+        while polled:
+            self._take(pending, polled)
+            if read >= MAX_READ:
+                break
+            polled = self.consumer.poll(timeout_ms=0, max_records=500)
+            read += sum(len(m) for m in polled.values())
+
+    def _take(self, pending: Pending, polled) -> None:
         for tp, messages in sorted(polled.items(), key=lambda kv: kv[0].partition):
             for message in messages:
                 pending.positions[tp.topic, tp.partition] = message.offset + 1
@@ -149,28 +161,25 @@ class LiveScheduler:
 
     def tick(self, boundary: int, pending: Pending) -> list[TickResult]:
         """Consume what was read: each event by the tick that covers its time (a backlog,
-        after a restart, is caught up tick by tick), none before a tick already done."""
+        after a restart, is caught up tick by tick), none before a tick already done. The
+        ticks, their messages and the consumer positions commit in one transaction."""
         by_tick: dict[int, list[ev.Event]] = defaultdict(list)
         for event in pending.events:
             by_tick[-(-event.time_ms // self.tick_ms)].append(event)
-        groups = sorted(by_tick.items()) or [(boundary, [])]
-        results = []
-        for n, (tick, events) in enumerate(groups):
-            last = n == len(groups) - 1
-            tick = max(tick, self.scheduler.last_tick + 1)
-            result = self.scheduler.tick(tick, events)
-            # The positions and the dead letters go with the last tick: until it commits, a
-            # restart reads the messages again, and drops those it has applied by their ids.
-            outbox = (pending.dead if last else []) + outbox_for(self.config, result)
-            # If this fails the process stops: the state in memory is ahead of the database,
-            # and a restart rebuilds it from what was committed.
-            self.ledger.commit_tick(result, pending.positions if last else {}, outbox)
+        ticks = []
+        for tick, events in sorted(by_tick.items()) or [(boundary, [])]:
+            result = self.scheduler.tick(max(tick, self.scheduler.last_tick + 1), events)
+            ticks.append((result, outbox_for(self.config, result)))
             self.counters["ticks"] += 1
             self.counters["dead_lettered"] += len(result.rejected)
-            results.append(result)
+        last_result, last_outbox = ticks[-1]
+        ticks[-1] = (last_result, pending.dead + last_outbox)
+        # If this fails the process stops: the state in memory is ahead of the database,
+        # and a restart rebuilds it from what was committed.
+        self.ledger.commit_ticks(ticks, pending.positions)
         self.counters["dead_lettered"] += len(pending.dead)
         self.counters["foreign"] += pending.foreign
-        return results
+        return [result for result, _ in ticks]
 
     def relay(self) -> None:
         """Send what the outbox holds, then mark it sent. A broker that is down leaves it in
