@@ -1,0 +1,277 @@
+"""A worker of the distributed mode: one process doing the tasks dispatched to one role.
+
+It reads `task.dispatched` from the role's dispatch topic as a member of the role's consumer
+group (several workers of a role share its partitions, one staff member's work stays on one
+partition), and reports each task's completion to the inbound topic when the run's clock
+reaches the completion's time (`simulation.completion`).
+
+Delivery is at least once. A dispatch's offset is committed only after its completion is
+acknowledged by the broker, and never past an unfinished task of the same partition, so a
+crash re-reads every unfinished task. A task seen twice is done once; a completion sent twice
+(after a rebalance or a crash) is harmless, since the scheduler drops an event_id it has
+applied. A message that is not a task of this role goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.layout import ROLE_OF_KIND, Layout
+from scheduler.services import bus
+from scheduler.services.clock import LiveClock
+from scheduler.services.generator import Outbox
+from scheduler.simulation import completion
+
+log = logging.getLogger(__name__)
+
+MAX_POLL_MS = 200       # poll at least this often: completions on time, heartbeats going
+GRACE_MS = 60_000       # simulated time past `until_ms` allowed for pending completions
+COMMIT_TIMEOUT_MS = 10_000
+
+Source = tuple[TopicPartition, int]   # where a dispatch was read: partition, offset
+
+
+@dataclass
+class WorkerStats:
+    tasks_done: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    task_ids: list[str] = field(default_factory=list)   # in the order completed
+
+
+@dataclass(order=True)
+class _Pending:
+    """A completion waiting for its time, and the dispatch messages that asked for it."""
+    due_ms: int
+    order: int
+    event: ev.Event = field(compare=False)
+    sources: list[Source] = field(compare=False)
+
+
+class _Offsets:
+    """Per partition: offsets read but unfinished, the next one to read, the last committed.
+    A partition's commit position is its lowest unfinished offset (else the next to read)."""
+
+    def __init__(self) -> None:
+        self.unfinished: dict[TopicPartition, set[int]] = defaultdict(set)
+        self.next: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+
+    def read(self, tp: TopicPartition, offset: int) -> None:
+        self.unfinished[tp].add(offset)
+        self.next[tp] = max(self.next.get(tp, 0), offset + 1)
+
+    def finish(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self.unfinished:
+            self.unfinished[tp].discard(offset)
+
+    def keep_only(self, assigned: set[TopicPartition]) -> None:
+        """Forget the partitions this member lost: if it gets one back, it reads from the
+        group's committed offset again (kafka-python keeps the position only of a partition
+        that stays assigned through a rebalance)."""
+        for table in (self.unfinished, self.next, self.committed):
+            for tp in set(table) - assigned:
+                del table[tp]
+
+    def to_commit(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        offsets = {}
+        for tp, next_offset in self.next.items():
+            position = min(self.unfinished[tp], default=next_offset)
+            if position != self.committed.get(tp):
+                offsets[tp] = OffsetAndMetadata(position, "", -1)
+        return offsets
+
+
+class _RebalanceLog(ConsumerRebalanceListener):
+    """Logs the member's partitions as they change. (kafka-python 3 calls it on its IO
+    thread, so it does nothing else: the worker's loop reads `consumer.assignment()`.)"""
+
+    def __init__(self, worker_id: str):
+        self.worker_id = worker_id
+
+    def on_partitions_revoked(self, revoked) -> None:
+        if revoked:
+            log.info("worker %s: partitions revoked %s", self.worker_id, _names(revoked))
+
+    def on_partitions_assigned(self, assigned) -> None:
+        log.info("worker %s: partitions assigned %s", self.worker_id, _names(assigned))
+
+
+def _names(tps) -> str:
+    return ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)) or "none"
+
+
+class _Worker:
+    def __init__(self, config: Config, role: str, run_id: str, clock: LiveClock,
+                 worker_id: str, consumer, producer):
+        self.config, self.role, self.run_id = config, role, run_id
+        self.clock, self.worker_id = clock, worker_id
+        self.consumer = consumer
+        self.layout = Layout(config)
+        self.outbox = Outbox(producer, bus.headers(run_id, worker_id))
+        self.offsets = _Offsets()
+        self.pending: list[_Pending] = []                  # a heap, by due time
+        self.pending_by_task: dict[str, _Pending] = {}
+        self.finished: set[str] = set()
+        self.order = itertools.count()
+        self.stats = WorkerStats()
+
+    def step(self) -> None:
+        """One round: read new dispatches, send the completions now due, commit."""
+        batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms())
+        # After a rebalance: pending completions stay (still sent; a duplicate is harmless),
+        # offsets are tracked only for the partitions still ours.
+        self.offsets.keep_only(self.consumer.assignment())
+        for records in batches.values():
+            for record in records:
+                self.handle(record)
+        self.send_due()
+        self.settle_sent()
+        self.commit()
+
+    def poll_timeout_ms(self) -> int:
+        if not self.pending:
+            return MAX_POLL_MS
+        wait_s = self.clock.wall_seconds_until(self.pending[0].due_ms)
+        return min(MAX_POLL_MS, math.ceil(wait_s * 1000))
+
+    def handle(self, record) -> None:
+        source = (TopicPartition(record.topic, record.partition), record.offset)
+        self.offsets.read(*source)
+        if bus.header(record, "run") != self.run_id:
+            self.offsets.finish(*source)   # another run's: not ours to do
+            return
+        try:
+            task, done = self.task_of(record.value)
+        except ev.BadEvent as exc:
+            log.warning("worker %s: dead-lettering %s@%d: %s", self.worker_id,
+                        record.topic, record.offset, exc)
+            self.outbox.send(self.config.kafka.dead_letter_topic, record.key,
+                             bus.dead_letter(record.value or b"", str(exc), self.worker_id),
+                             tag=(None, [source]))
+            return
+        if task.task_id in self.pending_by_task or task.task_id in self.finished:
+            self.stats.duplicates += 1
+            self.on_duplicate(task.task_id, source)
+            return
+        item = _Pending(done.time_ms, next(self.order), done, [source])
+        heapq.heappush(self.pending, item)
+        self.pending_by_task[task.task_id] = item
+
+    def on_duplicate(self, task_id: str, source: Source) -> None:
+        item = self.pending_by_task.get(task_id)
+        if item is not None:
+            item.sources.append(source)   # committed once the completion is sent
+        else:
+            self.offsets.finish(*source)  # already completed
+
+    def task_of(self, value: bytes | None) -> tuple[ev.TaskDispatched, ev.Event]:
+        """The task in a message and its completion; `BadEvent` if it is not ours to do."""
+        event = ev.parse_json(value or b"", ev.DECISIONS)
+        if not isinstance(event, ev.TaskDispatched):
+            raise ev.BadEvent(f"expected task.dispatched, got {event.TYPE}")
+        if ROLE_OF_KIND[event.kind] != self.role:
+            raise ev.BadEvent(f"a {event.kind} task is not for {self.role} workers")
+        try:
+            return event, completion(self.layout, event)
+        except KeyError as exc:
+            raise ev.BadEvent(f"{event.TYPE}: unknown place {exc}") from None
+
+    def send_due(self) -> None:
+        now = self.clock.now_ms()
+        while self.pending and self.pending[0].due_ms <= now:
+            item = heapq.heappop(self.pending)
+            self.outbox.send_event(self.config.kafka.inbound_topic, item.event,
+                                   tag=(item.event.task_id, item.sources))
+
+    def settle_sent(self) -> None:
+        """What the broker acknowledged is done: count it and let its offsets commit."""
+        for task_id, sources in self.outbox.flush():
+            if task_id is None:
+                self.stats.dead_lettered += 1
+            else:
+                del self.pending_by_task[task_id]
+                self.finished.add(task_id)
+                self.stats.tasks_done += 1
+                self.stats.task_ids.append(task_id)
+                log.info("worker %s: %s done", self.worker_id, task_id)
+            for source in sources:
+                self.offsets.finish(*source)
+
+    def commit(self) -> None:
+        offsets = self.offsets.to_commit()
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except KafkaError as exc:
+            # Typically a rebalance in progress: retried next round, or left to the new owner.
+            log.warning("worker %s: commit failed, will retry: %s", self.worker_id, exc)
+            return
+        self.offsets.committed.update({tp: meta.offset for tp, meta in offsets.items()})
+
+    def should_exit(self, until_ms: int | None, stop: threading.Event) -> bool:
+        if stop.is_set():
+            return True
+        if until_ms is None:
+            return False
+        now = self.clock.now_ms()
+        return (now > until_ms and not self.pending) or now > until_ms + GRACE_MS
+
+
+def run_worker(config: Config, role: str, *, run_id: str, clock: LiveClock, worker_id: str,
+               until_ms: int | None = None, stop: threading.Event | None = None,
+               group_id: str | None = None) -> WorkerStats:
+    """Do the role's dispatched tasks until `stop` is set or the run is over (`until_ms`,
+    simulated). `group_id` defaults to the role's group; tests pass their own."""
+    if role not in bus.ROLES:
+        raise ValueError(f"unknown role {role!r}: expected one of {', '.join(bus.ROLES)}")
+    stop = stop or threading.Event()
+    group_id = group_id or f"hospital-{role}-workers"
+    topic = bus.dispatch_topic(config, role)
+    bus.ensure_topics(config)
+    producer = bus.producer(config)
+    # The consumer must know the topic's partitions before it joins the group: a leader
+    # that assigns without them assigns nothing and rejoins at the next metadata update,
+    # and kafka-python 3.0.12 can leave such a rejoin unfinished when poll() times out
+    # during it (the member then never gets partitions). So: the broker first, then us.
+    _wait_for_metadata(producer, topic)
+    try:
+        consumer = bus.consumer(config, group_id=group_id, client_id=worker_id)
+    except bus.BusError:
+        producer.close(timeout=10)
+        raise
+    consumer.partitions_for_topic(topic)
+    consumer.subscribe([topic], listener=_RebalanceLog(worker_id))
+    worker = _Worker(config, role, run_id, clock, worker_id, consumer, producer)
+    log.info("worker %s started: %s in group %s, run %s", worker_id, topic, group_id, run_id)
+    try:
+        while not worker.should_exit(until_ms, stop):
+            worker.step()
+    finally:
+        consumer.close(autocommit=False)   # leaves the group: the others rebalance at once
+        producer.close(timeout=10)
+    stats = worker.stats
+    log.info("worker %s finished: %d done, %d duplicates, %d dead-lettered, %d left pending",
+             worker_id, stats.tasks_done, stats.duplicates, stats.dead_lettered,
+             len(worker.pending))
+    return stats
+
+
+def _wait_for_metadata(producer, topic: str) -> None:
+    try:
+        producer.partitions_for(topic)
+    except KafkaError as exc:
+        producer.close(timeout=10)
+        raise bus.BusError(f"no metadata for topic {topic}: {exc}") from None
