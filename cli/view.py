@@ -35,7 +35,7 @@ def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
     staff = Table(title="Staff", title_justify="left")
     staff.add_column("staff")
     staff.add_column("doing")
-    staff.add_column("at")
+    staff.add_column("at, or set off from")
     for member in hospital.staff.values():
         task = hospital.tasks.get(member.task_id) if member.task_id else None
         doing = f"{task.kind} {task.patient_id} {task.room_id}" if task else "[dim]idle[/]"
