@@ -207,41 +207,36 @@ def solve(
         raise fail(f"{len(result.rejected)} event(s) rejected", 1)
 
 
-@db_app.command("upgrade")
-def db_upgrade(
-    db: Annotated[Optional[str], typer.Option(help="Database URL (default: from the config).",
-                                              show_default=False)] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Create or migrate the schema to the latest version."""
+DbOption = Annotated[Optional[str], typer.Option(
+    help="Database URL (default: database.url of the config).", show_default=False)]
+
+
+def _migration(action: str, db: str | None, config: Path | None) -> None:
+    """Run `migrate.<action>` on the database, with one-line errors."""
     from scheduler.db import migrate
-    from scheduler.db.store import StoreError
+    from scheduler.db.store import StoreError, connect, reason
 
     url = db or load_config(config).database.url
     try:
-        migrate.upgrade(url)
+        connect(url).dispose()   # a clear error for a database that is not there
+        getattr(migrate, action)(url)
     except StoreError as exc:
         raise fail(str(exc), 3) from None
+    except Exception as exc:  # alembic's: drift found, a failed migration
+        raise fail(f"{action}: {reason(exc)}", 1) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None, config: ConfigOption = None) -> None:
+    """Create or migrate the schema to the latest version."""
+    _migration("upgrade", db, config)
     typer.echo("schema up to date")
 
 
 @db_app.command("check")
-def db_check(
-    db: Annotated[Optional[str], typer.Option(help="Database URL (default: from the config).",
-                                              show_default=False)] = None,
-    config: ConfigOption = None,
-) -> None:
+def db_check(db: DbOption = None, config: ConfigOption = None) -> None:
     """Fail if the tables and the migrations disagree (Alembic's check)."""
-    from scheduler.db import migrate
-    from scheduler.db.store import StoreError
-
-    url = db or load_config(config).database.url
-    try:
-        migrate.check(url)
-    except StoreError as exc:
-        raise fail(str(exc), 3) from None
-    except Exception as exc:  # alembic's own "new upgrade operations detected"
-        raise fail(f"schema drift: {exc}", 1) from None
+    _migration("check", db, config)
     typer.echo("models and migrations agree")
 
 
