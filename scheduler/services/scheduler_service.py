@@ -77,6 +77,30 @@ def outbox_for(config: Config, result: TickResult) -> list[OutboxMessage]:
     return messages
 
 
+def inbound_partitions(config: Config, consumer) -> list:
+    from kafka import TopicPartition
+
+    topic = config.kafka.inbound_topic
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+def begin_run(config: Config, ledger: Ledger, run_id: str, clock: LiveClock,
+              consumer=None) -> None:
+    """Record a new run in the database: its clock, and where it starts in each partition
+    of the inbound topic, after whatever earlier runs left there. From then on no event of
+    the run can be missed, however late the scheduler starts."""
+    own = consumer is None
+    consumer = consumer or bus.consumer(config)
+    try:
+        partitions = inbound_partitions(config, consumer)
+        ends = consumer.end_offsets(partitions)
+    finally:
+        if own:
+            consumer.close()
+    ledger.start_run(run_id, clock.epoch_s, clock.speed,
+                     {(tp.topic, tp.partition): ends[tp] for tp in partitions})
+
+
 class LiveScheduler:
     def __init__(self, config: Config, ledger: Ledger, *, run_id: str, clock: LiveClock,
                  until_ms: int | None = None, stop: threading.Event | None = None):
@@ -95,24 +119,20 @@ class LiveScheduler:
         """Connect, and start a new run or resume the stored one."""
         bus.ensure_topics(self.config)
         self.consumer = bus.consumer(self.config)
-        topic = self.config.kafka.inbound_topic
-        from kafka import TopicPartition
-
-        partitions = sorted(self.consumer.partitions_for_topic(topic) or ())
-        self.partitions = [TopicPartition(topic, p) for p in partitions]
+        self.partitions = inbound_partitions(self.config, self.consumer)
         self.consumer.assign(self.partitions)
         if fresh or self.ledger.run(self.run_id) is None:
-            # A new run starts after whatever earlier runs left in the topic.
-            ends = self.consumer.end_offsets(self.partitions)
-            self.ledger.start_run(self.run_id, self.clock.epoch_s, self.clock.speed,
-                                  {(tp.topic, tp.partition): ends[tp] for tp in self.partitions})
+            begin_run(self.config, self.ledger, self.run_id, self.clock, self.consumer)
         stored = self.ledger.offsets()
         for tp in self.partitions:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
         self.scheduler = restore(self.config, self.ledger)
         self.producer = bus.producer(self.config)
         self.relay()
-        log.info("run %s: resumed after tick %d", self.run_id, self.scheduler.last_tick)
+        if self.scheduler.last_tick >= 0:
+            log.info("run %s: resumed after tick %d", self.run_id, self.scheduler.last_tick)
+        else:
+            log.info("run %s: started", self.run_id)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -121,7 +141,7 @@ class LiveScheduler:
         next_tick = self.clock.now_ms() // self.tick_ms + 1
         while not self.stop.is_set():
             now = self.clock.now_ms()
-            if self.until_ms is not None and now > self.until_ms:
+            if self.until_ms is not None and now > self.until_ms + self.end_grace_ms():
                 break
             wait_ms = max(0, min(POLL_MS, (next_tick * self.tick_ms - now) / self.clock.speed))
             self.read(pending, timeout_ms=int(wait_ms))
@@ -131,6 +151,11 @@ class LiveScheduler:
                     pending = Pending([], [], {})
                 next_tick = max(next_tick + 1, self.clock.now_ms() // self.tick_ms)
             self.relay()
+
+    def end_grace_ms(self) -> int:
+        """How long past the end of the run to keep consuming: events stamped up to the end
+        may still be on their way (two ticks, and at least half a second of wall time)."""
+        return max(2 * self.tick_ms, round(500 * self.clock.speed))
 
     def read(self, pending: Pending, timeout_ms: int) -> None:
         """Read what the inbound topic has, up to `MAX_READ` messages: a backlog read
@@ -152,7 +177,10 @@ class LiveScheduler:
                     pending.foreign += 1
                     continue
                 try:
-                    pending.events.append(ev.parse_json(message.value))
+                    event = ev.parse_json(message.value)
+                    if self.until_ms is not None and event.time_ms > self.until_ms:
+                        continue   # after the end of the run, as in the simulation
+                    pending.events.append(event)
                 except ev.BadEvent as exc:
                     pending.dead.append(OutboxMessage(
                         self.config.kafka.dead_letter_topic, message.key or b"", None,

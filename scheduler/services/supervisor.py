@@ -1,8 +1,9 @@
 """`hospital run` in the distributed mode: start the services as separate processes, restart
 one that dies before the end, stop them all when the run is over.
 
-The scheduler starts first and records where the new run begins in each partition; only
-then do the generator and the workers start, so no event of the run is missed.
+The supervisor records the new run in the database first, with where it begins in each
+partition of the inbound topic; then it starts every service. The scheduler resumes that run,
+so however late it starts, no event of the run is missed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from scheduler.config import Config
 
 log = logging.getLogger("hospital.supervisor")
 MAX_RESTARTS = 5
-READY_TIMEOUT_S = 60
 
 
 class SupervisorError(RuntimeError):
@@ -33,8 +33,8 @@ class Child:
     restarts: int = 0
     log_path: Path | None = None
 
-    def start(self, resume: bool = False) -> None:
-        args = [a for a in self.args if not (resume and a == "--fresh")]
+    def start(self) -> None:
+        args = self.args
         log_file = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen([sys.executable, "-m", "cli", *args],
                                         stdout=log_file, stderr=subprocess.STDOUT)
@@ -62,62 +62,45 @@ class Supervisor:
         from scheduler.services.clock import LiveClock
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # Simulated time starts a few seconds from now, when every process is up.
-        epoch = time.time() + 5
+        # Simulated time starts when the processes are likely up; one that starts later
+        # catches up: the run is in the database before any of them starts.
+        clock = LiveClock(time.time() + 3, self.speed)
+        self.begin(clock)
         until = ["--until-ms", str(self.duration_ms)]
-        scheduler = Child("scheduler", ["scheduler", *self.common(epoch), *until, "--db",
-                                        self.db_url, "--fresh"],
+        common = self.common(clock.epoch_s)
+        seed = ["--seed", str(self.seed)] if self.seed is not None else []
+        scheduler = Child("scheduler", ["scheduler", *common, *until, "--db", self.db_url],
                           log_path=self.log_dir / "scheduler.log")
-        scheduler.start()
-        self.children = [scheduler]
-        self.wait_ready(scheduler)
-        self.children.append(Child("generator", ["generator", *self.common(epoch),
-                                                 "--duration-ms", str(self.duration_ms),
-                                                 *(["--seed", str(self.seed)] if self.seed is not None else [])],
-                                   log_path=self.log_dir / "generator.log"))
+        self.children = [scheduler, Child("generator", ["generator", *common, "--duration-ms",
+                                                        str(self.duration_ms), *seed],
+                                          log_path=self.log_dir / "generator.log")]
         for role, count in self.workers.items():
             for n in range(1, count + 1):
                 name = f"{role}-worker-{n}"
-                self.children.append(Child(name, ["worker", role, *self.common(epoch), *until,
+                self.children.append(Child(name, ["worker", role, *common, *until,
                                                   "--worker-id", name],
                                            log_path=self.log_dir / f"{name}.log"))
-        for child in self.children[1:]:
+        for child in self.children:
             child.start()
-        clock = LiveClock(epoch, self.speed)
         try:
             while clock.now_ms() <= self.duration_ms:
                 self.watch()
                 on_progress(max(0, clock.now_ms()))
                 time.sleep(0.2)
-            # Give the scheduler a moment past the end to commit its last ticks.
-            self.wait_exit(scheduler, timeout_s=15)
+            # The scheduler stops by itself just past the end, once its last ticks commit.
+            self.wait_exit(scheduler, timeout_s=30)
         finally:
             self.stop_all()
 
-    def wait_ready(self, scheduler: Child) -> None:
-        """The scheduler is ready once the run is in the database."""
+    def begin(self, clock) -> None:
         from scheduler.db.ledger import Ledger
+        from scheduler.services.scheduler_service import begin_run
 
-        deadline = time.time() + READY_TIMEOUT_S
-        ledger = None
+        ledger = Ledger(self.db_url, self.config, self.config.scheduler.policy)
         try:
-            while time.time() < deadline:
-                if scheduler.process.poll() is not None:
-                    raise SupervisorError(f"the scheduler exited at start (code "
-                                          f"{scheduler.process.returncode}): see "
-                                          f"{scheduler.log_path}")
-                try:
-                    ledger = ledger or Ledger(self.db_url, self.config, self.config.scheduler.policy)
-                    if ledger.run(self.run_id) is not None:
-                        return
-                except Exception:  # not migrated yet: the scheduler is on it
-                    ledger = None
-                time.sleep(0.2)
+            begin_run(self.config, ledger, self.run_id, clock)
         finally:
-            if ledger is not None:
-                ledger.close()
-        raise SupervisorError(f"the scheduler was not ready after {READY_TIMEOUT_S} s: "
-                              f"see {scheduler.log_path}")
+            ledger.close()
 
     def watch(self) -> None:
         """Restart a service that exited before the end of the run."""
@@ -131,7 +114,7 @@ class Supervisor:
             child.restarts += 1
             log.warning("%s exited with code %d: restarting it (%d)", child.name, code,
                         child.restarts)
-            child.start(resume=True)
+            child.start()
 
     @staticmethod
     def wait_exit(child: Child, timeout_s: float) -> None:
