@@ -4,7 +4,7 @@
 |---|---|---|---|---|
 | inbound | generator, workers | scheduler | patient (room for cleaning) | patient.arrived, *.completed |
 | decisions | scheduler | anyone | patient (room) | every decision |
-| dispatch.<role> | scheduler | workers of the role (a consumer group) | staff member | task.dispatched |
+| dispatch.<role> | scheduler | the role's workers (group `<topic>.workers`) | staff member | task.dispatched |
 | dead-letter | scheduler | operators | the offending message's key | the message, the reason |
 
 Keys keep the events of one patient (or room) in order on one partition. A dispatch goes to
@@ -34,6 +34,12 @@ class BusError(RuntimeError):
 
 def dispatch_topic(config: Config, role: str) -> str:
     return f"{config.kafka.dispatch_topic_prefix}{role}"
+
+
+def worker_group(config: Config, role: str) -> str:
+    """The consumer group of a role's workers: named after the topic, so that hospitals
+    sharing a broker (with topics of their own) never share workers."""
+    return f"{dispatch_topic(config, role)}.workers"
 
 
 def staff_of_role(config: Config, role: str) -> list[str]:

@@ -19,10 +19,12 @@ import itertools
 import logging
 import math
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.structs import MemberState
 from kafka.errors import KafkaError
 
 from scheduler import events as ev
@@ -238,8 +240,8 @@ def run_worker(config: Config, role: str, *, run_id: str, clock: LiveClock, work
     if role not in bus.ROLES:
         raise ValueError(f"unknown role {role!r}: expected one of {', '.join(bus.ROLES)}")
     stop = stop or threading.Event()
-    group_id = group_id or f"hospital-{role}-workers"
     topic = bus.dispatch_topic(config, role)
+    group_id = group_id or bus.worker_group(config, role)
     bus.ensure_topics(config)
     producer = bus.producer(config)
     # The consumer must know the topic's partitions before it joins the group: a leader
@@ -248,25 +250,81 @@ def run_worker(config: Config, role: str, *, run_id: str, clock: LiveClock, work
     # during it (the member then never gets partitions). So: the broker first, then us.
     _wait_for_metadata(producer, topic)
     try:
-        consumer = bus.consumer(config, group_id=group_id, client_id=worker_id)
+        consumer = _group_consumer(config, topic, group_id, worker_id)
     except bus.BusError:
         producer.close(timeout=10)
         raise
-    consumer.partitions_for_topic(topic)
-    consumer.subscribe([topic], listener=_RebalanceLog(worker_id))
     worker = _Worker(config, role, run_id, clock, worker_id, consumer, producer)
+    watch = _StallWatch(config, group_id, worker_id)
     log.info("worker %s started: %s in group %s, run %s", worker_id, topic, group_id, run_id)
     try:
         while not worker.should_exit(until_ms, stop):
             worker.step()
+            if watch.stalled(worker.consumer):
+                worker.consumer.close(autocommit=False)
+                worker.consumer = _group_consumer(config, topic, group_id, worker_id)
     finally:
-        consumer.close(autocommit=False)   # leaves the group: the others rebalance at once
+        worker.consumer.close(autocommit=False)   # leaves the group: the others rebalance now
         producer.close(timeout=10)
     stats = worker.stats
     log.info("worker %s finished: %d done, %d duplicates, %d dead-lettered, %d left pending",
              worker_id, stats.tasks_done, stats.duplicates, stats.dead_lettered,
              len(worker.pending))
     return stats
+
+
+class _StallWatch:
+    """Rarely, under load, kafka-python 3.0 leaves a member half through a rebalance: it
+    never becomes stable again (no heartbeats, commits refused), or it is stable without
+    taking up the partitions the group gave it. Either way the worker would idle or redo
+    work for the rest of the run; after `STALL_S` of it, the worker gets a new consumer."""
+
+    STALL_S = 10.0
+
+    def __init__(self, config: Config, group_id: str, worker_id: str):
+        self.config, self.group_id, self.worker_id = config, group_id, worker_id
+        self.since: float | None = None
+
+    def stalled(self, consumer) -> bool:
+        stable = consumer.group_metadata().state == MemberState.STABLE
+        if stable and consumer.assignment():
+            self.since = None
+            return False
+        now = time.monotonic()
+        if self.since is None or now - self.since < self.STALL_S:
+            self.since = self.since or now
+            return False
+        self.since = now
+        if stable and not self.assigned_by_broker():
+            return False   # more workers than partitions: nothing for this one, rightly
+        log.warning("worker %s: stuck in its group (%s, partitions %s): reconnecting",
+                    self.worker_id, consumer.group_metadata().state,
+                    _names(consumer.assignment()))
+        return True
+
+    def assigned_by_broker(self) -> bool:
+        from kafka.admin import KafkaAdminClient
+
+        try:
+            admin = KafkaAdminClient(**bus.client_options(self.config), request_timeout_ms=5000)
+            try:
+                group = admin.describe_groups([self.group_id])[self.group_id]
+            finally:
+                admin.close()
+        except Exception as exc:  # a broker that does not answer: check again later
+            log.info("worker %s: cannot describe its group: %s", self.worker_id, exc)
+            return False
+        return any(member.get("client_id") == self.worker_id
+                   and any(a["partitions"] for a in (member.get("member_assignment") or {})
+                           .get("assigned_partitions", ()))
+                   for member in group.get("members", ()))
+
+
+def _group_consumer(config: Config, topic: str, group_id: str, worker_id: str):
+    consumer = bus.consumer(config, group_id=group_id, client_id=worker_id)
+    consumer.partitions_for_topic(topic)   # the topic's partitions known before joining
+    consumer.subscribe([topic], listener=_RebalanceLog(worker_id))
+    return consumer
 
 
 def _wait_for_metadata(producer, topic: str) -> None:

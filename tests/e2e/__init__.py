@@ -1,0 +1,1 @@
+"""End-to-end tests of the distributed mode (real Kafka broker and PostgreSQL server)."""
