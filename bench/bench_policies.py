@@ -1,9 +1,9 @@
 """Benchmark (not a test): both policies on the default hospital.
 
 Prints, for each policy, simulated seconds per wall second and the tick solve time
-p50 / p95 / max, and the greedy/cpsat speed ratio measured in the same run. Targets: 24
-simulated hours with cpsat in at most 60 s wall on a 2-core machine; greedy at least 10x
-faster.
+p50 / p95 / max (over the ticks that had something to decide), and the greedy/cpsat speed
+ratio measured in the same run. Targets: 24 simulated hours with cpsat in at most 60 s wall
+on a 2-core machine; greedy ten times faster than that (6 s).
 
     python bench/bench_policies.py [--hours 24] [--travel seed|layout]
 """
@@ -43,9 +43,12 @@ def main() -> None:
         print(f"{policy:8} {r['wall_s']:8.2f} {r['sim_per_wall']:13.0f} {r['ticks']:7d} "
               f"{s['p50']:7.3f} {s['p95']:7.3f} {s['max']:7.3f} {r['referral_rate']:9.2%}")
     ratio = results["cpsat"]["wall_s"] / results["greedy"]["wall_s"]
-    per_day = results["cpsat"]["wall_s"] * 24 / args.hours
-    print(f"greedy is {ratio:.1f}x faster than cpsat (target >= 10x)")
-    print(f"cpsat: {per_day:.1f} s wall per simulated day (target <= 60 s)")
+    cpsat_day = results["cpsat"]["wall_s"] * 24 / args.hours
+    greedy_day = results["greedy"]["wall_s"] * 24 / args.hours
+    print(f"cpsat:  {cpsat_day:.1f} s wall per simulated day (target <= 60 s)")
+    print(f"greedy: {greedy_day:.1f} s wall per simulated day (target <= 6 s, ten times "
+          f"faster than cpsat's target)")
+    print(f"greedy/cpsat speed ratio in this run: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
