@@ -53,7 +53,7 @@ class Ledger:
             session.add_all(ConsumerOffset(topic=t, partition=p, offset=o)
                             for (t, p), o in sorted(offsets.items()))
 
-        self.store._write(begin)
+        self.store.transaction(begin)
 
     def offsets(self) -> dict[tuple[str, int], int]:
         with Session(self.engine) as session:
@@ -128,7 +128,7 @@ class Ledger:
             raise StoreError(f"database read failed at {self.store.url}: {reason(exc)}") from None
 
     def mark_published(self, up_to: int) -> None:
-        self.store._write(lambda session: session.execute(
+        self.store.transaction(lambda session: session.execute(
             update(OutboxRow).where(OutboxRow.outbox_id <= up_to,
                                     OutboxRow.published.is_(False)).values(published=True)))
 

@@ -103,7 +103,7 @@ class SqlStore:
             if fresh:
                 self.reset()
             else:
-                self._write(self._load_queued)
+                self.transaction(self._load_queued)
         except (CommandError, SQLAlchemyError) as exc:
             self.engine.dispose()
             raise StoreError(f"cannot migrate the database at {self.url}: {reason(exc)}") from None
@@ -115,7 +115,7 @@ class SqlStore:
 
     def reset(self) -> None:
         """Start a new run: empty tables, seeded with the rooms and staff of the config."""
-        self._write(lambda session: self._start_run(session, self.config))
+        self.transaction(lambda session: self._start_run(session, self.config))
         self._queued.clear()
 
     def _load_queued(self, session: Session) -> None:
@@ -238,7 +238,7 @@ class SqlStore:
             if extra is not None:
                 extra(session)
 
-        self._write(write)
+        self.transaction(write)
         self._clear()
 
     def _clear(self) -> None:
@@ -251,7 +251,8 @@ class SqlStore:
         self.task_updates: dict[str, Row] = {}
         self.room_updates: dict[str, Row] = {}
 
-    def _write(self, work: Callable[[Session], None]) -> None:
+    def transaction(self, work: Callable[[Session], None]) -> None:
+        """Run `work` in one transaction; a database error becomes a one-line `StoreError`."""
         try:
             with Session(self.engine) as session, session.begin():
                 work(session)
