@@ -67,8 +67,8 @@ def client_options(config: Config) -> dict[str, Any]:
 
 
 def _unreachable(config: Config, exc: Exception) -> BusError:
-    return BusError(f"Kafka broker unreachable at {config.kafka.bootstrap_servers}: "
-                    f"{type(exc).__name__}: {exc}")
+    detail = str(exc) if type(exc).__name__ in str(exc) else f"{type(exc).__name__}: {exc}"
+    return BusError(f"Kafka broker unreachable at {config.kafka.bootstrap_servers}: {detail}")
 
 
 def ensure_topics(config: Config) -> None:
@@ -77,7 +77,8 @@ def ensure_topics(config: Config) -> None:
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
-        admin = KafkaAdminClient(**client_options(config), request_timeout_ms=15000)
+        admin = KafkaAdminClient(**client_options(config), request_timeout_ms=15000,
+                                 bootstrap_timeout_ms=10000)
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
     try:
