@@ -240,8 +240,4 @@ def db_check(db: DbOption = None, config: ConfigOption = None) -> None:
     typer.echo("models and migrations agree")
 
 
-def main() -> None:  # pragma: no cover
-    app()
-
-
 from cli import services  # noqa: E402,F401  (registers the distributed mode's commands)

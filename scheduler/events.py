@@ -72,7 +72,6 @@ class CleaningCompleted(Event):
     room_id: str
 
 
-Completion = EscortCompleted | VisitCompleted | CleaningCompleted
 INBOUND: dict[str, type[Event]] = {
     cls.TYPE: cls for cls in (PatientArrived, EscortCompleted, VisitCompleted, CleaningCompleted)
 }
