@@ -11,13 +11,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
-from scheduler.db.models import ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run, Tick
+from scheduler.db.models import (ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run,
+                                 Snapshot, Tick)
 from scheduler.db.store import SqlStore, StoreError, reason
 from scheduler.engine import TickResult
 
@@ -67,18 +68,27 @@ class Ledger:
         with Session(self.engine) as session:
             return dict(session.execute(select(Tick.tick, Tick.solve_ms)).all())
 
-    def history(self) -> Iterator[tuple[int, list[ev.Event], list[str]]]:
-        """Every stored tick: the inbound events it applied and its decisions, in order."""
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        with Session(self.engine) as session:
+            row = session.execute(select(Snapshot.tick, Snapshot.state)
+                                  .order_by(Snapshot.tick.desc()).limit(1)).first()
+            return (row.tick, row.state) if row else None
+
+    def history(self, after: int = -1) -> Iterator[tuple[int, list[ev.Event], list[str]]]:
+        """Every stored tick after `after`: the inbound events it applied and its
+        decisions, in order."""
         with Session(self.engine) as session:
             inbound: dict[int, list[ev.Event]] = defaultdict(list)
-            for row in session.execute(select(InboundEvent.tick, InboundEvent.payload)):
+            query = select(InboundEvent.tick, InboundEvent.payload).where(InboundEvent.tick > after)
+            for row in session.execute(query):
                 inbound[row.tick].append(ev.parse_json(row.payload))
             decisions: dict[int, list[str]] = defaultdict(list)
-            query = select(DecisionRow.tick, DecisionRow.payload).order_by(
-                DecisionRow.tick, DecisionRow.position)
+            query = (select(DecisionRow.tick, DecisionRow.payload).where(DecisionRow.tick > after)
+                     .order_by(DecisionRow.tick, DecisionRow.position))
             for row in session.execute(query):
                 decisions[row.tick].append(row.payload)
-            ticks = list(session.scalars(select(Tick.tick).order_by(Tick.tick)))
+            ticks = list(session.scalars(select(Tick.tick).where(Tick.tick > after)
+                                         .order_by(Tick.tick)))
         for tick in ticks:
             yield tick, inbound.get(tick, []), decisions.get(tick, [])
 
@@ -99,9 +109,11 @@ class Ledger:
     # --- one tick -------------------------------------------------------------------------
 
     def commit_ticks(self, ticks: list[tuple[TickResult, list[OutboxMessage]]],
-                     positions: dict[tuple[str, int], int]) -> None:
-        """Commit some ticks, each with the messages it owes, and the consumer positions
-        after the messages they consumed, in one transaction."""
+                     positions: dict[tuple[str, int], int], snapshot: bytes | None = None
+                     ) -> None:
+        """Commit some ticks, each with the messages it owes, the consumer positions after
+        the messages they consumed and, if given, the state after the last tick (replacing
+        the older snapshot), in one transaction."""
         for result, _ in ticks:
             self.store.save_tick(result)
 
@@ -112,6 +124,10 @@ class Ledger:
                                       partition=m.partition, payload=m.payload.decode(),
                                       dead_letter=m.dead_letter, published=False)
                             for result, outbox in ticks for m in outbox)
+            if snapshot is not None:
+                session.flush()   # the tick row first: the snapshot refers to it
+                session.execute(delete(Snapshot))
+                session.add(Snapshot(tick=ticks[-1][0].tick, state=snapshot))
 
         self.store.flush(extra)
 

@@ -9,7 +9,7 @@ these models.
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Double, ForeignKey, Index,
-                        MetaData, String, Text, text)
+                        LargeBinary, MetaData, String, Text, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Named constraints, so that migrations can refer to them on every backend.
@@ -196,3 +196,14 @@ class OutboxRow(Base):
     payload: Mapped[str] = mapped_column(Text)
     dead_letter: Mapped[bool] = mapped_column(Boolean)
     published: Mapped[bool] = mapped_column(Boolean, index=True)
+
+
+class Snapshot(Base):
+    """The live scheduler's whole state after a tick (a pickle of our own objects, written
+    and read only by the scheduler): a restart replays only the ticks after it."""
+
+    __tablename__ = "snapshots"
+
+    tick: Mapped[int] = mapped_column(ForeignKey("ticks.tick"), primary_key=True,
+                                      autoincrement=False)
+    state: Mapped[bytes] = mapped_column(LargeBinary)

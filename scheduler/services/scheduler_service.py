@@ -5,13 +5,15 @@ Each tick's state changes, its decisions, the ids of the events it consumed and 
 positions are written in one database transaction (the `Ledger`). Decisions and dead letters
 go to Kafka only after that commit, from an outbox in the same database; a crash between the
 two re-sends them on restart, and every consumer ignores an event id it has already applied.
-On start, the scheduler rebuilds its state by replaying the ticks stored in the database
-(checking that it makes the same decisions again) and resumes from the stored positions.
+On start, the scheduler rebuilds its state from the latest snapshot in the database and the
+ticks stored after it, replayed (checking that it makes the same decisions again), and
+resumes from the stored positions.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 from collections import defaultdict
@@ -27,6 +29,7 @@ from scheduler.services.clock import LiveClock
 
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
+SNAPSHOT_EVERY = 100   # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
 
 
@@ -45,9 +48,18 @@ class Pending:
 
 
 def restore(config: Config, ledger: Ledger) -> Scheduler:
-    """A scheduler in the state the stored ticks leave it in."""
-    scheduler = Scheduler(config)
-    for tick, inbound, stored in ledger.history():
+    """A scheduler in the state the stored ticks leave it in: the latest snapshot, if it
+    was taken under the same config, then the ticks after it, replayed."""
+    scheduler, after = Scheduler(config), -1
+    snapshot = ledger.latest_snapshot()
+    if snapshot is not None:
+        saved = pickle.loads(snapshot[1])
+        if saved.config == config:
+            scheduler, after = saved, snapshot[0]
+            log.info("restoring from the snapshot after tick %d", after)
+        else:
+            log.warning("the snapshot was taken under another config: replaying every tick")
+    for tick, inbound, stored in ledger.history(after):
         result = scheduler.tick(tick, inbound)
         again = [d.to_json() for d in result.decisions]
         if again != stored:
@@ -112,6 +124,7 @@ class LiveScheduler:
         self.stop = stop or threading.Event()
         self.tick_ms = round(config.scheduler.tick_s * 1000)
         self.counters = {"ticks": 0, "dead_lettered": 0, "foreign": 0}
+        self.snapshot_at = 0
 
     # --- start ------------------------------------------------------------------------
 
@@ -202,9 +215,13 @@ class LiveScheduler:
             self.counters["dead_lettered"] += len(result.rejected)
         last_result, last_outbox = ticks[-1]
         ticks[-1] = (last_result, pending.dead + last_outbox)
+        snapshot = None
+        if self.counters["ticks"] - self.snapshot_at >= SNAPSHOT_EVERY:
+            snapshot = pickle.dumps(self.scheduler, protocol=pickle.HIGHEST_PROTOCOL)
+            self.snapshot_at = self.counters["ticks"]
         # If this fails the process stops: the state in memory is ahead of the database,
         # and a restart rebuilds it from what was committed.
-        self.ledger.commit_ticks(ticks, pending.positions)
+        self.ledger.commit_ticks(ticks, pending.positions, snapshot)
         self.counters["dead_lettered"] += len(pending.dead)
         self.counters["foreign"] += pending.foreign
         return [result for result, _ in ticks]
