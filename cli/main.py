@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -66,6 +68,20 @@ def parse_speed(text: str) -> float | None:
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"hospital: error: {message}", err=True)
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def service_errors() -> Iterator[None]:
+    """An unusable database (exit 3) or broker (exit 4) as one line on stderr."""
+    from scheduler.db.store import StoreError
+    from scheduler.services.bus import BusError
+
+    try:
+        yield
+    except StoreError as exc:
+        raise fail(str(exc), 3) from None
+    except BusError as exc:
+        raise fail(str(exc), 4) from None
 
 
 def load_config(path: Path | None, policy: str | None = None) -> Config:
@@ -136,13 +152,9 @@ def run(
     else:
         view = LiveView(console)
     try:
-        if view is None:
+        with service_errors(), view or contextlib.nullcontext():
             figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
-                                   store=store, record=record, out=out)
-        else:
-            with view:
-                figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
-                                       store=store, record=record, out=out, on_tick=view)
+                                   store=store, record=record, out=out, on_tick=view)
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
     except OSError as exc:
@@ -164,12 +176,10 @@ def parse_workers(text: str) -> dict[str, int]:
 
 
 def open_store(url: str, settings: Config):
-    from scheduler.db.store import SqlStore, StoreError
+    from scheduler.db.store import SqlStore
 
-    try:
+    with service_errors():
         return SqlStore(url, settings, settings.scheduler.policy)
-    except StoreError as exc:
-        raise fail(str(exc), 3) from None
 
 
 @app.command()
@@ -214,14 +224,13 @@ DbOption = Annotated[Optional[str], typer.Option(
 def _migration(action: str, db: str | None, config: Path | None) -> None:
     """Run `migrate.<action>` on the database, with one-line errors."""
     from scheduler.db import migrate
-    from scheduler.db.store import StoreError, connect, reason
+    from scheduler.db.store import connect, reason
 
     url = db or load_config(config).database.url
-    try:
+    with service_errors():
         connect(url).dispose()   # a clear error for a database that is not there
+    try:
         getattr(migrate, action)(url)
-    except StoreError as exc:
-        raise fail(str(exc), 3) from None
     except Exception as exc:  # alembic's: drift found, a failed migration
         raise fail(f"{action}: {reason(exc)}", 1) from None
 

@@ -4,6 +4,7 @@ look into a run kept in the database."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -13,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.main import ConfigOption, app, fail, load_config
+from cli.main import ConfigOption, app, fail, load_config, service_errors
 
 RunId = Annotated[str, typer.Option(help="The run's id, shared by all its services.")]
 Epoch = Annotated[Optional[float], typer.Option(
@@ -50,13 +51,11 @@ def scheduler_service(
     """The scheduler service: consumes the inbound topic, decides each tick, keeps the run in
     the database and publishes the decisions. Restarted, it resumes where it stopped."""
     from scheduler.db.ledger import Ledger
-    from scheduler.db.store import StoreError
-    from scheduler.services.bus import BusError
     from scheduler.services.scheduler_service import LiveScheduler
 
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch)
-    try:
+    with service_errors(), contextlib.suppress(KeyboardInterrupt):
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
         live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
                              stop=stop)
@@ -65,12 +64,6 @@ def scheduler_service(
             live.run()
         finally:
             live.close()
-    except StoreError as exc:
-        raise fail(str(exc), 3) from None
-    except BusError as exc:
-        raise fail(str(exc), 4) from None
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command("generator")
@@ -84,18 +77,13 @@ def generator_service(
     config: ConfigOption = None,
 ) -> None:
     """The patient generator: sends `patient.arrived` to the inbound topic on time."""
-    from scheduler.services.bus import BusError
     from scheduler.services.generator import run_generator
 
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch)
-    try:
+    with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_generator(settings, run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed,
                       stop=stop)
-    except BusError as exc:
-        raise fail(str(exc), 4) from None
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command("worker")
@@ -112,20 +100,16 @@ def worker_service(
 ) -> None:
     """A worker of one role: does the tasks dispatched to the role's staff and reports their
     completion. Several workers of one role share the work."""
-    from scheduler.services.bus import ROLES, BusError
+    from scheduler.services.bus import ROLES
     from scheduler.services.worker import run_worker
 
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch)
-    try:
+    with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_worker(settings, role, run_id=run_id, clock=clock,
                    worker_id=worker_id or f"{role}-worker", until_ms=until_ms, stop=stop)
-    except BusError as exc:
-        raise fail(str(exc), 4) from None
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command("status")
@@ -134,13 +118,10 @@ def status(db: Db = None, config: ConfigOption = None) -> None:
     from rich.console import Console
 
     from scheduler.db.status import hospital_status, status_tables
-    from scheduler.db.store import StoreError
 
     settings = load_config(config)
-    try:
+    with service_errors():
         snapshot = hospital_status(db or settings.database.url)
-    except StoreError as exc:
-        raise fail(str(exc), 3) from None
     Console().print(*status_tables(snapshot))
 
 
@@ -154,15 +135,12 @@ def export(
 ) -> None:
     """Export the run in the database for `hospital solve`, which reproduces its decisions."""
     from scheduler.db.ledger import Ledger
-    from scheduler.db.store import StoreError
 
     settings = load_config(config)
-    try:
+    with service_errors():
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
         try:
             counted = ledger.export(events, out)
         finally:
             ledger.close()
-    except StoreError as exc:
-        raise fail(str(exc), 3) from None
     typer.echo(f"{counted[0]} events, {counted[1]} decisions")

@@ -23,6 +23,11 @@ _TYPE_ORDER = {"escort.completed": 0, "visit.completed": 1, "cleaning.completed"
 NOTHING_TO_DECIDE = Solution(bookings={}, dispatches={})
 
 
+def covering_tick(time_ms: int, tick_ms: int) -> int:
+    """The tick whose interval ((k - 1) * tick, k * tick] holds this time."""
+    return -(-time_ms // tick_ms)
+
+
 def canonical_order(events: list[ev.Event]) -> list[ev.Event]:
     return sorted(events, key=lambda e: (e.time_ms, _TYPE_ORDER.get(e.TYPE, 9), e.event_id))
 
@@ -52,7 +57,7 @@ class Scheduler:
 
     def tick_of(self, time_ms: int) -> int:
         """The first tick that can consume an event of this time."""
-        return max(-(-time_ms // self.tick_ms), self.last_tick + 1)
+        return max(covering_tick(time_ms, self.tick_ms), self.last_tick + 1)
 
     def tick(self, tick: int, inbound: list[ev.Event]) -> TickResult:
         if tick <= self.last_tick:

@@ -54,10 +54,16 @@ class EscortCompleted(Event):
     room_id: str
     direction: str  # "in" | "out"
 
+    @property
+    def task_kind(self) -> str:
+        """The kind of task this completion closes."""
+        return "escort_in" if self.direction == "in" else "escort_out"
+
 
 @dataclass(frozen=True)
 class VisitCompleted(Event):
     TYPE: ClassVar[str] = "visit.completed"
+    task_kind: ClassVar[str] = "visit"
     task_id: str
     staff_id: str
     patient_id: str
@@ -67,6 +73,7 @@ class VisitCompleted(Event):
 @dataclass(frozen=True)
 class CleaningCompleted(Event):
     TYPE: ClassVar[str] = "cleaning.completed"
+    task_kind: ClassVar[str] = "clean"
     task_id: str
     staff_id: str
     room_id: str

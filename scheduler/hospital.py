@@ -62,7 +62,6 @@ class Task:
 WAITING_STAGE = {"escort_in": "waiting_escort_in", "visit": "waiting_visit",
                  "escort_out": "waiting_escort_out"}
 ACTIVE_STAGE = {"escort_in": "escorting_in", "visit": "in_visit", "escort_out": "escorting_out"}
-COMPLETION_KIND = {ev.VisitCompleted: "visit", ev.CleaningCompleted: "clean"}
 
 
 def staff_roster(config: Config) -> list[tuple[str, str]]:
@@ -125,11 +124,8 @@ class Hospital:
             effects.append((ev.RoomAvailable, {"room_id": room.room_id}))
 
     def _completed_task(self, event: ev.Event) -> Task:
-        if isinstance(event, ev.EscortCompleted):
-            kind = "escort_in" if event.direction == "in" else "escort_out"
-        elif type(event) in COMPLETION_KIND:
-            kind = COMPLETION_KIND[type(event)]
-        else:
+        kind = getattr(event, "task_kind", None)
+        if kind is None:
             raise Rejected(f"{event.TYPE} is not an inbound event")
         task = self.tasks.get(event.task_id)
         if task is None:

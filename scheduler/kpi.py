@@ -12,8 +12,7 @@ from typing import Any
 
 from scheduler import events as ev
 from scheduler.engine import TickResult
-from scheduler.layout import ROLE_OF_KIND
-from scheduler.validator import NEXT_KIND
+from scheduler.layout import NEXT_KIND, ROLE_OF_KIND
 
 ROLES = ("porter", "medical", "cleaner")
 
@@ -69,15 +68,12 @@ class KpiCollector:
             return
         role = self.task_role.pop(event.task_id)
         self.busy_ms[role] += event.time_ms - self.dispatched_ms.pop(event.task_id)
-        if isinstance(event, ev.EscortCompleted):
-            kind = "escort_in" if event.direction == "in" else "escort_out"
-        else:
-            kind = "visit" if isinstance(event, ev.VisitCompleted) else "clean"
+        kind = event.task_kind
         patient_id = getattr(event, "patient_id", None)
         if kind == "escort_out":
             self.stays_ms.append(event.time_ms - self.arrived_ms.pop(patient_id))
             self.occupied_ms += event.time_ms - self.admitted_ms.pop(patient_id)
-        if kind in NEXT_KIND and patient_id is not None:
+        if kind in NEXT_KIND:
             self.created_ms[NEXT_KIND[kind], patient_id] = event.time_ms
 
     def _decision(self, decision: ev.Decision) -> None:

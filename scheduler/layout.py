@@ -14,6 +14,8 @@ from scheduler.config import Config
 
 ENTRANCE = "entrance"
 ROLE_OF_KIND = {"escort_in": "porter", "escort_out": "porter", "visit": "medical", "clean": "cleaner"}
+# The lifecycle: the task that the completion of each kind of task creates.
+NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from scheduler import jsonl
 from scheduler.config import Config
-from scheduler.engine import Scheduler, TickResult, canonical_order
+from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.hospital import staff_roster
 from scheduler.kpi import KpiCollector
 from scheduler.simulation import Clock, simulate
@@ -86,7 +86,8 @@ def replay(config: Config, events_path: Path, out: Path | None = None,
     scheduler = Scheduler(config)
     by_tick: dict[int, list[jsonl.Recorded]] = defaultdict(list)
     for record in records:
-        tick = record.tick if record.tick is not None else -(-record.event.time_ms // scheduler.tick_ms)
+        tick = record.tick if record.tick is not None else covering_tick(record.event.time_ms,
+                                                                         scheduler.tick_ms)
         by_tick[tick].append(record)
     kpi = new_kpi(config)
     rejected: list[str] = []

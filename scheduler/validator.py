@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.hospital import staff_roster
-from scheduler.layout import ROLE_OF_KIND
+from scheduler.layout import NEXT_KIND, ROLE_OF_KIND
 
-# What each completion leads to: the kind of the task it creates.
-NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
-# The kind of task each completion closes.
-COMPLETES = {("escort.completed", "in"): "escort_in", ("escort.completed", "out"): "escort_out",
-             ("visit.completed", None): "visit", ("cleaning.completed", None): "clean"}
 
 
 class InvariantViolation(AssertionError):
@@ -118,8 +113,7 @@ class Auditor:
         if task is None or task.done or task.staff_id != event.staff_id:
             self.fail(tick, f"{event.TYPE} for task {event.task_id}, which "
                             f"{event.staff_id} was not doing")
-        if COMPLETES.get((event.TYPE, getattr(event, "direction", None))) != task.kind \
-                or event.room_id != task.room_id:
+        if event.task_kind != task.kind or event.room_id != task.room_id:
             self.fail(tick, f"{event.TYPE} for task {event.task_id} does not fit it: the task "
                             f"is a {task.kind} in {task.room_id}")
         task.done = True

@@ -7,6 +7,7 @@ database says exactly which events were applied and which messages are still owe
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,17 +93,21 @@ class Ledger:
         for tick in ticks:
             yield tick, inbound.get(tick, []), decisions.get(tick, [])
 
-    def export(self, events_path, decisions_path) -> tuple[int, int]:
+    def export(self, events_path=None, decisions_path=None) -> tuple[int, int]:
         """Write the applied inbound events (each with its tick) and the decisions as JSONL,
-        for `hospital solve`. Returns how many of each."""
+        for `hospital solve`, either or both. Returns how many of each."""
         from scheduler import jsonl
         from scheduler.engine import canonical_order
 
         events = decisions = 0
-        with open(events_path, "w") as events_file, open(decisions_path, "w") as out_file:
+        with contextlib.ExitStack() as files:
+            events_file = files.enter_context(open(events_path, "w")) if events_path else None
+            out_file = files.enter_context(open(decisions_path, "w")) if decisions_path else None
             for tick, inbound, stored in self.history():
-                jsonl.write(events_file, canonical_order(inbound), tick=tick)
-                out_file.writelines(line + "\n" for line in stored)
+                if events_file:
+                    jsonl.write(events_file, canonical_order(inbound), tick=tick)
+                if out_file:
+                    out_file.writelines(line + "\n" for line in stored)
                 events, decisions = events + len(inbound), decisions + len(stored)
         return events, decisions
 

@@ -44,8 +44,6 @@ def hospital_status(url: str) -> dict[str, Any]:
                 "unpublished": session.scalar(select(func.count()).select_from(OutboxRow)
                                               .where(OutboxRow.published.is_(False))) or 0,
             }
-    except StoreError:
-        raise
     except Exception as exc:
         raise StoreError(f"cannot read the run at {safe_url(url)}: {reason(exc)}") from None
     finally:

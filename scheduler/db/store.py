@@ -25,7 +25,7 @@ from scheduler.db.models import (Base, DecisionRow, InboundEvent, Patient, Room,
                                  Tick)
 from scheduler.engine import TickResult
 from scheduler.hospital import staff_roster
-from scheduler.layout import Layout
+from scheduler.layout import NEXT_KIND, Layout
 
 
 class StoreError(RuntimeError):
@@ -33,11 +33,6 @@ class StoreError(RuntimeError):
 
 
 Row = dict[str, Any]
-
-# The task a completion creates, and so when that task was born (as `Hospital` does).
-NEXT_KIND = {("escort.completed", "in"): "visit", ("visit.completed", None): "escort_out",
-             ("escort.completed", "out"): "clean"}
-
 
 def safe_url(url: str) -> str:
     try:
@@ -166,11 +161,10 @@ class SqlStore:
             born["escort_in", event.patient_id] = at
             return
         self._change_task(event.task_id, completed_at=at)
-        direction = getattr(event, "direction", None)
-        patient_id = getattr(event, "patient_id", None)
-        if patient_id is not None:
-            born[NEXT_KIND[event.TYPE, direction], patient_id] = at
-        if direction == "in":
+        # The completion creates the next task of the lifecycle: born now.
+        if event.task_kind in NEXT_KIND:
+            born[NEXT_KIND[event.task_kind], event.patient_id] = at
+        if event.task_kind == "escort_in":
             self._room(event.room_id, status="occupied")
 
     def _decision(self, d: ev.Decision, position: int, now: float,

@@ -146,3 +146,43 @@ def dead_letter(message_value: bytes, reason: str, origin: str) -> bytes:
     return json.dumps({"reason": reason, "origin": origin,
                        "message": message_value.decode(errors="replace")},
                       sort_keys=True).encode()
+
+
+class Outbox:
+    """Messages sent but not yet known to be written. `flush` waits for them, raises
+    `BusError` if one failed, and returns the tags given with those written, in order, so
+    that a caller acts (commits, counts) only on what the broker has acknowledged."""
+
+    def __init__(self, producer, headers: list[tuple[str, bytes]]):
+        self.producer, self.headers = producer, headers
+        self.unflushed: list[tuple[Any, Any]] = []   # (future, tag)
+
+    def send(self, topic: str, key: bytes | None, value: bytes, tag: Any = None,
+             partition: int | None = None) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            future = self.producer.send(topic, key=key, value=value, headers=self.headers,
+                                        partition=partition)
+        except KafkaError as exc:
+            raise BusError(f"could not send to {topic}: {exc}") from None
+        self.unflushed.append((future, tag))
+
+    def send_event(self, topic: str, event: ev.Event, tag: Any = None) -> None:
+        self.send(topic, key_of(event), encode(event), tag)
+
+    def flush(self) -> list[Any]:
+        from kafka.errors import KafkaError
+
+        if not self.unflushed:
+            return []
+        try:
+            self.producer.flush(timeout=30)
+        except KafkaError as exc:
+            raise BusError(f"could not flush to Kafka: {exc}") from None
+        for future, _ in self.unflushed:
+            if not future.succeeded():
+                raise BusError(f"could not send to Kafka: {future.exception}")
+        tags = [tag for _, tag in self.unflushed]
+        self.unflushed.clear()
+        return tags

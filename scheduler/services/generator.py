@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
-
-from kafka.errors import KafkaError
 
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.services import bus
+from scheduler.services.bus import Outbox
 from scheduler.services.clock import LiveClock
 from scheduler.simulation import arrival_times
 
@@ -65,37 +63,3 @@ def _wait(clock: LiveClock, at_ms: int, stop: threading.Event) -> bool:
             return True
         stop.wait(min(delay, NAP_S))
     return False
-
-
-class Outbox:
-    """Messages sent but not yet known to be written. `flush` waits for them, raises
-    `BusError` if one failed, and returns the tags given with those written, in order, so
-    that a caller acts (commits, counts) only on what the broker has acknowledged."""
-
-    def __init__(self, producer, headers: list[tuple[str, bytes]]):
-        self.producer, self.headers = producer, headers
-        self.unflushed: list[tuple[Any, Any]] = []   # (future, tag)
-
-    def send(self, topic: str, key: bytes | None, value: bytes, tag: Any = None) -> None:
-        try:
-            future = self.producer.send(topic, key=key, value=value, headers=self.headers)
-        except KafkaError as exc:
-            raise bus.BusError(f"could not send to {topic}: {exc}") from None
-        self.unflushed.append((future, tag))
-
-    def send_event(self, topic: str, event: ev.Event, tag: Any = None) -> None:
-        self.send(topic, bus.key_of(event), bus.encode(event), tag)
-
-    def flush(self) -> list[Any]:
-        if not self.unflushed:
-            return []
-        try:
-            self.producer.flush(timeout=30)
-        except KafkaError as exc:
-            raise bus.BusError(f"could not flush to Kafka: {exc}") from None
-        for future, _ in self.unflushed:
-            if not future.succeeded():
-                raise bus.BusError(f"could not send to Kafka: {future.exception}")
-        tags = [tag for _, tag in self.unflushed]
-        self.unflushed.clear()
-        return tags

@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
-from scheduler.engine import Scheduler, TickResult
+from scheduler.engine import Scheduler, TickResult, covering_tick
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.services import bus
 from scheduler.services.clock import LiveClock
 
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
+RELAY_BATCH = 1000
 SNAPSHOT_EVERY = 100   # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
 
@@ -125,6 +126,7 @@ class LiveScheduler:
         self.tick_ms = round(config.scheduler.tick_s * 1000)
         self.counters = {"ticks": 0, "dead_lettered": 0, "foreign": 0}
         self.snapshot_at = 0
+        self.owed = True   # the outbox may hold messages not yet sent
 
     # --- start ------------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class LiveScheduler:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
         self.scheduler = restore(self.config, self.ledger)
         self.producer = bus.producer(self.config)
+        self.sender = bus.Outbox(self.producer, bus.headers(self.run_id, "scheduler"))
         self.relay()
         if self.scheduler.last_tick >= 0:
             log.info("run %s: resumed after tick %d", self.run_id, self.scheduler.last_tick)
@@ -163,7 +166,8 @@ class LiveScheduler:
                     self.tick(next_tick, pending)
                     pending = Pending([], [], {})
                 next_tick = max(next_tick + 1, self.clock.now_ms() // self.tick_ms)
-            self.relay()
+            if self.owed:
+                self.relay()
 
     def end_grace_ms(self) -> int:
         """How long past the end of the run to keep consuming: events stamped up to the end
@@ -206,7 +210,7 @@ class LiveScheduler:
         ticks, their messages and the consumer positions commit in one transaction."""
         by_tick: dict[int, list[ev.Event]] = defaultdict(list)
         for event in pending.events:
-            by_tick[-(-event.time_ms // self.tick_ms)].append(event)
+            by_tick[covering_tick(event.time_ms, self.tick_ms)].append(event)
         ticks = []
         for tick, events in sorted(by_tick.items()) or [(boundary, [])]:
             result = self.scheduler.tick(max(tick, self.scheduler.last_tick + 1), events)
@@ -222,27 +226,27 @@ class LiveScheduler:
         # If this fails the process stops: the state in memory is ahead of the database,
         # and a restart rebuilds it from what was committed.
         self.ledger.commit_ticks(ticks, pending.positions, snapshot)
+        self.owed = True
         self.counters["dead_lettered"] += len(pending.dead)
         self.counters["foreign"] += pending.foreign
         return [result for result, _ in ticks]
 
     def relay(self) -> None:
-        """Send what the outbox holds, then mark it sent. A broker that is down leaves it in
-        the outbox for the next try."""
-        messages = self.ledger.unpublished()
-        if not messages:
-            return
-        headers = bus.headers(self.run_id, "scheduler")
+        """Send what the outbox holds, then mark it sent once the broker has acknowledged
+        all of it. A broker that is down leaves it in the outbox for the next try."""
+        messages = self.ledger.unpublished(limit=RELAY_BATCH)
         try:
             for message in messages:
-                self.producer.send(message.topic, value=message.payload, key=message.key,
-                                   partition=message.partition, headers=headers)
-            self.producer.flush(timeout=15)
-        except Exception as exc:  # kafka-python's errors; the outbox keeps the messages
+                self.sender.send(message.topic, message.key, message.payload,
+                                 partition=message.partition)
+            self.sender.flush()
+        except bus.BusError as exc:
             log.warning("outbox relay failed, will retry: %s", exc)
             time.sleep(0.5)
             return
-        self.ledger.mark_published(messages[-1].outbox_id)
+        if messages:
+            self.ledger.mark_published(messages[-1].outbox_id)
+        self.owed = len(messages) == RELAY_BATCH   # a full batch: there may be more
 
     def close(self) -> None:
         for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):

@@ -32,7 +32,7 @@ from scheduler.config import Config
 from scheduler.layout import ROLE_OF_KIND, Layout
 from scheduler.services import bus
 from scheduler.services.clock import LiveClock
-from scheduler.services.generator import Outbox
+from scheduler.services.bus import Outbox
 from scheduler.simulation import completion
 
 log = logging.getLogger(__name__)
