@@ -14,6 +14,10 @@ def build(problem, model, tick_vars, weight=None):
     return sum(coefficient * tick_vars.var(pair) for pair, coefficient in _coefficients(problem))
 
 
+def pair_count(problem) -> int:
+    return len(_ordered_pairs(problem))
+
+
 def upper_bound(problem) -> int:
     return sum(coefficient for _, coefficient in _coefficients(problem))
 

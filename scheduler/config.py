@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 
+# A soft rule's weight is at most this: with it, the objective's totals stay exact integers
+# (only the ratios between the weights matter, so no hospital needs more).
+MAX_WEIGHT = 1000
+
+
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the key."""
 
@@ -255,3 +260,7 @@ def _check_semantics(config: Config) -> None:
     for name, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{name}: must not be negative, got {value}")
+    for key in ("longest_wait_first", "minimise_walking", "free_rooms_fast"):
+        if getattr(config.rules, key) > MAX_WEIGHT:
+            raise ConfigError(f"rules.{key}: must be at most {MAX_WEIGHT} (only the ratios "
+                              f"between weights matter), got {getattr(config.rules, key)}")

@@ -25,7 +25,7 @@ from rules import (
 )
 from scheduler.config import Config, RulesConfig
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout
-from scheduler.policies import CpSatPolicy, GreedyPolicy, TickVars
+from scheduler.policies import CpSatPolicy, FullModelPolicy, GreedyPolicy, TickVars
 from scheduler.problem import Arrival, FreeStaff, OpenTask, TickProblem
 
 NOW = 10_000
@@ -537,7 +537,7 @@ def policy_optima(tick_problem, monkeypatch, weights=None) -> tuple[object, int]
 
     with monkeypatch.context() as patch:
         patch.setattr(policies.cp_model, "CpSolver", Recording)
-        solution = CpSatPolicy(weights).solve(tick_problem)
+        solution = FullModelPolicy(weights).solve(tick_problem)
     model = captured["model"]
     objective = model.proto.objective
     expr = sum(c * model.get_int_var_from_proto_index(v)
@@ -590,6 +590,21 @@ class TestCpSatPolicy:
         assert policy.solve(p) == policy.solve(p)
         assert policy.solved == 2
 
+    def test_each_answer_is_the_full_models(self):
+        for p in (_symmetric_problem(), LAYOUT_TIE, self._porter_pressure()):
+            assert CpSatPolicy().solve(p) == FullModelPolicy().solve(p)
+
+    @staticmethod
+    def _porter_pressure():
+        tasks = [task(f"t{n}", "escort_out", f"A{n % 3 + 1}", created=n * 300) for n in range(6)]
+        return layout_problem(tasks, [staff("porter-1", "porter", "A2"),
+                                      staff("porter-2", "porter", "B1"),
+                                      staff("porter-3", "porter")])
+
+
+class TestFullModelPolicy:
+    """The reference model in CP-SAT: its optimum is unique and independent of the search."""
+
     def test_seed_problem_has_a_unique_optimum(self, monkeypatch):
         solution, optima = policy_optima(_symmetric_problem(), monkeypatch)
         assert optima == 1
@@ -597,26 +612,26 @@ class TestCpSatPolicy:
     @pytest.mark.parametrize("seed, permute", [(1, False), (7, True), (123, True)])
     def test_tie_break_is_independent_of_the_search(self, monkeypatch, seed, permute):
         p = _symmetric_problem()
-        expected = CpSatPolicy().solve(p)
+        expected = FullModelPolicy().solve(p)
         SearchOrder(monkeypatch, seed=seed, permute=permute)
-        assert CpSatPolicy().solve(p) == expected
+        assert FullModelPolicy().solve(p) == expected
 
     def test_tie_break_is_independent_of_a_hint_towards_another_optimum(self, monkeypatch):
         p = _symmetric_problem()
-        expected = CpSatPolicy().solve(p)
+        expected = FullModelPolicy().solve(p)
         # Another solution, optimal for every rule but the tie-break.
         other = {"dispatch[t1,porter-1]", "dispatch[t2,porter-2]", "book[p1,A3]", "book[p2,A1]"}
         SearchOrder(monkeypatch, hint=other)
-        assert CpSatPolicy().solve(p) == expected
+        assert FullModelPolicy().solve(p) == expected
 
     def test_layout_problem_has_a_unique_optimum(self, monkeypatch):
         solution, optima = policy_optima(LAYOUT_TIE, monkeypatch)
         assert optima == 1
 
     def test_layout_answer_is_independent_of_the_search(self, monkeypatch):
-        expected = CpSatPolicy().solve(LAYOUT_TIE)
+        expected = FullModelPolicy().solve(LAYOUT_TIE)
         other_optimum = {("t0", "s1"), ("t1", "s0"), ("t2", "s2")}
         if set(expected.dispatches.items()) == other_optimum:
             other_optimum = {("t0", "s0"), ("t1", "s2"), ("t2", "s1")}
         SearchOrder(monkeypatch, hint={f"dispatch[{t},{s}]" for t, s in other_optimum})
-        assert CpSatPolicy().solve(LAYOUT_TIE) == expected
+        assert FullModelPolicy().solve(LAYOUT_TIE) == expected
