@@ -250,3 +250,6 @@ def db_check(db: DbOption = None, config: ConfigOption = None) -> None:
 
 
 from cli import services  # noqa: E402,F401  (registers the distributed mode's commands)
+from cli.bench import bench as _bench  # noqa: E402
+
+app.command("bench")(_bench)
