@@ -15,8 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from rules.tie_break import EXACT_PAIRS, pair_count
 from scheduler import config as config_module
+from scheduler.policies import CpSatPolicy
 from scheduler.runs import simulate_run
+from tests import oracle
 
 HERE = Path(__file__).parent
 SCENARIOS = sorted(p.name for p in HERE.iterdir() if (p / "scenario.toml").exists())
@@ -69,3 +72,24 @@ def test_solve_reproduces_the_golden_decisions(name, tmp_path, request):
                                       "--out", str(tmp_path / "decisions.jsonl")])
     assert result.exit_code == 0, result.output
     check_or_update(request, tmp_path / "decisions.jsonl", folder / "decisions.jsonl")
+
+
+def test_past_30_pairs_every_tick_is_the_models_optimum_and_the_tie_breaks(monkeypatch):
+    """The large-tick scenario: each tick with more pairs than the full model's 2^k
+    tie-break can weigh is checked by the oracle: optimal, and the tie-break's one answer."""
+    _, config, settings = scenario("long_waiting_lists")
+    checked = []
+
+    class Checked(CpSatPolicy):
+        def solve(self, problem):
+            solution = super().solve(problem)
+            if pair_count(problem) > EXACT_PAIRS:
+                assert oracle.objective_value(problem, solution, config.rules) == oracle.optimum(
+                    problem, config.rules)
+                assert oracle.is_the_tie_breaks_optimum(problem, solution, config.rules)
+                checked.append(pair_count(problem))
+            return solution
+
+    monkeypatch.setattr("scheduler.engine.make_policy", lambda name, weights: Checked(weights))
+    simulate_run(config, round(settings["duration_s"] * 1000))
+    assert len(checked) >= 30 and max(checked) > 100
