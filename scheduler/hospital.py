@@ -7,6 +7,7 @@ database or the solver.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from scheduler import events as ev
@@ -62,6 +63,40 @@ class Task:
 WAITING_STAGE = {"escort_in": "waiting_escort_in", "visit": "waiting_visit",
                  "escort_out": "waiting_escort_out"}
 ACTIVE_STAGE = {"escort_in": "escorting_in", "visit": "in_visit", "escort_out": "escorting_out"}
+
+
+class Walking(Mapping[tuple[str, str], int]):
+    """Walking in ms from each free staff member to the start of each task of their role,
+    worked out when asked: a long waiting list times many free staff would be thousands of
+    walks a tick, of which a policy reads few. A new arrival's escort is the walk to the
+    entrance (the walk on to the room depends on the booking: see `room_walking_ms`)."""
+
+    def __init__(self, layout: Layout, tasks: list[OpenTask], staff: tuple[FreeStaff, ...]):
+        self._layout = layout
+        self._tasks = {t.key: t for t in tasks}
+        self._staff = {s.staff_id: s for s in staff}
+        self._known: dict[tuple[str, str | None, str], int] = {}
+
+    def __getitem__(self, pair: tuple[str, str]) -> int:
+        task, staff = self._tasks[pair[0]], self._staff[pair[1]]
+        if task.role != staff.role:
+            raise KeyError(pair)
+        place = (task.kind, task.room_id, staff.location)
+        if place not in self._known:
+            layout = self._layout
+            if task.room_id is None:
+                walk = layout.walk(staff.location, ENTRANCE) if layout.model == "layout" else 0
+            else:
+                walk = layout.walking_ms(staff.location, task.kind, task.room_id)
+            self._known[place] = walk
+        return self._known[place]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((t.key, s.staff_id) for t in self._tasks.values() for s in self._staff.values()
+                if t.role == s.role)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def staff_roster(config: Config) -> list[tuple[str, str]]:
@@ -168,21 +203,10 @@ class Hospital:
                  for t in self.waiting.values()]
         tasks += [OpenTask(f"arrival:{p.patient_id}", "escort_in", "porter", None,
                            p.patient_id, p.arrived_ms) for p in self.arrivals]
-        walking = {}
-        for task in tasks:
-            for s in free_staff:
-                if s.role == task.role:
-                    walking[task.key, s.staff_id] = self._walking(s.location, task)
         room_walking = {r: self.layout.from_entrance(r) for r in free_rooms}
         arrivals = tuple(Arrival(p.patient_id, p.arrived_ms) for p in self.arrivals)
         return TickProblem(now_ms, arrivals, free_rooms, tuple(tasks), free_staff,
-                           walking, room_walking)
-
-    def _walking(self, location: str, task: OpenTask) -> int:
-        if task.room_id is None:  # a new arrival's escort: the walk to the entrance (the
-            # walk on to the room depends on the booking: see `room_walking_ms`)
-            return self.layout.walk(location, ENTRANCE) if self.layout.model == "layout" else 0
-        return self.layout.walking_ms(location, task.kind, task.room_id)
+                           Walking(self.layout, tasks, free_staff), room_walking)
 
     def decide(self, solution: Solution, effects: list[tuple[type[ev.Decision], dict]]
                ) -> list[tuple[type[ev.Decision], dict]]:

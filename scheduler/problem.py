@@ -6,6 +6,7 @@ tested, compared and checked in isolation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -48,8 +49,8 @@ class TickProblem:
     staff: tuple[FreeStaff, ...]
     # Walking, in ms: from each free staff member to the start of each task of their role,
     # and from the entrance to each free room (the escort of a new arrival).
-    walking_ms: dict[tuple[str, str], int] = field(default_factory=dict)
-    room_walking_ms: dict[str, int] = field(default_factory=dict)
+    walking_ms: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    room_walking_ms: Mapping[str, int] = field(default_factory=dict)
 
     def tasks_of(self, role: str) -> list[OpenTask]:
         return [t for t in self.tasks if t.role == role]
