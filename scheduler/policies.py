@@ -151,7 +151,9 @@ class CpSatPolicy:
             staff_of.setdefault(staff.role, []).append(staff)
         dispatches: dict[str, str] = {}
         for role, staff in staff_of.items():
-            tasks = tasks_of.get(role, [])
+            tasks = tasks_of.get(role)
+            if not tasks:
+                continue
             sizes.append((len(staff), len(tasks)))
             for s, t in assign(self._dispatch_costs(problem, tasks, staff), self.weights.tie_break):
                 dispatches[tasks[t].key] = staff[s].staff_id
