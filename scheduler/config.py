@@ -20,6 +20,7 @@ from typing import Any
 # A soft rule's weight is at most this: with it, the objective's totals stay exact integers
 # (only the ratios between the weights matter, so no hospital needs more).
 MAX_WEIGHT = 1000
+MIN_TICK_S = 0.001
 
 
 class ConfigError(ValueError):
@@ -130,9 +131,15 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text())
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, not a config file") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (not valid UTF-8)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return from_mapping(data, os.environ if environ is None else environ)
@@ -141,6 +148,7 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
 def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     environ = environ or {}
     known_sections = {f.name for f in dataclasses.fields(Config)}
+    _check_environment_names(environ)
     for name in data:
         if name not in known_sections:
             raise ConfigError(f"[{name}]: unknown section (expected one of "
@@ -169,6 +177,20 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     config = Config(**sections)
     _check_semantics(config)
     return config
+
+
+def _check_environment_names(environ: Mapping[str, str]) -> None:
+    """A `HOSPITAL_<SECTION>_<KEY>` variable whose section exists but whose key does not is
+    a typo that would be ignored without a word: an error, as an unknown key in a file is.
+    Other `HOSPITAL_*` variables (`HOSPITAL_CONFIG`) are not config keys."""
+    for section in dataclasses.fields(Config):
+        prefix = f"HOSPITAL_{section.name.upper()}_"
+        keys = {f.name.upper() for f in dataclasses.fields(section.default_factory)}
+        for variable in environ:
+            if variable.startswith(prefix) and variable[len(prefix):] not in keys:
+                raise ConfigError(f"{variable}: no key {variable[len(prefix):].lower()!r} in "
+                                  f"[{section.name}] (expected one of "
+                                  f"{', '.join(sorted(k.lower() for k in keys))})")
 
 
 def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
@@ -240,6 +262,16 @@ def _check_semantics(config: Config) -> None:
     for key in ("porters", "nurses", "doctors", "cleaners"):
         if getattr(config.staff, key) < 0:
             raise ConfigError(f"staff.{key}: must not be negative")
+    # Every role has work in the lifecycle: with nobody in one, patients would never leave.
+    for key in ("porters", "cleaners"):
+        if getattr(config.staff, key) < 1:
+            raise ConfigError(f"staff.{key}: must be at least 1 (every patient needs one)")
+    if config.staff.nurses + config.staff.doctors < 1:
+        raise ConfigError("staff.nurses + staff.doctors: must be at least 1 (every patient "
+                          "needs a medical visit)")
+    if config.scheduler.tick_s < MIN_TICK_S:
+        raise ConfigError(f"scheduler.tick_s: must be at least {MIN_TICK_S} s (time is kept "
+                          f"in milliseconds), got {config.scheduler.tick_s}")
     positive = {
         "arrivals.interval_s": config.arrivals.interval_s,
         "scheduler.tick_s": config.scheduler.tick_s,

@@ -65,8 +65,3 @@ def test_a_tiny_hospital_by_hand():
     assert bound.min_referral_rate == 0.0
     assert bound.staff_rate == pytest.approx(0.1)
 
-
-def test_a_role_without_staff_admits_nobody():
-    bound = capacity_bound(tiny(staff={"cleaners": 0}))
-    assert bound.max_rate == pytest.approx(0.0)
-    assert bound.min_referral_rate == pytest.approx(1.0)

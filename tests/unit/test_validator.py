@@ -3,18 +3,21 @@ one valid sequence (a whole patient lifecycle) that passes."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
 from scheduler import events as ev
-from scheduler.config import Config
+from scheduler.config import Config, StaffConfig
 from scheduler.validator import Auditor, InvariantViolation
 
 def small_config(rooms=1, porters=1, nurses=1, doctors=0, cleaners=1) -> Config:
-    return Config().replace(hospital={"floors": ["A"], "rooms_per_floor": rooms},
-                            staff={"porters": porters, "nurses": nurses, "doctors": doctors,
-                                   "cleaners": cleaners})
+    """A one-floor hospital. Built without the config's checks, so that a role may have
+    nobody in it (a config file may not): then its tasks can only be queued."""
+    return dataclasses.replace(
+        Config().replace(hospital={"floors": ["A"], "rooms_per_floor": rooms}),
+        staff=StaffConfig(porters=porters, nurses=nurses, doctors=doctors, cleaners=cleaners))
 
 
 # One floor, two rooms; one porter, one nurse, one cleaner.
