@@ -9,7 +9,9 @@ bulk inserts and updates, so that a 24 h simulation costs seconds, not minutes.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from alembic.util import CommandError
@@ -58,7 +60,8 @@ def connect(url: str) -> Engine:
     except ImportError as exc:
         raise StoreError(f"no database driver for {shown}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_foreign_keys)
+        event.listen(engine, "connect", _sqlite_pragmas if parsed.database not in (None, "", ":memory:")
+                     else _sqlite_foreign_keys)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -72,6 +75,19 @@ def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     # SQLite checks foreign keys only when asked to, per connection; PostgreSQL always does.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    """A database file: write-ahead logging, so that a commit appends to the log instead of
+    rewriting pages through a rollback journal, and readers (`hospital status`) do not block
+    the writer; `synchronous=NORMAL`, the setting SQLite recommends with WAL: a commit does
+    not wait for the disk, and a power cut can lose the last commits but never corrupts the
+    file (a crash of the program loses nothing)."""
+    _sqlite_foreign_keys(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
@@ -93,6 +109,7 @@ class SqlStore:
         self.config = config
         self._queued: set[str] = set()  # tasks written as waiting, not yet dispatched
         self.engine = connect(url)
+        self._sqlite = self.engine.dialect.name == "sqlite"
         try:
             migrate.upgrade(url)
             if fresh:
@@ -120,16 +137,33 @@ class SqlStore:
     # --- the Store protocol ------------------------------------------------------------
 
     def save_tick(self, result: TickResult) -> None:
-        now = result.time_ms / 1000
+        tick, now = result.tick, result.time_ms / 1000
         born: dict[tuple[str, str], float] = {}
+        inbound = self.inbound
         for event in result.consumed:
-            self._inbound(event, result.tick, born)
-        for position, decision in enumerate(result.decisions):
-            self._decision(decision, position, now, born)
-        self.ticks.append({"tick": result.tick, "time": now, "policy": self.policy,
-                           "solve_ms": result.solve_ms, "n_consumed": len(result.consumed),
-                           "n_decisions": len(result.decisions),
-                           "n_rejected": len(result.rejected)})
+            at = event.time_ms / 1000
+            inbound.append((event.event_id, tick, event.TYPE, at, event.to_json()))
+            if type(event) is ev.PatientArrived:
+                self.new_patients[event.patient_id] = {
+                    "patient_id": event.patient_id, "arrived_at": at, "status": "waiting",
+                    "room_id": None, "admitted_at": None, "discharged_at": None,
+                    "referred_at": None, "referral_reason": None}
+                born["escort_in", event.patient_id] = at
+                continue
+            self._change_task(event.task_id, {"completed_at": at})
+            # The completion creates the next task of the lifecycle: born now.
+            kind = event.task_kind
+            if kind in NEXT_KIND:
+                born[NEXT_KIND[kind], event.patient_id] = at
+            if kind == "escort_in":
+                self._room(event.room_id, {"status": "occupied"})
+        decisions = self.decisions
+        for position, d in enumerate(result.decisions):
+            decisions.append((d.event_id, d.tick, position, d.TYPE, d.time_ms / 1000,
+                              d.to_json()))
+            self._DECIDE[type(d)](self, d, now, born)
+        self.ticks.append((tick, now, self.policy, result.solve_ms, len(result.consumed),
+                           len(result.decisions), len(result.rejected)))
         if len(self.ticks) >= self.flush_every:
             self.flush()
 
@@ -148,52 +182,42 @@ class SqlStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- from events to rows -------------------------------------------------------------
+    # --- from decisions to rows ----------------------------------------------------------
 
-    def _inbound(self, event: ev.Event, tick: int, born: dict[tuple[str, str], float]) -> None:
-        at = event.time_ms / 1000
-        self.inbound.append(_event_row(event, tick))
-        if isinstance(event, ev.PatientArrived):
-            self.new_patients[event.patient_id] = {
-                "patient_id": event.patient_id, "arrived_at": at, "status": "waiting",
-                "room_id": None, "admitted_at": None, "discharged_at": None,
-                "referred_at": None, "referral_reason": None}
-            born["escort_in", event.patient_id] = at
-            return
-        self._change_task(event.task_id, completed_at=at)
-        # The completion creates the next task of the lifecycle: born now.
-        if event.task_kind in NEXT_KIND:
-            born[NEXT_KIND[event.task_kind], event.patient_id] = at
-        if event.task_kind == "escort_in":
-            self._room(event.room_id, status="occupied")
+    def _admitted(self, d: ev.PatientAdmitted, now: float, born: Any) -> None:
+        self._change_patient(d.patient_id, {"status": "admitted", "room_id": d.room_id,
+                                            "admitted_at": now})
+        self._room(d.room_id, {"status": "booked", "current_patient_id": d.patient_id})
 
-    def _decision(self, d: ev.Decision, position: int, now: float,
-                  born: dict[tuple[str, str], float]) -> None:
-        self.decisions.append({**_event_row(d, d.tick), "position": position})
-        if isinstance(d, ev.PatientAdmitted):
-            self._change_patient(d.patient_id, status="admitted", room_id=d.room_id,
-                                 admitted_at=now)
-            self._room(d.room_id, status="booked", current_patient_id=d.patient_id)
-        elif isinstance(d, ev.PatientReferred):
-            self._change_patient(d.patient_id, status="referred", referred_at=now,
-                                 referral_reason=d.reason)
-        elif isinstance(d, ev.PatientDischarged):
-            self._change_patient(d.patient_id, status="discharged", discharged_at=now)
-            self._room(d.room_id, status="dirty", current_patient_id=None)
-        elif isinstance(d, ev.RoomAvailable):
-            self._room(d.room_id, status="free")
-        elif isinstance(d, ev.TaskQueued):
+    def _referred(self, d: ev.PatientReferred, now: float, born: Any) -> None:
+        self._change_patient(d.patient_id, {"status": "referred", "referred_at": now,
+                                            "referral_reason": d.reason})
+
+    def _discharged(self, d: ev.PatientDischarged, now: float, born: Any) -> None:
+        self._change_patient(d.patient_id, {"status": "discharged", "discharged_at": now})
+        self._room(d.room_id, {"status": "dirty", "current_patient_id": None})
+
+    def _available(self, d: ev.RoomAvailable, now: float, born: Any) -> None:
+        self._room(d.room_id, {"status": "free"})
+
+    def _queued_task(self, d: ev.TaskQueued, now: float, born: Any) -> None:
+        self._new_task(d, born.get((d.kind, d.patient_id), now))
+        self._queued.add(d.task_id)
+
+    def _dispatched(self, d: ev.TaskDispatched, now: float, born: Any) -> None:
+        if d.task_id in self._queued:
+            self._queued.discard(d.task_id)
+        else:
             self._new_task(d, born.get((d.kind, d.patient_id), now))
-            self._queued.add(d.task_id)
-        elif isinstance(d, ev.TaskDispatched):
-            if d.task_id in self._queued:
-                self._queued.discard(d.task_id)
-            else:
-                self._new_task(d, born.get((d.kind, d.patient_id), now))
-            self._change_task(d.task_id, staff_id=d.staff_id, dispatched_at=now,
-                              dispatched_tick=d.tick)
-            if d.kind == "clean":
-                self._room(d.room_id, status="cleaning")
+        self._change_task(d.task_id, {"staff_id": d.staff_id, "dispatched_at": now,
+                                      "dispatched_tick": d.tick})
+        if d.kind == "clean":
+            self._room(d.room_id, {"status": "cleaning"})
+
+    _DECIDE: dict[type, Callable[..., None]] = {
+        ev.PatientAdmitted: _admitted, ev.PatientReferred: _referred,
+        ev.PatientDischarged: _discharged, ev.RoomAvailable: _available,
+        ev.TaskQueued: _queued_task, ev.TaskDispatched: _dispatched}
 
     def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> None:
         self.new_tasks[d.task_id] = {
@@ -202,33 +226,37 @@ class SqlStore:
             "dispatched_at": None, "completed_at": None, "created_tick": d.tick,
             "dispatched_tick": None}
 
-    def _change_patient(self, patient_id: str, **values: Any) -> None:
+    def _change_patient(self, patient_id: str, values: Row) -> None:
         _change(self.new_patients, self.patient_updates, "patient_id", patient_id, values)
 
-    def _change_task(self, task_id: str, **values: Any) -> None:
+    def _change_task(self, task_id: str, values: Row) -> None:
         _change(self.new_tasks, self.task_updates, "task_id", task_id, values)
 
-    def _room(self, room_id: str, **values: Any) -> None:
-        self.room_updates.setdefault(room_id, {"room_id": room_id}).update(values)
+    def _room(self, room_id: str, values: Row) -> None:
+        row = self.room_updates.get(room_id)
+        if row is None:
+            row = self.room_updates[room_id] = {"room_id": room_id}
+        row.update(values)
 
     # --- writing -------------------------------------------------------------------------
 
     def flush(self, extra: Callable[[Session], None] | None = None) -> None:
         """Write the buffered ticks in one transaction, parents before children, with
-        `extra` work in the same transaction. Inserts go to the tables as plain executemany
-        (the ORM's per-row bookkeeping would double their cost)."""
+        `extra` work in the same transaction: one executemany per table and per set of
+        changed columns. On SQLite they go straight to the driver's cursor (the statements
+        are compiled once); elsewhere through SQLAlchemy Core, whose insertmanyvalues
+        batches the rows into multi-row INSERTs."""
         if not self.ticks and extra is None:
             return
 
         def write(session: Session) -> None:
-            session.execute(insert(Tick.__table__), self.ticks)
-            _bulk(session, Patient, self.new_patients, self.patient_updates)
-            _bulk(session, Task, self.new_tasks, self.task_updates)
-            if self.room_updates:
-                session.execute(update(Room), list(self.room_updates.values()))
-            for model, rows in ((DecisionRow, self.decisions), (InboundEvent, self.inbound)):
-                if rows:
-                    session.execute(insert(model.__table__), rows)
+            writer = _Writer(session, self._sqlite)
+            writer.insert(Tick, _TICK_COLUMNS, self.ticks)
+            writer.upsert(Patient, "patient_id", self.new_patients, self.patient_updates)
+            writer.upsert(Task, "task_id", self.new_tasks, self.task_updates)
+            writer.update(Room, "room_id", self.room_updates.values())
+            writer.insert(DecisionRow, _DECISION_COLUMNS, self.decisions)
+            writer.insert(InboundEvent, _INBOUND_COLUMNS, self.inbound)
             if extra is not None:
                 extra(session)
 
@@ -236,9 +264,9 @@ class SqlStore:
         self._clear()
 
     def _clear(self) -> None:
-        self.ticks: list[Row] = []
-        self.decisions: list[Row] = []
-        self.inbound: list[Row] = []
+        self.ticks: list[tuple] = []
+        self.decisions: list[tuple] = []
+        self.inbound: list[tuple] = []
         self.new_patients: dict[str, Row] = {}
         self.patient_updates: dict[str, Row] = {}
         self.new_tasks: dict[str, Row] = {}
@@ -251,6 +279,8 @@ class SqlStore:
             with Session(self.engine) as session, session.begin():
                 work(session)
         except SQLAlchemyError as exc:
+            raise StoreError(f"database write failed at {self.url}: {reason(exc)}") from None
+        except sqlite3.Error as exc:   # the driver's own, from the SQLite fast path
             raise StoreError(f"database write failed at {self.url}: {reason(exc)}") from None
 
     @staticmethod
@@ -271,28 +301,63 @@ class SqlStore:
                 for staff_id, role in roster])
 
 
-def _event_row(event: ev.Event, tick: int) -> Row:
-    return {"event_id": event.event_id, "tick": tick, "type": event.TYPE,
-            "time": event.time_ms / 1000, "payload": event.to_json()}
+_TICK_COLUMNS = ("tick", "time", "policy", "solve_ms", "n_consumed", "n_decisions",
+                 "n_rejected")
+_DECISION_COLUMNS = ("event_id", "tick", "position", "type", "time", "payload")
+_INBOUND_COLUMNS = ("event_id", "tick", "type", "time", "payload")
 
 
 def _change(new: dict[str, Row], updates: dict[str, Row], key: str, id_: str,
             values: Row) -> None:
     """Change a row still to be inserted, or else remember the update of a written one."""
-    if id_ in new:
-        new[id_].update(values)
-    else:
-        updates.setdefault(id_, {key: id_}).update(values)
+    row = new.get(id_)
+    if row is None:
+        row = updates.get(id_)
+        if row is None:
+            row = updates[id_] = {key: id_}
+    row.update(values)
 
 
-def _bulk(session: Session, model: type[Base], new: dict[str, Row],
-          updates: dict[str, Row]) -> None:
-    # Updates first: a completion closes a staff member's task before the insert of the next
-    # task given to them, which the one-open-task-a-staff-member index would refuse.
-    if updates:
-        # ORM bulk UPDATE by primary key runs one executemany per run of rows that change
-        # the same columns, sorted by those columns: a few per flush, completions
-        # (`completed_at`) before dispatches.
-        session.execute(update(model), sorted(updates.values(), key=lambda row: sorted(row)))
-    if new:
-        session.execute(insert(model.__table__), list(new.values()))
+class _Writer:
+    """The statements of one flush, in one session's transaction."""
+
+    def __init__(self, session: Session, sqlite: bool):
+        self.session = session
+        self.cursor = session.connection().connection.cursor() if sqlite else None
+
+    def insert(self, model: type[Base], columns: tuple[str, ...], rows: list[tuple]) -> None:
+        if not rows:
+            return
+        table = model.__table__
+        if self.cursor is not None:
+            self.cursor.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                                    f"VALUES ({', '.join('?' * len(columns))})", rows)
+        else:
+            self.session.execute(insert(table), [dict(zip(columns, row)) for row in rows])
+
+    def update(self, model: type[Base], key: str, rows: Any) -> None:
+        """UPDATE by primary key: one executemany per set of changed columns, in the order
+        of those sets sorted (completions, `completed_at`, before dispatches)."""
+        groups: dict[tuple[str, ...], list[Row]] = {}
+        for row in rows:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        table = model.__table__
+        for names in sorted(groups):
+            columns = [name for name in names if name != key]
+            if self.cursor is not None:
+                sql = (f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in columns)} "
+                       f"WHERE {key} = ?")
+                self.cursor.executemany(sql, map(itemgetter(*columns, key), groups[names]))
+            else:
+                self.session.execute(update(model), groups[names])
+
+    def upsert(self, model: type[Base], key: str, new: dict[str, Row],
+               updates: dict[str, Row]) -> None:
+        # Updates first: a completion closes a staff member's task before the insert of the
+        # next task given to them, which the one-open-task-a-staff-member index would refuse.
+        if updates:
+            self.update(model, key, updates.values())
+        if new:
+            rows = list(new.values())
+            columns = tuple(rows[0])
+            self.insert(model, columns, list(map(itemgetter(*columns), rows)))
