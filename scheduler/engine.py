@@ -51,7 +51,7 @@ class Scheduler:
         self.policy = policy or make_policy(config.scheduler.policy, config.rules)
         self.hospital = Hospital(config)
         self.auditor = Auditor(config) if config.scheduler.validate else None
-        self.seen: set[str] = set()
+        self.seen = ev.IdSet()   # every event applied: compact, however long the run
         self.last_tick = -1
         self.counters = {"ticks": 0, "events": 0, "rejected": 0, "duplicates": 0}
 

@@ -119,7 +119,7 @@ class Hospital:
         self.tasks: dict[str, Task] = {}        # open tasks: waiting or in progress
         self.waiting: dict[str, Task] = {}      # waiting lists, in creation order
         self.arrivals: list[Patient] = []       # arrived since the last tick, not yet decided
-        self.finished: set[str] = set()         # patients discharged or referred
+        self.finished = ev.IdSet()              # patients discharged or referred (compact)
         self._task_count = 0
         self._new_tasks: list[Task] = []        # created since the last tick's decisions
 

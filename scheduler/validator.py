@@ -39,10 +39,20 @@ class Auditor:
     role: dict[str, str] = field(default_factory=dict)
     busy: dict[str, str | None] = field(default_factory=dict)    # staff -> task id
     tasks: dict[str, _Task] = field(default_factory=dict)
-    patients: dict[str, str] = field(default_factory=dict)       # patient -> stage
-    task_ids: set[str] = field(default_factory=set)              # every task ever decided
+    # patient -> stage, for the patients in the building; those who left are only counted
+    # and remembered compactly, so that a second arrival of one is still caught
+    patients: dict[str, str] = field(default_factory=dict)
+    left: ev.IdSet = field(default_factory=ev.IdSet)
+    referred: int = 0
+    discharged: int = 0
+    task_ids: ev.IdSet = field(default_factory=ev.IdSet)         # every task ever decided
     arrived: int = 0
     last_tick: int = -1
+    # Kept as the tables change, so that the per-tick checks need no scan: rooms free,
+    # staff idle and tasks waiting per role.
+    free_rooms: int = 0
+    idle: Counter = field(default_factory=Counter)
+    waiting: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         floors, per_floor = self.config.hospital.floors, self.config.hospital.rooms_per_floor
@@ -50,9 +60,15 @@ class Auditor:
             for number in range(1, per_floor + 1):
                 self.rooms[f"{floor}{number}"] = "free"
                 self.occupant[f"{floor}{number}"] = None
+        self.free_rooms = len(self.rooms)
         for staff_id, role in staff_roster(self.config):
             self.role[staff_id] = role
             self.busy[staff_id] = None
+            self.idle[role] += 1
+
+    def _room(self, room_id: str, status: str) -> None:
+        self.free_rooms += (status == "free") - (self.rooms[room_id] == "free")
+        self.rooms[room_id] = status
 
     def fail(self, tick: int, message: str) -> None:
         raise InvariantViolation(f"tick {tick}: {message}")
@@ -68,7 +84,7 @@ class Auditor:
         cleaned: set[str] = set()
         for event in inbound:
             if isinstance(event, ev.PatientArrived):
-                if event.patient_id in self.patients:
+                if event.patient_id in self.patients or event.patient_id in self.left:
                     self.fail(tick, f"patient {event.patient_id} arrived twice")
                 self.patients[event.patient_id] = "arrived"
                 self.arrived += 1
@@ -85,7 +101,9 @@ class Auditor:
                 if decision.patient_id not in undecided:
                     self.fail(tick, f"referred {decision.patient_id}, who is not a new arrival")
                 undecided.discard(decision.patient_id)
-                self.patients[decision.patient_id] = "referred"
+                del self.patients[decision.patient_id]
+                self.left.add(decision.patient_id)
+                self.referred += 1
                 referred = True
             elif isinstance(decision, (ev.TaskDispatched, ev.TaskQueued)):
                 self._task(tick, decision, expected_tasks)
@@ -104,7 +122,7 @@ class Auditor:
             self.fail(tick, f"tasks created but not dispatched or queued: {sorted(missing)}")
         if discharges or cleaned:
             self.fail(tick, f"no decision for {sorted(discharges)} {sorted(cleaned)}")
-        if referred and "free" in self.rooms.values():
+        if referred and self.free_rooms:
             self.fail(tick, "a patient was referred while a room is free")
         self._no_idle_staff(tick)
 
@@ -118,15 +136,19 @@ class Auditor:
                             f"is a {task.kind} in {task.room_id}")
         task.done = True
         self.busy[task.staff_id] = None
+        self.idle[self.role[task.staff_id]] += 1
         del self.tasks[event.task_id]
         if task.kind == "escort_in":
             self.patients[task.patient_id] = "in_room"
         elif task.kind == "escort_out":
-            self.patients[task.patient_id] = "discharged"
-            self.rooms[task.room_id], self.occupant[task.room_id] = "dirty", None
+            del self.patients[task.patient_id]
+            self.left.add(task.patient_id)
+            self.discharged += 1
+            self._room(task.room_id, "dirty")
+            self.occupant[task.room_id] = None
             discharges.add(task.patient_id)
         elif task.kind == "clean":
-            self.rooms[task.room_id] = "free"
+            self._room(task.room_id, "free")
             cleaned.add(task.room_id)
         if task.kind in NEXT_KIND:
             expected_tasks[NEXT_KIND[task.kind], task.patient_id] += 1
@@ -138,7 +160,8 @@ class Auditor:
         if self.rooms.get(room_id) != "free":
             self.fail(tick, f"booked room {room_id}, which is {self.rooms.get(room_id, 'unknown')}")
         undecided.discard(patient_id)
-        self.rooms[room_id], self.occupant[room_id] = "taken", patient_id
+        self._room(room_id, "taken")
+        self.occupant[room_id] = patient_id
         self.patients[patient_id] = "admitted"
         expected_tasks["escort_in", patient_id] += 1
 
@@ -153,6 +176,7 @@ class Auditor:
             task = _Task(decision.kind, decision.patient_id, decision.room_id)
             self.tasks[decision.task_id] = task
             self.task_ids.add(decision.task_id)
+            self.waiting[ROLE_OF_KIND[task.kind]] += 1
             if task.kind != "clean" and self.occupant.get(task.room_id) != task.patient_id:
                 self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {task.room_id}")
         elif isinstance(decision, ev.TaskQueued) or task.staff_id is not None:
@@ -169,20 +193,24 @@ class Auditor:
                                 f"{self.busy[staff_id]}")
             task.staff_id = staff_id
             self.busy[staff_id] = decision.task_id
+            role = self.role[staff_id]
+            self.idle[role] -= 1
+            self.waiting[role] -= 1
             if task.kind == "clean":
-                self.rooms[task.room_id] = "cleaning"
+                self._room(task.room_id, "cleaning")
 
     def _no_idle_staff(self, tick: int) -> None:
-        waiting = {ROLE_OF_KIND[t.kind] for t in self.tasks.values() if t.staff_id is None}
-        for staff_id, task_id in self.busy.items():
-            if task_id is None and self.role[staff_id] in waiting:
-                self.fail(tick, f"{staff_id} is idle while a {self.role[staff_id]} task waits")
+        idle, waiting = self.idle, self.waiting
+        for role in idle:
+            if idle[role] and waiting[role]:
+                staff_id = next(s for s, t in self.busy.items()
+                                if t is None and self.role[s] == role)
+                self.fail(tick, f"{staff_id} is idle while a {role} task waits")
 
     def accounted_for(self) -> dict[str, int]:
         """Every patient ends referred or discharged, or is still in the building."""
-        stages = Counter(self.patients.values())
-        summary = {"arrived": self.arrived, "referred": stages["referred"],
-                   "discharged": stages["discharged"]}
+        summary = {"arrived": self.arrived, "referred": self.referred,
+                   "discharged": self.discharged}
         summary["in_building"] = self.arrived - summary["referred"] - summary["discharged"]
         in_rooms = sum(1 for p in self.occupant.values() if p is not None)
         if summary["in_building"] != in_rooms:

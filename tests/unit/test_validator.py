@@ -370,3 +370,39 @@ def test_ticks_out_of_order(auditor):
     auditor.check_tick(3, [], [])
     with pytest.raises(InvariantViolation, match="out of order"):
         auditor.check_tick(3, [], [])
+
+
+def test_the_kept_counts_match_a_full_scan_every_tick():
+    """The Auditor keeps free rooms, idle staff and waiting tasks per role as counts, so that
+    its per-tick checks scan nothing; after every tick of a busy run they equal a scan of
+    its tables, and the patients it forgot are exactly those who left."""
+    from scheduler.engine import Scheduler
+    from scheduler.layout import ROLE_OF_KIND
+    from scheduler.simulation import simulate
+
+    config = small_config(rooms=3, porters=1, nurses=1, cleaners=1).replace(
+        arrivals={"interval_s": 2.0})
+    scheduler = Scheduler(config)
+    auditor = scheduler.auditor
+
+    def check(result):
+        assert auditor.free_rooms == sum(s == "free" for s in auditor.rooms.values())
+        for role in ("porter", "medical", "cleaner"):
+            assert auditor.idle[role] == sum(1 for s, t in auditor.busy.items()
+                                             if t is None and auditor.role[s] == role)
+            assert auditor.waiting[role] == sum(
+                1 for t in auditor.tasks.values()
+                if t.staff_id is None and ROLE_OF_KIND[t.kind] == role)
+        assert len(auditor.left) == auditor.referred + auditor.discharged
+
+    simulate(config, scheduler, 1800 * 1000, on_tick=check)
+    summary = auditor.accounted_for()
+    assert summary["referred"] > 0 and summary["discharged"] > 0
+
+
+def test_a_patient_who_left_cannot_arrive_again():
+    auditor = Auditor(CONFIG)
+    full_lifecycle(auditor)
+    assert "patient-1" not in auditor.patients and "patient-1" in auditor.left
+    violation(auditor, 30, [arrived("patient-1", 30)], Tick(30).admit("patient-1", "A1"),
+              "patient-1", "arrived twice")
