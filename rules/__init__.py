@@ -7,7 +7,9 @@ spec's (DESIGN section 2) and are always on; soft rules take their weight from `
 """
 
 from rules import (
+    acuity_order,
     free_rooms_fast,
+    isolation,
     longest_wait_first,
     minimise_walking,
     no_idle_staff,
@@ -15,10 +17,15 @@ from rules import (
     one_task_at_a_time,
     refer_only_when_full,
     right_role,
+    skills,
+    sla_breach,
     tie_break,
+    urgency,
 )
 
-HARD = (one_room_one_patient, refer_only_when_full, one_task_at_a_time, no_idle_staff)
-SOFT = (longest_wait_first, minimise_walking, free_rooms_fast)
+# Structural hard rules (right_role, skills, isolation) decide which variables exist.
+HARD = (one_room_one_patient, refer_only_when_full, acuity_order, one_task_at_a_time,
+        no_idle_staff, right_role, skills, isolation)
+SOFT = (longest_wait_first, minimise_walking, free_rooms_fast, urgency, sla_breach)
 
-__all__ = ["HARD", "SOFT", "right_role", "tie_break"]
+__all__ = ["HARD", "SOFT", "tie_break"]

@@ -4,7 +4,7 @@ only a free room (clean and empty) can be booked: booking variables exist for fr
 
 def build(problem, model, tick_vars, weight=None):
     for arrival in problem.arrivals:
-        model.add_at_most_one(tick_vars.book[arrival.patient_id, r] for r in problem.free_rooms)
+        model.add_at_most_one(tick_vars.for_patient(arrival.patient_id))
     for room_id in problem.free_rooms:
-        model.add_at_most_one(tick_vars.book[a.patient_id, room_id] for a in problem.arrivals)
+        model.add_at_most_one(tick_vars.for_room(room_id))
     return 0

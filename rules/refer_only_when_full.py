@@ -1,5 +1,6 @@
-"""Hard: a patient is referred only when, after this tick's decisions, no room is free. So
-exactly min(arrivals, free rooms) arrivals are admitted."""
+"""Hard: a patient is referred only when, after this tick's decisions, no room it may use is
+free. So exactly as many arrivals are admitted as the free rooms can take between them
+(`TickProblem.admitted`)."""
 
 
 def build(problem, model, tick_vars, weight=None):

@@ -5,8 +5,6 @@ pairs weigh the same, so among the optima of every other rule exactly one is bes
 that avoids the latest pairs. A tick with more than `EXACT_PAIRS` pairs (rare: long waiting
 lists) falls back to weights polynomial in the ranks, which break most ties but not all."""
 
-from rules.right_role import eligible
-
 EXACT_PAIRS = 30
 
 
@@ -26,10 +24,11 @@ def _ordered_pairs(problem):
     """(family, first, second, staff or room rank, task or arrival rank), in preference order."""
     pairs = [("dispatch", task.key, staff.staff_id, j, i)
              for i, task in enumerate(problem.tasks)
-             for j, staff in enumerate(problem.staff) if eligible(task, staff)]
+             for j, staff in enumerate(problem.staff) if problem.may_do(task, staff)]
     pairs += [("book", arrival.patient_id, room_id, j, i)
               for i, arrival in enumerate(problem.arrivals)
-              for j, room_id in enumerate(problem.free_rooms)]
+              for j, room_id in enumerate(problem.free_rooms)
+              if problem.may_book(arrival, room_id)]
     return sorted(pairs, key=lambda p: (p[3], p[4], p[0]))
 
 

@@ -33,11 +33,16 @@ _EXACT = 2**50
 SMALL = 64
 
 
-def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True
+def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True,
+           allowed: Sequence[Sequence[bool]] | np.ndarray | None = None
            ) -> list[tuple[int, int]]:
-    """The chosen (unit, item) pairs, sorted by unit."""
+    """The chosen (unit, item) pairs, sorted by unit. With `allowed`, only allowed pairs are
+    chosen, as many as possible (that comes first), then the least cost, then the tie-break."""
     if not len(cost) or not len(cost[0]):
         return []
+    if allowed is not None and not all(all(row) for row in allowed):
+        return _assign_allowed(np.asarray(cost, dtype=np.int64), np.asarray(allowed, dtype=bool),
+                               tie_break)
     if len(cost) == 1:   # one unit: its cheapest item, the earliest among equals
         row = cost[0]
         return [(0, min(range(len(row)), key=lambda i: (row[i], i)))]
@@ -46,15 +51,33 @@ def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True
     if len(cost) * len(cost[0]) <= SMALL:
         return _small(cost, tie_break)
     matrix = np.asarray(cost, dtype=np.int64)
-    if matrix.size == 0:
-        return []
     units, items = candidates(matrix)
     sub = matrix[np.ix_(units, items)]
     pairs = _lexicographic(sub) if tie_break else _optimum(sub)
     return sorted((int(units[u]), int(items[i])) for u, i in pairs)
 
 
-def _small(cost: Sequence[Sequence[int]], tie_break: bool) -> list[tuple[int, int]]:
+def _assign_allowed(cost: np.ndarray, allowed: np.ndarray, tie_break: bool
+                    ) -> list[tuple[int, int]]:
+    """A pair that is not allowed costs more than every allowed pair of any answer put
+    together, and weighs nothing in the tie-break: the least total then picks as few of
+    them as possible, and those are dropped (the unit stays unused)."""
+    if not allowed.any():
+        return []
+    low, high = int(cost[allowed].min()), int(cost[allowed].max())
+    forbidden = (high - low + 1) * (min(cost.shape) + 1)
+    total = np.where(allowed, cost - low, forbidden)
+    if total.size <= SMALL:
+        pairs = _small(total.tolist(), tie_break, allowed.tolist())
+    elif tie_break:
+        pairs = _lexicographic(total, allowed)
+    else:
+        pairs = _optimum(total)
+    return sorted((u, i) for u, i in pairs if allowed[u, i])
+
+
+def _small(cost: Sequence[Sequence[int]], tie_break: bool,
+           allowed: Sequence[Sequence[bool]] | None = None) -> list[tuple[int, int]]:
     """The whole lexicographic objective in one matrix of exact Python integers: for small
     problems, and for costs too large for float64 sums."""
     n_units, n_items = len(cost), len(cost[0])
@@ -63,8 +86,8 @@ def _small(cost: Sequence[Sequence[int]], tie_break: bool) -> list[tuple[int, in
     else:
         base = n_items + 1
         scale = base**n_units
-        total = [[int(c) * scale + base**u * (i + 1) for i, c in enumerate(row)]
-                 for u, row in enumerate(cost)]
+        total = [[int(c) * scale + (base**u * (i + 1) if allowed is None or allowed[u][i] else 0)
+                  for i, c in enumerate(row)] for u, row in enumerate(cost)]
     if n_units <= n_items:
         return sorted(hungarian(total))
     return sorted((u, i) for i, u in hungarian([list(col) for col in zip(*total)]))
@@ -141,28 +164,33 @@ def _optimum(cost: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(rows.tolist(), cols.tolist()))
 
 
-def _lexicographic(cost: np.ndarray) -> list[tuple[int, int]]:
+def _lexicographic(cost: np.ndarray, allowed: np.ndarray | None = None
+                   ) -> list[tuple[int, int]]:
     units = list(range(cost.shape[0]))
     items = list(range(cost.shape[1]))
     pairs: list[tuple[int, int]] = []
     while units and items:
         stage = _scarce_side_from_zero(cost[np.ix_(units, items)])
+        weighed = None if allowed is None else allowed[np.ix_(units, items)]
         base = len(items) + 1
         k = _stage_size(int(stage.max()), base, len(units), min(stage.shape))
         if k == 0:   # too large for float64 sums even one unit at a time: exact integers
-            rest = _small(stage.tolist(), tie_break=True)
+            rest = _small(stage.tolist(), True, None if weighed is None else weighed.tolist())
             pairs += [(units[row], items[col]) for row, col in rest]
             break
         # The last k units, the last one weighing most: base^p * (item position + 1).
         total = stage * base**k
         item_rank = np.arange(1, len(items) + 1, dtype=np.int64)
         for p in range(k):
-            total[len(units) - k + p, :] += item_rank * base**p
+            row = len(units) - k + p
+            weights = item_rank * base**p
+            total[row, :] += weights if weighed is None else weights * weighed[row]
         rows, cols = linear_sum_assignment(total.astype(np.float64))
         got = dict(zip(rows.tolist(), cols.tolist()))
-        settled = range(len(units) - k, len(units))
-        taken = {got[row] for row in settled if row in got}
-        pairs += [(units[row], items[got[row]]) for row in settled if row in got]
+        settled = [row for row in range(len(units) - k, len(units)) if row in got
+                   and (weighed is None or weighed[row, got[row]])]
+        pairs += [(units[row], items[got[row]]) for row in settled]
+        taken = {got[row] for row in settled}
         units = units[:len(units) - k]
         items = [item for col, item in enumerate(items) if col not in taken]
     return pairs

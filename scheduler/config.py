@@ -31,6 +31,8 @@ class ConfigError(ValueError):
 class HospitalConfig:
     floors: tuple[str, ...] = ("A", "B")
     rooms_per_floor: int = 3
+    isolation_rooms: tuple[str, ...] = ()      # rooms able to isolate a patient
+    reserve_isolation_rooms: bool = False      # keep them for patients who need isolation
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,15 @@ class ArrivalsConfig:
     process: str = "fixed"
     interval_s: float = 5.0
     seed: int = 1
+    acuity_mix: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0)   # shares of ESI levels 1-5
+    isolation_share: float = 0.0
 
 
 @dataclass(frozen=True)
 class DurationsConfig:
     treatment_s: float = 10.0
     cleaning_s: float = 9.0
+    terminal_cleaning_s: float = 13.5   # after an isolation patient: 1.5 times a cleaning
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,33 @@ class SchedulerConfig:
     policy: str = "cpsat"
     tick_s: float = 1.0
     validate: bool = True
+    explain: bool = False    # a `reason` on each referral and dispatch
+
+
+@dataclass(frozen=True)
+class ShiftsConfig:
+    """Who works when: entries "STAFF-ID HH:MM-HH:MM [break HH:MM-HH:MM]...", in a day of
+    `cycle_s` that repeats; staff without an entry are always on duty."""
+
+    roster: tuple[str, ...] = ()
+    cycle_s: float = 86_400.0
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    """Target waits per task kind in seconds (0: none); `_urgent_s` for ESI 1-2 patients
+    (0: the routine target)."""
+
+    escort_in_s: float = 0.0
+    escort_in_urgent_s: float = 0.0
+    visit_s: float = 0.0
+    visit_urgent_s: float = 0.0
+    escort_out_s: float = 0.0
+    escort_out_urgent_s: float = 0.0
+    clean_s: float = 0.0
+    clean_urgent_s: float = 0.0
+    clean_terminal_s: float = 0.0
+    clean_terminal_urgent_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +106,10 @@ class RulesConfig:
     longest_wait_first: float = 1.0
     minimise_walking: float = 1.0
     free_rooms_fast: float = 30.0
+    urgency: float = 60.0          # seconds of waiting one ESI level of urgency is worth
+    sla_breach: float = 1.0        # per second a task is past its target wait
     tie_break: bool = True
+    skills: bool = True            # hard: visits to ESI 1-2 patients need a doctor
 
 
 @dataclass(frozen=True)
@@ -105,6 +140,8 @@ class Config:
     travel: TravelConfig = field(default_factory=TravelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    shifts: ShiftsConfig = field(default_factory=ShiftsConfig)
+    sla: SlaConfig = field(default_factory=SlaConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
 
@@ -204,6 +241,11 @@ def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
 def _from_env(text: str, kind: str, name: str) -> Any:
     if kind == "tuple[str, ...]":
         return [part.strip() for part in text.split(",") if part.strip()]
+    if kind == "tuple[float, ...]":
+        try:
+            return [float(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ConfigError(f"{name}: expected numbers separated by commas, got {text!r}") from None
     if kind == "bool":
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -225,6 +267,10 @@ def _from_env(text: str, kind: str, name: str) -> Any:
 
 
 def _check(name: str, value: Any, kind: str) -> Any:
+    if kind == "tuple[float, ...]":
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list of numbers, got {value!r}")
+        return tuple(_check(name, v, "float") for v in value)
     if kind == "tuple[str, ...]":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
@@ -285,6 +331,10 @@ def _check_semantics(config: Config) -> None:
         "rules.longest_wait_first": config.rules.longest_wait_first,
         "rules.minimise_walking": config.rules.minimise_walking,
         "rules.free_rooms_fast": config.rules.free_rooms_fast,
+        "rules.urgency": config.rules.urgency,
+        "rules.sla_breach": config.rules.sla_breach,
+        "durations.terminal_cleaning_s": config.durations.terminal_cleaning_s,
+        **{f"sla.{f.name}": getattr(config.sla, f.name) for f in dataclasses.fields(SlaConfig)},
     }
     for name, value in positive.items():
         if not value > 0:
@@ -292,7 +342,38 @@ def _check_semantics(config: Config) -> None:
     for name, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{name}: must not be negative, got {value}")
-    for key in ("longest_wait_first", "minimise_walking", "free_rooms_fast"):
+    _check_clinical(config)
+    for key in ("longest_wait_first", "minimise_walking", "free_rooms_fast", "urgency",
+                "sla_breach"):
         if getattr(config.rules, key) > MAX_WEIGHT:
             raise ConfigError(f"rules.{key}: must be at most {MAX_WEIGHT} (only the ratios "
                               f"between weights matter), got {getattr(config.rules, key)}")
+
+
+def _check_clinical(config: Config) -> None:
+    from scheduler.shifts import Roster, RosterError   # a leaf module: no import cycle
+
+    mix = config.arrivals.acuity_mix
+    if len(mix) != 5 or any(share < 0 for share in mix) or not sum(mix) > 0:
+        raise ConfigError(f"arrivals.acuity_mix: expected 5 shares (ESI 1 to 5), none "
+                          f"negative, not all 0; got {list(mix)}")
+    if not 0 <= config.arrivals.isolation_share <= 1:
+        raise ConfigError(f"arrivals.isolation_share: expected a share from 0 to 1, got "
+                          f"{config.arrivals.isolation_share}")
+    rooms = {f"{floor}{n}" for floor in config.hospital.floors
+             for n in range(1, config.hospital.rooms_per_floor + 1)}
+    unknown = [r for r in config.hospital.isolation_rooms if r not in rooms]
+    if unknown:
+        raise ConfigError(f"hospital.isolation_rooms: no room {', '.join(unknown)} in this "
+                          f"hospital")
+    if config.arrivals.isolation_share > 0 and not config.hospital.isolation_rooms:
+        raise ConfigError("arrivals.isolation_share: patients needing isolation, but "
+                          "hospital.isolation_rooms lists no room able to isolate")
+    if not config.shifts.cycle_s > 0:
+        raise ConfigError(f"shifts.cycle_s: must be greater than 0, got {config.shifts.cycle_s}")
+    from scheduler.hospital import staff_roster
+    try:
+        Roster(config.shifts.roster, config.shifts.cycle_s,
+               {staff_id for staff_id, _ in staff_roster(config)})
+    except RosterError as exc:
+        raise ConfigError(f"shifts.roster: {exc}") from None

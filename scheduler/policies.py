@@ -12,7 +12,6 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 import rules
-from rules.right_role import eligible
 from scheduler.assignment import assign
 from scheduler.config import RulesConfig
 from scheduler.problem import Arrival, FreeStaff, Infeasible, OpenTask, Solution, TickProblem
@@ -25,20 +24,30 @@ class Policy(Protocol):
 
 
 class GreedyPolicy:
-    """The original prototype: arrivals in order take the first free room, tasks in order of
-    creation take the first free staff member of their role."""
+    """The original prototype, following every hard rule as a careful dispatcher would:
+    arrivals admitted in order of urgency then arrival (`TickProblem.admitted`), each into the
+    first free room it may use (those needing isolation placed first, the others kept out of
+    isolation rooms while other rooms are free); tasks in order of urgency then creation, each
+    to the first free staff member who may do it (nurses before doctors, by roster order)."""
 
     name = "greedy"
 
     def solve(self, problem: TickProblem) -> Solution:
         free_rooms = list(problem.free_rooms)
-        bookings = {a.patient_id: free_rooms.pop(0) for a in problem.arrivals if free_rooms}
+        bookings = {}
+        admitted = sorted(problem.admitted(), key=lambda a: not a.isolation)
+        for arrival in admitted:
+            fitting = [r for r in free_rooms if problem.may_book(arrival, r)]
+            plain = [r for r in fitting if r not in problem.isolation_rooms]
+            room = (plain or fitting)[0]
+            free_rooms.remove(room)
+            bookings[arrival.patient_id] = room
         free_staff = list(problem.staff)
         dispatches = {}
-        for task in sorted(problem.tasks, key=lambda t: (t.created_ms, not t.for_arrival)):
+        for task in sorted(problem.tasks, key=lambda t: (t.acuity, t.created_ms, not t.for_arrival)):
             if task.for_arrival and task.patient_id not in bookings:
                 continue
-            staff = next((s for s in free_staff if eligible(task, s)), None)
+            staff = next((s for s in free_staff if problem.may_do(task, s)), None)
             if staff is not None:
                 free_staff.remove(staff)
                 dispatches[task.key] = staff.staff_id
@@ -57,6 +66,7 @@ class TickVars:
     _by_task: dict[str, list[cp_model.IntVar]] = field(default_factory=dict)
     _by_staff: dict[str, list[cp_model.IntVar]] = field(default_factory=dict)
     _by_patient: dict[str, list[cp_model.IntVar]] = field(default_factory=dict)
+    _by_room: dict[str, list[cp_model.IntVar]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, problem: TickProblem, model: cp_model.CpModel) -> TickVars:
@@ -64,13 +74,15 @@ class TickVars:
                         kind_of_task={t.key: t.kind for t in problem.tasks})
         for arrival in problem.arrivals:
             for room_id in problem.free_rooms:
-                var = model.new_bool_var(f"book[{arrival.patient_id},{room_id}]")
-                tick_vars.book[arrival.patient_id, room_id] = var
-                tick_vars._by_patient.setdefault(arrival.patient_id, []).append(var)
+                if problem.may_book(arrival, room_id):
+                    var = model.new_bool_var(f"book[{arrival.patient_id},{room_id}]")
+                    tick_vars.book[arrival.patient_id, room_id] = var
+                    tick_vars._by_patient.setdefault(arrival.patient_id, []).append(var)
+                    tick_vars._by_room.setdefault(room_id, []).append(var)
         for role in problem.roles:
             for task in problem.tasks_of(role):
                 for staff in problem.staff_of(role):
-                    if eligible(task, staff):
+                    if problem.may_do(task, staff):
                         var = model.new_bool_var(f"dispatch[{task.key},{staff.staff_id}]")
                         tick_vars.dispatch[task.key, staff.staff_id] = var
                         tick_vars._by_task.setdefault(task.key, []).append(var)
@@ -79,6 +91,12 @@ class TickVars:
 
     def admitted(self, patient_id: str):
         return sum(self._by_patient.get(patient_id, []))
+
+    def for_patient(self, patient_id: str) -> list[cp_model.IntVar]:
+        return self._by_patient.get(patient_id, [])
+
+    def for_room(self, room_id: str) -> list[cp_model.IntVar]:
+        return self._by_room.get(room_id, [])
 
     def for_task(self, key: str) -> list[cp_model.IntVar]:
         return self._by_task.get(key, [])
@@ -115,8 +133,8 @@ class CpSatPolicy:
     """The rules' CP-SAT model, solved part by part. The model's parts are independent: the
     bookings (which free room each admitted arrival takes) and, for each role, which waiting
     task each free staff member takes; they share no variable once the admitted arrivals are
-    known, and those are always the first ones (admitting an earlier arrival instead of a
-    later one never costs more under any rule, nor under the tie-break). Every soft rule's
+    known, and the hard rules fix those (`TickProblem.admitted`: by urgency, then arrival,
+    as many as the free rooms can take). Every soft rule's
     term is a cost per pair, so each part is an assignment problem, solved exactly with the
     tie-break (`scheduler.assignment`): the same optimum as `FullModelPolicy`, the whole
     model in CP-SAT, in a fraction of the time, and unique at any size."""
@@ -139,7 +157,7 @@ class CpSatPolicy:
         self.forced = 0   # ticks where no part had any: one possible decision
 
     def solve(self, problem: TickProblem) -> Solution:
-        admitted = problem.arrivals[:problem.admissions_due()]
+        admitted = problem.admitted()
         sizes = [(len(problem.free_rooms), len(admitted))]
         bookings = self._bookings(problem, admitted)
         tasks_of: dict[str, list[OpenTask]] = {}
@@ -155,7 +173,11 @@ class CpSatPolicy:
             if not tasks:
                 continue
             sizes.append((len(staff), len(tasks)))
-            for s, t in assign(self._dispatch_costs(problem, tasks, staff), self.weights.tie_break):
+            allowed = None
+            if problem.skills and role == "medical":
+                allowed = [[problem.may_do(t, s) for t in tasks] for s in staff]
+            for s, t in assign(self._dispatch_costs(problem, tasks, staff), self.weights.tie_break,
+                               allowed):
                 dispatches[tasks[t].key] = staff[s].staff_id
         if all(min(size) == 0 or size == (1, 1) for size in sizes):
             self.forced += 1
@@ -172,7 +194,11 @@ class CpSatPolicy:
         by_arrival = [sum(cost(problem, a, weight) for cost, weight in self._arrival_cost)
                       for a in admitted]
         matrix = [[r + a for a in by_arrival] for r in by_room]
-        return {admitted[a].patient_id: rooms[r] for r, a in assign(matrix, self.weights.tie_break)}
+        allowed = None
+        if problem.isolation_rooms:
+            allowed = [[problem.may_book(a, r) for a in admitted] for r in rooms]
+        return {admitted[a].patient_id: rooms[r]
+                for r, a in assign(matrix, self.weights.tie_break, allowed)}
 
     def _dispatch_costs(self, problem: TickProblem, tasks: list[OpenTask],
                         staff: list[FreeStaff]) -> list[list[int]]:

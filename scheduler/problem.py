@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 class Arrival:
     patient_id: str
     arrived_ms: int
+    acuity: int = 3           # ESI: 1 the most urgent, 5 the least
+    isolation: bool = False   # needs a room able to isolate
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class OpenTask:
     room_id: str | None
     patient_id: str
     created_ms: int
+    acuity: int = 3           # the patient's
 
     @property
     def for_arrival(self) -> bool:
@@ -38,6 +41,11 @@ class FreeStaff:
     staff_id: str
     role: str
     location: str
+
+    @property
+    def grade(self) -> str:
+        """porter, nurse, doctor or cleaner: the staff id's first word."""
+        return self.staff_id.rsplit("-", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,13 @@ class TickProblem:
     walking_ms: Mapping[tuple[str, str], int] = field(default_factory=dict)
     room_walking_ms: Mapping[str, int] = field(default_factory=dict)
 
+    # The clinical rules (off by default): rooms able to isolate, kept for isolation patients
+    # or not; visits to ESI 1-2 patients by doctors only; target waits (kind, urgent) -> ms.
+    isolation_rooms: frozenset[str] = frozenset()
+    reserve_isolation_rooms: bool = False
+    skills: bool = False
+    sla_ms: Mapping[tuple[str, bool], int] = field(default_factory=dict)
+
     def tasks_of(self, role: str) -> list[OpenTask]:
         return [t for t in self.tasks if t.role == role]
 
@@ -62,15 +77,56 @@ class TickProblem:
     def roles(self) -> list[str]:
         return sorted({s.role for s in self.staff} | {t.role for t in self.tasks})
 
+    def may_book(self, arrival: Arrival, room_id: str) -> bool:
+        """Isolation: a patient who needs it goes only into a room able to isolate; with
+        `reserve_isolation_rooms`, only such patients go there."""
+        if arrival.isolation:
+            return room_id in self.isolation_rooms
+        return not (self.reserve_isolation_rooms and room_id in self.isolation_rooms)
+
+    def may_do(self, task: OpenTask, staff: FreeStaff) -> bool:
+        """The right role, and with `skills` a doctor for a visit to an ESI 1-2 patient."""
+        if task.role != staff.role:
+            return False
+        return not (self.skills and task.kind == "visit" and task.acuity <= 2
+                    and staff.grade != "doctor")
+
+    def admitted(self) -> tuple[Arrival, ...]:
+        """The hard rules' admissions: arrivals in order of urgency (ESI), then of arrival,
+        each admitted if a free room it may use can still be found for it and for everyone
+        admitted before it. So a patient is referred only when no room it may use is free,
+        and never for a less urgent one. Cached: it is asked several times a tick."""
+        cached = self.__dict__.get("_admitted")
+        if cached is None:
+            from scheduler.matching import greedy_by_priority
+
+            order = sorted(range(len(self.arrivals)), key=lambda n: (
+                self.arrivals[n].acuity, self.arrivals[n].arrived_ms, n))
+            ranked = [self.arrivals[n] for n in order]
+            if not self.isolation_rooms and all(not a.isolation for a in ranked):
+                chosen = ranked[:len(self.free_rooms)]
+            else:
+                chosen = greedy_by_priority(ranked, self.free_rooms, self.may_book)
+            keep = {a.patient_id for a in chosen}
+            cached = tuple(a for a in self.arrivals if a.patient_id in keep)
+            object.__setattr__(self, "_admitted", cached)
+        return cached
+
     def admissions_due(self) -> int:
-        """The spec: referred only when no room is free, so this many must be admitted."""
-        return min(len(self.arrivals), len(self.free_rooms))
+        """The spec: referred only when no room it may use is free: this many are admitted."""
+        return len(self.admitted())
 
     def dispatches_due(self, role: str) -> int:
-        """The spec: no staff member idle while a task of their role waits."""
-        fixed = [t for t in self.tasks_of(role) if not t.for_arrival]
-        arriving = len(self.tasks_of(role)) - len(fixed)
-        return min(len(fixed) + min(arriving, self.admissions_due()), len(self.staff_of(role)))
+        """The spec: no staff member idle while a task they may do waits. Taken as: as many
+        tasks of the role dispatched as its free staff can take between them."""
+        admitted = {a.patient_id for a in self.admitted()}
+        tasks = [t for t in self.tasks_of(role) if not t.for_arrival or t.patient_id in admitted]
+        staff = self.staff_of(role)
+        if not self.skills or role != "medical":
+            return min(len(tasks), len(staff))
+        from scheduler.matching import maximum_matching_size
+
+        return maximum_matching_size(tasks, staff, self.may_do)
 
 
 @dataclass(frozen=True)

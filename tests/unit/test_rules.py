@@ -346,17 +346,17 @@ class TestLongestWaitFirst:
         assert on_answers == {("older",)}
         assert off_answers == {("older",), ("newer",)}   # only the tie-break decides
 
-    def test_the_longest_waiting_arrival_is_admitted(self):
-        for arrivals in ([Arrival("late", 9_500), Arrival("early", 9_000)],
-                         [Arrival("early", 9_000), Arrival("late", 9_500)]):
-            p = problem(arrivals=arrivals, free_rooms=["A1"])
-            m = Model(p).hard().rule(longest_wait_first, 1)
-            assert m.solve()[1].bookings == {"early": "A1"}
-        off = CpSatPolicy(RulesConfig(longest_wait_first=0, minimise_walking=0, free_rooms_fast=0))
-        answers = {tuple(off.solve(problem(arrivals=a, free_rooms=["A1"])).bookings)
-                   for a in ([Arrival("late", 9_500), Arrival("early", 9_000)],
-                             [Arrival("early", 9_000), Arrival("late", 9_500)])}
-        assert answers == {("late",), ("early",)}
+    def test_the_longest_waiting_arrival_is_admitted_whatever_the_weight(self):
+        # Admission order is a hard rule (acuity_order): urgency, then arrival time.
+        for weight in (1, 0):
+            for arrivals in ([Arrival("late", 9_500), Arrival("early", 9_000)],
+                             [Arrival("early", 9_000), Arrival("late", 9_500)]):
+                p = problem(arrivals=arrivals, free_rooms=["A1"])
+                m = Model(p).hard().rule(longest_wait_first, weight)
+                assert m.solve()[1].bookings == {"early": "A1"}
+                weights = RulesConfig(longest_wait_first=weight, minimise_walking=0,
+                                      free_rooms_fast=0)
+                assert CpSatPolicy(weights).solve(p).bookings == {"early": "A1"}
 
 
 # --- soft: minimise_walking -----------------------------------------------------------------

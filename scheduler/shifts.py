@@ -1,0 +1,78 @@
+"""Shifts and breaks: who is on duty when.
+
+`[shifts] roster` has one entry per rostered staff member, "STAFF-ID FROM-TO [break
+FROM-TO]...", with times of day as HH:MM or HH:MM:SS in a day of `cycle_s` seconds that
+repeats (24 h by default); a shift may run past midnight (22:00-06:00). Staff without an
+entry are always on duty. Off duty, a staff member gets no new task: they finish the one they
+have.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+class RosterError(ValueError):
+    """A roster entry that cannot be read; the message says which and why."""
+
+
+def _seconds(text: str, entry: str) -> int:
+    match = _TIME.match(text)
+    if not match:
+        raise RosterError(f"{entry!r}: {text!r} is not a time of day (HH:MM or HH:MM:SS)")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    if minutes > 59 or seconds > 59 or hours > 24:
+        raise RosterError(f"{entry!r}: {text!r} is not a time of day")
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _span(text: str, entry: str) -> tuple[int, int]:
+    start, dash, end = text.partition("-")
+    if not dash:
+        raise RosterError(f"{entry!r}: expected FROM-TO, got {text!r}")
+    return _seconds(start, entry) * 1000, _seconds(end, entry) * 1000
+
+
+def _inside(time_ms: int, span: tuple[int, int]) -> bool:
+    start, end = span
+    return start <= time_ms < end if start <= end else time_ms >= start or time_ms < end
+
+
+@dataclass(frozen=True)
+class Shift:
+    work: tuple[int, int]                     # ms of the day, start inclusive, end exclusive
+    breaks: tuple[tuple[int, int], ...] = ()
+
+
+class Roster:
+    def __init__(self, entries: tuple[str, ...], cycle_s: float, staff_ids: set[str]):
+        self.cycle_ms = round(cycle_s * 1000)
+        self.shifts: dict[str, Shift] = {}
+        for entry in entries:
+            words = entry.split()
+            if len(words) < 2 or len(words) % 2:
+                raise RosterError(f"{entry!r}: expected 'STAFF-ID FROM-TO [break FROM-TO]...'")
+            staff_id, work, rest = words[0], _span(words[1], entry), words[2:]
+            if staff_id not in staff_ids:
+                raise RosterError(f"{entry!r}: no staff member {staff_id}")
+            if staff_id in self.shifts:
+                raise RosterError(f"{entry!r}: {staff_id} has two entries")
+            breaks = []
+            for word, span in zip(rest[::2], rest[1::2]):
+                if word != "break":
+                    raise RosterError(f"{entry!r}: expected 'break FROM-TO', got {word!r}")
+                breaks.append(_span(span, entry))
+            for span in (work, *breaks):
+                if max(span) > self.cycle_ms:
+                    raise RosterError(f"{entry!r}: a time past the cycle of {cycle_s:g} s")
+            self.shifts[staff_id] = Shift(work, tuple(breaks))
+
+    def on_duty(self, staff_id: str, time_ms: int) -> bool:
+        shift = self.shifts.get(staff_id)
+        if shift is None:
+            return True
+        of_day = time_ms % self.cycle_ms
+        return _inside(of_day, shift.work) and not any(_inside(of_day, b) for b in shift.breaks)
