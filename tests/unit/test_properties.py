@@ -113,26 +113,41 @@ LAYOUTS = {model: Layout(Config().replace(travel={"model": model},
 
 
 @st.composite
-def tick_problems(draw, max_tasks=12, max_staff=6) -> TickProblem:
+def tick_problems(draw, max_tasks=12, max_staff=6, clinical=False) -> TickProblem:
     """A random tick problem of a 12-room hospital, walking from either travel model; few
-    distinct waiting times, so that ties are common. Up to a few hundred pairs."""
+    distinct waiting times, so that ties are common. Up to a few hundred pairs. `clinical`:
+    mixed acuity and isolation, rooms able to isolate, skills, target waits."""
     layout = LAYOUTS[draw(st.sampled_from(["seed", "layout"]))]
     now = 60_000
     times = st.sampled_from([0, 10_000, 30_000, now])
+    acuity = st.integers(1, 5) if clinical else st.just(3)
+    isolation = st.booleans() if clinical else st.just(False)
     tasks = []
     for n in range(draw(st.integers(0, max_tasks))):
         kind = draw(st.sampled_from(list(ROLE_OF_KIND)))
         tasks.append(OpenTask(f"task-{n}", kind, ROLE_OF_KIND[kind], draw(st.sampled_from(ROOMS)),
-                              f"patient-{n}", draw(times)))
+                              f"patient-{n}", draw(times), draw(acuity)))
     free_rooms = draw(st.lists(st.sampled_from(ROOMS), max_size=5, unique=True))
-    arrivals = sorted((Arrival(f"new-{n}", draw(st.sampled_from([58_000, 59_500, now])))
+    arrivals = sorted((Arrival(f"new-{n}", draw(st.sampled_from([58_000, 59_500, now])),
+                               draw(acuity), draw(isolation))
                        for n in range(draw(st.integers(0, 4)))), key=lambda a: a.arrived_ms)
     tasks += [OpenTask(f"arrival:{a.patient_id}", "escort_in", "porter", None, a.patient_id,
-                       a.arrived_ms) for a in arrivals]
+                       a.arrived_ms, a.acuity) for a in arrivals]
     places = ["entrance", *ROOMS]
-    staff = [FreeStaff(f"{role}-{n}", role, draw(st.sampled_from(places)))
+    grades = {"porter": ["porter"], "medical": ["nurse", "doctor"], "cleaner": ["cleaner"]}
+    staff = [FreeStaff(f"{draw(st.sampled_from(grades[role]))}-{role}{n}", role,
+                       draw(st.sampled_from(places)))
              for role in ("porter", "medical", "cleaner")
              for n in range(draw(st.integers(0, max_staff)))]
+    clinical_fields = {}
+    if clinical:
+        clinical_fields = {
+            "isolation_rooms": frozenset(draw(st.lists(st.sampled_from(ROOMS), max_size=4))),
+            "reserve_isolation_rooms": draw(st.booleans()),
+            "skills": draw(st.booleans()),
+            "sla_ms": {(kind, urgent): draw(st.sampled_from([0, 20_000, 50_000]))
+                       for kind in ROLE_OF_KIND for urgent in (False, True)},
+        }
     walking = {}
     for t in tasks:
         for s in staff:
@@ -141,29 +156,57 @@ def tick_problems(draw, max_tasks=12, max_staff=6) -> TickProblem:
                     layout.walking_ms(s.location, t.kind, t.room_id) if t.room_id else
                     layout.walk(s.location, "entrance") if layout.model == "layout" else 0)
     return TickProblem(now, tuple(arrivals), tuple(free_rooms), tuple(tasks), tuple(staff),
-                       walking, {r: layout.from_entrance(r) for r in free_rooms})
+                       walking, {r: layout.from_entrance(r) for r in free_rooms},
+                       **clinical_fields)
 
 
 weights_strategy = st.builds(
     RulesConfig, longest_wait_first=st.sampled_from([0, 1, 3]),
-    minimise_walking=st.sampled_from([0, 1, 2]), free_rooms_fast=st.sampled_from([0, 30]))
+    minimise_walking=st.sampled_from([0, 1, 2]), free_rooms_fast=st.sampled_from([0, 30]),
+    urgency=st.sampled_from([0, 60]), sla_breach=st.sampled_from([0, 1]))
 
 
 def _obeys_the_hard_rules(problem: TickProblem, solution) -> None:
-    greedy = GreedyPolicy().solve(problem)
-    assert len(solution.bookings) == len(greedy.bookings) == problem.admissions_due()
+    """Checked from the problem's data, not its helpers, except the counts."""
+    assert set(solution.bookings) == {a.patient_id for a in problem.admitted()}
     assert len(set(solution.bookings.values())) == len(solution.bookings)
     assert set(solution.bookings.values()) <= set(problem.free_rooms)
+    arrival_of = {a.patient_id: a for a in problem.arrivals}
+    for patient_id, room_id in solution.bookings.items():
+        if arrival_of[patient_id].isolation:
+            assert room_id in problem.isolation_rooms
+        elif problem.reserve_isolation_rooms:
+            assert room_id not in problem.isolation_rooms
+    # Nobody referred while a room they may use is free, nor for someone less urgent.
+    free_after = set(problem.free_rooms) - set(solution.bookings.values())
+    for a in problem.arrivals:
+        if a.patient_id not in solution.bookings:
+            assert not any(problem.may_book(a, r) for r in free_after)
+            for b in problem.arrivals:
+                if b.patient_id in solution.bookings and (b.acuity, b.arrived_ms) > (
+                        a.acuity, a.arrived_ms):
+                    assert not problem.may_book(a, solution.bookings[b.patient_id])
     assert len(set(solution.dispatches.values())) == len(solution.dispatches)
-    role_of = {s.staff_id: s.role for s in problem.staff}
+    staff_of = {s.staff_id: s for s in problem.staff}
     task_of = {t.key: t for t in problem.tasks}
     for role in problem.roles:
-        got = sum(role_of[s] == role for s in solution.dispatches.values())
+        got = sum(staff_of[s].role == role for s in solution.dispatches.values())
         assert got == problem.dispatches_due(role)
     for key, staff_id in solution.dispatches.items():
-        assert task_of[key].role == role_of[staff_id]
-        if task_of[key].for_arrival:
-            assert task_of[key].patient_id in solution.bookings
+        task, staff = task_of[key], staff_of[staff_id]
+        assert task.role == staff.role
+        if problem.skills and task.kind == "visit" and task.acuity <= 2:
+            assert staff.grade == "doctor"
+        if task.for_arrival:
+            assert task.patient_id in solution.bookings
+    # No idle staff member while a task they may do waits.
+    busy = set(solution.dispatches.values())
+    for staff in problem.staff:
+        if staff.staff_id not in busy:
+            for task in problem.tasks:
+                if task.key not in solution.dispatches and (
+                        not task.for_arrival or task.patient_id in solution.bookings):
+                    assert not problem.may_do(task, staff)
 
 
 @settings(FAST, max_examples=150)
@@ -177,6 +220,17 @@ def test_cpsat_reaches_the_full_models_optimum_and_its_tie_break(problem, weight
     assert oracle.is_the_tie_breaks_optimum(problem, solution, weights)
     if pairs <= EXACT_PAIRS:   # where the full model's 2^k tie-break is exact: the same answer
         assert solution == FullModelPolicy(weights).solve(problem)
+
+
+@settings(FAST, max_examples=120)
+@given(tick_problems(clinical=True), weights_strategy)
+def test_with_clinical_rules_cpsat_reaches_the_optimum_and_greedy_keeps_the_hard_rules(
+        problem, weights):
+    _obeys_the_hard_rules(problem, GreedyPolicy().solve(problem))
+    solution = CpSatPolicy(weights).solve(problem)
+    _obeys_the_hard_rules(problem, solution)
+    assert oracle.objective_value(problem, solution, weights) == oracle.optimum(problem, weights)
+    assert oracle.is_the_tie_breaks_optimum(problem, solution, weights)
 
 
 @settings(FAST, max_examples=25)
