@@ -1,0 +1,374 @@
+"""One small state projection of a run, fed tick by tick with the decisions the scheduler
+made (and, when they are at hand, the inbound events it consumed). It serves the dashboard's
+page, its `/metrics` and the HTML report alike, and knows nothing of the scheduler's objects.
+
+From the decisions alone the hospital can be followed: a task's first appearance (queued or
+dispatched) means the patient's previous task is done; `patient.discharged` closes the escort
+out, `room.available` the cleaning. With the consumed events too, a task's wait is counted
+from the instant it was created (an arrival, a completion) exactly as the KPI report counts
+it; without them, from the tick that first listed it.
+
+`apply` is on the scheduler's path: it does a few dictionary operations a decision and
+nothing else; everything the page shows is built by `snapshot`, on the reader's thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("porter", "medical", "cleaner")
+ROLE_OF_KIND = {"escort_in": "porter", "escort_out": "porter", "visit": "medical",
+                "clean": "cleaner"}
+PREVIOUS_KIND = {"visit": "escort_in", "escort_out": "visit"}
+NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
+ROOM_STATES = ("free", "booked", "occupied", "dirty", "cleaning")
+ENTRANCE = "entrance"
+HOURLY = ("arrivals", "admitted", "referred", "discharged")
+# Prometheus histogram buckets, in seconds: a tick's solve around its 1 s budget, and a
+# task's wait around the hospital's minutes.
+SOLVE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+WAIT_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+@dataclass
+class RoomView:
+    room_id: str
+    floor: str
+    state: str = "free"
+    patient_id: str | None = None
+
+
+@dataclass
+class StaffView:
+    staff_id: str
+    role: str
+    place: str = ENTRANCE          # where they are, or set off from
+    task_id: str | None = None
+
+
+@dataclass
+class TaskView:
+    task_id: str
+    kind: str
+    patient_id: str
+    room_id: str
+    created_ms: int
+    staff_id: str | None = None
+    dispatched_ms: int | None = None
+
+
+@dataclass
+class Histogram:
+    """Cumulative-bucket histogram as Prometheus counts it: `counts[i]` observations
+    <= `bounds[i]`, the last one +Inf."""
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out, running = [], 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+def floor_of(room_id: str) -> str:
+    """The floor letters of a room id ("B12" -> "B")."""
+    return room_id.rstrip("0123456789") or room_id
+
+
+class Projection:
+    """The hospital as its decisions tell it. Thread-safe: one writer (`apply`), any number
+    of readers (`snapshot`, `metrics`)."""
+
+    def __init__(self, rooms: Iterable[str] = (), staff: Iterable[tuple[str, str]] = (),
+                 *, sample_ms: int = 10_000, policy: str | None = None,
+                 run_id: str | None = None):
+        self.lock = threading.Lock()
+        self.rooms: dict[str, RoomView] = {r: RoomView(r, floor_of(r)) for r in rooms}
+        self.staff: dict[str, StaffView] = {s: StaffView(s, role) for s, role in staff}
+        self.policy = policy
+        self.run_id = run_id
+        self.tasks: dict[str, TaskView] = {}          # open: waiting or in progress
+        self.waiting: dict[str, dict[str, TaskView]] = {role: {} for role in ROLES}
+        self.current: dict[str, str] = {}             # patient or room -> task in progress
+        self.created_hint: dict[tuple[str, str], int] = {}   # (kind, patient) -> created
+        self.tick = -1
+        self.time_ms = 0
+        self.finished = False
+        self.version = 0
+        self.counts: Counter[str] = Counter()         # arrivals, admitted, referred, ...
+        self.decisions_by_type: Counter[str] = Counter()
+        self.events_by_type: Counter[str] = Counter()
+        self.solve = Histogram(SOLVE_BUCKETS)
+        self.waits = {role: Histogram(WAIT_BUCKETS) for role in ROLES}
+        self.busy_ms = dict.fromkeys(ROLES, 0)
+        self.occupied_ms = 0                          # room-ms of patients gone
+        self.admitted_ms: dict[str, int] = {}         # patient in a room -> admitted
+        self.done_ms: dict[str, int] = {}             # task -> its completion's time, if known
+        self.sample_ms = sample_ms
+        self.next_sample_ms = 0
+        self.series: list[dict[str, Any]] = []        # one point every `sample_ms`
+        self.hourly: dict[int, Counter[str]] = {}     # hour -> arrivals, admitted, referred
+        self.staff_log: list[tuple[str, str, str, int, int]] = []   # staff, kind, room, from, to
+        self.keep_staff_log = False
+        self.lag: dict[str, int] = {}                 # distributed mode: consumer lag
+        self.dead_letters = 0
+
+    # --- the writer --------------------------------------------------------------------
+
+    @classmethod
+    def for_config(cls, config: Any, **kwargs: Any) -> Projection:
+        from scheduler.hospital import staff_roster
+
+        rooms = [f"{floor}{n}" for floor in config.hospital.floors
+                 for n in range(1, config.hospital.rooms_per_floor + 1)]
+        return cls(rooms, staff_roster(config), policy=config.scheduler.policy, **kwargs)
+
+    def apply(self, tick: int, time_ms: int, decisions: Iterable[Any],
+              inbound: Iterable[Any] | None = None, *, solve_ms: float | None = None,
+              rejected: int = 0, duplicates: int = 0) -> None:
+        """One tick: its decisions (event objects with `TYPE` and their fields), and if
+        known the inbound events it consumed and how long its solve took."""
+        with self.lock:
+            self._advance(time_ms)
+            self.tick = tick
+            self.counts["ticks"] += 1
+            self.counts["rejected"] += rejected
+            self.counts["duplicates"] += duplicates
+            if solve_ms is not None:
+                self.solve.observe(solve_ms / 1000)
+            if inbound is not None:
+                for event in inbound:
+                    self._inbound(event)
+            for decision in decisions:
+                self.decisions_by_type[decision.TYPE] += 1
+                handler = self._HANDLERS.get(decision.TYPE)
+                if handler is not None:
+                    handler(self, decision)
+            self.version += 1
+
+    def apply_result(self, result: Any) -> None:
+        """A `scheduler.engine.TickResult`, as `simulate_run`'s `on_tick` hands it over."""
+        self.apply(result.tick, result.time_ms, result.decisions, result.consumed,
+                   solve_ms=result.solve_ms if result.solved else None,
+                   rejected=len(result.rejected), duplicates=len(result.duplicates))
+
+    def finish(self, end_ms: int | None = None) -> None:
+        with self.lock:
+            if end_ms is not None:
+                self._advance(end_ms)
+            self.finished = True
+            self.version += 1
+
+    def _advance(self, time_ms: int) -> None:
+        if time_ms <= self.time_ms:
+            return
+        while self.next_sample_ms <= time_ms:
+            self._advance_to(self.next_sample_ms)
+            self.series.append(self._point())
+            self.next_sample_ms += self.sample_ms
+        self._advance_to(time_ms)
+
+    def _advance_to(self, time_ms: int) -> None:
+        if time_ms > self.time_ms:
+            self.time_ms = time_ms
+
+    def _point(self) -> dict[str, Any]:
+        busy = Counter(s.role for s in self.staff.values() if s.task_id)
+        return {"t": self.time_ms / 1000,
+                "occupied": self.counts["in_rooms"],
+                "waiting": {role: len(self.waiting[role]) for role in ROLES},
+                "busy": {role: busy[role] for role in ROLES},
+                "referred": self.counts["referred"], "arrivals": self.counts["arrivals"]}
+
+    def _inbound(self, event: Any) -> None:
+        self.events_by_type[event.TYPE] += 1
+        kind = getattr(event, "task_kind", None)
+        if kind is None:                        # an arrival: its escort in waits from now
+            self.created_hint["escort_in", event.patient_id] = event.time_ms
+        else:
+            self.done_ms[event.task_id] = event.time_ms
+            if kind in NEXT_KIND:
+                patient = getattr(event, "patient_id", None)
+                self.created_hint[NEXT_KIND[kind], patient] = event.time_ms
+
+    def _hour(self) -> Counter[str]:
+        hour = self.time_ms // 3_600_000
+        counter = self.hourly.get(hour)
+        if counter is None:
+            counter = self.hourly[hour] = Counter()
+        return counter
+
+    def _room(self, room_id: str) -> RoomView:
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = RoomView(room_id, floor_of(room_id))
+        return room
+
+    def _admitted(self, d: Any) -> None:
+        self.counts["arrivals"] += 1
+        self.counts["admitted"] += 1
+        self.counts["in_rooms"] += 1
+        hour = self._hour()
+        hour["arrivals"] += 1
+        hour["admitted"] += 1
+        self.admitted_ms[d.patient_id] = d.time_ms
+        room = self._room(d.room_id)
+        room.state, room.patient_id = "booked", d.patient_id
+
+    def _referred(self, d: Any) -> None:
+        self.counts["arrivals"] += 1
+        self.counts["referred"] += 1
+        hour = self._hour()
+        hour["arrivals"] += 1
+        hour["referred"] += 1
+        self.created_hint.pop(("escort_in", d.patient_id), None)
+
+    def _discharged(self, d: Any) -> None:
+        self.counts["discharged"] += 1
+        self.counts["in_rooms"] -= 1
+        self._hour()["discharged"] += 1
+        left_ms = self._complete(self.current.pop(d.patient_id, None))
+        self.occupied_ms += left_ms - self.admitted_ms.pop(d.patient_id, left_ms)
+        room = self._room(d.room_id)
+        room.state, room.patient_id = "dirty", None
+
+    def _available(self, d: Any) -> None:
+        self._complete(self.current.pop(d.room_id, None))
+        room = self._room(d.room_id)
+        room.state, room.patient_id = "free", None
+
+    def _complete(self, task_id: str | None) -> int:
+        """Close a task in progress; when it ended (its completion's time if known)."""
+        done_ms = self.done_ms.pop(task_id, self.time_ms) if task_id else self.time_ms
+        task = self.tasks.pop(task_id, None) if task_id else None
+        if task is None or task.staff_id is None:
+            return done_ms
+        self.busy_ms[ROLE_OF_KIND[task.kind]] += done_ms - task.dispatched_ms
+        if self.keep_staff_log:
+            self.staff_log.append((task.staff_id, task.kind, task.room_id,
+                                   task.dispatched_ms, done_ms))
+        staff = self.staff.get(task.staff_id)
+        if staff is not None and staff.task_id == task.task_id:
+            staff.task_id = None
+            staff.place = ENTRANCE if task.kind == "escort_out" else task.room_id
+        return done_ms
+
+    def _new_task(self, d: Any) -> TaskView:
+        """A task's first appearance: the patient's previous task is done."""
+        previous = PREVIOUS_KIND.get(d.kind)
+        if previous is not None:
+            self._complete(self.current.pop(d.patient_id, None))
+            if d.kind == "visit":
+                room = self._room(d.room_id)
+                room.state = "occupied"
+        created = self.created_hint.pop((d.kind, d.patient_id), d.time_ms)
+        task = TaskView(d.task_id, d.kind, d.patient_id, d.room_id, created)
+        self.tasks[d.task_id] = task
+        return task
+
+    def _queued(self, d: Any) -> None:
+        task = self._new_task(d)
+        self.waiting[ROLE_OF_KIND[d.kind]][d.task_id] = task
+
+    def _dispatched(self, d: Any) -> None:
+        task = self.tasks.get(d.task_id)
+        role = ROLE_OF_KIND[d.kind]
+        if task is None:
+            task = self._new_task(d)
+        else:
+            self.waiting[role].pop(d.task_id, None)
+        task.staff_id, task.dispatched_ms = d.staff_id, d.time_ms
+        self.waits[role].observe((d.time_ms - task.created_ms) / 1000)
+        self.current[d.room_id if d.kind == "clean" else d.patient_id] = d.task_id
+        staff = self.staff.get(d.staff_id)
+        if staff is None:
+            staff = self.staff[d.staff_id] = StaffView(d.staff_id, role)
+        staff.task_id = d.task_id
+        staff.place = getattr(d, "origin", staff.place)
+        if d.kind == "clean":
+            self._room(d.room_id).state = "cleaning"
+
+    _HANDLERS = {"patient.admitted": _admitted, "patient.referred": _referred,
+                 "patient.discharged": _discharged, "room.available": _available,
+                 "task.queued": _queued, "task.dispatched": _dispatched}
+
+    # --- the readers -------------------------------------------------------------------
+
+    def tiles(self) -> dict[str, Any]:
+        """The KPI tiles (call with the lock held)."""
+        arrivals = self.counts["arrivals"]
+        rooms = len(self.rooms) or 1
+        busy = Counter(s.role for s in self.staff.values() if s.task_id)
+        staff = Counter(s.role for s in self.staff.values())
+        now, seconds = self.time_ms, self.time_ms / 1000 or 1.0
+        occupied = self.occupied_ms + sum(now - t for t in self.admitted_ms.values())
+        busy_ms = dict(self.busy_ms)
+        for task in self.tasks.values():
+            if task.dispatched_ms is not None:
+                busy_ms[ROLE_OF_KIND[task.kind]] += now - task.dispatched_ms
+        return {
+            "arrivals": arrivals, "admitted": self.counts["admitted"],
+            "referred": self.counts["referred"],
+            "referral_rate": round(self.counts["referred"] / arrivals, 4) if arrivals else 0.0,
+            "discharged": self.counts["discharged"], "in_building": self.counts["in_rooms"],
+            "occupancy_now": round(self.counts["in_rooms"] / rooms, 4),
+            "room_occupancy": round(occupied / 1000 / (rooms * seconds), 4),
+            "utilisation": {role: round(busy_ms[role] / 1000 / (staff[role] * seconds), 4)
+                            if staff[role] else 0.0 for role in ROLES},
+            "wait_mean_s": {role: round(h.total / h.n, 3) if h.n else 0.0
+                            for role, h in self.waits.items()},
+            "waiting": {role: len(self.waiting[role]) for role in ROLES},
+            "busy": {role: busy[role] for role in ROLES},
+            "staff": {role: staff[role] for role in ROLES},
+        }
+
+    def snapshot(self, series_from: int = 0, queue_limit: int = 50) -> dict[str, Any]:
+        """Everything the page shows, as JSON-ready data; the time series from the point
+        numbered `series_from` on (the page already has those before)."""
+        with self.lock:
+            now = self.time_ms
+            floors: dict[str, list[dict[str, Any]]] = {}
+            for room in self.rooms.values():
+                floors.setdefault(room.floor, []).append(
+                    {"id": room.room_id, "state": room.state, "patient": room.patient_id})
+            staff = []
+            for member in self.staff.values():
+                task = self.tasks.get(member.task_id) if member.task_id else None
+                staff.append({"id": member.staff_id, "role": member.role,
+                              "place": member.place,
+                              "task": None if task is None else
+                              {"kind": task.kind, "patient": task.patient_id,
+                               "room": task.room_id,
+                               "for_s": (now - task.dispatched_ms) / 1000}})
+            queues = {role: {"count": len(tasks),
+                             "tasks": [{"task": t.task_id, "kind": t.kind,
+                                        "patient": t.patient_id, "room": t.room_id,
+                                        "age_s": (now - t.created_ms) / 1000}
+                                       for t in list(tasks.values())[:queue_limit]]}
+                      for role, tasks in self.waiting.items()}
+            return {
+                "run_id": self.run_id, "policy": self.policy, "tick": self.tick,
+                "time_s": now / 1000, "finished": self.finished, "version": self.version,
+                "floors": [{"floor": f, "rooms": rs} for f, rs in floors.items()],
+                "staff": staff, "queues": queues, "tiles": self.tiles(),
+                "series_from": series_from, "series": self.series[series_from:],
+                "hourly": [{"hour": h, **{k: c[k] for k in HOURLY}}
+                           for h, c in sorted(self.hourly.items())],
+            }

@@ -1,0 +1,123 @@
+"""The dashboard's projection follows the hospital from its decisions alone, and with the
+consumed events its figures are the KPI report's; /metrics, read back by prometheus-client's
+own parser, agrees with that report."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from dashboard.metrics import registry_for, render
+from dashboard.projection import Projection
+from scheduler import config as config_module
+from scheduler import scenarios
+from scheduler.runs import simulate_run
+
+
+def core_view(scheduler):
+    h = scheduler.hospital
+    rooms = {r.room_id: (r.status, r.patient_id) for r in h.rooms.values()}
+    staff = {s.staff_id: (s.task_id, s.location if s.task_id is None else None)
+             for s in h.staff.values()}
+    queues = {role: [t.task_id for t in tasks] for role, tasks in h.queues().items()}
+    return rooms, staff, queues
+
+
+def projected_view(p: Projection):
+    rooms = {r.room_id: (r.state, r.patient_id) for r in p.rooms.values()}
+    staff = {s.staff_id: (s.task_id, s.place if s.task_id is None else None)
+             for s in p.staff.values()}
+    queues = {role: list(tasks) for role, tasks in p.waiting.items()}
+    return rooms, staff, queues
+
+
+@pytest.mark.parametrize("travel", ["seed", "layout"])
+@pytest.mark.parametrize("with_inbound", [True, False])
+def test_projection_follows_the_hospital_tick_by_tick(travel, with_inbound):
+    config = config_module.load(None, {}).replace(travel={"model": travel},
+                                                  arrivals={"process": "poisson"})
+    p = Projection.for_config(config)
+    checked = 0
+
+    def on_tick(scheduler, result):
+        nonlocal checked
+        if with_inbound:
+            p.apply_result(result)
+        else:
+            p.apply(result.tick, result.time_ms, result.decisions)
+        assert projected_view(p) == core_view(scheduler), f"tick {result.tick}"
+        checked += 1
+
+    simulate_run(config, 30 * 60_000, on_tick=on_tick)
+    assert checked > 500
+
+
+def test_figures_and_metrics_agree_with_the_kpi_report():
+    config = config_module.load(None, {}).replace(arrivals={"interval_s": 3.0})
+    duration = 2 * 3600_000
+    p = Projection.for_config(config)
+    report = simulate_run(config, duration, on_tick=lambda s, r: p.apply_result(r))
+    p.finish(duration)
+    with p.lock:
+        tiles = p.tiles()
+    for key in ("arrivals", "admitted", "referred", "referral_rate", "discharged",
+                "in_building", "room_occupancy", "utilisation"):
+        assert tiles[key] == report[key], key
+    assert tiles["wait_mean_s"] == {r: w["mean"] for r, w in report["wait_s"].items()}
+
+    text = render(registry_for(p)).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def value(name, suffix="_total", **labels):
+        for sample in families[name].samples:
+            if sample.name == name + suffix and all(sample.labels.get(k) == v
+                                                    for k, v in labels.items()):
+                return sample.value
+        raise KeyError((name, suffix, labels))
+
+    assert families["hospital_arrivals"].type == "counter"
+    assert value("hospital_arrivals") == report["arrivals"]
+    assert value("hospital_admissions") == report["admitted"]
+    assert value("hospital_referrals") == report["referred"]
+    assert value("hospital_discharges") == report["discharged"]
+    assert value("hospital_ticks") == report["ticks"]
+    assert value("hospital_rejected_events") == report["rejected_events"]
+    assert value("hospital_duplicate_events") == report["duplicate_events"]
+    assert value("hospital_tick_solve_seconds", "_count") == report["ticks_solved"]
+    assert value("hospital_events_applied", type="patient.arrived") == report["arrivals"]
+    assert value("hospital_decisions", type="patient.referred") == report["referred"]
+    for role, wait in report["wait_s"].items():
+        count = value("hospital_task_wait_seconds", "_count", role=role)
+        assert count == wait["tasks"]
+        mean = value("hospital_task_wait_seconds", "_sum", role=role) / count
+        assert round(mean, 3) == wait["mean"]
+        assert value("hospital_task_wait_seconds", "_bucket", role=role, le="+Inf") == count
+    staff = value("hospital_staff", "", role="porter")
+    assert staff == config.staff.porters
+    rooms = sum(s.value for s in families["hospital_rooms"].samples)
+    assert rooms == len(config.hospital.floors) * config.hospital.rooms_per_floor
+    assert value("hospital_simulated_time_seconds", "") == duration / 1000
+
+
+def test_series_and_hourly_counts():
+    config = config_module.load(None, {})
+    p = Projection.for_config(config, sample_ms=60_000)
+    report = simulate_run(config, 3 * 3600_000, on_tick=lambda s, r: p.apply_result(r))
+    snap = p.snapshot()
+    assert [pt["t"] for pt in snap["series"][:3]] == [0, 60, 120]
+    assert len(snap["series"]) == 3 * 60 + 1
+    assert sum(h["arrivals"] for h in snap["hourly"]) == report["arrivals"]
+    assert sum(h["referred"] for h in snap["hourly"]) == report["referred"]
+    assert {f["floor"] for f in snap["floors"]} == {"A", "B"}
+    assert p.snapshot(series_from=100)["series"] == snap["series"][100:]
+
+
+def test_a_large_hospital_snapshot_is_cheap():
+    import time
+    config = scenarios.load("hospital")
+    p = Projection.for_config(config)
+    simulate_run(config, 10 * 60_000, on_tick=lambda s, r: p.apply_result(r))
+    started = time.perf_counter()
+    snap = p.snapshot()
+    assert time.perf_counter() - started < 0.1
+    assert sum(len(f["rooms"]) for f in snap["floors"]) >= 150
