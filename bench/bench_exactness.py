@@ -17,7 +17,8 @@ import time
 from rules.tie_break import EXACT_PAIRS, pair_count
 from scheduler import config as config_module
 from scheduler.engine import Scheduler
-from scheduler.policies import CpSatPolicy, FullModelPolicy
+from scheduler.full_model import FullModelPolicy
+from scheduler.policies import CpSatPolicy
 from scheduler.simulation import simulate
 
 

@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scheduler import bench as bench_module
 from scheduler import scenarios
 
 
@@ -46,6 +45,8 @@ def bench(
     system, waits and peak memory; beside each scenario, the capacity bound (the lowest
     referral rate any policy could reach)."""
     names = scenario or scenarios.names()
+    from scheduler import bench as bench_module   # scipy and the LP: only when benching
+
     policies = policy or list(bench_module.POLICIES)
     for name in policies:
         if name not in bench_module.POLICIES:
@@ -86,6 +87,8 @@ def bench(
 
 
 def summary_table(result: dict) -> Table:
+    from scheduler import bench as bench_module
+
     settings = result["settings"]
     table = Table(title=f"hospital bench: {settings['hours']:g} h × seeds 1–{settings['seeds']}, "
                         "mean ±half the seeds' range", title_justify="left")

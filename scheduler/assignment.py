@@ -20,9 +20,18 @@ units got. Stages are sized so that every sum stays an integer that a float64 ho
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+if TYPE_CHECKING:
+    from scipy.optimize import linear_sum_assignment
+else:
+    def linear_sum_assignment(cost):
+        # scipy.optimize takes half a second to import; small ticks never need it.
+        from scipy.optimize import linear_sum_assignment as solve
+
+        return solve(cost)
 
 # float64 holds every integer below 2^53; the solver adds and subtracts path sums, so keep
 # the largest total well below that.

@@ -19,7 +19,8 @@ from ortools.sat.python import cp_model
 import rules
 from rules.tie_break import _ordered_pairs
 from scheduler.config import RulesConfig
-from scheduler.policies import TickVars, _soft_rules
+from scheduler.full_model import TickVars
+from scheduler.policies import _soft_rules
 from scheduler.problem import Solution, TickProblem
 
 

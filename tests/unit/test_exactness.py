@@ -9,7 +9,8 @@ import pytest
 from rules.tie_break import EXACT_PAIRS, pair_count
 from scheduler.config import Config
 from scheduler.engine import Scheduler
-from scheduler.policies import CpSatPolicy, FullModelPolicy
+from scheduler.full_model import FullModelPolicy
+from scheduler.policies import CpSatPolicy
 from scheduler.simulation import simulate
 
 

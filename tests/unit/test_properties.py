@@ -16,7 +16,8 @@ from scheduler import events as ev
 from scheduler.config import Config, RulesConfig
 from scheduler.engine import Scheduler
 from scheduler.layout import ROLE_OF_KIND, Layout
-from scheduler.policies import CpSatPolicy, FullModelPolicy, GreedyPolicy
+from scheduler.full_model import FullModelPolicy
+from scheduler.policies import CpSatPolicy, GreedyPolicy
 from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
 from scheduler.simulation import simulate
 from tests import oracle

@@ -11,7 +11,7 @@ import pytest
 from ortools.sat.python import cp_model
 
 import rules
-import scheduler.policies as policies
+import scheduler.full_model as full_model
 from rules import (
     free_rooms_fast,
     longest_wait_first,
@@ -25,7 +25,8 @@ from rules import (
 )
 from scheduler.config import Config, RulesConfig
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout
-from scheduler.policies import CpSatPolicy, FullModelPolicy, GreedyPolicy, TickVars
+from scheduler.full_model import FullModelPolicy, TickVars
+from scheduler.policies import CpSatPolicy, GreedyPolicy
 from scheduler.problem import Arrival, FreeStaff, OpenTask, TickProblem
 
 NOW = 10_000
@@ -521,7 +522,7 @@ class SearchOrder:
                         model.add_hint(var, var.name in hint)
                 return super().solve(model, *args, **kwargs)
 
-        monkeypatch.setattr(policies.cp_model, "CpSolver", Solver)
+        monkeypatch.setattr(full_model.cp_model, "CpSolver", Solver)
 
 
 def policy_optima(tick_problem, monkeypatch, weights=None) -> tuple[object, int]:
@@ -536,7 +537,7 @@ def policy_optima(tick_problem, monkeypatch, weights=None) -> tuple[object, int]
             return status
 
     with monkeypatch.context() as patch:
-        patch.setattr(policies.cp_model, "CpSolver", Recording)
+        patch.setattr(full_model.cp_model, "CpSolver", Recording)
         solution = FullModelPolicy(weights).solve(tick_problem)
     model = captured["model"]
     objective = model.proto.objective
