@@ -123,6 +123,13 @@ def run(
     workers: Annotated[str, typer.Option(
         help="With --kafka: worker processes per role, e.g. porter=2,medical=1,cleaner=1.")]
         = "porter=1,medical=1,cleaner=1",
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard", help="Serve a live web dashboard of the run (and /metrics).")] = False,
+    dashboard_port: Annotated[int, typer.Option(
+        help="With --dashboard: its port on 127.0.0.1 (0: any free one).")] = 8050,
+    dashboard_hold: Annotated[bool, typer.Option(
+        "--dashboard-hold", help="With --dashboard: keep it up after the run, until Ctrl-C.")]
+        = False,
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
@@ -151,10 +158,16 @@ def run(
         view = ProgressView(console, duration_ms)
     else:
         view = LiveView(console)
+    from cli import dashboard as web
+
     try:
-        with service_errors(), view or contextlib.nullcontext():
+        with service_errors(), (web.embedded(settings, dashboard_port, dashboard_hold,
+                                             duration_ms) if dashboard
+                                else contextlib.nullcontext()) as on_dashboard, \
+                view or contextlib.nullcontext():
             figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
-                                   store=store, record=record, out=out, on_tick=view)
+                                   store=store, record=record, out=out,
+                                   on_tick=web.chain(view, on_dashboard))
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
     except OSError as exc:
@@ -253,3 +266,6 @@ from cli import services  # noqa: E402,F401  (registers the distributed mode's c
 from cli.bench import bench as _bench  # noqa: E402
 
 app.command("bench")(_bench)
+from cli.dashboard import dashboard as _dashboard  # noqa: E402
+
+app.command("dashboard")(_dashboard)

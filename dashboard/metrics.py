@@ -28,7 +28,7 @@ class ProjectionCollector(Collector):
             events = dict(p.events_by_type)
             decisions = dict(p.decisions_by_type)
             solve = (p.solve.cumulative(), p.solve.total)
-            waits = {role: (h.cumulative(), h.total) for role, h in p.waits.items()}
+            waits = {role: (h.cumulative(), h.total) for role, h in p.wait_histograms().items()}
             waiting = {role: len(p.waiting[role]) for role in ROLES}
             busy = Counter(s.role for s in p.staff.values() if s.task_id)
             staff = Counter(s.role for s in p.staff.values())

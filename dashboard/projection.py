@@ -29,13 +29,18 @@ NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
 ROOM_STATES = ("free", "booked", "occupied", "dirty", "cleaning")
 ENTRANCE = "entrance"
 HOURLY = ("arrivals", "admitted", "referred", "discharged")
+# The task kind each completion creates (for an escort, by its direction).
+NEXT_OF_COMPLETION = {
+    "escort.completed": lambda e: "visit" if e.direction == "in" else "clean",
+    "visit.completed": lambda e: "escort_out",
+}
 # Prometheus histogram buckets, in seconds: a tick's solve around its 1 s budget, and a
 # task's wait around the hospital's minutes.
 SOLVE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 WAIT_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
-@dataclass
+@dataclass(slots=True)
 class RoomView:
     room_id: str
     floor: str
@@ -43,7 +48,7 @@ class RoomView:
     patient_id: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class StaffView:
     staff_id: str
     role: str
@@ -51,7 +56,7 @@ class StaffView:
     task_id: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskView:
     task_id: str
     kind: str
@@ -116,7 +121,8 @@ class Projection:
         self.decisions_by_type: Counter[str] = Counter()
         self.events_by_type: Counter[str] = Counter()
         self.solve = Histogram(SOLVE_BUCKETS)
-        self.waits = {role: Histogram(WAIT_BUCKETS) for role in ROLES}
+        # waits as wait in ms -> tasks (a few distinct values: whole ticks, mostly)
+        self.waits_ms: dict[str, Counter[int]] = {role: Counter() for role in ROLES}
         self.busy_ms = dict.fromkeys(ROLES, 0)
         self.occupied_ms = 0                          # room-ms of patients gone
         self.admitted_ms: dict[str, int] = {}         # patient in a room -> admitted
@@ -129,6 +135,7 @@ class Projection:
         self.keep_staff_log = False
         self.lag: dict[str, int] = {}                 # distributed mode: consumer lag
         self.dead_letters = 0
+        self._handlers = {kind: getattr(self, name) for kind, name in self._HANDLERS.items()}
 
     # --- the writer --------------------------------------------------------------------
 
@@ -146,21 +153,45 @@ class Projection:
         """One tick: its decisions (event objects with `TYPE` and their fields), and if
         known the inbound events it consumed and how long its solve took."""
         with self.lock:
-            self._advance(time_ms)
+            if time_ms > self.time_ms:
+                if time_ms >= self.next_sample_ms:
+                    self._sample_until(time_ms)
+                self.time_ms = time_ms
             self.tick = tick
-            self.counts["ticks"] += 1
-            self.counts["rejected"] += rejected
-            self.counts["duplicates"] += duplicates
+            counts = self.counts
+            counts["ticks"] += 1
+            if rejected:
+                counts["rejected"] += rejected
+            if duplicates:
+                counts["duplicates"] += duplicates
             if solve_ms is not None:
-                self.solve.observe(solve_ms / 1000)
-            if inbound is not None:
+                solve = self.solve
+                seconds = solve_ms / 1000
+                solve.counts[bisect.bisect_left(solve.bounds, seconds)] += 1
+                solve.total += seconds
+                solve.n += 1
+            if inbound:
+                by_type = self.events_by_type
+                hint, done = self.created_hint, self.done_ms
                 for event in inbound:
-                    self._inbound(event)
+                    kind = event.TYPE
+                    by_type[kind] += 1
+                    if kind == "patient.arrived":   # its escort in waits from now
+                        hint["escort_in", event.patient_id] = event.time_ms
+                        continue
+                    done[event.task_id] = event.time_ms
+                    created = NEXT_OF_COMPLETION.get(kind)
+                    if created is not None:
+                        following = created(event)
+                        if following is not None:
+                            hint[following, event.patient_id] = event.time_ms
+            handlers, by_type = self._handlers, self.decisions_by_type
             for decision in decisions:
-                self.decisions_by_type[decision.TYPE] += 1
-                handler = self._HANDLERS.get(decision.TYPE)
+                kind = decision.TYPE
+                by_type[kind] += 1
+                handler = handlers.get(kind)
                 if handler is not None:
-                    handler(self, decision)
+                    handler(decision)
             self.version += 1
 
     def apply_result(self, result: Any) -> None:
@@ -171,23 +202,18 @@ class Projection:
 
     def finish(self, end_ms: int | None = None) -> None:
         with self.lock:
-            if end_ms is not None:
-                self._advance(end_ms)
+            if end_ms is not None and end_ms > self.time_ms:
+                self._sample_until(end_ms)
+                self.time_ms = end_ms
             self.finished = True
             self.version += 1
 
-    def _advance(self, time_ms: int) -> None:
-        if time_ms <= self.time_ms:
-            return
+    def _sample_until(self, time_ms: int) -> None:
+        """The time-series points due up to `time_ms`, each with the state then."""
         while self.next_sample_ms <= time_ms:
-            self._advance_to(self.next_sample_ms)
+            self.time_ms = max(self.time_ms, self.next_sample_ms)
             self.series.append(self._point())
             self.next_sample_ms += self.sample_ms
-        self._advance_to(time_ms)
-
-    def _advance_to(self, time_ms: int) -> None:
-        if time_ms > self.time_ms:
-            self.time_ms = time_ms
 
     def _point(self) -> dict[str, Any]:
         busy = Counter(s.role for s in self.staff.values() if s.task_id)
@@ -196,17 +222,6 @@ class Projection:
                 "waiting": {role: len(self.waiting[role]) for role in ROLES},
                 "busy": {role: busy[role] for role in ROLES},
                 "referred": self.counts["referred"], "arrivals": self.counts["arrivals"]}
-
-    def _inbound(self, event: Any) -> None:
-        self.events_by_type[event.TYPE] += 1
-        kind = getattr(event, "task_kind", None)
-        if kind is None:                        # an arrival: its escort in waits from now
-            self.created_hint["escort_in", event.patient_id] = event.time_ms
-        else:
-            self.done_ms[event.task_id] = event.time_ms
-            if kind in NEXT_KIND:
-                patient = getattr(event, "patient_id", None)
-                self.created_hint[NEXT_KIND[kind], patient] = event.time_ms
 
     def _hour(self) -> Counter[str]:
         hour = self.time_ms // 3_600_000
@@ -295,7 +310,7 @@ class Projection:
         else:
             self.waiting[role].pop(d.task_id, None)
         task.staff_id, task.dispatched_ms = d.staff_id, d.time_ms
-        self.waits[role].observe((d.time_ms - task.created_ms) / 1000)
+        self.waits_ms[role][d.time_ms - task.created_ms] += 1
         self.current[d.room_id if d.kind == "clean" else d.patient_id] = d.task_id
         staff = self.staff.get(d.staff_id)
         if staff is None:
@@ -305,11 +320,23 @@ class Projection:
         if d.kind == "clean":
             self._room(d.room_id).state = "cleaning"
 
-    _HANDLERS = {"patient.admitted": _admitted, "patient.referred": _referred,
-                 "patient.discharged": _discharged, "room.available": _available,
-                 "task.queued": _queued, "task.dispatched": _dispatched}
+    _HANDLERS = {"patient.admitted": "_admitted", "patient.referred": "_referred",
+                 "patient.discharged": "_discharged", "room.available": "_available",
+                 "task.queued": "_queued", "task.dispatched": "_dispatched"}
 
     # --- the readers -------------------------------------------------------------------
+
+    def wait_histograms(self) -> dict[str, Histogram]:
+        """Each role's waits in seconds as a Prometheus histogram (call with the lock held)."""
+        out = {}
+        for role, counts in self.waits_ms.items():
+            h = out[role] = Histogram(WAIT_BUCKETS)
+            for wait_ms, n in counts.items():
+                h.counts[bisect.bisect_left(h.bounds, wait_ms / 1000)] += n
+                h.total += wait_ms * n
+                h.n += n
+            h.total /= 1000
+        return out
 
     def tiles(self) -> dict[str, Any]:
         """The KPI tiles (call with the lock held)."""
@@ -333,7 +360,7 @@ class Projection:
             "utilisation": {role: round(busy_ms[role] / 1000 / (staff[role] * seconds), 4)
                             if staff[role] else 0.0 for role in ROLES},
             "wait_mean_s": {role: round(h.total / h.n, 3) if h.n else 0.0
-                            for role, h in self.waits.items()},
+                            for role, h in self.wait_histograms().items()},
             "waiting": {role: len(self.waiting[role]) for role in ROLES},
             "busy": {role: busy[role] for role in ROLES},
             "staff": {role: staff[role] for role in ROLES},

@@ -1,0 +1,101 @@
+"""Benchmark (not a test): what the live dashboard costs an embedded `--speed max` run.
+
+Runs the same simulation without and with the dashboard (its projection fed each tick, its
+server up on 127.0.0.1 and a client reading the live feed all along, as an open page does),
+alternating, and prints the best wall time of each and the slowdown. Target: at most 10 %.
+
+    python bench/bench_dashboard.py [--hours 6] [--scenario default] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import subprocess
+import sys
+import time
+
+from dashboard.projection import Projection
+from dashboard.server import DashboardServer
+from scheduler import config as config_module
+from scheduler import scenarios
+from scheduler.runs import simulate_run
+
+
+def plain(config, duration_ms: int) -> float:
+    started = time.perf_counter()
+    simulate_run(config, duration_ms)
+    return time.perf_counter() - started
+
+
+READER = """
+import sys, httpx
+with httpx.stream("GET", sys.argv[1], timeout=60) as response:
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            print(line, flush=True)
+"""
+
+
+def with_dashboard(config, duration_ms: int) -> tuple[float, int]:
+    """The run with the dashboard up and a page's worth of client reading its live feed
+    from another process (as a browser does)."""
+    projection = Projection.for_config(config)
+    with DashboardServer(projection) as server:
+        reader = subprocess.Popen([sys.executable, "-c", READER, server.url + "events"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            reader.stdout.readline()     # the page has its first state: the run starts
+            started = time.perf_counter()
+            simulate_run(config, duration_ms,
+                         on_tick=lambda s, r: projection.apply_result(r))
+            wall = time.perf_counter() - started
+            projection.finish(duration_ms)
+            time.sleep(0.5)
+        finally:
+            reader.terminate()
+            events = 1 + len(reader.communicate(timeout=10)[0].splitlines())
+    return wall, events
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=6.0)
+    parser.add_argument("--scenario", default="default")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    config = (config_module.load(None, {}) if args.scenario == "default"
+              else scenarios.load(args.scenario))
+    duration_ms = round(args.hours * 3_600_000)
+    rooms = len(config.hospital.floors) * config.hospital.rooms_per_floor
+    print(f"scenario {args.scenario} ({rooms} rooms), {args.hours:g} simulated hours, "
+          f"--speed max, policy {config.scheduler.policy}, best of {args.repeat}")
+    without, within, feed = [], [], 0
+    for _ in range(args.repeat):
+        gc.collect()
+        without.append(plain(config, duration_ms))
+        gc.collect()
+        wall, feed = with_dashboard(config, duration_ms)
+        within.append(wall)
+    a, b = min(without), min(within)
+    print("runs without:", " ".join(f"{x:.2f}" for x in without))
+    print("runs with:   ", " ".join(f"{x:.2f}" for x in within))
+    print(f"without the dashboard: {a:7.2f} s wall")
+    print(f"with the dashboard:    {b:7.2f} s wall  ({feed} live events read by a client)")
+    print(f"slowdown: {100 * (b / a - 1):+.1f} % (target <= +10 %)")
+    # The same cost without the machine's noise: the projection fed the recorded ticks alone.
+    results: list = []
+    simulate_run(config, duration_ms, on_tick=lambda s, r: results.append(r))
+    best = float("inf")
+    for _ in range(args.repeat):
+        projection = Projection.for_config(config)
+        started = time.perf_counter()
+        for result in results:
+            projection.apply_result(result)
+        best = min(best, time.perf_counter() - started)
+    print(f"the projection alone: {best:.3f} s for {len(results)} ticks "
+          f"({1e6 * best / len(results):.1f} us a tick, {100 * best / a:.1f} % of the run)")
+
+
+if __name__ == "__main__":
+    main()

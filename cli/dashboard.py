@@ -1,0 +1,119 @@
+"""`hospital dashboard` and `hospital run --dashboard`: the live web page, thin over the
+`dashboard` package."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from cli.main import ConfigOption, fail, load_config
+
+PortOption = Annotated[int, typer.Option(
+    help="Port on 127.0.0.1 to serve the dashboard on (0: any free one).")]
+DEFAULT_PORT = 8050
+
+
+def start_server(projection: Any, port: int) -> Any:
+    from dashboard.server import DashboardServer
+
+    try:
+        server = DashboardServer(projection, port=port).start()
+    except OSError as exc:
+        raise fail(f"dashboard: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    typer.echo(f"dashboard: {server.url}", err=True)
+    return server
+
+
+@contextlib.contextmanager
+def embedded(settings: Any, port: int, hold: bool, duration_ms: int
+             ) -> Iterator[Callable[[Any, Any], None]]:
+    """The dashboard beside an embedded run: yields the run's `on_tick`. With `hold`, the
+    page stays up after the run until Ctrl-C."""
+    from dashboard.projection import Projection
+
+    projection = Projection.for_config(settings)
+    server = start_server(projection, port)
+    try:
+        yield lambda scheduler, result: projection.apply_result(result)
+        projection.finish(duration_ms)
+        if hold:
+            typer.echo(f"dashboard: the run is over; {server.url} stays up until Ctrl-C",
+                       err=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+    finally:
+        server.stop()
+
+
+def chain(*callbacks: Callable[[Any, Any], None] | None) -> Callable[[Any, Any], None] | None:
+    """One `on_tick` calling each of these in turn (None for none)."""
+    present = [c for c in callbacks if c is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+
+    def on_tick(scheduler: Any, result: Any) -> None:
+        for callback in present:
+            callback(scheduler, result)
+    return on_tick
+
+
+def dashboard(
+    follow: Annotated[Optional[Path], typer.Option(
+        help="Follow a decisions file as a run writes it (hospital run --out FILE).",
+        show_default=False)] = None,
+    db: Annotated[Optional[str], typer.Option(
+        help="Follow the run kept in this database (default: database.url of the config), "
+             "e.g. the one `hospital run --kafka` writes.", show_default=False)] = None,
+    run_id: Annotated[Optional[str], typer.Option(
+        "--run-id", help="The run to follow: it must be the database's run.",
+        show_default=False)] = None,
+    port: PortOption = DEFAULT_PORT,
+    config: ConfigOption = None,
+) -> None:
+    """A live web dashboard of a run in another process: rooms floor by floor, staff, waiting
+    lists, KPI tiles and charts, with Prometheus metrics at /metrics. Serves until Ctrl-C."""
+    from dashboard import sources
+    from dashboard.projection import Projection
+
+    settings = load_config(config)
+    projection = Projection.for_config(settings, run_id=run_id)
+    if follow is not None:
+        target, arg = sources.follow_file, follow
+    else:
+        url = db or settings.database.url
+        if run_id is not None:
+            check_run(url, run_id)
+        target, arg = sources.follow_database, url
+    server = start_server(projection, port)
+    thread, stop = sources.follower(target, projection, arg)
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.stop()
+
+
+def check_run(url: str, run_id: str) -> None:
+    from sqlalchemy import text
+
+    from cli.main import service_errors
+    from scheduler.db.store import connect
+
+    with service_errors():
+        engine = connect(url)
+    try:
+        with engine.connect() as db:
+            runs = [r[0] for r in db.execute(text("SELECT run_id FROM runs"))]
+    finally:
+        engine.dispose()
+    if run_id not in runs:
+        raise fail(f"run {run_id!r} is not in the database (it holds: "
+                   f"{', '.join(runs) or 'no run'})")

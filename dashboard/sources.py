@@ -1,0 +1,124 @@
+"""Where a dashboard outside the run gets the run from: a decisions file being written
+(`hospital run --out`), or the database of a run (`hospital run --kafka`, whose scheduler
+keeps every tick, its decisions and the events it applied). Each follower feeds the
+projection tick by tick until told to stop."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from dashboard.projection import Projection
+from scheduler import events as ev
+
+VOCABULARY = {**ev.DECISIONS, **ev.INBOUND}
+
+
+def parse(text: str) -> Any:
+    return ev.parse(json.loads(text), VOCABULARY)
+
+
+def group_ticks(decisions: list[Any]) -> list[tuple[int, int, list[Any]]]:
+    """(tick, time_ms, decisions) in order, from decisions in file order."""
+    ticks: list[tuple[int, int, list[Any]]] = []
+    for d in decisions:
+        if not ticks or ticks[-1][0] != d.tick:
+            ticks.append((d.tick, d.time_ms, []))
+        ticks[-1][2].append(d)
+    return ticks
+
+
+def load_file(projection: Projection, path: Path) -> None:
+    """A whole decisions file, at once (the report's way)."""
+    with open(path, encoding="utf-8") as stream:
+        decisions = [parse(line) for line in stream if line.strip()]
+    for tick, time_ms, batch in group_ticks(decisions):
+        projection.apply(tick, time_ms, batch)
+
+
+def follow_file(projection: Projection, path: Path, stop: threading.Event,
+                poll_s: float = 0.2) -> None:
+    """Tail a decisions file: a tick is applied once a later tick's line shows (or the file
+    has been quiet for a second: the run wrote its last tick)."""
+    while not path.exists():
+        if stop.wait(poll_s):
+            return
+    pending: list[Any] = []
+    partial = ""
+    quiet = 0.0
+    with open(path, encoding="utf-8") as stream:
+        while not stop.is_set():
+            chunk = stream.read()
+            if not chunk:
+                quiet += poll_s
+                if pending and quiet >= 1.0:
+                    for tick, time_ms, batch in group_ticks(pending):
+                        projection.apply(tick, time_ms, batch)
+                    pending = []
+                stop.wait(poll_s)
+                continue
+            quiet = 0.0
+            lines = (partial + chunk).split("\n")
+            partial = lines.pop()
+            pending += [parse(line) for line in lines if line.strip()]
+            if pending:
+                last = pending[-1].tick
+                ready = [d for d in pending if d.tick != last]
+                pending = [d for d in pending if d.tick == last]
+                for tick, time_ms, batch in group_ticks(ready):
+                    projection.apply(tick, time_ms, batch)
+
+
+def follow_database(projection: Projection, url: str, stop: threading.Event,
+                    poll_s: float = 0.5, batch_ticks: int = 2000) -> None:
+    """Poll a run's database for the ticks after the last one applied: each tick's decisions
+    in their order, and the events it applied (so the waits are exact)."""
+    from sqlalchemy import text
+
+    from scheduler.db.store import connect
+
+    engine = connect(url)
+    last = -1
+    try:
+        while not stop.is_set():
+            with engine.connect() as db:
+                run = db.execute(text("SELECT run_id FROM runs")).first()
+                if run is not None and projection.run_id is None:
+                    projection.run_id = run[0]
+                ticks = db.execute(text(
+                    "SELECT tick, time, solve_ms, n_rejected FROM ticks WHERE tick > :last "
+                    "ORDER BY tick LIMIT :n"), {"last": last, "n": batch_ticks}).all()
+                if ticks:
+                    first, final = ticks[0][0], ticks[-1][0]
+                    span = {"a": first, "b": final}
+                    decisions: dict[int, list[Any]] = {}
+                    for tick, payload in db.execute(text(
+                            "SELECT tick, payload FROM decisions WHERE tick BETWEEN :a AND :b "
+                            "ORDER BY tick, position"), span):
+                        decisions.setdefault(tick, []).append(parse(payload))
+                    inbound: dict[int, list[Any]] = {}
+                    for tick, payload in db.execute(text(
+                            "SELECT tick, payload FROM inbound_events "
+                            "WHERE tick BETWEEN :a AND :b ORDER BY tick, time, event_id"), span):
+                        inbound.setdefault(tick, []).append(parse(payload))
+            for tick, time_s, solve_ms, rejected in ticks:
+                projection.apply(tick, round(time_s * 1000), decisions.get(tick, []),
+                                 inbound.get(tick, []), solve_ms=solve_ms or None,
+                                 rejected=rejected)
+                last = tick
+            if len(ticks) < batch_ticks:
+                stop.wait(poll_s)
+    finally:
+        engine.dispose()
+
+
+def follower(target: Any, *args: Any) -> tuple[threading.Thread, threading.Event]:
+    """Start a follower on a thread; set the event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=target, args=(*args, stop), name="dashboard-source",
+                              daemon=True)
+    thread.start()
+    return thread, stop
