@@ -87,7 +87,7 @@ class ShiftsConfig:
 @dataclass(frozen=True)
 class SlaConfig:
     """Target waits per task kind in seconds (0: none); `_urgent_s` for ESI 1-2 patients
-    (0: the routine target)."""
+    (0: the routine target). A cleaning is nobody's urgency: one target each."""
 
     escort_in_s: float = 0.0
     escort_in_urgent_s: float = 0.0
@@ -96,9 +96,7 @@ class SlaConfig:
     escort_out_s: float = 0.0
     escort_out_urgent_s: float = 0.0
     clean_s: float = 0.0
-    clean_urgent_s: float = 0.0
     clean_terminal_s: float = 0.0
-    clean_terminal_urgent_s: float = 0.0
 
 
 @dataclass(frozen=True)

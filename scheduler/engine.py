@@ -80,13 +80,15 @@ class Scheduler:
                 continue
             self.seen.add(event.event_id)
             result.consumed.append(event)
-        solution = NOTHING_TO_DECIDE
+        self.hospital.change_duty(now_ms, effects)
+        solution, problem = NOTHING_TO_DECIDE, None
         if self.hospital.has_choices():
             started = time.perf_counter()
-            solution = self.policy.solve(self.hospital.problem(now_ms))
+            problem = self.hospital.problem(now_ms)
+            solution = self.policy.solve(problem)
             result.solve_ms = (time.perf_counter() - started) * 1000
             result.solved = True
-        decided = self.hospital.decide(solution, effects)
+        decided = self.hospital.decide(solution, effects, now_ms, problem)
         result.decisions = [
             cls(event_id=f"decision-{tick}-{n}", time_ms=now_ms, tick=tick, **fields)
             for n, (cls, fields) in enumerate(decided, start=1)

@@ -37,7 +37,8 @@ def _compile_to_json(cls: type) -> Any:
     each value through `_value`. The same text as `_ENCODER.encode(event.to_dict())`
     (pinned by a test), without building the dict or walking it in the encoder: a 24 h
     simulation encodes a couple of hundred thousand events."""
-    keys = {("time" if f.name == "time_ms" else f.name): f.name for f in dataclasses.fields(cls)}
+    keys = {("time" if f.name == "time_ms" else f.name): f.name for f in dataclasses.fields(cls)
+            if f.name not in cls.OPTIONAL}
     keys["type"] = None
     parts, loads = [], []
     for n, key in enumerate(sorted(keys)):
@@ -70,6 +71,9 @@ class BadEvent(ValueError):
 @dataclass(frozen=True)
 class Event:
     TYPE: ClassVar[str] = ""
+    # Fields left out of the JSON while they hold their default: the clinical rules' fields,
+    # so that a hospital without them writes exactly what it always wrote.
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
     event_id: str
     time_ms: int
 
@@ -77,10 +81,16 @@ class Event:
         data = dict(vars(self))
         data["time"] = data.pop("time_ms") / 1000
         data["type"] = self.TYPE
+        for name in self.OPTIONAL:
+            if data[name] == _DEFAULTS[type(self), name]:
+                del data[name]
         return data
 
     def to_json(self) -> str:
         cls = type(self)
+        if cls.OPTIONAL and any(getattr(self, name) != _DEFAULTS[cls, name]
+                                for name in cls.OPTIONAL):
+            return _ENCODER.encode(self.to_dict())
         encode = _TO_JSON.get(cls)
         if encode is None:
             encode = _TO_JSON[cls] = _compile_to_json(cls)
@@ -92,7 +102,10 @@ class Event:
 @dataclass(frozen=True)
 class PatientArrived(Event):
     TYPE: ClassVar[str] = "patient.arrived"
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("acuity", "isolation")
     patient_id: str
+    acuity: int = 3             # ESI triage level: 1 the most urgent, 5 the least
+    isolation: bool = False     # needs a room able to isolate
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,8 @@ class TaskDispatched(Decision):
     patient_id: str
     room_id: str
     origin: str = "entrance"   # where the staff member sets off from
+    reason: str = ""           # why this staff member, in words (`[scheduler] explain`)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("reason",)
 
 
 @dataclass(frozen=True)
@@ -188,11 +203,40 @@ class RoomAvailable(Decision):
     room_id: str
 
 
+@dataclass(frozen=True)
+class StaffOffDuty(Decision):
+    """The staff member's shift or break has begun: no new task (they finish the one they
+    have)."""
+
+    TYPE: ClassVar[str] = "staff.off_duty"
+    staff_id: str
+
+
+@dataclass(frozen=True)
+class StaffOnDuty(Decision):
+    TYPE: ClassVar[str] = "staff.on_duty"
+    staff_id: str
+
+
+@dataclass(frozen=True)
+class TaskEscalated(Decision):
+    """A task still waiting past its target wait (`[sla]`), announced once."""
+
+    TYPE: ClassVar[str] = "task.escalated"
+    task_id: str
+    kind: str
+    waited_s: float
+    sla_s: float
+
+
 DECISIONS: dict[str, type[Event]] = {
     cls.TYPE: cls for cls in (PatientAdmitted, PatientReferred, TaskDispatched, TaskQueued,
-                              PatientDischarged, RoomAvailable)
+                              PatientDischarged, RoomAvailable, StaffOffDuty, StaffOnDuty,
+                              TaskEscalated)
 }
-TASK_KINDS = ("escort_in", "visit", "escort_out", "clean")
+TASK_KINDS = ("escort_in", "visit", "escort_out", "clean", "clean_terminal")
+_DEFAULTS = {(cls, f.name): f.default for cls in (*INBOUND.values(), *DECISIONS.values())
+             for f in dataclasses.fields(cls)}
 
 
 def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
@@ -216,6 +260,27 @@ def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
             if isinstance(tick, bool) or not isinstance(tick, int):
                 raise BadEvent(f"{kind}: 'tick' must be an integer")
             values["tick"] = tick
+        elif f.name == "acuity":
+            acuity = data.get("acuity", f.default)
+            if isinstance(acuity, bool) or acuity not in (1, 2, 3, 4, 5):
+                raise BadEvent(f"{kind}: 'acuity' must be an ESI level from 1 to 5")
+            values["acuity"] = acuity
+        elif f.name == "isolation":
+            isolation = data.get("isolation", f.default)
+            if not isinstance(isolation, bool):
+                raise BadEvent(f"{kind}: 'isolation' must be true or false")
+            values["isolation"] = isolation
+        elif f.name in ("waited_s", "sla_s"):
+            number = data.get(f.name)
+            if isinstance(number, bool) or not isinstance(number, (int, float)) \
+                    or not number >= 0:
+                raise BadEvent(f"{kind}: '{f.name}' must be a number of seconds >= 0")
+            values[f.name] = number
+        elif f.name == "reason":
+            reason = data.get("reason", f.default)
+            if not isinstance(reason, str):
+                raise BadEvent(f"{kind}: 'reason' must be a string")
+            values["reason"] = reason
         else:
             value = data.get(f.name, f.default)
             if not isinstance(value, str) or not value:
@@ -223,7 +288,7 @@ def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
             values[f.name] = value
     if cls is EscortCompleted and values["direction"] not in ("in", "out"):
         raise BadEvent("escort.completed: 'direction' must be 'in' or 'out'")
-    if cls in (TaskDispatched, TaskQueued) and values["kind"] not in TASK_KINDS:
+    if cls in (TaskDispatched, TaskQueued, TaskEscalated) and values["kind"] not in TASK_KINDS:
         raise BadEvent(f"{kind}: 'kind' must be one of {', '.join(TASK_KINDS)}")
     return cls(**values)
 

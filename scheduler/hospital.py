@@ -11,8 +11,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from scheduler import events as ev
+from scheduler import explain
 from scheduler.config import Config
-from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout
+from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout, step
+from scheduler.shifts import Roster
 from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
 
 
@@ -33,6 +35,7 @@ class Staff:
     role: str  # porter | medical | cleaner
     location: str = ENTRANCE
     task_id: str | None = None
+    on_duty: bool = True
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Patient:
     # | waiting_escort_out | escorting_out | discharged | referred
     stage: str = "arrived"
     room_id: str | None = None
+    acuity: int = 3
+    isolation: bool = False
 
 
 @dataclass
@@ -53,6 +58,8 @@ class Task:
     room_id: str
     created_ms: int
     staff_id: str | None = None
+    acuity: int = 3          # the patient's (3 for cleaning: nobody's urgency)
+    escalated: bool = False  # announced past its target wait
 
     @property
     def role(self) -> str:
@@ -99,6 +106,19 @@ class Walking(Mapping[tuple[str, str], int]):
         return sum(1 for _ in self)
 
 
+def sla_targets(config: Config) -> dict[tuple[str, bool], int]:
+    """Target waits in ms by (task kind, urgent): `[sla] <kind>_s`, `<kind>_urgent_s` for
+    ESI 1-2 patients (the routine target when 0). Kinds without a target are left out."""
+    targets = {}
+    for kind in ROLE_OF_KIND:
+        routine = getattr(config.sla, f"{kind}_s")
+        urgent = getattr(config.sla, f"{kind}_urgent_s", 0.0) or routine
+        for is_urgent, seconds in ((False, routine), (True, urgent)):
+            if seconds:
+                targets[kind, is_urgent] = round(seconds * 1000)
+    return targets
+
+
 def staff_roster(config: Config) -> list[tuple[str, str]]:
     """(staff_id, role) for everybody on duty, in a fixed order."""
     roster = []
@@ -115,6 +135,12 @@ class Hospital:
         self.layout = layout or Layout(config)
         self.rooms = {room_id: Room(room_id) for room_id in self.layout.rooms}
         self.staff = {staff_id: Staff(staff_id, role) for staff_id, role in staff_roster(config)}
+        self.roster = Roster(config.shifts.roster, config.shifts.cycle_s, set(self.staff))
+        self.isolation_rooms = frozenset(config.hospital.isolation_rooms)
+        self.reserve_isolation_rooms = config.hospital.reserve_isolation_rooms
+        self.skills = config.rules.skills
+        self.sla_ms = sla_targets(config)
+        self.explain = config.scheduler.explain
         self.patients: dict[str, Patient] = {}
         self.tasks: dict[str, Task] = {}        # open tasks: waiting or in progress
         self.waiting: dict[str, Task] = {}      # waiting lists, in creation order
@@ -131,7 +157,8 @@ class Hospital:
         if isinstance(event, ev.PatientArrived):
             if event.patient_id in self.patients or event.patient_id in self.finished:
                 raise Rejected(f"patient {event.patient_id} has already arrived")
-            patient = Patient(event.patient_id, event.time_ms)
+            patient = Patient(event.patient_id, event.time_ms, acuity=event.acuity,
+                              isolation=event.isolation)
             self.patients[patient.patient_id] = patient
             self.arrivals.append(patient)
             return
@@ -153,7 +180,9 @@ class Hospital:
             room.status, room.patient_id = "dirty", None
             effects.append((ev.PatientDischarged, {"patient_id": patient.patient_id,
                                                    "room_id": room.room_id}))
-            self._new_task("clean", patient.patient_id, room.room_id, event.time_ms)
+            # A room that held an isolation patient gets a terminal clean.
+            kind = "clean_terminal" if patient.isolation else "clean"
+            self._new_task(kind, patient.patient_id, room.room_id, event.time_ms)
         else:
             room.status = "free"
             effects.append((ev.RoomAvailable, {"room_id": room.room_id}))
@@ -170,14 +199,16 @@ class Hospital:
         expected = {"kind": kind, "staff_id": event.staff_id, "room_id": event.room_id,
                     "patient_id": getattr(event, "patient_id", task.patient_id)}
         for name, value in expected.items():
-            if getattr(task, name) != value:
+            if (step(task.kind) if name == "kind" else getattr(task, name)) != value:
                 raise Rejected(f"{event.TYPE}: task {task.task_id} has {name} "
                                f"{getattr(task, name)}, not {value}")
         return task
 
     def _new_task(self, kind: str, patient_id: str, room_id: str, now_ms: int) -> Task:
         self._task_count += 1
-        task = Task(f"task-{self._task_count}", kind, patient_id, room_id, now_ms)
+        patient = self.patients.get(patient_id)
+        acuity = patient.acuity if patient is not None and kind in WAITING_STAGE else 3
+        task = Task(f"task-{self._task_count}", kind, patient_id, room_id, now_ms, acuity=acuity)
         self.tasks[task.task_id] = task
         self.waiting[task.task_id] = task
         self._new_tasks.append(task)
@@ -192,35 +223,56 @@ class Hospital:
         a free staff member of its role."""
         if self.arrivals:
             return True
-        idle = {s.role for s in self.staff.values() if s.task_id is None}
+        idle = {s.role for s in self.staff.values() if s.task_id is None and s.on_duty}
         return any(task.role in idle for task in self.waiting.values())
+
+    def change_duty(self, now_ms: int, effects: list[tuple[type[ev.Decision], dict]]) -> None:
+        """Staff whose shift or break began or ended by `now_ms`, announced; off duty, they
+        get no new task and finish the one they have."""
+        for staff_id in self.roster.shifts:
+            staff = self.staff[staff_id]
+            on = self.roster.on_duty(staff_id, now_ms)
+            if on != staff.on_duty:
+                staff.on_duty = on
+                effects.append((ev.StaffOnDuty if on else ev.StaffOffDuty,
+                                {"staff_id": staff_id}))
 
     def problem(self, now_ms: int) -> TickProblem:
         free_rooms = tuple(r.room_id for r in self.rooms.values() if r.status == "free")
         free_staff = tuple(FreeStaff(s.staff_id, s.role, s.location)
-                           for s in self.staff.values() if s.task_id is None)
-        tasks = [OpenTask(t.task_id, t.kind, t.role, t.room_id, t.patient_id, t.created_ms)
-                 for t in self.waiting.values()]
+                           for s in self.staff.values() if s.task_id is None and s.on_duty)
+        tasks = [OpenTask(t.task_id, t.kind, t.role, t.room_id, t.patient_id, t.created_ms,
+                          t.acuity) for t in self.waiting.values()]
         tasks += [OpenTask(f"arrival:{p.patient_id}", "escort_in", "porter", None,
-                           p.patient_id, p.arrived_ms) for p in self.arrivals]
+                           p.patient_id, p.arrived_ms, p.acuity) for p in self.arrivals]
         room_walking = {r: self.layout.from_entrance(r) for r in free_rooms}
-        arrivals = tuple(Arrival(p.patient_id, p.arrived_ms) for p in self.arrivals)
+        arrivals = tuple(Arrival(p.patient_id, p.arrived_ms, p.acuity, p.isolation)
+                         for p in self.arrivals)
         return TickProblem(now_ms, arrivals, free_rooms, tuple(tasks), free_staff,
-                           Walking(self.layout, tasks, free_staff), room_walking)
+                           Walking(self.layout, tasks, free_staff), room_walking,
+                           isolation_rooms=self.isolation_rooms,
+                           reserve_isolation_rooms=self.reserve_isolation_rooms,
+                           skills=self.skills, sla_ms=self.sla_ms)
 
-    def decide(self, solution: Solution, effects: list[tuple[type[ev.Decision], dict]]
+    def decide(self, solution: Solution, effects: list[tuple[type[ev.Decision], dict]],
+               now_ms: int = 0, problem: TickProblem | None = None
                ) -> list[tuple[type[ev.Decision], dict]]:
-        """Carry out a tick's solution; the decisions in their canonical order."""
+        """Carry out a tick's solution; the decisions in their canonical order. With
+        `explain`, referrals and dispatches say why, from the tick's `problem`."""
         decisions = list(effects)
         dispatches = dict(solution.dispatches)
+        problem_key: dict[str, str] = {}   # task id -> its key in the problem
+        why = problem if self.explain else None
         for patient in self.arrivals:
             room_id = solution.bookings.get(patient.patient_id)
             if room_id is None:
                 self.patients.pop(patient.patient_id)
                 patient.stage = "referred"
                 self.finished.add(patient.patient_id)
+                reason = ("no free room" if why is None else
+                          explain.referral(why, patient.patient_id, solution, len(self.rooms)))
                 decisions.append((ev.PatientReferred, {"patient_id": patient.patient_id,
-                                                       "reason": "no free room"}))
+                                                       "reason": reason}))
                 continue
             room = self.rooms[room_id]
             room.status, room.patient_id = "booked", patient.patient_id
@@ -231,6 +283,7 @@ class Hospital:
             staff_id = dispatches.get(f"arrival:{patient.patient_id}")
             if staff_id is not None:
                 dispatches[task.task_id] = staff_id
+                problem_key[task.task_id] = f"arrival:{patient.patient_id}"
         self.arrivals = []
         new = {t.task_id for t in self._new_tasks}
         for task in list(self.waiting.values()):
@@ -240,12 +293,27 @@ class Hospital:
             if staff_id is not None:
                 origin = self.staff[staff_id].location
                 self._dispatch(task, staff_id)
+                if why is not None:
+                    fields["reason"] = explain.dispatch(
+                        why, problem_key.get(task.task_id, task.task_id), staff_id)
                 decisions.append((ev.TaskDispatched, {**fields, "staff_id": staff_id,
                                                       "origin": origin}))
             elif task.task_id in new:
                 decisions.append((ev.TaskQueued, fields))
         self._new_tasks = []
+        if self.sla_ms:
+            self._escalate(now_ms, decisions)
         return decisions
+
+    def _escalate(self, now_ms: int, decisions: list[tuple[type[ev.Decision], dict]]) -> None:
+        """Tasks still waiting past their target, each announced once."""
+        for task in self.waiting.values():
+            target = self.sla_ms.get((task.kind, task.acuity <= 2))
+            if target and not task.escalated and now_ms - task.created_ms > target:
+                task.escalated = True
+                decisions.append((ev.TaskEscalated, {
+                    "task_id": task.task_id, "kind": task.kind,
+                    "waited_s": (now_ms - task.created_ms) / 1000, "sla_s": target / 1000}))
 
     def _dispatch(self, task: Task, staff_id: str) -> None:
         staff = self.staff[staff_id]
@@ -254,7 +322,7 @@ class Hospital:
         del self.waiting[task.task_id]
         if task.kind in ACTIVE_STAGE:
             self.patients[task.patient_id].stage = ACTIVE_STAGE[task.kind]
-        if task.kind == "clean":
+        if step(task.kind) == "clean":
             self.rooms[task.room_id].status = "cleaning"
 
     # --- views ----------------------------------------------------------------------------

@@ -13,9 +13,17 @@ from dataclasses import dataclass
 from scheduler.config import Config
 
 ENTRANCE = "entrance"
-ROLE_OF_KIND = {"escort_in": "porter", "escort_out": "porter", "visit": "medical", "clean": "cleaner"}
-# The lifecycle: the task that the completion of each kind of task creates.
+ROLE_OF_KIND = {"escort_in": "porter", "escort_out": "porter", "visit": "medical",
+                "clean": "cleaner", "clean_terminal": "cleaner"}
+# The lifecycle: the task that the completion of each kind of task creates (a room that held
+# an isolation patient gets a `clean_terminal` where the others get a `clean`: one step).
 NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
+STEP_OF_KIND = {"clean_terminal": "clean"}
+
+
+def step(kind: str) -> str:
+    """The lifecycle step a task kind is: `clean_terminal` is a `clean`."""
+    return STEP_OF_KIND.get(kind, kind)
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class Layout:
         self._corridor_ms = round(travel.corridor_s * 1000)
         self.treatment_ms = round(config.durations.treatment_s * 1000)
         self.cleaning_ms = round(config.durations.cleaning_s * 1000)
+        self.terminal_cleaning_ms = round(config.durations.terminal_cleaning_s * 1000)
         self.rooms: dict[str, RoomPlace] = {}
         for floor_index, floor in enumerate(config.hospital.floors, start=1):
             for number in range(1, config.hospital.rooms_per_floor + 1):
@@ -59,7 +68,8 @@ class Layout:
 
     def walking_ms(self, location: str, kind: str, room_id: str) -> int:
         """The walking part of a task: its duration less the treatment or cleaning."""
-        work = {"visit": self.treatment_ms, "clean": self.cleaning_ms}.get(kind, 0)
+        work = {"visit": self.treatment_ms, "clean": self.cleaning_ms,
+                "clean_terminal": self.terminal_cleaning_ms}.get(kind, 0)
         return self.task_ms(location, kind, room_id)[0] - work
 
     def task_ms(self, location: str, kind: str, room_id: str) -> tuple[int, str]:
@@ -71,6 +81,8 @@ class Layout:
                 "escort_out": (0, ENTRANCE),
                 "visit": (self.from_entrance(room_id) + self.treatment_ms, room_id),
                 "clean": (self.from_entrance(room_id) + self.cleaning_ms, room_id),
+                "clean_terminal": (self.from_entrance(room_id) + self.terminal_cleaning_ms,
+                                   room_id),
             }
             return durations[kind]
         walk = self.walk
@@ -78,5 +90,6 @@ class Layout:
             return walk(location, ENTRANCE) + walk(ENTRANCE, room_id), room_id
         if kind == "escort_out":
             return walk(location, room_id) + walk(room_id, ENTRANCE), ENTRANCE
-        work = self.treatment_ms if kind == "visit" else self.cleaning_ms
+        work = {"visit": self.treatment_ms, "clean": self.cleaning_ms,
+                "clean_terminal": self.terminal_cleaning_ms}[kind]
         return walk(location, room_id) + work, room_id

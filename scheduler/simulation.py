@@ -35,6 +35,25 @@ def arrival_times(config: Config, seed: int) -> Iterator[int]:
         now += rng.expovariate(1 / interval_ms)
 
 
+def arrivals(config: Config, seed: int) -> Iterator[ev.PatientArrived]:
+    """The run's patients, in order: `arrival-N` / `patient-N` at `arrival_times`, each with
+    an ESI level drawn from `acuity_mix` and needing isolation with `isolation_share`. The
+    draws have a random stream of their own, so the arrival times do not depend on them."""
+    mix = config.arrivals.acuity_mix
+    share = config.arrivals.isolation_share
+    plain = mix.count(0.0) == 4 and share == 0.0
+    levels = [level for level, weight in enumerate(mix, start=1) if weight]
+    weights = [weight for weight in mix if weight]
+    rng = random.Random(f"{seed}:clinical")
+    for n, at in enumerate(arrival_times(config, seed), start=1):
+        if plain:
+            yield ev.PatientArrived(f"arrival-{n}", at, f"patient-{n}", acuity=levels[0])
+            continue
+        acuity = rng.choices(levels, weights)[0]
+        yield ev.PatientArrived(f"arrival-{n}", at, f"patient-{n}", acuity=acuity,
+                                isolation=rng.random() < share)
+
+
 def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Event:
     """The event a staff member reports when done with a task dispatched to them: the task
     is timed from where they set off (`origin`), so a worker needs no memory of its own."""
@@ -87,15 +106,12 @@ def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
         order += 1
         heapq.heappush(pending, (event.time_ms, order, event))
 
-    arrivals = arrival_times(config, seed)
-    patients = 0
+    patients = arrivals(config, seed)
 
     def next_arrival() -> None:
-        nonlocal patients
-        at = next(arrivals)
-        if at <= duration_ms:
-            patients += 1
-            push(ev.PatientArrived(f"arrival-{patients}", at, f"patient-{patients}"))
+        arrival = next(patients)
+        if arrival.time_ms <= duration_ms:
+            push(arrival)
 
     next_arrival()
     ticks = 0

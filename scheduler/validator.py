@@ -14,8 +14,12 @@ from dataclasses import dataclass, field
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.hospital import staff_roster
-from scheduler.layout import NEXT_KIND, ROLE_OF_KIND
+from scheduler.layout import NEXT_KIND, ROLE_OF_KIND, step
+from scheduler.shifts import Roster
 
+
+def _grade(staff_id: str) -> str:
+    return staff_id.rsplit("-", 1)[0]
 
 
 class InvariantViolation(AssertionError):
@@ -51,8 +55,18 @@ class Auditor:
     # Kept as the tables change, so that the per-tick checks need no scan: rooms free,
     # staff idle and tasks waiting per role.
     free_rooms: int = 0
+    # Idle staff on duty by grade (porter, nurse, doctor, cleaner) and waiting tasks by who
+    # may do them (porter, cleaner, visit, urgent_visit: ESI 1-2 with the skills rule).
     idle: Counter = field(default_factory=Counter)
     waiting: Counter = field(default_factory=Counter)
+    free_isolation_rooms: int = 0
+    # The clinical rules: patients' acuity and isolation while in the building, rooms able to
+    # isolate, rooms owed a terminal clean, who is on duty.
+    acuity: dict[str, int] = field(default_factory=dict)
+    isolated: set[str] = field(default_factory=set)
+    isolation_rooms: frozenset[str] = frozenset()
+    terminal: set[str] = field(default_factory=set)
+    on_duty: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         floors, per_floor = self.config.hospital.floors, self.config.hospital.rooms_per_floor
@@ -61,14 +75,39 @@ class Auditor:
                 self.rooms[f"{floor}{number}"] = "free"
                 self.occupant[f"{floor}{number}"] = None
         self.free_rooms = len(self.rooms)
+        self.isolation_rooms = frozenset(self.config.hospital.isolation_rooms)
+        self.free_isolation_rooms = len(self.isolation_rooms)
+        staff_ids = {staff_id for staff_id, _ in staff_roster(self.config)}
+        self.roster = Roster(self.config.shifts.roster, self.config.shifts.cycle_s, staff_ids)
         for staff_id, role in staff_roster(self.config):
             self.role[staff_id] = role
             self.busy[staff_id] = None
-            self.idle[role] += 1
+            self.on_duty[staff_id] = True
+            self.idle[_grade(staff_id)] += 1
 
     def _room(self, room_id: str, status: str) -> None:
-        self.free_rooms += (status == "free") - (self.rooms[room_id] == "free")
+        change = (status == "free") - (self.rooms[room_id] == "free")
+        self.free_rooms += change
+        if room_id in self.isolation_rooms:
+            self.free_isolation_rooms += change
         self.rooms[room_id] = status
+
+    def _may_use(self, patient_id: str, room_id: str) -> bool:
+        if patient_id in self.isolated:
+            return room_id in self.isolation_rooms
+        return not (self.config.hospital.reserve_isolation_rooms
+                    and room_id in self.isolation_rooms)
+
+    def _waits_for(self, task: _Task) -> str:
+        """Who may do a waiting task: the key of `waiting`."""
+        if task.kind == "visit":
+            urgent = self.config.rules.skills and self.acuity.get(task.patient_id, 3) <= 2
+            return "urgent_visit" if urgent else "visit"
+        return ROLE_OF_KIND[task.kind]
+
+    def _set_idle(self, staff_id: str, change: int) -> None:
+        if self.on_duty[staff_id]:
+            self.idle[_grade(staff_id)] += change
 
     def fail(self, tick: int, message: str) -> None:
         raise InvariantViolation(f"tick {tick}: {message}")
@@ -82,29 +121,36 @@ class Auditor:
         expected_tasks: Counter[tuple[str, str]] = Counter()
         discharges: set[str] = set()
         cleaned: set[str] = set()
+        arrivals: dict[str, ev.PatientArrived] = {}
         for event in inbound:
             if isinstance(event, ev.PatientArrived):
                 if event.patient_id in self.patients or event.patient_id in self.left:
                     self.fail(tick, f"patient {event.patient_id} arrived twice")
                 self.patients[event.patient_id] = "arrived"
+                self.acuity[event.patient_id] = event.acuity
+                if event.isolation:
+                    self.isolated.add(event.patient_id)
                 self.arrived += 1
                 undecided.add(event.patient_id)
+                arrivals[event.patient_id] = event
             else:
                 self._complete(tick, event, expected_tasks, discharges, cleaned)
-        referred = False
+        now_ms = decisions[0].time_ms if decisions else None
+        referred: list[str] = []
+        admitted: dict[str, str] = {}
         for decision in decisions:
             if decision.tick != tick:
                 self.fail(tick, f"decision {decision.event_id} carries tick {decision.tick}")
             if isinstance(decision, ev.PatientAdmitted):
                 self._admit(tick, decision, undecided, expected_tasks)
+                admitted[decision.patient_id] = decision.room_id
             elif isinstance(decision, ev.PatientReferred):
                 if decision.patient_id not in undecided:
                     self.fail(tick, f"referred {decision.patient_id}, who is not a new arrival")
                 undecided.discard(decision.patient_id)
-                del self.patients[decision.patient_id]
-                self.left.add(decision.patient_id)
-                self.referred += 1
-                referred = True
+                referred.append(decision.patient_id)
+            elif isinstance(decision, (ev.StaffOffDuty, ev.StaffOnDuty)):
+                self._duty(tick, decision)
             elif isinstance(decision, (ev.TaskDispatched, ev.TaskQueued)):
                 self._task(tick, decision, expected_tasks)
             elif isinstance(decision, ev.PatientDischarged):
@@ -122,22 +168,65 @@ class Auditor:
             self.fail(tick, f"tasks created but not dispatched or queued: {sorted(missing)}")
         if discharges or cleaned:
             self.fail(tick, f"no decision for {sorted(discharges)} {sorted(cleaned)}")
-        if referred and self.free_rooms:
-            self.fail(tick, "a patient was referred while a room is free")
+        for patient_id in referred:
+            self._referral(tick, patient_id, arrivals, admitted)
+        if now_ms is not None:
+            for staff_id, on in self.on_duty.items():
+                if on != self.roster.on_duty(staff_id, now_ms):
+                    self.fail(tick, f"{staff_id} is {'on' if on else 'off'} duty against the "
+                                    f"roster")
         self._no_idle_staff(tick)
+
+    def _referral(self, tick: int, patient_id: str, arrivals: dict[str, ev.PatientArrived],
+                  admitted: dict[str, str]) -> None:
+        """Referred only when no free room this patient may use is left, and never while a
+        less urgent (or, equally urgent, later) arrival of the tick took a room it could use."""
+        if patient_id in self.isolated:
+            free = self.free_isolation_rooms
+        elif self.config.hospital.reserve_isolation_rooms:
+            free = self.free_rooms - self.free_isolation_rooms
+        else:
+            free = self.free_rooms
+        if free:
+            self.fail(tick, f"{patient_id} was referred while a room it may use is free")
+        me = arrivals[patient_id]
+        for other, room_id in admitted.items():
+            them = arrivals[other]
+            if (them.acuity, them.time_ms) > (me.acuity, me.time_ms) and \
+                    self._may_use(patient_id, room_id):
+                self.fail(tick, f"{patient_id} (ESI {me.acuity}) referred while {other} "
+                                f"(ESI {them.acuity}, after it) took {room_id}")
+        del self.patients[patient_id]
+        self.acuity.pop(patient_id, None)
+        self.isolated.discard(patient_id)
+        self.left.add(patient_id)
+        self.referred += 1
+
+    def _duty(self, tick: int, decision: ev.StaffOffDuty | ev.StaffOnDuty) -> None:
+        staff_id = decision.staff_id
+        on = isinstance(decision, ev.StaffOnDuty)
+        if staff_id not in self.on_duty or self.on_duty[staff_id] == on:
+            self.fail(tick, f"{decision.TYPE} for {staff_id}, who is not "
+                            f"{'off' if on else 'on'} duty")
+        if not self.roster.on_duty(staff_id, decision.time_ms) == on:
+            self.fail(tick, f"{decision.TYPE} for {staff_id} against the roster")
+        if self.busy[staff_id] is None:
+            self.idle[_grade(staff_id)] += 1 if on else -1
+        self.on_duty[staff_id] = on
 
     def _complete(self, tick, event, expected_tasks, discharges, cleaned) -> None:
         task = self.tasks.get(event.task_id)
         if task is None or task.done or task.staff_id != event.staff_id:
             self.fail(tick, f"{event.TYPE} for task {event.task_id}, which "
                             f"{event.staff_id} was not doing")
-        if event.task_kind != task.kind or event.room_id != task.room_id:
+        if event.task_kind != step(task.kind) or event.room_id != task.room_id:
             self.fail(tick, f"{event.TYPE} for task {event.task_id} does not fit it: the task "
                             f"is a {task.kind} in {task.room_id}")
         task.done = True
         self.busy[task.staff_id] = None
-        self.idle[self.role[task.staff_id]] += 1
+        self._set_idle(task.staff_id, 1)
         del self.tasks[event.task_id]
+        next_kind = NEXT_KIND.get(task.kind)
         if task.kind == "escort_in":
             self.patients[task.patient_id] = "in_room"
         elif task.kind == "escort_out":
@@ -147,11 +236,17 @@ class Auditor:
             self._room(task.room_id, "dirty")
             self.occupant[task.room_id] = None
             discharges.add(task.patient_id)
-        elif task.kind == "clean":
+            self.acuity.pop(task.patient_id, None)
+            if task.patient_id in self.isolated:   # the room needs a terminal clean
+                self.isolated.discard(task.patient_id)
+                self.terminal.add(task.room_id)
+                next_kind = "clean_terminal"
+        elif step(task.kind) == "clean":
             self._room(task.room_id, "free")
+            self.terminal.discard(task.room_id)
             cleaned.add(task.room_id)
-        if task.kind in NEXT_KIND:
-            expected_tasks[NEXT_KIND[task.kind], task.patient_id] += 1
+        if next_kind:
+            expected_tasks[next_kind, task.patient_id] += 1
 
     def _admit(self, tick, decision, undecided, expected_tasks) -> None:
         patient_id, room_id = decision.patient_id, decision.room_id
@@ -159,6 +254,9 @@ class Auditor:
             self.fail(tick, f"admitted {patient_id}, who is not a new arrival")
         if self.rooms.get(room_id) != "free":
             self.fail(tick, f"booked room {room_id}, which is {self.rooms.get(room_id, 'unknown')}")
+        if not self._may_use(patient_id, room_id):
+            needs = "needs isolation" if patient_id in self.isolated else "does not need isolation"
+            self.fail(tick, f"admitted {patient_id}, who {needs}, into {room_id}")
         undecided.discard(patient_id)
         self._room(room_id, "taken")
         self.occupant[room_id] = patient_id
@@ -176,8 +274,13 @@ class Auditor:
             task = _Task(decision.kind, decision.patient_id, decision.room_id)
             self.tasks[decision.task_id] = task
             self.task_ids.add(decision.task_id)
-            self.waiting[ROLE_OF_KIND[task.kind]] += 1
-            if task.kind != "clean" and self.occupant.get(task.room_id) != task.patient_id:
+            self.waiting[self._waits_for(task)] += 1
+            if step(task.kind) == "clean" and (task.kind == "clean_terminal") != (
+                    task.room_id in self.terminal):
+                self.fail(tick, f"task {decision.task_id}: a {task.kind} of {task.room_id}, "
+                                f"which {'needs' if task.room_id in self.terminal else 'does not need'}"
+                                f" a terminal clean")
+            if step(task.kind) != "clean" and self.occupant.get(task.room_id) != task.patient_id:
                 self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {task.room_id}")
         elif isinstance(decision, ev.TaskQueued) or task.staff_id is not None:
             self.fail(tick, f"task {decision.task_id} decided twice")
@@ -191,21 +294,30 @@ class Auditor:
             if self.busy[staff_id] is not None:
                 self.fail(tick, f"{staff_id} given {decision.task_id} while doing "
                                 f"{self.busy[staff_id]}")
+            if not self.on_duty[staff_id]:
+                self.fail(tick, f"{staff_id} given {decision.task_id} while off duty")
+            waits_for = self._waits_for(task)
+            if waits_for == "urgent_visit" and _grade(staff_id) != "doctor":
+                self.fail(tick, f"visit {decision.task_id} to {task.patient_id} (ESI "
+                                f"{self.acuity[task.patient_id]}) given to {staff_id}, not a doctor")
             task.staff_id = staff_id
             self.busy[staff_id] = decision.task_id
-            role = self.role[staff_id]
-            self.idle[role] -= 1
-            self.waiting[role] -= 1
-            if task.kind == "clean":
+            self._set_idle(staff_id, -1)
+            self.waiting[waits_for] -= 1
+            if step(task.kind) == "clean":
                 self._room(task.room_id, "cleaning")
+
+    # Which waiting tasks each grade may do.
+    MAY_DO = {"porter": ("porter",), "cleaner": ("cleaner",), "nurse": ("visit",),
+              "doctor": ("visit", "urgent_visit")}
 
     def _no_idle_staff(self, tick: int) -> None:
         idle, waiting = self.idle, self.waiting
-        for role in idle:
-            if idle[role] and waiting[role]:
+        for grade, count in idle.items():
+            if count and any(waiting[kind] for kind in self.MAY_DO[grade]):
                 staff_id = next(s for s, t in self.busy.items()
-                                if t is None and self.role[s] == role)
-                self.fail(tick, f"{staff_id} is idle while a {role} task waits")
+                                if t is None and self.on_duty[s] and _grade(s) == grade)
+                self.fail(tick, f"{staff_id} is idle while a task they may do waits")
 
     def accounted_for(self) -> dict[str, int]:
         """Every patient ends referred or discharged, or is still in the building."""

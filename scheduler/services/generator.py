@@ -1,7 +1,7 @@
 """The patient generator of the distributed mode: one process that sends `patient.arrived`
 to the inbound topic when the run's clock reaches each arrival time.
 
-Arrivals are those of `simulation.arrival_times`, named as `simulation.simulate` names them,
+Arrivals are those of `simulation.arrivals`, as `simulation.simulate` makes them,
 so a distributed run sees the same patients as an in-process one. Started late (a restart),
 it sends every arrival already due at once: the scheduler drops an event_id it has applied,
 so a resent arrival is harmless.
@@ -17,7 +17,7 @@ from scheduler.config import Config
 from scheduler.services import bus
 from scheduler.services.bus import Outbox
 from scheduler.services.clock import LiveClock
-from scheduler.simulation import arrival_times
+from scheduler.simulation import arrivals
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,15 @@ def run_generator(config: Config, *, run_id: str, clock: LiveClock, duration_ms:
     log.info("generator %s started: run %s, %d ms at speed %g, seed %d",
              producer_id, run_id, duration_ms, clock.speed, seed)
     try:
-        for n, at in enumerate(arrival_times(config, seed), start=1):
+        for arrival in arrivals(config, seed):
+            at = arrival.time_ms
             if at > duration_ms:
                 break
             if clock.wall_seconds_until(at) > 0:
                 sent += len(outbox.flush())   # what is due goes out before we sleep
                 if not _wait(clock, at, stop):
                     break
-            outbox.send_event(config.kafka.inbound_topic,
-                              ev.PatientArrived(f"arrival-{n}", at, f"patient-{n}"))
+            outbox.send_event(config.kafka.inbound_topic, arrival)
         sent += len(outbox.flush())
     finally:
         producer.close(timeout=10)

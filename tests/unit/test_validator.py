@@ -377,7 +377,6 @@ def test_the_kept_counts_match_a_full_scan_every_tick():
     its per-tick checks scan nothing; after every tick of a busy run they equal a scan of
     its tables, and the patients it forgot are exactly those who left."""
     from scheduler.engine import Scheduler
-    from scheduler.layout import ROLE_OF_KIND
     from scheduler.simulation import simulate
 
     config = small_config(rooms=3, porters=1, nurses=1, cleaners=1).replace(
@@ -387,12 +386,14 @@ def test_the_kept_counts_match_a_full_scan_every_tick():
 
     def check(result):
         assert auditor.free_rooms == sum(s == "free" for s in auditor.rooms.values())
-        for role in ("porter", "medical", "cleaner"):
-            assert auditor.idle[role] == sum(1 for s, t in auditor.busy.items()
-                                             if t is None and auditor.role[s] == role)
-            assert auditor.waiting[role] == sum(
+        for grade in ("porter", "nurse", "doctor", "cleaner"):
+            assert auditor.idle[grade] == sum(
+                1 for s, t in auditor.busy.items()
+                if t is None and auditor.on_duty[s] and s.startswith(grade + "-"))
+        for key in ("porter", "visit", "urgent_visit", "cleaner"):
+            assert auditor.waiting[key] == sum(
                 1 for t in auditor.tasks.values()
-                if t.staff_id is None and ROLE_OF_KIND[t.kind] == role)
+                if t.staff_id is None and auditor._waits_for(t) == key)
         assert len(auditor.left) == auditor.referred + auditor.discharged
 
     simulate(config, scheduler, 1800 * 1000, on_tick=check)

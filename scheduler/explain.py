@@ -1,0 +1,101 @@
+"""Reasons, in words a nurse would use, for the scheduler's referrals and dispatches
+(`[scheduler] explain`), and the timeline `hospital explain` prints from a decisions file.
+
+A reason is worked out from the tick's problem — the free rooms and staff, the walks, the
+waits, the targets — and the decision taken, never from the solver's internals: it says what
+made this choice the right one under the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from scheduler.problem import Solution, TickProblem
+
+
+def referral(problem: TickProblem, patient_id: str, solution: Solution, rooms: int) -> str:
+    arrival = next(a for a in problem.arrivals if a.patient_id == patient_id)
+    usable = [r for r in problem.free_rooms if problem.may_book(arrival, r)]
+    if not problem.free_rooms:
+        return f"all {rooms} rooms occupied or being cleaned"
+    if not usable:
+        if arrival.isolation:
+            return (f"needs isolation: no free isolation room (all "
+                    f"{len(problem.isolation_rooms)} in use)")
+        return "the free rooms are kept for patients who need isolation"
+    takers = [a for a in problem.arrivals
+              if solution.bookings.get(a.patient_id) in usable]
+    more_urgent = any(a.acuity < arrival.acuity for a in takers)
+    rooms_word = "room" if len(usable) == 1 else f"{len(usable)} rooms"
+    return (f"the last free {rooms_word} went to "
+            f"{'more urgent patients' if more_urgent else 'patients who arrived first'}")
+
+
+def dispatch(problem: TickProblem, task_key: str, staff_id: str) -> str:
+    task = next(t for t in problem.tasks if t.key == task_key)
+    staff = next(s for s in problem.staff if s.staff_id == staff_id)
+    walk_ms = problem.walking_ms[task_key, staff_id]
+    others = [problem.walking_ms[task_key, s.staff_id] for s in problem.staff
+              if s.staff_id != staff_id and problem.may_do(task, s)]
+    parts = [f"{staff.grade} {staff_id}: {walk_ms / 1000:g} s walk"]
+    if others and walk_ms < min(others):
+        parts[0] += f", the nearest of {len(others) + 1} free"
+    elif others and walk_ms == min(others):
+        parts[0] += f", as near as any of {len(others) + 1} free"
+    parts.append(f"waited {(problem.now_ms - task.created_ms) / 1000:g} s")
+    if task.acuity <= 2:
+        parts.append(f"ESI {task.acuity}, urgent")
+    target = problem.sla_ms.get((task.kind, task.acuity <= 2))
+    if target and problem.now_ms - task.created_ms > target:
+        parts.append(f"past its {target / 60_000:g} min target")
+    if task.kind == "escort_out":
+        parts.append(f"frees room {task.room_id}")
+    return "; ".join(parts)
+
+
+# --- hospital explain: one patient's, staff member's or room's timeline -------------------
+
+_WORDS = {
+    "patient.admitted": "admitted to {room_id}",
+    "patient.referred": "referred: {reason}",
+    "task.queued": "{kind} waits ({task_id}, room {room_id})",
+    "task.dispatched": "{kind} ({task_id}, {patient_id}, room {room_id}) to {staff_id}",
+    "task.escalated": "{kind} {task_id} past its target: waited {waited_s:g} s of {sla_s:g} s",
+    "patient.discharged": "{patient_id} discharged from {room_id}",
+    "room.available": "room {room_id} clean and free",
+    "staff.off_duty": "{staff_id} off duty",
+    "staff.on_duty": "{staff_id} on duty",
+}
+
+
+def timeline(decisions: Iterable[dict[str, Any]], *, patient: str | None = None,
+             staff: str | None = None, room: str | None = None) -> list[str]:
+    """The lines of a timeline: every decision about the patient, staff member or room
+    (tasks followed by id, so an escalation or a cleaning shows up with its patient)."""
+    lines = []
+    tasks: set[str] = set()
+    for d in decisions:
+        about = ((patient and d.get("patient_id") == patient)
+                 or (staff and d.get("staff_id") == staff)
+                 or (room and d.get("room_id") == room)
+                 or d.get("task_id") in tasks)
+        if not about:
+            continue
+        if d.get("task_id"):
+            tasks.add(d["task_id"])
+        text = _WORDS.get(d.get("type", ""), "{type}").format_map(_Blank(d))
+        if d.get("reason") and d.get("type") == "task.dispatched":
+            text += f" — {d['reason']}"
+        lines.append(f"{_clock(d.get('time', 0))}  tick {d.get('tick', '?'):>6}  {text}")
+    return lines
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
