@@ -13,7 +13,7 @@ from typing import Any
 
 from scheduler import events as ev
 from scheduler.engine import TickResult
-from scheduler.layout import NEXT_KIND, ROLE_OF_KIND
+from scheduler.layout import NEXT_KIND, ROLE_OF_KIND, step
 
 ROLES = ("porter", "medical", "cleaner")
 
@@ -61,6 +61,13 @@ class KpiCollector:
         self.occupied_ms = 0
         self.solve_ms = array("d")   # one a solved tick: 8 bytes each
         self.end_ms = 0
+        # The clinical rules: each patient's ESI level while in the building; per level the
+        # arrivals, referrals and waits of the patient's tasks (all, and medical alone);
+        # escalations past a target wait per task kind.
+        self.acuity: dict[str, int] = {}
+        self.by_acuity: dict[int, Counter[str]] = defaultdict(Counter)
+        self.acuity_waits: dict[tuple[int, str], Counter[int]] = defaultdict(Counter)
+        self.sla_breaches: Counter[str] = Counter()
 
     def collect(self, result: TickResult) -> None:
         self.counts["ticks"] += 1
@@ -77,6 +84,8 @@ class KpiCollector:
     def _inbound(self, event: ev.Event) -> None:
         if isinstance(event, ev.PatientArrived):
             self.counts["arrivals"] += 1
+            self.acuity[event.patient_id] = event.acuity
+            self.by_acuity[event.acuity]["arrivals"] += 1
             self.arrived_ms[event.patient_id] = event.time_ms
             self.created_ms["escort_in", event.patient_id] = event.time_ms
             return
@@ -98,18 +107,43 @@ class KpiCollector:
         elif isinstance(decision, ev.PatientReferred):
             self.counts["referred"] += 1
             self.arrived_ms.pop(decision.patient_id, None)
+            self.by_acuity[self.acuity.pop(decision.patient_id, 3)]["referred"] += 1
         elif isinstance(decision, ev.PatientDischarged):
             self.counts["discharged"] += 1
+            self.acuity.pop(decision.patient_id, None)
+        elif isinstance(decision, ev.TaskEscalated):
+            self.sla_breaches[decision.kind] += 1
         elif isinstance(decision, ev.TaskDispatched):
             role = ROLE_OF_KIND[decision.kind]
-            created = self.created_ms.pop((decision.kind, decision.patient_id), decision.time_ms)
+            created = self.created_ms.pop((step(decision.kind), decision.patient_id),
+                                          decision.time_ms)
             wait = decision.time_ms - created
+            if step(decision.kind) != "clean":   # a task of the patient's own
+                level = self.acuity.get(decision.patient_id, 3)
+                self.acuity_waits[level, "all"][wait] += 1
+                if role == "medical":
+                    self.acuity_waits[level, "medical"][wait] += 1
             self.waits_ms[role][wait] += 1
             totals = self.wait_totals[role]
             totals[0] += wait
             totals[1] += 1
             self.task_role[decision.task_id] = role
             self.dispatched_ms[decision.task_id] = decision.time_ms
+
+    def _acuity_figures(self, level: int) -> dict[str, Any]:
+        counts = self.by_acuity[level]
+
+        def waits(which: str) -> dict[str, float]:
+            histogram = self.acuity_waits.get((level, which), Counter())
+            n = sum(histogram.values())
+            total = sum(wait * k for wait, k in histogram.items())
+            return {"mean": round((total / n if n else 0.0) / 1000, 3),
+                    "p95": histogram_percentile(histogram, n, 95) / 1000, "tasks": n}
+
+        return {"arrivals": counts["arrivals"], "referred": counts["referred"],
+                "referral_rate": round(counts["referred"] / counts["arrivals"], 4)
+                if counts["arrivals"] else 0.0,
+                "wait_s": waits("all"), "medical_wait_s": waits("medical")}
 
     def report(self, duration_ms: int | None = None, extra: dict[str, Any] | None = None
                ) -> dict[str, Any]:
@@ -145,6 +179,9 @@ class KpiCollector:
                               "max": round(max(self.solve_ms, default=0.0), 3)},
             "rejected_events": self.counts["rejected"],
             "duplicate_events": self.counts["duplicates"],
+            "by_acuity": {str(level): self._acuity_figures(level)
+                          for level in sorted(self.by_acuity)},
+            "sla_breaches": dict(sorted(self.sla_breaches.items())),
         }
         report.update(extra or {})
         return report

@@ -36,7 +36,7 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
 
 ROOM_STATUSES = ("free", "booked", "occupied", "dirty", "cleaning")
 PATIENT_STATUSES = ("waiting", "admitted", "referred", "discharged")
-TASK_KINDS = ("escort_in", "visit", "escort_out", "clean")
+TASK_KINDS = ("escort_in", "visit", "escort_out", "clean", "clean_terminal")
 OPEN_TASK = "staff_id IS NOT NULL AND completed_at IS NULL"
 
 

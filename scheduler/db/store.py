@@ -27,7 +27,7 @@ from scheduler.db.models import (Base, DecisionRow, InboundEvent, Patient, Room,
                                  Tick)
 from scheduler.engine import TickResult
 from scheduler.hospital import staff_roster
-from scheduler.layout import NEXT_KIND, Layout
+from scheduler.layout import NEXT_KIND, Layout, step
 
 
 class StoreError(RuntimeError):
@@ -201,23 +201,27 @@ class SqlStore:
         self._room(d.room_id, {"status": "free"})
 
     def _queued_task(self, d: ev.TaskQueued, now: float, born: Any) -> None:
-        self._new_task(d, born.get((d.kind, d.patient_id), now))
+        self._new_task(d, born.get((step(d.kind), d.patient_id), now))
         self._queued.add(d.task_id)
 
     def _dispatched(self, d: ev.TaskDispatched, now: float, born: Any) -> None:
         if d.task_id in self._queued:
             self._queued.discard(d.task_id)
         else:
-            self._new_task(d, born.get((d.kind, d.patient_id), now))
+            self._new_task(d, born.get((step(d.kind), d.patient_id), now))
         self._change_task(d.task_id, {"staff_id": d.staff_id, "dispatched_at": now,
                                       "dispatched_tick": d.tick})
-        if d.kind == "clean":
+        if step(d.kind) == "clean":
             self._room(d.room_id, {"status": "cleaning"})
 
     _DECIDE: dict[type, Callable[..., None]] = {
         ev.PatientAdmitted: _admitted, ev.PatientReferred: _referred,
         ev.PatientDischarged: _discharged, ev.RoomAvailable: _available,
-        ev.TaskQueued: _queued_task, ev.TaskDispatched: _dispatched}
+        ev.TaskQueued: _queued_task, ev.TaskDispatched: _dispatched,
+        # Known to the decisions table; no row of the hospital's state changes.
+        ev.StaffOffDuty: lambda self, d, now, born: None,
+        ev.StaffOnDuty: lambda self, d, now, born: None,
+        ev.TaskEscalated: lambda self, d, now, born: None}
 
     def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> None:
         self.new_tasks[d.task_id] = {
