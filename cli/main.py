@@ -269,3 +269,9 @@ app.command("bench")(_bench)
 from cli.dashboard import dashboard as _dashboard  # noqa: E402
 
 app.command("dashboard")(_dashboard)
+from cli.report import report as _report  # noqa: E402
+
+app.command("report")(_report)
+from cli.explain import explain as _explain  # noqa: E402
+
+app.command("explain")(_explain)

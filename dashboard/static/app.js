@@ -59,18 +59,18 @@ function drawQueues(queues) {
   }).join("");
 }
 
-const LAYOUT = { margin: { l: 40, r: 10, t: 30, b: 30 }, legend: { orientation: "h", y: -0.2 }, font: { size: 11 } };
+const LAYOUT = { margin: { l: 40, r: 10, t: 50, b: 40 }, legend: { orientation: "h", x: 0, y: 1.12 }, font: { size: 11 } };
 function drawCharts(force) {
   const now = Date.now();
   if (!window.Plotly || (!force && now - lastChart < 1000)) return;
   lastChart = now;
   const hours = series.map((p) => p.t / 3600);
   Plotly.react("chart-occupancy", [{ x: hours, y: series.map((p) => p.occupied), name: "patients in rooms", mode: "lines" }],
-    { ...LAYOUT, title: { text: "Rooms occupied" }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
+    { ...LAYOUT, title: { text: "Rooms occupied", y: 0.97 }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
   Plotly.react("chart-waiting", ROLES.map((r) => ({ x: hours, y: series.map((p) => p.waiting[r]), name: r, mode: "lines" })),
-    { ...LAYOUT, title: { text: "Waiting lists" }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
+    { ...LAYOUT, title: { text: "Waiting lists", y: 0.97 }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
   Plotly.react("chart-hourly", ["admitted", "referred"].map((k) => ({ x: hourly.map((h) => h.hour), y: hourly.map((h) => h[k]), name: k, type: "bar" })),
-    { ...LAYOUT, barmode: "stack", title: { text: "Arrivals per hour" }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
+    { ...LAYOUT, barmode: "stack", title: { text: "Arrivals per hour", y: 0.97 }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
   chartsDrawn = true;
   document.body.dataset.charts = String(series.length);
 }
