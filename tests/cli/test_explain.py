@@ -1,0 +1,169 @@
+"""`hospital explain` as a user runs it, on the decisions of a small simulated run with
+reasons on, an acuity mix, isolation patients and target waits."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from scheduler.config import Config
+from scheduler.runs import simulate_run
+
+runner = CliRunner()
+LINE = re.compile(r"^\d\d:\d\d:\d\d  tick +\d+  (\S.*)$")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Five simulated minutes of a busy hospital: ESI 1-5, a third needing isolation (A1 and
+    B1 isolate), targets for escorts, visits and cleans; the decisions with reasons."""
+    out = tmp_path_factory.mktemp("explain") / "dec.jsonl"
+    config = Config().replace(
+        scheduler={"explain": True},
+        hospital={"isolation_rooms": ["A1", "B1"]},
+        arrivals={"interval_s": 3.0, "acuity_mix": [0.2, 0.2, 0.3, 0.2, 0.1],
+                  "isolation_share": 0.3},
+        sla={"escort_in_s": 5.0, "visit_s": 10.0, "clean_s": 5.0})
+    report = simulate_run(config, 300_000, out=out)
+    assert report["invariants_checked"]
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    return out, decisions
+
+
+def explain(*args):
+    return runner.invoke(app, ["explain", *map(str, args)])
+
+
+def first(decisions, **fields):
+    return next(d for d in decisions if all(d.get(k) == v for k, v in fields.items()))
+
+
+def test_a_discharged_isolation_patients_timeline_with_reasons(run):
+    path, decisions = run
+    terminal = first(decisions, type="task.dispatched", kind="clean_terminal")
+    patient = terminal["patient_id"]
+    result = explain(path, "--patient", patient)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(LINE.match(line) for line in lines), lines
+    texts = [LINE.match(line).group(1) for line in lines]
+    room = first(decisions, type="patient.admitted", patient_id=patient)["room_id"]
+    assert room in ("A1", "B1")
+    # the whole stay, in order: admitted, escorted in, seen, escorted out, discharged, the
+    # terminal clean of its room
+    kinds = [t.split()[0] for t in texts]
+    assert kinds[0] == "admitted" and texts[0] == f"admitted to {room}"
+    order = [kinds.index(k) for k in ("escort_in", "visit", "escort_out", patient,
+                                      "clean_terminal")]
+    assert order == sorted(order), texts
+    assert f"{patient} discharged from {room}" in texts
+    # every dispatch says who and why: the walk and the wait
+    for text in texts:
+        if " to " in text and "(" in text:
+            assert " — " in text and " s walk" in text and "waited " in text, text
+    escort_out = next(t for t in texts if t.startswith("escort_out"))
+    assert f"frees room {room}" in escort_out
+
+
+def test_a_referred_patient_says_why(run):
+    path, decisions = run
+    referral = first(decisions, type="patient.referred")
+    result = explain(path, "--patient", referral["patient_id"])
+    assert result.exit_code == 0, result.output
+    (line,) = result.stdout.splitlines()
+    assert line.endswith(f"referred: {referral['reason']}")
+    assert referral["reason"] and referral["reason"] != "no free room"
+
+
+def test_an_escalation_shows_up_in_its_patients_timeline(run):
+    path, decisions = run
+    escalation = first(decisions, type="task.escalated", kind="visit")
+    task = first(decisions, task_id=escalation["task_id"])
+    result = explain(path, "--patient", task["patient_id"])
+    assert result.exit_code == 0, result.output
+    assert f"visit {escalation['task_id']} past its target: waited " in result.stdout
+    assert f"of {escalation['sla_s']:g} s" in result.stdout
+
+
+def test_a_doctors_timeline_holds_the_urgent_visits(run):
+    path, decisions = run
+    result = explain(path, "--staff", "doctor-1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    mine = [d for d in decisions if d.get("staff_id") == "doctor-1"]
+    assert len(lines) == len(mine) > 0
+    assert all("to doctor-1 — doctor doctor-1: " in line for line in lines)
+    assert any("urgent" in line for line in lines)
+    # nurses never see an ESI 1-2 patient (the skills rule), so their reasons never say so
+    nurse = explain(path, "--staff", "nurse-1")
+    assert nurse.exit_code == 0 and nurse.stdout
+    assert "urgent" not in nurse.stdout
+
+
+def test_a_rooms_timeline(run):
+    path, decisions = run
+    result = explain(path, "--room", "A1")
+    assert result.exit_code == 0, result.output
+    assert "room A1 clean and free" in result.stdout
+    assert "clean_terminal (" in result.stdout
+    about = [d for d in decisions if d.get("room_id") == "A1"]
+    assert len(result.stdout.splitlines()) >= len(about)
+
+
+def test_several_selectors_give_the_decisions_about_any(run):
+    path, _ = run
+    both = explain(path, "--staff", "porter-1", "--room", "B3")
+    porter, room = explain(path, "--staff", "porter-1"), explain(path, "--room", "B3")
+    assert both.exit_code == 0
+    assert set(both.stdout.splitlines()) == (set(porter.stdout.splitlines())
+                                             | set(room.stdout.splitlines()))
+
+
+def one_error_line(result, code=2):
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hospital: "), result.stderr
+    assert result.stdout == ""
+    return lines[0]
+
+
+def test_without_a_selector_one_error_line_and_exit_2(run):
+    path, _ = run
+    line = one_error_line(explain(path))
+    assert "--patient" in line and "--staff" in line and "--room" in line
+
+
+def test_a_missing_file_is_one_error_line_and_exit_2(tmp_path):
+    line = one_error_line(explain(tmp_path / "nope.jsonl", "--patient", "patient-1"))
+    assert "nope.jsonl" in line
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"type": "patient.admitted", "tick": 0, "time": 0\n', ["bad.jsonl:1", "not valid JSON"]),
+    ('{"event_id": "e", "patient_id": "p", "room_id": "A1", "tick": 0, "time": 0, '
+     '"type": "patient.admitted"}\n{"type": "patient.arrived", "time": 1}\n',
+     ["bad.jsonl:2", "patient.arrived"]),
+    ('{"event_id": "e", "patient_id": "p", "tick": "x", "time": 0, "type": "patient.referred",'
+     ' "reason": "r"}\n', ["bad.jsonl:1", "tick"]),
+])
+def test_a_malformed_file_is_one_error_line_and_exit_2(tmp_path, text, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    line = one_error_line(explain(path, "--patient", "p"))
+    for word in words:
+        assert word in line, line
+
+
+def test_nobody_of_that_id_exits_1(run):
+    path, _ = run
+    line = one_error_line(explain(path, "--patient", "patient-9999"), code=1)
+    assert "patient-9999" in line
+
+
+def test_listed_in_the_help():
+    result = runner.invoke(app, ["--help"])
+    assert "explain" in result.stdout
