@@ -48,10 +48,14 @@ def dispatch(problem: TickProblem, task_key: str, staff_id: str) -> str:
         parts.append(f"ESI {task.acuity}, urgent")
     target = problem.sla_ms.get((task.kind, task.acuity <= 2))
     if target and problem.now_ms - task.created_ms > target:
-        parts.append(f"past its {target / 60_000:g} min target")
+        parts.append(f"past its {_duration(target)} target")
     if task.kind == "escort_out":
         parts.append(f"frees room {task.room_id}")
     return "; ".join(parts)
+
+
+def _duration(ms: int) -> str:
+    return f"{ms / 1000:g} s" if ms < 120_000 else f"{ms / 60_000:g} min"
 
 
 # --- hospital explain: one patient's, staff member's or room's timeline -------------------
