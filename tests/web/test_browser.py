@@ -1,0 +1,142 @@
+"""In a real browser (headless chromium): the dashboard shows rooms, staff, waiting lists,
+tiles and charts during a run and updates as ticks pass without a reload, for the small
+hospital and for one of 200 rooms; a generated report's plots render. Screenshots are
+written as test artefacts."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import screenshot
+from dashboard import report
+from dashboard.projection import Projection
+from dashboard.server import DashboardServer
+from scheduler import config as config_module
+from scheduler import scenarios
+from scheduler.runs import simulate_run
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class LiveRun:
+    """A run on a thread at a given speed, feeding a dashboard; stops when asked."""
+
+    def __init__(self, config, speed: float, duration_ms: int):
+        self.projection = Projection.for_config(config, sample_ms=5_000)
+        self.stop = threading.Event()
+
+        def on_tick(scheduler, result):
+            self.projection.apply_result(result)
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+
+        def run():
+            try:
+                simulate_run(config, duration_ms, speed=speed, on_tick=on_tick)
+            except KeyboardInterrupt:
+                pass
+        self.thread = threading.Thread(target=run, daemon=True)
+
+    def __enter__(self):
+        self.server = DashboardServer(self.projection).start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+        self.server.stop()
+
+
+def text(driver, css: str) -> str:
+    """An element's text, read in one script (the page redraws its parts as it updates)."""
+    return driver.execute_script("return document.querySelector(arguments[0]).textContent",
+                                 css)
+
+
+def count(driver, css: str) -> int:
+    return driver.execute_script("return document.querySelectorAll(arguments[0]).length", css)
+
+
+def attributes(driver, css: str, name: str) -> list[str]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.getAttribute(arguments[1]))",
+        css, name)
+
+
+def test_the_dashboard_shows_the_run_and_updates_live(browser):
+    config = config_module.load(None, {})
+    with LiveRun(config, speed=30, duration_ms=30 * 60_000) as run:
+        browser.get(run.server.url)
+        browser.execute_script("window.loadedMarker = 'same page'")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: count(d, "#rooms .room") == 6)
+        wait.until(lambda d: text(d, "[data-tile=arrivals]") != "–")
+        assert set(attributes(browser, "#rooms .room", "data-room")) == {
+            "A1", "A2", "A3", "B1", "B2", "B3"}
+        assert set(attributes(browser, "#rooms .room", "data-state")) <= {
+            "free", "booked", "occupied", "dirty", "cleaning"}
+        assert count(browser, "#staff tbody tr") == 7
+        assert attributes(browser, "#queues .queue", "data-role") == [
+            "porter", "medical", "cleaner"]
+        for tile in ("referral_rate", "occupancy_now", "wait_porter", "busy"):
+            assert text(browser, f"[data-tile={tile}]") != "–", tile
+        first_tick, first_arrivals = int(text(browser, "#tick")), int(
+            text(browser, "[data-tile=arrivals]"))
+        wait.until(lambda d: int(text(d, "#tick")) >= first_tick + 30)
+        wait.until(lambda d: int(text(d, "[data-tile=arrivals]")) > first_arrivals)
+        assert browser.execute_script("return window.loadedMarker") == "same page"
+        assert text(browser, "#status") == "live"
+        for chart in ("chart-occupancy", "chart-waiting", "chart-hourly"):
+            wait.until(lambda d: count(d, f"#{chart} .main-svg") > 0)
+        wait.until(lambda d: int(attributes(d, "body", "data-charts")[0] or 0) >= 10)
+        screenshot(browser, "dashboard", docs="dashboard.png", height=1000)
+
+
+def test_the_dashboard_stays_responsive_with_200_rooms(browser):
+    config = scenarios.load("hospital")
+    with LiveRun(config, speed=20, duration_ms=60 * 60_000) as run:
+        browser.get(run.server.url)
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: count(d, "#rooms .room") == 200)
+        assert count(browser, "#staff tbody tr") == 120
+        versions = []
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            versions.append(int(attributes(browser, "body", "data-version")[0] or 0))
+            assert time.monotonic() - started < 1.0      # the page answers at once
+            time.sleep(0.25)
+        assert len(set(versions)) >= 6, versions        # several updates a second
+        screenshot(browser, "dashboard-200-rooms", height=1400)
+
+
+def test_a_report_renders_its_plots(browser, tmp_path):
+    config = config_module.load(None, {})
+    decisions, events = tmp_path / "dec.jsonl", tmp_path / "ev.jsonl"
+    simulate_run(config, 2 * 3600_000, record=events, out=decisions)
+    greedy = config.replace(scheduler={"policy": "greedy"})
+    decisions2, events2 = tmp_path / "dec2.jsonl", tmp_path / "ev2.jsonl"
+    simulate_run(greedy, 2 * 3600_000, record=events2, out=decisions2)
+    runs = [report.from_files(decisions, config, events, 2 * 3600_000, "cpsat"),
+            report.from_files(decisions2, greedy, events2, 2 * 3600_000, "greedy")]
+    for name, page in (("report", report.render(runs[:1])), ("report-compare",
+                                                              report.render(runs))):
+        path = tmp_path / f"{name}.html"
+        path.write_text(page)
+        browser.get(path.as_uri())
+        wanted = 6 * (1 if name == "report" else 2)
+        WebDriverWait(browser, 60).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= wanted)
+        plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
+        assert len(plots) == wanted
+        # each plot drew its data: bars or lines in its plot area
+        for plot in plots:
+            assert plot.find_elements(By.CSS_SELECTOR, ".plot .trace, .barlayer .point, "
+                                                       ".scatterlayer .trace"), plot.get_attribute("id")
+        screenshot(browser, name, docs=f"{name}.png", height=2400)
