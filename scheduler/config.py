@@ -355,6 +355,9 @@ def _check_clinical(config: Config) -> None:
     if len(mix) != 5 or any(share < 0 for share in mix) or not sum(mix) > 0:
         raise ConfigError(f"arrivals.acuity_mix: expected 5 shares (ESI 1 to 5), none "
                           f"negative, not all 0; got {list(mix)}")
+    if config.rules.skills and (mix[0] or mix[1]) and config.staff.doctors < 1:
+        raise ConfigError("staff.doctors: must be at least 1 when arrivals.acuity_mix has ESI "
+                          "1-2 patients and rules.skills is on (only a doctor may see them)")
     if not 0 <= config.arrivals.isolation_share <= 1:
         raise ConfigError(f"arrivals.isolation_share: expected a share from 0 to 1, got "
                           f"{config.arrivals.isolation_share}")
