@@ -19,6 +19,8 @@ from rules import (
     right_role,
     skills,
     sla_breach,
+    spare_doctors,
+    spare_isolation_rooms,
     tie_break,
     urgency,
 )
@@ -26,6 +28,7 @@ from rules import (
 # Structural hard rules (right_role, skills, isolation) decide which variables exist.
 HARD = (one_room_one_patient, refer_only_when_full, acuity_order, one_task_at_a_time,
         no_idle_staff, right_role, skills, isolation)
-SOFT = (longest_wait_first, minimise_walking, free_rooms_fast, urgency, sla_breach)
+SOFT = (longest_wait_first, minimise_walking, free_rooms_fast, urgency, sla_breach,
+        spare_isolation_rooms, spare_doctors)
 
 __all__ = ["HARD", "SOFT", "tie_break"]

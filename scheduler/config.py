@@ -106,6 +106,8 @@ class RulesConfig:
     free_rooms_fast: float = 30.0
     urgency: float = 60.0          # seconds of waiting one ESI level of urgency is worth
     sla_breach: float = 1.0        # per second a task is past its target wait
+    spare_isolation_rooms: float = 300.0  # seconds of waiting an isolation room kept is worth
+    spare_doctors: float = 0.0     # seconds of waiting a doctor kept for ESI 1-2 is worth
     tie_break: bool = True
     skills: bool = True            # hard: visits to ESI 1-2 patients need a doctor
 
@@ -331,6 +333,8 @@ def _check_semantics(config: Config) -> None:
         "rules.free_rooms_fast": config.rules.free_rooms_fast,
         "rules.urgency": config.rules.urgency,
         "rules.sla_breach": config.rules.sla_breach,
+        "rules.spare_isolation_rooms": config.rules.spare_isolation_rooms,
+        "rules.spare_doctors": config.rules.spare_doctors,
         "durations.terminal_cleaning_s": config.durations.terminal_cleaning_s,
         **{f"sla.{f.name}": getattr(config.sla, f.name) for f in dataclasses.fields(SlaConfig)},
     }
@@ -342,7 +346,7 @@ def _check_semantics(config: Config) -> None:
             raise ConfigError(f"{name}: must not be negative, got {value}")
     _check_clinical(config)
     for key in ("longest_wait_first", "minimise_walking", "free_rooms_fast", "urgency",
-                "sla_breach"):
+                "sla_breach", "spare_isolation_rooms", "spare_doctors"):
         if getattr(config.rules, key) > MAX_WEIGHT:
             raise ConfigError(f"rules.{key}: must be at most {MAX_WEIGHT} (only the ratios "
                               f"between weights matter), got {getattr(config.rules, key)}")

@@ -80,6 +80,7 @@ class CpSatPolicy:
 
         self._task_cost, self._pair_cost = parts("task_cost"), parts("pair_cost")
         self._arrival_cost, self._room_cost = parts("arrival_cost"), parts("room_cost")
+        self._booking_cost = parts("booking_cost")
         self.solved = 0   # ticks where some part had a choice
         self.forced = 0   # ticks where no part had any: one possible decision
 
@@ -121,6 +122,9 @@ class CpSatPolicy:
         by_arrival = [sum(cost(problem, a, weight) for cost, weight in self._arrival_cost)
                       for a in admitted]
         matrix = [[r + a for a in by_arrival] for r in by_room]
+        if self._booking_cost and problem.isolation_rooms:
+            matrix = [[c + sum(cost(problem, a, r, weight) for cost, weight in self._booking_cost)
+                       for c, a in zip(row, admitted)] for row, r in zip(matrix, rooms)]
         allowed = None
         if problem.isolation_rooms:
             allowed = [[problem.may_book(a, r) for a in admitted] for r in rooms]
