@@ -50,6 +50,27 @@ def embedded(settings: Any, port: int, hold: bool, duration_ms: int
         server.stop()
 
 
+@contextlib.contextmanager
+def following_database(settings: Any, url: str, port: int) -> Iterator[None]:
+    """The dashboard beside `hospital run --kafka`: it follows the new run in the database
+    (not the one there before it) while the services run."""
+    from dashboard import sources
+    from dashboard.projection import Projection
+
+    before = sources.current_run(url)
+    projection = Projection.for_config(settings)
+    server = start_server(projection, port)
+    thread, stop = sources.follower(sources.follow_database, projection, url,
+                                    skip_run=before)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+        projection.finish()
+        server.stop()
+
+
 def chain(*callbacks: Callable[[Any, Any], None] | None) -> Callable[[Any, Any], None] | None:
     """One `on_tick` calling each of these in turn (None for none)."""
     present = [c for c in callbacks if c is not None]

@@ -145,10 +145,14 @@ def run(
         if policy is not None:
             raise fail("with --kafka, set the policy in the config (scheduler.policy) so "
                        "that every service uses it")
+        from cli.dashboard import following_database
         from cli.distributed import run_distributed
 
-        run_distributed(settings, config, db or settings.database.url, duration_ms,
-                        speed_value, seed, parse_workers(workers), record, out, report, quiet)
+        url = db or settings.database.url
+        with (following_database(settings, url, dashboard_port) if dashboard
+              else contextlib.nullcontext()):
+            run_distributed(settings, config, url, duration_ms, speed_value, seed,
+                            parse_workers(workers), record, out, report, quiet)
         return
     store = None if no_db else open_store(db or settings.database.url, settings)
     console = Console(stderr=True)

@@ -69,10 +69,13 @@ def create_app(projection: Projection, *, interval_s: float = 0.25,
     async def events(request: Request) -> AsyncIterator[ServerSentEvent]:
         sent_points = series_offset(request.headers.get("last-event-id"))
         version = -1
+        generation = projection.generation
         quiet = 0.0
         while not await request.is_disconnected():
             if should_stop():
                 return
+            if projection.generation != generation:     # a new run: start the series over
+                generation, sent_points = projection.generation, 0
             if projection.version != version:
                 snap = projection.snapshot(series_from=sent_points)
                 version = snap["version"]

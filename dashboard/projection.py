@@ -105,8 +105,9 @@ class Projection:
                  *, sample_ms: int = 10_000, policy: str | None = None,
                  run_id: str | None = None):
         self.lock = threading.Lock()
-        self.rooms: dict[str, RoomView] = {r: RoomView(r, floor_of(r)) for r in rooms}
-        self.staff: dict[str, StaffView] = {s: StaffView(s, role) for s, role in staff}
+        self._rooms0, self._staff0 = tuple(rooms), tuple(staff)
+        self.rooms: dict[str, RoomView] = {r: RoomView(r, floor_of(r)) for r in self._rooms0}
+        self.staff: dict[str, StaffView] = {s: StaffView(s, role) for s, role in self._staff0}
         self.policy = policy
         self.run_id = run_id
         self.tasks: dict[str, TaskView] = {}          # open: waiting or in progress
@@ -116,7 +117,8 @@ class Projection:
         self.tick = -1
         self.time_ms = 0
         self.finished = False
-        self.version = 0
+        self.version = 0                              # +1 each change
+        self.generation = 0                           # +1 each reset
         self.counts: Counter[str] = Counter()         # arrivals, admitted, referred, ...
         self.decisions_by_type: Counter[str] = Counter()
         self.events_by_type: Counter[str] = Counter()
@@ -136,6 +138,18 @@ class Projection:
         self.lag: dict[str, int] = {}                 # distributed mode: consumer lag
         self.dead_letters = 0
         self._handlers = {kind: getattr(self, name) for kind, name in self._HANDLERS.items()}
+
+    def reset(self) -> None:
+        """Forget everything (a new run starts in the database being followed)."""
+        with self.lock:
+            fresh = Projection(self._rooms0, self._staff0, sample_ms=self.sample_ms,
+                               policy=self.policy)
+            lock, version, generation = self.lock, self.version, self.generation
+            self.__dict__.update(fresh.__dict__)
+            self.lock = lock
+            self.version, self.generation = version + 1, generation + 1
+            self._handlers = {kind: getattr(self, name)
+                              for kind, name in self._HANDLERS.items()}
 
     # --- the writer --------------------------------------------------------------------
 

@@ -72,53 +72,91 @@ def follow_file(projection: Projection, path: Path, stop: threading.Event,
                     projection.apply(tick, time_ms, batch)
 
 
-def follow_database(projection: Projection, url: str, stop: threading.Event,
-                    poll_s: float = 0.5, batch_ticks: int = 2000) -> None:
-    """Poll a run's database for the ticks after the last one applied: each tick's decisions
-    in their order, and the events it applied (so the waits are exact)."""
+def current_run(url: str) -> str | None:
+    """The id of the run a database holds now (None: no run, or no tables yet)."""
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from scheduler.db.store import connect
+
+    engine = connect(url)
+    try:
+        with engine.connect() as db:
+            row = db.execute(text("SELECT run_id FROM runs")).first()
+            return row[0] if row else None
+    except DBAPIError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def follow_database(projection: Projection, url: str, stop: threading.Event,
+                    poll_s: float = 0.5, batch_ticks: int = 2000,
+                    skip_run: str | None = None) -> None:
+    """Poll a run's database for the ticks after the last one applied: each tick's decisions
+    in their order, and the events it applied (so the waits are exact), and the dead
+    letters. Tables not there yet, or a run with the id `skip_run` (the previous run, still
+    in the database when a new one is starting), are waited out; a new run starts afresh."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
 
     from scheduler.db.store import connect
 
     engine = connect(url)
     last = -1
+    unset = object()
+    following: Any = unset
     try:
         while not stop.is_set():
-            with engine.connect() as db:
-                run = db.execute(text("SELECT run_id FROM runs")).first()
-                if run is not None and projection.run_id is None:
-                    projection.run_id = run[0]
-                ticks = db.execute(text(
-                    "SELECT tick, time, solve_ms, n_rejected FROM ticks WHERE tick > :last "
-                    "ORDER BY tick LIMIT :n"), {"last": last, "n": batch_ticks}).all()
-                if ticks:
-                    first, final = ticks[0][0], ticks[-1][0]
-                    span = {"a": first, "b": final}
+            try:
+                with engine.connect() as db:
+                    row = db.execute(text("SELECT run_id FROM runs")).first()
+                    run_id = row[0] if row else None
+                    if skip_run is not None and run_id == skip_run:
+                        stop.wait(poll_s)
+                        continue
+                    if following is not unset and run_id != following:
+                        projection.reset()
+                        last = -1
+                    following = run_id
+                    projection.run_id = run_id or projection.run_id
+                    ticks = db.execute(text(
+                        "SELECT tick, time, solve_ms, n_rejected FROM ticks WHERE tick > :last "
+                        "ORDER BY tick LIMIT :n"), {"last": last, "n": batch_ticks}).all()
                     decisions: dict[int, list[Any]] = {}
-                    for tick, payload in db.execute(text(
-                            "SELECT tick, payload FROM decisions WHERE tick BETWEEN :a AND :b "
-                            "ORDER BY tick, position"), span):
-                        decisions.setdefault(tick, []).append(parse(payload))
                     inbound: dict[int, list[Any]] = {}
-                    for tick, payload in db.execute(text(
-                            "SELECT tick, payload FROM inbound_events "
-                            "WHERE tick BETWEEN :a AND :b ORDER BY tick, time, event_id"), span):
-                        inbound.setdefault(tick, []).append(parse(payload))
+                    if ticks:
+                        span = {"a": ticks[0][0], "b": ticks[-1][0]}
+                        for tick, payload in db.execute(text(
+                                "SELECT tick, payload FROM decisions WHERE tick BETWEEN :a "
+                                "AND :b ORDER BY tick, position"), span):
+                            decisions.setdefault(tick, []).append(parse(payload))
+                        for tick, payload in db.execute(text(
+                                "SELECT tick, payload FROM inbound_events WHERE tick "
+                                "BETWEEN :a AND :b ORDER BY tick, time, event_id"), span):
+                            inbound.setdefault(tick, []).append(parse(payload))
+                    dead = db.execute(text(
+                        "SELECT count(*) FROM outbox WHERE dead_letter")).scalar() or 0
+            except DBAPIError:          # the run's tables are being created or reset
+                stop.wait(poll_s)
+                continue
             for tick, time_s, solve_ms, rejected in ticks:
                 projection.apply(tick, round(time_s * 1000), decisions.get(tick, []),
                                  inbound.get(tick, []), solve_ms=solve_ms or None,
                                  rejected=rejected)
                 last = tick
+            projection.dead_letters = dead
             if len(ticks) < batch_ticks:
                 stop.wait(poll_s)
     finally:
         engine.dispose()
 
 
-def follower(target: Any, *args: Any) -> tuple[threading.Thread, threading.Event]:
+def follower(target: Any, *args: Any, **kwargs: Any
+             ) -> tuple[threading.Thread, threading.Event]:
     """Start a follower on a thread; set the event to stop it."""
     stop = threading.Event()
-    thread = threading.Thread(target=target, args=(*args, stop), name="dashboard-source",
-                              daemon=True)
+    thread = threading.Thread(target=target, args=(*args, stop), kwargs=kwargs,
+                              name="dashboard-source", daemon=True)
     thread.start()
     return thread, stop

@@ -1,0 +1,59 @@
+"""The dashboard beside the distributed mode: `hospital run --kafka --dashboard` follows the
+new run in the database while the services run; its tiles and /metrics end at the run's KPI
+report."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import ROOT, Topics, child_env
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
+
+
+def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path):
+    report = tmp_path / "kpi.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--kafka", "--speed", "40", "--duration", "5m",
+         "--db", database.url, "--report", str(report), "-q", "--dashboard",
+         "--dashboard-port", "0"],
+        env=child_env(topics.env), cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            match = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", proc.stderr.readline())
+            url = match and match.group(1)
+        assert url, "no address printed"
+        seen_ticks = []
+        last = None
+        while proc.poll() is None and time.monotonic() < deadline + 200:
+            try:
+                state = httpx.get(url + "api/state", timeout=5).json()
+                metrics = httpx.get(url + "metrics", timeout=5).text
+            except httpx.HTTPError:
+                break                       # the run is over and the dashboard with it
+            seen_ticks.append(state["tick"])
+            last = (state, metrics)
+            time.sleep(0.5)
+        proc.stderr.read()
+        assert proc.wait(timeout=200) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len({t for t in seen_ticks if t >= 0}) >= 3, seen_ticks   # it moved as it ran
+    figures = json.loads(report.read_text())
+    state, metrics = last
+    assert state["run_id"] == figures["run_id"]
+    families = {f.name: f for f in text_string_to_metric_families(metrics)}
+    arrivals = families["hospital_arrivals"].samples[0].value
+    assert 0 < arrivals <= figures["arrivals"]
