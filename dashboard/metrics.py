@@ -31,7 +31,8 @@ class ProjectionCollector(Collector):
             waits = {role: (h.cumulative(), h.total) for role, h in p.wait_histograms().items()}
             waiting = {role: len(p.waiting[role]) for role in ROLES}
             busy = Counter(s.role for s in p.staff.values() if s.task_id)
-            staff = Counter(s.role for s in p.staff.values())
+            staff = Counter(s.role for s in p.staff.values() if not s.off_duty)
+            escalations = dict(p.escalations)
             rooms = Counter(r.state for r in p.rooms.values())
             busy_ms = dict(p.busy_ms)
             time_s = p.time_ms / 1000
@@ -68,6 +69,12 @@ class ProjectionCollector(Collector):
                       counts.get("rejected", 0))
         yield counter("hospital_duplicate_events", "Inbound events seen before, ignored.",
                       counts.get("duplicates", 0))
+        breaches = CounterMetricFamily("hospital_sla_breaches",
+                                       "Tasks still waiting past their target wait, by kind.",
+                                       labels=["kind"])
+        for kind, n in sorted(escalations.items()):
+            breaches.add_metric([kind], n)
+        yield breaches
         yield counter("hospital_dead_letters", "Messages sent to the dead-letter topic.",
                       dead_letters)
         wait = HistogramMetricFamily("hospital_task_wait_seconds",

@@ -21,11 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler.layout import ROLE_OF_KIND, step   # the vocabulary of task kinds
+
 ROLES = ("porter", "medical", "cleaner")
-ROLE_OF_KIND = {"escort_in": "porter", "escort_out": "porter", "visit": "medical",
-                "clean": "cleaner"}
 PREVIOUS_KIND = {"visit": "escort_in", "escort_out": "visit"}
-NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
 ROOM_STATES = ("free", "booked", "occupied", "dirty", "cleaning")
 ENTRANCE = "entrance"
 HOURLY = ("arrivals", "admitted", "referred", "discharged")
@@ -54,6 +53,7 @@ class StaffView:
     role: str
     place: str = ENTRANCE          # where they are, or set off from
     task_id: str | None = None
+    off_duty: bool = False
 
 
 @dataclass(slots=True)
@@ -121,6 +121,7 @@ class Projection:
         self.generation = 0                           # +1 each reset
         self.counts: Counter[str] = Counter()         # arrivals, admitted, referred, ...
         self.decisions_by_type: Counter[str] = Counter()
+        self.escalations: Counter[str] = Counter()    # task kind -> tasks past their target
         self.events_by_type: Counter[str] = Counter()
         self.solve = Histogram(SOLVE_BUCKETS)
         # waits as wait in ms -> tasks (a few distinct values: whole ticks, mostly)
@@ -301,13 +302,14 @@ class Projection:
 
     def _new_task(self, d: Any) -> TaskView:
         """A task's first appearance: the patient's previous task is done."""
-        previous = PREVIOUS_KIND.get(d.kind)
+        kind = step(d.kind)
+        previous = PREVIOUS_KIND.get(kind)
         if previous is not None:
             self._complete(self.current.pop(d.patient_id, None))
-            if d.kind == "visit":
+            if kind == "visit":
                 room = self._room(d.room_id)
                 room.state = "occupied"
-        created = self.created_hint.pop((d.kind, d.patient_id), d.time_ms)
+        created = self.created_hint.pop((kind, d.patient_id), d.time_ms)
         task = TaskView(d.task_id, d.kind, d.patient_id, d.room_id, created)
         self.tasks[d.task_id] = task
         return task
@@ -325,18 +327,36 @@ class Projection:
             self.waiting[role].pop(d.task_id, None)
         task.staff_id, task.dispatched_ms = d.staff_id, d.time_ms
         self.waits_ms[role][d.time_ms - task.created_ms] += 1
-        self.current[d.room_id if d.kind == "clean" else d.patient_id] = d.task_id
+        cleaning = step(d.kind) == "clean"
+        self.current[d.room_id if cleaning else d.patient_id] = d.task_id
         staff = self.staff.get(d.staff_id)
         if staff is None:
             staff = self.staff[d.staff_id] = StaffView(d.staff_id, role)
         staff.task_id = d.task_id
         staff.place = getattr(d, "origin", staff.place)
-        if d.kind == "clean":
+        if cleaning:
             self._room(d.room_id).state = "cleaning"
+
+    def _staff_member(self, d: Any) -> StaffView:
+        staff = self.staff.get(d.staff_id)
+        if staff is None:
+            staff = self.staff[d.staff_id] = StaffView(d.staff_id, "")
+        return staff
+
+    def _off_duty(self, d: Any) -> None:
+        self._staff_member(d).off_duty = True
+
+    def _on_duty(self, d: Any) -> None:
+        self._staff_member(d).off_duty = False
+
+    def _escalated(self, d: Any) -> None:
+        self.escalations[d.kind] += 1
 
     _HANDLERS = {"patient.admitted": "_admitted", "patient.referred": "_referred",
                  "patient.discharged": "_discharged", "room.available": "_available",
-                 "task.queued": "_queued", "task.dispatched": "_dispatched"}
+                 "task.queued": "_queued", "task.dispatched": "_dispatched",
+                 "staff.off_duty": "_off_duty", "staff.on_duty": "_on_duty",
+                 "task.escalated": "_escalated"}
 
     # --- the readers -------------------------------------------------------------------
 
@@ -357,7 +377,7 @@ class Projection:
         arrivals = self.counts["arrivals"]
         rooms = len(self.rooms) or 1
         busy = Counter(s.role for s in self.staff.values() if s.task_id)
-        staff = Counter(s.role for s in self.staff.values())
+        staff = Counter(s.role for s in self.staff.values())   # the roster, on duty or not
         now, seconds = self.time_ms, self.time_ms / 1000 or 1.0
         occupied = self.occupied_ms + sum(now - t for t in self.admitted_ms.values())
         busy_ms = dict(self.busy_ms)
@@ -378,6 +398,7 @@ class Projection:
             "waiting": {role: len(self.waiting[role]) for role in ROLES},
             "busy": {role: busy[role] for role in ROLES},
             "staff": {role: staff[role] for role in ROLES},
+            "sla_breaches": sum(self.escalations.values()),
         }
 
     def snapshot(self, series_from: int = 0, queue_limit: int = 50) -> dict[str, Any]:
@@ -393,7 +414,7 @@ class Projection:
             for member in self.staff.values():
                 task = self.tasks.get(member.task_id) if member.task_id else None
                 staff.append({"id": member.staff_id, "role": member.role,
-                              "place": member.place,
+                              "place": member.place, "off_duty": member.off_duty,
                               "task": None if task is None else
                               {"kind": task.kind, "patient": task.patient_id,
                                "room": task.room_id,

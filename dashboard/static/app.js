@@ -44,7 +44,7 @@ function drawRooms(floors) {
 
 function drawStaff(staff) {
   $("#staff tbody").innerHTML = staff.map((s) => {
-    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esc(s.task.room)} <span class="age">(${s.task.for_s.toFixed(0)} s)</span>` : "idle";
+    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esc(s.task.room)} <span class="age">(${s.task.for_s.toFixed(0)} s)</span>` : (s.off_duty ? "off duty" : "idle");
     return `<tr data-staff="${esc(s.id)}"><td>${esc(s.id)}</td><td>${esc(s.role)}</td>` +
       `<td class="${s.task ? "busy" : "idle"}">${doing}</td><td>${esc(s.place)}</td></tr>`;
   }).join("");

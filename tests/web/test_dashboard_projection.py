@@ -4,6 +4,8 @@ own parser, agrees with that report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -121,3 +123,26 @@ def test_a_large_hospital_snapshot_is_cheap():
     snap = p.snapshot()
     assert time.perf_counter() - started < 0.1
     assert sum(len(f["rooms"]) for f in snap["floors"]) >= 150
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+@pytest.mark.parametrize("scenario", ["isolation", "shift_change", "sla_pressure",
+                                      "acuity_mix", "long_waiting_lists"])
+def test_projection_follows_the_golden_scenarios(scenario):
+    """Terminal cleans, shifts, escalations: the projection keeps up with the core."""
+    config = config_module.load(GOLDEN / scenario / "config.toml", {})
+    p = Projection.for_config(config)
+
+    def on_tick(scheduler, result):
+        p.apply_result(result)
+        assert projected_view(p) == core_view(scheduler), f"tick {result.tick}"
+
+    report = simulate_run(config, 30 * 60_000, on_tick=on_tick)
+    p.finish(30 * 60_000)
+    with p.lock:
+        tiles = p.tiles()
+    for key in ("arrivals", "referred", "discharged", "room_occupancy", "utilisation"):
+        assert tiles[key] == report[key], key
+    assert tiles["wait_mean_s"] == {r: w["mean"] for r, w in report["wait_s"].items()}
