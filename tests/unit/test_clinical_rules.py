@@ -365,12 +365,14 @@ class TestUrgency:
 # --- soft: sla_breach -------------------------------------------------------------------------
 
 class TestSlaBreach:
-    # One cleaner; a routine clean waiting 10 s (no target), a terminal clean waiting 6 s,
-    # 5 s past its 1 s target.
+    # One cleaner; a routine clean waiting 8 s of its 30 s target, a terminal clean waiting
+    # 5 s of its 6 s target: the terminal clean is nearer its deadline.
+    TARGETS = {("clean", False): 30_000, ("clean_terminal", False): 6_000}
+
     def cleans_problem(self, targets=None):
-        targets = {("clean_terminal", False): 1_000} if targets is None else targets
-        return problem(tasks=[task("plain", "clean", "A1", created=0),
-                              task("terminal", "clean_terminal", "A2", created=4_000)],
+        targets = self.TARGETS if targets is None else targets
+        return problem(tasks=[task("plain", "clean", "A1", created=2_000),
+                              task("terminal", "clean_terminal", "A2", created=5_000)],
                        staff=[staff("cleaner-1")], sla_ms=targets)
 
     def chosen(self, p, breach_weight):
@@ -379,7 +381,7 @@ class TestSlaBreach:
         assert status == cp_model.OPTIMAL
         return sol.dispatches
 
-    def test_a_task_past_its_target_is_caught_up_first(self):
+    def test_the_task_nearest_its_deadline_goes_first(self):
         assert self.chosen(self.cleans_problem(), 10.0) == {"terminal": "cleaner-1"}
         weights = RulesConfig(**{**NO_SOFT, "longest_wait_first": 1.0, "sla_breach": 10.0})
         for policy in policies(weights, greedy=False):
@@ -388,25 +390,31 @@ class TestSlaBreach:
     def test_twin_weight_0_the_longest_wait_goes_first(self):
         assert self.chosen(self.cleans_problem(), 0.0) == {"plain": "cleaner-1"}
 
-    def test_twin_no_target_no_breach(self):
+    def test_twin_no_target_no_preference(self):
         assert self.chosen(self.cleans_problem(targets={}), 10.0) == {"plain": "cleaner-1"}
 
-    def test_twin_within_its_target_no_breach(self):
-        within = {("clean_terminal", False): 6_000}   # waited exactly its target
-        assert self.chosen(self.cleans_problem(within), 10.0) == {"plain": "cleaner-1"}
+    def test_a_task_past_its_target_weighs_as_one_at_its_deadline(self):
+        # Both past their targets: neither is pushed further; the longer wait goes first.
+        both_late = {("clean", False): 1_000, ("clean_terminal", False): 1_000}
+        assert self.chosen(self.cleans_problem(both_late), 10.0) == {"plain": "cleaner-1"}
+        # One at its deadline, one far from it: the one at its deadline goes first.
+        one_due = {("clean", False): 60_000, ("clean_terminal", False): 5_000}
+        assert self.chosen(self.cleans_problem(one_due), 10.0) == {"terminal": "cleaner-1"}
 
     def test_esi_1_2_patients_have_their_own_target(self):
         # One doctor; a routine ESI 3 visit waiting 10 s (target 60 s), an ESI 2 visit
-        # waiting 4 s, 2 s past its urgent target of 2 s.
-        targets = {("visit", False): 60_000, ("visit", True): 2_000}
+        # waiting 4 s of its urgent target of 5 s.
+        targets = {("visit", False): 60_000, ("visit", True): 5_000}
         p = problem(tasks=[task("routine", "visit", created=0),
                            task("urgent", "visit", "A2", created=6_000, acuity=2)],
                     staff=[staff("doctor-1")], sla_ms=targets, skills=True)
         assert self.chosen(p, 10.0) == {"urgent": "doctor-1"}
         assert self.chosen(p, 0.0) == {"routine": "doctor-1"}
-        routine_only = {("visit", False): 2_000}   # no urgent target: the routine one applies
-        p2 = problem(tasks=p.tasks, staff=p.staff, sla_ms=routine_only)
-        assert self.chosen(p2, 10.0) == {"routine": "doctor-1"}   # both late, routine more
+        # The same target for both (as `[sla]` gives when no urgent one is set): the routine
+        # visit, waiting longer, is nearer its deadline.
+        same = {("visit", False): 60_000, ("visit", True): 60_000}
+        p2 = problem(tasks=p.tasks, staff=p.staff, sla_ms=same, skills=True)
+        assert self.chosen(p2, 10.0) == {"routine": "doctor-1"}
 
 
 # --- shifts: the roster ------------------------------------------------------------------------
