@@ -266,6 +266,12 @@ class Auditor:
     def _task(self, tick, decision, expected_tasks) -> None:
         task = self.tasks.get(decision.task_id)
         if task is None:  # a new task: it must be one this tick created, and appear once
+            if step(decision.kind) == "clean" and (decision.kind == "clean_terminal") != (
+                    decision.room_id in self.terminal):
+                self.fail(tick, f"task {decision.task_id}: a {decision.kind} of "
+                                f"{decision.room_id}, which "
+                                f"{'needs' if decision.room_id in self.terminal else 'does not need'}"
+                                f" a terminal clean")
             key = (decision.kind, decision.patient_id)
             if decision.task_id in self.task_ids or expected_tasks[key] <= 0:
                 self.fail(tick, f"task {decision.task_id} ({decision.kind} for "
@@ -275,11 +281,6 @@ class Auditor:
             self.tasks[decision.task_id] = task
             self.task_ids.add(decision.task_id)
             self.waiting[self._waits_for(task)] += 1
-            if step(task.kind) == "clean" and (task.kind == "clean_terminal") != (
-                    task.room_id in self.terminal):
-                self.fail(tick, f"task {decision.task_id}: a {task.kind} of {task.room_id}, "
-                                f"which {'needs' if task.room_id in self.terminal else 'does not need'}"
-                                f" a terminal clean")
             if step(task.kind) != "clean" and self.occupant.get(task.room_id) != task.patient_id:
                 self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {task.room_id}")
         elif isinstance(decision, ev.TaskQueued) or task.staff_id is not None:
