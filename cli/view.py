@@ -22,6 +22,15 @@ def clock_text(ms: int) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _patient_text(patient: Any) -> str:
+    text = patient.patient_id
+    if patient.acuity != 3:
+        text += f" ESI {patient.acuity}"
+    if patient.isolation:
+        text += " isolation"
+    return text
+
+
 def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
     hospital = scheduler.hospital
     rooms = Table(title=f"Rooms at {clock_text(result.time_ms)} (tick {result.tick})",
@@ -31,7 +40,9 @@ def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
     rooms.add_column("patient")
     for room in hospital.rooms.values():
         style = ROOM_STYLE.get(room.status, "")
-        rooms.add_row(room.room_id, f"[{style}]{room.status}[/]", room.patient_id or "")
+        patient = hospital.patients.get(room.patient_id) if room.patient_id else None
+        rooms.add_row(room.room_id + (" (iso)" if room.room_id in hospital.isolation_rooms else ""),
+                      f"[{style}]{room.status}[/]", _patient_text(patient) if patient else "")
     staff = Table(title="Staff", title_justify="left")
     staff.add_column("staff")
     staff.add_column("doing")
@@ -39,6 +50,8 @@ def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
     for member in hospital.staff.values():
         task = hospital.tasks.get(member.task_id) if member.task_id else None
         doing = f"{task.kind} {task.patient_id} {task.room_id}" if task else "[dim]idle[/]"
+        if not member.on_duty:
+            doing += " [yellow](off duty)[/]" if task else " [dim](off duty)[/]"
         staff.add_row(member.staff_id, doing, member.location)
     queues = Table(title="Waiting lists", title_justify="left")
     queues.add_column("role")
@@ -46,7 +59,9 @@ def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
     queues.add_column("tasks")
     for role, tasks in hospital.queues().items():
         queues.add_row(role, str(len(tasks)),
-                       ", ".join(f"{t.kind} {t.patient_id}" for t in tasks[:4])
+                       ", ".join(f"{t.kind} {t.patient_id}"
+                                 + (f" ESI {t.acuity}" if t.acuity != 3 else "")
+                                 + (" [red]late[/]" if t.escalated else "") for t in tasks[:4])
                        + (" ..." if len(tasks) > 4 else ""))
     counters = scheduler.counters
     footer = (f"ticks {counters['ticks']}  events {counters['events']}  "
@@ -118,6 +133,13 @@ def summary_table(report: dict[str, Any]) -> Table:
     rows.append(("ticks solved", report["ticks_solved"]))
     rows.append(("tick solve p50 / p95 / max",
                  f"{solve['p50']:.2f} / {solve['p95']:.2f} / {solve['max']:.2f} ms"))
+    by_acuity = report.get("by_acuity", {})
+    if set(by_acuity) - {"3"}:   # a mix of ESI levels
+        for level, figures in by_acuity.items():
+            rows.append((f"ESI {level}: referred / wait mean",
+                         f"{figures['referral_rate']:.1%} / {figures['wait_s']['mean']:.2f} s"))
+    for kind, count in report.get("sla_breaches", {}).items():
+        rows.append((f"{kind} past its target", count))
     if report.get("rejected_events") or report.get("duplicate_events"):
         rows.append(("rejected / duplicate events",
                      f"{report['rejected_events']} / {report['duplicate_events']}"))
