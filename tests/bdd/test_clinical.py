@@ -56,13 +56,12 @@ class World:
 
     def start(self) -> Scheduler:
         if self.scheduler is None:
-            sections = {name: values for name, values in self.sections.items() if values}
             config = Config().replace(
                 hospital={"floors": ["A"], "rooms_per_floor": self.rooms,
                           **self.sections["hospital"]},
                 staff=self.staff, scheduler={"policy": self.policy,
                                              **self.sections["scheduler"]},
-                **{k: v for k, v in sections.items() if k not in ("hospital", "scheduler")})
+                shifts=self.sections["shifts"], sla=self.sections["sla"])
             self.scheduler = Scheduler(config)
         return self.scheduler
 
@@ -363,7 +362,7 @@ def escalated(world, kind, patient, waited, target):
 @then(parsers.re(r"the timeline of " + PATIENT + r" reads"))
 def timeline_reads(world, patient, datatable):
     lines = timeline((d.to_dict() for d in world.history), patient=patient)
-    texts = [line.split(f"tick ", 1)[1].split(None, 1)[1] for line in lines]
+    texts = [line.split("tick ", 1)[1].split(None, 1)[1] for line in lines]
     expected = [row[0] for row in datatable[1:]]
     assert len(texts) == len(expected), texts
     for text, start in zip(texts, expected):

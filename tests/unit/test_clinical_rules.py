@@ -20,9 +20,7 @@ from rules import (
     acuity_order,
     isolation,
     longest_wait_first,
-    no_idle_staff,
     one_room_one_patient,
-    one_task_at_a_time,
     refer_only_when_full,
     sla_breach,
     skills,
@@ -32,7 +30,7 @@ from scheduler import events as ev
 from scheduler.config import Config, ConfigError, RulesConfig
 from scheduler.engine import Scheduler
 from scheduler.full_model import FullModelPolicy, TickVars
-from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout
+from scheduler.layout import ENTRANCE, ROLE_OF_KIND
 from scheduler.policies import CpSatPolicy, GreedyPolicy
 from scheduler.problem import Arrival, FreeStaff, OpenTask, TickProblem
 from scheduler.shifts import Roster, RosterError
