@@ -163,9 +163,10 @@ def export(db_url: str, env: dict[str, str], tmp_path: Path) -> tuple[Path, Path
 
 
 def assert_solve_reproduces(events: Path, decisions: Path, env: dict[str, str],
-                            tmp_path: Path) -> None:
+                            tmp_path: Path, config: Path | None = None) -> None:
     again = tmp_path / "dec2.jsonl"
-    done = hospital(["solve", str(events), "--out", str(again)], env, timeout_s=120,
+    options = ["--config", str(config)] if config else []
+    done = hospital(["solve", str(events), "--out", str(again), *options], env, timeout_s=120,
                     cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert again.read_bytes() == decisions.read_bytes(), \
@@ -489,6 +490,11 @@ def test_duplicates_are_dropped_and_bad_messages_dead_lettered(services: Service
         producer.send(inbound, key=b"junk", value=b"{not json", headers=headers)         # (b)
         producer.send(inbound, key=bus.key_of(bogus), value=bus.encode(bogus),           # (c)
                       headers=headers)
+        no_such_level = json.dumps({"type": "patient.arrived", "event_id": "e2e-esi-7",  # (d)
+                                    "time": max(0, injected_ms - 2_000) / 1000,
+                                    "patient_id": "patient-esi-7", "acuity": 7})
+        producer.send(inbound, key=b"patient-esi-7", value=no_such_level.encode(),
+                      headers=headers)
         producer.flush(timeout=15)
     finally:
         producer.close(timeout=10)
@@ -521,12 +527,16 @@ def test_duplicates_are_dropped_and_bad_messages_dead_lettered(services: Service
         impossible[0]
     assert not any(arrival.value.decode() == x["message"] for x in letters), \
         "a duplicate is dropped, not dead-lettered"
+    # (d) an acuity outside ESI 1-5
+    esi_7 = [x for x in letters if "e2e-esi-7" in x["message"]]
+    assert len(esi_7) == 1 and "acuity" in esi_7[0]["reason"], letters
+    assert "patient-esi-7" not in audit.decided()
 
     status = hospital(["status", "--db", database.url], topics.env, timeout_s=60, cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     print(status.stdout)
     count = re.search(r"dead letters: (\d+)", status.stdout)
-    assert count and int(count.group(1)) >= 2, status.stdout
+    assert count and int(count.group(1)) >= 3, status.stdout
 
     # the run went on: arrivals after the injection were decided, patients went home
     assert audit.summary["discharged"] > 0, audit.summary
