@@ -18,7 +18,8 @@ def referral(problem: TickProblem, patient_id: str, solution: Solution, rooms: i
     arrival = next(a for a in problem.arrivals if a.patient_id == patient_id)
     usable = [r for r in problem.free_rooms if problem.may_book(arrival, r)]
     if not problem.free_rooms:
-        return f"all {rooms} rooms occupied or being cleaned"
+        return ("the only room is occupied or being cleaned" if rooms == 1 else
+                f"all {rooms} rooms occupied or being cleaned")
     if not usable:
         if arrival.isolation:
             return (f"needs isolation: no free isolation room (all "
@@ -38,7 +39,7 @@ def dispatch(problem: TickProblem, task_key: str, staff_id: str) -> str:
     walk_ms = problem.walking_ms[task_key, staff_id]
     others = [problem.walking_ms[task_key, s.staff_id] for s in problem.staff
               if s.staff_id != staff_id and problem.may_do(task, s)]
-    parts = [f"{staff.grade} {staff_id}: {walk_ms / 1000:g} s walk"]
+    parts = [f"{staff_id}: {walk_ms / 1000:g} s walk"]
     if others and walk_ms < min(others):
         parts[0] += f", the nearest of {len(others) + 1} free"
     elif others and walk_ms == min(others):
@@ -61,8 +62,8 @@ def _duration(ms: int) -> str:
 # --- hospital explain: one patient's, staff member's or room's timeline -------------------
 
 _WORDS = {
-    "patient.admitted": "admitted to {room_id}",
-    "patient.referred": "referred: {reason}",
+    "patient.admitted": "{patient_id} admitted to {room_id}",
+    "patient.referred": "{patient_id} referred: {reason}",
     "task.queued": "{kind} waits ({task_id}, room {room_id})",
     "task.dispatched": "{kind} ({task_id}, {patient_id}, room {room_id}) to {staff_id}",
     "task.escalated": "{kind} {task_id} past its target: waited {waited_s:g} s of {sla_s:g} s",

@@ -56,9 +56,9 @@ def test_a_discharged_isolation_patients_timeline_with_reasons(run):
     # the whole stay, in order: admitted, escorted in, seen, escorted out, discharged, the
     # terminal clean of its room
     kinds = [t.split()[0] for t in texts]
-    assert kinds[0] == "admitted" and texts[0] == f"admitted to {room}"
-    order = [kinds.index(k) for k in ("escort_in", "visit", "escort_out", patient,
-                                      "clean_terminal")]
+    assert texts[0] == f"{patient} admitted to {room}"
+    order = [kinds.index(k, 1) for k in ("escort_in", "visit", "escort_out", patient,
+                                         "clean_terminal")]
     assert order == sorted(order), texts
     assert f"{patient} discharged from {room}" in texts
     # every dispatch says who and why: the walk and the wait
@@ -96,7 +96,7 @@ def test_a_doctors_timeline_holds_the_urgent_visits(run):
     lines = result.stdout.splitlines()
     mine = [d for d in decisions if d.get("staff_id") == "doctor-1"]
     assert len(lines) == len(mine) > 0
-    assert all("to doctor-1 — doctor doctor-1: " in line for line in lines)
+    assert all("to doctor-1 — doctor-1: " in line for line in lines)
     assert any("urgent" in line for line in lines)
     # nurses never see an ESI 1-2 patient (the skills rule), so their reasons never say so
     nurse = explain(path, "--staff", "nurse-1")

@@ -132,12 +132,12 @@ Feature: The clinical rules
     And patient-3 arrives
     Then patient-3 is referred to another hospital, because "all 2 rooms occupied or being cleaned"
     When the porter brings patient-1 to their room
-    Then nurse-1 is sent to see patient-1 in A1, because "nurse nurse-1: 2 s walk" and "waited 0 s"
+    Then nurse-1 is sent to see patient-1 in A1, because "nurse-1: 2 s walk" and "waited 0 s"
     And the timeline of patient-1 reads
       | what                                            |
-      | admitted to A1                                  |
+      | patient-1 admitted to A1                        |
       | escort_in (task-1, patient-1, room A1) to porter-1 |
       | visit (task-3, patient-1, room A1) to nurse-1   |
     And the timeline of patient-3 reads
       | what                                                      |
-      | referred: all 2 rooms occupied or being cleaned           |
+      | patient-3 referred: all 2 rooms occupied or being cleaned |
