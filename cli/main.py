@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -147,12 +148,16 @@ def run(
                        "that every service uses it")
         from cli.dashboard import following_database
         from cli.distributed import run_distributed
+        from cli.runs import keep_distributed
 
         url = db or settings.database.url
+        started = time.time()
         with (following_database(settings, url, dashboard_port) if dashboard
               else contextlib.nullcontext()):
             run_distributed(settings, config, url, duration_ms, speed_value, seed,
                             parse_workers(workers), record, out, report, quiet)
+        with service_errors():
+            keep_distributed(url, settings, seed, duration_ms, started)
         return
     store = None if no_db else open_store(db or settings.database.url, settings)
     console = Console(stderr=True)
@@ -163,15 +168,21 @@ def run(
     else:
         view = LiveView(console)
     from cli import dashboard as web
+    from cli.runs import keeping
 
     try:
-        with service_errors(), (web.embedded(settings, dashboard_port, dashboard_hold,
-                                             duration_ms) if dashboard
-                                else contextlib.nullcontext()) as on_dashboard, \
+        with service_errors(), (keeping(db or settings.database.url, settings, seed,
+                                        duration_ms) if store is not None
+                                else contextlib.nullcontext()) as kept, \
+                (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms)
+                 if dashboard else contextlib.nullcontext()) as on_dashboard, \
                 view or contextlib.nullcontext():
             figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
                                    store=store, record=record, out=out,
                                    on_tick=web.chain(view, on_dashboard))
+            figures.update(run_identity(settings, seed, kept and kept.run_id))
+            if kept is not None:
+                kept.figures = figures
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
     except OSError as exc:
@@ -179,6 +190,19 @@ def run(
     if report:
         report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     Console().print(summary_table(figures))
+
+
+def run_identity(settings: Config, seed: int | None, run_id: str | None) -> dict:
+    """What a KPI report says of the run that made it: its id (when kept), seed, and the
+    whole resolved config (the policy is there already)."""
+    from scheduler.db.store import safe_url
+
+    resolved = config_module.to_mapping(settings)
+    resolved["database"]["url"] = safe_url(resolved["database"]["url"])
+    identity = {"seed": settings.arrivals.seed if seed is None else seed, "config": resolved}
+    if run_id is not None:
+        identity["run_id"] = run_id
+    return identity
 
 
 def parse_workers(text: str) -> dict[str, int]:
@@ -276,6 +300,9 @@ app.command("dashboard")(_dashboard)
 from cli.report import report as _report  # noqa: E402
 
 app.command("report")(_report)
+from cli.runs import runs as _runs  # noqa: E402
+
+app.command("runs")(_runs)
 from cli.explain import explain as _explain  # noqa: E402
 
 app.command("explain")(_explain)

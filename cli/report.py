@@ -11,13 +11,57 @@ import typer
 from cli.main import ConfigOption, fail, load_config, parse_duration
 
 
-def load_run(source: str, events: Path | None, config: Any, duration: str | None,
-             label: str | None = None) -> Any:
+def kept_run(url: str, run_id: str | None) -> Any:
+    """A run kept in the database (the latest when `run_id` is None), as the report sees it."""
+    from sqlalchemy import inspect
+
+    from cli.main import service_errors
+    from dashboard import report
+    from scheduler import config as config_module
+    from scheduler import events as ev
+    from scheduler import kept_runs
+    from scheduler.db.store import connect, safe_url
+
+    with service_errors():
+        engine = connect(url)
+    try:
+        row = (kept_runs.find(engine, run_id) if inspect(engine).has_table("kept_runs")
+               else None)
+        if row is None:
+            raise fail(f"no run {run_id!r} kept in {safe_url(url)} (hospital runs lists them)"
+                       if run_id else f"no run kept in {safe_url(url)}")
+        config = config_module.from_mapping(row.config, {})
+        vocabulary = {**ev.DECISIONS, **ev.INBOUND}
+        ticks = [(tick, round(time_s * 1000),
+                  [ev.parse_json(d, vocabulary) for d in decisions],
+                  [ev.parse_json(e, vocabulary) for e in events],
+                  solve_ms or None)
+                 for tick, time_s, solve_ms, _, events, decisions
+                 in kept_runs.history(engine, row.run_id)]
+    finally:
+        engine.dispose()
+    from cli.runs import stamp
+
+    meta = {"run": row.run_id, "mode": row.mode, "status": row.status,
+            "policy": row.policy, "seed": row.seed, "version": row.version,
+            "started (UTC)": stamp(row.started_at), "ended (UTC)": stamp(row.ended_at)}
+    return report.build(row.run_id, ticks, config, round(row.duration_s * 1000), meta,
+                        exact=True)
+
+
+def load_run(source: str | None, events: Path | None, config: Any, duration: str | None,
+             label: str | None = None, db: str | None = None) -> Any:
     from dashboard import report
 
-    path = Path(source)
-    if not path.is_file():
+    if source is not None and not Path(source).is_file() and (
+            Path(source).suffix or "/" in source or "\\" in source):
         raise fail(f"{source}: no such decisions file")
+    if source is None or not Path(source).is_file():
+        if events is not None or duration is not None:
+            raise fail(f"{source or 'the latest run'}: --events and --duration are for a "
+                       "decisions file; a kept run has its own")
+        return kept_run(db or config.database.url, source)
+    path = Path(source)
     duration_ms = parse_duration(duration) if duration else None
     try:
         return report.from_files(path, config, events, duration_ms, label)
@@ -26,8 +70,10 @@ def load_run(source: str, events: Path | None, config: Any, duration: str | None
 
 
 def report(
-    source: Annotated[str, typer.Argument(
-        help="The run: its decisions file (hospital run --out).", show_default=False)],
+    source: Annotated[Optional[str], typer.Argument(
+        help="The run: its id in the database (hospital runs; the latest when none is "
+             "given), or its decisions file (hospital run --out).", show_default=False)]
+        = None,
     out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
     events: Annotated[Optional[Path], typer.Option(
         help="The run's event log (hospital run --record): with it, the figures are the "
@@ -36,12 +82,16 @@ def report(
         help="The run's --duration (default: up to its last tick).", show_default=False)]
         = None,
     compare: Annotated[Optional[str], typer.Option(
-        help="A second run to put side by side with the first (its decisions file).",
+        help="A second run to put side by side with the first (its id, or its decisions "
+             "file).",
         show_default=False)] = None,
     compare_events: Annotated[Optional[Path], typer.Option(
         help="The second run's event log.", show_default=False)] = None,
     compare_config: Annotated[Optional[Path], typer.Option(
         help="The second run's config (default: --config).", show_default=False)] = None,
+    db: Annotated[Optional[str], typer.Option(
+        help="Database URL of kept runs (default: database.url of the config).",
+        show_default=False)] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write a run's report as one HTML file with plots (arrivals, admissions and referrals
@@ -50,12 +100,14 @@ def report(
     from dashboard import report as html_report
 
     settings = load_config(config)
-    runs = [load_run(source, events, settings, duration)]
+    runs = [load_run(source, events, settings, duration, db=db)]
     if compare is not None:
         other = load_config(compare_config) if compare_config else settings
-        label = compare if Path(compare).stem != runs[0].label else f"{compare} (2)"
-        runs.append(load_run(compare, compare_events, other, duration,
-                             Path(label).stem if label == compare else label))
+        label = Path(compare).stem
+        if label == runs[0].label:
+            label = f"{label} (2)"
+        runs.append(load_run(compare, compare_events, other,
+                             duration if Path(compare).is_file() else None, label, db=db))
     try:
         out.write_text(html_report.render(runs), encoding="utf-8")
     except OSError as exc:

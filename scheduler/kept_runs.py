@@ -1,0 +1,195 @@
+"""Runs are kept: every `hospital run` (embedded or distributed) that writes to a database
+leaves a row there with its id, the whole resolved config, seed, policy, version, start and
+end, its KPI report, and a copy of its ticks, applied events and decisions — in tables of
+their own, so that the next run, which starts the working tables afresh, overwrites nothing.
+
+These tables have their own metadata: the store's reset (`SqlStore._start_run`) empties
+every table of the working schema's metadata and must not touch them. The Alembic migration
+`0005_kept_runs` creates them; `scheduler/migrations/env.py` compares both metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (Double, Engine, ForeignKey, Integer, MetaData, String, Text, delete,
+                        insert, select, text, update)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class KeptBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {str: String(64), float: Double}
+
+
+class KeptRun(KeptBase):
+    __tablename__ = "kept_runs"
+
+    run_id: Mapped[str] = mapped_column(primary_key=True)
+    mode: Mapped[str]                     # embedded | distributed
+    status: Mapped[str]                   # running | finished | interrupted | failed
+    policy: Mapped[str]
+    seed: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[str]
+    config: Mapped[str] = mapped_column(Text)          # the resolved config, JSON
+    duration_s: Mapped[float]
+    started_at: Mapped[float]             # Unix time
+    ended_at: Mapped[float | None]
+    figures: Mapped[str | None] = mapped_column(Text)  # the KPI report, JSON
+
+
+class KeptTick(KeptBase):
+    __tablename__ = "kept_ticks"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("kept_runs.run_id", ondelete="CASCADE"),
+                                        primary_key=True)
+    tick: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    time: Mapped[float]
+    solve_ms: Mapped[float]
+    n_rejected: Mapped[int]
+
+
+class KeptDecision(KeptBase):
+    __tablename__ = "kept_decisions"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("kept_runs.run_id", ondelete="CASCADE"),
+                                        primary_key=True)
+    tick: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class KeptEvent(KeptBase):
+    __tablename__ = "kept_events"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("kept_runs.run_id", ondelete="CASCADE"),
+                                        primary_key=True)
+    event_id: Mapped[str] = mapped_column(primary_key=True)
+    tick: Mapped[int]
+    time: Mapped[float]
+    payload: Mapped[str] = mapped_column(Text)
+
+
+def new_run_id() -> str:
+    return time.strftime("run-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hospital-scheduler")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def begin(engine: Engine, run_id: str, config: Any, *, seed: int | None, mode: str,
+          duration_ms: int) -> None:
+    """The run's row, as it starts."""
+    from scheduler.config import to_mapping
+    from scheduler.db.store import safe_url
+
+    resolved = to_mapping(config)
+    resolved["database"]["url"] = safe_url(resolved["database"]["url"])   # no password
+    with engine.begin() as db:
+        db.execute(insert(KeptRun).values(
+            run_id=run_id, mode=mode, status="running", policy=config.scheduler.policy,
+            seed=config.arrivals.seed if seed is None else seed, version=package_version(),
+            config=json.dumps(resolved, sort_keys=True, default=list),
+            duration_s=duration_ms / 1000, started_at=time.time(), ended_at=None,
+            figures=None))
+
+
+def finish(engine: Engine, run_id: str, figures: dict[str, Any] | None,
+           status: str = "finished") -> None:
+    """Copy the run's ticks, applied events and decisions out of the working tables (the
+    database's current run) and close its row."""
+    with engine.begin() as db:
+        for table in (KeptDecision, KeptEvent, KeptTick):
+            db.execute(delete(table).where(table.run_id == run_id))
+        params = {"run": run_id}
+        db.execute(text("INSERT INTO kept_ticks (run_id, tick, time, solve_ms, n_rejected) "
+                        "SELECT :run, tick, time, solve_ms, n_rejected FROM ticks"), params)
+        db.execute(text("INSERT INTO kept_decisions (run_id, tick, position, payload) "
+                        "SELECT :run, tick, position, payload FROM decisions"), params)
+        db.execute(text("INSERT INTO kept_events (run_id, event_id, tick, time, payload) "
+                        "SELECT :run, event_id, tick, time, payload FROM inbound_events"),
+                   params)
+        db.execute(update(KeptRun).where(KeptRun.run_id == run_id).values(
+            status=status, ended_at=time.time(),
+            figures=None if figures is None else json.dumps(figures, sort_keys=True)))
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    mode: str
+    status: str
+    policy: str
+    seed: int | None
+    version: str
+    duration_s: float
+    started_at: float
+    ended_at: float | None
+    config: dict[str, Any]
+    figures: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, row: KeptRun) -> RunRow:
+        return cls(row.run_id, row.mode, row.status, row.policy, row.seed, row.version,
+                   row.duration_s, row.started_at, row.ended_at, json.loads(row.config),
+                   json.loads(row.figures) if row.figures else None)
+
+
+def runs(engine: Engine) -> list[RunRow]:
+    """Every kept run, the latest first."""
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        rows = session.scalars(select(KeptRun).order_by(KeptRun.started_at.desc(),
+                                                        KeptRun.run_id.desc()))
+        return [RunRow.of(r) for r in rows]
+
+
+def find(engine: Engine, run_id: str | None) -> RunRow | None:
+    """A kept run by id, or the latest one (None: there is none)."""
+    found = runs(engine)
+    if run_id is None:
+        return found[0] if found else None
+    return next((r for r in found if r.run_id == run_id), None)
+
+
+def history(engine: Engine, run_id: str) -> Iterator[tuple[int, float, float, int,
+                                                           list[str], list[str]]]:
+    """The kept run's ticks in order: (tick, time_s, solve_ms, rejected, events' JSON,
+    decisions' JSON)."""
+    with engine.connect() as db:
+        where = {"run": run_id}
+        events: dict[int, list[str]] = defaultdict(list)
+        for tick, payload in db.execute(text(
+                "SELECT tick, payload FROM kept_events WHERE run_id = :run "
+                "ORDER BY tick, time, event_id"), where):
+            events[tick].append(payload)
+        decisions: dict[int, list[str]] = defaultdict(list)
+        for tick, payload in db.execute(text(
+                "SELECT tick, payload FROM kept_decisions WHERE run_id = :run "
+                "ORDER BY tick, position"), where):
+            decisions[tick].append(payload)
+        ticks = db.execute(text("SELECT tick, time, solve_ms, n_rejected FROM kept_ticks "
+                                "WHERE run_id = :run ORDER BY tick"), where).all()
+    for tick, time_s, solve_ms, rejected in ticks:
+        yield tick, time_s, solve_ms, rejected, events.pop(tick, []), decisions.pop(tick, [])
