@@ -60,13 +60,15 @@ def following_database(settings: Any, url: str, port: int) -> Iterator[None]:
     before = sources.current_run(url)
     projection = Projection.for_config(settings)
     server = start_server(projection, port)
+    lag = sources.KafkaLag(settings)
     thread, stop = sources.follower(sources.follow_database, projection, url,
-                                    skip_run=before)
+                                    skip_run=before, lag=lag)
     try:
         yield
     finally:
         stop.set()
         thread.join(5)
+        lag.close()
         projection.finish()
         server.stop()
 
@@ -93,6 +95,9 @@ def dashboard(
     run_id: Annotated[Optional[str], typer.Option(
         "--run-id", help="The run to follow: it must be the database's run.",
         show_default=False)] = None,
+    kafka: Annotated[bool, typer.Option(
+        "--kafka", help="With --db: also the scheduler's consumer lag, from the broker "
+                        "(kafka.bootstrap_servers).")] = False,
     port: PortOption = DEFAULT_PORT,
     config: ConfigOption = None,
 ) -> None:
@@ -101,17 +106,23 @@ def dashboard(
     from dashboard import sources
     from dashboard.projection import Projection
 
+    from cli.main import service_errors
+
     settings = load_config(config)
     projection = Projection.for_config(settings, run_id=run_id)
+    lag = None
     if follow is not None:
-        target, arg = sources.follow_file, follow
+        target, arg, options = sources.follow_file, follow, {}
     else:
         url = db or settings.database.url
         if run_id is not None:
             check_run(url, run_id)
-        target, arg = sources.follow_database, url
+        if kafka:
+            with service_errors():
+                lag = sources.KafkaLag(settings)
+        target, arg, options = sources.follow_database, url, {"lag": lag}
     server = start_server(projection, port)
-    thread, stop = sources.follower(target, projection, arg)
+    thread, stop = sources.follower(target, projection, arg, **options)
     try:
         while thread.is_alive():
             thread.join(0.5)
@@ -119,6 +130,9 @@ def dashboard(
         pass
     finally:
         stop.set()
+        thread.join(5)
+        if lag is not None:
+            lag.close()
         server.stop()
 
 

@@ -90,9 +90,39 @@ def current_run(url: str) -> str | None:
         engine.dispose()
 
 
+class KafkaLag:
+    """The scheduler's consumer lag per topic: the broker's end offsets less the positions
+    the scheduler committed with its last tick (the `consumer_offsets` table)."""
+
+    def __init__(self, config: Any, every_s: float = 2.0):
+        from scheduler.services import bus
+
+        self.consumer = bus.consumer(config)
+        self.every_s = every_s
+        self.last = 0.0
+        self.lag: dict[str, int] = {}
+
+    def __call__(self, positions: dict[tuple[str, int], int]) -> dict[str, int]:
+        from kafka import TopicPartition
+
+        now = time.monotonic()
+        if positions and now - self.last >= self.every_s:
+            self.last = now
+            ends = self.consumer.end_offsets([TopicPartition(t, p) for t, p in positions])
+            lag: dict[str, int] = {}
+            for tp, end in ends.items():
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - positions[tp.topic,
+                                                                                tp.partition])
+            self.lag = lag
+        return self.lag
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
 def follow_database(projection: Projection, url: str, stop: threading.Event,
                     poll_s: float = 0.5, batch_ticks: int = 2000,
-                    skip_run: str | None = None) -> None:
+                    skip_run: str | None = None, lag: KafkaLag | None = None) -> None:
     """Poll a run's database for the ticks after the last one applied: each tick's decisions
     in their order, and the events it applied (so the waits are exact), and the dead
     letters. Tables not there yet, or a run with the id `skip_run` (the previous run, still
@@ -137,6 +167,9 @@ def follow_database(projection: Projection, url: str, stop: threading.Event,
                             inbound.setdefault(tick, []).append(parse(payload))
                     dead = db.execute(text(
                         "SELECT count(*) FROM outbox WHERE dead_letter")).scalar() or 0
+                    positions = {} if lag is None else {
+                        (t, p): o for t, p, o in db.execute(text(
+                            'SELECT topic, "partition", "offset" FROM consumer_offsets'))}
             except DBAPIError:          # the run's tables are being created or reset
                 stop.wait(poll_s)
                 continue
@@ -146,6 +179,11 @@ def follow_database(projection: Projection, url: str, stop: threading.Event,
                                  rejected=rejected)
                 last = tick
             projection.dead_letters = dead
+            if lag is not None:
+                try:
+                    projection.lag = lag(positions)
+                except Exception:  # noqa: BLE001 - a broker that does not answer: no figure
+                    projection.lag = {}
             if len(ticks) < batch_ticks:
                 stop.wait(poll_s)
     finally:

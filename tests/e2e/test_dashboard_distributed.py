@@ -57,6 +57,9 @@ def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path)
     families = {f.name: f for f in text_string_to_metric_families(metrics)}
     arrivals = families["hospital_arrivals"].samples[0].value
     assert 0 < arrivals <= figures["arrivals"]
+    lag = {s.labels["topic"]: s.value for s in families["hospital_consumer_lag_messages"].samples}
+    assert set(lag) == {topics.config.kafka.inbound_topic}, lag
+    assert lag[topics.config.kafka.inbound_topic] >= 0
 
     # the run is kept: listed, and reportable with the KPI report's figures
     listed = subprocess.run([sys.executable, "-m", "cli", "runs", "--db", database.url,
