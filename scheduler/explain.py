@@ -35,7 +35,6 @@ def referral(problem: TickProblem, patient_id: str, solution: Solution, rooms: i
 
 def dispatch(problem: TickProblem, task_key: str, staff_id: str) -> str:
     task = next(t for t in problem.tasks if t.key == task_key)
-    staff = next(s for s in problem.staff if s.staff_id == staff_id)
     walk_ms = problem.walking_ms[task_key, staff_id]
     others = [problem.walking_ms[task_key, s.staff_id] for s in problem.staff
               if s.staff_id != staff_id and problem.may_do(task, s)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.services import bus
 from scheduler.services.bus import Outbox

@@ -15,7 +15,6 @@ from __future__ import annotations
 import pytest
 from ortools.sat.python import cp_model
 
-import rules
 from rules import (
     acuity_order,
     isolation,
@@ -29,12 +28,13 @@ from rules import (
 from scheduler import events as ev
 from scheduler.config import Config, ConfigError, RulesConfig
 from scheduler.engine import Scheduler
-from scheduler.full_model import FullModelPolicy, TickVars
+from scheduler.full_model import FullModelPolicy
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND
 from scheduler.policies import CpSatPolicy, GreedyPolicy
 from scheduler.problem import Arrival, FreeStaff, OpenTask, TickProblem
 from scheduler.shifts import Roster, RosterError
 from scheduler.simulation import completion
+from tests.unit.test_rules import Model
 
 NOW = 10_000
 # Only the rule under test among the soft rules (tie-break on, so answers are unique).
@@ -69,41 +69,6 @@ def problem(arrivals=(), free_rooms=(), tasks=(), staff=(), now_ms=NOW, **clinic
         clinical["isolation_rooms"] = frozenset(clinical["isolation_rooms"])
     return TickProblem(now_ms, tuple(arrivals), tuple(free_rooms), tasks, staff, walking,
                        {r: 0 for r in free_rooms}, **clinical)
-
-
-class Model:
-    """A CP-SAT model from `TickVars.build` plus chosen rules, with helpers to force values
-    (as in tests/unit/test_rules.py)."""
-
-    def __init__(self, tick_problem: TickProblem):
-        self.problem = tick_problem
-        self.model = cp_model.CpModel()
-        self.vars = TickVars.build(tick_problem, self.model)
-        self.objective = 0
-
-    def rule(self, module, weight=None) -> Model:
-        self.objective += module.build(self.problem, self.model, self.vars, weight)
-        return self
-
-    def hard(self) -> Model:
-        for module in rules.HARD:
-            self.rule(module)
-        return self
-
-    def fix(self, family, a, b, value=1) -> Model:
-        self.model.add(self.vars.var((family, a, b)) == value)
-        return self
-
-    def solve(self, extra_objective=0):
-        objective = self.objective + extra_objective
-        if not (isinstance(objective, int) and objective == 0):
-            self.model.minimize(objective)
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = 1
-        status = solver.solve(self.model)
-        solution = (self.vars.solution(solver)
-                    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None)
-        return status, solution
 
 
 def policies(weights: RulesConfig | None = None, greedy: bool = True):

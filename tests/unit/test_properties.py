@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rules.tie_break import EXACT_PAIRS, pair_count

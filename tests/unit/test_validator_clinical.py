@@ -10,6 +10,7 @@ import pytest
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.validator import Auditor, InvariantViolation
+from tests.unit import test_validator as validator_tests
 
 
 def config(rooms=2, porters=1, nurses=1, doctors=0, cleaners=1, **sections) -> Config:
@@ -20,37 +21,8 @@ def config(rooms=2, porters=1, nurses=1, doctors=0, cleaners=1, **sections) -> C
     return base.replace(**sections) if sections else base
 
 
-class Tick:
-    """Decisions of one tick, with event ids, the tick and its time filled in."""
-
-    def __init__(self, tick: int):
-        self.tick, self.items = tick, []
-
-    def _add(self, cls, **fields):
-        n = len(self.items) + 1
-        self.items.append(cls(event_id=f"decision-{self.tick}-{n}", time_ms=self.tick * 1000,
-                              tick=self.tick, **fields))
-        return self
-
-    def admit(self, patient, room):
-        return self._add(ev.PatientAdmitted, patient_id=patient, room_id=room)
-
-    def refer(self, patient):
-        return self._add(ev.PatientReferred, patient_id=patient, reason="no free room")
-
-    def dispatch(self, task_id, kind, staff, patient, room):
-        return self._add(ev.TaskDispatched, task_id=task_id, kind=kind, staff_id=staff,
-                         patient_id=patient, room_id=room)
-
-    def queue(self, task_id, kind, patient, room):
-        return self._add(ev.TaskQueued, task_id=task_id, kind=kind, patient_id=patient,
-                         room_id=room)
-
-    def discharge(self, patient, room):
-        return self._add(ev.PatientDischarged, patient_id=patient, room_id=room)
-
-    def available(self, room):
-        return self._add(ev.RoomAvailable, room_id=room)
+class Tick(validator_tests.Tick):
+    """A tick's decisions, with the duty changes too."""
 
     def off_duty(self, staff):
         return self._add(ev.StaffOffDuty, staff_id=staff)
