@@ -239,7 +239,8 @@ class Projection:
                 "referred": self.counts["referred"], "arrivals": self.counts["arrivals"]}
 
     def _hour(self) -> Counter[str]:
-        hour = self.time_ms // 3_600_000
+        # hour k holds the ticks of (k h, (k + 1) h], as a tick holds the events before it
+        hour = max(0, self.time_ms - 1) // 3_600_000
         counter = self.hourly.get(hour)
         if counter is None:
             counter = self.hourly[hour] = Counter()
