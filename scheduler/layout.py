@@ -48,10 +48,12 @@ class Layout:
             for number in range(1, config.hospital.rooms_per_floor + 1):
                 room_id = f"{floor}{number}"
                 self.rooms[room_id] = RoomPlace(room_id, floor_index, number)
+        # Asked for every task and free room of every tick: worked out once.
+        self._from_entrance = {room.room_id: self._floor_ms * room.floor_index
+                               + self._room_ms * room.number for room in self.rooms.values()}
 
     def from_entrance(self, room_id: str) -> int:
-        room = self.rooms[room_id]
-        return self._floor_ms * room.floor_index + self._room_ms * room.number
+        return self._from_entrance[room_id]
 
     def walk(self, origin: str, destination: str) -> int:
         """Milliseconds to walk between two places (the entrance or rooms) in this model."""

@@ -96,6 +96,8 @@ class TickProblem:
         each admitted if a free room it may use can still be found for it and for everyone
         admitted before it. So a patient is referred only when no room it may use is free,
         and never for a less urgent one. Cached: it is asked several times a tick."""
+        if not self.arrivals:
+            return ()
         cached = self.__dict__.get("_admitted")
         if cached is None:
             from scheduler.matching import greedy_by_priority
