@@ -40,7 +40,7 @@ def series_offset(last_event_id: str | None) -> int:
         return 0
 
 
-def create_app(projection: Projection, *, interval_s: float = 0.25,
+def create_app(projection: Projection, *, interval_s: float = 0.5,
                should_stop: Callable[[], bool] = lambda: False) -> FastAPI:
     """The application for one projection. `interval_s`: at most one event that often;
     `should_stop`: when it says so, the live feeds end (the server is shutting down)."""

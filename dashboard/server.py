@@ -17,7 +17,7 @@ class DashboardServer:
     """Serves one projection at http://HOST:PORT/ until `stop`. Port 0: a free one."""
 
     def __init__(self, projection: Projection, host: str = "127.0.0.1", port: int = 0,
-                 interval_s: float = 0.25):
+                 interval_s: float = 0.5):
         self.projection = projection
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
