@@ -30,13 +30,13 @@ def start_server(projection: Any, port: int) -> Any:
 
 
 @contextlib.contextmanager
-def embedded(settings: Any, port: int, hold: bool, duration_ms: int
-             ) -> Iterator[Callable[[Any, Any], None]]:
+def embedded(settings: Any, port: int, hold: bool, duration_ms: int,
+             run_id: str | None = None) -> Iterator[Callable[[Any, Any], None]]:
     """The dashboard beside an embedded run: yields the run's `on_tick`. With `hold`, the
     page stays up after the run until Ctrl-C."""
     from dashboard.projection import Projection
 
-    projection = Projection.for_config(settings)
+    projection = Projection.for_config(settings, run_id=run_id)
     server = start_server(projection, port)
     try:
         yield lambda scheduler, result: projection.apply_result(result)

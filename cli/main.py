@@ -174,7 +174,8 @@ def run(
         with service_errors(), (keeping(db or settings.database.url, settings, seed,
                                         duration_ms) if store is not None
                                 else contextlib.nullcontext()) as kept, \
-                (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms)
+                (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms,
+                              kept and kept.run_id)
                  if dashboard else contextlib.nullcontext()) as on_dashboard, \
                 view or contextlib.nullcontext():
             figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
