@@ -177,3 +177,19 @@ def test_hospital_dashboard_follows_a_run_in_its_database(tmp_path):
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+def test_a_port_in_use_is_one_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "cli", "dashboard", "--follow",
+                               str(tmp_path / "dec.jsonl"), "--port", str(port)],
+                              capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"hospital: error: dashboard: cannot listen on "
+                                   f"127.0.0.1:{port}: Address already in use")
