@@ -5,7 +5,6 @@ parses. The commands start it and print its address."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys

@@ -3,9 +3,7 @@ with its plots; `--compare` puts two runs side by side with the differences."""
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
