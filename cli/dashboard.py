@@ -29,25 +29,43 @@ def start_server(projection: Any, port: int) -> Any:
     return server
 
 
+class Board:
+    """The dashboard beside an embedded run: `on_tick` for the run; `hold` keeps the page
+    up after it until Ctrl-C."""
+
+    def __init__(self, projection: Any, server: Any):
+        self.projection, self.server = projection, server
+
+    def on_tick(self, scheduler: Any, result: Any) -> None:
+        self.projection.apply_result(result)
+
+    def hold(self) -> None:
+        typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C",
+                   err=True)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+        finally:
+            self.server.stop()
+
+
 @contextlib.contextmanager
 def embedded(settings: Any, port: int, hold: bool, duration_ms: int,
-             run_id: str | None = None) -> Iterator[Callable[[Any, Any], None]]:
-    """The dashboard beside an embedded run: yields the run's `on_tick`. With `hold`, the
-    page stays up after the run until Ctrl-C."""
+             run_id: str | None = None) -> Iterator[Board]:
+    """The dashboard for the length of an embedded run; with `hold`, the server stays up
+    when the run is over, for `Board.hold`."""
     from dashboard.projection import Projection
 
     projection = Projection.for_config(settings, run_id=run_id)
-    server = start_server(projection, port)
+    board = Board(projection, start_server(projection, port))
+    stop = True
     try:
-        yield lambda scheduler, result: projection.apply_result(result)
+        yield board
         projection.finish(duration_ms)
-        if hold:
-            typer.echo(f"dashboard: the run is over; {server.url} stays up until Ctrl-C",
-                       err=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                threading.Event().wait()
+        stop = not hold
     finally:
-        server.stop()
+        if stop:
+            board.server.stop()
 
 
 @contextlib.contextmanager

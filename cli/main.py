@@ -176,11 +176,11 @@ def run(
                                 else contextlib.nullcontext()) as kept, \
                 (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms,
                               kept and kept.run_id)
-                 if dashboard else contextlib.nullcontext()) as on_dashboard, \
+                 if dashboard else contextlib.nullcontext()) as board, \
                 view or contextlib.nullcontext():
             figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
                                    store=store, record=record, out=out,
-                                   on_tick=web.chain(view, on_dashboard))
+                                   on_tick=web.chain(view, board and board.on_tick))
             figures.update(run_identity(settings, seed, kept and kept.run_id))
             if kept is not None:
                 kept.figures = figures
@@ -191,6 +191,8 @@ def run(
     if report:
         report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     Console().print(summary_table(figures))
+    if board is not None and dashboard_hold:
+        board.hold()
 
 
 def run_identity(settings: Config, seed: int | None, run_id: str | None) -> dict:

@@ -192,3 +192,22 @@ def test_a_port_in_use_is_one_clear_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == (f"hospital: error: dashboard: cannot listen on "
                                    f"127.0.0.1:{port}: Address already in use")
+
+
+def test_dashboard_hold_keeps_the_page_after_the_run_until_ctrl_c():
+    import signal
+
+    proc = hospital("run", "--duration", "2m", "--speed", "max", "--no-db", "-q",
+                    "--dashboard", "--dashboard-port", "0", "--dashboard-hold")
+    try:
+        url = address(proc.stderr)
+        deadline = time.monotonic() + 30
+        while "stays up until Ctrl-C" not in proc.stderr.readline():
+            assert time.monotonic() < deadline
+        state = httpx.get(url + "api/state", timeout=10).json()
+        assert state["finished"] and state["time_s"] == 120
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
