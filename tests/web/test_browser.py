@@ -12,7 +12,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import screenshot
+from browser_artefacts import screenshot
 from dashboard import report
 from dashboard.projection import Projection
 from dashboard.server import DashboardServer
