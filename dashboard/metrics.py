@@ -25,6 +25,7 @@ class ProjectionCollector(Collector):
         p = self.projection
         with p.lock:
             counts = dict(p.counts)
+            ticks = p.ticks
             events = dict(p.events_by_type)
             decisions = dict(p.decisions_by_type)
             solve = (p.solve.cumulative(), p.solve.total)
@@ -42,7 +43,7 @@ class ProjectionCollector(Collector):
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(name, doc, value=value)
 
-        yield counter("hospital_ticks", "Ticks the scheduler has run.", counts.get("ticks", 0))
+        yield counter("hospital_ticks", "Ticks the scheduler has run.", ticks)
         yield HistogramMetricFamily(
             "hospital_tick_solve_seconds", "Time to solve a tick that had something to decide.",
             buckets=solve[0], sum_value=solve[1])

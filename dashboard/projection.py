@@ -28,11 +28,6 @@ PREVIOUS_KIND = {"visit": "escort_in", "escort_out": "visit"}
 ROOM_STATES = ("free", "booked", "occupied", "dirty", "cleaning")
 ENTRANCE = "entrance"
 HOURLY = ("arrivals", "admitted", "referred", "discharged")
-# The task kind each completion creates (for an escort, by its direction).
-NEXT_OF_COMPLETION = {
-    "escort.completed": lambda e: "visit" if e.direction == "in" else "clean",
-    "visit.completed": lambda e: "escort_out",
-}
 # Prometheus histogram buckets, in seconds: a tick's solve around its 1 s budget, and a
 # task's wait around the hospital's minutes.
 SOLVE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -115,6 +110,7 @@ class Projection:
         self.current: dict[str, str] = {}             # patient or room -> task in progress
         self.created_hint: dict[tuple[str, str], int] = {}   # (kind, patient) -> created
         self.tick = -1
+        self.ticks = 0
         self.time_ms = 0
         self.finished = False
         self.version = 0                              # +1 each change
@@ -167,18 +163,27 @@ class Projection:
               rejected: int = 0, duplicates: int = 0) -> None:
         """One tick: its decisions (event objects with `TYPE` and their fields), and if
         known the inbound events it consumed and how long its solve took."""
+        self._apply(tick, time_ms, decisions, inbound, solve_ms, rejected, duplicates)
+
+    def apply_result(self, result: Any) -> None:
+        """A `scheduler.engine.TickResult`, as `simulate_run`'s `on_tick` hands it over."""
+        self._apply(result.tick, result.time_ms, result.decisions, result.consumed,
+                    result.solve_ms if result.solved else None, len(result.rejected),
+                    len(result.duplicates))
+
+    def _apply(self, tick: int, time_ms: int, decisions: Iterable[Any],
+               inbound: Iterable[Any] | None, solve_ms: float | None, rejected: int,
+               duplicates: int) -> None:
         with self.lock:
             if time_ms > self.time_ms:
                 if time_ms >= self.next_sample_ms:
                     self._sample_until(time_ms)
                 self.time_ms = time_ms
             self.tick = tick
-            counts = self.counts
-            counts["ticks"] += 1
-            if rejected:
-                counts["rejected"] += rejected
-            if duplicates:
-                counts["duplicates"] += duplicates
+            self.ticks += 1
+            if rejected or duplicates:
+                self.counts["rejected"] += rejected
+                self.counts["duplicates"] += duplicates
             if solve_ms is not None:
                 solve = self.solve
                 seconds = solve_ms / 1000
@@ -195,11 +200,14 @@ class Projection:
                         hint["escort_in", event.patient_id] = event.time_ms
                         continue
                     done[event.task_id] = event.time_ms
-                    created = NEXT_OF_COMPLETION.get(kind)
-                    if created is not None:
-                        following = created(event)
-                        if following is not None:
-                            hint[following, event.patient_id] = event.time_ms
+                    # the task this completion creates, which waits from now
+                    if kind == "escort.completed":
+                        following = "visit" if event.direction == "in" else "clean"
+                    elif kind == "visit.completed":
+                        following = "escort_out"
+                    else:
+                        continue
+                    hint[following, event.patient_id] = event.time_ms
             handlers, by_type = self._handlers, self.decisions_by_type
             for decision in decisions:
                 kind = decision.TYPE
@@ -208,12 +216,6 @@ class Projection:
                 if handler is not None:
                     handler(decision)
             self.version += 1
-
-    def apply_result(self, result: Any) -> None:
-        """A `scheduler.engine.TickResult`, as `simulate_run`'s `on_tick` hands it over."""
-        self.apply(result.tick, result.time_ms, result.decisions, result.consumed,
-                   solve_ms=result.solve_ms if result.solved else None,
-                   rejected=len(result.rejected), duplicates=len(result.duplicates))
 
     def finish(self, end_ms: int | None = None) -> None:
         with self.lock:
@@ -320,15 +322,16 @@ class Projection:
         self.waiting[ROLE_OF_KIND[d.kind]][d.task_id] = task
 
     def _dispatched(self, d: Any) -> None:
+        kind = d.kind
         task = self.tasks.get(d.task_id)
-        role = ROLE_OF_KIND[d.kind]
+        role = ROLE_OF_KIND[kind]
         if task is None:
             task = self._new_task(d)
         else:
             self.waiting[role].pop(d.task_id, None)
         task.staff_id, task.dispatched_ms = d.staff_id, d.time_ms
         self.waits_ms[role][d.time_ms - task.created_ms] += 1
-        cleaning = step(d.kind) == "clean"
+        cleaning = kind == "clean" or step(kind) == "clean"
         self.current[d.room_id if cleaning else d.patient_id] = d.task_id
         staff = self.staff.get(d.staff_id)
         if staff is None:

@@ -54,7 +54,7 @@ def build(label: str, ticks: Iterable[tuple[int, int, list, list | None, float |
     figures = {k: tiles[k] for k in ("arrivals", "admitted", "referred", "referral_rate",
                                      "discharged", "in_building", "room_occupancy")}
     figures["duration_s"] = end / 1000
-    figures["ticks"] = projection.counts["ticks"]
+    figures["ticks"] = projection.ticks
     for role in ROLES:
         figures[f"wait_mean_s.{role}"] = tiles["wait_mean_s"][role]
         figures[f"utilisation.{role}"] = tiles["utilisation"][role]
