@@ -76,9 +76,9 @@ def from_files(decisions: Path, config: Any, events: Path | None = None,
                     inbound[data["tick"]].append(parse(line))
     ticks = [(t, ms, ds, None if inbound is None else inbound.pop(t, []), None)
              for t, ms, ds in batches]
-    meta = {"decisions": str(decisions), "policy": config.scheduler.policy}
+    meta = {"decisions": decisions.name, "policy": config.scheduler.policy}
     if events is not None:
-        meta["events"] = str(events)
+        meta["events"] = events.name
     return build(label or decisions.stem, ticks, config, duration_ms, meta,
                  exact=events is not None)
 
@@ -129,7 +129,7 @@ def plot_waits(run: RunData) -> go.Figure:
         fig.add_trace(go.Bar(x=[ms / 1000 for ms, _ in counts], y=[n for _, n in counts],
                              name=role, marker_color=COLOURS[role]))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", dtick=1)
     return _layout(fig, "Wait distribution per role (creation to dispatch)", "wait (s)",
                    "tasks (log scale)")
 

@@ -139,4 +139,4 @@ def test_a_report_renders_its_plots(browser, tmp_path):
         for plot in plots:
             assert plot.find_elements(By.CSS_SELECTOR, ".plot .trace, .barlayer .point, "
                                                        ".scatterlayer .trace"), plot.get_attribute("id")
-        screenshot(browser, name, docs=f"{name}.png", height=2400)
+        screenshot(browser, name, docs=f"{name}.png")
