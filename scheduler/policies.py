@@ -20,11 +20,12 @@ class Policy(Protocol):
 
 
 class GreedyPolicy:
-    """The original prototype, following every hard rule as a careful dispatcher would:
-    arrivals admitted in order of urgency then arrival (`TickProblem.admitted`), each into the
-    first free room it may use (those needing isolation placed first, the others kept out of
-    isolation rooms while other rooms are free); tasks in order of urgency then creation, each
-    to the first free staff member who may do it (nurses before doctors, by roster order)."""
+    """First come, first served, as the original prototype did, following every hard rule as
+    a careful dispatcher would: arrivals admitted in order of urgency then arrival
+    (`TickProblem.admitted`), each into the first free room it may use (those needing
+    isolation placed first, the others kept out of isolation rooms while other rooms are
+    free); tasks in order of urgency then creation, each to the first free staff member who
+    may do it (nurses before doctors, by roster order)."""
 
     name = "greedy"
 
@@ -60,11 +61,11 @@ class CpSatPolicy:
     """The rules' CP-SAT model, solved part by part. The model's parts are independent: the
     bookings (which free room each admitted arrival takes) and, for each role, which waiting
     task each free staff member takes; they share no variable once the admitted arrivals are
-    known, and the hard rules fix those (`TickProblem.admitted`: by urgency, then arrival,
-    as many as the free rooms can take). Every soft rule's
-    term is a cost per pair, so each part is an assignment problem, solved exactly with the
-    tie-break (`scheduler.assignment`): the same optimum as `FullModelPolicy`
-    (`scheduler.full_model`), the whole model in CP-SAT, in a fraction of the time, and unique at any size."""
+    known, and the hard rules fix those (`TickProblem.admitted`: by urgency, then arrival, as
+    many as the free rooms can take). Every soft rule's term is a cost per pair, so each part
+    is an assignment problem, solved exactly with the tie-break (`scheduler.assignment`): the
+    optimum of the whole model in CP-SAT (`scheduler.full_model`), in a fraction of the
+    time, and unique at any size."""
 
     name = "cpsat"
     limited = 0        # ticks where a limit cut the search: none, every part is exact
