@@ -226,6 +226,31 @@ def open_store(url: str, settings: Config):
         return SqlStore(url, settings, settings.scheduler.policy)
 
 
+def replay_config(events: Path, config: Path | None, policy: str | None) -> Config:
+    """The config of the run that recorded `events` (its header), or the one given; both
+    given must agree on everything that decides, or nothing would replay."""
+    from scheduler import jsonl
+
+    header = jsonl.header(events)
+    if header is None:
+        return load_config(config, policy)
+    try:
+        recorded = config_module.from_mapping(header["config"], {})
+    except (ConfigError, KeyError, TypeError, AttributeError) as exc:
+        raise fail(f"{events}:1: the run header's config cannot be used: {exc}") from None
+    if config is None and policy is None:
+        return recorded
+    given = load_config(config, policy) if config else recorded.replace(
+        scheduler={"policy": policy})
+    changed = config_module.differences(config_module.to_mapping(recorded),
+                                        config_module.to_mapping(given))
+    if changed:
+        raise fail(f"{events} was recorded with another config: {', '.join(changed[:5])}"
+                   f"{' ...' if len(changed) > 5 else ''} differ (leave out --config and "
+                   f"--policy to replay it as recorded)")
+    return given
+
+
 @app.command()
 def solve(
     events: Annotated[Path, typer.Argument(help="A recorded event log (JSONL), e.g. from "
@@ -239,12 +264,14 @@ def solve(
     config: ConfigOption = None,
 ) -> None:
     """Dry run: replay a recorded event log through the scheduler, with no broker and no
-    database, and write its decisions. Given the same config and policy, they are byte for
-    byte the decisions of the run that recorded the log."""
+    database, and write its decisions: byte for byte the decisions of the run that recorded
+    the log. A log of `hospital run --record` names its config and policy, so nothing else is
+    needed; a log without (written by hand, or by `hospital export`) takes `--config` and
+    `--policy`."""
     from scheduler import jsonl
     from scheduler.runs import replay
 
-    settings = load_config(config, policy)
+    settings = replay_config(events, config, policy)
     try:
         if out is None:
             result = replay(settings, events,

@@ -22,6 +22,7 @@ from plotly.offline import get_plotlyjs
 
 from dashboard.projection import ROLES, Projection
 from dashboard.sources import group_ticks, parse
+from scheduler import jsonl
 
 COLOURS = {"porter": "#1f77b4", "medical": "#ff7f0e", "cleaner": "#2ca02c"}
 KIND_COLOURS = {"escort_in": "#1f77b4", "escort_out": "#9ecae1", "visit": "#ff7f0e",
@@ -73,6 +74,8 @@ def from_files(decisions: Path, config: Any, events: Path | None = None,
             for line in stream:
                 if line.strip():
                     data = json.loads(line)
+                    if data.get("type") == jsonl.HEADER:   # the run's config, not an event
+                        continue
                     inbound[data["tick"]].append(parse(line))
     ticks = [(t, ms, ds, None if inbound is None else inbound.pop(t, []), None)
              for t, ms, ds in batches]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -228,6 +229,26 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
                 raise ConfigError(f"{variable}: no key {variable[len(prefix):].lower()!r} in "
                                   f"[{section.name}] (expected one of "
                                   f"{', '.join(sorted(k.lower() for k in keys))})")
+
+
+def shareable(config: Config) -> dict[str, dict[str, Any]]:
+    """`to_mapping` with any password in `database.url` masked: what a log may carry."""
+    mapping = to_mapping(config)
+    mapping["database"]["url"] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@",
+                                        mapping["database"]["url"])
+    return mapping
+
+
+# Sections that change no decision: a log recorded with other ones still replays exactly.
+NOT_DECIDING = ("kafka", "database")
+
+
+def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """`section.key` of every deciding value that differs between two config mappings."""
+    return [f"{section}.{key}" for section in sorted(set(a) | set(b))
+            if section not in NOT_DECIDING
+            for key in sorted(set(a.get(section, {})) | set(b.get(section, {})))
+            if a.get(section, {}).get(key) != b.get(section, {}).get(key)]
 
 
 def to_mapping(config: Config) -> dict[str, dict[str, Any]]:

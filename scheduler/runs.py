@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler import jsonl
+from scheduler import config as config_module
 from scheduler.config import Config
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.hospital import staff_roster
@@ -47,6 +48,9 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
     store = store or NullStore()
     with contextlib.ExitStack() as files:
         record_file = files.enter_context(open(record, "w")) if record else None
+        if record_file:
+            jsonl.write_header(record_file, config_module.shareable(config),
+                               config.arrivals.seed if seed is None else seed)
         out_file = files.enter_context(open(out, "w")) if out else None
 
         def each_tick(result: TickResult) -> None:

@@ -144,3 +144,33 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for command in ("run", "solve", "db"):
         assert command in result.output
+
+
+def test_solve_replays_a_recorded_log_with_no_config_given(tmp_path):
+    """A log of `hospital run --record` names its config and seed: `hospital solve` needs
+    nothing else, and a --config that decides otherwise is one clear error."""
+    config = tmp_path / "c.toml"
+    config.write_text("[staff]\nporters = 1\n[travel]\nmodel = \"layout\"\n")
+    events, decisions = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl"
+    ran = CliRunner().invoke(app, ["run", "--config", str(config), "--speed", "max",
+                                   "--duration", "10m", "--no-db", "--quiet", "--policy",
+                                   "greedy", "--record", str(events), "--out", str(decisions)])
+    assert ran.exit_code == 0, ran.output
+    header = json.loads(events.read_text().splitlines()[0])
+    assert header["type"] == "run.header" and header["config"]["staff"]["porters"] == 1
+    assert header["config"]["scheduler"]["policy"] == "greedy" and header["seed"] == 1
+
+    again = tmp_path / "dec2.jsonl"
+    solved = CliRunner().invoke(app, ["solve", str(events), "--out", str(again)])
+    assert solved.exit_code == 0, solved.output
+    assert again.read_bytes() == decisions.read_bytes()
+
+    same = CliRunner().invoke(app, ["solve", str(events), "--policy", "greedy",
+                                    "--config", str(config)])
+    assert same.exit_code == 0, same.output
+    mismatch = CliRunner().invoke(app, ["solve", str(events), "--policy", "cpsat"])
+    assert mismatch.exit_code == 2
+    assert "recorded with another config: scheduler.policy differ" in mismatch.stderr
+    assert "Traceback" not in mismatch.output
+    other = CliRunner().invoke(app, ["solve", str(events)], env={"HOSPITAL_STAFF_PORTERS": "3"})
+    assert other.exit_code == 0 and other.stdout.encode() == decisions.read_bytes()
