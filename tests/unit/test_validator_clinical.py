@@ -36,17 +36,8 @@ def arrived(patient, t=0, acuity=3, isolation=False):
                              isolation=isolation)
 
 
-def escorted(task_id, staff, patient, room, direction, t):
-    return ev.EscortCompleted(f"done-{task_id}", t * 1000, task_id, staff, patient, room,
-                              direction)
-
-
-def visited(task_id, staff, patient, room, t):
-    return ev.VisitCompleted(f"done-{task_id}", t * 1000, task_id, staff, patient, room)
-
-
-def cleaned(task_id, staff, room, t):
-    return ev.CleaningCompleted(f"done-{task_id}", t * 1000, task_id, staff, room)
+escorted, visited, cleaned = (validator_tests.escorted, validator_tests.visited,
+                              validator_tests.cleaned)
 
 
 def violation(auditor, tick, inbound, decisions: Tick, *words):
