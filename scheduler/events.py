@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True)  # canonical: sorted keys, default separators
@@ -32,13 +32,13 @@ def _value(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def _compile_to_json(cls: type) -> Any:
+def _compile_to_json(cls: type[Event]) -> Any:
     """`to_json` for one event class, as straight-line code: the keys of `to_dict` sorted,
     each value through `_value`. The same text as `_ENCODER.encode(event.to_dict())`
     (pinned by a test), without building the dict or walking it in the encoder: a 24 h
     simulation encodes a couple of hundred thousand events."""
-    keys = {("time" if f.name == "time_ms" else f.name): f.name for f in dataclasses.fields(cls)
-            if f.name not in cls.OPTIONAL}
+    keys: dict[str, str | None] = {("time" if f.name == "time_ms" else f.name): f.name
+                                   for f in dataclasses.fields(cls) if f.name not in cls.OPTIONAL}
     keys["type"] = None
     parts, loads = [], []
     for n, key in enumerate(sorted(keys)):
@@ -145,6 +145,9 @@ class CleaningCompleted(Event):
 INBOUND: dict[str, type[Event]] = {
     cls.TYPE: cls for cls in (PatientArrived, EscortCompleted, VisitCompleted, CleaningCompleted)
 }
+# The inbound events that close a task: all but `patient.arrived`.
+Completion: TypeAlias = EscortCompleted | VisitCompleted | CleaningCompleted
+COMPLETIONS = (EscortCompleted, VisitCompleted, CleaningCompleted)
 
 
 # --- decisions: what the scheduler decided in one tick ----------------------------------
