@@ -13,8 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
-from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, TypeAlias
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, ClassVar, TypeAlias, TypeVar, overload
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True)  # canonical: sorted keys, default separators
@@ -232,7 +232,7 @@ class TaskEscalated(Decision):
     sla_s: float
 
 
-DECISIONS: dict[str, type[Event]] = {
+DECISIONS: dict[str, type[Decision]] = {
     cls.TYPE: cls for cls in (PatientAdmitted, PatientReferred, TaskDispatched, TaskQueued,
                               PatientDischarged, RoomAvailable, StaffOffDuty, StaffOnDuty,
                               TaskEscalated)
@@ -242,7 +242,15 @@ _DEFAULTS = {(cls, f.name): f.default for cls in (*INBOUND.values(), *DECISIONS.
              for f in dataclasses.fields(cls)}
 
 
-def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
+E = TypeVar("E", bound=Event)
+
+
+# Parsed with a vocabulary, an event is of its kind: `parse(d, DECISIONS)` is a Decision.
+@overload
+def parse(data: Any, vocabulary: None = None) -> Event: ...
+@overload
+def parse(data: Any, vocabulary: Mapping[str, type[E]]) -> E: ...
+def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Event:
     """An event from its JSON object; `BadEvent` says what is wrong with it."""
     vocabulary = INBOUND if vocabulary is None else vocabulary
     if not isinstance(data, dict):
@@ -296,7 +304,11 @@ def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
     return cls(**values)
 
 
-def parse_json(text: str | bytes, vocabulary: dict[str, type[Event]] | None = None) -> Event:
+@overload
+def parse_json(text: str | bytes, vocabulary: None = None) -> Event: ...
+@overload
+def parse_json(text: str | bytes, vocabulary: Mapping[str, type[E]]) -> E: ...
+def parse_json(text: str | bytes, vocabulary: Mapping[str, type[Event]] | None = None) -> Event:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
