@@ -129,6 +129,8 @@ def dashboard(
     settings = load_config(config)
     projection = Projection.for_config(settings, run_id=run_id)
     lag = None
+    target: Callable[..., None]   # a follower: of a decisions file, or of a database
+    arg: Path | str
     if follow is not None:
         target, arg, options = sources.follow_file, follow, {}
     else:

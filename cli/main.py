@@ -161,6 +161,7 @@ def run(
         return
     store = None if no_db else open_store(db or settings.database.url, settings)
     console = Console(stderr=True)
+    view: ProgressView | LiveView | None
     if quiet:
         view = None
     elif speed_value is None:
@@ -175,13 +176,13 @@ def run(
                                         duration_ms) if store is not None
                                 else contextlib.nullcontext()) as kept, \
                 (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms,
-                              kept and kept.run_id)
+                              kept.run_id if kept else None)
                  if dashboard else contextlib.nullcontext()) as board, \
                 view or contextlib.nullcontext():
             figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
                                    store=store, record=record, out=out,
-                                   on_tick=web.chain(view, board and board.on_tick))
-            figures.update(run_identity(settings, seed, kept and kept.run_id))
+                                   on_tick=web.chain(view, board.on_tick if board else None))
+            figures.update(run_identity(settings, seed, kept.run_id if kept else None))
             if kept is not None:
                 kept.figures = figures
     except KeyboardInterrupt:

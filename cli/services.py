@@ -10,11 +10,14 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cli.main import ConfigOption, app, fail, load_config, service_errors
+
+if TYPE_CHECKING:
+    from scheduler.services.clock import LiveClock
 
 RunId = Annotated[str, typer.Option(help="The run's id, shared by all its services.")]
 Epoch = Annotated[Optional[float], typer.Option(
@@ -24,7 +27,7 @@ Db = Annotated[Optional[str], typer.Option(help="Database URL (default: database
                                            show_default=False)]
 
 
-def _service_setup(speed: float, epoch: float | None) -> tuple[threading.Event, object]:
+def _service_setup(speed: float, epoch: float | None) -> tuple[threading.Event, LiveClock]:
     from scheduler.services.clock import LiveClock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -291,7 +291,7 @@ class Projection:
         """Close a task in progress; when it ended (its completion's time if known)."""
         done_ms = self.done_ms.pop(task_id, self.time_ms) if task_id else self.time_ms
         task = self.tasks.pop(task_id, None) if task_id else None
-        if task is None or task.staff_id is None:
+        if task is None or task.staff_id is None or task.dispatched_ms is None:
             return done_ms
         self.busy_ms[ROLE_OF_KIND[task.kind]] += done_ms - task.dispatched_ms
         if self.keep_staff_log:
@@ -419,7 +419,7 @@ class Projection:
                 task = self.tasks.get(member.task_id) if member.task_id else None
                 staff.append({"id": member.staff_id, "role": member.role,
                               "place": member.place, "off_duty": member.off_duty,
-                              "task": None if task is None else
+                              "task": None if task is None or task.dispatched_ms is None else
                               {"kind": task.kind, "patient": task.patient_id,
                                "room": task.room_id,
                                "for_s": (now - task.dispatched_ms) / 1000}})

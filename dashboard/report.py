@@ -171,7 +171,7 @@ def plot_timeline(run: RunData) -> go.Figure:
                        for r in rows], hoverinfo="text"))
     shown = f" (the first {len(log)} tasks)" if len(p.staff_log) > len(log) else ""
     fig.update_layout(barmode="overlay", bargap=0.2)
-    fig.update_yaxes(categoryorder="array", categoryarray=sorted(order, key=order.get,
+    fig.update_yaxes(categoryorder="array", categoryarray=sorted(order, key=order.__getitem__,
                                                                  reverse=True))
     _layout(fig, f"Staff timeline: who did what, when{shown}", "hour", "")
     fig.update_layout(height=max(340, 22 * len(order) + 120))
@@ -225,7 +225,7 @@ def figures_table(runs: list[RunData]) -> str:
         head += "<th>difference</th>"
     rows = []
     for key, name in FIGURE_NAMES.items():
-        values = [r.figures.get(key) for r in runs]
+        values: list[Any] = [r.figures.get(key) for r in runs]
         cells = "".join(f'<td data-figure="{key}">{_value(key, v)}</td>' for v in values)
         if len(runs) == 2 and all(isinstance(v, (int, float)) for v in values):
             diff = values[1] - values[0]

@@ -20,7 +20,7 @@ units got. Stages are sized so that every sum stays an integer that a float64 ho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -85,7 +85,7 @@ def _assign_allowed(cost: np.ndarray, allowed: np.ndarray, tie_break: bool
     return sorted((u, i) for u, i in pairs if allowed[u, i])
 
 
-def _small(cost: Sequence[Sequence[int]], tie_break: bool,
+def _small(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool,
            allowed: Sequence[Sequence[bool]] | None = None) -> list[tuple[int, int]]:
     """The whole lexicographic objective in one matrix of exact Python integers: for small
     problems, and for costs too large for float64 sums."""
@@ -112,13 +112,13 @@ def hungarian(cost: list[list[int]]) -> list[tuple[int, int]]:
     for row in range(1, n + 1):
         owner[0] = row
         j0 = 0
-        best = [None] * (m + 1)
+        best: list[Any] = [None] * (m + 1)   # an int once column j is reached
         way = [0] * (m + 1)
         used = [False] * (m + 1)
         while True:
             used[j0] = True
             i0 = owner[j0]
-            delta = None
+            delta: Any = None
             j1 = 0
             line = cost[i0 - 1]
             for j in range(1, m + 1):

@@ -95,7 +95,8 @@ def staff_per_role(config: Config) -> dict[str, int]:
 
 def _solve(costs: list[RoomCosts], staff: dict[str, int], cap: float | None) -> tuple[float, np.ndarray]:
     n = len(costs)
-    rows, bounds = [], []
+    rows: list[list[float]] = []
+    bounds: list[float] = []
     for role in ROLES:
         rows.append([c.busy_s[role] for c in costs])
         bounds.append(staff[role])

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 # A soft rule's weight is at most this: with it, the objective's totals stay exact integers
@@ -196,22 +196,24 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         given = data.get(section.name, {})
         if not isinstance(given, Mapping):
             raise ConfigError(f"[{section.name}] must be a table")
-        known = {f.name: f for f in dataclasses.fields(section.default_factory)}
+        factory: Any = section.default_factory   # the section's dataclass
+        known = {f.name: f for f in dataclasses.fields(factory)}
         for key in given:
             if key not in known:
                 raise ConfigError(f"{section.name}.{key}: unknown key")
         values = {}
         for key, spec in known.items():
             name = f"{section.name}.{key}"
+            kind = cast(str, spec.type)   # a string: the annotations are postponed
             raw = given.get(key, spec.default)
             env_name = f"HOSPITAL_{section.name}_{key}".upper()
             if env_name in environ:
-                raw = _from_env(environ[env_name], spec.type, name)
+                raw = _from_env(environ[env_name], kind, name)
             for conventional, target in CONVENTIONAL_ENV.items():
                 if target == (section.name, key) and conventional in environ:
                     raw = environ[conventional]
-            values[key] = _check(name, raw, spec.type)
-        sections[section.name] = section.default_factory(**values)
+            values[key] = _check(name, raw, kind)
+        sections[section.name] = factory(**values)
     config = Config(**sections)
     _check_semantics(config)
     return config
@@ -223,7 +225,8 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
     Other `HOSPITAL_*` variables (`HOSPITAL_CONFIG`) are not config keys."""
     for section in dataclasses.fields(Config):
         prefix = f"HOSPITAL_{section.name.upper()}_"
-        keys = {f.name.upper() for f in dataclasses.fields(section.default_factory)}
+        factory: Any = section.default_factory   # the section's dataclass
+        keys = {f.name.upper() for f in dataclasses.fields(factory)}
         for variable in environ:
             if variable.startswith(prefix) and variable[len(prefix):] not in keys:
                 raise ConfigError(f"{variable}: no key {variable[len(prefix):].lower()!r} in "

@@ -13,8 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
-from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, ClassVar, TypeAlias, TypeVar, overload
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True)  # canonical: sorted keys, default separators
@@ -32,13 +32,13 @@ def _value(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def _compile_to_json(cls: type) -> Any:
+def _compile_to_json(cls: type[Event]) -> Any:
     """`to_json` for one event class, as straight-line code: the keys of `to_dict` sorted,
     each value through `_value`. The same text as `_ENCODER.encode(event.to_dict())`
     (pinned by a test), without building the dict or walking it in the encoder: a 24 h
     simulation encodes a couple of hundred thousand events."""
-    keys = {("time" if f.name == "time_ms" else f.name): f.name for f in dataclasses.fields(cls)
-            if f.name not in cls.OPTIONAL}
+    keys: dict[str, str | None] = {("time" if f.name == "time_ms" else f.name): f.name
+                                   for f in dataclasses.fields(cls) if f.name not in cls.OPTIONAL}
     keys["type"] = None
     parts, loads = [], []
     for n, key in enumerate(sorted(keys)):
@@ -145,6 +145,9 @@ class CleaningCompleted(Event):
 INBOUND: dict[str, type[Event]] = {
     cls.TYPE: cls for cls in (PatientArrived, EscortCompleted, VisitCompleted, CleaningCompleted)
 }
+# The inbound events that close a task: all but `patient.arrived`.
+Completion: TypeAlias = EscortCompleted | VisitCompleted | CleaningCompleted
+COMPLETIONS = (EscortCompleted, VisitCompleted, CleaningCompleted)
 
 
 # --- decisions: what the scheduler decided in one tick ----------------------------------
@@ -229,7 +232,7 @@ class TaskEscalated(Decision):
     sla_s: float
 
 
-DECISIONS: dict[str, type[Event]] = {
+DECISIONS: dict[str, type[Decision]] = {
     cls.TYPE: cls for cls in (PatientAdmitted, PatientReferred, TaskDispatched, TaskQueued,
                               PatientDischarged, RoomAvailable, StaffOffDuty, StaffOnDuty,
                               TaskEscalated)
@@ -239,7 +242,15 @@ _DEFAULTS = {(cls, f.name): f.default for cls in (*INBOUND.values(), *DECISIONS.
              for f in dataclasses.fields(cls)}
 
 
-def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
+E = TypeVar("E", bound=Event)
+
+
+# Parsed with a vocabulary, an event is of its kind: `parse(d, DECISIONS)` is a Decision.
+@overload
+def parse(data: Any, vocabulary: None = None) -> Event: ...
+@overload
+def parse(data: Any, vocabulary: Mapping[str, type[E]]) -> E: ...
+def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Event:
     """An event from its JSON object; `BadEvent` says what is wrong with it."""
     vocabulary = INBOUND if vocabulary is None else vocabulary
     if not isinstance(data, dict):
@@ -293,7 +304,11 @@ def parse(data: Any, vocabulary: dict[str, type[Event]] | None = None) -> Event:
     return cls(**values)
 
 
-def parse_json(text: str | bytes, vocabulary: dict[str, type[Event]] | None = None) -> Event:
+@overload
+def parse_json(text: str | bytes, vocabulary: None = None) -> Event: ...
+@overload
+def parse_json(text: str | bytes, vocabulary: Mapping[str, type[E]]) -> E: ...
+def parse_json(text: str | bytes, vocabulary: Mapping[str, type[Event]] | None = None) -> Event:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -163,6 +163,7 @@ class Hospital:
             self.arrivals.append(patient)
             return
         task = self._completed_task(event)
+        assert task.staff_id is not None   # `_completed_task` rejects one never dispatched
         staff = self.staff[task.staff_id]
         staff.location = self.layout.task_ms(staff.location, task.kind, task.room_id)[1]
         staff.task_id = None
@@ -188,9 +189,9 @@ class Hospital:
             effects.append((ev.RoomAvailable, {"room_id": room.room_id}))
 
     def _completed_task(self, event: ev.Event) -> Task:
-        kind = getattr(event, "task_kind", None)
-        if kind is None:
+        if not isinstance(event, (ev.EscortCompleted, ev.VisitCompleted, ev.CleaningCompleted)):
             raise Rejected(f"{event.TYPE} is not an inbound event")
+        kind = event.task_kind
         task = self.tasks.get(event.task_id)
         if task is None:
             raise Rejected(f"{event.TYPE}: no open task {event.task_id}")

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -55,7 +55,7 @@ def write(stream: IO[str], events: Iterable[ev.Event], **extra) -> None:
         stream.write(dumps(event, **extra) + "\n")
 
 
-def read(path: str | Path, vocabulary: dict[str, type[ev.Event]] | None = None
+def read(path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = None
          ) -> Iterator[Recorded]:
     """The events of a log, in file order. Raises `LogError` at the first bad line."""
     try:

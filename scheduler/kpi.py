@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from scheduler import events as ev
@@ -18,7 +19,7 @@ from scheduler.layout import NEXT_KIND, ROLE_OF_KIND, step
 ROLES = ("porter", "medical", "cleaner")
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank percentile (0 for no values)."""
     if not values:
         return 0.0
@@ -44,7 +45,7 @@ class KpiCollector:
     def __init__(self, rooms: int, staff_per_role: dict[str, int]):
         self.rooms = rooms
         self.staff_per_role = staff_per_role
-        self.counts = defaultdict(int)
+        self.counts: defaultdict[str, int] = defaultdict(int)
         self.created_ms: dict[tuple[str, str], int] = {}     # (kind, patient) -> created
         self.task_role: dict[str, str] = {}
         self.dispatched_ms: dict[str, int] = {}
@@ -89,10 +90,11 @@ class KpiCollector:
             self.arrived_ms[event.patient_id] = event.time_ms
             self.created_ms["escort_in", event.patient_id] = event.time_ms
             return
+        assert isinstance(event, ev.COMPLETIONS)   # the other inbound events close a task
         role = self.task_role.pop(event.task_id)
         self.busy_ms[role] += event.time_ms - self.dispatched_ms.pop(event.task_id)
         kind = event.task_kind
-        patient_id = getattr(event, "patient_id", None)
+        patient_id = getattr(event, "patient_id", "")   # a cleaning's: none
         if kind == "escort_out":
             self.stays_sum_ms += event.time_ms - self.arrived_ms.pop(patient_id)
             self.stays += 1

@@ -9,13 +9,13 @@ admitted if a room can still be found for it and everyone admitted before it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 L = TypeVar("L")
 R = TypeVar("R")
 
 
-class Matching:
+class Matching(Generic[L, R]):
     def __init__(self, right: Sequence[R], fits: Callable[[L, R], bool]):
         self._right = list(right)
         self._fits = fits

@@ -94,8 +94,8 @@ class CpSatPolicy:
             if not task.for_arrival or task.patient_id in bookings:
                 tasks_of.setdefault(task.role, []).append(task)
         staff_of: dict[str, list[FreeStaff]] = {}
-        for staff in problem.staff:
-            staff_of.setdefault(staff.role, []).append(staff)
+        for member in problem.staff:
+            staff_of.setdefault(member.role, []).append(member)
         dispatches: dict[str, str] = {}
         for role, staff in staff_of.items():
             tasks = tasks_of.get(role)

@@ -17,6 +17,7 @@ from scheduler.config import Config
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.hospital import staff_roster
 from scheduler.kpi import KpiCollector
+from scheduler.policies import CpSatPolicy
 from scheduler.simulation import Clock, simulate
 from scheduler.store import NullStore, Store
 
@@ -31,7 +32,7 @@ def new_kpi(config: Config) -> KpiCollector:
 
 def _policy_extra(scheduler: Scheduler) -> dict[str, Any]:
     extra: dict[str, Any] = {"policy": scheduler.policy.name}
-    if hasattr(scheduler.policy, "solved"):
+    if isinstance(scheduler.policy, CpSatPolicy):   # it counts its ticks
         extra["ticks_with_solver"] = scheduler.policy.solved
         extra["ticks_forced"] = scheduler.policy.forced
     return extra

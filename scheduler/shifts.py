@@ -61,10 +61,10 @@ class Roster:
             if staff_id in self.shifts:
                 raise RosterError(f"{entry!r}: {staff_id} has two entries")
             breaks = []
-            for word, span in zip(rest[::2], rest[1::2]):
+            for word, text in zip(rest[::2], rest[1::2]):
                 if word != "break":
                     raise RosterError(f"{entry!r}: expected 'break FROM-TO', got {word!r}")
-                breaks.append(_span(span, entry))
+                breaks.append(_span(text, entry))
             for span in (work, *breaks):
                 if max(span) > self.cycle_ms:
                     raise RosterError(f"{entry!r}: a time past the cycle of {cycle_s:g} s")

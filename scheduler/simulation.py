@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from scheduler import events as ev
 from scheduler.config import Config
@@ -54,12 +55,13 @@ def arrivals(config: Config, seed: int) -> Iterator[ev.PatientArrived]:
                                 isolation=rng.random() < share)
 
 
-def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Event:
+def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Completion:
     """The event a staff member reports when done with a task dispatched to them: the task
     is timed from where they set off (`origin`), so a worker needs no memory of its own."""
     duration, _ = layout.task_ms(task.origin, task.kind, task.room_id)
-    common = {"event_id": f"done-{task.task_id}", "time_ms": task.time_ms + duration,
-              "task_id": task.task_id, "staff_id": task.staff_id, "room_id": task.room_id}
+    common: dict[str, Any] = {
+        "event_id": f"done-{task.task_id}", "time_ms": task.time_ms + duration,
+        "task_id": task.task_id, "staff_id": task.staff_id, "room_id": task.room_id}
     if task.kind in ("escort_in", "escort_out"):
         return ev.EscortCompleted(**common, patient_id=task.patient_id,
                                   direction="in" if task.kind == "escort_in" else "out")

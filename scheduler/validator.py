@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from scheduler import events as ev
 from scheduler.config import Config
@@ -109,7 +110,7 @@ class Auditor:
         if self.on_duty[staff_id]:
             self.idle[_grade(staff_id)] += change
 
-    def fail(self, tick: int, message: str) -> None:
+    def fail(self, tick: int, message: str) -> NoReturn:
         raise InvariantViolation(f"tick {tick}: {message}")
 
     def check_tick(self, tick: int, inbound: list[ev.Event], decisions: list[ev.Decision]) -> None:
@@ -223,8 +224,8 @@ class Auditor:
             self.fail(tick, f"{event.TYPE} for task {event.task_id} does not fit it: the task "
                             f"is a {task.kind} in {task.room_id}")
         task.done = True
-        self.busy[task.staff_id] = None
-        self._set_idle(task.staff_id, 1)
+        self.busy[event.staff_id] = None   # the task's staff member, checked above
+        self._set_idle(event.staff_id, 1)
         del self.tasks[event.task_id]
         next_kind = NEXT_KIND.get(task.kind)
         if task.kind == "escort_in":

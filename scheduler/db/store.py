@@ -12,11 +12,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from alembic.util import CommandError
-from sqlalchemy import (Engine, create_engine, delete, event, insert, make_url, select, text,
-                        update)
+from sqlalchemy import (Engine, Table, create_engine, delete, event, insert, make_url, select,
+                        text, update)
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -150,11 +150,12 @@ class SqlStore:
                     "referred_at": None, "referral_reason": None}
                 born["escort_in", event.patient_id] = at
                 continue
+            assert isinstance(event, ev.COMPLETIONS)   # the other inbound events close a task
             self._change_task(event.task_id, {"completed_at": at})
             # The completion creates the next task of the lifecycle: born now.
             kind = event.task_kind
             if kind in NEXT_KIND:
-                born[NEXT_KIND[kind], event.patient_id] = at
+                born[NEXT_KIND[kind], getattr(event, "patient_id", "")] = at   # not a cleaning
             if kind == "escort_in":
                 self._room(event.room_id, {"status": "occupied"})
         decisions = self.decisions
@@ -277,7 +278,7 @@ class SqlStore:
         self.task_updates: dict[str, Row] = {}
         self.room_updates: dict[str, Row] = {}
 
-    def transaction(self, work: Callable[[Session], None]) -> None:
+    def transaction(self, work: Callable[[Session], object]) -> None:
         """Run `work` in one transaction; a database error becomes a one-line `StoreError`."""
         try:
             with Session(self.engine) as session, session.begin():
@@ -327,12 +328,13 @@ class _Writer:
 
     def __init__(self, session: Session, sqlite: bool):
         self.session = session
-        self.cursor = session.connection().connection.cursor() if sqlite else None
+        self.cursor = (cast(sqlite3.Cursor, session.connection().connection.cursor())
+                       if sqlite else None)
 
     def insert(self, model: type[Base], columns: tuple[str, ...], rows: list[tuple]) -> None:
         if not rows:
             return
-        table = model.__table__
+        table = cast(Table, model.__table__)
         if self.cursor is not None:
             self.cursor.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) "
                                     f"VALUES ({', '.join('?' * len(columns))})", rows)
@@ -345,7 +347,7 @@ class _Writer:
         groups: dict[tuple[str, ...], list[Row]] = {}
         for row in rows:
             groups.setdefault(tuple(sorted(row)), []).append(row)
-        table = model.__table__
+        table = cast(Table, model.__table__)
         for names in sorted(groups):
             columns = [name for name in names if name != key]
             if self.cursor is not None:

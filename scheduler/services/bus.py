@@ -119,7 +119,7 @@ def consumer(config: Config, **options: Any):
 
 
 def key_of(event: ev.Event) -> bytes:
-    return (getattr(event, "patient_id", None) or getattr(event, "room_id", "")).encode()
+    return (getattr(event, "patient_id", "") or getattr(event, "room_id", "")).encode()
 
 
 def encode(event: ev.Event) -> bytes:

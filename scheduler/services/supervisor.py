@@ -105,6 +105,7 @@ class Supervisor:
     def watch(self) -> None:
         """Restart a service that exited before the end of the run."""
         for child in self.children:
+            assert child.process is not None   # every child is started before the watch
             code = child.process.poll()
             if code is None or code == 0:
                 continue
@@ -118,6 +119,7 @@ class Supervisor:
 
     @staticmethod
     def wait_exit(child: Child, timeout_s: float) -> None:
+        assert child.process is not None   # started
         try:
             child.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

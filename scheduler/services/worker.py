@@ -57,7 +57,7 @@ class _Pending:
     """A completion waiting for its time, and the dispatch messages that asked for it."""
     due_ms: int
     order: int
-    event: ev.Event = field(compare=False)
+    event: ev.Completion = field(compare=False)
     sources: list[Source] = field(compare=False)
 
 
@@ -178,7 +178,7 @@ class _Worker:
         else:
             self.offsets.finish(*source)  # already completed
 
-    def task_of(self, value: bytes | None) -> tuple[ev.TaskDispatched, ev.Event]:
+    def task_of(self, value: bytes | None) -> tuple[ev.TaskDispatched, ev.Completion]:
         """The task in a message and its completion; `BadEvent` if it is not ours to do."""
         event = ev.parse_json(value or b"", ev.DECISIONS)
         if not isinstance(event, ev.TaskDispatched):
