@@ -17,7 +17,7 @@ from scheduler.config import Config
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.hospital import staff_roster
 from scheduler.kpi import KpiCollector
-from scheduler.simulation import Clock, simulate
+from scheduler.simulation import Clock, StopFlag, simulate
 from scheduler.store import NullStore, Store
 
 
@@ -40,9 +40,16 @@ def _policy_extra(scheduler: Scheduler) -> dict[str, Any]:
 def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None,
                  seed: int | None = None, store: Store | None = None,
                  record: Path | None = None, out: Path | None = None,
-                 on_tick: Callable[[Scheduler, TickResult], None] | None = None
-                 ) -> dict[str, Any]:
-    """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs."""
+                 on_tick: Callable[[Scheduler, TickResult], None] | None = None,
+                 stop: StopFlag | None = None) -> dict[str, Any]:
+    """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
+
+    Each tick goes to the record, the decisions and the store together. At a live speed
+    (not `speed=None`) each is flushed and committed as the tick ends, so that what reads
+    them meanwhile (`hospital status`, the dashboard) follows the run; as fast as the CPU
+    allows, the store commits in batches. Setting `stop` ends the run at the next tick
+    boundary, everything written up to the last tick; the report then has
+    `interrupted_at_ms`, that tick's time, and its figures run to that time."""
     scheduler = Scheduler(config)
     kpi = new_kpi(config)
     store = store or NullStore()
@@ -61,15 +68,23 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
                 jsonl.write(out_file, result.decisions)
             kpi.collect(result)
             store.save_tick(result)
+            if speed is not None:
+                # The files first: after a kill the database is never ahead of them.
+                for file in (record_file, out_file):
+                    if file:
+                        file.flush()
+                store.flush()
             if on_tick:
                 on_tick(scheduler, result)
 
         try:
-            simulate(config, scheduler, duration_ms, seed=seed, clock=Clock(speed),
-                     on_tick=each_tick)
+            summary = simulate(config, scheduler, duration_ms, seed=seed,
+                               clock=Clock(speed, stop), on_tick=each_tick)
         finally:
             store.close()
-    report = kpi.report(duration_ms, _policy_extra(scheduler))
+    report = kpi.report(summary.end_ms, _policy_extra(scheduler))
+    if summary.stopped:
+        report["interrupted_at_ms"] = summary.end_ms
     if scheduler.auditor is not None:
         report["invariants_checked"] = True
         report["accounted_for"] = scheduler.auditor.accounted_for()
