@@ -45,11 +45,12 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
     """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
 
     Each tick goes to the record, the decisions and the store together. At a live speed
-    (not `speed=None`) each is flushed and committed as the tick ends, so that what reads
-    them meanwhile (`hospital status`, the dashboard) follows the run; as fast as the CPU
-    allows, the store commits in batches. Setting `stop` ends the run at the next tick
-    boundary, everything written up to the last tick; the report then has
-    `interrupted_at_ms`, that tick's time, and its figures run to that time."""
+    (not `speed=None`), whenever the run waits for the wall clock, the files are flushed
+    and the store commits every tick so far, so that what reads them meanwhile (`hospital
+    status`, the dashboard) follows the run: a tick at a time, or more when the run lags
+    behind the clock. As fast as the CPU allows, the store commits in batches. Setting
+    `stop` ends the run at the next tick boundary, everything written up to the last tick;
+    the report then has `interrupted_at_ms`, that tick's time, and figures up to it."""
     scheduler = Scheduler(config)
     kpi = new_kpi(config)
     store = store or NullStore()
@@ -68,18 +69,20 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
                 jsonl.write(out_file, result.decisions)
             kpi.collect(result)
             store.save_tick(result)
-            if speed is not None:
-                # The files first: after a kill the database is never ahead of them.
-                for file in (record_file, out_file):
-                    if file:
-                        file.flush()
-                store.flush()
             if on_tick:
                 on_tick(scheduler, result)
 
+        def write_out() -> None:
+            # The files first: after a kill the database is never ahead of them.
+            for file in (record_file, out_file):
+                if file:
+                    file.flush()
+            store.flush()
+
         try:
             summary = simulate(config, scheduler, duration_ms, seed=seed,
-                               clock=Clock(speed, stop), on_tick=each_tick)
+                               clock=Clock(speed, stop, on_idle=write_out),
+                               on_tick=each_tick)
         finally:
             store.close()
     report = kpi.report(summary.end_ms, _policy_extra(scheduler))

@@ -91,18 +91,27 @@ class StopFlag:
 
 class Clock:
     """Virtual time. `speed=None` runs as fast as the CPU allows; otherwise each tick waits
-    until `sim_time / speed` of wall time has passed since the start. A wait ends early
-    when `stop` is set: a run asked to stop does not sleep until its next tick first."""
+    until `sim_time / speed` of wall time has passed since the start, calling `on_idle`
+    first (to write out what is done while there is time for it). A wait ends early when
+    `stop` is set: a run asked to stop does not sleep until its next tick first."""
 
-    def __init__(self, speed: float | None = None, stop: StopFlag | None = None):
+    def __init__(self, speed: float | None = None, stop: StopFlag | None = None,
+                 on_idle: Callable[[], None] | None = None):
         self.speed = speed
         self.stop = stop or StopFlag()
+        self.on_idle = on_idle
         self._started = time.monotonic()
 
+    def _delay(self, sim_ms: int) -> float:
+        assert self.speed is not None
+        return self._started + sim_ms / 1000 / self.speed - time.monotonic()
+
     def wait_until(self, sim_ms: int) -> None:
-        if self.speed is None:
+        if self.speed is None or self._delay(sim_ms) <= 0:
             return
-        delay = self._started + sim_ms / 1000 / self.speed - time.monotonic()
+        if self.on_idle:
+            self.on_idle()
+        delay = self._delay(sim_ms)
         if delay > 0:
             self.stop.wait(delay)
 

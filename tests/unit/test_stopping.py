@@ -97,3 +97,35 @@ def test_the_cp_sat_solver_leaves_sigint_alone():
                           text=True, timeout=120, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (done.returncode, done.stdout) == (0, "caught 1\n"), done.stderr
+
+
+class CountingStore:
+    """Counts the ticks saved, and how many were saved at each commit."""
+
+    def __init__(self):
+        self.saved, self.commits, self.closed = 0, [], False
+
+    def save_tick(self, result):
+        self.saved += 1
+
+    def flush(self):
+        self.commits.append(self.saved)
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_live_run_commits_what_it_has_whenever_it_waits_for_the_clock():
+    store = CountingStore()
+    simulate_run(CONFIG, 60_000, speed=120, store=store)   # a minute in half a second
+    assert store.closed and store.saved > 20
+    # A commit before each wait: each tick committed before the next one, bar ticks that
+    # ran late on a busy machine (then one commit takes them all).
+    assert len(store.commits) > store.saved / 2
+    assert store.commits == sorted(store.commits) and store.commits[-1] < store.saved
+
+
+def test_a_run_as_fast_as_the_cpu_allows_leaves_the_commits_to_the_store():
+    store = CountingStore()
+    simulate_run(CONFIG, 10 * 60_000, store=store)
+    assert store.commits == [] and store.closed
