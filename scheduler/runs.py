@@ -62,11 +62,13 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
         out_file = files.enter_context(open(out, "w")) if out else None
 
         def each_tick(result: TickResult) -> None:
+            # A tick's lines in one write: a killed run's files end with a whole tick.
             if record_file:
                 inbound = result.consumed + [e for e, _ in result.rejected] + result.duplicates
-                jsonl.write(record_file, canonical_order(inbound), tick=result.tick)
+                record_file.write("".join(jsonl.dumps(e, tick=result.tick) + "\n"
+                                          for e in canonical_order(inbound)))
             if out_file:
-                jsonl.write(out_file, result.decisions)
+                out_file.write("".join(jsonl.dumps(d) + "\n" for d in result.decisions))
             kpi.collect(result)
             store.save_tick(result)
             if on_tick:
