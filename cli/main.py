@@ -112,16 +112,16 @@ def check_outputs(**paths: Path | None) -> None:
 class StopSignals:
     """SIGINT (Ctrl-C) and SIGTERM, while installed, ask a run to stop at its next tick
     boundary (`stop`, the simulation's flag) instead of killing it mid-tick; a second one
-    aborts at once (KeyboardInterrupt). `received` is the first signal's number."""
+    aborts at once (KeyboardInterrupt). `received` is the first signal's number (0: none)."""
 
     def __init__(self) -> None:
         from scheduler.simulation import StopFlag
 
         self.stop = StopFlag()
-        self.received: int | None = None
+        self.received = 0
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.received is not None:
+        if self.received:
             raise KeyboardInterrupt
         self.received = signum
         self.stop.set()
