@@ -242,3 +242,17 @@ def test_report_refuses_an_html_file_it_could_not_write_before_it_reads_the_run(
     result = runner.invoke(app, ["report", str(tmp_path / "missing.jsonl"), "--out", str(out)])
     assert result.exit_code == 2
     assert result.stderr == f"hospital: error: --out {out}: no directory {out.parent}\n"
+
+
+def test_a_first_signal_asks_to_stop_a_second_aborts_and_leaving_restores_the_handlers():
+    from cli.main import StopSignals
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)   # the handler runs between two bytecodes of this thread
+        assert signals.stop.is_set() and signals.received == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
