@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -85,6 +87,59 @@ def service_errors() -> Iterator[None]:
         raise fail(str(exc), 4) from None
 
 
+def check_outputs(**paths: Path | None) -> None:
+    """Fail at once, before any work, on an output file (named by its option) that could not
+    be written at the end: in a missing directory, a directory itself, not writable, or one
+    file given for two outputs."""
+    seen: dict[Path, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        name = f"--{option.replace('_', '-')} {path}"
+        parent = path.parent
+        if path.is_dir():
+            raise fail(f"{name}: is a directory")
+        if not parent.is_dir():
+            raise fail(f"{name}: {parent} is not a directory" if parent.exists()
+                       else f"{name}: no directory {parent}")
+        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise fail(f"{name}: not writable")
+        same = seen.setdefault(path.resolve(), name)
+        if same != name:
+            raise fail(f"{same.split()[0]} and {name}: one file for two outputs")
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM, while installed, ask a run to stop at its next tick
+    boundary (`stop`, the simulation's flag) instead of killing it mid-tick; a second one
+    aborts at once (KeyboardInterrupt). `received` is the first signal's number (0: none)."""
+
+    def __init__(self) -> None:
+        from scheduler.simulation import StopFlag
+
+        self.stop = StopFlag()
+        self.received = 0
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = signum
+        self.stop.set()
+
+    def __enter__(self) -> StopSignals:
+        import threading
+
+        # Only the main thread may handle signals (a run invoked from another has none).
+        self._previous = {signum: signal.signal(signum, self._handle)
+                          for signum in (signal.SIGINT, signal.SIGTERM)
+                          if threading.current_thread() is threading.main_thread()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def load_config(path: Path | None, policy: str | None = None) -> Config:
     try:
         config = config_module.load(path)
@@ -134,11 +189,12 @@ def run(
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
-    from cli.view import LiveView, ProgressView, summary_table
+    from cli.view import LiveView, ProgressView, clock_text, summary_table
     from scheduler.runs import simulate_run
 
     duration_ms = parse_duration(duration)
     speed_value = parse_speed(speed)
+    check_outputs(record=record, out=out, report=report)
     settings = load_config(config, policy)
     if kafka if kafka is not None else settings.kafka.enabled:
         if speed_value is None:
@@ -159,7 +215,9 @@ def run(
         with service_errors():
             keep_distributed(url, settings, seed, duration_ms, started)
         return
-    store = None if no_db else open_store(db or settings.database.url, settings)
+    from cli import dashboard as web
+    from cli.runs import keeping
+
     console = Console(stderr=True)
     view: ProgressView | LiveView | None
     if quiet:
@@ -168,30 +226,42 @@ def run(
         view = ProgressView(console, duration_ms)
     else:
         view = LiveView(console)
-    from cli import dashboard as web
-    from cli.runs import keeping
-
+    # From here to the report, a signal stops the run at a tick boundary; a Ctrl-C at its
+    # very end (the store's last commit, the copy of the kept run) waits for it.
+    signals = StopSignals()
     try:
-        with service_errors(), (keeping(db or settings.database.url, settings, seed,
-                                        duration_ms) if store is not None
-                                else contextlib.nullcontext()) as kept, \
-                (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms,
-                              kept.run_id if kept else None)
-                 if dashboard else contextlib.nullcontext()) as board, \
-                view or contextlib.nullcontext():
-            figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
-                                   store=store, record=record, out=out,
-                                   on_tick=web.chain(view, board.on_tick if board else None))
-            figures.update(run_identity(settings, seed, kept.run_id if kept else None))
-            if kept is not None:
-                kept.figures = figures
+        with signals:
+            store = None if no_db else open_store(db or settings.database.url, settings)
+            with service_errors(), (keeping(db or settings.database.url, settings, seed,
+                                            duration_ms) if store is not None
+                                    else contextlib.nullcontext()) as kept, \
+                    (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms,
+                                  kept.run_id if kept else None)
+                     if dashboard else contextlib.nullcontext()) as board, \
+                    view or contextlib.nullcontext():
+                figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
+                                       store=store, record=record, out=out,
+                                       on_tick=web.chain(view, board.on_tick if board else None),
+                                       stop=signals.stop)
+                figures.update(run_identity(settings, seed, kept.run_id if kept else None))
+                interrupted = "interrupted_at_ms" in figures
+                if interrupted:
+                    figures["interrupted_by"] = signal.Signals(signals.received).name
+                if kept is not None:
+                    kept.figures = figures
+            if report:
+                report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
     except OSError as exc:
         raise fail(f"{exc.filename}: {exc.strerror}") from None
-    if report:
-        report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     Console().print(summary_table(figures))
+    if interrupted:
+        if board is not None and dashboard_hold:
+            board.server.stop()   # a run told to stop does not hold its dashboard up
+        typer.echo(f"hospital: stopped by {figures['interrupted_by']} at "
+                   f"{clock_text(figures['interrupted_at_ms'])} of simulated time", err=True)
+        raise typer.Exit(128 + signals.received)
     if board is not None and dashboard_hold:
         board.hold()
 
@@ -272,6 +342,7 @@ def solve(
     from scheduler import jsonl
     from scheduler.runs import replay
 
+    check_outputs(out=out, report=report)
     settings = replay_config(events, config, policy)
     try:
         if out is None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from cli.main import ConfigOption, fail, load_config, parse_duration
+from cli.main import ConfigOption, check_outputs, fail, load_config, parse_duration
 
 
 def kept_run(url: str, run_id: str | None) -> Any:
@@ -99,6 +99,7 @@ def report(
     side by side with the differences (`--compare`). It opens without a network."""
     from dashboard import report as html_report
 
+    check_outputs(out=out)
     settings = load_config(config)
     runs = [load_run(source, events, settings, duration, db=db)]
     if compare is not None:

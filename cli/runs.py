@@ -41,7 +41,9 @@ def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iter
         status = "failed"
         try:
             yield kept
-            status = "finished"
+            # A run stopped by a signal ends its simulation early but normally.
+            status = ("interrupted" if kept.figures and "interrupted_at_ms" in kept.figures
+                      else "finished")
         except KeyboardInterrupt:
             status = "interrupted"
             raise

@@ -81,6 +81,10 @@ class LiveView:
 
     def __exit__(self, *exc: Any) -> None:
         self.live.__exit__(*exc)
+        if not self.live.console.is_terminal:
+            # Rich ends the last view with a newline only on a terminal: without this, the
+            # summary that follows on a shared pipe starts on the view's last line.
+            self.live.console.line()
 
     def __call__(self, scheduler: Scheduler, result: TickResult) -> None:
         self.live.update(hospital_view(scheduler, result), refresh=True)
@@ -112,7 +116,11 @@ class ProgressView:
 
 
 def summary_table(report: dict[str, Any]) -> Table:
-    table = Table(title="Run summary", title_justify="left", show_header=False)
+    title = "Run summary"
+    if "interrupted_at_ms" in report:
+        title += (f" (interrupted at {clock_text(report['interrupted_at_ms'])}"
+                  f"{' by ' + report['interrupted_by'] if 'interrupted_by' in report else ''})")
+    table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [

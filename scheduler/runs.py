@@ -18,7 +18,7 @@ from scheduler.engine import Scheduler, TickResult, canonical_order, covering_ti
 from scheduler.hospital import staff_roster
 from scheduler.kpi import KpiCollector
 from scheduler.policies import CpSatPolicy
-from scheduler.simulation import Clock, simulate
+from scheduler.simulation import Clock, StopFlag, simulate
 from scheduler.store import NullStore, Store
 
 
@@ -41,9 +41,17 @@ def _policy_extra(scheduler: Scheduler) -> dict[str, Any]:
 def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None,
                  seed: int | None = None, store: Store | None = None,
                  record: Path | None = None, out: Path | None = None,
-                 on_tick: Callable[[Scheduler, TickResult], None] | None = None
-                 ) -> dict[str, Any]:
-    """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs."""
+                 on_tick: Callable[[Scheduler, TickResult], None] | None = None,
+                 stop: StopFlag | None = None) -> dict[str, Any]:
+    """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
+
+    Each tick goes to the record, the decisions and the store together. At a live speed
+    (not `speed=None`), whenever the run waits for the wall clock, the files are flushed
+    and the store commits every tick so far, so that what reads them meanwhile (`hospital
+    status`, the dashboard) follows the run: a tick at a time, or more when the run lags
+    behind the clock. As fast as the CPU allows, the store commits in batches. Setting
+    `stop` ends the run at the next tick boundary, everything written up to the last tick;
+    the report then has `interrupted_at_ms`, that tick's time, and figures up to it."""
     scheduler = Scheduler(config)
     kpi = new_kpi(config)
     store = store or NullStore()
@@ -55,22 +63,34 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
         out_file = files.enter_context(open(out, "w")) if out else None
 
         def each_tick(result: TickResult) -> None:
+            # A tick's lines in one write: a killed run's files end with a whole tick.
             if record_file:
                 inbound = result.consumed + [e for e, _ in result.rejected] + result.duplicates
-                jsonl.write(record_file, canonical_order(inbound), tick=result.tick)
+                record_file.write("".join(jsonl.dumps(e, tick=result.tick) + "\n"
+                                          for e in canonical_order(inbound)))
             if out_file:
-                jsonl.write(out_file, result.decisions)
+                out_file.write("".join(jsonl.dumps(d) + "\n" for d in result.decisions))
             kpi.collect(result)
             store.save_tick(result)
             if on_tick:
                 on_tick(scheduler, result)
 
+        def write_out() -> None:
+            # The files first: after a kill the database is never ahead of them.
+            for file in (record_file, out_file):
+                if file:
+                    file.flush()
+            store.flush()
+
         try:
-            simulate(config, scheduler, duration_ms, seed=seed, clock=Clock(speed),
-                     on_tick=each_tick)
+            summary = simulate(config, scheduler, duration_ms, seed=seed,
+                               clock=Clock(speed, stop, on_idle=write_out),
+                               on_tick=each_tick)
         finally:
             store.close()
-    report = kpi.report(duration_ms, _policy_extra(scheduler))
+    report = kpi.report(summary.end_ms, _policy_extra(scheduler))
+    if summary.stopped:
+        report["interrupted_at_ms"] = summary.end_ms
     if scheduler.auditor is not None:
         report["invariants_checked"] = True
         report["accounted_for"] = scheduler.auditor.accounted_for()

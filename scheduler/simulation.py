@@ -70,33 +70,68 @@ def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Completion:
     return ev.CleaningCompleted(**common)
 
 
+class StopFlag:
+    """A request to stop a run, safe to set from a signal handler (a `threading.Event` is
+    not: its lock may be held by the very code the handler interrupted)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep `seconds`, or less when the flag is set meanwhile."""
+        end = time.monotonic() + seconds
+        while not self._set and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+        return self._set
+
+
 class Clock:
     """Virtual time. `speed=None` runs as fast as the CPU allows; otherwise each tick waits
-    until `sim_time / speed` of wall time has passed since the start."""
+    until `sim_time / speed` of wall time has passed since the start, calling `on_idle`
+    first (to write out what is done while there is time for it). A wait ends early when
+    `stop` is set: a run asked to stop does not sleep until its next tick first."""
 
-    def __init__(self, speed: float | None = None):
+    def __init__(self, speed: float | None = None, stop: StopFlag | None = None,
+                 on_idle: Callable[[], None] | None = None):
         self.speed = speed
+        self.stop = stop or StopFlag()
+        self.on_idle = on_idle
         self._started = time.monotonic()
 
+    def _delay(self, sim_ms: int) -> float:
+        assert self.speed is not None
+        return self._started + sim_ms / 1000 / self.speed - time.monotonic()
+
     def wait_until(self, sim_ms: int) -> None:
-        if self.speed is None:
+        if self.speed is None or self._delay(sim_ms) <= 0:
             return
-        delay = self._started + sim_ms / 1000 / self.speed - time.monotonic()
+        if self.on_idle:
+            self.on_idle()
+        delay = self._delay(sim_ms)
         if delay > 0:
-            time.sleep(delay)
+            self.stop.wait(delay)
 
 
 @dataclass
 class RunSummary:
     ticks: int
     end_ms: int
+    stopped: bool = False   # by `clock.stop`, at `end_ms`: the time of the last tick run
 
 
 def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
              seed: int | None = None, clock: Clock | None = None,
              on_tick: Callable[[TickResult], None] = lambda result: None) -> RunSummary:
     """Run the hospital for `duration_ms` of simulated time. `on_tick` sees each tick's
-    result (consumed events and decisions) as it happens."""
+    result (consumed events and decisions) as it happens. Setting `clock.stop` (from a
+    signal handler, say) ends the run between two ticks: the tick under way is finished,
+    the next one is not started."""
     clock = clock or Clock()
     seed = config.arrivals.seed if seed is None else seed
     layout = scheduler.hospital.layout
@@ -116,8 +151,10 @@ def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
             push(arrival)
 
     next_arrival()
-    ticks = 0
+    ticks = last_ms = 0
     while pending:
+        if clock.stop.is_set():
+            return RunSummary(ticks, last_ms, stopped=True)
         tick = scheduler.tick_of(pending[0][0])
         now_ms = tick * scheduler.tick_ms
         if now_ms > duration_ms:
@@ -129,8 +166,11 @@ def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
             if isinstance(event, ev.PatientArrived):
                 next_arrival()
         clock.wait_until(now_ms)
+        if clock.stop.is_set():
+            return RunSummary(ticks, last_ms, stopped=True)
         result = scheduler.tick(tick, batch)
         ticks += 1
+        last_ms = result.time_ms
         for decision in result.decisions:
             if isinstance(decision, ev.TaskDispatched):
                 push(completion(layout, decision))

@@ -12,6 +12,9 @@ class Store(Protocol):
     def save_tick(self, result: TickResult) -> None:
         """Keep one tick: the inbound events it consumed and the decisions it made."""
 
+    def flush(self) -> None:
+        """Commit the ticks kept so far (a store may buffer them until then)."""
+
     def close(self) -> None:
         """Write whatever is buffered and release the connection."""
 
@@ -20,6 +23,9 @@ class NullStore:
     """Keeps nothing: for dry runs."""
 
     def save_tick(self, result: TickResult) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def close(self) -> None:

@@ -3,8 +3,9 @@ derived from the events.
 
 Each `hospital run` starts a fresh run: opening a store migrates the database to the latest
 schema, then empties its tables and seeds the rooms and staff of the configuration. Ticks
-are buffered and written in one transaction every `flush_every` ticks and at `close()`, with
-bulk inserts and updates, so that a 24 h simulation costs seconds, not minutes.
+are buffered and written in one transaction every `flush_every` ticks, at `flush()` (a live
+run calls it whenever it waits for the wall clock) and at `close()`, with bulk inserts and
+updates, so that a 24 h simulation costs seconds, not minutes.
 """
 
 from __future__ import annotations
