@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,6 +124,7 @@ class KafkaConfig:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     sasl_username: str = ""
+    ssl_cafile: str = ""           # PEM of the CA that signed the broker's certificate
 
 
 @dataclass(frozen=True)
@@ -234,16 +234,15 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
                                   f"{', '.join(sorted(k.lower() for k in keys))})")
 
 
-def shareable(config: Config) -> dict[str, dict[str, Any]]:
-    """`to_mapping` with any password in `database.url` masked: what a log may carry."""
-    mapping = to_mapping(config)
-    mapping["database"]["url"] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@",
-                                        mapping["database"]["url"])
-    return mapping
-
-
 # Sections that change no decision: a log recorded with other ones still replays exactly.
 NOT_DECIDING = ("kafka", "database")
+
+
+def shareable(config: Config) -> dict[str, dict[str, Any]]:
+    """What a log may carry of the config: the sections that decide. Where the broker and
+    the database are, and who logs in to them, stay with the deployment."""
+    return {section: values for section, values in to_mapping(config).items()
+            if section not in NOT_DECIDING}
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

@@ -63,6 +63,8 @@ def client_options(config: Config) -> dict[str, Any]:
         options.update(sasl_mechanism=kafka.sasl_mechanism,
                        sasl_plain_username=kafka.sasl_username,
                        sasl_plain_password=os.environ.get("KAFKA_SASL_PASSWORD", ""))
+    if kafka.ssl_cafile:
+        options["ssl_cafile"] = kafka.ssl_cafile
     return options
 
 

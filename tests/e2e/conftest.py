@@ -32,7 +32,7 @@ SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
 
 # --- the backing services ----------------------------------------------------------------
 
-def _parse_exports(text: str) -> dict[str, str]:
+def _parse_exports(text: str, names: tuple[str, ...] = SETTINGS) -> dict[str, str]:
     found = {}
     for line in text.splitlines():
         line = line.strip()
@@ -41,7 +41,7 @@ def _parse_exports(text: str) -> dict[str, str]:
         if "=" not in line:
             continue
         name, _, value = line.partition("=")
-        if name in SETTINGS:
+        if name in names:
             found[name] = shlex.split(value)[0] if value else ""
     return found
 
@@ -62,6 +62,10 @@ def services_env() -> dict[str, str]:
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"scripts/services timed out: {exc}")
         settings = {**_parse_exports(env.stdout), **settings}
+        # The database role's password travels in the environment, as libpq reads it.
+        password = _parse_exports(env.stdout, ("PGPASSWORD",)).get("PGPASSWORD")
+        if password and not os.environ.get("PGPASSWORD"):
+            os.environ["PGPASSWORD"] = password
     missing = [name for name in SETTINGS if not settings.get(name)]
     if missing:
         pytest.fail(f"{', '.join(missing)} unset and scripts/services did not provide them")

@@ -100,3 +100,23 @@ def test_services_up_gives_working_kafka_and_postgres():
     status = _run("status", timeout=60).stdout.splitlines()
     assert [line.split(":", 1)[0] for line in status] == ["kafka", "postgres"], status
     assert all(" running " in line for line in status), status
+
+
+@pytest.mark.services
+def test_postgres_lets_the_project_role_in_with_its_password_only(monkeypatch):
+    up = _run("up", timeout=600)
+    exports = _settings(_run("env", timeout=60).stdout.replace("export ", ""))
+    password = exports.get("PGPASSWORD")
+    assert password, "scripts/services env gives no PGPASSWORD"
+    assert password not in up.stdout + up.stderr, "`up` printed the password"
+    url = exports["DATABASE_URL"]
+    assert password not in url
+
+    monkeypatch.setenv("PGPASSWORD", password)
+    _select_one(url)
+    monkeypatch.delenv("PGPASSWORD")
+    with pytest.raises(Exception, match="password"):
+        _select_one(url)   # no `trust` left: without the password, no way in
+    monkeypatch.setenv("PGPASSWORD", "not-the-password")
+    with pytest.raises(Exception, match="password authentication failed"):
+        _select_one(url)
