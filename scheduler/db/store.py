@@ -27,7 +27,7 @@ from scheduler.db.models import (Base, DecisionRow, InboundEvent, Patient, Room,
                                  Tick)
 from scheduler.engine import TickResult
 from scheduler.hospital import staff_roster
-from scheduler.layout import NEXT_KIND, Layout, step
+from scheduler.layout import NEXT_KIND, STEP_OF_KIND, Layout
 
 
 class StoreError(RuntimeError):
@@ -139,7 +139,7 @@ class SqlStore:
     def save_tick(self, result: TickResult) -> None:
         tick, now = result.tick, result.time_ms / 1000
         born: dict[tuple[str, str], float] = {}
-        inbound = self.inbound
+        inbound, new_tasks = self.inbound, self.new_tasks
         for event in result.consumed:
             at = event.time_ms / 1000
             inbound.append((event.event_id, tick, event.TYPE, at, event.to_json()))
@@ -150,18 +150,22 @@ class SqlStore:
                     "referred_at": None, "referral_reason": None}
                 born["escort_in", event.patient_id] = at
                 continue
-            self._change_task(event.task_id, {"completed_at": at})
+            row = new_tasks.get(event.task_id)   # mostly: created since the last flush
+            if row is not None:
+                row["completed_at"] = at
+            else:
+                self._change_task(event.task_id, {"completed_at": at})
             # The completion creates the next task of the lifecycle: born now.
             kind = event.task_kind
             if kind in NEXT_KIND:
                 born[NEXT_KIND[kind], event.patient_id] = at
             if kind == "escort_in":
                 self._room(event.room_id, {"status": "occupied"})
-        decisions = self.decisions
+        decisions, decide = self.decisions, self._DECIDE
         for position, d in enumerate(result.decisions):
             decisions.append((d.event_id, d.tick, position, d.TYPE, d.time_ms / 1000,
                               d.to_json()))
-            self._DECIDE[type(d)](self, d, now, born)
+            decide[type(d)](self, d, now, born)
         self.ticks.append((tick, now, self.policy, result.solve_ms, len(result.consumed),
                            len(result.decisions), len(result.rejected)))
         if len(self.ticks) >= self.flush_every:
@@ -201,17 +205,20 @@ class SqlStore:
         self._room(d.room_id, {"status": "free"})
 
     def _queued_task(self, d: ev.TaskQueued, now: float, born: Any) -> None:
-        self._new_task(d, born.get((step(d.kind), d.patient_id), now))
+        self._new_task(d, born.get((STEP_OF_KIND.get(d.kind, d.kind), d.patient_id), now))
         self._queued.add(d.task_id)
 
     def _dispatched(self, d: ev.TaskDispatched, now: float, born: Any) -> None:
+        kind = STEP_OF_KIND.get(d.kind, d.kind)
         if d.task_id in self._queued:
             self._queued.discard(d.task_id)
-        else:
-            self._new_task(d, born.get((step(d.kind), d.patient_id), now))
-        self._change_task(d.task_id, {"staff_id": d.staff_id, "dispatched_at": now,
-                                      "dispatched_tick": d.tick})
-        if step(d.kind) == "clean":
+            self._change_task(d.task_id, {"staff_id": d.staff_id, "dispatched_at": now,
+                                          "dispatched_tick": d.tick})
+        else:   # created and dispatched in this tick: one row with both
+            row = self._new_task(d, born.get((kind, d.patient_id), now))
+            row["staff_id"], row["dispatched_at"], row["dispatched_tick"] = (
+                d.staff_id, now, d.tick)
+        if kind == "clean":
             self._room(d.room_id, {"status": "cleaning"})
 
     _DECIDE: dict[type, Callable[..., None]] = {
@@ -223,12 +230,13 @@ class SqlStore:
         ev.StaffOnDuty: lambda self, d, now, born: None,
         ev.TaskEscalated: lambda self, d, now, born: None}
 
-    def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> None:
-        self.new_tasks[d.task_id] = {
+    def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> Row:
+        row = self.new_tasks[d.task_id] = {
             "task_id": d.task_id, "kind": d.kind, "patient_id": d.patient_id,
             "room_id": d.room_id, "staff_id": None, "created_at": created_at,
             "dispatched_at": None, "completed_at": None, "created_tick": d.tick,
             "dispatched_tick": None}
+        return row
 
     def _change_patient(self, patient_id: str, values: Row) -> None:
         _change(self.new_patients, self.patient_updates, "patient_id", patient_id, values)
