@@ -4,13 +4,15 @@ derived from the events.
 Each `hospital run` starts a fresh run: opening a store migrates the database to the latest
 schema, then empties its tables and seeds the rooms and staff of the configuration. Ticks
 are buffered and written in one transaction every `flush_every` ticks and at `close()`, with
-bulk inserts and updates, so that a 24 h simulation costs seconds, not minutes.
+bulk inserts and updates, so that a 24 h simulation costs seconds, not minutes; the batches
+of `flush_every` ticks are written by a thread of their own while the run goes on.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any
 
@@ -102,7 +104,7 @@ class SqlStore:
     the database cannot be opened, migrated or written."""
 
     def __init__(self, url: str, config: Config, policy: str, flush_every: int = 500,
-                 fresh: bool = True):
+                 fresh: bool = True, write_behind: bool = True):
         self.url = safe_url(url)
         self.policy = policy
         self.flush_every = flush_every
@@ -110,6 +112,11 @@ class SqlStore:
         self._queued: set[str] = set()  # tasks written as waiting, not yet dispatched
         self.engine = connect(url)
         self._sqlite = self.engine.dialect.name == "sqlite"
+        # An in-memory SQLite database is one per thread: no writer thread for it.
+        self.write_behind = write_behind and not (
+            self._sqlite and self.engine.url.database in (None, "", ":memory:"))
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
         try:
             migrate.upgrade(url)
             if fresh:
@@ -127,6 +134,7 @@ class SqlStore:
 
     def reset(self) -> None:
         """Start a new run: empty tables, seeded with the rooms and staff of the config."""
+        self._wait_behind()
         self.transaction(lambda session: self._start_run(session, self.config))
         self._queued.clear()
 
@@ -169,7 +177,10 @@ class SqlStore:
         self.ticks.append((tick, now, self.policy, result.solve_ms, len(result.consumed),
                            len(result.decisions), len(result.rejected)))
         if len(self.ticks) >= self.flush_every:
-            self.flush()
+            if self.write_behind:
+                self._flush_behind()
+            else:
+                self.flush()
 
     def close(self) -> None:
         if self._closed:
@@ -178,6 +189,8 @@ class SqlStore:
             self.flush()
         finally:
             self._closed = True
+            if self._writer is not None:
+                self._writer.shutdown()
             self.engine.dispose()
 
     def __enter__(self) -> SqlStore:
@@ -257,23 +270,56 @@ class SqlStore:
         `extra` work in the same transaction: one executemany per table and per set of
         changed columns. On SQLite they go straight to the driver's cursor (the statements
         are compiled once); elsewhere through SQLAlchemy Core, whose insertmanyvalues
-        batches the rows into multi-row INSERTs."""
+        batches the rows into multi-row INSERTs. Waits first for a write behind."""
+        self._wait_behind()
         if not self.ticks and extra is None:
             return
+        self.transaction(self._write(self._buffers(), extra))
+        self._clear()
+
+    def _flush_behind(self) -> None:
+        """Hand the buffered ticks to the writer thread and go on with the run. SQLite (or
+        the PostgreSQL server) does its work without Python's lock, so the writes overlap
+        the simulation on another core. One batch at a time, in order: rows of later ticks
+        may update rows of this one."""
+        self._wait_behind()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        work = self._write(self._buffers(), None)
+        self._clear()
+        self._writing = self._writer.submit(self.transaction, work)
+
+    def _wait_behind(self) -> None:
+        """Until the write behind is done; its `StoreError`, if it failed."""
+        writing = self._writing
+        if writing is not None:
+            try:
+                writing.result()
+            finally:
+                if writing.done():   # not when interrupted: `close` waits again
+                    self._writing = None
+
+    def _buffers(self) -> tuple:
+        return (self.ticks, self.new_patients, self.patient_updates, self.new_tasks,
+                self.task_updates, self.room_updates, self.decisions, self.inbound)
+
+    def _write(self, buffers: tuple, extra: Callable[[Session], None] | None
+               ) -> Callable[[Session], None]:
+        ticks, new_patients, patient_updates, new_tasks, task_updates, room_updates, \
+            decisions, inbound = buffers
 
         def write(session: Session) -> None:
             writer = _Writer(session, self._sqlite)
-            writer.insert(Tick, _TICK_COLUMNS, self.ticks)
-            writer.upsert(Patient, "patient_id", self.new_patients, self.patient_updates)
-            writer.upsert(Task, "task_id", self.new_tasks, self.task_updates)
-            writer.update(Room, "room_id", self.room_updates.values())
-            writer.insert(DecisionRow, _DECISION_COLUMNS, self.decisions)
-            writer.insert(InboundEvent, _INBOUND_COLUMNS, self.inbound)
+            writer.insert(Tick, _TICK_COLUMNS, ticks)
+            writer.upsert(Patient, "patient_id", new_patients, patient_updates)
+            writer.upsert(Task, "task_id", new_tasks, task_updates)
+            writer.update(Room, "room_id", room_updates.values())
+            writer.insert(DecisionRow, _DECISION_COLUMNS, decisions)
+            writer.insert(InboundEvent, _INBOUND_COLUMNS, inbound)
             if extra is not None:
                 extra(session)
 
-        self.transaction(write)
-        self._clear()
+        return write
 
     def _clear(self) -> None:
         self.ticks: list[tuple] = []
