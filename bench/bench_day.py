@@ -9,10 +9,11 @@ objects and no log), which gives the same admissions as `greedy`, in a process o
 each figure is also given as a multiple of that model's time. Targets (issue 6): cpsat at
 most 5 s, greedy at most 1.5 s wall with the SQLite store.
 
-    python bench/bench_day.py [--repeat 3] [--duration 24h] [--root CHECKOUT]
+    python bench/bench_day.py [--repeat 3] [--duration 24h] [--root CHECKOUT]...
 
-`--root` measures another checkout of the project (e.g. the commit before a change) with the
-same script, so that before and after are measured in the same minutes.
+`--root` measures other checkouts of the project (e.g. one of the commit before a change,
+made with `git archive`) with the same script, interleaved, so that before and after are
+measured in the same minutes.
 """
 
 from __future__ import annotations
@@ -110,36 +111,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--duration", default="24h")
-    parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent),
-                        help="the checkout to measure (default: this one)")
+    parser.add_argument("--root", action="append",
+                        help="a checkout to measure, repeatable (default: this one)")
     args = parser.parse_args()
+    roots = args.root or [str(Path(__file__).resolve().parent.parent)]
     hours = float(args.duration.rstrip("h"))
     python = [sys.executable]
+    cases = [(root, policy, store) for root in roots for policy in ("greedy", "cpsat")
+             for store in ("sqlite", "no-db")]
+    results: dict[tuple[str, str, str], list] = {case: [] for case in cases}
     with tempfile.TemporaryDirectory() as tmp:
-        baseline = [run(python + [__file__, "--plain", str(hours * 3600)], args.root, tmp)
+        baseline = [run(python + [__file__, "--plain", str(hours * 3600)], roots[0], tmp)
                     for _ in range(args.repeat)]
-        startup = [run(python + ["-c", "pass"], args.root, tmp) for _ in range(args.repeat)]
-        cases = [(policy, store) for policy in ("greedy", "cpsat") for store in ("sqlite", "no-db")]
-        results: dict[tuple[str, str], list] = {case: [] for case in cases}
+        startup = [run(python + ["-c", "pass"], roots[0], tmp) for _ in range(args.repeat)]
         for n in range(args.repeat):       # interleaved: a busy minute hits every case alike
-            for policy, store in cases:
+            for root, policy, store in cases:
                 db = (["--no-db"] if store == "no-db"
-                      else ["--db", f"sqlite:///{tmp}/run-{policy}-{n}.db"])
-                results[policy, store].append(run(
+                      else ["--db", f"sqlite:///{tmp}/run-{len(results[root, policy, store])}"
+                                    f"-{policy}-{roots.index(root)}.db"])
+                results[root, policy, store].append(run(
                     python + ["-m", "cli", "run", "--speed", "max", "--duration", args.duration,
-                              "--quiet", "--policy", policy, *db], args.root, tmp))
+                              "--quiet", "--policy", policy, *db], root, tmp))
     plain_wall, plain_cpu = best(baseline)
-    print(f"{args.root}: {args.duration} of the default hospital, best of {args.repeat}, "
-          f"wall and CPU (user + system) seconds, start-up included")
+    print(f"{args.duration} of the default hospital, best of {args.repeat}, wall and CPU "
+          f"(user + system) seconds, start-up included, a fresh SQLite file each run")
     print(f"plain model ({baseline[0][2].strip()}): wall {plain_wall:.2f}  cpu {plain_cpu:.2f}"
           f"   (python start-up alone: cpu {best(startup)[1]:.2f})")
-    print(f"{'policy':7} {'store':7} {'wall s':>7} {'cpu s':>7} {'wall/plain':>11} "
-          f"{'cpu/plain':>10} {'target':>7}")
-    for (policy, store), runs in results.items():
+    print(f"{'checkout':24} {'policy':7} {'store':7} {'wall s':>7} {'cpu s':>7} "
+          f"{'wall/plain':>11} {'cpu/plain':>10} {'target':>7}")
+    for (root, policy, store), runs in results.items():
         wall, cpu = best(runs)
         target = {("greedy", "sqlite"): "1.5", ("cpsat", "sqlite"): "5"}.get((policy, store), "")
-        print(f"{policy:7} {store:7} {wall:7.2f} {cpu:7.2f} {wall / plain_wall:11.1f} "
-              f"{cpu / plain_cpu:10.1f} {target:>7}")
+        print(f"{root[-24:]:24} {policy:7} {store:7} {wall:7.2f} {cpu:7.2f} "
+              f"{wall / plain_wall:11.1f} {cpu / plain_cpu:10.1f} {target:>7}")
 
 
 if __name__ == "__main__":
