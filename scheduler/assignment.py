@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     from scipy.optimize import linear_sum_assignment
 else:
+    # numpy takes a tenth of a second to import and scipy.optimize half a second: the ticks
+    # of a small hospital never need either (`SMALL`), so each is imported where it is used.
     def linear_sum_assignment(cost):
-        # scipy.optimize takes half a second to import; small ticks never need it.
         from scipy.optimize import linear_sum_assignment as solve
 
         return solve(cost)
@@ -50,6 +50,8 @@ def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True,
     if not len(cost) or not len(cost[0]):
         return []
     if allowed is not None and not all(all(row) for row in allowed):
+        import numpy as np
+
         return _assign_allowed(np.asarray(cost, dtype=np.int64), np.asarray(allowed, dtype=bool),
                                tie_break)
     if len(cost) == 1:   # one unit: its cheapest item, the earliest among equals
@@ -59,6 +61,8 @@ def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True,
         return [(min(range(len(cost)), key=lambda u: (cost[u][0], u)), 0)]
     if len(cost) * len(cost[0]) <= SMALL:
         return _small(cost, tie_break)
+    import numpy as np
+
     matrix = np.asarray(cost, dtype=np.int64)
     units, items = candidates(matrix)
     sub = matrix[np.ix_(units, items)]
@@ -71,6 +75,8 @@ def _assign_allowed(cost: np.ndarray, allowed: np.ndarray, tie_break: bool
     """A pair that is not allowed costs more than every allowed pair of any answer put
     together, and weighs nothing in the tie-break: the least total then picks as few of
     them as possible, and those are dropped (the unit stays unused)."""
+    import numpy as np
+
     if not allowed.any():
         return []
     low, high = int(cost[allowed].min()), int(cost[allowed].max())
@@ -149,6 +155,8 @@ def candidates(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     can only get one of its `units` cheapest items (earliest first among equals): were it
     given another, one of those would be free, no dearer, and no later. The same holds the
     other way round with more units than items."""
+    import numpy as np
+
     n_units, n_items = cost.shape
     if n_units <= n_items:
         cheapest = np.argsort(cost, axis=1, kind="stable")[:, :n_units]
@@ -166,6 +174,8 @@ def _scarce_side_from_zero(cost: np.ndarray) -> np.ndarray:
 
 
 def _optimum(cost: np.ndarray) -> list[tuple[int, int]]:
+    import numpy as np
+
     shifted = _scarce_side_from_zero(cost)
     if int(shifted.max()) * (min(shifted.shape) + 1) * 2 >= _EXACT:
         return _small(shifted.tolist(), tie_break=False)
@@ -175,6 +185,8 @@ def _optimum(cost: np.ndarray) -> list[tuple[int, int]]:
 
 def _lexicographic(cost: np.ndarray, allowed: np.ndarray | None = None
                    ) -> list[tuple[int, int]]:
+    import numpy as np
+
     units = list(range(cost.shape[0]))
     items = list(range(cost.shape[1]))
     pairs: list[tuple[int, int]] = []

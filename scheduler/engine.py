@@ -28,8 +28,14 @@ def covering_tick(time_ms: int, tick_ms: int) -> int:
     return -(-time_ms // tick_ms)
 
 
+def _canonical_key(event: ev.Event) -> tuple[int, int, str]:
+    return event.time_ms, _TYPE_ORDER.get(event.TYPE, 9), event.event_id
+
+
 def canonical_order(events: list[ev.Event]) -> list[ev.Event]:
-    return sorted(events, key=lambda e: (e.time_ms, _TYPE_ORDER.get(e.TYPE, 9), e.event_id))
+    if len(events) < 2:   # most ticks of a run: nothing to sort
+        return list(events)
+    return sorted(events, key=_canonical_key)
 
 
 @dataclass
@@ -65,38 +71,45 @@ class Scheduler:
         self.last_tick = tick
         now_ms = tick * self.tick_ms
         result = TickResult(tick, now_ms, [], [])
+        consumed = result.consumed
+        hospital, seen = self.hospital, self.seen
         effects: list = []
         for event in canonical_order(inbound):
-            if event.event_id in self.seen:
+            if event.event_id in seen:
                 result.duplicates.append(event)
                 continue
             if event.time_ms > now_ms:
                 result.rejected.append((event, f"time {event.time_ms / 1000} s is after the tick"))
                 continue
             try:
-                self.hospital.apply(event, effects)
+                hospital.apply(event, effects)
             except Rejected as exc:
                 result.rejected.append((event, str(exc)))
                 continue
-            self.seen.add(event.event_id)
-            result.consumed.append(event)
-        self.hospital.change_duty(now_ms, effects)
+            seen.add(event.event_id)
+            consumed.append(event)
+        hospital.change_duty(now_ms, effects)
         solution, problem = NOTHING_TO_DECIDE, None
-        if self.hospital.has_choices():
+        if hospital.has_choices():
             started = time.perf_counter()
-            problem = self.hospital.problem(now_ms)
+            problem = hospital.problem(now_ms)
             solution = self.policy.solve(problem)
             result.solve_ms = (time.perf_counter() - started) * 1000
             result.solved = True
-        decided = self.hospital.decide(solution, effects, now_ms, problem)
-        result.decisions = [
-            cls(event_id=f"decision-{tick}-{n}", time_ms=now_ms, tick=tick, **fields)
-            for n, (cls, fields) in enumerate(decided, start=1)
-        ]
+        decided = hospital.decide(solution, effects, now_ms, problem)
+        if decided:
+            prefix = f"decision-{tick}-"
+            result.decisions = [
+                cls(event_id=prefix + str(n), time_ms=now_ms, tick=tick, **fields)
+                for n, (cls, fields) in enumerate(decided, start=1)
+            ]
         if self.auditor is not None:
-            self.auditor.check_tick(tick, result.consumed, result.decisions)
-        self.counters["ticks"] += 1
-        self.counters["events"] += len(result.consumed)
-        self.counters["rejected"] += len(result.rejected)
-        self.counters["duplicates"] += len(result.duplicates)
+            self.auditor.check_tick(tick, consumed, result.decisions)
+        counters = self.counters
+        counters["ticks"] += 1
+        counters["events"] += len(consumed)
+        if result.rejected:
+            counters["rejected"] += len(result.rejected)
+        if result.duplicates:
+            counters["duplicates"] += len(result.duplicates)
         return result

@@ -8,7 +8,7 @@ database or the solver.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scheduler import events as ev
 from scheduler import explain
@@ -36,6 +36,13 @@ class Staff:
     location: str = ENTRANCE
     task_id: str | None = None
     on_duty: bool = True
+    # How the policies see them while free, made again only when they have moved.
+    free: FreeStaff | None = field(default=None, compare=False, repr=False)
+
+    def as_free_staff(self) -> FreeStaff:
+        if self.free is None or self.free.location != self.location:
+            self.free = FreeStaff(self.staff_id, self.role, self.location)
+        return self.free
 
 
 @dataclass
@@ -60,10 +67,19 @@ class Task:
     staff_id: str | None = None
     acuity: int = 3          # the patient's (3 for cleaning: nobody's urgency)
     escalated: bool = False  # announced past its target wait
+    # How the policies see it while it waits: the same every tick, so made once.
+    open_task: OpenTask | None = field(default=None, compare=False, repr=False)
 
     @property
     def role(self) -> str:
         return ROLE_OF_KIND[self.kind]
+
+    def as_open_task(self) -> OpenTask:
+        if self.open_task is None:
+            self.open_task = OpenTask(self.task_id, self.kind, ROLE_OF_KIND[self.kind],
+                                      self.room_id, self.patient_id, self.created_ms,
+                                      self.acuity)
+        return self.open_task
 
 
 # The stage a patient is in while each kind of task is being done, and after it waits.
@@ -197,8 +213,12 @@ class Hospital:
             raise Rejected(f"{event.TYPE}: no open task {event.task_id}")
         if task.staff_id is None:
             raise Rejected(f"{event.TYPE}: task {task.task_id} was never dispatched")
+        patient_id = getattr(event, "patient_id", task.patient_id)
+        if (step(task.kind) == kind and task.staff_id == event.staff_id
+                and task.room_id == event.room_id and task.patient_id == patient_id):
+            return task
         expected = {"kind": kind, "staff_id": event.staff_id, "room_id": event.room_id,
-                    "patient_id": getattr(event, "patient_id", task.patient_id)}
+                    "patient_id": patient_id}
         for name, value in expected.items():
             if (step(task.kind) if name == "kind" else getattr(task, name)) != value:
                 raise Rejected(f"{event.TYPE}: task {task.task_id} has {name} "
@@ -224,8 +244,11 @@ class Hospital:
         a free staff member of its role."""
         if self.arrivals:
             return True
+        if not self.waiting:
+            return False
         idle = {s.role for s in self.staff.values() if s.task_id is None and s.on_duty}
-        return any(task.role in idle for task in self.waiting.values())
+        return bool(idle) and any(ROLE_OF_KIND[task.kind] in idle
+                                  for task in self.waiting.values())
 
     def change_duty(self, now_ms: int, effects: list[tuple[type[ev.Decision], dict]]) -> None:
         """Staff whose shift or break began or ended by `now_ms`, announced; off duty, they
@@ -240,13 +263,13 @@ class Hospital:
 
     def problem(self, now_ms: int) -> TickProblem:
         free_rooms = tuple(r.room_id for r in self.rooms.values() if r.status == "free")
-        free_staff = tuple(FreeStaff(s.staff_id, s.role, s.location)
+        free_staff = tuple(s.as_free_staff()
                            for s in self.staff.values() if s.task_id is None and s.on_duty)
-        tasks = [OpenTask(t.task_id, t.kind, t.role, t.room_id, t.patient_id, t.created_ms,
-                          t.acuity) for t in self.waiting.values()]
+        tasks = [t.as_open_task() for t in self.waiting.values()]
         tasks += [OpenTask(f"arrival:{p.patient_id}", "escort_in", "porter", None,
                            p.patient_id, p.arrived_ms, p.acuity) for p in self.arrivals]
-        room_walking = {r: self.layout.from_entrance(r) for r in free_rooms}
+        from_entrance = self.layout.from_entrance
+        room_walking = {r: from_entrance(r) for r in free_rooms}
         arrivals = tuple(Arrival(p.patient_id, p.arrived_ms, p.acuity, p.isolation)
                          for p in self.arrivals)
         return TickProblem(now_ms, arrivals, free_rooms, tuple(tasks), free_staff,
@@ -289,6 +312,8 @@ class Hospital:
         new = {t.task_id for t in self._new_tasks}
         for task in list(self.waiting.values()):
             staff_id = dispatches.get(task.task_id)
+            if staff_id is None and task.task_id not in new:
+                continue   # still waiting, already announced
             fields = {"task_id": task.task_id, "kind": task.kind,
                       "patient_id": task.patient_id, "room_id": task.room_id}
             if staff_id is not None:

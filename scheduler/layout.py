@@ -51,6 +51,10 @@ class Layout:
         # Asked for every task and free room of every tick: worked out once.
         self._from_entrance = {room.room_id: self._floor_ms * room.floor_index
                                + self._room_ms * room.number for room in self.rooms.values()}
+        self._work_ms = {"visit": self.treatment_ms, "clean": self.cleaning_ms,
+                         "clean_terminal": self.terminal_cleaning_ms}
+        # The seed model times a task by its kind and room alone: each worked out once.
+        self._seed_task_ms: dict[tuple[str, str], tuple[int, str]] = {}
 
     def from_entrance(self, room_id: str) -> int:
         return self._from_entrance[room_id]
@@ -70,28 +74,30 @@ class Layout:
 
     def walking_ms(self, location: str, kind: str, room_id: str) -> int:
         """The walking part of a task: its duration less the treatment or cleaning."""
-        work = {"visit": self.treatment_ms, "clean": self.cleaning_ms,
-                "clean_terminal": self.terminal_cleaning_ms}.get(kind, 0)
-        return self.task_ms(location, kind, room_id)[0] - work
+        return self.task_ms(location, kind, room_id)[0] - self._work_ms.get(kind, 0)
 
     def task_ms(self, location: str, kind: str, room_id: str) -> tuple[int, str]:
         """How long a task takes from the staff member's location, and where they end up."""
         if self.model == "seed":
-            # The prototype: every task is timed from the entrance.
-            durations = {
-                "escort_in": (self.from_entrance(room_id), room_id),
-                "escort_out": (0, ENTRANCE),
-                "visit": (self.from_entrance(room_id) + self.treatment_ms, room_id),
-                "clean": (self.from_entrance(room_id) + self.cleaning_ms, room_id),
-                "clean_terminal": (self.from_entrance(room_id) + self.terminal_cleaning_ms,
-                                   room_id),
-            }
-            return durations[kind]
+            known = self._seed_task_ms.get((kind, room_id))
+            if known is None:
+                known = self._seed_task_ms[kind, room_id] = self._seed_task(kind, room_id)
+            return known
         walk = self.walk
         if kind == "escort_in":
             return walk(location, ENTRANCE) + walk(ENTRANCE, room_id), room_id
         if kind == "escort_out":
             return walk(location, room_id) + walk(room_id, ENTRANCE), ENTRANCE
-        work = {"visit": self.treatment_ms, "clean": self.cleaning_ms,
-                "clean_terminal": self.terminal_cleaning_ms}[kind]
-        return walk(location, room_id) + work, room_id
+        return walk(location, room_id) + self._work_ms[kind], room_id
+
+    def _seed_task(self, kind: str, room_id: str) -> tuple[int, str]:
+        # The prototype: every task is timed from the entrance.
+        durations = {
+            "escort_in": (self.from_entrance(room_id), room_id),
+            "escort_out": (0, ENTRANCE),
+            "visit": (self.from_entrance(room_id) + self.treatment_ms, room_id),
+            "clean": (self.from_entrance(room_id) + self.cleaning_ms, room_id),
+            "clean_terminal": (self.from_entrance(room_id) + self.terminal_cleaning_ms,
+                               room_id),
+        }
+        return durations[kind]

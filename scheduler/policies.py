@@ -33,21 +33,39 @@ class GreedyPolicy:
         free_rooms = list(problem.free_rooms)
         bookings = {}
         admitted = sorted(problem.admitted(), key=lambda a: not a.isolation)
-        for arrival in admitted:
-            fitting = [r for r in free_rooms if problem.may_book(arrival, r)]
-            plain = [r for r in fitting if r not in problem.isolation_rooms]
-            room = (plain or fitting)[0]
-            free_rooms.remove(room)
-            bookings[arrival.patient_id] = room
+        if not problem.isolation_rooms and not any(a.isolation for a in admitted):
+            # No room is kept apart: each arrival takes the first free room.
+            for arrival, room in zip(admitted, free_rooms):
+                bookings[arrival.patient_id] = room
+        else:
+            for arrival in admitted:
+                fitting = [r for r in free_rooms if problem.may_book(arrival, r)]
+                plain = [r for r in fitting if r not in problem.isolation_rooms]
+                room = (plain or fitting)[0]
+                free_rooms.remove(room)
+                bookings[arrival.patient_id] = room
+        dispatches: dict[str, str] = {}
+        if not problem.staff:
+            return Solution(bookings, dispatches)
         free_staff = list(problem.staff)
-        dispatches = {}
+        # Without the skills rule, the first free staff member who may do a task is the
+        # first of its role.
+        of_role: dict[str, list[FreeStaff]] = {}
+        if not problem.skills:
+            for staff in free_staff:
+                of_role.setdefault(staff.role, []).append(staff)
         for task in sorted(problem.tasks, key=lambda t: (t.acuity, t.created_ms, not t.for_arrival)):
             if task.for_arrival and task.patient_id not in bookings:
                 continue
-            staff = next((s for s in free_staff if problem.may_do(task, s)), None)
-            if staff is not None:
-                free_staff.remove(staff)
-                dispatches[task.key] = staff.staff_id
+            if not problem.skills:
+                waiting_staff = of_role.get(task.role)
+                if waiting_staff:
+                    dispatches[task.key] = waiting_staff.pop(0).staff_id
+                continue
+            chosen = next((s for s in free_staff if problem.may_do(task, s)), None)
+            if chosen is not None:
+                free_staff.remove(chosen)
+                dispatches[task.key] = chosen.staff_id
         return Solution(bookings, dispatches)
 
 

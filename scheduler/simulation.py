@@ -59,15 +59,16 @@ def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Completion:
     """The event a staff member reports when done with a task dispatched to them: the task
     is timed from where they set off (`origin`), so a worker needs no memory of its own."""
     duration, _ = layout.task_ms(task.origin, task.kind, task.room_id)
-    common: dict[str, Any] = {
-        "event_id": f"done-{task.task_id}", "time_ms": task.time_ms + duration,
-        "task_id": task.task_id, "staff_id": task.staff_id, "room_id": task.room_id}
-    if task.kind in ("escort_in", "escort_out"):
-        return ev.EscortCompleted(**common, patient_id=task.patient_id,
-                                  direction="in" if task.kind == "escort_in" else "out")
-    if task.kind == "visit":
-        return ev.VisitCompleted(**common, patient_id=task.patient_id)
-    return ev.CleaningCompleted(**common)
+    event_id, time_ms = f"done-{task.task_id}", task.time_ms + duration
+    kind = task.kind
+    if kind == "escort_in" or kind == "escort_out":
+        return ev.EscortCompleted(event_id, time_ms, task.task_id, task.staff_id,
+                                  task.patient_id, task.room_id,
+                                  "in" if kind == "escort_in" else "out")
+    if kind == "visit":
+        return ev.VisitCompleted(event_id, time_ms, task.task_id, task.staff_id,
+                                 task.patient_id, task.room_id)
+    return ev.CleaningCompleted(event_id, time_ms, task.task_id, task.staff_id, task.room_id)
 
 
 class StopFlag:
@@ -152,27 +153,31 @@ def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
 
     next_arrival()
     ticks = last_ms = 0
+    tick_ms = scheduler.tick_ms
+    wait = clock.wait_until
+    heappop, arrived, dispatched = heapq.heappop, ev.PatientArrived, ev.TaskDispatched
     while pending:
         if clock.stop.is_set():
             return RunSummary(ticks, last_ms, stopped=True)
-        tick = scheduler.tick_of(pending[0][0])
-        now_ms = tick * scheduler.tick_ms
+        # `scheduler.tick_of`, inline: the first tick that can take the next event
+        tick = max(-(-pending[0][0] // tick_ms), scheduler.last_tick + 1)
+        now_ms = tick * tick_ms
         if now_ms > duration_ms:
             break
         batch = []
         while pending and pending[0][0] <= now_ms:
-            event = heapq.heappop(pending)[2]
+            event = heappop(pending)[2]
             batch.append(event)
-            if isinstance(event, ev.PatientArrived):
+            if type(event) is arrived:
                 next_arrival()
-        clock.wait_until(now_ms)
+        wait(now_ms)
         if clock.stop.is_set():
             return RunSummary(ticks, last_ms, stopped=True)
         result = scheduler.tick(tick, batch)
         ticks += 1
         last_ms = result.time_ms
         for decision in result.decisions:
-            if isinstance(decision, ev.TaskDispatched):
+            if type(decision) is dispatched:
                 push(completion(layout, decision))
         on_tick(result)
     return RunSummary(ticks, duration_ms)

@@ -5,13 +5,15 @@ Each `hospital run` starts a fresh run: opening a store migrates the database to
 schema, then empties its tables and seeds the rooms and staff of the configuration. Ticks
 are buffered and written in one transaction every `flush_every` ticks, at `flush()` (a live
 run calls it whenever it waits for the wall clock) and at `close()`, with bulk inserts and
-updates, so that a 24 h simulation costs seconds, not minutes.
+updates, so that a 24 h simulation costs seconds, not minutes. The batches of `flush_every`
+ticks are written by a thread of their own while the run goes on.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any, cast
 
@@ -28,7 +30,7 @@ from scheduler.db.models import (Base, DecisionRow, InboundEvent, Patient, Room,
                                  Tick)
 from scheduler.engine import TickResult
 from scheduler.hospital import staff_roster
-from scheduler.layout import NEXT_KIND, Layout, step
+from scheduler.layout import NEXT_KIND, STEP_OF_KIND, Layout
 
 
 class StoreError(RuntimeError):
@@ -103,7 +105,7 @@ class SqlStore:
     the database cannot be opened, migrated or written."""
 
     def __init__(self, url: str, config: Config, policy: str, flush_every: int = 500,
-                 fresh: bool = True):
+                 fresh: bool = True, write_behind: bool = True):
         self.url = safe_url(url)
         self.policy = policy
         self.flush_every = flush_every
@@ -111,6 +113,11 @@ class SqlStore:
         self._queued: set[str] = set()  # tasks written as waiting, not yet dispatched
         self.engine = connect(url)
         self._sqlite = self.engine.dialect.name == "sqlite"
+        # An in-memory SQLite database is one per thread: no writer thread for it.
+        self.write_behind = write_behind and not (
+            self._sqlite and self.engine.url.database in (None, "", ":memory:"))
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
         try:
             migrate.upgrade(url)
             if fresh:
@@ -128,6 +135,7 @@ class SqlStore:
 
     def reset(self) -> None:
         """Start a new run: empty tables, seeded with the rooms and staff of the config."""
+        self._wait_behind()
         self.transaction(lambda session: self._start_run(session, self.config))
         self._queued.clear()
 
@@ -140,7 +148,7 @@ class SqlStore:
     def save_tick(self, result: TickResult) -> None:
         tick, now = result.tick, result.time_ms / 1000
         born: dict[tuple[str, str], float] = {}
-        inbound = self.inbound
+        inbound, new_tasks = self.inbound, self.new_tasks
         for event in result.consumed:
             at = event.time_ms / 1000
             inbound.append((event.event_id, tick, event.TYPE, at, event.to_json()))
@@ -152,22 +160,29 @@ class SqlStore:
                 born["escort_in", event.patient_id] = at
                 continue
             assert isinstance(event, ev.COMPLETIONS)   # the other inbound events close a task
-            self._change_task(event.task_id, {"completed_at": at})
+            row = new_tasks.get(event.task_id)   # mostly: created since the last flush
+            if row is not None:
+                row["completed_at"] = at
+            else:
+                self._change_task(event.task_id, {"completed_at": at})
             # The completion creates the next task of the lifecycle: born now.
             kind = event.task_kind
             if kind in NEXT_KIND:
                 born[NEXT_KIND[kind], getattr(event, "patient_id", "")] = at   # not a cleaning
             if kind == "escort_in":
                 self._room(event.room_id, {"status": "occupied"})
-        decisions = self.decisions
+        decisions, decide = self.decisions, self._DECIDE
         for position, d in enumerate(result.decisions):
             decisions.append((d.event_id, d.tick, position, d.TYPE, d.time_ms / 1000,
                               d.to_json()))
-            self._DECIDE[type(d)](self, d, now, born)
+            decide[type(d)](self, d, now, born)
         self.ticks.append((tick, now, self.policy, result.solve_ms, len(result.consumed),
                            len(result.decisions), len(result.rejected)))
         if len(self.ticks) >= self.flush_every:
-            self.flush()
+            if self.write_behind:
+                self._flush_behind()
+            else:
+                self.flush()
 
     def close(self) -> None:
         if self._closed:
@@ -176,6 +191,8 @@ class SqlStore:
             self.flush()
         finally:
             self._closed = True
+            if self._writer is not None:
+                self._writer.shutdown()
             self.engine.dispose()
 
     def __enter__(self) -> SqlStore:
@@ -203,17 +220,20 @@ class SqlStore:
         self._room(d.room_id, {"status": "free"})
 
     def _queued_task(self, d: ev.TaskQueued, now: float, born: Any) -> None:
-        self._new_task(d, born.get((step(d.kind), d.patient_id), now))
+        self._new_task(d, born.get((STEP_OF_KIND.get(d.kind, d.kind), d.patient_id), now))
         self._queued.add(d.task_id)
 
     def _dispatched(self, d: ev.TaskDispatched, now: float, born: Any) -> None:
+        kind = STEP_OF_KIND.get(d.kind, d.kind)
         if d.task_id in self._queued:
             self._queued.discard(d.task_id)
-        else:
-            self._new_task(d, born.get((step(d.kind), d.patient_id), now))
-        self._change_task(d.task_id, {"staff_id": d.staff_id, "dispatched_at": now,
-                                      "dispatched_tick": d.tick})
-        if step(d.kind) == "clean":
+            self._change_task(d.task_id, {"staff_id": d.staff_id, "dispatched_at": now,
+                                          "dispatched_tick": d.tick})
+        else:   # created and dispatched in this tick: one row with both
+            row = self._new_task(d, born.get((kind, d.patient_id), now))
+            row["staff_id"], row["dispatched_at"], row["dispatched_tick"] = (
+                d.staff_id, now, d.tick)
+        if kind == "clean":
             self._room(d.room_id, {"status": "cleaning"})
 
     _DECIDE: dict[type, Callable[..., None]] = {
@@ -225,12 +245,13 @@ class SqlStore:
         ev.StaffOnDuty: lambda self, d, now, born: None,
         ev.TaskEscalated: lambda self, d, now, born: None}
 
-    def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> None:
-        self.new_tasks[d.task_id] = {
+    def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> Row:
+        row = self.new_tasks[d.task_id] = {
             "task_id": d.task_id, "kind": d.kind, "patient_id": d.patient_id,
             "room_id": d.room_id, "staff_id": None, "created_at": created_at,
             "dispatched_at": None, "completed_at": None, "created_tick": d.tick,
             "dispatched_tick": None}
+        return row
 
     def _change_patient(self, patient_id: str, values: Row) -> None:
         _change(self.new_patients, self.patient_updates, "patient_id", patient_id, values)
@@ -251,23 +272,56 @@ class SqlStore:
         `extra` work in the same transaction: one executemany per table and per set of
         changed columns. On SQLite they go straight to the driver's cursor (the statements
         are compiled once); elsewhere through SQLAlchemy Core, whose insertmanyvalues
-        batches the rows into multi-row INSERTs."""
+        batches the rows into multi-row INSERTs. Waits first for a write behind."""
+        self._wait_behind()
         if not self.ticks and extra is None:
             return
+        self.transaction(self._write(self._buffers(), extra))
+        self._clear()
+
+    def _flush_behind(self) -> None:
+        """Hand the buffered ticks to the writer thread and go on with the run. SQLite (or
+        the PostgreSQL server) does its work without Python's lock, so the writes overlap
+        the simulation on another core. One batch at a time, in order: rows of later ticks
+        may update rows of this one."""
+        self._wait_behind()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        work = self._write(self._buffers(), None)
+        self._clear()
+        self._writing = self._writer.submit(self.transaction, work)
+
+    def _wait_behind(self) -> None:
+        """Until the write behind is done; its `StoreError`, if it failed."""
+        writing = self._writing
+        if writing is not None:
+            try:
+                writing.result()
+            finally:
+                if writing.done():   # not when interrupted: `close` waits again
+                    self._writing = None
+
+    def _buffers(self) -> tuple:
+        return (self.ticks, self.new_patients, self.patient_updates, self.new_tasks,
+                self.task_updates, self.room_updates, self.decisions, self.inbound)
+
+    def _write(self, buffers: tuple, extra: Callable[[Session], None] | None
+               ) -> Callable[[Session], None]:
+        ticks, new_patients, patient_updates, new_tasks, task_updates, room_updates, \
+            decisions, inbound = buffers
 
         def write(session: Session) -> None:
             writer = _Writer(session, self._sqlite)
-            writer.insert(Tick, _TICK_COLUMNS, self.ticks)
-            writer.upsert(Patient, "patient_id", self.new_patients, self.patient_updates)
-            writer.upsert(Task, "task_id", self.new_tasks, self.task_updates)
-            writer.update(Room, "room_id", self.room_updates.values())
-            writer.insert(DecisionRow, _DECISION_COLUMNS, self.decisions)
-            writer.insert(InboundEvent, _INBOUND_COLUMNS, self.inbound)
+            writer.insert(Tick, _TICK_COLUMNS, ticks)
+            writer.upsert(Patient, "patient_id", new_patients, patient_updates)
+            writer.upsert(Task, "task_id", new_tasks, task_updates)
+            writer.update(Room, "room_id", room_updates.values())
+            writer.insert(DecisionRow, _DECISION_COLUMNS, decisions)
+            writer.insert(InboundEvent, _INBOUND_COLUMNS, inbound)
             if extra is not None:
                 extra(session)
 
-        self.transaction(write)
-        self._clear()
+        return write
 
     def _clear(self) -> None:
         self.ticks: list[tuple] = []

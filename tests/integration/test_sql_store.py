@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter
 
@@ -147,3 +148,43 @@ def test_an_unusable_database_is_one_clear_error(bad):
     assert time.monotonic() - started < 10
     assert "\n" not in message and "s3cret" not in message
     assert "database" in message
+
+
+def rows_of(url: str) -> dict[str, list]:
+    """Every row of the run's tables, but the solver's timings."""
+    engine = create_engine(url)
+    with Session(engine) as session:
+        tables = {model.__tablename__: sorted(map(tuple, session.execute(select(
+            *(c for c in model.__table__.columns if c.name != "solve_ms"))).all()), key=repr)
+            for model in (Tick, Patient, Task, Room, DecisionRow, InboundEvent)}
+    engine.dispose()
+    return tables
+
+
+def test_batches_written_behind_the_run_are_the_rows_written_in_line(tmp_path, monkeypatch):
+    threads = set()
+    transaction = SqlStore.transaction
+
+    def spied(self, work):
+        threads.add(threading.current_thread().name.split("_")[0])
+        transaction(self, work)
+
+    monkeypatch.setattr(SqlStore, "transaction", spied)
+    urls = {}
+    for behind in (True, False):
+        urls[behind] = f"sqlite:///{tmp_path / f'behind-{behind}.db'}"
+        with SqlStore(urls[behind], CONFIG, "greedy", flush_every=7,
+                      write_behind=behind) as store:
+            simulate(CONFIG, Scheduler(CONFIG), HOUR_MS // 2, on_tick=store.save_tick)
+    assert "store-writer" in threads
+    assert rows_of(urls[True]) == rows_of(urls[False])
+
+
+def test_a_write_behind_that_fails_is_one_clear_error_at_the_next_write(url):
+    result = TickResult(1, 1000, [], [])
+    store = SqlStore(url, CONFIG, "greedy", flush_every=1)
+    store.save_tick(result)
+    store.save_tick(result)   # the same tick again: its row's key is taken
+    with pytest.raises(StoreError) as error:
+        store.close()
+    assert "database write failed" in str(error.value) and "\n" not in str(error.value)
