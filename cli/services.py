@@ -50,6 +50,7 @@ def scheduler_service(
 ) -> None:
     """The scheduler service: consumes the inbound topic, decides each tick, keeps the run in
     the database and publishes the decisions. Restarted, it resumes where it stopped."""
+    from cli.runs import keeping_service
     from scheduler.db.ledger import Ledger
     from scheduler.services.scheduler_service import LiveScheduler
 
@@ -60,8 +61,11 @@ def scheduler_service(
         live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
                              stop=stop)
         try:
+            new_run = fresh or ledger.run(run_id) is None   # else: it resumes the run
             live.start(fresh=fresh)
-            live.run()
+            with keeping_service(ledger, settings, run_id, new_run=new_run,
+                                 until_ms=until_ms, clock=clock):
+                live.run()
         finally:
             live.close()
 
