@@ -127,6 +127,21 @@ def keep_distributed(url: str, settings: Any, seed: int | None, duration_ms: int
     return run_id
 
 
+def export_header(engine: Any) -> tuple[dict[str, Any], int] | None:
+    """For `hospital export`: the config and seed of the run the database holds, as kept
+    (None: that run is not kept, so they are not known)."""
+    from sqlalchemy import inspect, text
+
+    from scheduler import kept_runs
+
+    if not inspect(engine).has_table("kept_runs"):
+        return None
+    with engine.connect() as db:
+        current = db.execute(text("SELECT run_id FROM runs")).scalar()
+    row = kept_runs.find(engine, current) if current is not None else None
+    return None if row is None else (row.config, row.seed)
+
+
 def stamp(seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""
 

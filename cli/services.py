@@ -137,14 +137,20 @@ def export(
     db: Db = None,
     config: ConfigOption = None,
 ) -> None:
-    """Export the run in the database for `hospital solve`, which reproduces its decisions."""
+    """Export the run in the database for `hospital solve`, which reproduces its decisions
+    with nothing else given: the events start with the run's config and seed, as kept."""
+    from cli.runs import export_header
     from scheduler.db.ledger import Ledger
 
     settings = load_config(config)
     with service_errors():
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
         try:
-            counted = ledger.export(events, out)
+            header = export_header(ledger.engine)
+            counted = ledger.export(events, out, header=header)
         finally:
             ledger.close()
     typer.echo(f"{counted[0]} events, {counted[1]} decisions")
+    if header is None:
+        typer.echo("the run is not kept (hospital runs): the events have no run header; give "
+                   "hospital solve the run's --config", err=True)
