@@ -37,7 +37,7 @@ class Board:
         self.projection, self.server = projection, server
 
     def on_tick(self, scheduler: Any, result: Any) -> None:
-        self.projection.apply_result(result)
+        self.projection.on_tick(scheduler, result)
 
     def hold(self) -> None:
         typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C",
@@ -54,9 +54,9 @@ def embedded(settings: Any, port: int, hold: bool, duration_ms: int,
              run_id: str | None = None) -> Iterator[Board]:
     """The dashboard for the length of an embedded run; with `hold`, the server stays up
     when the run is over, for `Board.hold`."""
-    from dashboard.projection import Projection
+    from dashboard.embedded import LiveProjection
 
-    projection = Projection.for_config(settings, run_id=run_id)
+    projection = LiveProjection.for_config(settings, run_id=run_id)
     board = Board(projection, start_server(projection, port))
     stop = True
     try:

@@ -53,9 +53,50 @@ def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iter
         engine.dispose()
 
 
+@contextlib.contextmanager
+def keeping_service(ledger: Any, settings: Any, run_id: str, *, new_run: bool,
+                    until_ms: int | None, clock: Any) -> Iterator[None]:
+    """`hospital scheduler` keeps its run, started by hand or by `hospital run --kafka`: the
+    row when it starts the run (a kept run of the same id is set aside) or resumes it, its
+    ticks copied and its KPI report (from the database) when it stops, however it stops."""
+    import logging
+
+    from cli.distributed import ledger_report
+    from scheduler import kept_runs
+
+    engine = ledger.engine
+    row = kept_runs.find(engine, run_id)
+    if row is not None and new_run:
+        moved = kept_runs.set_aside(engine, run_id)
+        logging.getLogger("hospital.scheduler").warning(
+            "run %s: a run of that id was kept before; it is now %s", run_id, moved)
+        row = None
+    if row is None:
+        kept_runs.begin(engine, run_id, settings, seed=None, mode="distributed",
+                        duration_ms=until_ms or 0)
+    else:
+        kept_runs.mark(engine, run_id, "running")
+    status = "failed"
+    try:
+        yield
+        status = "finished" if until_ms is not None and clock.now_ms() > until_ms \
+            else "interrupted"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        reached = max(0, clock.now_ms() if until_ms is None else min(until_ms,
+                                                                     clock.now_ms()))
+        figures = ledger_report(ledger, settings, reached)
+        figures["run_id"] = run_id
+        kept_runs.finish(engine, run_id, figures, status, duration_ms=reached)
+
+
 def keep_distributed(url: str, settings: Any, seed: int | None, duration_ms: int,
                      started_at: float) -> str | None:
     """After `hospital run --kafka`: keep the run the database holds now."""
+    from sqlalchemy import update
+
     from cli.distributed import ledger_report
     from dashboard.sources import current_run
     from scheduler import kept_runs
@@ -73,17 +114,36 @@ def keep_distributed(url: str, settings: Any, seed: int | None, duration_ms: int
     figures["run_id"] = run_id
     engine = connect(url)
     try:
-        if kept_runs.find(engine, run_id) is None:
+        if kept_runs.find(engine, run_id) is None:   # a scheduler service that kept nothing
             kept_runs.begin(engine, run_id, settings, seed=seed, mode="distributed",
                             duration_ms=duration_ms)
-        kept_runs.finish(engine, run_id, figures)
+        kept_runs.finish(engine, run_id, figures, duration_ms=duration_ms)
+        # the run's start and seed as `hospital run --kafka` has them (its scheduler service,
+        # which kept the run, knew neither)
         with engine.begin() as db:
-            from sqlalchemy import update
             db.execute(update(kept_runs.KeptRun).where(kept_runs.KeptRun.run_id == run_id)
-                       .values(started_at=started_at))
+                       .values(started_at=started_at,
+                               seed=settings.arrivals.seed if seed is None else seed))
     finally:
         engine.dispose()
     return run_id
+
+
+def export_header(engine: Any) -> tuple[dict[str, Any], int] | None:
+    """For `hospital export`: the config and seed of the run the database holds, as kept
+    (None: that run is not kept, so they are not known)."""
+    from sqlalchemy import inspect, text
+
+    from scheduler import kept_runs
+
+    if not inspect(engine).has_table("kept_runs"):
+        return None
+    with engine.connect() as db:
+        current = db.execute(text("SELECT run_id FROM runs")).scalar()
+    row = kept_runs.find(engine, current) if current is not None else None
+    if row is None:
+        return None
+    return row.config, row.seed if row.seed is not None else row.config["arrivals"]["seed"]
 
 
 def stamp(seconds: float | None) -> str:

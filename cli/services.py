@@ -53,6 +53,7 @@ def scheduler_service(
 ) -> None:
     """The scheduler service: consumes the inbound topic, decides each tick, keeps the run in
     the database and publishes the decisions. Restarted, it resumes where it stopped."""
+    from cli.runs import keeping_service
     from scheduler.db.ledger import Ledger
     from scheduler.services.scheduler_service import LiveScheduler
 
@@ -63,8 +64,11 @@ def scheduler_service(
         live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
                              stop=stop)
         try:
+            new_run = fresh or ledger.run(run_id) is None   # else: it resumes the run
             live.start(fresh=fresh)
-            live.run()
+            with keeping_service(ledger, settings, run_id, new_run=new_run,
+                                 until_ms=until_ms, clock=clock):
+                live.run()
         finally:
             live.close()
 
@@ -136,14 +140,20 @@ def export(
     db: Db = None,
     config: ConfigOption = None,
 ) -> None:
-    """Export the run in the database for `hospital solve`, which reproduces its decisions."""
+    """Export the run in the database for `hospital solve`, which reproduces its decisions
+    with nothing else given: the events start with the run's config and seed, as kept."""
+    from cli.runs import export_header
     from scheduler.db.ledger import Ledger
 
     settings = load_config(config)
     with service_errors():
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
         try:
-            counted = ledger.export(events, out)
+            header = export_header(ledger.engine)
+            counted = ledger.export(events, out, header=header)
         finally:
             ledger.close()
     typer.echo(f"{counted[0]} events, {counted[1]} decisions")
+    if header is None:
+        typer.echo("the run is not kept (hospital runs): the events have no run header; give "
+                   "hospital solve the run's --config", err=True)

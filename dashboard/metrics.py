@@ -30,8 +30,8 @@ class ProjectionCollector(Collector):
             decisions = dict(p.decisions_by_type)
             solve = (p.solve.cumulative(), p.solve.total)
             waits = {role: (h.cumulative(), h.total) for role, h in p.wait_histograms().items()}
-            waiting = {role: len(p.waiting[role]) for role in ROLES}
-            busy = Counter(s.role for s in p.staff.values() if s.task_id)
+            waiting = p.waiting_counts()
+            busy = dict(p.busy)
             staff = Counter(s.role for s in p.staff.values() if not s.off_duty)
             escalations = dict(p.escalations)
             rooms = Counter(r.state for r in p.rooms.values())

@@ -8,8 +8,9 @@ out, `room.available` the cleaning. With the consumed events too, a task's wait 
 from the instant it was created (an arrival, a completion) exactly as the KPI report counts
 it; without them, from the tick that first listed it.
 
-`apply` is on the scheduler's path: it does a few dictionary operations a decision and
-nothing else; everything the page shows is built by `snapshot`, on the reader's thread.
+`apply` is on the follower's path: it does a few dictionary operations a decision and
+nothing else; everything the page shows is built by `snapshot`, on the reader's thread. (A
+run in this process has a cheaper way: `dashboard.embedded`.)
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.layout import ROLE_OF_KIND, step   # the vocabulary of task kinds
+from scheduler.layout import ROLE_OF_KIND, STEP_OF_KIND   # the vocabulary of task kinds
 
 ROLES = ("porter", "medical", "cleaner")
 PREVIOUS_KIND = {"visit": "escort_in", "escort_out": "visit"}
@@ -32,6 +33,12 @@ HOURLY = ("arrivals", "admitted", "referred", "discharged")
 # task's wait around the hospital's minutes.
 SOLVE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 WAIT_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+# A count by key: a plain dict, its keys set beforehand where they are known. Not a Counter
+# nor a defaultdict: the interpreter's fast path for `d[k] += 1` is for a dict itself, and a
+# tick does a few such counts a decision.
+Tally = dict[str, int]
+COUNTS = ("arrivals", "admitted", "referred", "discharged", "in_rooms", "rejected",
+          "duplicates")
 
 
 @dataclass(slots=True)
@@ -109,19 +116,20 @@ class Projection:
         self.waiting: dict[str, dict[str, TaskView]] = {role: {} for role in ROLES}
         self.current: dict[str, str] = {}             # patient or room -> task in progress
         self.created_hint: dict[tuple[str, str], int] = {}   # (kind, patient) -> created
+        self.busy: Tally = dict.fromkeys(ROLES, 0)    # role -> staff members on a task
         self.tick = -1
         self.ticks = 0
         self.time_ms = 0
         self.finished = False
         self.version = 0                              # +1 each change
         self.generation = 0                           # +1 each reset
-        self.counts: Counter[str] = Counter()         # arrivals, admitted, referred, ...
-        self.decisions_by_type: Counter[str] = Counter()
-        self.escalations: Counter[str] = Counter()    # task kind -> tasks past their target
-        self.events_by_type: Counter[str] = Counter()
+        self.counts: Tally = dict.fromkeys(COUNTS, 0)
+        self.decisions_by_type: Tally = {}
+        self.escalations: Tally = {}                  # task kind -> tasks past their target
+        self.events_by_type: Tally = {}
         self.solve = Histogram(SOLVE_BUCKETS)
         # waits as wait in ms -> tasks (a few distinct values: whole ticks, mostly)
-        self.waits_ms: dict[str, Counter[int]] = {role: Counter() for role in ROLES}
+        self.waits_ms: dict[str, dict[int, int]] = {role: {} for role in ROLES}
         self.busy_ms = dict.fromkeys(ROLES, 0)
         self.occupied_ms = 0                          # room-ms of patients gone
         self.admitted_ms: dict[str, int] = {}         # patient in a room -> admitted
@@ -129,7 +137,8 @@ class Projection:
         self.sample_ms = sample_ms
         self.next_sample_ms = 0
         self.series: list[dict[str, Any]] = []        # one point every `sample_ms`
-        self.hourly: dict[int, Counter[str]] = {}     # hour -> arrivals, admitted, referred
+        self.hourly: dict[int, Tally] = {}            # hour -> arrivals, admitted, referred
+        self._hour_span: tuple[int, int, Tally] = (0, -1, {})   # (from, to] in ms, its counts
         self.staff_log: list[tuple[str, str, str, int, int]] = []   # staff, kind, room, from, to
         self.keep_staff_log = False
         self.lag: dict[str, int] = {}                 # distributed mode: consumer lag
@@ -163,59 +172,59 @@ class Projection:
               rejected: int = 0, duplicates: int = 0) -> None:
         """One tick: its decisions (event objects with `TYPE` and their fields), and if
         known the inbound events it consumed and how long its solve took."""
-        self._apply(tick, time_ms, decisions, inbound, solve_ms, rejected, duplicates)
+        with self.lock:
+            self._fold(tick, time_ms, decisions, inbound, solve_ms, rejected, duplicates)
 
     def apply_result(self, result: Any) -> None:
         """A `scheduler.engine.TickResult`, as `simulate_run`'s `on_tick` hands it over."""
-        self._apply(result.tick, result.time_ms, result.decisions, result.consumed,
-                    result.solve_ms if result.solved else None, len(result.rejected),
-                    len(result.duplicates))
-
-    def _apply(self, tick: int, time_ms: int, decisions: Iterable[Any],
-               inbound: Iterable[Any] | None, solve_ms: float | None, rejected: int,
-               duplicates: int) -> None:
         with self.lock:
-            if time_ms > self.time_ms:
-                if time_ms >= self.next_sample_ms:
-                    self._sample_until(time_ms)
-                self.time_ms = time_ms
-            self.tick = tick
-            self.ticks += 1
-            if rejected or duplicates:
-                self.counts["rejected"] += rejected
-                self.counts["duplicates"] += duplicates
-            if solve_ms is not None:
-                solve = self.solve
-                seconds = solve_ms / 1000
-                solve.counts[bisect.bisect_left(solve.bounds, seconds)] += 1
-                solve.total += seconds
-                solve.n += 1
-            if inbound:
-                by_type = self.events_by_type
-                hint, done = self.created_hint, self.done_ms
-                for event in inbound:
-                    kind = event.TYPE
-                    by_type[kind] += 1
-                    if kind == "patient.arrived":   # its escort in waits from now
-                        hint["escort_in", event.patient_id] = event.time_ms
-                        continue
-                    done[event.task_id] = event.time_ms
-                    # the task this completion creates, which waits from now
-                    if kind == "escort.completed":
-                        following = "visit" if event.direction == "in" else "clean"
-                    elif kind == "visit.completed":
-                        following = "escort_out"
-                    else:
-                        continue
-                    hint[following, event.patient_id] = event.time_ms
-            handlers, by_type = self._handlers, self.decisions_by_type
-            for decision in decisions:
-                kind = decision.TYPE
-                by_type[kind] += 1
-                handler = handlers.get(kind)
-                if handler is not None:
-                    handler(decision)
-            self.version += 1
+            self._fold(result.tick, result.time_ms, result.decisions, result.consumed,
+                       result.solve_ms if result.solved else None, len(result.rejected),
+                       len(result.duplicates))
+
+    def _fold(self, tick: int, time_ms: int, decisions: Iterable[Any],
+              inbound: Iterable[Any] | None, solve_ms: float | None, rejected: int,
+              duplicates: int) -> None:
+        if time_ms > self.time_ms:
+            if time_ms >= self.next_sample_ms:
+                self._sample_until(time_ms)
+            self.time_ms = time_ms
+        self.tick = tick
+        self.ticks += 1
+        self.version += 1
+        if rejected or duplicates:
+            self.counts["rejected"] += rejected
+            self.counts["duplicates"] += duplicates
+        if solve_ms is not None:
+            solve = self.solve
+            seconds = solve_ms / 1000
+            solve.counts[bisect.bisect_left(solve.bounds, seconds)] += 1
+            solve.total += seconds
+            solve.n += 1
+        if inbound:
+            by_type, hint, done = self.events_by_type, self.created_hint, self.done_ms
+            for event in inbound:
+                kind = event.TYPE
+                by_type[kind] = by_type.get(kind, 0) + 1
+                if kind == "patient.arrived":   # its escort in waits from now
+                    hint["escort_in", event.patient_id] = event.time_ms
+                    continue
+                done[event.task_id] = event.time_ms
+                # the task this completion creates, which waits from now
+                if kind == "escort.completed":
+                    following = "visit" if event.direction == "in" else "clean"
+                elif kind == "visit.completed":
+                    following = "escort_out"
+                else:
+                    continue
+                hint[following, event.patient_id] = event.time_ms
+        handlers, by_type = self._handlers, self.decisions_by_type
+        for decision in decisions:
+            kind = decision.TYPE
+            by_type[kind] = by_type.get(kind, 0) + 1
+            handler = handlers.get(kind)
+            if handler is not None:
+                handler(decision)
 
     def finish(self, end_ms: int | None = None) -> None:
         with self.lock:
@@ -233,19 +242,23 @@ class Projection:
             self.next_sample_ms += self.sample_ms
 
     def _point(self) -> dict[str, Any]:
-        busy = Counter(s.role for s in self.staff.values() if s.task_id)
+        counts, waiting, busy = self.counts, self.waiting_counts(), self.busy
         return {"t": self.time_ms / 1000,
-                "occupied": self.counts["in_rooms"],
-                "waiting": {role: len(self.waiting[role]) for role in ROLES},
+                "occupied": counts["in_rooms"],
+                "waiting": waiting,
                 "busy": {role: busy[role] for role in ROLES},
-                "referred": self.counts["referred"], "arrivals": self.counts["arrivals"]}
+                "referred": counts["referred"], "arrivals": counts["arrivals"]}
 
-    def _hour(self) -> Counter[str]:
+    def _hour(self) -> Tally:
         # hour k holds the ticks of (k h, (k + 1) h], as a tick holds the events before it
+        start, end, counter = self._hour_span
+        if start < self.time_ms <= end:
+            return counter
         hour = max(0, self.time_ms - 1) // 3_600_000
-        counter = self.hourly.get(hour)
-        if counter is None:
-            counter = self.hourly[hour] = Counter()
+        if hour not in self.hourly:
+            self.hourly[hour] = dict.fromkeys(HOURLY, 0)
+        counter = self.hourly[hour]
+        self._hour_span = (hour * 3_600_000, (hour + 1) * 3_600_000, counter)
         return counter
 
     def _room(self, room_id: str) -> RoomView:
@@ -289,8 +302,10 @@ class Projection:
 
     def _complete(self, task_id: str | None) -> int:
         """Close a task in progress; when it ended (its completion's time if known)."""
-        done_ms = self.done_ms.pop(task_id, self.time_ms) if task_id else self.time_ms
-        task = self.tasks.pop(task_id, None) if task_id else None
+        if not task_id:
+            return self.time_ms
+        done_ms = self.done_ms.pop(task_id, self.time_ms)
+        task = self.tasks.pop(task_id, None)
         if task is None or task.staff_id is None or task.dispatched_ms is None:
             return done_ms
         self.busy_ms[ROLE_OF_KIND[task.kind]] += done_ms - task.dispatched_ms
@@ -298,23 +313,23 @@ class Projection:
             self.staff_log.append((task.staff_id, task.kind, task.room_id,
                                    task.dispatched_ms, done_ms))
         staff = self.staff.get(task.staff_id)
-        if staff is not None and staff.task_id == task.task_id:
+        if staff is not None and staff.task_id == task_id:
             staff.task_id = None
+            self.busy[staff.role] = self.busy.get(staff.role, 0) - 1
             staff.place = ENTRANCE if task.kind == "escort_out" else task.room_id
         return done_ms
 
     def _new_task(self, d: Any) -> TaskView:
         """A task's first appearance: the patient's previous task is done."""
-        kind = step(d.kind)
-        previous = PREVIOUS_KIND.get(kind)
-        if previous is not None:
-            self._complete(self.current.pop(d.patient_id, None))
-            if kind == "visit":
-                room = self._room(d.room_id)
-                room.state = "occupied"
-        created = self.created_hint.pop((kind, d.patient_id), d.time_ms)
-        task = TaskView(d.task_id, d.kind, d.patient_id, d.room_id, created)
-        self.tasks[d.task_id] = task
+        kind, patient_id = d.kind, d.patient_id
+        step = STEP_OF_KIND.get(kind, kind)
+        if step in PREVIOUS_KIND:
+            self._complete(self.current.pop(patient_id, None))
+            if step == "visit":
+                self._room(d.room_id).state = "occupied"
+        created = self.created_hint.pop((step, patient_id), d.time_ms)
+        task = self.tasks[d.task_id] = TaskView(d.task_id, kind, patient_id, d.room_id,
+                                                created)
         return task
 
     def _queued(self, d: Any) -> None:
@@ -322,21 +337,24 @@ class Projection:
         self.waiting[ROLE_OF_KIND[d.kind]][d.task_id] = task
 
     def _dispatched(self, d: Any) -> None:
-        kind = d.kind
-        task = self.tasks.get(d.task_id)
-        role = ROLE_OF_KIND[kind]
+        task_id, role = d.task_id, ROLE_OF_KIND[d.kind]
+        task = self.tasks.get(task_id)
         if task is None:
             task = self._new_task(d)
         else:
-            self.waiting[role].pop(d.task_id, None)
-        task.staff_id, task.dispatched_ms = d.staff_id, d.time_ms
-        self.waits_ms[role][d.time_ms - task.created_ms] += 1
-        cleaning = kind == "clean" or step(kind) == "clean"
-        self.current[d.room_id if cleaning else d.patient_id] = d.task_id
+            self.waiting[role].pop(task_id, None)
+        time_ms = d.time_ms
+        task.staff_id, task.dispatched_ms = d.staff_id, time_ms
+        waits, wait = self.waits_ms[role], time_ms - task.created_ms
+        waits[wait] = waits.get(wait, 0) + 1
+        cleaning = role == "cleaner"         # a cleaning is the room's task, not a patient's
+        self.current[d.room_id if cleaning else d.patient_id] = task_id
         staff = self.staff.get(d.staff_id)
         if staff is None:
             staff = self.staff[d.staff_id] = StaffView(d.staff_id, role)
-        staff.task_id = d.task_id
+        if staff.task_id is None:
+            self.busy[staff.role] = self.busy.get(staff.role, 0) + 1
+        staff.task_id = task_id
         staff.place = getattr(d, "origin", staff.place)
         if cleaning:
             self._room(d.room_id).state = "cleaning"
@@ -354,7 +372,7 @@ class Projection:
         self._staff_member(d).off_duty = False
 
     def _escalated(self, d: Any) -> None:
-        self.escalations[d.kind] += 1
+        self.escalations[d.kind] = self.escalations.get(d.kind, 0) + 1
 
     _HANDLERS = {"patient.admitted": "_admitted", "patient.referred": "_referred",
                  "patient.discharged": "_discharged", "room.available": "_available",
@@ -376,18 +394,27 @@ class Projection:
             h.total /= 1000
         return out
 
+    def waiting_counts(self) -> dict[str, int]:
+        """How many tasks wait, by role (call with the lock held)."""
+        return {role: len(self.waiting[role]) for role in ROLES}
+
+    def in_progress(self) -> Iterator[tuple[str, int]]:
+        """(role, dispatched at) of each task in progress (call with the lock held)."""
+        for task in self.tasks.values():
+            if task.dispatched_ms is not None:
+                yield ROLE_OF_KIND[task.kind], task.dispatched_ms
+
     def tiles(self) -> dict[str, Any]:
         """The KPI tiles (call with the lock held)."""
         arrivals = self.counts["arrivals"]
         rooms = len(self.rooms) or 1
-        busy = Counter(s.role for s in self.staff.values() if s.task_id)
+        busy = self.busy
         staff = Counter(s.role for s in self.staff.values())   # the roster, on duty or not
         now, seconds = self.time_ms, self.time_ms / 1000 or 1.0
         occupied = self.occupied_ms + sum(now - t for t in self.admitted_ms.values())
         busy_ms = dict(self.busy_ms)
-        for task in self.tasks.values():
-            if task.dispatched_ms is not None:
-                busy_ms[ROLE_OF_KIND[task.kind]] += now - task.dispatched_ms
+        for role, dispatched_ms in self.in_progress():
+            busy_ms[role] += now - dispatched_ms
         return {
             "arrivals": arrivals, "admitted": self.counts["admitted"],
             "referred": self.counts["referred"],
@@ -399,7 +426,7 @@ class Projection:
                             if staff[role] else 0.0 for role in ROLES},
             "wait_mean_s": {role: round(h.total / h.n, 3) if h.n else 0.0
                             for role, h in self.wait_histograms().items()},
-            "waiting": {role: len(self.waiting[role]) for role in ROLES},
+            "waiting": self.waiting_counts(),
             "busy": {role: busy[role] for role in ROLES},
             "staff": {role: staff[role] for role in ROLES},
             "sla_breaches": sum(self.escalations.values()),

@@ -1,7 +1,8 @@
-"""Runs are kept: every `hospital run` (embedded or distributed) that writes to a database
-leaves a row there with its id, the whole resolved config, seed, policy, version, start and
-end, its KPI report, and a copy of its ticks, applied events and decisions — in tables of
-their own, so that the next run, which starts the working tables afresh, overwrites nothing.
+"""Runs are kept: every `hospital run` (embedded or distributed) that writes to a database,
+and every run of a `hospital scheduler` service started by hand, leaves a row there with
+its id, the whole resolved config, seed, policy, version, start and end, its KPI report,
+and a copy of its ticks, applied events and decisions — in tables of their own, so that
+the next run, which starts the working tables afresh, overwrites nothing.
 
 These tables have their own metadata: the store's reset (`SqlStore._start_run`) empties
 every table of the working schema's metadata and must not touch them. The Alembic migration
@@ -114,10 +115,40 @@ def begin(engine: Engine, run_id: str, config: Any, *, seed: int | None, mode: s
             figures=None))
 
 
+def set_aside(engine: Engine, run_id: str) -> str | None:
+    """A new run takes the id of a kept one (`hospital scheduler --fresh`, or an id given
+    again): the kept one moves to `<id>-<its start, UTC>`, so that neither replaces the
+    other. Its new id (None: no run of that id is kept)."""
+    table = KeptRun.__table__
+    with engine.begin() as db:
+        row = db.execute(select(table).where(KeptRun.run_id == run_id)).mappings().first()
+        if row is None:
+            return None
+        taken = set(db.scalars(select(KeptRun.run_id)))
+        base = f"{run_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(row['started_at']))}"
+        moved, n = base, 1
+        while moved in taken:
+            n += 1
+            moved = f"{base}-{n}"
+        db.execute(insert(KeptRun).values({**row, "run_id": moved}))
+        for child in (KeptDecision, KeptEvent, KeptTick):
+            db.execute(update(child).where(child.run_id == run_id).values(run_id=moved))
+        db.execute(delete(KeptRun).where(KeptRun.run_id == run_id))
+    return moved
+
+
+def mark(engine: Engine, run_id: str, status: str) -> None:
+    """Set a kept run's status (a resumed run is `running` again)."""
+    with engine.begin() as db:
+        db.execute(update(KeptRun).where(KeptRun.run_id == run_id).values(status=status))
+
+
 def finish(engine: Engine, run_id: str, figures: dict[str, Any] | None,
-           status: str = "finished") -> None:
+           status: str = "finished", duration_ms: int | None = None) -> None:
     """Copy the run's ticks, applied events and decisions out of the working tables (the
-    database's current run) and close its row."""
+    database's current run) and close its row (with the simulated time it reached, when
+    its length was not known at its start)."""
+    closing: dict[str, Any] = {} if duration_ms is None else {"duration_s": duration_ms / 1000}
     with engine.begin() as db:
         for table in (KeptDecision, KeptEvent, KeptTick):
             db.execute(delete(table).where(table.run_id == run_id))
@@ -130,7 +161,7 @@ def finish(engine: Engine, run_id: str, figures: dict[str, Any] | None,
                         "SELECT :run, event_id, tick, time, payload FROM inbound_events"),
                    params)
         db.execute(update(KeptRun).where(KeptRun.run_id == run_id).values(
-            status=status, ended_at=time.time(),
+            status=status, ended_at=time.time(), **closing,
             figures=None if figures is None else json.dumps(figures, sort_keys=True)))
 
 

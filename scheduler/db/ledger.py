@@ -93,15 +93,19 @@ class Ledger:
         for tick in ticks:
             yield tick, inbound.get(tick, []), decisions.get(tick, [])
 
-    def export(self, events_path=None, decisions_path=None) -> tuple[int, int]:
+    def export(self, events_path=None, decisions_path=None,
+               header: tuple[dict, int] | None = None) -> tuple[int, int]:
         """Write the applied inbound events (each with its tick) and the decisions as JSONL,
-        for `hospital solve`, either or both. Returns how many of each."""
+        for `hospital solve`, either or both; the events after a `run.header` of `header`'s
+        config and seed, if given. Returns how many of each."""
         from scheduler import jsonl
         from scheduler.engine import canonical_order
 
         events = decisions = 0
         with contextlib.ExitStack() as files:
             events_file = files.enter_context(open(events_path, "w")) if events_path else None
+            if events_file and header is not None:
+                jsonl.write_header(events_file, *header)
             out_file = files.enter_context(open(decisions_path, "w")) if decisions_path else None
             for tick, inbound, stored in self.history():
                 if events_file:

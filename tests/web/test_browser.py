@@ -14,7 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from browser_artefacts import screenshot
 from dashboard import report
-from dashboard.projection import Projection
+from dashboard.embedded import LiveProjection
 from dashboard.server import DashboardServer
 from scheduler import config as config_module
 from scheduler import scenarios
@@ -27,11 +27,11 @@ class LiveRun:
     """A run on a thread at a given speed, feeding a dashboard; stops when asked."""
 
     def __init__(self, config, speed: float, duration_ms: int):
-        self.projection = Projection.for_config(config, sample_ms=5_000)
+        self.projection = LiveProjection.for_config(config, sample_ms=5_000)
         self.stop = threading.Event()
 
         def on_tick(scheduler, result):
-            self.projection.apply_result(result)
+            self.projection.on_tick(scheduler, result)
             if self.stop.is_set():
                 raise KeyboardInterrupt
 

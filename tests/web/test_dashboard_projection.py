@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.metrics import registry_for, render
-from dashboard.projection import Projection
+from dashboard.projection import ROLES, Projection
 from scheduler import config as config_module
 from scheduler import scenarios
 from scheduler.runs import simulate_run
@@ -146,3 +146,57 @@ def test_projection_follows_the_golden_scenarios(scenario):
     for key in ("arrivals", "referred", "discharged", "room_occupancy", "utilisation"):
         assert tiles[key] == report[key], key
     assert tiles["wait_mean_s"] == {r: w["mean"] for r, w in report["wait_s"].items()}
+
+
+# --- the projection of a run in this process (dashboard.embedded) ------------------------
+
+@pytest.mark.parametrize("config_name", ["default", "isolation", "shift_change",
+                                         "sla_pressure"])
+def test_the_live_projection_equals_the_decisions_projection(config_name):
+    """Counted on the run's thread and viewed from the scheduler, the live projection shows
+    the same hospital and the same figures, series and metrics as the one folded from the
+    decisions; its view follows the scheduler tick by tick when refreshed each tick."""
+    from dashboard.embedded import LiveProjection
+
+    config = (config_module.load(None, {}).replace(arrivals={"process": "poisson"},
+                                                   travel={"model": "layout"})
+              if config_name == "default"
+              else config_module.load(GOLDEN / config_name / "config.toml", {}))
+    folded = Projection.for_config(config, sample_ms=30_000)
+    live = LiveProjection.for_config(config, sample_ms=30_000, view_s=0)
+
+    def on_tick(scheduler, result):
+        folded.apply_result(result)
+        live.on_tick(scheduler, result)
+        assert projected_view(live) == core_view(scheduler), f"tick {result.tick}"
+        assert live.waiting_counts() == folded.waiting_counts()
+        assert {r: live.busy[r] for r in ROLES} == {r: folded.busy[r] for r in ROLES}
+
+    duration = 90 * 60_000
+    report = simulate_run(config, duration, on_tick=on_tick)
+    for p in (folded, live):
+        p.finish(duration)
+    with folded.lock, live.lock:
+        assert live.tiles() == folded.tiles()
+        assert live.series == folded.series
+        assert live.hourly == folded.hourly
+        assert live.waits_ms == folded.waits_ms
+    assert live.tiles()["arrivals"] == report["arrivals"] > 0
+    assert render(registry_for(live)) == render(registry_for(folded))
+
+
+def test_the_live_view_is_refreshed_at_most_every_view_s():
+    from dashboard.embedded import LiveProjection
+
+    config = config_module.load(None, {})
+    live = LiveProjection.for_config(config, view_s=3600)
+    behind = []
+
+    def on_tick(scheduler, result):
+        live.on_tick(scheduler, result)
+        behind.append(projected_view(live) != core_view(scheduler))
+
+    simulate_run(config, 10 * 60_000, on_tick=on_tick)
+    assert not behind[0] and any(behind)      # the first tick's view, then no other
+    live.finish(10 * 60_000)
+    assert live.snapshot()["tiles"]["arrivals"] > 0

@@ -194,10 +194,12 @@ def test_a_port_in_use_is_one_clear_error(tmp_path):
                                    f"127.0.0.1:{port}: Address already in use")
 
 
-def test_dashboard_hold_keeps_the_page_after_the_run_until_ctrl_c():
+def test_dashboard_hold_keeps_the_page_after_the_run_until_ctrl_c(tmp_path):
+    """... showing the run's end: its tiles are the KPI report's."""
     import signal
 
     proc = hospital("run", "--duration", "2m", "--speed", "max", "--no-db", "-q",
+                    "--report", str(tmp_path / "r.json"),
                     "--dashboard", "--dashboard-port", "0", "--dashboard-hold")
     try:
         url = address(proc.stderr)
@@ -206,6 +208,13 @@ def test_dashboard_hold_keeps_the_page_after_the_run_until_ctrl_c():
             assert time.monotonic() < deadline
         state = httpx.get(url + "api/state", timeout=10).json()
         assert state["finished"] and state["time_s"] == 120
+        report = json.loads((tmp_path / "r.json").read_text())
+        tiles = state["tiles"]
+        for key in ("arrivals", "referred", "discharged", "room_occupancy", "utilisation"):
+            assert tiles[key] == report[key], key
+        assert tiles["wait_mean_s"] == {r: w["mean"] for r, w in report["wait_s"].items()}
+        in_rooms = sum(1 for f in state["floors"] for r in f["rooms"] if r["patient"])
+        assert in_rooms == tiles["in_building"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -91,3 +91,51 @@ def test_no_db_keeps_nothing_and_the_report_still_names_seed_and_config(tmp_path
     kpi = json.loads(report.read_text())
     assert "run_id" not in kpi
     assert kpi["seed"] == 1 and kpi["config"]["hospital"]["floors"] == ["A", "B"]
+
+
+def test_a_scheduler_service_keeps_its_run_and_a_new_run_of_its_id_sets_the_old_aside(
+        tmp_path):
+    """`hospital scheduler`'s keeping (the services themselves: tests/e2e/test_kept_by_hand):
+    resumed, the run stays one row; started anew under the same id (--fresh), the kept one
+    moves aside and both are listed and reportable."""
+    from types import SimpleNamespace
+
+    from cli.runs import keeping_service
+    from scheduler import config as config_module
+    from scheduler.db.ledger import Ledger
+
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    settings = config_module.load(None, {})
+    ledger = Ledger(db, settings, settings.scheduler.policy)
+    past_the_end = SimpleNamespace(now_ms=lambda: 90_000)
+    try:
+        ledger.start_run("run-1", 0.0, 1.0, {})
+        with keeping_service(ledger, settings, "run-1", new_run=True, until_ms=60_000,
+                             clock=past_the_end):
+            pass
+        with pytest.raises(KeyboardInterrupt), keeping_service(    # restarted, then Ctrl-C
+                ledger, settings, "run-1", new_run=False, until_ms=60_000,
+                clock=SimpleNamespace(now_ms=lambda: 30_000)):
+            raise KeyboardInterrupt
+        listed = runner.invoke(app, ["runs", "--db", db, "--json"])
+        rows = [json.loads(line) for line in listed.output.splitlines()]
+        assert [(r["run_id"], r["status"], r["duration_s"]) for r in rows] == [
+            ("run-1", "interrupted", 30.0)]
+
+        ledger.start_run("run-1", 0.0, 1.0, {})
+        with keeping_service(ledger, settings, "run-1", new_run=True, until_ms=60_000,
+                             clock=past_the_end):
+            pass
+    finally:
+        ledger.close()
+    listed = runner.invoke(app, ["runs", "--db", db, "--json"])
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert len(rows) == 2, listed.output
+    assert rows[0]["run_id"] == "run-1" and rows[0]["status"] == "finished"
+    assert re.fullmatch(r"run-1-\d{8}-\d{6}", rows[1]["run_id"]), rows[1]["run_id"]
+    assert rows[1]["status"] == "interrupted"
+    for row in rows:
+        assert row["mode"] == "distributed" and row["figures"]["run_id"] == "run-1"
+        made = runner.invoke(app, ["report", row["run_id"], "--db", db,
+                                   "--out", str(tmp_path / "r.html")])
+        assert made.exit_code == 0, made.output
