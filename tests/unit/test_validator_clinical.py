@@ -72,7 +72,7 @@ def until_dirty(auditor, patient, room, isolation):
     valid(auditor, 2, [escorted("task-1", "porter-1", patient, room, "in", 2)],
           Tick(2).dispatch("task-2", "visit", "nurse-1", patient, room))
     valid(auditor, 14, [visited("task-2", "nurse-1", patient, room, 14)],
-          Tick(14).dispatch("task-3", "escort_out", "porter-1", patient, room))
+          Tick(14).dispatch("task-3", "escort_out", "porter-1", patient, room, origin=room))
     return escorted("task-3", "porter-1", patient, room, "out", 15)
 
 
@@ -178,6 +178,15 @@ def test_valid_twin_the_clean_owed_then_the_room_is_free(isolation, kind):
     # the next patient of the room owes a plain clean again
     valid(auditor, 31, [arrived("p2", 31)],
           Tick(31).admit("p2", "A2").dispatch("task-5", "escort_in", "porter-1", "p2", "A2"))
+
+
+def test_a_terminal_clean_sent_to_the_free_room_while_the_isolation_room_waits():
+    auditor = Auditor(config(hospital={"isolation_rooms": ["A2"]}))
+    done = until_dirty(auditor, "p1", "A2", isolation=True)
+    violation(auditor, 15, [done],
+              Tick(15).discharge("p1", "A2").dispatch("task-4", "clean_terminal", "cleaner-1",
+                                                      "p1", "A1"),
+              "task-4", "a clean_terminal of A1, which is free, not dirty")
 
 
 def test_a_terminal_clean_owed_is_still_owed_when_the_cleaning_only_waits():
