@@ -56,6 +56,7 @@ class _Task:
     patient_id: str
     room_id: str
     staff_id: str | None = None
+    escalated: bool = False
 
 
 @dataclass
@@ -198,6 +199,8 @@ class Auditor:
                 if decision.room_id not in cleaned:
                     self.fail(tick, f"room {decision.room_id} available without a cleaning")
                 cleaned.discard(decision.room_id)
+            elif isinstance(decision, ev.TaskEscalated):
+                self._escalated(tick, decision)
         if undecided:
             self.fail(tick, f"arrivals neither admitted nor referred: {sorted(undecided)}")
         if any(expected_tasks.values()):
@@ -316,6 +319,19 @@ class Auditor:
                             f"{task.kind} for {task.patient_id} in {task.room_id}")
         if isinstance(decision, ev.TaskDispatched):
             self._dispatch(tick, decision, task)
+
+    def _escalated(self, tick, decision) -> None:
+        """Announced once, for a task of that kind still waiting past its target."""
+        task = self.tasks.get(decision.task_id)
+        if task is None or task.staff_id is not None or task.kind != decision.kind:
+            self.fail(tick, f"task {decision.task_id} escalated as a waiting {decision.kind}, "
+                            f"which it is not")
+        if task.escalated:
+            self.fail(tick, f"task {decision.task_id} escalated twice")
+        if not decision.waited_s > decision.sla_s:
+            self.fail(tick, f"task {decision.task_id} escalated after {decision.waited_s} s, "
+                            f"within its {decision.sla_s} s target")
+        task.escalated = True
 
     def _new_task(self, tick, decision, expected_tasks) -> None:
         kind, room_id = decision.kind, decision.room_id
