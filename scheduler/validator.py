@@ -2,8 +2,9 @@
 
 The `Auditor` keeps its own, deliberately simple, model of the hospital, built only from the
 event stream: the inbound events each tick consumed and the decisions it made. It shares no
-code with the scheduler's state, so a bug there cannot hide itself here. It is cheap enough
-to run on every tick of a live run.
+code with the scheduler's state, nor its tables of roles and steps: it restates the contract
+(DESIGN.md sections 2 and 4) in its own, so that a wrong entry there is caught here. It does
+O(1) work per event, cheap enough to run on every tick of a live run.
 """
 
 from __future__ import annotations
@@ -14,13 +15,36 @@ from typing import NoReturn
 
 from scheduler import events as ev
 from scheduler.config import Config
-from scheduler.hospital import staff_roster
-from scheduler.layout import NEXT_KIND, ROLE_OF_KIND, step
 from scheduler.shifts import Roster
+
+# The contract's tables, restated (DESIGN.md section 2), not imported from the scheduler.
+# Who does each kind of task: porters escort, medical staff visit, cleaners clean.
+DONE_BY = {"escort_in": "porter", "visit": "medical", "escort_out": "porter",
+           "clean": "cleaner", "clean_terminal": "cleaner"}
+# The role of each grade of staff (the grade is the staff id without its number).
+ROLE_OF_GRADE = {"porter": "porter", "nurse": "medical", "doctor": "medical",
+                 "cleaner": "cleaner"}
+# The task that the completion of each kind creates: the patient, then the room, move on.
+# (After an isolation patient's escort out the room gets a `clean_terminal` instead.)
+COMES_NEXT = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
+# What a completion event reports each kind as: a terminal clean completes as a cleaning.
+COMPLETES_AS = {"escort_in": "escort_in", "visit": "visit", "escort_out": "escort_out",
+                "clean": "clean", "clean_terminal": "clean"}
+CLEANS = frozenset({"clean", "clean_terminal"})
+# Where staff start, and where an escort out leaves them: the exit is the entrance. Every
+# other task leaves them in its room. A dispatch's `origin` is where its staff member is.
+ENTRANCE = "entrance"
 
 
 def _grade(staff_id: str) -> str:
     return staff_id.rsplit("-", 1)[0]
+
+
+def _staff(config: Config) -> list[str]:
+    """Everybody, from the config's head counts: porter-1, ..., nurse-1, ..., doctor-1, ..."""
+    counts = {"porter": config.staff.porters, "nurse": config.staff.nurses,
+              "doctor": config.staff.doctors, "cleaner": config.staff.cleaners}
+    return [f"{grade}-{n}" for grade, count in counts.items() for n in range(1, count + 1)]
 
 
 class InvariantViolation(AssertionError):
@@ -33,7 +57,7 @@ class _Task:
     patient_id: str
     room_id: str
     staff_id: str | None = None
-    done: bool = False
+    escalated: bool = False
 
 
 @dataclass
@@ -43,6 +67,7 @@ class Auditor:
     occupant: dict[str, str | None] = field(default_factory=dict)
     role: dict[str, str] = field(default_factory=dict)
     busy: dict[str, str | None] = field(default_factory=dict)    # staff -> task id
+    place: dict[str, str] = field(default_factory=dict)          # staff -> where they are
     tasks: dict[str, _Task] = field(default_factory=dict)
     # patient -> stage, for the patients in the building; those who left are only counted
     # and remembered compactly, so that a second arrival of one is still caught
@@ -53,6 +78,7 @@ class Auditor:
     task_ids: ev.IdSet = field(default_factory=ev.IdSet)         # every task ever decided
     arrived: int = 0
     last_tick: int = -1
+    tick_ms: int = 0
     # Kept as the tables change, so that the per-tick checks need no scan: rooms free,
     # staff idle and tasks waiting per role.
     free_rooms: int = 0
@@ -78,11 +104,15 @@ class Auditor:
         self.free_rooms = len(self.rooms)
         self.isolation_rooms = frozenset(self.config.hospital.isolation_rooms)
         self.free_isolation_rooms = len(self.isolation_rooms)
-        staff_ids = {staff_id for staff_id, _ in staff_roster(self.config)}
-        self.roster = Roster(self.config.shifts.roster, self.config.shifts.cycle_s, staff_ids)
-        for staff_id, role in staff_roster(self.config):
-            self.role[staff_id] = role
+        self.tick_ms = round(self.config.scheduler.tick_s * 1000)
+        self.waiting.update(dict.fromkeys(("porter", "visit", "urgent_visit", "cleaner"), 0))
+        staff_ids = _staff(self.config)
+        self.roster = Roster(self.config.shifts.roster, self.config.shifts.cycle_s,
+                             set(staff_ids))
+        for staff_id in staff_ids:
+            self.role[staff_id] = ROLE_OF_GRADE[_grade(staff_id)]
             self.busy[staff_id] = None
+            self.place[staff_id] = ENTRANCE
             self.on_duty[staff_id] = True
             self.idle[_grade(staff_id)] += 1
 
@@ -104,7 +134,7 @@ class Auditor:
         if task.kind == "visit":
             urgent = self.config.rules.skills and self.acuity.get(task.patient_id, 3) <= 2
             return "urgent_visit" if urgent else "visit"
-        return ROLE_OF_KIND[task.kind]
+        return DONE_BY[task.kind]
 
     def _set_idle(self, staff_id: str, change: int) -> None:
         if self.on_duty[staff_id]:
@@ -118,12 +148,18 @@ class Auditor:
         if tick <= self.last_tick:
             self.fail(tick, f"ticks out of order (after tick {self.last_tick})")
         self.last_tick = tick
+        now_ms = tick * self.tick_ms
         undecided: set[str] = set()
-        expected_tasks: Counter[tuple[str, str]] = Counter()
+        # The tasks this tick's events created, by (kind, patient, room): each must appear,
+        # dispatched or queued, exactly as created.
+        expected_tasks: dict[tuple[str, str, str], int] = {}
         discharges: set[str] = set()
         cleaned: set[str] = set()
         arrivals: dict[str, ev.PatientArrived] = {}
         for event in inbound:
+            if event.time_ms > now_ms:
+                self.fail(tick, f"{event.TYPE} {event.event_id} of {event.time_ms / 1000} s "
+                                f"consumed by the tick of {now_ms / 1000} s")
             if isinstance(event, ev.PatientArrived):
                 if event.patient_id in self.patients or event.patient_id in self.left:
                     self.fail(tick, f"patient {event.patient_id} arrived twice")
@@ -136,12 +172,14 @@ class Auditor:
                 arrivals[event.patient_id] = event
             else:
                 self._complete(tick, event, expected_tasks, discharges, cleaned)
-        now_ms = decisions[0].time_ms if decisions else None
         referred: list[str] = []
         admitted: dict[str, str] = {}
         for decision in decisions:
             if decision.tick != tick:
                 self.fail(tick, f"decision {decision.event_id} carries tick {decision.tick}")
+            if decision.time_ms != now_ms:
+                self.fail(tick, f"decision {decision.event_id} is dated "
+                                f"{decision.time_ms / 1000} s, not its tick's {now_ms / 1000} s")
             if isinstance(decision, ev.PatientAdmitted):
                 self._admit(tick, decision, undecided, expected_tasks)
                 admitted[decision.patient_id] = decision.room_id
@@ -162,20 +200,21 @@ class Auditor:
                 if decision.room_id not in cleaned:
                     self.fail(tick, f"room {decision.room_id} available without a cleaning")
                 cleaned.discard(decision.room_id)
+            elif isinstance(decision, ev.TaskEscalated):
+                self._escalated(tick, decision)
         if undecided:
             self.fail(tick, f"arrivals neither admitted nor referred: {sorted(undecided)}")
-        missing = +expected_tasks
-        if missing:
-            self.fail(tick, f"tasks created but not dispatched or queued: {sorted(missing)}")
+        if any(expected_tasks.values()):
+            missing = sorted(key for key, count in expected_tasks.items() if count)
+            self.fail(tick, f"tasks created but not dispatched or queued: {missing}")
         if discharges or cleaned:
             self.fail(tick, f"no decision for {sorted(discharges)} {sorted(cleaned)}")
         for patient_id in referred:
             self._referral(tick, patient_id, arrivals, admitted)
-        if now_ms is not None:
-            for staff_id, on in self.on_duty.items():
-                if on != self.roster.on_duty(staff_id, now_ms):
-                    self.fail(tick, f"{staff_id} is {'on' if on else 'off'} duty against the "
-                                    f"roster")
+        for staff_id in self.roster.shifts:   # the others are always on duty
+            on = self.on_duty[staff_id]
+            if on != self.roster.on_duty(staff_id, now_ms):
+                self.fail(tick, f"{staff_id} is {'on' if on else 'off'} duty against the roster")
         self._no_idle_staff(tick)
 
     def _referral(self, tick: int, patient_id: str, arrivals: dict[str, ev.PatientArrived],
@@ -217,17 +256,18 @@ class Auditor:
 
     def _complete(self, tick, event, expected_tasks, discharges, cleaned) -> None:
         task = self.tasks.get(event.task_id)
-        if task is None or task.done or task.staff_id != event.staff_id:
+        if task is None or task.staff_id != event.staff_id:
             self.fail(tick, f"{event.TYPE} for task {event.task_id}, which "
                             f"{event.staff_id} was not doing")
-        if event.task_kind != step(task.kind) or event.room_id != task.room_id:
+        if event.task_kind != COMPLETES_AS[task.kind] or event.room_id != task.room_id or \
+                getattr(event, "patient_id", task.patient_id) != task.patient_id:
             self.fail(tick, f"{event.TYPE} for task {event.task_id} does not fit it: the task "
-                            f"is a {task.kind} in {task.room_id}")
-        task.done = True
+                            f"is a {task.kind} for {task.patient_id} in {task.room_id}")
         self.busy[event.staff_id] = None   # the task's staff member, checked above
         self._set_idle(event.staff_id, 1)
+        self.place[event.staff_id] = ENTRANCE if task.kind == "escort_out" else task.room_id
         del self.tasks[event.task_id]
-        next_kind = NEXT_KIND.get(task.kind)
+        next_kind = COMES_NEXT.get(task.kind)
         if task.kind == "escort_in":
             self.patients[task.patient_id] = "in_room"
         elif task.kind == "escort_out":
@@ -242,12 +282,13 @@ class Auditor:
                 self.isolated.discard(task.patient_id)
                 self.terminal.add(task.room_id)
                 next_kind = "clean_terminal"
-        elif step(task.kind) == "clean":
+        elif task.kind in CLEANS:
             self._room(task.room_id, "free")
             self.terminal.discard(task.room_id)
             cleaned.add(task.room_id)
         if next_kind:
-            expected_tasks[next_kind, task.patient_id] += 1
+            key = (next_kind, task.patient_id, task.room_id)
+            expected_tasks[key] = expected_tasks.get(key, 0) + 1
 
     def _admit(self, tick, decision, undecided, expected_tasks) -> None:
         patient_id, room_id = decision.patient_id, decision.room_id
@@ -262,72 +303,117 @@ class Auditor:
         self._room(room_id, "taken")
         self.occupant[room_id] = patient_id
         self.patients[patient_id] = "admitted"
-        expected_tasks["escort_in", patient_id] += 1
+        key = ("escort_in", patient_id, room_id)
+        expected_tasks[key] = expected_tasks.get(key, 0) + 1
 
     def _task(self, tick, decision, expected_tasks) -> None:
         task = self.tasks.get(decision.task_id)
         if task is None:  # a new task: it must be one this tick created, and appear once
-            if step(decision.kind) == "clean" and (decision.kind == "clean_terminal") != (
-                    decision.room_id in self.terminal):
-                self.fail(tick, f"task {decision.task_id}: a {decision.kind} of "
-                                f"{decision.room_id}, which "
-                                f"{'needs' if decision.room_id in self.terminal else 'does not need'}"
-                                f" a terminal clean")
-            key = (decision.kind, decision.patient_id)
-            if decision.task_id in self.task_ids or expected_tasks[key] <= 0:
-                self.fail(tick, f"task {decision.task_id} ({decision.kind} for "
-                                f"{decision.patient_id}) was not created this tick")
-            expected_tasks[key] -= 1
-            task = _Task(decision.kind, decision.patient_id, decision.room_id)
-            self.tasks[decision.task_id] = task
-            self.task_ids.add(decision.task_id)
-            self.waiting[self._waits_for(task)] += 1
-            if step(task.kind) != "clean" and self.occupant.get(task.room_id) != task.patient_id:
-                self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {task.room_id}")
+            self._new_task(tick, decision, expected_tasks)
+            task = self.tasks[decision.task_id]
         elif isinstance(decision, ev.TaskQueued) or task.staff_id is not None:
             self.fail(tick, f"task {decision.task_id} decided twice")
+        elif (decision.kind, decision.patient_id, decision.room_id) != (
+                task.kind, task.patient_id, task.room_id):
+            self.fail(tick, f"task {decision.task_id} dispatched as {decision.kind} for "
+                            f"{decision.patient_id} in {decision.room_id}, but queued as "
+                            f"{task.kind} for {task.patient_id} in {task.room_id}")
         if isinstance(decision, ev.TaskDispatched):
-            staff_id = decision.staff_id
-            if staff_id not in self.role:
-                self.fail(tick, f"task {decision.task_id} given to unknown {staff_id}")
-            if self.role[staff_id] != ROLE_OF_KIND[task.kind]:
-                self.fail(tick, f"{task.kind} {decision.task_id} given to {staff_id}, "
-                                f"a {self.role[staff_id]}")
-            if self.busy[staff_id] is not None:
-                self.fail(tick, f"{staff_id} given {decision.task_id} while doing "
-                                f"{self.busy[staff_id]}")
-            if not self.on_duty[staff_id]:
-                self.fail(tick, f"{staff_id} given {decision.task_id} while off duty")
-            waits_for = self._waits_for(task)
-            if waits_for == "urgent_visit" and _grade(staff_id) != "doctor":
-                self.fail(tick, f"visit {decision.task_id} to {task.patient_id} (ESI "
-                                f"{self.acuity[task.patient_id]}) given to {staff_id}, not a doctor")
-            task.staff_id = staff_id
-            self.busy[staff_id] = decision.task_id
-            self._set_idle(staff_id, -1)
-            self.waiting[waits_for] -= 1
-            if step(task.kind) == "clean":
-                self._room(task.room_id, "cleaning")
+            self._dispatch(tick, decision, task)
+
+    def _escalated(self, tick, decision) -> None:
+        """Announced once, for a task of that kind still waiting past its target."""
+        task = self.tasks.get(decision.task_id)
+        if task is None or task.staff_id is not None or task.kind != decision.kind:
+            self.fail(tick, f"task {decision.task_id} escalated as a waiting {decision.kind}, "
+                            f"which it is not")
+        if task.escalated:
+            self.fail(tick, f"task {decision.task_id} escalated twice")
+        if not decision.waited_s > decision.sla_s:
+            self.fail(tick, f"task {decision.task_id} escalated after {decision.waited_s} s, "
+                            f"within its {decision.sla_s} s target")
+        task.escalated = True
+
+    def _new_task(self, tick, decision, expected_tasks) -> None:
+        kind, room_id = decision.kind, decision.room_id
+        if kind in CLEANS:
+            if self.rooms.get(room_id) != "dirty":
+                self.fail(tick, f"task {decision.task_id}: a {kind} of {room_id}, which is "
+                                f"{self.rooms.get(room_id, 'unknown')}, not dirty")
+            if (kind == "clean_terminal") != (room_id in self.terminal):
+                owed = "needs" if room_id in self.terminal else "does not need"
+                self.fail(tick, f"task {decision.task_id}: a {kind} of {room_id}, which "
+                                f"{owed} a terminal clean")
+        key = (kind, decision.patient_id, room_id)
+        if decision.task_id in self.task_ids or expected_tasks.get(key, 0) <= 0:
+            self.fail(tick, f"task {decision.task_id} ({kind} for {decision.patient_id} in "
+                            f"{room_id}) was not created this tick")
+        expected_tasks[key] -= 1
+        task = _Task(kind, decision.patient_id, room_id)
+        self.tasks[decision.task_id] = task
+        self.task_ids.add(decision.task_id)
+        self.waiting[self._waits_for(task)] += 1
+        if kind not in CLEANS and self.occupant.get(room_id) != task.patient_id:
+            self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {room_id}")
+
+    def _dispatch(self, tick, decision, task) -> None:
+        staff_id = decision.staff_id
+        if staff_id not in self.role:
+            self.fail(tick, f"task {decision.task_id} given to unknown {staff_id}")
+        if self.role[staff_id] != DONE_BY[task.kind]:
+            self.fail(tick, f"{task.kind} {decision.task_id} given to {staff_id}, "
+                            f"a {self.role[staff_id]}")
+        if self.busy[staff_id] is not None:
+            self.fail(tick, f"{staff_id} given {decision.task_id} while doing "
+                            f"{self.busy[staff_id]}")
+        if not self.on_duty[staff_id]:
+            self.fail(tick, f"{staff_id} given {decision.task_id} while off duty")
+        if decision.origin != self.place[staff_id]:
+            self.fail(tick, f"{staff_id} sets off for {decision.task_id} from "
+                            f"{decision.origin}, but is at {self.place[staff_id]}")
+        waits_for = self._waits_for(task)
+        if waits_for == "urgent_visit" and _grade(staff_id) != "doctor":
+            self.fail(tick, f"visit {decision.task_id} to {task.patient_id} (ESI "
+                            f"{self.acuity[task.patient_id]}) given to {staff_id}, not a doctor")
+        task.staff_id = staff_id
+        self.busy[staff_id] = decision.task_id
+        self._set_idle(staff_id, -1)
+        self.waiting[waits_for] -= 1
+        if task.kind in CLEANS:
+            self._room(task.room_id, "cleaning")
 
     # Which waiting tasks each grade may do.
     MAY_DO = {"porter": ("porter",), "cleaner": ("cleaner",), "nurse": ("visit",),
               "doctor": ("visit", "urgent_visit")}
 
     def _no_idle_staff(self, tick: int) -> None:
-        idle, waiting = self.idle, self.waiting
-        for grade, count in idle.items():
-            if count and any(waiting[kind] for kind in self.MAY_DO[grade]):
-                staff_id = next(s for s, t in self.busy.items()
-                                if t is None and self.on_duty[s] and _grade(s) == grade)
-                self.fail(tick, f"{staff_id} is idle while a task they may do waits")
+        waiting = self.waiting
+        for grade, count in self.idle.items():
+            if not count:
+                continue
+            for kind in self.MAY_DO[grade]:
+                if waiting[kind]:
+                    staff_id = next(s for s, t in self.busy.items()
+                                    if t is None and self.on_duty[s] and _grade(s) == grade)
+                    self.fail(tick, f"{staff_id} is idle while a task they may do waits")
 
     def accounted_for(self) -> dict[str, int]:
-        """Every patient ends referred or discharged, or is still in the building."""
+        """At the end of a run: every patient ends referred or discharged, or is still in
+        the building, in a room of their own; every room that is not free is held by one of
+        them or has its cleaning open (a dirty room that nobody will clean is a violation).
+        Each count is kept on its own, so that the sum is a check."""
         summary = {"arrived": self.arrived, "referred": self.referred,
-                   "discharged": self.discharged}
-        summary["in_building"] = self.arrived - summary["referred"] - summary["discharged"]
-        in_rooms = sum(1 for p in self.occupant.values() if p is not None)
-        if summary["in_building"] != in_rooms:
+                   "discharged": self.discharged, "in_building": len(self.patients)}
+        if summary["arrived"] != summary["referred"] + summary["discharged"] + \
+                summary["in_building"]:
+            raise InvariantViolation(f"patients unaccounted for: {summary}")
+        in_rooms = {p for p in self.occupant.values() if p is not None}
+        if in_rooms != set(self.patients):
             raise InvariantViolation(f"{summary['in_building']} patients in the building but "
-                                     f"{in_rooms} in rooms")
+                                     f"{len(in_rooms)} in rooms")
+        being_cleaned = {t.room_id for t in self.tasks.values() if t.kind in CLEANS}
+        for room_id, status in self.rooms.items():
+            if status in ("dirty", "cleaning") and room_id not in being_cleaned:
+                raise InvariantViolation(f"room {room_id} ({status}) has no cleaning open: "
+                                         f"it would stay dirty for ever")
         return summary

@@ -42,9 +42,11 @@ class Tick:
     def refer(self, patient):
         return self._add(ev.PatientReferred, patient_id=patient, reason="no free room")
 
-    def dispatch(self, task_id, kind, staff, patient, room):
+    def dispatch(self, task_id, kind, staff, patient, room, origin="entrance"):
+        """`origin`: where the staff member sets off from (the room of their last task, the
+        entrance after an escort out or before their first task)."""
         return self._add(ev.TaskDispatched, task_id=task_id, kind=kind, staff_id=staff,
-                         patient_id=patient, room_id=room)
+                         patient_id=patient, room_id=room, origin=origin)
 
     def queue(self, task_id, kind, patient, room):
         return self._add(ev.TaskQueued, task_id=task_id, kind=kind, patient_id=patient,
@@ -97,7 +99,7 @@ def full_lifecycle(auditor):
                        Tick(2).dispatch("task-2", "visit", "nurse-1", "patient-1", "A1").items)
     auditor.check_tick(14, [visited("task-2", "nurse-1", "patient-1", "A1", 14)],
                        Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1",
-                                         "A1").items)
+                                         "A1", origin="A1").items)
     auditor.check_tick(15, [escorted("task-3", "porter-1", "patient-1", "A1", "out", 15)],
                        Tick(15).discharge("patient-1", "A1")
                        .dispatch("task-4", "clean", "cleaner-1", "patient-1", "A1").items)
@@ -127,7 +129,7 @@ def test_valid_referral_when_full_and_waiting_lists(auditor):
     # Later the waiting escort is dispatched when the porter is back.
     auditor.check_tick(2, [escorted("task-1", "porter-1", "p1", "A1", "in", 2)],
                        Tick(2).dispatch("task-3", "visit", "nurse-1", "p1", "A1")
-                       .dispatch("task-2", "escort_in", "porter-1", "p2", "A2").items)
+                       .dispatch("task-2", "escort_in", "porter-1", "p2", "A2", origin="A1").items)
     assert auditor.accounted_for() == {"arrived": 3, "referred": 1, "discharged": 0,
                                        "in_building": 2}
 
@@ -151,7 +153,8 @@ def test_room_booked_while_dirty(auditor):
     a.check_tick(2, [escorted("task-1", "porter-1", "patient-1", "A1", "in", 2)],
                  Tick(2).dispatch("task-2", "visit", "nurse-1", "patient-1", "A1").items)
     a.check_tick(14, [visited("task-2", "nurse-1", "patient-1", "A1", 14)],
-                 Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1", "A1").items)
+                 Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1", "A1",
+                                   origin="A1").items)
     # The escort out ends; in the same tick a new arrival is booked into the dirty A1.
     violation(a, 15, [escorted("task-3", "porter-1", "patient-1", "A1", "out", 15),
                       arrived("patient-2", 15)],
@@ -165,7 +168,8 @@ def test_room_booked_while_being_cleaned(auditor):
     a.check_tick(2, [escorted("task-1", "porter-1", "patient-1", "A1", "in", 2)],
                  Tick(2).dispatch("task-2", "visit", "nurse-1", "patient-1", "A1").items)
     a.check_tick(14, [visited("task-2", "nurse-1", "patient-1", "A1", 14)],
-                 Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1", "A1").items)
+                 Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1", "A1",
+                                   origin="A1").items)
     a.check_tick(15, [escorted("task-3", "porter-1", "patient-1", "A1", "out", 15)],
                  Tick(15).discharge("patient-1", "A1")
                  .dispatch("task-4", "clean", "cleaner-1", "patient-1", "A1").items)
@@ -301,7 +305,7 @@ def test_idle_cleaner_while_a_room_waits_for_cleaning(auditor):
                        Tick(2).dispatch("task-2", "visit", "nurse-1", "patient-1", "A1").items)
     auditor.check_tick(14, [visited("task-2", "nurse-1", "patient-1", "A1", 14)],
                        Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1",
-                                         "A1").items)
+                                         "A1", origin="A1").items)
     violation(auditor, 15, [escorted("task-3", "porter-1", "patient-1", "A1", "out", 15)],
               Tick(15).discharge("patient-1", "A1").queue("task-4", "clean", "patient-1", "A1"),
               "cleaner-1", "idle")
@@ -334,7 +338,7 @@ def test_discharge_not_announced(auditor):
                        Tick(2).dispatch("task-2", "visit", "nurse-1", "patient-1", "A1").items)
     auditor.check_tick(14, [visited("task-2", "nurse-1", "patient-1", "A1", 14)],
                        Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1",
-                                         "A1").items)
+                                         "A1", origin="A1").items)
     violation(auditor, 15, [escorted("task-3", "porter-1", "patient-1", "A1", "out", 15)],
               Tick(15).dispatch("task-4", "clean", "cleaner-1", "patient-1", "A1"),
               "patient-1")
@@ -352,6 +356,7 @@ def test_completion_of_a_task_the_staff_member_was_not_doing(auditor):
     ev.VisitCompleted("done-task-1", 2000, "task-1", "porter-1", "p1", "A1"),
     ev.EscortCompleted("done-task-1", 2000, "task-1", "porter-1", "p1", "A1", "out"),
     ev.EscortCompleted("done-task-1", 2000, "task-1", "porter-1", "p1", "A2", "in"),
+    ev.EscortCompleted("done-task-1", 2000, "task-1", "porter-1", "p2", "A1", "in"),
 ])
 def test_completion_that_does_not_fit_the_task(auditor, wrong):
     admitted_and_escorting(auditor, "p1", "A1")
@@ -366,10 +371,154 @@ def test_decision_with_the_wrong_tick(auditor):
         auditor.check_tick(0, [arrived("p1")], [wrong])
 
 
-def test_ticks_out_of_order(auditor):
+@pytest.mark.parametrize("again", [3, 2])
+def test_ticks_out_of_order(auditor, again):
     auditor.check_tick(3, [], [])
     with pytest.raises(InvariantViolation, match="out of order"):
-        auditor.check_tick(3, [], [])
+        auditor.check_tick(again, [], [])
+
+
+# --- decisions in time order: at their tick's time, on events no later than it ----------------
+
+def test_a_decision_dated_other_than_its_tick(auditor):
+    tick = Tick(5).admit("p1", "A1").dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
+    tick.items[1] = dataclasses.replace(tick.items[1], time_ms=4000)
+    violation(auditor, 5, [arrived("p1", 5)], tick,
+              "decision-5-2", "dated 4.0 s", "tick's 5.0 s")
+
+
+def test_an_event_consumed_before_its_time(auditor):
+    """A tick decides on events up to its own time: one from the future is out of order."""
+    admitted_and_escorting(auditor, "p1", "A1")
+    violation(auditor, 2, [escorted("task-1", "porter-1", "p1", "A1", "in", 3)],
+              Tick(2).dispatch("task-2", "visit", "nurse-1", "p1", "A1"),
+              "escort.completed done-task-1 of 3.0 s", "tick of 2.0 s")
+
+
+def test_a_tick_of_half_a_second_dates_its_decisions_by_its_own_length():
+    auditor = Auditor(dataclasses.replace(
+        CONFIG, scheduler=dataclasses.replace(CONFIG.scheduler, tick_s=0.5)))
+    half = Tick(4)   # 2.0 s
+    half.items = [dataclasses.replace(d, time_ms=2000) for d in
+                  half.admit("p1", "A1").dispatch("task-1", "escort_in", "porter-1", "p1",
+                                                  "A1").items]
+    auditor.check_tick(4, [arrived("p1", 2)], half.items)
+    whole = Tick(6).admit("p2", "A2").queue("task-2", "escort_in", "p2", "A2")   # dated 6.0 s
+    violation(auditor, 6, [arrived("p2", 3)], whole, "dated 6.0 s", "tick's 3.0 s")
+
+
+# --- a dispatch is the task as queued, or the one the lifecycle creates ----------------------
+
+@pytest.mark.parametrize("kind, patient, room", [
+    ("escort_out", "p1", "A1"),    # the issue's example: p2's escort in sent as p1's escort out
+    ("escort_out", "p2", "A2"), ("escort_in", "p1", "A2"), ("escort_in", "p2", "A1")])
+def test_a_queued_task_dispatched_as_another(auditor, kind, patient, room):
+    auditor.check_tick(0, [arrived("p1"), arrived("p2")],
+                       Tick(0).admit("p1", "A1").admit("p2", "A2")
+                       .dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
+                       .queue("task-2", "escort_in", "p2", "A2").items)
+    violation(auditor, 2, [escorted("task-1", "porter-1", "p1", "A1", "in", 2)],
+              Tick(2).dispatch("task-3", "visit", "nurse-1", "p1", "A1")
+              .dispatch("task-2", kind, "porter-1", patient, room, origin="A1"),
+              f"task-2 dispatched as {kind} for {patient} in {room}",
+              "queued as escort_in for p2 in A2")
+
+
+def test_a_new_task_for_another_room_than_its_patients(auditor):
+    auditor.check_tick(0, [arrived("p1")], Tick(0).admit("p1", "A1")
+                       .dispatch("task-1", "escort_in", "porter-1", "p1", "A1").items)
+    violation(auditor, 2, [escorted("task-1", "porter-1", "p1", "A1", "in", 2)],
+              Tick(2).dispatch("task-2", "visit", "nurse-1", "p1", "A2"),
+              "task-2 (visit for p1 in A2) was not created this tick")
+
+
+def until_escort_out(auditor):
+    """patient-1 admitted to A1, escorted in by porter-1, seen by nurse-1, and at tick 14
+    escorted out by porter-1 (task-3); the escort's end at 15 s is returned."""
+    admitted_and_escorting(auditor)
+    auditor.check_tick(2, [escorted("task-1", "porter-1", "patient-1", "A1", "in", 2)],
+                       Tick(2).dispatch("task-2", "visit", "nurse-1", "patient-1", "A1").items)
+    auditor.check_tick(14, [visited("task-2", "nurse-1", "patient-1", "A1", 14)],
+                       Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1", "A1",
+                                         origin="A1").items)
+    return escorted("task-3", "porter-1", "patient-1", "A1", "out", 15)
+
+
+# --- a cleaning goes to the room that was left dirty -------------------------------------------
+
+@pytest.mark.parametrize("queue", [False, True])
+def test_a_cleaning_sent_to_a_free_room_while_the_dirty_one_waits(auditor, queue):
+    """The issue's example: A1 is left dirty, the cleaning goes to the free A2; A1 would
+    stay dirty for ever."""
+    done = until_escort_out(auditor)
+    tick = Tick(15).discharge("patient-1", "A1")
+    tick = (tick.queue("task-4", "clean", "patient-1", "A2") if queue else
+            tick.dispatch("task-4", "clean", "cleaner-1", "patient-1", "A2"))
+    violation(auditor, 15, [done], tick, "task-4", "clean of A2, which is free, not dirty")
+
+
+def test_a_cleaning_sent_to_another_dirty_room():
+    """A2 is dirty and waits for its own cleaning (task-4); when A1 is left too, its cleaning
+    may not go to A2."""
+    auditor = Auditor(small_config(rooms=2, porters=2, cleaners=0))
+    auditor.check_tick(0, [arrived("p1"), arrived("p2")],
+                       Tick(0).admit("p1", "A1").admit("p2", "A2")
+                       .dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
+                       .dispatch("task-2", "escort_in", "porter-2", "p2", "A2").items)
+    auditor.check_tick(3, [escorted("task-1", "porter-1", "p1", "A1", "in", 2),
+                           escorted("task-2", "porter-2", "p2", "A2", "in", 3)],
+                       Tick(3).dispatch("task-3", "visit", "nurse-1", "p2", "A2")
+                       .queue("task-4", "visit", "p1", "A1").items)
+    auditor.check_tick(15, [visited("task-3", "nurse-1", "p2", "A2", 15)],
+                       Tick(15).dispatch("task-5", "escort_out", "porter-2", "p2", "A2",
+                                         origin="A2")
+                       .dispatch("task-4", "visit", "nurse-1", "p1", "A1", origin="A2").items)
+    auditor.check_tick(16, [escorted("task-5", "porter-2", "p2", "A2", "out", 16)],
+                       Tick(16).discharge("p2", "A2").queue("task-6", "clean", "p2", "A2").items)
+    auditor.check_tick(28, [visited("task-4", "nurse-1", "p1", "A1", 28)],
+                       Tick(28).dispatch("task-7", "escort_out", "porter-1", "p1", "A1",
+                                         origin="A1").items)
+    violation(auditor, 29, [escorted("task-7", "porter-1", "p1", "A1", "out", 29)],
+              Tick(29).discharge("p1", "A1").queue("task-8", "clean", "p1", "A2"),
+              "task-8 (clean for p1 in A2) was not created this tick")
+
+
+def test_a_room_left_dirty_with_no_cleaning_to_come_is_reported_at_the_end(auditor):
+    done = until_escort_out(auditor)
+    auditor.check_tick(15, [done], Tick(15).discharge("patient-1", "A1")
+                       .dispatch("task-4", "clean", "cleaner-1", "patient-1", "A1").items)
+    assert auditor.accounted_for()["discharged"] == 1   # A1 is being cleaned: fine
+    del auditor.tasks["task-4"]   # as if the cleaning had been lost on the way
+    with pytest.raises(InvariantViolation, match=r"room A1 \(cleaning\) has no cleaning open"):
+        auditor.accounted_for()
+
+
+# --- a dispatch sets off from where its staff member is ----------------------------------------
+
+def test_a_first_task_that_sets_off_from_a_room(auditor):
+    violation(auditor, 0, [arrived("p1")],
+              Tick(0).admit("p1", "A1").dispatch("task-1", "escort_in", "porter-1", "p1", "A1",
+                                                 origin="A2"),
+              "porter-1 sets off for task-1 from A2, but is at entrance")
+
+
+def test_an_escort_out_that_sets_off_from_the_entrance_though_the_porter_is_in_the_room(
+        auditor):
+    admitted_and_escorting(auditor)
+    auditor.check_tick(2, [escorted("task-1", "porter-1", "patient-1", "A1", "in", 2)],
+                       Tick(2).dispatch("task-2", "visit", "nurse-1", "patient-1", "A1").items)
+    violation(auditor, 14, [visited("task-2", "nurse-1", "patient-1", "A1", 14)],
+              Tick(14).dispatch("task-3", "escort_out", "porter-1", "patient-1", "A1"),
+              "porter-1 sets off for task-3 from entrance, but is at A1")
+
+
+def test_after_an_escort_out_the_porter_sets_off_from_the_exit(auditor):
+    full_lifecycle(auditor)   # porter-1 took patient-1 out at 15 s; the cleaner is in A1
+    violation(auditor, 30, [arrived("p2", 30)],
+              Tick(30).admit("p2", "A2").dispatch("task-5", "escort_in", "porter-1", "p2", "A2",
+                                                  origin="A1"),
+              "porter-1 sets off for task-5 from A1, but is at entrance")
+    assert Auditor(CONFIG).place["cleaner-1"] == "entrance" and auditor.place["cleaner-1"] == "A1"
 
 
 def test_the_kept_counts_match_a_full_scan_every_tick():
@@ -407,3 +556,25 @@ def test_a_patient_who_left_cannot_arrive_again():
     assert "patient-1" not in auditor.patients and "patient-1" in auditor.left
     violation(auditor, 30, [arrived("patient-1", 30)], Tick(30).admit("patient-1", "A1"),
               "patient-1", "arrived twice")
+
+
+def test_the_auditor_restates_the_contract_rather_than_import_the_schedulers_tables():
+    """A wrong entry in the scheduler's tables (which role does which kind, what comes next)
+    must not be copied into the check of it: no table or function of `scheduler.hospital`
+    or `scheduler.layout` is used by the Auditor."""
+    import scheduler.hospital
+    import scheduler.layout
+    import scheduler.validator as validator
+
+    def own(value, module) -> bool:
+        return (isinstance(value, (dict, set, frozenset, list, tuple)) and len(value) > 0) or \
+            getattr(value, "__module__", None) == module.__name__
+
+    theirs = [value for module in (scheduler.hospital, scheduler.layout)
+              for name, value in vars(module).items()
+              if not name.startswith("__") and own(value, module)]
+    borrowed = [name for name, value in vars(validator).items()
+                if any(value is their for their in theirs)]
+    assert borrowed == []
+    assert validator.DONE_BY["visit"] == "medical"
+    assert validator.COMES_NEXT["visit"] == "escort_out"

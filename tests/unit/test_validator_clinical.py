@@ -5,6 +5,8 @@ such that nothing is broken) it passes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from scheduler import events as ev
@@ -29,6 +31,10 @@ class Tick(validator_tests.Tick):
 
     def on_duty(self, staff):
         return self._add(ev.StaffOnDuty, staff_id=staff)
+
+    def escalate(self, task_id, kind, waited_s, sla_s):
+        return self._add(ev.TaskEscalated, task_id=task_id, kind=kind, waited_s=waited_s,
+                         sla_s=sla_s)
 
 
 def arrived(patient, t=0, acuity=3, isolation=False):
@@ -72,7 +78,7 @@ def until_dirty(auditor, patient, room, isolation):
     valid(auditor, 2, [escorted("task-1", "porter-1", patient, room, "in", 2)],
           Tick(2).dispatch("task-2", "visit", "nurse-1", patient, room))
     valid(auditor, 14, [visited("task-2", "nurse-1", patient, room, 14)],
-          Tick(14).dispatch("task-3", "escort_out", "porter-1", patient, room))
+          Tick(14).dispatch("task-3", "escort_out", "porter-1", patient, room, origin=room))
     return escorted("task-3", "porter-1", patient, room, "out", 15)
 
 
@@ -178,6 +184,15 @@ def test_valid_twin_the_clean_owed_then_the_room_is_free(isolation, kind):
     # the next patient of the room owes a plain clean again
     valid(auditor, 31, [arrived("p2", 31)],
           Tick(31).admit("p2", "A2").dispatch("task-5", "escort_in", "porter-1", "p2", "A2"))
+
+
+def test_a_terminal_clean_sent_to_the_free_room_while_the_isolation_room_waits():
+    auditor = Auditor(config(hospital={"isolation_rooms": ["A2"]}))
+    done = until_dirty(auditor, "p1", "A2", isolation=True)
+    violation(auditor, 15, [done],
+              Tick(15).discharge("p1", "A2").dispatch("task-4", "clean_terminal", "cleaner-1",
+                                                      "p1", "A1"),
+              "task-4", "a clean_terminal of A1, which is free, not dirty")
 
 
 def test_a_terminal_clean_owed_is_still_owed_when_the_cleaning_only_waits():
@@ -333,3 +348,38 @@ def test_an_idle_porter_off_duty_is_not_idle():
     # on duty again but left idle beside the waiting escort: a violation
     violation(auditor, 60, [], Tick(60).on_duty("porter-1"),
               "porter-1 is idle while a task they may do waits")
+
+
+# --- service levels: a waiting task past its target is announced once -----------------------------
+
+def visit_waiting_without_medical_staff() -> Auditor:
+    """p1 is in A1 at 2 s; with no medical staff the visit (task-2) waits, target 5 s."""
+    base = validator_tests.small_config(rooms=1, nurses=0)
+    auditor = Auditor(dataclasses.replace(base, sla=dataclasses.replace(base.sla, visit_s=5.0)))
+    valid(auditor, 2, [in_room(auditor)], Tick(2).queue("task-2", "visit", "p1", "A1"))
+    return auditor
+
+
+def test_valid_a_waiting_visit_escalated_past_its_target():
+    auditor = visit_waiting_without_medical_staff()
+    valid(auditor, 8, [], Tick(8).escalate("task-2", "visit", 6.0, 5.0))
+
+
+def test_a_task_escalated_twice():
+    auditor = visit_waiting_without_medical_staff()
+    valid(auditor, 8, [], Tick(8).escalate("task-2", "visit", 6.0, 5.0))
+    violation(auditor, 9, [], Tick(9).escalate("task-2", "visit", 7.0, 5.0),
+              "task-2 escalated twice")
+
+
+@pytest.mark.parametrize("task_id, kind", [("task-1", "escort_in"), ("task-2", "clean")])
+def test_an_escalation_of_a_task_that_is_not_waiting_or_of_another_kind(task_id, kind):
+    auditor = visit_waiting_without_medical_staff()
+    violation(auditor, 8, [], Tick(8).escalate(task_id, kind, 6.0, 5.0),
+              f"task {task_id} escalated as a waiting {kind}, which it is not")
+
+
+def test_an_escalation_within_the_target():
+    auditor = visit_waiting_without_medical_staff()
+    violation(auditor, 6, [], Tick(6).escalate("task-2", "visit", 4.0, 5.0),
+              "within its 5.0 s target")
