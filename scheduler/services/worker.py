@@ -198,8 +198,13 @@ class _Worker:
                                    tag=(item.event.task_id, item.sources))
 
     def settle_sent(self) -> None:
-        """What the broker acknowledged is done: count it and let its offsets commit."""
-        for task_id, sources in self.outbox.flush():
+        """What the broker acknowledged is done: count it and let its offsets commit. If
+        some sends failed, the worker stops (restarted, it redoes the unfinished tasks)."""
+        try:
+            acknowledged, failure = self.outbox.flush(), None
+        except bus.SendFailed as exc:
+            acknowledged, failure = exc.sent, exc
+        for task_id, sources in acknowledged:
             if task_id is None:
                 self.stats.dead_lettered += 1
             else:
@@ -210,6 +215,8 @@ class _Worker:
                 log.info("worker %s: %s done", self.worker_id, task_id)
             for source in sources:
                 self.offsets.finish(*source)
+        if failure is not None:
+            raise failure
 
     def commit(self) -> None:
         offsets = self.offsets.to_commit()
