@@ -24,23 +24,30 @@ Db = Annotated[Optional[str], typer.Option(help="Database URL (default: database
                                            show_default=False)]
 
 
-def _service_setup(speed: float, epoch: float | None) -> tuple[threading.Event, object]:
+def _service_setup(speed: float | None, epoch: float | None) -> tuple[threading.Event, object]:
     from scheduler.services.clock import LiveClock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stop = threading.Event()
     # SIGTERM (the supervisor, a container runtime) ends a service as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if not speed > 0:
+    if speed is not None and not speed > 0:
         raise fail("--speed must be greater than 0 in the distributed mode")
-    return stop, LiveClock(time.time() if epoch is None else epoch, speed)
+    return stop, LiveClock(time.time() if epoch is None else epoch, speed or 1.0)
 
 
 @app.command("scheduler")
 def scheduler_service(
-    run_id: RunId = "run-1",
-    epoch: Epoch = None,
-    speed: Speed = 1.0,
+    run_id: Annotated[Optional[str], typer.Option(
+        help="The run's id, shared by all its services. A run the database does not hold is "
+             "started (the one it held is kept, see `hospital runs`); without it, the run "
+             "the database holds is resumed.", show_default=False)] = None,
+    epoch: Annotated[Optional[float], typer.Option(
+        help="Unix time at which simulated time 0 falls, for a new run (default: now); a "
+             "resumed run keeps its own.", show_default=False)] = None,
+    speed: Annotated[Optional[float], typer.Option(
+        help="Simulated seconds per wall second, for a new run (default: 1); a resumed run "
+             "keeps its own.", show_default=False)] = None,
     until_ms: Annotated[Optional[int], typer.Option(help="Stop at this simulated time (ms).",
                                                     show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start the run anew, even if the "
@@ -51,16 +58,27 @@ def scheduler_service(
     """The scheduler service: consumes the inbound topic, decides each tick, keeps the run in
     the database and publishes the decisions. Restarted, it resumes where it stopped."""
     from scheduler.db.ledger import Ledger
-    from scheduler.services.scheduler_service import LiveScheduler
+    from scheduler.services.faults import Faults
+    from scheduler.services.scheduler_service import (LiveScheduler, RunChoiceError,
+                                                      resolve_run)
 
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch)
+    stop, _ = _service_setup(speed, epoch)
+    try:
+        Faults.from_environment(-1)   # a typo in HOSPITAL_FAULT: said now, not mid-run
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
+        try:
+            run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
+        except RunChoiceError as exc:
+            ledger.close()
+            raise fail(str(exc)) from None
         live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
                              stop=stop)
         try:
-            live.start(fresh=fresh)
+            live.start(fresh=new)
             live.run()
         finally:
             live.close()

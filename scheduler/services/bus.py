@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from functools import partial
 from typing import Any
 
 from scheduler import events as ev
@@ -94,10 +96,9 @@ def ensure_topics(config: Config) -> None:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
-        dispatch = [dispatch_topic(config, role) for role in ROLES]
-        have = {t["name"]: len(t["partitions"])
-                for t in admin.describe_topics([t for t in dispatch if t in existing])}
-        short = {name: wanted[name] for name, count in have.items() if count < wanted[name]}
+        dispatch = {name: wanted[name] for name in map(partial(dispatch_topic, config), ROLES)}
+        have = _partition_counts(admin, dispatch)
+        short = {name: count for name, count in dispatch.items() if have[name] < count}
         if short:
             logging.getLogger(__name__).warning(
                 "growing %s to one partition per staff member",
@@ -106,11 +107,30 @@ def ensure_topics(config: Config) -> None:
                 admin.create_partitions(short)
             except InvalidPartitionsError:
                 pass  # another process grew it meanwhile
+            _partition_counts(admin, short, grown=True)
     except KafkaError as exc:
         raise BusError(f"cannot set up the topics on {config.kafka.bootstrap_servers}: "
                        f"{type(exc).__name__}: {exc}") from None
     finally:
         admin.close()
+
+
+def _partition_counts(admin, wanted: dict[str, int], grown: bool = False,
+                      timeout_s: float = 15) -> dict[str, int]:
+    """The topics' partition counts, once the broker's metadata knows every topic (and, if
+    `grown`, shows `wanted` partitions of each): a topic just created or grown takes a
+    moment to appear, and a producer started next must see it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(wanted))
+                if t["error_code"] == 0}
+        if all(name in have and (not grown or have[name] >= count)
+               for name, count in wanted.items()):
+            return have
+        if time.monotonic() > deadline:
+            raise BusError(f"the broker does not show {', '.join(sorted(wanted))} "
+                           f"{'grown ' if grown else ''}in time")
+        time.sleep(0.2)
 
 
 def producer(config: Config):

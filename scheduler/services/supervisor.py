@@ -19,6 +19,7 @@ from scheduler.config import Config
 
 log = logging.getLogger("hospital.supervisor")
 MAX_RESTARTS = 5
+FINISH_S = 90   # past the end: how long the scheduler may take to finish the run
 
 
 class SupervisorError(RuntimeError):
@@ -87,8 +88,7 @@ class Supervisor:
                 self.watch()
                 on_progress(max(0, clock.now_ms()))
                 time.sleep(0.2)
-            # The scheduler stops by itself just past the end, once its last ticks commit.
-            self.wait_exit(scheduler, timeout_s=30)
+            self.wait_finished(scheduler, timeout_s=FINISH_S)
         finally:
             self.stop_all()
 
@@ -102,9 +102,21 @@ class Supervisor:
         finally:
             ledger.close()
 
-    def watch(self) -> None:
-        """Restart a service that exited before the end of the run."""
-        for child in self.children:
+    def wait_finished(self, scheduler: Child, timeout_s: float) -> None:
+        """The scheduler stops by itself just past the end, once it has applied every event
+        stamped up to the end and published every decision; one that dies meanwhile (or
+        fails to publish) is started again, and finishes the run."""
+        deadline = time.monotonic() + timeout_s
+        while scheduler.process.poll() != 0:
+            if time.monotonic() > deadline:
+                raise SupervisorError(f"the scheduler did not finish the run within "
+                                      f"{timeout_s:.0f} s of its end: see {scheduler.log_path}")
+            self.watch([scheduler])
+            time.sleep(0.2)
+
+    def watch(self, children: list[Child] | None = None) -> None:
+        """Restart a service that exited with an error."""
+        for child in self.children if children is None else children:
             code = child.process.poll()
             if code is None or code == 0:
                 continue
@@ -115,13 +127,6 @@ class Supervisor:
             log.warning("%s exited with code %d: restarting it (%d)", child.name, code,
                         child.restarts)
             child.start()
-
-    @staticmethod
-    def wait_exit(child: Child, timeout_s: float) -> None:
-        try:
-            child.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
 
     def stop_all(self) -> None:
         for child in self.children:
