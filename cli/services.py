@@ -20,11 +20,30 @@ RunId = Annotated[str, typer.Option(help="The run's id, shared by all its servic
 Epoch = Annotated[Optional[float], typer.Option(
     help="Unix time at which simulated time 0 falls (default: now).", show_default=False)]
 Speed = Annotated[float, typer.Option(help="Simulated seconds per wall second.")]
+EpochFile = Annotated[Optional[Path], typer.Option(
+    hidden=True, show_default=False,
+    help="Once up, wait for this file and take --epoch from it (`hospital run --kafka`).")]
 Db = Annotated[Optional[str], typer.Option(help="Database URL (default: database.url).",
                                            show_default=False)]
 
 
-def _service_setup(speed: float | None, epoch: float | None) -> tuple[threading.Event, object]:
+def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
+    """The epoch in `epoch_file`, once the supervisor has written it (it does once every
+    service has logged that it is up). None if stopped before."""
+    while not stop.is_set():
+        try:
+            return float(epoch_file.read_text())
+        except (OSError, ValueError):
+            stop.wait(0.05)
+    return None
+
+
+def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | None = None,
+                   wait: bool = True) -> tuple[threading.Event, object]:
+    """The stop event and the run's clock. With `epoch_file`, the clock is that of the
+    supervisor's run: waited for here (`wait`), or else started in the background when the
+    file appears, the service getting on with connecting meanwhile (its clock reads far
+    before time 0 until then). None for the clock: stopped while waiting for it."""
     from scheduler.services.clock import LiveClock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -33,7 +52,25 @@ def _service_setup(speed: float | None, epoch: float | None) -> tuple[threading.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if speed is not None and not speed > 0:
         raise fail("--speed must be greater than 0 in the distributed mode")
-    return stop, LiveClock(time.time() if epoch is None else epoch, speed or 1.0)
+    if epoch_file is None:
+        return stop, LiveClock(time.time() if epoch is None else epoch, speed or 1.0)
+    if wait:
+        logging.getLogger("hospital.service").info("up: waiting for the run's clock in %s",
+                                                   epoch_file)
+        epoch = _await_epoch(epoch_file, stop)
+        return stop, None if epoch is None else LiveClock(epoch, speed or 1.0)
+    clock = LiveClock(time.time() + NOT_YET_S, speed or 1.0)
+
+    def start_clock() -> None:
+        epoch = _await_epoch(epoch_file, stop)
+        if epoch is not None:
+            clock.epoch_s = epoch
+
+    threading.Thread(target=start_clock, name="clock", daemon=True).start()
+    return stop, clock
+
+
+NOT_YET_S = 10.0 ** 9   # a clock not started yet: time 0 is decades away
 
 
 @app.command("scheduler")
@@ -50,6 +87,7 @@ def scheduler_service(
              "keeps its own.", show_default=False)] = None,
     until_ms: Annotated[Optional[int], typer.Option(help="Stop at this simulated time (ms).",
                                                     show_default=False)] = None,
+    epoch_file: EpochFile = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start the run anew, even if the "
                                                         "database holds it.")] = False,
     db: Db = None,
@@ -63,11 +101,14 @@ def scheduler_service(
                                                       resolve_run)
 
     settings = load_config(config)
-    stop, _ = _service_setup(speed, epoch)
     try:
         Faults.from_environment(-1)   # a typo in HOSPITAL_FAULT: said now, not mid-run
     except ValueError as exc:
         raise fail(str(exc)) from None
+    stop, clock = _service_setup(speed, epoch, epoch_file)
+    if clock is None:
+        return
+    epoch = clock.epoch_s if epoch_file else epoch
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
         try:
@@ -92,13 +133,14 @@ def generator_service(
     duration_ms: Annotated[int, typer.Option(help="Send arrivals up to this simulated time.")] = 8 * 3_600_000,
     seed: Annotated[Optional[int], typer.Option(show_default=False,
                                                 help="Seed of the arrival process.")] = None,
+    epoch_file: EpochFile = None,
     config: ConfigOption = None,
 ) -> None:
     """The patient generator: sends `patient.arrived` to the inbound topic on time."""
     from scheduler.services.generator import run_generator
 
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch)
+    stop, clock = _service_setup(speed, epoch, epoch_file, wait=False)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_generator(settings, run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed,
                       stop=stop)
@@ -114,6 +156,7 @@ def worker_service(
                                                     show_default=False)] = None,
     worker_id: Annotated[Optional[str], typer.Option(help="This worker's name.",
                                                      show_default=False)] = None,
+    epoch_file: EpochFile = None,
     config: ConfigOption = None,
 ) -> None:
     """A worker of one role: does the tasks dispatched to the role's staff and reports their
@@ -124,7 +167,7 @@ def worker_service(
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch)
+    stop, clock = _service_setup(speed, epoch, epoch_file, wait=False)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_worker(settings, role, run_id=run_id, clock=clock,
                    worker_id=worker_id or f"{role}-worker", until_ms=until_ms, stop=stop)

@@ -45,7 +45,9 @@ class Faults:
             elif int(argument) > resumed_after:
                 self.ticks[point] = int(argument)
         if self.ticks or self.raising:
-            log.warning("fault points armed: %s", spec)
+            log.warning("fault points armed: %s", ",".join(
+                [f"{point}:{tick}" for point, tick in self.ticks.items()]
+                + [f"tick_raises:{event_id}" for event_id in sorted(self.raising)]))
 
     @classmethod
     def from_environment(cls, resumed_after: int) -> Faults:

@@ -1,9 +1,12 @@
 """`hospital run` in the distributed mode: start the services as separate processes, restart
 one that dies before the end, stop them all when the run is over.
 
-The supervisor records the new run in the database first, with where it begins in each
-partition of the inbound topic; then it starts every service. The scheduler resumes that run,
-so however late it starts, no event of the run is missed.
+The supervisor starts every service first, and fixes the run's clock only once they are all
+up (each has said so in its log, and waits for the clock in a file): a loaded machine, which
+takes many seconds to start a Python process, does not eat into the run. Then it records the
+run in the database, with where it begins in each partition of the inbound topic, and writes
+the clock's epoch in the file. The scheduler resumes that run; one started again later reads
+the same file at once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from scheduler.config import Config
 
 log = logging.getLogger("hospital.supervisor")
 MAX_RESTARTS = 5
+READY_S = 180   # how long the services may take to start
+# What a service logs once up: the scheduler waits for the clock (cli/services.py); the
+# generator and the workers log that they started, once connected, and wait for time 0.
+READY = (b"waiting for the run's clock", b" started: ")
 FINISH_S = 90   # past the end: how long the scheduler may take to finish the run
 
 
@@ -55,20 +62,19 @@ class Supervisor:
     run_id: str = field(default_factory=lambda: f"run-{int(time.time() * 1000)}")
     children: list[Child] = field(default_factory=list)
 
-    def common(self, epoch: float) -> list[str]:
-        args = ["--run-id", self.run_id, "--epoch", repr(epoch), "--speed", repr(self.speed)]
+    def common(self, epoch_file: Path) -> list[str]:
+        args = ["--run-id", self.run_id, "--epoch-file", str(epoch_file),
+                "--speed", repr(self.speed)]
         return args + (["--config", str(self.config_path)] if self.config_path else [])
 
     def run(self, on_progress=lambda sim_ms: None) -> None:
         from scheduler.services.clock import LiveClock
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # Simulated time starts when the processes are likely up; one that starts later
-        # catches up: the run is in the database before any of them starts.
-        clock = LiveClock(time.time() + 3, self.speed)
-        self.begin(clock)
+        epoch_file = (self.log_dir / f"{self.run_id}.epoch").resolve()
+        epoch_file.unlink(missing_ok=True)
         until = ["--until-ms", str(self.duration_ms)]
-        common = self.common(clock.epoch_s)
+        common = self.common(epoch_file)
         seed = ["--seed", str(self.seed)] if self.seed is not None else []
         scheduler = Child("scheduler", ["scheduler", *common, *until, "--db", self.db_url],
                           log_path=self.log_dir / "scheduler.log")
@@ -84,6 +90,12 @@ class Supervisor:
         for child in self.children:
             child.start()
         try:
+            self.wait_ready(READY_S)
+            clock = LiveClock(time.time() + 2, self.speed)   # the workers join their groups
+            self.begin(clock)
+            spare = epoch_file.with_suffix(".tmp")
+            spare.write_text(repr(clock.epoch_s))
+            spare.replace(epoch_file)   # whole, at once: a reader never sees half of it
             while clock.now_ms() <= self.duration_ms:
                 self.watch()
                 on_progress(max(0, clock.now_ms()))
@@ -101,6 +113,23 @@ class Supervisor:
             begin_run(self.config, ledger, self.run_id, clock)
         finally:
             ledger.close()
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until every service has logged that it is up and waits for the clock."""
+        deadline = time.monotonic() + timeout_s
+        waiting = list(self.children)
+        while waiting:
+            for child in list(waiting):
+                code = child.process.poll()
+                if code is not None:
+                    raise SupervisorError(f"{child.name} exited at start (exit code {code}): "
+                                          f"see {child.log_path}")
+                if any(line in child.log_path.read_bytes() for line in READY):
+                    waiting.remove(child)
+            if time.monotonic() > deadline:
+                raise SupervisorError(f"{', '.join(c.name for c in waiting)} not up after "
+                                      f"{timeout_s:.0f} s: see {self.log_dir}/")
+            time.sleep(0.1)
 
     def wait_finished(self, scheduler: Child, timeout_s: float) -> None:
         """The scheduler stops by itself just past the end, once it has applied every event
