@@ -38,12 +38,11 @@ def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
     return None
 
 
-def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | None = None,
-                   wait: bool = True) -> tuple[threading.Event, object]:
-    """The stop event and the run's clock. With `epoch_file`, the clock is that of the
-    supervisor's run: waited for here (`wait`), or else started in the background when the
-    file appears, the service getting on with connecting meanwhile (its clock reads far
-    before time 0 until then). None for the clock: stopped while waiting for it."""
+def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | None = None
+                   ) -> tuple[threading.Event, object]:
+    """The stop event and the run's clock. With `epoch_file`, the clock is the supervisor's,
+    started in the background when the file appears: the service gets on with connecting
+    meanwhile (its clock reads far before time 0 until then)."""
     from scheduler.services.clock import LiveClock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -54,11 +53,6 @@ def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | 
         raise fail("--speed must be greater than 0 in the distributed mode")
     if epoch_file is None:
         return stop, LiveClock(time.time() if epoch is None else epoch, speed or 1.0)
-    if wait:
-        logging.getLogger("hospital.service").info("up: waiting for the run's clock in %s",
-                                                   epoch_file)
-        epoch = _await_epoch(epoch_file, stop)
-        return stop, None if epoch is None else LiveClock(epoch, speed or 1.0)
     clock = LiveClock(time.time() + NOT_YET_S, speed or 1.0)
 
     def start_clock() -> None:
@@ -105,12 +99,16 @@ def scheduler_service(
         Faults.from_environment(-1)   # a typo in HOSPITAL_FAULT: said now, not mid-run
     except ValueError as exc:
         raise fail(str(exc)) from None
-    stop, clock = _service_setup(speed, epoch, epoch_file)
-    if clock is None:
-        return
-    epoch = clock.epoch_s if epoch_file else epoch
+    stop, _ = _service_setup(speed, epoch)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
+        if epoch_file is not None:   # up, the database migrated: the supervisor's clock
+            logging.getLogger("hospital.service").info(
+                "up: waiting for the run's clock in %s", epoch_file)
+            epoch = _await_epoch(epoch_file, stop)
+            if epoch is None:
+                ledger.close()
+                return
         try:
             run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
         except RunChoiceError as exc:
@@ -140,7 +138,7 @@ def generator_service(
     from scheduler.services.generator import run_generator
 
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch, epoch_file, wait=False)
+    stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_generator(settings, run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed,
                       stop=stop)
@@ -167,7 +165,7 @@ def worker_service(
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch, epoch_file, wait=False)
+    stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_worker(settings, role, run_id=run_id, clock=clock,
                    worker_id=worker_id or f"{role}-worker", until_ms=until_ms, stop=stop)

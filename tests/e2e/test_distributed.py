@@ -52,7 +52,7 @@ def expected_arrivals(until_ms: int, seed: int | None = None) -> int:
 
 
 ARRIVALS_10_MIN = expected_arrivals(RUN_MS)   # 121: one every 5 s, 0..600 s inclusive
-STARTUP_S = 12                           # simulated time 0 falls this long after the start
+STARTUP_S = 4            # simulated time 0 falls this long after every service is up
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -150,21 +150,30 @@ class Started:
 
 def start_run(services: Services, db_url: str, run_id: str, *, speed: float,
               until_ms: int) -> Started:
-    """The scheduler (--fresh), the generator and one worker per role, started together with
-    simulated time 0 STARTUP_S ahead. The scheduler must have put the run (and the topic
-    positions it starts from) in the database before time 0, when the generator sends its
-    first arrival, or that arrival would be skipped as older than the run: that is asserted.
-    The others should be up by then too, else the run starts with a burst of late events
-    (correct, but less of a test: `late_s` says it, and a loaded machine causes it)."""
-    epoch = time.time() + STARTUP_S
-    scheduler = services.start("scheduler", *scheduler_args(run_id, epoch, speed, until_ms,
-                                                            db_url, fresh=True))
-    generator = services.start("generator", "generator", *common_args(run_id, epoch, speed),
+    """The scheduler (--fresh), the generator and one worker per role, started together;
+    once each has logged that it is up (and waits for the clock, `--epoch-file`, as under
+    `hospital run --kafka`), simulated time 0 is set STARTUP_S ahead. The scheduler must
+    have put the run (and the topic positions it starts from) in the database before time
+    0, when the generator sends its first arrival, or that arrival would be skipped as older
+    than the run: that is asserted. The workers should have their partitions by then too,
+    else the run starts with a burst of late events (correct, but less of a test: `late_s`
+    says it, and a loaded machine causes it)."""
+    epoch_file = services.dir / f"{run_id}.epoch"
+    waiting = ["--epoch-file", str(epoch_file), "--speed", str(speed), "--run-id", run_id]
+    scheduler = services.start("scheduler", "scheduler", *waiting, "--until-ms", str(until_ms),
+                               "--db", db_url, "--fresh")
+    generator = services.start("generator", "generator", *waiting,
                                "--duration-ms", str(until_ms))
-    workers = [services.start(f"{role}-worker", "worker", role,
-                              *common_args(run_id, epoch, speed), "--until-ms", str(until_ms),
-                              "--worker-id", f"{role}-worker-1")
+    workers = [services.start(f"{role}-worker", "worker", role, *waiting,
+                              "--until-ms", str(until_ms), "--worker-id", f"{role}-worker-1")
                for role in bus.ROLES]
+    for service in (scheduler, generator, *workers):
+        wait_logged(service, "waiting for the run's clock" if service is scheduler
+                    else " started: ", time.time() + 120)
+    epoch = time.time() + STARTUP_S
+    spare = epoch_file.with_suffix(".tmp")
+    spare.write_text(repr(epoch))
+    spare.replace(epoch_file)   # whole, at once
     wait_run_started(db_url, run_id, services, scheduler, timeout_s=60)
     wait_logged(scheduler, f"run {run_id}: ", time.time() + 30)
     assert time.time() < epoch, (f"the scheduler was ready {time.time() - epoch:.1f} s after "
