@@ -4,10 +4,17 @@ happen exactly once.
 Each tick's state changes, its decisions, the ids of the events it consumed and the consumer
 positions are written in one database transaction (the `Ledger`). Decisions and dead letters
 go to Kafka only after that commit, from an outbox in the same database; a crash between the
-two re-sends them on restart, and every consumer ignores an event id it has already applied.
-On start, the scheduler rebuilds its state from the latest snapshot in the database and the
-ticks stored after it, replayed (checking that it makes the same decisions again), and
-resumes from the stored positions.
+two re-sends them on restart, and a crash after the broker took them but before the outbox
+noted it is found out on restart by reading the tail of their partitions (`reconcile`), so
+that each is published once. On start, the scheduler rebuilds its state from the latest
+snapshot in the database and the ticks stored after it, replayed (checking that it makes the
+same decisions again), and resumes from the stored positions.
+
+Events already applied are dropped before they are put in ticks; what cannot be applied (a
+message the parser rejects, an event stamped ahead of the clock, an event on which a tick
+raises) is dead-lettered and the run goes on. At the end of the run (`until_ms`) the
+scheduler reads the inbound topic to its end, applies what was stamped up to the end, and
+relays everything owed before it exits. `faults.py` has the fault points the crash tests use.
 """
 
 from __future__ import annotations
