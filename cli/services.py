@@ -10,11 +10,14 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from cli.main import ConfigOption, app, fail, load_config, service_errors
+
+if TYPE_CHECKING:
+    from scheduler.services.clock import LiveClock
 
 RunId = Annotated[str, typer.Option(help="The run's id, shared by all its services.")]
 Epoch = Annotated[Optional[float], typer.Option(
@@ -39,7 +42,7 @@ def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
 
 
 def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | None = None
-                   ) -> tuple[threading.Event, object]:
+                   ) -> tuple[threading.Event, LiveClock]:
     """The stop event and the run's clock. With `epoch_file`, the clock is the supervisor's,
     started in the background when the file appears: the service gets on with connecting
     meanwhile (its clock reads far before time 0 until then)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
@@ -144,7 +144,7 @@ class Ledger:
 
     def commit_ticks(self, ticks: list[tuple[TickResult, list[OutboxMessage]]],
                      positions: dict[tuple[str, int], int], snapshot: bytes | None = None,
-                     loose: list[OutboxMessage] = ()) -> None:
+                     loose: Sequence[OutboxMessage] = ()) -> None:
         """Commit some ticks, each with the messages it owes, the consumer positions after
         the messages they consumed and, if given, the state after the last tick (replacing
         the older snapshot), in one transaction. `loose` messages (dead letters) belong to
@@ -197,10 +197,12 @@ class Ledger:
     def mark_published_ids(self, ids: list[int]) -> None:
         """Mark these messages sent: those the broker acknowledged, whatever became of the
         others of their batch."""
+        def mark(session: Session) -> None:
+            session.execute(update(OutboxRow).where(OutboxRow.outbox_id.in_(sorted(ids)))
+                            .values(published=True))
+
         if ids:
-            self.store.transaction(lambda session: session.execute(
-                update(OutboxRow).where(OutboxRow.outbox_id.in_(sorted(ids)))
-                .values(published=True)))
+            self.store.transaction(mark)
 
     def dead_letters(self) -> int:
         with Session(self.engine) as session:

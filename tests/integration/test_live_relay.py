@@ -5,7 +5,6 @@ Every test has its own topics; the ledger is SQLite (the end-to-end tests use Po
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 import uuid
@@ -26,10 +25,10 @@ if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
     pytest.skip("KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)",
                 allow_module_level=True)
 
-from kafka import TopicPartition  # noqa: E402  (after the skip: only with the broker)
-from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
-from kafka.errors import KafkaTimeoutError  # noqa: E402
-from kafka.future import Future  # noqa: E402
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaTimeoutError
+from kafka.future import Future
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
 RUN = "run-relay"
@@ -50,7 +49,7 @@ def config():
     try:
         existing = set(admin.list_topics())
         admin.delete_topics([t for t in bus.topic_partitions(config) if t in existing])
-    except Exception:  # noqa: BLE001 - cleanup only
+    except Exception:
         pass
     finally:
         admin.close()

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from kafka import TopicPartition
-
 import pytest
+from kafka import TopicPartition
 
 from scheduler import events as ev
 from scheduler import kept_runs
@@ -25,8 +24,13 @@ from scheduler.hospital import Hospital
 from scheduler.problem import Infeasible
 from scheduler.services import bus
 from scheduler.services.clock import LiveClock
-from scheduler.services.scheduler_service import (LiveScheduler, Pending, RunChoiceError,
-                                                  resolve_run, restore)
+from scheduler.services.scheduler_service import (
+    LiveScheduler,
+    Pending,
+    RunChoiceError,
+    resolve_run,
+    restore,
+)
 from scheduler.simulation import arrivals
 from scheduler.validator import InvariantViolation
 
