@@ -23,29 +23,70 @@ RunId = Annotated[str, typer.Option(help="The run's id, shared by all its servic
 Epoch = Annotated[Optional[float], typer.Option(
     help="Unix time at which simulated time 0 falls (default: now).", show_default=False)]
 Speed = Annotated[float, typer.Option(help="Simulated seconds per wall second.")]
+EpochFile = Annotated[Optional[Path], typer.Option(
+    hidden=True, show_default=False,
+    help="Once up, wait for this file and take --epoch from it (`hospital run --kafka`).")]
 Db = Annotated[Optional[str], typer.Option(help="Database URL (default: database.url).",
                                            show_default=False)]
 
 
-def _service_setup(speed: float, epoch: float | None) -> tuple[threading.Event, LiveClock]:
+def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
+    """The epoch in `epoch_file`, once the supervisor has written it (it does once every
+    service has logged that it is up). None if stopped before."""
+    while not stop.is_set():
+        try:
+            return float(epoch_file.read_text())
+        except (OSError, ValueError):
+            stop.wait(0.05)
+    return None
+
+
+def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | None = None
+                   ) -> tuple[threading.Event, LiveClock]:
+    """The stop event and the run's clock. With `epoch_file`, the clock is the supervisor's,
+    started in the background when the file appears: the service gets on with connecting
+    meanwhile (its clock reads far before time 0 until then)."""
     from scheduler.services.clock import LiveClock
+    from scheduler.services.supervisor import stop_with_supervisor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stop = threading.Event()
     # SIGTERM (the supervisor, a container runtime) ends a service as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if not speed > 0:
+    stop_with_supervisor()
+    if speed is not None and not speed > 0:
         raise fail("--speed must be greater than 0 in the distributed mode")
-    return stop, LiveClock(time.time() if epoch is None else epoch, speed)
+    if epoch_file is None:
+        return stop, LiveClock(time.time() if epoch is None else epoch, speed or 1.0)
+    clock = LiveClock(time.time() + NOT_YET_S, speed or 1.0)
+
+    def start_clock() -> None:
+        epoch = _await_epoch(epoch_file, stop)
+        if epoch is not None:
+            clock.epoch_s = epoch
+
+    threading.Thread(target=start_clock, name="clock", daemon=True).start()
+    return stop, clock
+
+
+NOT_YET_S = 10.0 ** 9   # a clock not started yet: time 0 is decades away
 
 
 @app.command("scheduler")
 def scheduler_service(
-    run_id: RunId = "run-1",
-    epoch: Epoch = None,
-    speed: Speed = 1.0,
+    run_id: Annotated[Optional[str], typer.Option(
+        help="The run's id, shared by all its services. A run the database does not hold is "
+             "started (the one it held is kept, see `hospital runs`); without it, the run "
+             "the database holds is resumed.", show_default=False)] = None,
+    epoch: Annotated[Optional[float], typer.Option(
+        help="Unix time at which simulated time 0 falls, for a new run (default: now); a "
+             "resumed run keeps its own.", show_default=False)] = None,
+    speed: Annotated[Optional[float], typer.Option(
+        help="Simulated seconds per wall second, for a new run (default: 1); a resumed run "
+             "keeps its own.", show_default=False)] = None,
     until_ms: Annotated[Optional[int], typer.Option(help="Stop at this simulated time (ms).",
                                                     show_default=False)] = None,
+    epoch_file: EpochFile = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start the run anew, even if the "
                                                         "database holds it.")] = False,
     db: Db = None,
@@ -55,18 +96,35 @@ def scheduler_service(
     the database and publishes the decisions. Restarted, it resumes where it stopped."""
     from cli.runs import keeping_service
     from scheduler.db.ledger import Ledger
-    from scheduler.services.scheduler_service import LiveScheduler
+    from scheduler.services.faults import Faults
+    from scheduler.services.scheduler_service import (LiveScheduler, RunChoiceError,
+                                                      resolve_run)
 
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch)
+    try:
+        Faults.from_environment(-1)   # a typo in HOSPITAL_FAULT: said now, not mid-run
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    stop, _ = _service_setup(speed, epoch)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
+        if epoch_file is not None:   # up, the database migrated: the supervisor's clock
+            logging.getLogger("hospital.service").info(
+                "up: waiting for the run's clock in %s", epoch_file)
+            epoch = _await_epoch(epoch_file, stop)
+            if epoch is None:
+                ledger.close()
+                return
+        try:
+            run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
+        except RunChoiceError as exc:
+            ledger.close()
+            raise fail(str(exc)) from None
         live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
                              stop=stop)
         try:
-            new_run = fresh or ledger.run(run_id) is None   # else: it resumes the run
-            live.start(fresh=fresh)
-            with keeping_service(ledger, settings, run_id, new_run=new_run,
+            live.start(fresh=new)
+            with keeping_service(ledger, settings, run_id, new_run=new,
                                  until_ms=until_ms, clock=clock):
                 live.run()
         finally:
@@ -81,13 +139,14 @@ def generator_service(
     duration_ms: Annotated[int, typer.Option(help="Send arrivals up to this simulated time.")] = 8 * 3_600_000,
     seed: Annotated[Optional[int], typer.Option(show_default=False,
                                                 help="Seed of the arrival process.")] = None,
+    epoch_file: EpochFile = None,
     config: ConfigOption = None,
 ) -> None:
     """The patient generator: sends `patient.arrived` to the inbound topic on time."""
     from scheduler.services.generator import run_generator
 
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch)
+    stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_generator(settings, run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed,
                       stop=stop)
@@ -103,6 +162,7 @@ def worker_service(
                                                     show_default=False)] = None,
     worker_id: Annotated[Optional[str], typer.Option(help="This worker's name.",
                                                      show_default=False)] = None,
+    epoch_file: EpochFile = None,
     config: ConfigOption = None,
 ) -> None:
     """A worker of one role: does the tasks dispatched to the role's staff and reports their
@@ -113,7 +173,7 @@ def worker_service(
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
     settings = load_config(config)
-    stop, clock = _service_setup(speed, epoch)
+    stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         run_worker(settings, role, run_id=run_id, clock=clock,
                    worker_id=worker_id or f"{role}-worker", until_ms=until_ms, stop=stop)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
@@ -32,6 +32,7 @@ class OutboxMessage:
     payload: bytes
     outbox_id: int = 0
     dead_letter: bool = False
+    tick: int = -1
 
 
 class Ledger:
@@ -45,9 +46,18 @@ class Ledger:
         with Session(self.engine) as session:
             return session.get(Run, run_id)
 
+    def current_run(self) -> Run | None:
+        """The run the working tables hold (one at a time), if any."""
+        with Session(self.engine) as session:
+            return session.scalars(select(Run).limit(1)).first()
+
     def start_run(self, run_id: str, epoch_s: float, speed: float,
                   offsets: dict[tuple[str, int], int]) -> None:
-        """Empty the tables for a new run that reads each partition from `offsets`."""
+        """Empty the working tables for a new run that reads each partition from `offsets`,
+        after keeping the run they held (if another) among the kept runs."""
+        current = self.current_run()
+        if current is not None and current.run_id != run_id:
+            self.keep_aside(current)
         self.store.reset()
 
         def begin(session: Session) -> None:
@@ -56,6 +66,25 @@ class Ledger:
                             for (t, p), o in sorted(offsets.items()))
 
         self.store.transaction(begin)
+
+    def keep_aside(self, run: Run) -> None:
+        """Copy a run out of the working tables before a new run replaces it, unless it is
+        kept already (`hospital run --kafka` keeps its run at the end). A run kept here was
+        never closed: its status says `replaced`, and its config is the one in use now."""
+        from scheduler import kept_runs
+
+        kept = kept_runs.find(self.engine, run.run_id)
+        if kept is not None and kept.status != "running":
+            return
+        if kept is None:
+            tick_ms = round(self.store.config.scheduler.tick_s * 1000)
+            kept_runs.begin(self.engine, run.run_id, self.store.config, seed=None,
+                            mode="distributed", duration_ms=max(0, self.last_tick()) * tick_ms)
+        kept_runs.finish(self.engine, run.run_id, None,
+                         "interrupted" if kept is not None else "replaced")
+        with self.engine.begin() as db:
+            db.execute(update(kept_runs.KeptRun).where(kept_runs.KeptRun.run_id == run.run_id)
+                       .values(started_at=run.epoch_s))
 
     def offsets(self) -> dict[tuple[str, int], int]:
         with Session(self.engine) as session:
@@ -118,21 +147,28 @@ class Ledger:
     # --- one tick -------------------------------------------------------------------------
 
     def commit_ticks(self, ticks: list[tuple[TickResult, list[OutboxMessage]]],
-                     positions: dict[tuple[str, int], int], snapshot: bytes | None = None
-                     ) -> None:
+                     positions: dict[tuple[str, int], int], snapshot: bytes | None = None,
+                     loose: Sequence[OutboxMessage] = ()) -> None:
         """Commit some ticks, each with the messages it owes, the consumer positions after
         the messages they consumed and, if given, the state after the last tick (replacing
-        the older snapshot), in one transaction."""
+        the older snapshot), in one transaction. `loose` messages (dead letters) belong to
+        no tick: they are filed under the last one, given or stored, which must exist."""
         for result, _ in ticks:
             self.store.save_tick(result)
 
         def extra(session: Session) -> None:
             for (topic, partition), offset in sorted(positions.items()):
                 session.execute(_upsert_offset(self.engine.dialect.name, topic, partition, offset))
-            session.add_all(OutboxRow(tick=result.tick, topic=m.topic, key=m.key.decode(),
+            owed = [(result.tick, m) for result, outbox in ticks for m in outbox]
+            if loose:
+                last = ticks[-1][0].tick if ticks else session.scalar(select(func.max(Tick.tick)))
+                if last is None:
+                    raise ValueError("dead letters to file, and no tick to file them under")
+                owed += [(last, m) for m in loose]
+            session.add_all(OutboxRow(tick=tick, topic=m.topic, key=m.key.decode(),
                                       partition=m.partition, payload=m.payload.decode(),
                                       dead_letter=m.dead_letter, published=False)
-                            for result, outbox in ticks for m in outbox)
+                            for tick, m in owed)
             if snapshot is not None:
                 session.flush()   # the tick row first: the snapshot refers to it
                 session.execute(delete(Snapshot))
@@ -148,14 +184,29 @@ class Ledger:
                 rows = session.scalars(select(OutboxRow).where(OutboxRow.published.is_(False))
                                        .order_by(OutboxRow.outbox_id).limit(limit))
                 return [OutboxMessage(r.topic, r.key.encode(), r.partition, r.payload.encode(),
-                                      r.outbox_id, r.dead_letter) for r in rows]
+                                      r.outbox_id, r.dead_letter, r.tick) for r in rows]
         except Exception as exc:
             raise StoreError(f"database read failed at {self.store.url}: {reason(exc)}") from None
+
+    def count_unpublished(self) -> int:
+        with Session(self.engine) as session:
+            return session.scalar(select(func.count()).select_from(OutboxRow)
+                                  .where(OutboxRow.published.is_(False))) or 0
 
     def mark_published(self, up_to: int) -> None:
         self.store.transaction(lambda session: session.execute(
             update(OutboxRow).where(OutboxRow.outbox_id <= up_to,
                                     OutboxRow.published.is_(False)).values(published=True)))
+
+    def mark_published_ids(self, ids: list[int]) -> None:
+        """Mark these messages sent: those the broker acknowledged, whatever became of the
+        others of their batch."""
+        def mark(session: Session) -> None:
+            session.execute(update(OutboxRow).where(OutboxRow.outbox_id.in_(sorted(ids)))
+                            .values(published=True))
+
+        if ids:
+            self.store.transaction(mark)
 
     def dead_letters(self) -> int:
         with Session(self.engine) as session:

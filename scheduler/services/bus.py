@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from functools import partial
 from typing import Any
 
 from scheduler import events as ev
@@ -74,9 +76,12 @@ def _unreachable(config: Config, exc: Exception) -> BusError:
 
 
 def ensure_topics(config: Config) -> None:
-    """Create the hospital's topics that do not exist yet."""
+    """Create the hospital's topics that do not exist yet, and grow a dispatch topic that
+    has fewer partitions than its role has staff (made by an earlier run with fewer
+    porters, or auto-created by the broker with one): a dispatch goes to its staff
+    member's partition, which must exist."""
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError
 
     try:
         admin = KafkaAdminClient(**client_options(config), request_timeout_ms=15000,
@@ -84,17 +89,50 @@ def ensure_topics(config: Config) -> None:
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
     try:
+        wanted = topic_partitions(config)
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, 1)
-                   for name, partitions in topic_partitions(config).items()
+        missing = [NewTopic(name, partitions, 1) for name, partitions in wanted.items()
                    if name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another process created it meanwhile
+        dispatch = {name: wanted[name] for name in map(partial(dispatch_topic, config), ROLES)}
+        have = _partition_counts(admin, dispatch)
+        short = {name: count for name, count in dispatch.items() if have[name] < count}
+        if short:
+            logging.getLogger(__name__).warning(
+                "growing %s to one partition per staff member",
+                ", ".join(f"{name} ({have[name]} -> {count})" for name, count in short.items()))
+            try:
+                admin.create_partitions(short)
+            except InvalidPartitionsError:
+                pass  # another process grew it meanwhile
+            _partition_counts(admin, short, grown=True)
+    except KafkaError as exc:
+        raise BusError(f"cannot set up the topics on {config.kafka.bootstrap_servers}: "
+                       f"{type(exc).__name__}: {exc}") from None
     finally:
         admin.close()
+
+
+def _partition_counts(admin, wanted: dict[str, int], grown: bool = False,
+                      timeout_s: float = 15) -> dict[str, int]:
+    """The topics' partition counts, once the broker's metadata knows every topic (and, if
+    `grown`, shows `wanted` partitions of each): a topic just created or grown takes a
+    moment to appear, and a producer started next must see it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        have = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(wanted))
+                if t["error_code"] == 0}
+        if all(name in have and (not grown or have[name] >= count)
+               for name, count in wanted.items()):
+            return have
+        if time.monotonic() > deadline:
+            raise BusError(f"the broker does not show {', '.join(sorted(wanted))} "
+                           f"{'grown ' if grown else ''}in time")
+        time.sleep(0.2)
 
 
 def producer(config: Config):
@@ -150,10 +188,19 @@ def dead_letter(message_value: bytes, reason: str, origin: str) -> bytes:
                       sort_keys=True).encode()
 
 
+class SendFailed(BusError):
+    """Some messages of a batch were not written; `sent` has the tags of those that were."""
+
+    def __init__(self, message: str, sent: list[Any]):
+        super().__init__(message)
+        self.sent = sent
+
+
 class Outbox:
-    """Messages sent but not yet known to be written. `flush` waits for them, raises
-    `BusError` if one failed, and returns the tags given with those written, in order, so
-    that a caller acts (commits, counts) only on what the broker has acknowledged."""
+    """Messages sent but not yet known to be written. `flush` waits for them and returns the
+    tags given with those written, in order, so that a caller acts (commits, counts) only on
+    what the broker has acknowledged; if some failed it raises `SendFailed` (with the tags
+    of those written). Either way it forgets them: the next flush is about the next sends."""
 
     def __init__(self, producer, headers: list[tuple[str, bytes]]):
         self.producer, self.headers = producer, headers
@@ -168,6 +215,11 @@ class Outbox:
                                         partition=partition)
         except KafkaError as exc:
             raise BusError(f"could not send to {topic}: {exc}") from None
+        except ValueError as exc:
+            # kafka-python's word for a partition the topic does not have (`ensure_topics`
+            # grows dispatch topics; a topic shrunk or recreated behind our back is not)
+            raise BusError(f"could not send to {topic}, partition {partition}: {exc}; the "
+                           f"topic has fewer partitions than the hospital needs") from None
         self.unflushed.append((future, tag))
 
     def send_event(self, topic: str, event: ev.Event, tag: Any = None) -> None:
@@ -178,13 +230,19 @@ class Outbox:
 
         if not self.unflushed:
             return []
+        waiting, self.unflushed = self.unflushed, []
         try:
             self.producer.flush(timeout=30)
         except KafkaError as exc:
-            raise BusError(f"could not flush to Kafka: {exc}") from None
-        for future, _ in self.unflushed:
-            if not future.succeeded():
-                raise BusError(f"could not send to Kafka: {future.exception}")
-        tags = [tag for _, tag in self.unflushed]
-        self.unflushed.clear()
-        return tags
+            failure: Exception | None = exc
+        else:
+            failure = None
+        sent = [tag for future, tag in waiting if future.is_done and future.succeeded()]
+        if len(sent) < len(waiting):
+            if failure is None:
+                failure = next((future.exception for future, _ in waiting
+                                if future.is_done and future.failed()), None)
+            raise SendFailed(f"could not send {len(waiting) - len(sent)} of {len(waiting)} "
+                             f"messages to Kafka: {failure or 'no acknowledgement in time'}",
+                             sent)
+        return sent

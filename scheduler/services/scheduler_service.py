@@ -4,10 +4,17 @@ happen exactly once.
 Each tick's state changes, its decisions, the ids of the events it consumed and the consumer
 positions are written in one database transaction (the `Ledger`). Decisions and dead letters
 go to Kafka only after that commit, from an outbox in the same database; a crash between the
-two re-sends them on restart, and every consumer ignores an event id it has already applied.
-On start, the scheduler rebuilds its state from the latest snapshot in the database and the
-ticks stored after it, replayed (checking that it makes the same decisions again), and
-resumes from the stored positions.
+two re-sends them on restart, and a crash after the broker took them but before the outbox
+noted it is found out on restart by reading the tail of their partitions (`reconcile`), so
+that each is published once. On start, the scheduler rebuilds its state from the latest
+snapshot in the database and the ticks stored after it, replayed (checking that it makes the
+same decisions again), and resumes from the stored positions.
+
+Events already applied are dropped before they are put in ticks; what cannot be applied (a
+message the parser rejects, an event stamped ahead of the clock, an event on which a tick
+raises) is dead-lettered and the run goes on. At the end of the run (`until_ms`) the
+scheduler reads the inbound topic to its end, applies what was stamped up to the end, and
+relays everything owed before it exits. `faults.py` has the fault points the crash tests use.
 """
 
 from __future__ import annotations
@@ -16,22 +23,24 @@ import logging
 import pickle
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
-from scheduler.engine import Scheduler, TickResult, covering_tick
+from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.services import bus
 from scheduler.services.clock import LiveClock
+from scheduler.services.faults import Faults
 
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
 RELAY_BATCH = 1000
 SNAPSHOT_EVERY = 100   # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
+FINAL_RELAY_S = 20   # at the end of the run: how long to retry a failing broker
 
 
 class ReplayMismatch(RuntimeError):
@@ -114,6 +123,35 @@ def begin_run(config: Config, ledger: Ledger, run_id: str, clock: LiveClock,
                      {(tp.topic, tp.partition): ends[tp] for tp in partitions})
 
 
+class RunChoiceError(ValueError):
+    """The run asked for and the database disagree; the message says how."""
+
+
+def resolve_run(ledger: Ledger, run_id: str | None, epoch_s: float | None,
+                speed: float | None, fresh: bool) -> tuple[str, LiveClock, bool]:
+    """Which run a scheduler serves, on which clock, and whether it begins it (True) or
+    resumes it. Without `run_id` it resumes the run the database holds; a `run_id` the
+    database does not hold begins a new run (the one it held is kept, see
+    `Ledger.start_run`). A resumed run keeps the clock stored with it: an `epoch_s` or
+    `speed` that says otherwise is an error, not silently used."""
+    current = ledger.current_run()
+    if run_id is None:
+        if current is None:
+            raise RunChoiceError("the database holds no run to resume: give --run-id to "
+                                 "start one")
+        run_id = current.run_id
+    if fresh or current is None or current.run_id != run_id:
+        return run_id, LiveClock(time.time() if epoch_s is None else epoch_s,
+                                 1.0 if speed is None else speed), True
+    for name, given, stored in (("--epoch", epoch_s, current.epoch_s),
+                                ("--speed", speed, current.speed)):
+        if given is not None and abs(given - stored) > 1e-3:
+            raise RunChoiceError(f"run {run_id} in the database has {name} {stored!r}, not "
+                                 f"{given!r}: leave {name} out to resume it, or give --fresh "
+                                 f"to start it anew")
+    return run_id, LiveClock(current.epoch_s, current.speed), False
+
+
 class LiveScheduler:
     def __init__(self, config: Config, ledger: Ledger, *, run_id: str, clock: LiveClock,
                  until_ms: int | None = None, stop: threading.Event | None = None):
@@ -124,9 +162,12 @@ class LiveScheduler:
         self.until_ms = until_ms
         self.stop = stop or threading.Event()
         self.tick_ms = round(config.scheduler.tick_s * 1000)
-        self.counters = {"ticks": 0, "dead_lettered": 0, "foreign": 0}
+        self.counters = {"ticks": 0, "dead_lettered": 0, "foreign": 0, "duplicates": 0,
+                         "failed_ticks": 0}
         self.snapshot_at = 0
         self.owed = True   # the outbox may hold messages not yet sent
+        self.faults = Faults(None)
+        self.must_reconcile = False   # a send failed: check what the broker has, first
 
     # --- start ------------------------------------------------------------------------
 
@@ -142,8 +183,10 @@ class LiveScheduler:
         for tp in self.partitions:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
         self.scheduler = restore(self.config, self.ledger)
+        self.faults = Faults.from_environment(self.scheduler.last_tick)
         self.producer = bus.producer(self.config)
         self.sender = bus.Outbox(self.producer, bus.headers(self.run_id, "scheduler"))
+        self.reconcile()
         self.relay()
         if self.scheduler.last_tick >= 0:
             log.info("run %s: resumed after tick %d", self.run_id, self.scheduler.last_tick)
@@ -153,6 +196,8 @@ class LiveScheduler:
     # --- the loop ---------------------------------------------------------------------
 
     def run(self) -> None:
+        """Tick until the end of the run (or `stop`); at the end, apply every event stamped
+        up to it, however late this process came, and send everything owed."""
         pending = Pending([], [], {})
         next_tick = self.clock.now_ms() // self.tick_ms + 1
         while not self.stop.is_set():
@@ -162,17 +207,61 @@ class LiveScheduler:
             wait_ms = max(0, min(POLL_MS, (next_tick * self.tick_ms - now) / self.clock.speed))
             self.read(pending, timeout_ms=int(wait_ms))
             if self.clock.now_ms() >= next_tick * self.tick_ms:
-                if pending.events or pending.dead:
-                    self.tick(next_tick, pending)
+                if self.tick(next_tick, pending):
                     pending = Pending([], [], {})
                 next_tick = max(next_tick + 1, self.clock.now_ms() // self.tick_ms)
-            if self.owed:
-                self.relay()
+            if self.owed and not self.relay():
+                time.sleep(0.5)   # the broker is failing: do not hammer it
+        if self.stop.is_set():
+            # What was read and not committed is read again by the next start.
+            if self.owed and not self.relay():
+                log.warning("stopped with %d messages still owed to Kafka: the next start "
+                            "sends them", self.ledger.count_unpublished())
+            return
+        self.finish(pending)
 
     def end_grace_ms(self) -> int:
         """How long past the end of the run to keep consuming: events stamped up to the end
         may still be on their way (two ticks, and at least half a second of wall time)."""
         return max(2 * self.tick_ms, round(500 * self.clock.speed))
+
+    def finish(self, pending: Pending) -> None:
+        """The end of the run: read the inbound topic to its end and apply what was stamped
+        up to the end (a scheduler restarted after the end gets here at once), then relay
+        everything owed. `BusError` if the broker does not take it all in time."""
+        self.read_to_end(pending)
+        if self.tick(covering_tick(self.until_ms or 0, self.tick_ms), pending):
+            pending = Pending([], [], {})
+        self.final_relay()
+        log.info("run %s: over at tick %d; %s", self.run_id, self.scheduler.last_tick,
+                 ", ".join(f"{k} {v}" for k, v in self.counters.items()))
+
+    def read_to_end(self, pending: Pending, timeout_s: float = 60) -> None:
+        ends = self.consumer.end_offsets(self.partitions)
+        deadline = time.monotonic() + timeout_s
+        while any(self.consumer.position(tp) < ends[tp] for tp in self.partitions):
+            if time.monotonic() > deadline:
+                raise bus.BusError(f"could not read {self.config.kafka.inbound_topic} to its "
+                                   f"end within {timeout_s:.0f} s")
+            self.read(pending, timeout_ms=200)
+
+    def final_relay(self, timeout_s: float | None = None) -> None:
+        """Relay until nothing is owed, retrying with backoff for `timeout_s` at most."""
+        timeout_s = FINAL_RELAY_S if timeout_s is None else timeout_s
+        deadline, delay = time.monotonic() + timeout_s, 0.25
+        while True:
+            if self.relay():
+                if not self.owed:
+                    return
+                continue   # a full batch sent: the next one
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(2 * delay, 4.0)
+        owed = self.ledger.count_unpublished()
+        raise bus.BusError(f"the run is over but {owed} messages committed in the database "
+                           f"are still unpublished (the broker did not take them for "
+                           f"{timeout_s:.0f} s): start the scheduler again to send them")
 
     def read(self, pending: Pending, timeout_ms: int) -> None:
         """Read what the inbound topic has, up to `MAX_READ` messages: a backlog read
@@ -195,58 +284,221 @@ class LiveScheduler:
                     continue
                 try:
                     event = ev.parse_json(message.value)
-                    if self.until_ms is not None and event.time_ms > self.until_ms:
-                        continue   # after the end of the run, as in the simulation
-                    pending.events.append(event)
-                except ev.BadEvent as exc:
-                    pending.dead.append(OutboxMessage(
-                        self.config.kafka.dead_letter_topic, message.key or b"", None,
-                        bus.dead_letter(message.value or b"", str(exc), "scheduler"),
-                        dead_letter=True))
+                except Exception as exc:  # noqa: BLE001 - whatever it is, it is not an event
+                    reason = str(exc) if isinstance(exc, ev.BadEvent) else \
+                        f"unreadable event: {type(exc).__name__}: {exc}"
+                    pending.dead.append(self.dead_letter(message.key or b"",
+                                                         message.value or b"", reason))
+                    continue
+                if self.until_ms is not None and event.time_ms > self.until_ms:
+                    continue   # after the end of the run, as in the simulation
+                pending.events.append(event)
 
-    def tick(self, boundary: int, pending: Pending) -> list[TickResult]:
+    def dead_letter(self, key: bytes, value: bytes, reason: str) -> OutboxMessage:
+        return OutboxMessage(self.config.kafka.dead_letter_topic, key, None,
+                             bus.dead_letter(value, reason, "scheduler"), dead_letter=True)
+
+    # --- one tick ---------------------------------------------------------------------
+
+    def tick(self, boundary: int, pending: Pending) -> bool:
         """Consume what was read: each event by the tick that covers its time (a backlog,
-        after a restart, is caught up tick by tick), none before a tick already done. The
-        ticks, their messages and the consumer positions commit in one transaction."""
-        by_tick: dict[int, list[ev.Event]] = defaultdict(list)
-        for event in pending.events:
-            by_tick[covering_tick(event.time_ms, self.tick_ms)].append(event)
-        ticks = []
-        for tick, events in sorted(by_tick.items()) or [(boundary, [])]:
-            result = self.scheduler.tick(max(tick, self.scheduler.last_tick + 1), events)
-            ticks.append((result, outbox_for(self.config, result)))
-            self.counters["ticks"] += 1
-            self.counters["dead_lettered"] += len(result.rejected)
-        last_result, last_outbox = ticks[-1]
-        ticks[-1] = (last_result, pending.dead + last_outbox)
+        after a restart, is caught up tick by tick), one late for a tick already done by
+        the next tick. Events already applied are dropped first: a re-sent backlog must not
+        make ticks. The ticks, their messages and the consumer positions commit in one
+        transaction. False: nothing to commit yet (what was read stays pending)."""
+        events, early = self.not_ahead(self.drop_duplicates(pending), boundary)
+        pending.dead += early
+        groups = self.group(events)
+        if not groups and not pending.dead:
+            return False
+        if not groups and self.scheduler.last_tick < 0:
+            groups = [(boundary, [])]   # the dead letters need a tick to be filed under
+        results, failed = self.run_ticks(groups)
+        dead = pending.dead + [self.dead_letter(bus.key_of(event), bus.encode(event), reason)
+                               for event, reason in failed]
+        if not results and self.scheduler.last_tick < 0:
+            pending.dead = dead   # still no tick to file them under: with the next one
+            return False
+        ticks = [(result, outbox_for(self.config, result)) for result in results]
         snapshot = None
         if self.counters["ticks"] - self.snapshot_at >= SNAPSHOT_EVERY:
             snapshot = pickle.dumps(self.scheduler, protocol=pickle.HIGHEST_PROTOCOL)
             self.snapshot_at = self.counters["ticks"]
         # If this fails the process stops: the state in memory is ahead of the database,
         # and a restart rebuilds it from what was committed.
-        self.ledger.commit_ticks(ticks, pending.positions, snapshot)
+        self.ledger.commit_ticks(ticks, pending.positions, snapshot, loose=dead)
+        self.faults.die_if("after_commit", [result.tick for result in results])
         self.owed = True
-        self.counters["dead_lettered"] += len(pending.dead)
+        self.counters["dead_lettered"] += len(dead) + sum(len(r.rejected) for r in results)
         self.counters["foreign"] += pending.foreign
-        return [result for result, _ in ticks]
+        return True
 
-    def relay(self) -> None:
-        """Send what the outbox holds, then mark it sent once the broker has acknowledged
-        all of it. A broker that is down leaves it in the outbox for the next try."""
+    def drop_duplicates(self, pending: Pending) -> list[ev.Event]:
+        """The pending events not applied yet, each once; the pending list is emptied."""
+        fresh, ids = [], set()
+        for event in pending.events:
+            if event.event_id in self.scheduler.seen or event.event_id in ids:
+                self.counters["duplicates"] += 1
+                continue
+            ids.add(event.event_id)
+            fresh.append(event)
+        pending.events = []
+        return fresh
+
+    def not_ahead(self, events: list[ev.Event], boundary: int
+                  ) -> tuple[list[ev.Event], list[OutboxMessage]]:
+        """The events not stamped ahead of the run's clock, and dead letters of the others:
+        a tick made for a time in the future would hold back every event until then."""
+        limit = boundary * self.tick_ms + self.end_grace_ms()
+        ahead = [e for e in events if e.time_ms > limit]
+        return [e for e in events if e.time_ms <= limit], [
+            self.dead_letter(bus.key_of(e), bus.encode(e),
+                             f"time {e.time_ms / 1000:g} s is ahead of the run's clock "
+                             f"({boundary * self.tick_ms / 1000:g} s)") for e in ahead]
+
+    def group(self, events: list[ev.Event]) -> list[tuple[int, list[ev.Event]]]:
+        """Events by the tick that consumes them: the one covering their time, or the next
+        tick to run if that one is done (late events wait for no one, and make no tick of
+        their own)."""
+        by_tick: dict[int, list[ev.Event]] = defaultdict(list)
+        for event in events:
+            by_tick[self.scheduler.tick_of(event.time_ms)].append(event)
+        return sorted(by_tick.items())
+
+    def run_ticks(self, groups) -> tuple[list[TickResult], list[tuple[ev.Event, str]]]:
+        """The groups' ticks, and the events dead-lettered because a tick raised."""
+        try:
+            return [self.run_tick(tick, events) for tick, events in groups], []
+        except Exception as exc:  # noqa: BLE001 - any failure of a tick: isolated below
+            log.warning("a tick failed (%s: %s): finding the event that makes it fail",
+                        type(exc).__name__, exc)
+        # The state in memory is that of a failed tick: back to the one committed.
+        self.scheduler = restore(self.config, self.ledger)
+        results, failed = [], []
+        for tick, events in groups:
+            result, culprits = self.isolate(max(tick, self.scheduler.last_tick + 1), events)
+            results += [result] if result is not None else []
+            failed += culprits
+        self.counters["failed_ticks"] += 1
+        return results, failed
+
+    def run_tick(self, tick: int, events: list[ev.Event]) -> TickResult:
+        result = self.scheduler.tick(tick, events)
+        self.faults.check_tick(tick, result.consumed)
+        self.counters["ticks"] += 1
+        return result
+
+    def isolate(self, tick: int, events: list[ev.Event]
+                ) -> tuple[TickResult | None, list[tuple[ev.Event, str]]]:
+        """Run one tick that may raise. If it does, the first event without which it does
+        not is the culprit, dead-lettered with the error; if there is none, every event of
+        the tick is, and the tick is not run. The state is as it was before each try."""
+        saved = pickle.dumps(self.scheduler, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            return self.run_tick(tick, events), []
+        except Exception as exc:  # noqa: BLE001
+            error = f"the tick failed: {type(exc).__name__}: {exc}"
+        for culprit in canonical_order(events):
+            self.scheduler = pickle.loads(saved)
+            try:
+                result = self.run_tick(tick, [e for e in events if e is not culprit])
+            except Exception:  # noqa: BLE001, S112 - not this one alone: try the next
+                continue
+            log.warning("dead-lettering %s: %s", culprit.event_id, error)
+            return result, [(culprit, error)]
+        self.scheduler = pickle.loads(saved)
+        log.warning("tick %d fails whatever event is left out: dead-lettering its %d events",
+                    tick, len(events))
+        return None, [(event, f"{error} (with or without this event)") for event in events]
+
+    # --- the outbox -------------------------------------------------------------------
+
+    def relay(self) -> bool:
+        """Send a batch of what the outbox holds and mark sent what the broker has
+        acknowledged; the rest stays owed, for the next try. False if a send failed."""
+        if self.must_reconcile:
+            try:
+                self.reconcile()   # what a failed send may have written after all
+            except bus.BusError as exc:
+                log.warning("outbox relay: the broker is still failing: %s", exc)
+                return False
+            self.must_reconcile = False
         messages = self.ledger.unpublished(limit=RELAY_BATCH)
+        if self.faults.reached("send_fails", [m.tick for m in messages]):
+            log.warning("fault point send_fails: the relay fails once")
+            messages, failed = messages[1:], messages[:1]
+        else:
+            failed = []
+        error = None
+        by_id = {m.outbox_id: m for m in messages}
         try:
             for message in messages:
                 self.sender.send(message.topic, message.key, message.payload,
-                                 partition=message.partition)
-            self.sender.flush()
+                                 tag=message.outbox_id, partition=message.partition)
         except bus.BusError as exc:
-            log.warning("outbox relay failed, will retry: %s", exc)
-            time.sleep(0.5)
-            return
-        if messages:
-            self.ledger.mark_published(messages[-1].outbox_id)
+            error = exc
+        try:
+            sent = self.sender.flush()
+        except bus.SendFailed as exc:
+            sent, error = exc.sent, error or exc
+        self.faults.die_if("after_publish", [by_id[i].tick for i in sent])
+        self.ledger.mark_published_ids(sent)
+        if error is not None or failed:
+            log.warning("outbox relay: %d of %d sent; the rest stays owed: %s", len(sent),
+                        len(messages) + len(failed), error or "fault point send_fails")
+            self.owed = True
+            self.must_reconcile = True
+            return False
         self.owed = len(messages) == RELAY_BATCH   # a full batch: there may be more
+        return True
+
+    def reconcile(self) -> None:
+        """Mark published the owed messages that the broker has already: a process killed
+        between the broker's acknowledgement and the database's update, or a send reported
+        failed that was written after all, would otherwise send them twice. Only the first
+        batch can be in that state (a relay marks each batch before sending the next); its
+        messages, if written, are near the end of their partitions, carrying our run."""
+        owed = self.ledger.unpublished(limit=RELAY_BATCH)
+        if not owed:
+            return
+        found = Counter(self.published_tail(owed))
+        already = []
+        for message in owed:
+            if found[message.topic, message.payload] > 0:
+                found[message.topic, message.payload] -= 1
+                already.append(message.outbox_id)
+        if already:
+            log.info("%d owed messages were published before the restart: not sent again",
+                     len(already))
+            self.ledger.mark_published_ids(already)
+
+    def published_tail(self, owed: list[OutboxMessage], slack: int = 100
+                       ) -> list[tuple[str, bytes]]:
+        """(topic, payload) of this run's messages in the last ones of each partition the
+        owed messages may have gone to: as many as are owed to the topic, plus `slack`
+        (what other producers, as workers' dead letters, may have written since)."""
+        from kafka import TopicPartition
+
+        per_topic = Counter(m.topic for m in owed)
+        consumer = bus.consumer(self.config)
+        try:
+            partitions = [TopicPartition(topic, p) for topic in per_topic
+                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(partitions)
+            ends = consumer.end_offsets(partitions)
+            starts = consumer.beginning_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, max(starts[tp], ends[tp] - per_topic[tp.topic] - slack))
+            found, deadline = [], time.monotonic() + 30
+            while any(consumer.position(tp) < ends[tp] for tp in partitions):
+                if time.monotonic() > deadline:
+                    raise bus.BusError("could not read back the tail of the outbox's topics")
+                for tp, records in consumer.poll(timeout_ms=200).items():
+                    found += [(tp.topic, r.value) for r in records
+                              if r.offset < ends[tp] and bus.header(r, "run") == self.run_id]
+            return found
+        finally:
+            consumer.close()
 
     def close(self) -> None:
         for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
@@ -256,3 +508,4 @@ class LiveScheduler:
                 except Exception:  # closing a client of a dead broker must not mask the exit
                     pass
         self.ledger.close()
+

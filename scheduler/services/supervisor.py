@@ -1,14 +1,20 @@
 """`hospital run` in the distributed mode: start the services as separate processes, restart
 one that dies before the end, stop them all when the run is over.
 
-The supervisor records the new run in the database first, with where it begins in each
-partition of the inbound topic; then it starts every service. The scheduler resumes that run,
-so however late it starts, no event of the run is missed.
+The supervisor starts every service first, and fixes the run's clock only once they are all
+up (each has said so in its log, and waits for the clock in a file): a loaded machine, which
+takes many seconds to start a Python process, does not eat into the run. Then it records the
+run in the database, with where it begins in each partition of the inbound topic, and writes
+the clock's epoch in the file. The scheduler resumes that run; one started again later reads
+the same file at once.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +25,11 @@ from scheduler.config import Config
 
 log = logging.getLogger("hospital.supervisor")
 MAX_RESTARTS = 5
+READY_S = 180   # how long the services may take to start
+# What a service logs once up: the scheduler waits for the clock (cli/services.py); the
+# generator and the workers log that they started, once connected, and wait for time 0.
+READY = (b"waiting for the run's clock", b" started: ")
+FINISH_S = 90   # past the end: how long the scheduler may take to finish the run
 
 
 class SupervisorError(RuntimeError):
@@ -34,11 +45,32 @@ class Child:
     log_path: Path | None = None
 
     def start(self) -> None:
-        args = self.args
-        log_file = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen([sys.executable, "-m", "cli", *args],
-                                        stdout=log_file, stderr=subprocess.STDOUT)
+        env = {**os.environ, SUPERVISOR_PID: str(os.getpid())}
+        with open(self.log_path or os.devnull, "ab") as log_file:   # the child keeps its own
+            self.process = subprocess.Popen([sys.executable, "-m", "cli", *self.args],
+                                            stdout=log_file, stderr=subprocess.STDOUT, env=env)
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+# The supervisor's pid, in its services' environment: each asks to be stopped when it dies.
+SUPERVISOR_PID = "SUPERVISED_BY_PID"
+
+
+def stop_with_supervisor() -> None:
+    """In a service the supervisor started: SIGTERM when the supervisor dies, however it
+    dies (SIGKILL included), so that no service runs on for hours for a run nobody watches.
+    Asked of the kernel by the service itself (PR_SET_PDEATHSIG; Linux only), since a
+    pre-exec hook is unsafe in a supervisor with threads."""
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if not supervisor:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return   # elsewhere: the services stop at the run's end by themselves
+    if str(os.getppid()) != supervisor:   # it died before the request: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -54,20 +86,19 @@ class Supervisor:
     run_id: str = field(default_factory=lambda: f"run-{int(time.time() * 1000)}")
     children: list[Child] = field(default_factory=list)
 
-    def common(self, epoch: float) -> list[str]:
-        args = ["--run-id", self.run_id, "--epoch", repr(epoch), "--speed", repr(self.speed)]
+    def common(self, epoch_file: Path) -> list[str]:
+        args = ["--run-id", self.run_id, "--epoch-file", str(epoch_file),
+                "--speed", repr(self.speed)]
         return args + (["--config", str(self.config_path)] if self.config_path else [])
 
     def run(self, on_progress=lambda sim_ms: None) -> None:
         from scheduler.services.clock import LiveClock
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        # Simulated time starts when the processes are likely up; one that starts later
-        # catches up: the run is in the database before any of them starts.
-        clock = LiveClock(time.time() + 3, self.speed)
-        self.begin(clock)
+        epoch_file = (self.log_dir / f"{self.run_id}.epoch").resolve()
+        epoch_file.unlink(missing_ok=True)
         until = ["--until-ms", str(self.duration_ms)]
-        common = self.common(clock.epoch_s)
+        common = self.common(epoch_file)
         seed = ["--seed", str(self.seed)] if self.seed is not None else []
         scheduler = Child("scheduler", ["scheduler", *common, *until, "--db", self.db_url],
                           log_path=self.log_dir / "scheduler.log")
@@ -83,12 +114,17 @@ class Supervisor:
         for child in self.children:
             child.start()
         try:
+            self.wait_ready(READY_S)
+            clock = LiveClock(time.time() + 2, self.speed)   # the workers join their groups
+            self.begin(clock)
+            spare = epoch_file.with_suffix(".tmp")
+            spare.write_text(repr(clock.epoch_s))
+            spare.replace(epoch_file)   # whole, at once: a reader never sees half of it
             while clock.now_ms() <= self.duration_ms:
                 self.watch()
                 on_progress(max(0, clock.now_ms()))
                 time.sleep(0.2)
-            # The scheduler stops by itself just past the end, once its last ticks commit.
-            self.wait_exit(scheduler, timeout_s=30)
+            self.wait_finished(scheduler, timeout_s=FINISH_S)
         finally:
             self.stop_all()
 
@@ -102,9 +138,40 @@ class Supervisor:
         finally:
             ledger.close()
 
-    def watch(self) -> None:
-        """Restart a service that exited before the end of the run."""
-        for child in self.children:
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until every service has logged that it is up and waits for the clock."""
+        deadline = time.monotonic() + timeout_s
+        waiting = list(self.children)
+        while waiting:
+            for child in list(waiting):
+                assert child.process is not None and child.log_path is not None   # started
+                code = child.process.poll()
+                if code is not None:
+                    raise SupervisorError(f"{child.name} exited at start (exit code {code}): "
+                                          f"see {child.log_path}")
+                if any(line in child.log_path.read_bytes() for line in READY):
+                    waiting.remove(child)
+            if time.monotonic() > deadline:
+                raise SupervisorError(f"{', '.join(c.name for c in waiting)} not up after "
+                                      f"{timeout_s:.0f} s: see {self.log_dir}/")
+            time.sleep(0.1)
+
+    def wait_finished(self, scheduler: Child, timeout_s: float) -> None:
+        """The scheduler stops by itself just past the end, once it has applied every event
+        stamped up to the end and published every decision; one that dies meanwhile (or
+        fails to publish) is started again, and finishes the run."""
+        deadline = time.monotonic() + timeout_s
+        assert scheduler.process is not None   # started
+        while scheduler.process.poll() != 0:
+            if time.monotonic() > deadline:
+                raise SupervisorError(f"the scheduler did not finish the run within "
+                                      f"{timeout_s:.0f} s of its end: see {scheduler.log_path}")
+            self.watch([scheduler])
+            time.sleep(0.2)
+
+    def watch(self, children: list[Child] | None = None) -> None:
+        """Restart a service that exited with an error."""
+        for child in self.children if children is None else children:
             assert child.process is not None   # every child is started before the watch
             code = child.process.poll()
             if code is None or code == 0:
@@ -116,14 +183,6 @@ class Supervisor:
             log.warning("%s exited with code %d: restarting it (%d)", child.name, code,
                         child.restarts)
             child.start()
-
-    @staticmethod
-    def wait_exit(child: Child, timeout_s: float) -> None:
-        assert child.process is not None   # started
-        try:
-            child.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
 
     def stop_all(self) -> None:
         for child in self.children:

@@ -7,9 +7,10 @@ reaches the completion's time (`simulation.completion`).
 
 Delivery is at least once. A dispatch's offset is committed only after its completion is
 acknowledged by the broker, and never past an unfinished task of the same partition, so a
-crash re-reads every unfinished task. A task seen twice is done once; a completion sent twice
-(after a rebalance or a crash) is harmless, since the scheduler drops an event_id it has
-applied. A message that is not a task of this role goes to the dead-letter topic.
+crash re-reads every unfinished task. A task seen twice is done once; a worker that loses a
+partition in a rebalance leaves its unfinished tasks to the new owner. A completion sent twice
+(after a crash, or a commit lost in a rebalance) is harmless, since the scheduler drops an
+event_id it has applied. A message that is not a task of this role goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -132,15 +133,31 @@ class _Worker:
     def step(self) -> None:
         """One round: read new dispatches, send the completions now due, commit."""
         batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms())
-        # After a rebalance: pending completions stay (still sent; a duplicate is harmless),
-        # offsets are tracked only for the partitions still ours.
-        self.offsets.keep_only(self.consumer.assignment())
+        # After a rebalance, offsets are tracked, and tasks done, only for the partitions
+        # still ours: the new owner of a partition reads its unfinished tasks again (their
+        # offsets were never committed) and does them, so that each is done once.
+        assigned = self.consumer.assignment()
+        self.offsets.keep_only(assigned)
+        self.drop_lost(assigned)
         for records in batches.values():
             for record in records:
                 self.handle(record)
         self.send_due()
         self.settle_sent()
         self.commit()
+
+    def drop_lost(self, assigned: set[TopicPartition]) -> None:
+        lost = [item for item in self.pending
+                if not any(tp in assigned for tp, _ in item.sources)]
+        if not lost:
+            return
+        log.info("worker %s: %d pending tasks left to the new owner of their partitions",
+                 self.worker_id, len(lost))
+        for item in lost:
+            del self.pending_by_task[item.event.task_id]
+        gone = {id(item) for item in lost}
+        self.pending = [item for item in self.pending if id(item) not in gone]
+        heapq.heapify(self.pending)
 
     def poll_timeout_ms(self) -> int:
         if not self.pending:
@@ -198,8 +215,13 @@ class _Worker:
                                    tag=(item.event.task_id, item.sources))
 
     def settle_sent(self) -> None:
-        """What the broker acknowledged is done: count it and let its offsets commit."""
-        for task_id, sources in self.outbox.flush():
+        """What the broker acknowledged is done: count it and let its offsets commit. If
+        some sends failed, the worker stops (restarted, it redoes the unfinished tasks)."""
+        try:
+            acknowledged, failure = self.outbox.flush(), None
+        except bus.SendFailed as exc:
+            acknowledged, failure = exc.sent, exc
+        for task_id, sources in acknowledged:
             if task_id is None:
                 self.stats.dead_lettered += 1
             else:
@@ -210,6 +232,8 @@ class _Worker:
                 log.info("worker %s: %s done", self.worker_id, task_id)
             for source in sources:
                 self.offsets.finish(*source)
+        if failure is not None:
+            raise failure
 
     def commit(self) -> None:
         offsets = self.offsets.to_commit()

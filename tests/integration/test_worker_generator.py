@@ -302,3 +302,29 @@ def test_a_restarted_worker_redoes_the_unfinished_tasks(config):
     assert sent == [("done-quick", "w1"), ("done-quick", "w2"), ("done-slow", "w2")]
     slow_done = next(m for m in messages if ev.parse_json(m.value).task_id == "slow")
     assert sim_time_of(slow_done, clock) >= base + 20_000 - 5 * SPEED
+
+
+def test_a_worker_that_loses_a_partition_leaves_its_pending_tasks_to_the_new_owner(config):
+    """A second worker joins while the first holds tasks not yet due on both partitions:
+    the tasks of the partition that moves are done once, by the new owner, on time."""
+    group = f"{config.kafka.inbound_topic}.porters"
+    clock = LiveClock(time.time(), SPEED)
+    first = WorkerThread(config, "w1", group, clock)
+    first.start()
+    wait_for_members(config, group, 1)
+    base = clock.now_ms() + 500
+    tasks = [task("p1", base + 40_000, "porter-1", room_id="A1"),
+             task("p2", base + 40_000, "porter-2", room_id="B2", patient_id="patient-2")]
+    send_dispatches(config, [(t.staff_id, bus.encode(t), RUN) for t in tasks])
+    time.sleep(1)                      # read by the first worker, due in ~4 s
+    second = WorkerThread(config, "w2", group, clock)
+    second.start()
+    wait_for_members(config, group, 2)
+    messages = read_topic(config, config.kafka.inbound_topic, 2, settle_s=1.5)
+    first.finish(), second.finish()
+    done = Counter((ev.parse_json(m.value).task_id, bus.header(m, "producer")) for m in messages)
+    assert sorted(done) == [("p1", "w1"), ("p2", "w2")] or \
+        sorted(done) == [("p1", "w2"), ("p2", "w1")], done
+    assert set(done.values()) == {1}
+    for message in messages:
+        assert sim_time_of(message, clock) >= base + 42_000 - 5 * SPEED

@@ -1,0 +1,231 @@
+"""The live scheduler and the broker (`eval "$(scripts/services env)"`): the outbox relay
+when sends fail, the end of a run, a restart after it, and topics with too few partitions.
+Every test has its own topics; the ledger is SQLite (the end-to-end tests use PostgreSQL)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from scheduler import events as ev
+from scheduler.config import Config, load
+from scheduler.db.ledger import Ledger
+from scheduler.services import bus
+from scheduler.services import scheduler_service as service
+from scheduler.services.clock import LiveClock
+from scheduler.services.scheduler_service import LiveScheduler, Pending
+from scheduler.simulation import arrivals
+
+if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+    pytest.skip("KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)",
+                allow_module_level=True)
+
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaTimeoutError
+from kafka.future import Future
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
+RUN = "run-relay"
+UNTIL_MS = 60_000
+
+
+@pytest.fixture
+def config():
+    """Topics of its own, not created yet (a test may want them otherwise first)."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    config = load(None, {"KAFKA_BOOTSTRAP_SERVERS": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
+    config = config.replace(kafka={"inbound_topic": f"{name}.inbound",
+                                   "decisions_topic": f"{name}.decisions",
+                                   "dispatch_topic_prefix": f"{name}.dispatch.",
+                                   "dead_letter_topic": f"{name}.dead-letter"})
+    yield config
+    admin = KafkaAdminClient(**bus.client_options(config), request_timeout_ms=15000)
+    try:
+        existing = set(admin.list_topics())
+        admin.delete_topics([t for t in bus.topic_partitions(config) if t in existing])
+    except Exception:
+        pass
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def live(config, tmp_path):
+    """A scheduler that has begun its run, the run's clock already past its end."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'run.db'}", config, config.scheduler.policy)
+    scheduler = LiveScheduler(config, ledger, run_id=RUN, until_ms=UNTIL_MS,
+                              clock=LiveClock(time.time() - 3600, 1.0))
+    try:
+        scheduler.start(fresh=True)
+        yield scheduler
+    finally:
+        scheduler.close()
+
+
+def read_topic(config: Config, topic: str, timeout_s: float = 30) -> list:
+    """Every message of `topic`, from its beginning to its current end."""
+    consumer = bus.consumer(config)
+    try:
+        partitions = [TopicPartition(topic, p)
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        messages: list = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for records in consumer.poll(timeout_ms=200).values():
+                messages.extend(records)
+        return messages
+    finally:
+        consumer.close()
+
+
+def first_arrivals(config: Config, up_to_ms: int) -> list[ev.PatientArrived]:
+    return list(itertools.takewhile(lambda a: a.time_ms <= up_to_ms,
+                                    arrivals(config, config.arrivals.seed)))
+
+
+def commit_arrivals(live: LiveScheduler, up_to_ms: int) -> None:
+    """Arrivals applied tick by tick, their decisions owed to the broker."""
+    for n, arrival in enumerate(first_arrivals(live.config, up_to_ms), start=1):
+        live.tick(arrival.time_ms // 1000 + 1, Pending([arrival], [], {}))
+
+
+def assert_published_once(live: LiveScheduler) -> None:
+    """The decisions topic holds every stored decision exactly once, and nothing else."""
+    stored = [d for _, _, decisions in live.ledger.history() for d in decisions]
+    published = Counter(m.value.decode() for m in read_topic(live.config,
+                                                             live.config.kafka.decisions_topic))
+    assert stored and len(set(stored)) == len(stored)
+    assert {d: n for d, n in published.items() if n > 1} == {}, "published twice"
+    assert set(published) == set(stored), "lost or foreign decisions"
+    assert live.ledger.count_unpublished() == 0
+
+
+class FailingOnce:
+    """The real producer, except that the first send of `payload` fails as a broker that
+    timed out would: the future fails, nothing is written."""
+
+    def __init__(self, producer, fail: set[bytes]):
+        self.producer, self.fail = producer, set(fail)
+
+    def send(self, topic, *, key, value, headers, partition):
+        if value in self.fail:
+            self.fail.discard(value)
+            return Future().failure(KafkaTimeoutError("injected: no acknowledgement"))
+        return self.producer.send(topic, key=key, value=value, headers=headers,
+                                  partition=partition)
+
+    def flush(self, timeout=None):
+        self.producer.flush(timeout=timeout)
+
+
+class AlwaysFailing(FailingOnce):
+    def send(self, topic, *, key, value, headers, partition):
+        return Future().failure(KafkaTimeoutError("injected: the broker is gone"))
+
+
+# --- the relay --------------------------------------------------------------------------
+
+def test_a_failed_send_neither_wedges_the_relay_nor_doubles_what_was_sent(live):
+    commit_arrivals(live, 30_000)
+    owed = live.ledger.unpublished(limit=10_000)
+    assert len(owed) > 10
+    middle = owed[len(owed) // 2]
+    live.sender.producer = FailingOnce(live.producer, {middle.payload})
+    assert not live.relay(), "the failed send went unnoticed"
+    assert [m.outbox_id for m in live.ledger.unpublished()] == [middle.outbox_id]
+    for _ in range(3):
+        if live.relay() and not live.owed:
+            break
+    assert_published_once(live)
+
+
+def test_the_end_of_a_run_publishes_everything_owed_beyond_one_batch(live, monkeypatch):
+    monkeypatch.setattr(service, "RELAY_BATCH", 5)
+    commit_arrivals(live, UNTIL_MS)
+    assert live.ledger.count_unpublished() > 3 * 5
+    live.run()
+    assert_published_once(live)
+
+
+def test_the_end_of_a_run_with_the_broker_failing_is_an_error(live, monkeypatch):
+    monkeypatch.setattr(service, "FINAL_RELAY_S", 1.0)
+    commit_arrivals(live, 20_000)
+    live.sender.producer = AlwaysFailing(live.producer, set())
+    with pytest.raises(bus.BusError, match=r"\d+ messages committed .* still unpublished"):
+        live.run()
+
+
+def test_a_restart_does_not_resend_what_was_published_before_the_kill(live, config, tmp_path,
+                                                                      monkeypatch):
+    """Killed between the broker's acknowledgement and the outbox's update: the restarted
+    scheduler finds them on the broker and does not send them again."""
+    commit_arrivals(live, 30_000)
+    monkeypatch.setattr(live.ledger, "mark_published_ids", lambda ids: None)   # the kill
+    live.relay()
+    assert live.ledger.count_unpublished() > 0
+    live.close()
+    monkeypatch.undo()
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'run.db'}", config, config.scheduler.policy)
+    again = LiveScheduler(config, ledger, run_id=RUN, until_ms=UNTIL_MS, clock=live.clock)
+    try:
+        again.start(fresh=False)
+        assert_published_once(again)
+    finally:
+        again.close()
+
+
+# --- the end of a run -----------------------------------------------------------------------
+
+def test_a_scheduler_started_after_the_end_applies_what_was_stamped_up_to_it(live, config):
+    """It used to stop at once, leaving the events of the last seconds unapplied."""
+    sent = first_arrivals(config, UNTIL_MS + 5_000)
+    producer = bus.producer(config)
+    outbox = bus.Outbox(producer, bus.headers(RUN, "test"))
+    for arrival in sent:
+        outbox.send_event(config.kafka.inbound_topic, arrival)
+    outbox.flush()
+    producer.close()
+    live.run()
+    applied = {e.event_id for _, inbound, _ in live.ledger.history() for e in inbound}
+    assert applied == {a.event_id for a in sent if a.time_ms <= UNTIL_MS}
+    assert len(applied) == UNTIL_MS // 5_000 + 1
+    assert_published_once(live)
+
+
+# --- topics ------------------------------------------------------------------------------
+
+def test_a_dispatch_topic_with_too_few_partitions_is_grown(config):
+    """Left by an earlier run with fewer porters, or auto-created with one partition: the
+    scheduler used to crash on the dispatch to the second porter, at every start."""
+    topic = bus.dispatch_topic(config, "porter")
+    porters = bus.staff_of_role(config, "porter")
+    assert len(porters) >= 2
+    admin = KafkaAdminClient(**bus.client_options(config), request_timeout_ms=15000)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1)])
+        bus.ensure_topics(config)
+        [described] = admin.describe_topics([topic])
+        assert len(described["partitions"]) == len(porters)
+    finally:
+        admin.close()
+    producer = bus.producer(config)
+    try:
+        outbox = bus.Outbox(producer, bus.headers(RUN, "test"))
+        outbox.send(topic, porters[-1].encode(), b"{}", tag="last",
+                    partition=bus.dispatch_partition(config, porters[-1], "porter"))
+        assert outbox.flush() == ["last"]
+        with pytest.raises(bus.BusError, match="partition 99"):
+            outbox.send(topic, b"k", b"{}", partition=99)
+    finally:
+        producer.close()
