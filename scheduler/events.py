@@ -8,9 +8,12 @@ arithmetic never drifts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import math
+import zlib
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
 from collections.abc import Iterable, Iterator, Mapping
@@ -419,6 +422,63 @@ class IdSet:
 
     def __repr__(self) -> str:
         return f"IdSet({sorted(self)!r})"
+
+    # --- as JSON (scheduler snapshots) ---------------------------------------------------
+
+    MAX_BITMAP_BYTES = 8 << 20   # all of one set's bitmaps, decompressed: 64 million ids
+    MAX_PREFIXES = 64
+    MAX_ID_CHARS = 256
+
+    def to_json(self) -> dict[str, Any]:
+        """The set as a JSON object, `from_json`'s input: each prefix's bitmap compressed
+        (a long run's ids are nearly all present, so it compresses to little) and base64'd,
+        and the other ids as a sorted list. The live set is left as it is."""
+        bits = {prefix: bytearray(b) for prefix, b in self._bits.items()}
+        folded = IdSet()
+        folded._bits, folded._counts, folded._other = bits, dict(self._counts), set(self._other)
+        for id_ in sorted(self._recent, key=lambda s: (len(s), s)):   # numbers in order
+            folded._fold(id_)
+        return {"bits": {prefix: base64.b64encode(zlib.compress(bytes(b), 9)).decode("ascii")
+                         for prefix, b in sorted(bits.items())},
+                "other": sorted(folded._other)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> IdSet:
+        """The set `to_json` wrote; `ValueError` saying what is wrong with anything else.
+        Sizes are checked before anything is allocated: no bitmap beyond
+        `MAX_BITMAP_BYTES`, nor sparser than the set itself would have let it grow."""
+        if not isinstance(data, dict) or set(data) != {"bits", "other"}:
+            raise ValueError("an id set must be an object with 'bits' and 'other'")
+        bits, other = data["bits"], data["other"]
+        if not isinstance(bits, dict) or len(bits) > cls.MAX_PREFIXES:
+            raise ValueError(f"'bits' must be an object of at most {cls.MAX_PREFIXES} prefixes")
+        if not isinstance(other, list) or not all(
+                isinstance(i, str) and 0 < len(i) <= cls.MAX_ID_CHARS for i in other):
+            raise ValueError(f"'other' must be a list of ids of 1 to {cls.MAX_ID_CHARS} chars")
+        result = cls()
+        budget = cls.MAX_BITMAP_BYTES
+        for prefix, text in bits.items():
+            if not isinstance(prefix, str) or len(prefix) > cls.MAX_ID_CHARS \
+                    or prefix != prefix.rstrip(_DIGITS) or not isinstance(text, str):
+                raise ValueError(f"bitmap {prefix!r}: not a prefix and a base64 string")
+            try:
+                packed = base64.b64decode(text.encode("ascii"), validate=True)
+                inflate = zlib.decompressobj()
+                bitmap = inflate.decompress(packed, budget + 1)
+            except (UnicodeEncodeError, binascii.Error, zlib.error):
+                raise ValueError(f"bitmap {prefix!r}: not base64 of zlib data") from None
+            if len(bitmap) > budget or inflate.unconsumed_tail or not inflate.eof:
+                raise ValueError(f"bitmap {prefix!r}: larger than {cls.MAX_BITMAP_BYTES} "
+                                 f"bytes in all, or truncated")
+            budget -= len(bitmap)
+            count = int.from_bytes(bitmap, "little").bit_count()
+            if len(bitmap) > 2 * (1024 + count):   # `_fold` never lets one grow so sparse
+                raise ValueError(f"bitmap {prefix!r}: {len(bitmap)} bytes for {count} ids")
+            if count:
+                result._bits[prefix] = bytearray(bitmap)
+                result._counts[prefix] = count
+        result._other = set(other)
+        return result
 
     def __getstate__(self) -> tuple:
         return self._recent, self._bits, self._counts, self._other
