@@ -13,13 +13,13 @@ resumes from the stored positions.
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from scheduler import events as ev
+from scheduler import snapshot as snapshots
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.engine import Scheduler, TickResult, covering_tick
@@ -50,16 +50,24 @@ class Pending:
 
 def restore(config: Config, ledger: Ledger) -> Scheduler:
     """A scheduler in the state the stored ticks leave it in: the latest snapshot, if it
-    was taken under the same config, then the ticks after it, replayed."""
-    scheduler, after = Scheduler(config), -1
+    was taken under the same config and passes its checks, then the ticks after it,
+    replayed; otherwise (or if those ticks replay otherwise) every tick, replayed."""
     snapshot = ledger.latest_snapshot()
     if snapshot is not None:
-        saved = pickle.loads(snapshot[1])
-        if saved.config == config:
-            scheduler, after = saved, snapshot[0]
-            log.info("restoring from the snapshot after tick %d", after)
-        else:
+        try:
+            saved = snapshots.load(config, snapshot[1])
+            log.info("restoring from the snapshot after tick %d", snapshot[0])
+            return replay(saved, ledger, snapshot[0])
+        except snapshots.ConfigMismatch:
             log.warning("the snapshot was taken under another config: replaying every tick")
+        except (snapshots.SnapshotError, ReplayMismatch) as exc:
+            log.warning("the snapshot after tick %d is not usable (%s): replaying every tick",
+                        snapshot[0], exc)
+    return replay(Scheduler(config), ledger, -1)
+
+
+def replay(scheduler: Scheduler, ledger: Ledger, after: int) -> Scheduler:
+    """The stored ticks after `after`, replayed, each checked against its stored decisions."""
     for tick, inbound, stored in ledger.history(after):
         result = scheduler.tick(tick, inbound)
         again = [d.to_json() for d in result.decisions]
@@ -221,7 +229,7 @@ class LiveScheduler:
         ticks[-1] = (last_result, pending.dead + last_outbox)
         snapshot = None
         if self.counters["ticks"] - self.snapshot_at >= SNAPSHOT_EVERY:
-            snapshot = pickle.dumps(self.scheduler, protocol=pickle.HIGHEST_PROTOCOL)
+            snapshot = snapshots.dump(self.scheduler)
             self.snapshot_at = self.counters["ticks"]
         # If this fails the process stops: the state in memory is ahead of the database,
         # and a restart rebuilds it from what was committed.
