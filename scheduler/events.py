@@ -328,6 +328,11 @@ def recorded_tick(data: dict[str, Any]) -> int | None:
 _DIGITS = "0123456789"
 
 
+def _numeric_order(id_: str) -> tuple[int, str]:
+    """Ids of one prefix in the order of their numbers (none has a leading zero)."""
+    return len(id_), id_
+
+
 class IdSet:
     """A set of ids that stays small over a long run: an id that ends in a number (without a
     leading zero) is one bit in a bitmap per prefix (`arrival-` 17, `task-` 4), any other is
@@ -354,9 +359,7 @@ class IdSet:
             return
         recent.add(id_)
         if len(recent) >= self.RECENT:
-            for old in recent:
-                self._fold(old)
-            recent.clear()
+            self._fold_recent()
 
     def __contains__(self, id_: object) -> bool:
         return id_ in self._recent or (bool(self._counts or self._other)
@@ -364,6 +367,11 @@ class IdSet:
 
     def __len__(self) -> int:
         return len(self._recent) + sum(self._counts.values()) + len(self._other)
+
+    def _fold_recent(self) -> None:
+        for id_ in sorted(self._recent, key=_numeric_order):   # a bitmap grows from its start
+            self._fold(id_)
+        self._recent.clear()
 
     def _fold(self, id_: str) -> None:
         try:
@@ -432,15 +440,14 @@ class IdSet:
     def to_json(self) -> dict[str, Any]:
         """The set as a JSON object, `from_json`'s input: each prefix's bitmap compressed
         (a long run's ids are nearly all present, so it compresses to little) and base64'd,
-        and the other ids as a sorted list. The live set is left as it is."""
-        bits = {prefix: bytearray(b) for prefix, b in self._bits.items()}
-        folded = IdSet()
-        folded._bits, folded._counts, folded._other = bits, dict(self._counts), set(self._other)
-        for id_ in sorted(self._recent, key=lambda s: (len(s), s)):   # numbers in order
-            folded._fold(id_)
-        return {"bits": {prefix: base64.b64encode(zlib.compress(bytes(b), 9)).decode("ascii")
-                         for prefix, b in sorted(bits.items())},
-                "other": sorted(folded._other)}
+        and the other ids as a sorted list. The recent ids are folded into the bitmaps
+        first, for good: the set stays the same, and the next call has only the ids added
+        since to fold."""
+        self._fold_recent()
+        # without the room a bitmap keeps to grow into: the same ids, the same text
+        return {"bits": {prefix: base64.b64encode(zlib.compress(bytes(b).rstrip(b"\0"), 9))
+                         .decode("ascii") for prefix, b in sorted(self._bits.items())},
+                "other": sorted(self._other)}
 
     @classmethod
     def from_json(cls, data: Any) -> IdSet:
@@ -477,7 +484,12 @@ class IdSet:
             if count:
                 result._bits[prefix] = bytearray(bitmap)
                 result._counts[prefix] = count
+        for id_ in other:   # `result._other` is still empty: only the bitmaps are asked
+            if id_ in result:
+                raise ValueError(f"{id_[:40]!r} is both in a bitmap and in 'other'")
         result._other = set(other)
+        if len(result._other) != len(other):
+            raise ValueError("'other' gives an id twice")
         return result
 
     def __getstate__(self) -> tuple:

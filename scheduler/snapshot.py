@@ -31,7 +31,7 @@ from scheduler.layout import ENTRANCE, ROLE_OF_KIND
 from scheduler.validator import DONE_BY, _Task
 
 FORMAT = 1
-MAX_BYTES = 32 << 20       # a week of the default hospital takes a few KB
+MAX_BYTES = 8 << 20        # a week of the default hospital takes 5 KB
 MAX_COUNT = 2**53 - 1      # counters, ticks and times (ms): exact in any JSON reader
 MAX_LIST = 1_000_000       # live patients or open tasks: bounded by the hospital's size
 
@@ -171,7 +171,7 @@ class SnapshotShape(_Shape):
     format: Literal[1]
     config: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     engine: EngineShape
-    policy: PolicyShape
+    policy_counters: PolicyShape
     hospital: HospitalShape
     auditor: AuditorShape | None
 
@@ -187,8 +187,9 @@ def dump(scheduler: Scheduler) -> bytes:
         "config": fingerprint(scheduler.config),
         "engine": {"last_tick": scheduler.last_tick, "counters": scheduler.counters,
                    "seen": scheduler.seen.to_json()},
-        "policy": {name: getattr(scheduler.policy, name) for name in ("solved", "forced")
-                   if isinstance(getattr(scheduler.policy, name, None), int)},
+        "policy_counters": {name: getattr(scheduler.policy, name)
+                            for name in ("solved", "forced")
+                            if isinstance(getattr(scheduler.policy, name, None), int)},
         "hospital": {
             "rooms": {r.room_id: {"status": r.status, "patient": r.patient_id}
                       for r in hospital.rooms.values()},
@@ -291,9 +292,9 @@ def _restore_engine(scheduler: Scheduler, shape: SnapshotShape) -> None:
     scheduler.counters = shape.engine.counters.model_dump()
     scheduler.seen = _idset(shape.engine.seen, "engine.seen")
     for name in ("solved", "forced"):
-        value = getattr(shape.policy, name)
+        value = getattr(shape.policy_counters, name)
         _check((value is None) != isinstance(getattr(scheduler.policy, name, None), int),
-               f"policy.{name}: not a counter of the {scheduler.config.scheduler.policy} policy")
+               f"policy_counters.{name}: not a counter of this config's policy")
         if value is not None:
             setattr(scheduler.policy, name, value)
 
