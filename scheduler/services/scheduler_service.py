@@ -26,6 +26,7 @@ from scheduler.engine import Scheduler, TickResult, covering_tick
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.services import bus
 from scheduler.services.clock import LiveClock
+from scheduler.validator import InvariantViolation
 
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
@@ -60,7 +61,7 @@ def restore(config: Config, ledger: Ledger) -> Scheduler:
             return replay(saved, ledger, snapshot[0])
         except snapshots.ConfigMismatch:
             log.warning("the snapshot was taken under another config: replaying every tick")
-        except (snapshots.SnapshotError, ReplayMismatch) as exc:
+        except (snapshots.SnapshotError, ReplayMismatch, InvariantViolation) as exc:
             log.warning("the snapshot after tick %d is not usable (%s): replaying every tick",
                         snapshot[0], exc)
     return replay(Scheduler(config), ledger, -1)

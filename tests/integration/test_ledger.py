@@ -4,6 +4,9 @@ run the same code on PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
+import pickle
+
 import pytest
 
 from scheduler.config import Config
@@ -65,6 +68,46 @@ def test_restore_without_a_usable_snapshot_replays_every_tick(recorded, monkeypa
     restored = restore(other, ledger)
     assert replayed_after == [-1]
     assert state(restored) == state(live)
+
+
+def test_a_snapshot_of_another_database_or_broker_is_still_used(recorded, monkeypatch):
+    config, ledger, live, _ = recorded
+    moved = config.replace(database={"url": "postgresql://u:pw@elsewhere/db"},
+                           kafka={"inbound_topic": "elsewhere"})   # nothing that decides
+    replayed_after = []
+    history = ledger.history
+    monkeypatch.setattr(ledger, "history",
+                        lambda after=-1: replayed_after.append(after) or history(after))
+    assert state(restore(moved, ledger)) == state(live)
+    assert replayed_after == [ledger.latest_snapshot()[0]]
+
+
+def moved_porter(data: bytes) -> bytes:
+    """The snapshot with an idle porter somewhere else: well formed, but not the state."""
+    saved = json.loads(data)
+    idle = next(s for s, v in saved["hospital"]["staff"].items()
+                if v["task"] is None and s.startswith("porter"))
+    saved["hospital"]["staff"][idle]["location"] = "B3"
+    return json.dumps(saved).encode()
+
+
+@pytest.mark.parametrize("spoil", [lambda data: b"garbage", lambda data: pickle.dumps(data),
+                                   lambda data: data.replace(b'"format":1', b'"format":9'),
+                                   moved_porter],
+                         ids=["not JSON", "a pickle", "another format", "another state"])
+def test_an_unusable_snapshot_is_skipped_and_every_tick_replayed(recorded, monkeypatch,
+                                                                   caplog, spoil):
+    config, ledger, live, _ = recorded
+    tick, data = ledger.latest_snapshot()
+    monkeypatch.setattr(ledger, "latest_snapshot", lambda: (tick, spoil(data)))
+    replayed_after = []
+    history = ledger.history
+    monkeypatch.setattr(ledger, "history",
+                        lambda after=-1: replayed_after.append(after) or history(after))
+    restored = restore(config, ledger)
+    assert replayed_after[-1] == -1
+    assert state(restored) == state(live)
+    assert f"the snapshot after tick {tick} is not usable" in caplog.text
 
 
 def test_outbox_is_sent_once(recorded):
