@@ -452,8 +452,8 @@ class IdSet:
     @classmethod
     def from_json(cls, data: Any) -> IdSet:
         """The set `to_json` wrote; `ValueError` saying what is wrong with anything else.
-        Sizes are checked before anything is allocated: no bitmap beyond
-        `MAX_BITMAP_BYTES`, nor sparser than the set itself would have let it grow."""
+        Nothing is inflated past `MAX_BITMAP_BYTES` in all, and no bitmap may be sparser
+        than the set itself would have let it grow."""
         if not isinstance(data, dict) or set(data) != {"bits", "other"}:
             raise ValueError("an id set must be an object with 'bits' and 'other'")
         bits, other = data["bits"], data["other"]
