@@ -8,9 +8,12 @@ arithmetic never drifts.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import math
+import zlib
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
 from collections.abc import Iterable, Iterator, Mapping
@@ -325,6 +328,11 @@ def recorded_tick(data: dict[str, Any]) -> int | None:
 _DIGITS = "0123456789"
 
 
+def _numeric_order(id_: str) -> tuple[int, str]:
+    """Ids of one prefix in the order of their numbers (none has a leading zero)."""
+    return len(id_), id_
+
+
 class IdSet:
     """A set of ids that stays small over a long run: an id that ends in a number (without a
     leading zero) is one bit in a bitmap per prefix (`arrival-` 17, `task-` 4), any other is
@@ -351,9 +359,7 @@ class IdSet:
             return
         recent.add(id_)
         if len(recent) >= self.RECENT:
-            for old in recent:
-                self._fold(old)
-            recent.clear()
+            self._fold_recent()
 
     def __contains__(self, id_: object) -> bool:
         return id_ in self._recent or (bool(self._counts or self._other)
@@ -361,6 +367,11 @@ class IdSet:
 
     def __len__(self) -> int:
         return len(self._recent) + sum(self._counts.values()) + len(self._other)
+
+    def _fold_recent(self) -> None:
+        for id_ in sorted(self._recent, key=_numeric_order):   # a bitmap grows from its start
+            self._fold(id_)
+        self._recent.clear()
 
     def _fold(self, id_: str) -> None:
         try:
@@ -419,6 +430,67 @@ class IdSet:
 
     def __repr__(self) -> str:
         return f"IdSet({sorted(self)!r})"
+
+    # --- as JSON (scheduler snapshots) ---------------------------------------------------
+
+    MAX_BITMAP_BYTES = 8 << 20   # all of one set's bitmaps, decompressed: 64 million ids
+    MAX_PREFIXES = 64
+    MAX_ID_CHARS = 256
+
+    def to_json(self) -> dict[str, Any]:
+        """The set as a JSON object, `from_json`'s input: each prefix's bitmap compressed
+        (a long run's ids are nearly all present, so it compresses to little) and base64'd,
+        and the other ids as a sorted list. The recent ids are folded into the bitmaps
+        first, for good: the set stays the same, and the next call has only the ids added
+        since to fold."""
+        self._fold_recent()
+        # without the room a bitmap keeps to grow into: the same ids, the same text
+        return {"bits": {prefix: base64.b64encode(zlib.compress(bytes(b).rstrip(b"\0"), 9))
+                         .decode("ascii") for prefix, b in sorted(self._bits.items())},
+                "other": sorted(self._other)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> IdSet:
+        """The set `to_json` wrote; `ValueError` saying what is wrong with anything else.
+        Nothing is inflated past `MAX_BITMAP_BYTES` in all, and no bitmap may be sparser
+        than the set itself would have let it grow."""
+        if not isinstance(data, dict) or set(data) != {"bits", "other"}:
+            raise ValueError("an id set must be an object with 'bits' and 'other'")
+        bits, other = data["bits"], data["other"]
+        if not isinstance(bits, dict) or len(bits) > cls.MAX_PREFIXES:
+            raise ValueError(f"'bits' must be an object of at most {cls.MAX_PREFIXES} prefixes")
+        if not isinstance(other, list) or not all(
+                isinstance(i, str) and 0 < len(i) <= cls.MAX_ID_CHARS for i in other):
+            raise ValueError(f"'other' must be a list of ids of 1 to {cls.MAX_ID_CHARS} chars")
+        result = cls()
+        budget = cls.MAX_BITMAP_BYTES
+        for prefix, text in bits.items():
+            if not isinstance(prefix, str) or len(prefix) > cls.MAX_ID_CHARS \
+                    or prefix != prefix.rstrip(_DIGITS) or not isinstance(text, str):
+                raise ValueError(f"bitmap {prefix!r}: not a prefix and a base64 string")
+            try:
+                packed = base64.b64decode(text.encode("ascii"), validate=True)
+                inflate = zlib.decompressobj()
+                bitmap = inflate.decompress(packed, budget + 1)
+            except (UnicodeEncodeError, binascii.Error, zlib.error):
+                raise ValueError(f"bitmap {prefix!r}: not base64 of zlib data") from None
+            if len(bitmap) > budget or inflate.unconsumed_tail or not inflate.eof:
+                raise ValueError(f"bitmap {prefix!r}: larger than {cls.MAX_BITMAP_BYTES} "
+                                 f"bytes in all, or truncated")
+            budget -= len(bitmap)
+            count = int.from_bytes(bitmap, "little").bit_count()
+            if len(bitmap) > 2 * (1024 + count):   # `_fold` never lets one grow so sparse
+                raise ValueError(f"bitmap {prefix!r}: {len(bitmap)} bytes for {count} ids")
+            if count:
+                result._bits[prefix] = bytearray(bitmap)
+                result._counts[prefix] = count
+        for id_ in other:   # `result._other` is still empty: only the bitmaps are asked
+            if id_ in result:
+                raise ValueError(f"{id_[:40]!r} is both in a bitmap and in 'other'")
+        result._other = set(other)
+        if len(result._other) != len(other):
+            raise ValueError("'other' gives an id twice")
+        return result
 
     def __getstate__(self) -> tuple:
         return self._recent, self._bits, self._counts, self._other

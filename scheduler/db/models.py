@@ -199,8 +199,8 @@ class OutboxRow(Base):
 
 
 class Snapshot(Base):
-    """The live scheduler's whole state after a tick (a pickle of our own objects, written
-    and read only by the scheduler): a restart replays only the ticks after it."""
+    """The live scheduler's state after a tick (`scheduler.snapshot`: UTF-8 JSON, checked
+    when read, with no config inside): a restart replays only the ticks after it."""
 
     __tablename__ = "snapshots"
 

@@ -20,13 +20,13 @@ relays everything owed before it exits. `faults.py` has the fault points the cra
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from scheduler import events as ev
+from scheduler import snapshot as snapshots
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
@@ -34,6 +34,7 @@ from scheduler.layout import ROLE_OF_KIND
 from scheduler.services import bus
 from scheduler.services.clock import LiveClock
 from scheduler.services.faults import Faults
+from scheduler.validator import InvariantViolation
 
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
@@ -59,16 +60,24 @@ class Pending:
 
 def restore(config: Config, ledger: Ledger) -> Scheduler:
     """A scheduler in the state the stored ticks leave it in: the latest snapshot, if it
-    was taken under the same config, then the ticks after it, replayed."""
-    scheduler, after = Scheduler(config), -1
+    was taken under the same config and passes its checks, then the ticks after it,
+    replayed; otherwise (or if those ticks replay otherwise) every tick, replayed."""
     snapshot = ledger.latest_snapshot()
     if snapshot is not None:
-        saved = pickle.loads(snapshot[1])
-        if saved.config == config:
-            scheduler, after = saved, snapshot[0]
-            log.info("restoring from the snapshot after tick %d", after)
-        else:
+        try:
+            saved = snapshots.load(config, snapshot[1])
+            log.info("restoring from the snapshot after tick %d", snapshot[0])
+            return replay(saved, ledger, snapshot[0])
+        except snapshots.ConfigMismatch:
             log.warning("the snapshot was taken under another config: replaying every tick")
+        except (snapshots.SnapshotError, ReplayMismatch, InvariantViolation) as exc:
+            log.warning("the snapshot after tick %d is not usable (%s): replaying every tick",
+                        snapshot[0], exc)
+    return replay(Scheduler(config), ledger, -1)
+
+
+def replay(scheduler: Scheduler, ledger: Ledger, after: int) -> Scheduler:
+    """The stored ticks after `after`, replayed, each checked against its stored decisions."""
     for tick, inbound, stored in ledger.history(after):
         result = scheduler.tick(tick, inbound)
         again = [d.to_json() for d in result.decisions]
@@ -322,7 +331,7 @@ class LiveScheduler:
         ticks = [(result, outbox_for(self.config, result)) for result in results]
         snapshot = None
         if self.counters["ticks"] - self.snapshot_at >= SNAPSHOT_EVERY:
-            snapshot = pickle.dumps(self.scheduler, protocol=pickle.HIGHEST_PROTOCOL)
+            snapshot = snapshots.dump(self.scheduler)
             self.snapshot_at = self.counters["ticks"]
         # If this fails the process stops: the state in memory is ahead of the database,
         # and a restart rebuilds it from what was committed.
@@ -393,20 +402,20 @@ class LiveScheduler:
         """Run one tick that may raise. If it does, the first event without which it does
         not is the culprit, dead-lettered with the error; if there is none, every event of
         the tick is, and the tick is not run. The state is as it was before each try."""
-        saved = pickle.dumps(self.scheduler, protocol=pickle.HIGHEST_PROTOCOL)
+        saved = snapshots.dump(self.scheduler)   # the state to go back to, as a restart would
         try:
             return self.run_tick(tick, events), []
         except Exception as exc:  # noqa: BLE001
             error = f"the tick failed: {type(exc).__name__}: {exc}"
         for culprit in canonical_order(events):
-            self.scheduler = pickle.loads(saved)
+            self.scheduler = snapshots.load(self.config, saved)
             try:
                 result = self.run_tick(tick, [e for e in events if e is not culprit])
             except Exception:  # noqa: BLE001, S112 - not this one alone: try the next
                 continue
             log.warning("dead-lettering %s: %s", culprit.event_id, error)
             return result, [(culprit, error)]
-        self.scheduler = pickle.loads(saved)
+        self.scheduler = snapshots.load(self.config, saved)
         log.warning("tick %d fails whatever event is left out: dead-lettering its %d events",
                     tick, len(events))
         return None, [(event, f"{error} (with or without this event)") for event in events]

@@ -4,6 +4,7 @@ run the same code on PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.engine import Scheduler
+from scheduler.snapshot import dump
 from scheduler.services.scheduler_service import restore
 from scheduler.simulation import simulate
 
@@ -33,7 +35,7 @@ def recorded(tmp_path_factory):
     def commit(result):
         nonlocal count
         count += 1
-        snapshot = pickle.dumps(live) if count == 150 else None
+        snapshot = dump(live) if count == 150 else None
         outbox = [OutboxMessage("decisions", b"k", None, d.to_json().encode())
                   for d in result.decisions]
         ledger.commit_ticks([(result, outbox)], {("inbound", 0): count}, snapshot)
@@ -58,7 +60,7 @@ def test_restore_from_the_snapshot_gives_the_live_state(recorded, monkeypatch):
 
 def test_restore_without_a_usable_snapshot_replays_every_tick(recorded, monkeypatch):
     config, ledger, live, _ = recorded
-    other = config.replace(kafka={"inbound_topic": "elsewhere"})   # same decisions
+    other = config.replace(arrivals={"seed": 7})   # another config, the same decisions
     replayed_after = []
     history = ledger.history
     monkeypatch.setattr(ledger, "history",
@@ -66,6 +68,46 @@ def test_restore_without_a_usable_snapshot_replays_every_tick(recorded, monkeypa
     restored = restore(other, ledger)
     assert replayed_after == [-1]
     assert state(restored) == state(live)
+
+
+def test_a_snapshot_of_another_database_or_broker_is_still_used(recorded, monkeypatch):
+    config, ledger, live, _ = recorded
+    moved = config.replace(database={"url": "postgresql://u:pw@elsewhere/db"},
+                           kafka={"inbound_topic": "elsewhere"})   # nothing that decides
+    replayed_after = []
+    history = ledger.history
+    monkeypatch.setattr(ledger, "history",
+                        lambda after=-1: replayed_after.append(after) or history(after))
+    assert state(restore(moved, ledger)) == state(live)
+    assert replayed_after == [ledger.latest_snapshot()[0]]
+
+
+def moved_porter(data: bytes) -> bytes:
+    """The snapshot with an idle porter somewhere else: well formed, but not the state."""
+    saved = json.loads(data)
+    idle = next(s for s, v in saved["hospital"]["staff"].items()
+                if v["task"] is None and s.startswith("porter"))
+    saved["hospital"]["staff"][idle]["location"] = "B3"
+    return json.dumps(saved).encode()
+
+
+@pytest.mark.parametrize("spoil", [lambda data: b"garbage", lambda data: pickle.dumps(data),
+                                   lambda data: data.replace(b'"format":1', b'"format":9'),
+                                   moved_porter],
+                         ids=["not JSON", "a pickle", "another format", "another state"])
+def test_an_unusable_snapshot_is_skipped_and_every_tick_replayed(recorded, monkeypatch,
+                                                                   caplog, spoil):
+    config, ledger, live, _ = recorded
+    tick, data = ledger.latest_snapshot()
+    monkeypatch.setattr(ledger, "latest_snapshot", lambda: (tick, spoil(data)))
+    replayed_after = []
+    history = ledger.history
+    monkeypatch.setattr(ledger, "history",
+                        lambda after=-1: replayed_after.append(after) or history(after))
+    restored = restore(config, ledger)
+    assert replayed_after[-1] == -1
+    assert state(restored) == state(live)
+    assert f"the snapshot after tick {tick} is not usable" in caplog.text
 
 
 def test_outbox_is_sent_once(recorded):
