@@ -11,6 +11,7 @@ from rich.console import Console
 
 from cli.main import fail, service_errors
 from cli.view import summary_table
+from scheduler import config as config_module
 from scheduler.config import Config
 
 
@@ -33,8 +34,10 @@ def run_distributed(settings: Config, config_path: Path | None, db_url: str, dur
             ledger = Ledger(db_url, settings, settings.scheduler.policy)
             try:
                 figures = ledger_report(ledger, settings, duration_ms)
-                if record or out:
-                    ledger.export(record, out)
+                if record or out:   # the record opens with the run's header, as in-process
+                    ledger.export(record, out, header=(
+                        config_module.shareable(settings),
+                        settings.arrivals.seed if seed is None else seed))
             finally:
                 ledger.close()
     except SupervisorError as exc:

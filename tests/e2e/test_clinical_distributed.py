@@ -65,7 +65,9 @@ def test_clinical_rules_over_kafka_carry_their_fields_and_replay_exactly(topics:
     assert any(d["kind"] == "clean_terminal" for d in dispatched)
     figures = json.loads(report.read_text())
     assert set(figures["by_acuity"]) > {"3"} and figures["sla_breaches"]
-    assert_solve_reproduces(record, out, topics.env, tmp_path, config_path)
+    # The record opens with the run's header: solve needs no --config to reproduce it.
+    assert json.loads(record.read_text().splitlines()[0])["type"] == "run.header"
+    assert_solve_reproduces(record, out, topics.env, tmp_path)
 
     # The decisions topic carries the same fields as the --out file.
     published = [ev.parse_json(m.value, ev.DECISIONS)
