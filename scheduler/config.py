@@ -236,7 +236,8 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
         keys = {f.name.upper() for f in dataclasses.fields(section.default_factory)}
         for variable in environ:
             if variable.startswith(prefix) and variable[len(prefix):] not in keys:
-                raise ConfigError(f"{variable}: no key {variable[len(prefix):].lower()!r} in "
+                raise ConfigError(f"{_short(variable)}: no key "
+                                  f"{shown(variable[len(prefix):].lower())} in "
                                   f"[{section.name}] (expected one of "
                                   f"{', '.join(sorted(k.lower() for k in keys))})")
 
@@ -339,7 +340,8 @@ def _check_semantics(config: Config) -> None:
                               f"{shown(value)}")
     floors = config.hospital.floors
     if not floors or len(set(floors)) != len(floors) or not all(f.isalpha() for f in floors):
-        raise ConfigError(f"hospital.floors: expected distinct letters, got {list(floors)!r}")
+        raise ConfigError(f"hospital.floors: expected distinct letters, got "
+                          f"{shown(list(floors))}")
     if not 1 <= config.kafka.partitions <= MAX_PARTITIONS:
         raise ConfigError(f"kafka.partitions: must be from 1 to {MAX_PARTITIONS}")
     if config.hospital.rooms_per_floor < 1:
@@ -409,7 +411,7 @@ def _check_clinical(config: Config) -> None:
     mix = config.arrivals.acuity_mix
     if len(mix) != 5 or any(share < 0 for share in mix) or not 0 < sum(mix) < math.inf:
         raise ConfigError(f"arrivals.acuity_mix: expected 5 shares (ESI 1 to 5), none "
-                          f"negative, not all 0; got {list(mix)}")
+                          f"negative, not all 0; got {shown(list(mix))}")
     if config.rules.skills and (mix[0] or mix[1]) and config.staff.doctors < 1:
         raise ConfigError("staff.doctors: must be at least 1 when arrivals.acuity_mix has ESI "
                           "1-2 patients and rules.skills is on (only a doctor may see them)")
@@ -420,8 +422,8 @@ def _check_clinical(config: Config) -> None:
              for n in range(1, config.hospital.rooms_per_floor + 1)}
     unknown = [r for r in config.hospital.isolation_rooms if r not in rooms]
     if unknown:
-        raise ConfigError(f"hospital.isolation_rooms: no room {', '.join(unknown)} in this "
-                          f"hospital")
+        raise ConfigError(f"hospital.isolation_rooms: no room {shown(unknown)[1:-1]} in "
+                          f"this hospital")
     if config.arrivals.isolation_share > 0 and not config.hospital.isolation_rooms:
         raise ConfigError("arrivals.isolation_share: patients needing isolation, but "
                           "hospital.isolation_rooms lists no room able to isolate")

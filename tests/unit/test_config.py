@@ -76,12 +76,27 @@ def test_the_largest_seeds_and_hospitals_still_load():
     assert load_env(HOSPITAL_HOSPITAL_ROOMS_PER_FLOOR="50000").hospital.rooms_per_floor == 50000
 
 
-def test_a_message_about_a_bad_value_is_one_short_line(tmp_path):
+LONG = "9" * 10_000
+
+
+@pytest.mark.parametrize("text, key", [
+    (f'[staff]\nporters = "{LONG}"\n', "staff.porters"),
+    (f'[hospital]\nfloors = ["{LONG}"]\n', "hospital.floors"),
+    (f'[hospital]\nisolation_rooms = ["{LONG}"]\n', "hospital.isolation_rooms"),
+    (f'[arrivals]\nacuity_mix = [{", ".join(["1.0"] * 3000)}]\n', "arrivals.acuity_mix"),
+    (f'[shifts]\nroster = ["porter-1 {LONG}"]\n', "shifts.roster"),
+    (f'[shifts]\nroster = ["{LONG} 08:00-09:00"]\n', "shifts.roster"),
+])
+def test_a_message_about_a_bad_value_is_one_short_line(tmp_path, text, key):
     config = tmp_path / "c.toml"
-    config.write_text('[staff]\nporters = "' + "x" * 10_000 + '"\n')
+    config.write_text(text)
     with pytest.raises(ConfigError) as raised:
         config_module.load(config, {})
-    assert "staff.porters" in str(raised.value) and len(str(raised.value)) < 150
+    assert key in str(raised.value) and len(str(raised.value)) < 200, str(raised.value)[:300]
+
+
+def test_an_odd_key_is_one_line(tmp_path):
+    config = tmp_path / "c.toml"
     config.write_text('[staff]\n"odd\\nkey" = 1\n')
     with pytest.raises(ConfigError, match="unknown key") as raised:
         config_module.load(config, {})
