@@ -17,6 +17,7 @@ import json
 import math
 import os
 import signal
+import time
 import traceback
 from pathlib import Path
 
@@ -56,16 +57,22 @@ class Hang(Exception):
 
 @contextlib.contextmanager
 def bounded(seconds: float = CASE_BOUND_S):
+    """Raise `Hang` in a case that runs longer; then put back the alarm it borrowed (that of
+    pytest-timeout, bounding the whole test)."""
     def interrupt(signum, frame):
         raise Hang(f"a case took more than {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            left = outer - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), interval)
 
 
 @pytest.fixture(scope="module")
