@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
+from scheduler.events import MAX_TIME_S
 from scheduler.jsonl import LogError
 
 app = typer.Typer(
@@ -33,7 +35,7 @@ app.add_typer(db_app, name="db")
 
 ConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", "-c", help="A config.toml; without it, the built-in defaults. "
-                           "HOSPITAL_<SECTION>_<KEY> variables override any key.",
+                           "`HOSPITAL_<SECTION>_<KEY>` variables override any key.",
     envvar="HOSPITAL_CONFIG", show_default=False)]
 PolicyOption = Annotated[Optional[str], typer.Option(
     "--policy", help="cpsat or greedy (default: scheduler.policy of the config).",
@@ -41,19 +43,23 @@ PolicyOption = Annotated[Optional[str], typer.Option(
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000}
+MIN_SPEED = 0.001   # slower, a tick of a second takes more than a quarter of an hour
 
 
 def parse_duration(text: str) -> int:
     """'8h', '90m', '1h30m', '45s', '2d' or a plain number of seconds, in ms."""
     text = text.strip().lower()
     try:
-        return round(float(text) * 1000)
+        seconds = float(text)
     except ValueError:
-        pass
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise typer.BadParameter(f"{text!r}: expected a duration such as 8h, 30m, 1h30m or 45s")
-    return round(sum(float(n) * _UNIT_MS[u] for n, u in parts))
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise typer.BadParameter(f"{text!r}: expected a duration such as 8h, 30m, 1h30m "
+                                     f"or 45s") from None
+        seconds = sum(float(n) * _UNIT_MS[u] for n, u in parts) / 1000
+    if not 0 <= seconds <= MAX_TIME_S:   # also NaN and infinity
+        raise typer.BadParameter(f"{text!r}: expected a duration from 0 to {MAX_TIME_S} s")
+    return round(seconds * 1000)
 
 
 def parse_speed(text: str) -> float | None:
@@ -63,13 +69,22 @@ def parse_speed(text: str) -> float | None:
         speed = float(text)
     except ValueError:
         speed = 0.0
-    if not speed > 0:
-        raise typer.BadParameter(f"{text!r}: expected a positive number or 'max'")
+    if not MIN_SPEED <= speed < math.inf:
+        raise typer.BadParameter(f"{text!r}: expected a number from {MIN_SPEED} up, or 'max'")
     return speed
 
 
+def one_line(text: str) -> str:
+    """`text` as one printable line: a newline or a control character that came from the
+    input (an id in a rejected event, a key in a config) is shown escaped, so that it can
+    neither split the message nor forge another one."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape",
+                                                      "backslashreplace").decode("ascii")
+                   for c in text)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"hospital: error: {message}", err=True)
+    typer.echo(f"hospital: error: {one_line(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -195,6 +210,11 @@ def run(
     duration_ms = parse_duration(duration)
     speed_value = parse_speed(speed)
     check_outputs(record=record, out=out, report=report)
+    if seed is not None and not config_module.MIN_SEED <= seed <= config_module.MAX_SEED:
+        raise typer.BadParameter(f"{seed}: a seed fits in 64 bits", param_hint="--seed")
+    if not 0 <= dashboard_port <= 65535:
+        raise typer.BadParameter(f"{dashboard_port}: expected a port from 0 to 65535",
+                                 param_hint="--dashboard-port")
     settings = load_config(config, policy)
     if kafka if kafka is not None else settings.kafka.enabled:
         if speed_value is None:
@@ -279,13 +299,18 @@ def run_identity(settings: Config, seed: int | None, run_id: str | None) -> dict
     return identity
 
 
+MAX_WORKERS = 64   # processes per role: more would only crowd the machine
+
+
 def parse_workers(text: str) -> dict[str, int]:
     counts = {"porter": 1, "medical": 1, "cleaner": 1}
     for part in filter(None, (p.strip() for p in text.split(","))):
         role, _, count = part.partition("=")
-        if role not in counts or not count.isdigit() or int(count) < 1:
+        if role not in counts or not re.fullmatch(r"[0-9]{1,3}", count) \
+                or not 1 <= int(count) <= MAX_WORKERS:
             raise typer.BadParameter(f"{part!r}: expected ROLE=COUNT, ROLE one of "
-                                     f"porter, medical, cleaner", param_hint="--workers")
+                                     f"porter, medical, cleaner and COUNT from 1 to "
+                                     f"{MAX_WORKERS}", param_hint="--workers")
         counts[role] = int(count)
     return counts
 
@@ -305,9 +330,13 @@ def replay_config(events: Path, config: Path | None, policy: str | None) -> Conf
     header = jsonl.header(events)
     if header is None:
         return load_config(config, policy)
+    if "config" not in header:
+        raise fail(f"{events}:1: the run header has no config")
+    if not isinstance(header["config"], dict):
+        raise fail(f"{events}:1: the run header's config must be a JSON object")
     try:
         recorded = config_module.from_mapping(header["config"], {})
-    except (ConfigError, KeyError, TypeError, AttributeError) as exc:
+    except ConfigError as exc:
         raise fail(f"{events}:1: the run header's config cannot be used: {exc}") from None
     if config is None and policy is None:
         return recorded
@@ -355,7 +384,7 @@ def solve(
     if report:
         report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
     for line in result.rejected:
-        typer.echo(f"hospital: rejected: {events}:{line}", err=True)
+        typer.echo(one_line(f"hospital: rejected: {events}:{line}"), err=True)
     if result.rejected:
         raise fail(f"{len(result.rejected)} event(s) rejected", 1)
 
@@ -370,12 +399,31 @@ def _migration(action: str, db: str | None, config: Path | None) -> None:
     from scheduler.db.store import connect, reason
 
     url = db or load_config(config).database.url
+    missing = sqlite_file_missing(url)
+    if missing and action == "check":   # alembic would create an empty file to check it
+        raise fail(f"no database at {missing} (hospital db upgrade creates it)", 3)
     with service_errors():
         connect(url).dispose()   # a clear error for a database that is not there
     try:
         getattr(migrate, action)(url)
     except Exception as exc:  # alembic's: drift found, a failed migration
         raise fail(f"{action}: {reason(exc)}", 1) from None
+
+
+def sqlite_file_missing(url: str) -> str | None:
+    """The file of a SQLite URL when there is no such file (SQLite would create it)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None   # `connect` says what is wrong with it
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or name in (None, "", ":memory:") \
+            or name.startswith("file:") or Path(name).exists():
+        return None
+    return name
 
 
 @db_app.command("upgrade")

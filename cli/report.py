@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from cli.main import ConfigOption, check_outputs, fail, load_config, parse_duration
+from cli.main import (ConfigOption, check_outputs, fail, load_config, parse_duration,
+                      sqlite_file_missing)
 
 
 def kept_run(url: str, run_id: str | None) -> Any:
@@ -22,14 +23,19 @@ def kept_run(url: str, run_id: str | None) -> Any:
     from scheduler import kept_runs
     from scheduler.db.store import connect, safe_url
 
+    def nothing_kept() -> typer.Exit:
+        return fail(f"no run {run_id!r} kept in {safe_url(url)} (hospital runs lists them)"
+                    if run_id else f"no run kept in {safe_url(url)}")
+
+    if sqlite_file_missing(url):   # no file, no run: SQLite would make an empty one
+        raise nothing_kept()
     with service_errors():
         engine = connect(url)
     try:
         row = (kept_runs.find(engine, run_id) if inspect(engine).has_table("kept_runs")
                else None)
         if row is None:
-            raise fail(f"no run {run_id!r} kept in {safe_url(url)} (hospital runs lists them)"
-                       if run_id else f"no run kept in {safe_url(url)}")
+            raise nothing_kept()
         config = config_module.from_mapping(row.config, {})
         vocabulary = {**ev.DECISIONS, **ev.INBOUND}
         ticks = [(tick, round(time_s * 1000),
@@ -63,10 +69,28 @@ def load_run(source: str | None, events: Path | None, config: Any, duration: str
         return kept_run(db or config.database.url, source)
     path = Path(source)
     duration_ms = parse_duration(duration) if duration else None
+    check_log(path, "decisions")
+    if events is not None:
+        check_log(events, "events")
     try:
         return report.from_files(path, config, events, duration_ms, label)
     except (OSError, ValueError, KeyError) as exc:
         raise fail(f"{source}: cannot read the run: {exc}") from None
+
+
+def check_log(path: Path, kind: str) -> None:
+    """One error line for the first line of a decisions file or an event log that the report
+    could not read (the report reads them again: they are not kept in memory twice)."""
+    from scheduler import events as ev
+    from scheduler import jsonl
+
+    try:
+        for record in jsonl.read(path, ev.DECISIONS if kind == "decisions" else None):
+            if record.tick is None:   # decisions always have one
+                raise fail(f"{path}:{record.line}: no 'tick': the report needs the event log "
+                           f"of hospital run --record")
+    except jsonl.LogError as exc:
+        raise fail(str(exc)) from None
 
 
 def report(

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.main import ConfigOption, DbOption, fail, load_config, service_errors
+from cli.main import (ConfigOption, DbOption, fail, load_config, service_errors,
+                      sqlite_file_missing)
 from cli.view import clock_text
 
 
@@ -155,7 +156,7 @@ def runs(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a run.")] = False,
     limit: Annotated[Optional[int], typer.Option(help="At most this many, the latest first.",
-                                                 show_default=False)] = None,
+                                                 min=1, show_default=False)] = None,
 ) -> None:
     """List the runs kept in the database, the latest first: id, mode, policy, seed, start
     (UTC), simulated duration, status and headline KPIs."""
@@ -165,15 +166,16 @@ def runs(
     from scheduler.db.store import connect, reason, safe_url
 
     url = db or load_config(config).database.url
-    with service_errors():
-        engine = connect(url)
-    try:
+    found = []
+    if not sqlite_file_missing(url):   # no file, no runs: SQLite would make an empty one
+        with service_errors():
+            engine = connect(url)
         try:
             found = kept_runs.runs(engine) if inspect(engine).has_table("kept_runs") else []
         except Exception as exc:  # noqa: BLE001 - a database we cannot read
             raise fail(f"runs: {reason(exc)}", 3) from None
-    finally:
-        engine.dispose()
+        finally:
+            engine.dispose()
     if not found and not as_json:
         typer.echo(f"no runs kept in {safe_url(url)}")
         return

@@ -16,11 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from scheduler.events import MAX_TIME_S, shown
 
 # A soft rule's weight is at most this: with it, the objective's totals stay exact integers
 # (only the ratios between the weights matter, so no hospital needs more).
 MAX_WEIGHT = 1000
 MIN_TICK_S = 0.001
+# Bounds past which a value can only be a mistake, and would make a run hang on building
+# its hospital or overflow the 64-bit integers of the solver and the database.
+MAX_ROOMS = 100_000          # in the whole hospital
+MAX_STAFF = 100_000          # per role
+MAX_SECONDS = MAX_TIME_S      # any time in seconds: about 31 years
+MAX_PARTITIONS = 10_000
+MIN_SEED, MAX_SEED = -2**63, 2**63 - 1   # what a database keeps in a BIGINT
 
 
 class ConfigError(ValueError):
@@ -180,6 +188,8 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"{path}: not a text file (not valid UTF-8)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return from_mapping(data, os.environ if environ is None else environ)
 
 
@@ -189,7 +199,7 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     _check_environment_names(environ)
     for name in data:
         if name not in known_sections:
-            raise ConfigError(f"[{name}]: unknown section (expected one of "
+            raise ConfigError(f"[{_short(name)}]: unknown section (expected one of "
                               f"{', '.join(sorted(known_sections))})")
     sections = {}
     for section in dataclasses.fields(Config):
@@ -200,7 +210,7 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         known = {f.name: f for f in dataclasses.fields(factory)}
         for key in given:
             if key not in known:
-                raise ConfigError(f"{section.name}.{key}: unknown key")
+                raise ConfigError(f"{section.name}.{_short(key)}: unknown key")
         values = {}
         for key, spec in known.items():
             name = f"{section.name}.{key}"
@@ -229,7 +239,8 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
         keys = {f.name.upper() for f in dataclasses.fields(factory)}
         for variable in environ:
             if variable.startswith(prefix) and variable[len(prefix):] not in keys:
-                raise ConfigError(f"{variable}: no key {variable[len(prefix):].lower()!r} in "
+                raise ConfigError(f"{_short(variable)}: no key "
+                                  f"{shown(variable[len(prefix):].lower())} in "
                                   f"[{section.name}] (expected one of "
                                   f"{', '.join(sorted(k.lower() for k in keys))})")
 
@@ -261,6 +272,12 @@ def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
     }
 
 
+def _short(name: Any) -> str:
+    """A section or key name as given, cut short, quoted if it is not a plain word."""
+    text = str(name)
+    return text if text.isidentifier() and len(text) <= 60 else shown(name)
+
+
 def _from_env(text: str, kind: str, name: str) -> Any:
     if kind == "tuple[str, ...]":
         return [part.strip() for part in text.split(",") if part.strip()]
@@ -268,51 +285,52 @@ def _from_env(text: str, kind: str, name: str) -> Any:
         try:
             return [float(part) for part in text.split(",") if part.strip()]
         except ValueError:
-            raise ConfigError(f"{name}: expected numbers separated by commas, got {text!r}") from None
+            raise ConfigError(f"{name}: expected numbers separated by commas, got "
+                              f"{shown(text)}") from None
     if kind == "bool":
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{name}: expected true or false, got {text!r}")
+        raise ConfigError(f"{name}: expected true or false, got {shown(text)}")
     if kind == "int":
         try:
             return int(text)
         except ValueError:
-            raise ConfigError(f"{name}: expected an integer, got {text!r}") from None
+            raise ConfigError(f"{name}: expected an integer, got {shown(text)}") from None
     if kind == "float":
         try:
             return float(text)
         except ValueError:
-            raise ConfigError(f"{name}: expected a number, got {text!r}") from None
+            raise ConfigError(f"{name}: expected a number, got {shown(text)}") from None
     return text
 
 
 def _check(name: str, value: Any, kind: str) -> Any:
     if kind == "tuple[float, ...]":
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}: expected a list of numbers, got {value!r}")
+            raise ConfigError(f"{name}: expected a list of numbers, got {shown(value)}")
         return tuple(_check(name, v, "float") for v in value)
     if kind == "tuple[str, ...]":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+            raise ConfigError(f"{name}: expected a list of strings, got {shown(value)}")
         return tuple(value)
     if kind == "bool":
         if not isinstance(value, bool):
-            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+            raise ConfigError(f"{name}: expected true or false, got {shown(value)}")
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+            raise ConfigError(f"{name}: expected an integer, got {shown(value)}")
         return value
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value):
-            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{name}: expected a finite number, got {shown(value)}")
         return float(value)
     if not isinstance(value, str):
-        raise ConfigError(f"{name}: expected a string, got {value!r}")
+        raise ConfigError(f"{name}: expected a string, got {shown(value)}")
     return value
 
 
@@ -320,17 +338,27 @@ def _check_semantics(config: Config) -> None:
     for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(config, section), key)
         if value not in allowed:
-            raise ConfigError(f"{section}.{key}: expected one of {', '.join(allowed)}, got {value!r}")
+            raise ConfigError(f"{section}.{key}: expected one of {', '.join(allowed)}, got "
+                              f"{shown(value)}")
     floors = config.hospital.floors
     if not floors or len(set(floors)) != len(floors) or not all(f.isalpha() for f in floors):
-        raise ConfigError(f"hospital.floors: expected distinct letters, got {list(floors)!r}")
-    if config.kafka.partitions < 1:
-        raise ConfigError("kafka.partitions: must be at least 1")
+        raise ConfigError(f"hospital.floors: expected distinct letters, got "
+                          f"{shown(list(floors))}")
+    if not 1 <= config.kafka.partitions <= MAX_PARTITIONS:
+        raise ConfigError(f"kafka.partitions: must be from 1 to {MAX_PARTITIONS}")
     if config.hospital.rooms_per_floor < 1:
         raise ConfigError("hospital.rooms_per_floor: must be at least 1")
+    if len(floors) * config.hospital.rooms_per_floor > MAX_ROOMS:
+        raise ConfigError(f"hospital.rooms_per_floor: at most {MAX_ROOMS} rooms in all, got "
+                          f"{len(floors)} floors of {config.hospital.rooms_per_floor}")
     for key in ("porters", "nurses", "doctors", "cleaners"):
         if getattr(config.staff, key) < 0:
             raise ConfigError(f"staff.{key}: must not be negative")
+        if getattr(config.staff, key) > MAX_STAFF:
+            raise ConfigError(f"staff.{key}: must be at most {MAX_STAFF}")
+    if not MIN_SEED <= config.arrivals.seed <= MAX_SEED:
+        raise ConfigError(f"arrivals.seed: must fit in 64 bits (from {MIN_SEED} to "
+                          f"{MAX_SEED})")
     # Every role has work in the lifecycle: with nobody in one, patients would never leave.
     for key in ("porters", "cleaners"):
         if getattr(config.staff, key) < 1:
@@ -367,6 +395,10 @@ def _check_semantics(config: Config) -> None:
     for name, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{name}: must not be negative, got {value}")
+    for name, value in {**positive, **non_negative, "shifts.cycle_s": config.shifts.cycle_s
+                        }.items():
+        if name.endswith("_s") and value > MAX_SECONDS:
+            raise ConfigError(f"{name}: must be at most {MAX_SECONDS} s, got {value}")
     _check_clinical(config)
     for key in ("longest_wait_first", "minimise_walking", "free_rooms_fast", "urgency",
                 "sla_breach", "spare_isolation_rooms", "spare_doctors"):
@@ -379,9 +411,9 @@ def _check_clinical(config: Config) -> None:
     from scheduler.shifts import Roster, RosterError   # a leaf module: no import cycle
 
     mix = config.arrivals.acuity_mix
-    if len(mix) != 5 or any(share < 0 for share in mix) or not sum(mix) > 0:
+    if len(mix) != 5 or any(share < 0 for share in mix) or not 0 < sum(mix) < math.inf:
         raise ConfigError(f"arrivals.acuity_mix: expected 5 shares (ESI 1 to 5), none "
-                          f"negative, not all 0; got {list(mix)}")
+                          f"negative, not all 0; got {shown(list(mix))}")
     if config.rules.skills and (mix[0] or mix[1]) and config.staff.doctors < 1:
         raise ConfigError("staff.doctors: must be at least 1 when arrivals.acuity_mix has ESI "
                           "1-2 patients and rules.skills is on (only a doctor may see them)")
@@ -392,8 +424,8 @@ def _check_clinical(config: Config) -> None:
              for n in range(1, config.hospital.rooms_per_floor + 1)}
     unknown = [r for r in config.hospital.isolation_rooms if r not in rooms]
     if unknown:
-        raise ConfigError(f"hospital.isolation_rooms: no room {', '.join(unknown)} in this "
-                          f"hospital")
+        raise ConfigError(f"hospital.isolation_rooms: no room {shown(unknown)[1:-1]} in "
+                          f"this hospital")
     if config.arrivals.isolation_share > 0 and not config.hospital.isolation_rooms:
         raise ConfigError("arrivals.isolation_share: patients needing isolation, but "
                           "hospital.isolation_rooms lists no room able to isolate")

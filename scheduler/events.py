@@ -71,6 +71,17 @@ class BadEvent(ValueError):
     """An event that cannot be parsed; the message says why."""
 
 
+# No run lasts longer (about 31 years): a time or tick past it is a mistake, and every time
+# in milliseconds stays far inside the 64-bit integers of the solver and the database.
+MAX_TIME_S = 1_000_000_000
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut short: a message about a bad value stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Event:
     TYPE: ClassVar[str] = ""
@@ -261,22 +272,24 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
     kind = data.get("type")
     cls = vocabulary.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise BadEvent(f"unknown event type {kind!r}")
+        raise BadEvent(f"unknown event type {shown(kind)}")
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name == "time_ms":
             time = data.get("time")
-            if isinstance(time, bool) or not isinstance(time, (int, float)) or not time >= 0:
-                raise BadEvent(f"{kind}: 'time' must be a number of seconds >= 0")
+            if isinstance(time, bool) or not isinstance(time, (int, float)) \
+                    or not 0 <= time <= MAX_TIME_S:
+                raise BadEvent(f"{kind}: 'time' must be a number of seconds from 0 to "
+                               f"{MAX_TIME_S}")
             values["time_ms"] = round(time * 1000)
         elif f.name == "tick":
             tick = data.get("tick")
-            if isinstance(tick, bool) or not isinstance(tick, int):
-                raise BadEvent(f"{kind}: 'tick' must be an integer")
+            if not is_tick(tick):
+                raise BadEvent(f"{kind}: 'tick' must be an integer >= 0")
             values["tick"] = tick
         elif f.name == "acuity":
             acuity = data.get("acuity", f.default)
-            if isinstance(acuity, bool) or acuity not in (1, 2, 3, 4, 5):
+            if type(acuity) is not int or acuity not in (1, 2, 3, 4, 5):
                 raise BadEvent(f"{kind}: 'acuity' must be an ESI level from 1 to 5")
             values["acuity"] = acuity
         elif f.name == "isolation":
@@ -287,7 +300,7 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
         elif f.name in ("waited_s", "sla_s"):
             number = data.get(f.name)
             if isinstance(number, bool) or not isinstance(number, (int, float)) \
-                    or not number >= 0:
+                    or not 0 <= number <= MAX_TIME_S:
                 raise BadEvent(f"{kind}: '{f.name}' must be a number of seconds >= 0")
             values[f.name] = number
         elif f.name == "reason":
@@ -307,22 +320,40 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
     return cls(**values)
 
 
+def loads(text: str | bytes) -> Any:
+    """`json.loads`, with every way it can fail as `BadEvent`: not JSON, not UTF-8, a number
+    of more digits than Python converts, nesting deeper than the recursion limit."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadEvent(f"not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise BadEvent("not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise BadEvent("not valid JSON (nested too deeply)") from None
+    except ValueError as exc:   # "Exceeds the limit (4300 digits) for integer string ..."
+        raise BadEvent(f"not valid JSON ({exc})") from None
+
+
 @overload
 def parse_json(text: str | bytes, vocabulary: None = None) -> Event: ...
 @overload
 def parse_json(text: str | bytes, vocabulary: Mapping[str, type[E]]) -> E: ...
 def parse_json(text: str | bytes, vocabulary: Mapping[str, type[Event]] | None = None) -> Event:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadEvent(f"not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-    return parse(data, vocabulary)
+    return parse(loads(text), vocabulary)
+
+
+def is_tick(value: Any) -> bool:
+    return type(value) is int and value >= 0
 
 
 def recorded_tick(data: dict[str, Any]) -> int | None:
-    """The tick that consumed a recorded inbound event, if the record says."""
+    """The tick that consumed a recorded inbound event, if the record says; `BadEvent` for a
+    `tick` that is not one."""
     tick = data.get("tick")
-    return tick if isinstance(tick, int) and not isinstance(tick, bool) else None
+    if tick is not None and not is_tick(tick):
+        raise BadEvent(f"'tick' must be an integer >= 0, got {shown(tick)}")
+    return tick
 
 
 _DIGITS = "0123456789"

@@ -35,14 +35,11 @@ def write_header(stream: IO[str], config: dict[str, Any], seed: int) -> None:
 def header(path: str | Path) -> dict[str, Any] | None:
     """The log's `run.header` (its first line), or None for a log without one."""
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:
             first = next((line for line in stream if line.strip()), "")
-    except (OSError, UnicodeDecodeError):
+        data = ev.loads(first)
+    except (OSError, UnicodeDecodeError, ev.BadEvent):
         return None   # `read` says what is wrong with the file
-    try:
-        data = json.loads(first)
-    except json.JSONDecodeError:
-        return None
     return data if isinstance(data, dict) and data.get("type") == HEADER else None
 
 
@@ -57,22 +54,42 @@ def write(stream: IO[str], events: Iterable[ev.Event], **extra) -> None:
 
 def read(path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = None
          ) -> Iterator[Recorded]:
-    """The events of a log, in file order. Raises `LogError` at the first bad line."""
+    """The events of a log, in file order. Raises `LogError` at the first bad line: not
+    UTF-8, not JSON, not an event, a `run.header` past the first line, or a tick before the
+    tick of a line above it (a recorded log is in tick order; the scheduler cannot go back)."""
     try:
-        stream = open(path, encoding="utf-8")
+        stream = open(path, "rb")   # bytes: a line that is not UTF-8 is named, not the file
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+    first = True
+    last_tick, last_tick_line = -1, 0
     with stream:
-        for number, line in enumerate(stream, start=1):
+        for number, raw in enumerate(stream, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise LogError(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the "
+                               f"line)") from None
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
-                if number == 1 and isinstance(data, dict) and data.get("type") == HEADER:
-                    continue
+                data = ev.loads(line)
+                if isinstance(data, dict) and data.get("type") == HEADER:
+                    if first:
+                        first = False
+                        continue
+                    raise ev.BadEvent(f"a {HEADER} belongs on the first line of a log, "
+                                      f"not in the middle")
+                first = False
                 event = ev.parse(data, vocabulary)
-            except json.JSONDecodeError as exc:
-                raise LogError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                tick = ev.recorded_tick(data)
             except ev.BadEvent as exc:
                 raise LogError(f"{path}:{number}: {exc}") from None
-            yield Recorded(event, ev.recorded_tick(data), number)
+            if tick is not None:
+                if tick < last_tick:
+                    raise LogError(f"{path}:{number}: tick {tick} comes after tick {last_tick} "
+                                   f"of line {last_tick_line}: a recorded log is in tick "
+                                   f"order")
+                last_tick, last_tick_line = tick, number
+            yield Recorded(event, tick, number)
+

@@ -15,6 +15,7 @@ from scheduler import jsonl
 from scheduler import config as config_module
 from scheduler.config import Config
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
+from scheduler.events import MAX_TIME_S
 from scheduler.hospital import staff_roster
 from scheduler.kpi import KpiCollector
 from scheduler.policies import CpSatPolicy
@@ -100,7 +101,7 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
 @dataclass
 class Replay:
     report: dict[str, Any]
-    rejected: list[str] = field(default_factory=list)   # "line N: reason"
+    rejected: list[str] = field(default_factory=list)   # "N: reason", N the line
 
 
 def replay(config: Config, events_path: Path, out: Path | None = None,
@@ -108,11 +109,16 @@ def replay(config: Config, events_path: Path, out: Path | None = None,
     """Feed a recorded event log to a fresh scheduler, tick by tick as recorded (or by the
     events' times when the log has no ticks). Raises `jsonl.LogError` on a bad line."""
     records = list(jsonl.read(events_path))
+    if not records:
+        raise jsonl.LogError(f"{events_path}: no events to replay")
     scheduler = Scheduler(config)
     by_tick: dict[int, list[jsonl.Recorded]] = defaultdict(list)
     for record in records:
         tick = record.tick if record.tick is not None else covering_tick(record.event.time_ms,
                                                                          scheduler.tick_ms)
+        if tick * scheduler.tick_ms > MAX_TIME_S * 1000:
+            raise jsonl.LogError(f"{events_path}:{record.line}: tick {tick} is past the "
+                                 f"{MAX_TIME_S} s that a run may last")
         by_tick[tick].append(record)
     kpi = new_kpi(config)
     rejected: list[str] = []
@@ -121,7 +127,7 @@ def replay(config: Config, events_path: Path, out: Path | None = None,
             batch = by_tick[tick]
             result = scheduler.tick(tick, [r.event for r in batch])
             line_of = {id(r.event): r.line for r in batch}
-            rejected += [f"line {line_of[id(e)]}: {reason}" for e, reason in result.rejected]
+            rejected += [f"{line_of[id(e)]}: {reason}" for e, reason in result.rejected]
             kpi.collect(result)
             if out_file:
                 jsonl.write(out_file, result.decisions)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from scheduler.events import shown   # a leaf module, as this one is
+
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
@@ -22,17 +24,18 @@ class RosterError(ValueError):
 def _seconds(text: str, entry: str) -> int:
     match = _TIME.match(text)
     if not match:
-        raise RosterError(f"{entry!r}: {text!r} is not a time of day (HH:MM or HH:MM:SS)")
+        raise RosterError(f"{shown(entry)}: {shown(text)} is not a time of day (HH:MM or "
+                          f"HH:MM:SS)")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
     if minutes > 59 or seconds > 59 or hours > 24:
-        raise RosterError(f"{entry!r}: {text!r} is not a time of day")
+        raise RosterError(f"{shown(entry)}: {shown(text)} is not a time of day")
     return hours * 3600 + minutes * 60 + seconds
 
 
 def _span(text: str, entry: str) -> tuple[int, int]:
     start, dash, end = text.partition("-")
     if not dash:
-        raise RosterError(f"{entry!r}: expected FROM-TO, got {text!r}")
+        raise RosterError(f"{shown(entry)}: expected FROM-TO, got {shown(text)}")
     return _seconds(start, entry) * 1000, _seconds(end, entry) * 1000
 
 
@@ -54,20 +57,22 @@ class Roster:
         for entry in entries:
             words = entry.split()
             if len(words) < 2 or len(words) % 2:
-                raise RosterError(f"{entry!r}: expected 'STAFF-ID FROM-TO [break FROM-TO]...'")
+                raise RosterError(f"{shown(entry)}: expected 'STAFF-ID FROM-TO [break "
+                                  f"FROM-TO]...'")
             staff_id, work, rest = words[0], _span(words[1], entry), words[2:]
             if staff_id not in staff_ids:
-                raise RosterError(f"{entry!r}: no staff member {staff_id}")
+                raise RosterError(f"{shown(entry)}: no staff member {staff_id[:40]}")
             if staff_id in self.shifts:
-                raise RosterError(f"{entry!r}: {staff_id} has two entries")
+                raise RosterError(f"{shown(entry)}: {staff_id[:40]} has two entries")
             breaks = []
             for word, text in zip(rest[::2], rest[1::2]):
                 if word != "break":
-                    raise RosterError(f"{entry!r}: expected 'break FROM-TO', got {word!r}")
+                    raise RosterError(f"{shown(entry)}: expected 'break FROM-TO', got "
+                                      f"{shown(word)}")
                 breaks.append(_span(text, entry))
             for span in (work, *breaks):
                 if max(span) > self.cycle_ms:
-                    raise RosterError(f"{entry!r}: a time past the cycle of {cycle_s:g} s")
+                    raise RosterError(f"{shown(entry)}: a time past the cycle of {cycle_s:g} s")
             self.shifts[staff_id] = Shift(work, tuple(breaks))
 
     def on_duty(self, staff_id: str, time_ms: int) -> bool:

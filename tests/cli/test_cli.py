@@ -118,7 +118,7 @@ def test_impossible_transition_is_rejected_and_reported(tmp_path):
         '"staff_id": "nurse-1", "patient_id": "p1", "room_id": "A1"}\n')
     result = runner.invoke(app, ["solve", str(log)])
     assert result.exit_code == 1
-    assert "line 2" in result.stderr and "task-99" in result.stderr
+    assert f"hospital: rejected: {log}:2: " in result.stderr and "task-99" in result.stderr
     # the good event was still decided
     assert '"patient.admitted"' in result.stdout
 

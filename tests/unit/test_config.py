@@ -53,3 +53,58 @@ def test_unreadable_config_files(tmp_path):
         config_module.load(tmp_path, {})
     with pytest.raises(ConfigError, match="not found"):
         config_module.load(tmp_path / "missing.toml", {})
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("HOSPITAL_HOSPITAL_ROOMS_PER_FLOOR", "100000000", "at most 100000 rooms"),
+    ("HOSPITAL_STAFF_PORTERS", "100000001", "porters: must be at most 100000"),
+    ("HOSPITAL_ARRIVALS_SEED", str(2**63), "seed: must fit in 64 bits"),
+    ("HOSPITAL_DURATIONS_TREATMENT_S", "1e20", "treatment_s: must be at most 1000000000"),
+    ("HOSPITAL_SHIFTS_CYCLE_S", "1e300", "cycle_s: must be at most"),
+    ("HOSPITAL_SCHEDULER_TICK_S", "1e12", "tick_s: must be at most"),
+    ("HOSPITAL_KAFKA_PARTITIONS", "1000000", "partitions: must be from 1 to"),
+    ("HOSPITAL_ARRIVALS_ACUITY_MIX", "1e308,1e308,1,1,1", "acuity_mix"),
+])
+def test_values_too_large_to_run(key, value, message):
+    """Each once hung building the hospital, overflowed a 64-bit integer or a sum of weights."""
+    with pytest.raises(ConfigError, match=message):
+        load_env(**{key: value})
+
+
+def test_the_largest_seeds_and_hospitals_still_load():
+    assert load_env(HOSPITAL_ARRIVALS_SEED=str(-2**63)).arrivals.seed == -2**63
+    assert load_env(HOSPITAL_HOSPITAL_ROOMS_PER_FLOOR="50000").hospital.rooms_per_floor == 50000
+
+
+LONG = "9" * 10_000
+
+
+@pytest.mark.parametrize("text, key", [
+    (f'[staff]\nporters = "{LONG}"\n', "staff.porters"),
+    (f'[hospital]\nfloors = ["{LONG}"]\n', "hospital.floors"),
+    (f'[hospital]\nisolation_rooms = ["{LONG}"]\n', "hospital.isolation_rooms"),
+    (f'[arrivals]\nacuity_mix = [{", ".join(["1.0"] * 3000)}]\n', "arrivals.acuity_mix"),
+    (f'[shifts]\nroster = ["porter-1 {LONG}"]\n', "shifts.roster"),
+    (f'[shifts]\nroster = ["{LONG} 08:00-09:00"]\n', "shifts.roster"),
+])
+def test_a_message_about_a_bad_value_is_one_short_line(tmp_path, text, key):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        config_module.load(config, {})
+    assert key in str(raised.value) and len(str(raised.value)) < 200, str(raised.value)[:300]
+
+
+def test_an_odd_key_is_one_line(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[staff]\n"odd\\nkey" = 1\n')
+    with pytest.raises(ConfigError, match="unknown key") as raised:
+        config_module.load(config, {})
+    assert "\n" not in str(raised.value)
+
+
+def test_toml_nested_too_deeply(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config_module.load(config, {})

@@ -182,6 +182,39 @@ def test_parse_bad_field_value(field, value):
         ev.parse({**GOOD_ESCORT, field: value})
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), 1e400, ev.MAX_TIME_S + 1])
+def test_parse_a_time_past_any_run(value):
+    """Infinity once escaped as an OverflowError, not a BadEvent."""
+    with pytest.raises(ev.BadEvent, match="'time'"):
+        ev.parse({**GOOD_ESCORT, "time": value})
+
+
+def test_parse_acuity_is_a_whole_level():
+    arrived = {"type": "patient.arrived", "event_id": "a", "time": 0, "patient_id": "p"}
+    assert ev.parse({**arrived, "acuity": 2}).acuity == 2
+    with pytest.raises(ev.BadEvent, match="'acuity'"):
+        ev.parse({**arrived, "acuity": 2.0})
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[" * 100_000, "nested too deeply"),
+    ('{"time": 1' + "0" * 5000 + "}", "digits"),
+    (b"\x9c", "not UTF-8"),
+])
+def test_parse_json_whatever_the_text(text, words):
+    with pytest.raises(ev.BadEvent, match=f"not valid JSON.*{words}"):
+        ev.parse_json(text)
+
+
+@pytest.mark.parametrize("tick", [-1, 1.5, "3", True])
+def test_a_recorded_tick_that_is_no_tick(tick):
+    with pytest.raises(ev.BadEvent, match="'tick'"):
+        ev.recorded_tick({**GOOD_ESCORT, "tick": tick})
+    decision = ev.RoomAvailable(event_id="d", time_ms=0, tick=0, room_id="A1").to_dict()
+    with pytest.raises(ev.BadEvent, match="'tick'"):
+        ev.parse({**decision, "tick": tick}, ev.DECISIONS)
+
+
 @pytest.mark.parametrize("kind", ["patient.arriving", "", None, 3, "task.dispatched"])
 def test_parse_unknown_type(kind):
     with pytest.raises(ev.BadEvent, match="unknown event type"):
