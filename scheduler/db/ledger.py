@@ -20,7 +20,7 @@ from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db.models import (ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run,
                                  Snapshot, Tick)
-from scheduler.db.store import SqlStore, StoreError, reason
+from scheduler.db.store import SqlStore, StoreError, copy_rows, reason
 from scheduler.engine import TickResult
 
 
@@ -166,12 +166,17 @@ class Ledger:
                     raise ValueError("dead letters to file, and no tick to file them under")
                 owed += [(last, m) for m in loose]
             if owed:
-                # Core executemany (multi-row INSERTs), not ORM objects: a backlog's ticks owe
-                # thousands of messages. Rows keep their order, and so do their ids.
-                session.execute(insert(OutboxRow.__table__), [
-                    {"tick": tick, "topic": m.topic, "key": m.key.decode(),
-                     "partition": m.partition, "payload": m.payload.decode(),
-                     "dead_letter": m.dead_letter, "published": False} for tick, m in owed])
+                # In bulk, not as ORM objects: a backlog's ticks owe thousands of messages.
+                # Rows keep their order, and so do their ids.
+                rows = [(tick, m.topic, m.key.decode(), m.partition, m.payload.decode(),
+                         m.dead_letter, False) for tick, m in owed]
+                columns = ("tick", "topic", "key", "partition", "payload", "dead_letter",
+                           "published")
+                if self.engine.dialect.name == "postgresql":
+                    copy_rows(session, "outbox", columns, rows)
+                else:
+                    session.execute(insert(OutboxRow.__table__),
+                                    [dict(zip(columns, row)) for row in rows])
             if snapshot is not None:
                 session.flush()   # the tick row first: the snapshot refers to it
                 session.execute(delete(Snapshot))
