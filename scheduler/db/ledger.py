@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,7 @@ from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db.models import (ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run,
                                  Snapshot, Tick)
-from scheduler.db.store import SqlStore, StoreError, reason
+from scheduler.db.store import SqlStore, StoreError, copy_rows, reason
 from scheduler.engine import TickResult
 
 
@@ -165,10 +165,18 @@ class Ledger:
                 if last is None:
                     raise ValueError("dead letters to file, and no tick to file them under")
                 owed += [(last, m) for m in loose]
-            session.add_all(OutboxRow(tick=tick, topic=m.topic, key=m.key.decode(),
-                                      partition=m.partition, payload=m.payload.decode(),
-                                      dead_letter=m.dead_letter, published=False)
-                            for tick, m in owed)
+            if owed:
+                # In bulk, not as ORM objects: a backlog's ticks owe thousands of messages.
+                # Rows keep their order, and so do their ids.
+                rows = [(tick, m.topic, m.key.decode(), m.partition, m.payload.decode(),
+                         m.dead_letter, False) for tick, m in owed]
+                columns = ("tick", "topic", "key", "partition", "payload", "dead_letter",
+                           "published")
+                if self.engine.dialect.name == "postgresql":
+                    copy_rows(session, "outbox", columns, rows)
+                else:
+                    session.execute(insert(OutboxRow.__table__),
+                                    [dict(zip(columns, row)) for row in rows])
             if snapshot is not None:
                 session.flush()   # the tick row first: the snapshot refers to it
                 session.execute(delete(Snapshot))
@@ -180,11 +188,14 @@ class Ledger:
 
     def unpublished(self, limit: int = 1000) -> list[OutboxMessage]:
         try:
-            with Session(self.engine) as session:
-                rows = session.scalars(select(OutboxRow).where(OutboxRow.published.is_(False))
-                                       .order_by(OutboxRow.outbox_id).limit(limit))
-                return [OutboxMessage(r.topic, r.key.encode(), r.partition, r.payload.encode(),
-                                      r.outbox_id, r.dead_letter, r.tick) for r in rows]
+            o = OutboxRow
+            with self.engine.connect() as db:   # plain rows: no ORM objects to build
+                rows = db.execute(select(o.topic, o.key, o.partition, o.payload, o.outbox_id,
+                                         o.dead_letter, o.tick).where(o.published.is_(False))
+                                  .order_by(o.outbox_id).limit(limit))
+                return [OutboxMessage(topic, key.encode(), partition, payload.encode(),
+                                      outbox_id, dead_letter, tick)
+                        for topic, key, partition, payload, outbox_id, dead_letter, tick in rows]
         except Exception as exc:
             raise StoreError(f"database read failed at {self.store.url}: {reason(exc)}") from None
 

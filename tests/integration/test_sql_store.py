@@ -188,3 +188,26 @@ def test_a_write_behind_that_fails_is_one_clear_error_at_the_next_write(url):
     with pytest.raises(StoreError) as error:
         store.close()
     assert "database write failed" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_rows_copied_into_postgresql_read_back_exactly(url):
+    """The PostgreSQL path writes rows with COPY's text format: backslashes, tabs, line ends,
+    quotes and non-ASCII come back as they were, floats exactly, None as NULL and "" as ""; a
+    row the database refuses is a one-line StoreError, as for any other write."""
+    from scheduler.db.store import copy_rows
+
+    if not url.startswith("postgresql"):
+        pytest.skip("COPY is PostgreSQL's")
+    columns = ("patient_id", "arrived_at", "status", "room_id", "admitted_at",
+               "discharged_at", "referred_at", "referral_reason")
+    rows = [("p\\1\t\"x\"\n\ré", 1 / 3, "waiting", None, None, None, 0.1, ""),
+            ("p-2", 1e-7, "referred", None, None, None, 2.5, "no bed\\n, \"full\"")]
+    with SqlStore(url, CONFIG, "greedy") as store:
+        store.transaction(lambda session: copy_rows(session, "patients", columns, rows))
+        with Session(store.engine) as session:
+            back = session.execute(select(*(getattr(Patient, c) for c in columns))
+                                   .order_by(Patient.arrived_at.desc())).all()
+        assert [tuple(row) for row in back] == rows
+        with pytest.raises(StoreError, match="database write failed") as failure:
+            store.transaction(lambda session: copy_rows(session, "patients", columns, rows[:1]))
+        assert "\n" not in str(failure.value)
