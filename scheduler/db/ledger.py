@@ -11,8 +11,9 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -175,7 +176,7 @@ class Ledger:
                 if self.engine.dialect.name == "postgresql":
                     copy_rows(session, "outbox", columns, rows)
                 else:
-                    session.execute(insert(OutboxRow.__table__),
+                    session.execute(insert(cast(Table, OutboxRow.__table__)),
                                     [dict(zip(columns, row)) for row in rows])
             if snapshot is not None:
                 session.flush()   # the tick row first: the snapshot refers to it
