@@ -1,0 +1,82 @@
+"""The e2e tests' fault proxy (tests/faultproxy.py), against an echo server on loopback."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+
+import pytest
+
+from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(4096):
+            self.request.sendall(data)
+
+
+@pytest.fixture
+def proxy():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with FaultProxy("127.0.0.1", server.server_address[1]) as running:
+        yield running
+    server.shutdown()
+    server.server_close()
+
+
+def connect(proxy: FaultProxy) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+
+
+def echo(connection: socket.socket, data: bytes = b"ping") -> bytes:
+    connection.sendall(data)
+    return connection.recv(4096)
+
+
+def test_forwards_both_ways(proxy):
+    with connect(proxy) as connection:
+        assert echo(connection) == b"ping"
+    assert proxy.connections == 1
+
+
+def test_latency_delays_each_way(proxy):
+    proxy.latency = 0.2
+    with connect(proxy) as connection:
+        started = time.monotonic()
+        assert echo(connection) == b"ping"
+        assert time.monotonic() - started >= 0.4   # 0.2 s there, 0.2 s back
+
+
+def test_cut_closes_open_connections(proxy):
+    with connect(proxy) as connection:
+        assert echo(connection) == b"ping"
+        assert proxy.cut() == 2          # the client's side and the server's
+        with _closed():
+            assert echo(connection) == b""
+
+
+def test_outage_refuses_new_connections_until_it_ends(proxy):
+    proxy.outage(1.0)
+    with connect(proxy) as connection, _closed():
+        assert echo(connection) == b""
+    assert proxy.refused == 1
+    time.sleep(1.1)
+    with connect(proxy) as connection:
+        assert echo(connection) == b"ping"
+
+
+class _closed:
+    """A read on a closed connection gives b'' or a reset: either is a closed connection."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        return kind is not None and issubclass(kind, (ConnectionResetError, BrokenPipeError))
