@@ -29,6 +29,7 @@ from scheduler import events as ev
 from scheduler import snapshot as snapshots
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
+from scheduler.db.store import StoreError
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.services import bus
@@ -42,6 +43,7 @@ RELAY_BATCH = 1000
 SNAPSHOT_EVERY = 100   # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
 FINAL_RELAY_S = 20   # at the end of the run: how long to retry a failing broker
+DATABASE_OUTAGE_S = 60   # how long to wait for a database that stopped answering, then exit 3
 
 
 class ReplayMismatch(RuntimeError):
@@ -203,6 +205,54 @@ class LiveScheduler:
             log.info("run %s: started", self.run_id)
 
     # --- the loop ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """`run`, riding out database outages: a read or a commit that fails (the server
+        restarting, the network cut) makes the scheduler wait for the database, with
+        backoff, for `DATABASE_OUTAGE_S` at most, then resume from what the database holds,
+        as a restart would but without leaving the process. Longer, the error is raised
+        (exit 3) and the supervisor restarts the scheduler later."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        while True:
+            try:
+                return self.run()
+            except (StoreError, SQLAlchemyError) as exc:
+                if self.stop.is_set():
+                    raise
+                self.recover_database(exc)
+
+    def recover_database(self, error: Exception, timeout_s: float | None = None) -> None:
+        """Wait for the database, then rebuild the state from it: the ticks whose commit
+        failed (or is in doubt) are forgotten, the inbound topic is read again from the
+        stored positions, and what the broker may have taken before the outbox noted it is
+        looked for first (`reconcile`)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        timeout_s = DATABASE_OUTAGE_S if timeout_s is None else timeout_s
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.warning("the database failed (%s): waiting for it (%d s at most)", reason, timeout_s)
+        started = time.monotonic()
+        deadline, delay = started + timeout_s, 0.25
+        while True:
+            self.ledger.engine.dispose()   # no connection of before the failure is reused
+            try:
+                self.ledger.forget_unwritten()
+                stored = self.ledger.offsets()
+                self.scheduler = restore(self.config, self.ledger)
+                break
+            except (StoreError, SQLAlchemyError):
+                if self.stop.is_set() or time.monotonic() + delay > deadline:
+                    raise StoreError(f"the database did not come back within {timeout_s:.0f} "
+                                     f"s: {reason}") from None
+                self.stop.wait(delay)
+                delay = min(2 * delay, 4.0)
+        for tp in self.partitions:
+            self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+        self.owed = self.must_reconcile = True
+        self.counters["database_outages"] = self.counters.get("database_outages", 0) + 1
+        log.warning("the database is back after %.1f s: resumed after tick %d",
+                    time.monotonic() - started, self.scheduler.last_tick)
 
     def run(self) -> None:
         """Tick until the end of the run (or `stop`); at the end, apply every event stamped
