@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 MAX_POLL_MS = 200       # poll at least this often: completions on time, heartbeats going
 GRACE_MS = 60_000       # simulated time past `until_ms` allowed for pending completions
 COMMIT_TIMEOUT_MS = 10_000
+# A member that stops heartbeating (a worker SIGKILLed, or cut off from the broker) holds its
+# partitions until its session times out, and a rebalance waits for it as long: kafka-python's
+# default, 45 s, leaves a killed worker's tasks undone that long. 10 s (the broker's floor is 6).
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_MS = 2_000
 
 Source = tuple[TopicPartition, int]   # where a dispatch was read: partition, offset
 
@@ -303,7 +308,11 @@ class _StallWatch:
     taking up the partitions the group gave it. Either way the worker would idle or redo
     work for the rest of the run; after `STALL_S` of it, the worker gets a new consumer."""
 
-    STALL_S = 10.0
+    # Longer than a rebalance may rightly take: one waits for a dead member's session to time
+    # out (SESSION_TIMEOUT_MS), and a new consumer made meanwhile starts the wait over (its
+    # predecessor, gone mid-join, is such a member): a watch faster than that never lets the
+    # worker back in (seen after a broker restart, and a worker killed and started again).
+    STALL_S = 2.5 * SESSION_TIMEOUT_MS / 1000
 
     def __init__(self, config: Config, group_id: str, worker_id: str):
         self.config, self.group_id, self.worker_id = config, group_id, worker_id
@@ -345,7 +354,9 @@ class _StallWatch:
 
 
 def _group_consumer(config: Config, topic: str, group_id: str, worker_id: str):
-    consumer = bus.consumer(config, group_id=group_id, client_id=worker_id)
+    consumer = bus.consumer(config, group_id=group_id, client_id=worker_id,
+                            session_timeout_ms=SESSION_TIMEOUT_MS,
+                            heartbeat_interval_ms=HEARTBEAT_MS)
     consumer.partitions_for_topic(topic)   # the topic's partitions known before joining
     consumer.subscribe([topic], listener=_RebalanceLog(worker_id))
     return consumer

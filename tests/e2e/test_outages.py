@@ -129,3 +129,73 @@ def test_database_cut_for_ten_seconds_mid_run(services: Services, topics: Topics
           f"ticks again {recovered_s:.1f} s after | referral rate after {rate:.2f} "
           f"(undisturbed {usual:.2f})")
     assert rate <= usual + 0.2, (rate, usual)
+
+
+def open_tasks(db_url: str, role: str) -> set[str]:
+    """Tasks of the role dispatched and not completed, as the database has them now."""
+    from scheduler.layout import ROLE_OF_KIND
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text(
+                "SELECT task_id, kind FROM tasks WHERE dispatched_at IS NOT NULL "
+                "AND completed_at IS NULL")).all()
+    finally:
+        engine.dispose()
+    return {task_id for task_id, kind in rows if ROLE_OF_KIND.get(kind) == role}
+
+
+def test_worker_killed_mid_task_its_task_is_done_once(services: Services, topics: Topics,
+                                                     database, tmp_path):
+    """The medical worker SIGKILLed while visits it was given are under way, and started
+    again a second later (the supervisor's first delay): each of those visits is completed,
+    and its completion applied, exactly once."""
+    import os
+    import signal
+
+    from scheduler.services import bus
+    from .test_distributed import common_args, read_topic, wait_logged
+
+    run_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    started = start_run(services, database.url, run_id, speed=SPEED, until_ms=RUN_MS)
+    clock = LiveClock(started.epoch, SPEED)
+    medical = started.workers[bus.ROLES.index("medical")]
+    clock.sleep_until(FAULT_AT_MS)
+    deadline = time.time() + 20
+    while not (under_way := open_tasks(database.url, "medical")):
+        assert time.time() < deadline, "no visit under way to kill the worker in"
+        time.sleep(0.1)
+    os.kill(medical.pid, signal.SIGKILL)
+    medical.process.wait(timeout=10)
+    killed = time.monotonic()
+    time.sleep(1)
+    again = services.start("medical-worker", "worker", "medical",
+                           *common_args(run_id, started.epoch, SPEED), "--until-ms",
+                           str(RUN_MS), "--worker-id", "medical-worker-1")
+    wait_logged(again, "dispatch.medical[", time.time() + RECOVER_S)
+    recovered_s = time.monotonic() - killed
+    others = [s for s in (started.generator, *started.workers) if s is not medical]
+    wait_scheduler_then_stop_rest(services, started.scheduler, [*others, again],
+                                  started.epoch, SPEED, RUN_MS)
+
+    events, decisions = export(database.url, topics.env, tmp_path)
+    audit = Audit(topics.config, events, decisions)
+    audit.assert_unique_ids()
+    audit.assert_every_arrival_decided()
+    assert_applied_everything_sent(topics.config, audit, run_id, RUN_MS)
+    assert_decisions_published(topics.config, audit, run_id)
+    assert_solve_reproduces(events, decisions, topics.env, tmp_path)
+    applied = [e.task_id for e in audit.events if isinstance(e, ev.VisitCompleted)]
+    for task_id in under_way:
+        assert applied.count(task_id) == 1, f"{task_id}: completed {applied.count(task_id)} times"
+    sent = [json.loads(m.value)["task_id"] for m in read_topic(
+        topics.config, topics.config.kafka.inbound_topic) if bus.header(m, "run") == run_id
+        and json.loads(m.value).get("type") == "visit.completed"]
+    done_by_restarted = [t for t in under_way if t in again.log(1 << 20)]
+    print(f"FAULT-ROW worker SIGKILLed mid-task | kill -9 of the medical worker with "
+          f"{len(under_way)} visits under way, restarted 1 s later | 1 | "
+          f"arrivals {audit.summary['arrived']} | lost 0 | doubled 0 | partitions again "
+          f"{recovered_s:.1f} s after the kill | {len(done_by_restarted)} of the visits done "
+          f"by the restarted worker; completions sent {len(sent)}, applied {len(applied)}")
+    assert recovered_s <= RECOVER_S + 1
