@@ -14,11 +14,14 @@ when it restarts), not left hanging. Nothing is ever sent anywhere but to the up
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
 
 
 class FaultProxy:
+    kafka = False   # KafkaFaultProxy: the broker's address in its answers made the proxy's
+
     def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1",
                  port: int = 0):
         if host not in ("127.0.0.1", "localhost") or \
@@ -99,15 +102,18 @@ class FaultProxy:
         self.connections += 1
         self._writers |= {client_writer, upstream_writer}
         try:
+            answers = self._kafka_answers(upstream_reader) if self.kafka else None
             await asyncio.gather(self._pipe(client_reader, upstream_writer, client_writer),
-                                 self._pipe(upstream_reader, client_writer, upstream_writer))
+                                 self._pipe(upstream_reader, client_writer, upstream_writer,
+                                            answers))
         finally:
             self._writers -= {client_writer, upstream_writer}
 
-    async def _pipe(self, reader, writer, other) -> None:
+    async def _pipe(self, reader, writer, other, chunks=None) -> None:
         """Forward one way until either side closes; then close both."""
+        chunks = chunks or self._chunks(reader)
         try:
-            while chunk := await reader.read(65536):
+            async for chunk in chunks:
                 if self.latency:
                     await asyncio.sleep(self.latency)
                 writer.write(chunk)
@@ -117,3 +123,29 @@ class FaultProxy:
         finally:
             for side in (writer, other):
                 side.transport.abort()
+
+    @staticmethod
+    async def _chunks(reader):
+        while chunk := await reader.read(65536):
+            yield chunk
+
+    async def _kafka_answers(self, reader):
+        """The broker's answers, whole (Kafka frames them with a 4-byte size), each with the
+        broker's address (in metadata, coordinator answers) turned into the proxy's: the
+        clients then come back through the proxy, not straight to the broker. The port is
+        replaced in place (same size), right after the host's name."""
+        broker = self.upstream[0].encode() + struct.pack(">i", self.upstream[1])
+        ours = self.upstream[0].encode() + struct.pack(">i", self.port)
+        while True:
+            try:
+                size = await reader.readexactly(4)
+                body = await reader.readexactly(struct.unpack(">i", size)[0])
+            except asyncio.IncompleteReadError:
+                return
+            yield size + body.replace(broker, ours)
+
+
+class KafkaFaultProxy(FaultProxy):
+    """A fault proxy in front of a Kafka broker's PLAINTEXT listener (see `_kafka_answers`)."""
+
+    kafka = True

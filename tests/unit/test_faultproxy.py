@@ -80,3 +80,30 @@ class _closed:
 
     def __exit__(self, kind, value, traceback):
         return kind is not None and issubclass(kind, (ConnectionResetError, BrokenPipeError))
+
+
+def test_kafka_proxy_gives_its_own_address_for_the_brokers():
+    """A Kafka answer naming the broker (127.0.0.1 and its port) names the proxy instead."""
+    import struct
+
+    from tests.faultproxy import KafkaFaultProxy
+
+    class _Broker(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(4096)
+            port = self.server.server_address[1]
+            body = b"\x00\x00\x00\x07" + b"\x00\x09127.0.0.1" + struct.pack(">i", port)
+            self.request.sendall(struct.pack(">i", len(body)) + body)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Broker)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with KafkaFaultProxy("127.0.0.1", server.server_address[1]) as proxy, \
+                connect(proxy) as connection:
+            answer = echo(connection, b"\x00\x00\x00\x01x")
+            assert answer.endswith(b"127.0.0.1" + struct.pack(">i", proxy.port)), answer
+            assert len(answer) == 4 + struct.unpack(">i", answer[:4])[0]
+    finally:
+        server.shutdown()
+        server.server_close()
