@@ -46,6 +46,7 @@ COMMIT_TIMEOUT_MS = 10_000
 # default, 45 s, leaves a killed worker's tasks undone that long. 10 s (the broker's floor is 6).
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_MS = 2_000
+BROKER_OUTAGE_S = 60    # how long a worker waits for a broker that stopped answering, then exit 4
 
 Source = tuple[TopicPartition, int]   # where a dispatch was read: partition, offset
 
@@ -286,9 +287,25 @@ def run_worker(config: Config, role: str, *, run_id: str, clock: LiveClock, work
     worker = _Worker(config, role, run_id, clock, worker_id, consumer, producer)
     watch = _StallWatch(config, group_id, worker_id)
     log.info("worker %s started: %s in group %s, run %s", worker_id, topic, group_id, run_id)
+    failing_since: float | None = None
     try:
         while not worker.should_exit(until_ms, stop):
-            worker.step()
+            try:
+                worker.step()
+                failing_since = None
+            except KafkaError as exc:
+                # kafka-python 3.0's poll raises when the group's coordinator cannot be
+                # reached (the broker restarting, the network cut). Nothing was half done:
+                # poll again, as long as the outage lasts; the pending tasks wait.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > BROKER_OUTAGE_S:
+                    raise bus.BusError(f"the broker did not answer for {BROKER_OUTAGE_S} s: "
+                                       f"{type(exc).__name__}: {exc}") from None
+                log.warning("worker %s: the broker fails (%s): polling again",
+                            worker_id, type(exc).__name__)
+                stop.wait(1.0)
+                continue
             if watch.stalled(worker.consumer):
                 worker.consumer.close(autocommit=False)
                 worker.consumer = _group_consumer(config, topic, group_id, worker_id)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from scheduler import events as ev
 from scheduler.services.clock import LiveClock
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, KafkaFaultProxy
 
 from .conftest import ROOT, Services, Topics, child_env
 from .test_distributed import (Audit, assert_applied_everything_sent, assert_decisions_published,
@@ -69,11 +69,12 @@ def referral_rate(decisions: list[ev.Event], patients: set[str]) -> float:
     return len(referred & patients) / max(1, len(patients))
 
 
-def undisturbed_decisions(tmp_path: Path, env: dict[str, str]) -> list[ev.Event]:
+def undisturbed_decisions(tmp_path: Path, env: dict[str, str], run_ms: int = RUN_MS
+                          ) -> list[ev.Event]:
     """The decisions of the same hospital, the same seed, in-process and undisturbed."""
     out = tmp_path / "undisturbed.jsonl"
     done = subprocess.run([sys.executable, "-m", "cli", "run", "--speed", "max", "--duration",
-                           f"{RUN_MS // 60_000}m", "--out", str(out), "-q"],
+                           f"{run_ms // 60_000}m", "--out", str(out), "-q"],
                           env=child_env(env), cwd=ROOT, capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
@@ -199,3 +200,88 @@ def test_worker_killed_mid_task_its_task_is_done_once(services: Services, topics
           f"{recovered_s:.1f} s after the kill | {len(done_by_restarted)} of the visits done "
           f"by the restarted worker; completions sent {len(sent)}, applied {len(applied)}")
     assert recovered_s <= RECOVER_S + 1
+
+
+BROKER_RUN_MS = 600_000     # 10 simulated minutes: 60 s of wall time at speed 10
+BROKER_FAULT_AT_MS = 100_000
+
+
+def first_done_after(log_path: Path, wall: float) -> float | None:
+    """Seconds from `wall` (Unix time) to the first task the worker's log says it did after."""
+    from datetime import datetime
+
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.endswith(" done") and ": task-" in line:
+            at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if at > wall:
+                return at - wall
+    return None
+
+
+def test_broker_cut_for_thirty_seconds_mid_run(topics: Topics, database, tmp_path,
+                                               services_env):
+    """`hospital run --kafka` with every connection to the broker cut, and new ones
+    refused, for 30 s of wall time (300 simulated seconds), through the Kafka fault proxy:
+    the services that fail are restarted; afterwards every service works again."""
+    outage_s = 30
+    broker = services_env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0].rsplit(":", 1)
+    record, out, report = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl", tmp_path / "kpi.json"
+    with KafkaFaultProxy(broker[0], int(broker[1])) as proxy:
+        env = {**topics.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{proxy.port}"}
+        with open(tmp_path / "run.err", "wb") as err:
+            run = subprocess.Popen([sys.executable, "-m", "cli", "run", "--kafka", "--speed",
+                                    str(SPEED), "--duration", f"{BROKER_RUN_MS // 60_000}m",
+                                    "--db", database.url, "--record", str(record), "--out",
+                                    str(out), "--report", str(report), "-q"],
+                                   env=child_env(env), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            logs = tmp_path / "hospital-logs"
+            deadline = time.monotonic() + 180
+            while not (epochs := list(logs.glob("*.epoch"))):
+                assert run.poll() is None and time.monotonic() < deadline, \
+                    (tmp_path / "run.err").read_text()[-3000:]
+                time.sleep(0.2)
+            clock = LiveClock(float(epochs[0].read_text()), SPEED)
+            clock.sleep_until(BROKER_FAULT_AT_MS)
+            before = last_tick(database.url)
+            proxy.outage(outage_s)
+            time.sleep(outage_s)
+            fault_end, fault_end_ms = time.time(), clock.now_ms()
+            scheduler_s = wait_ticks_past(database.url, last_tick(database.url), 60)
+            code = run.wait(timeout=BROKER_RUN_MS / 1000 / SPEED + 200)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    stderr = (tmp_path / "run.err").read_text()
+    assert code == 0, stderr[-3000:] + "".join(
+        f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(logs.glob("*.log")))
+    assert before > 0
+    crashed = [p.name for p in sorted(logs.glob("*.log")) if "Traceback" in p.read_text()]
+    assert not crashed, f"services that died of an unhandled error: {crashed}"
+    workers_s = {role: first_done_after(logs / f"{role}-worker-1.log", fault_end)
+                 for role in ("porter", "medical", "cleaner")}
+    print("restarts:", [line for line in stderr.splitlines() if "restarting" in line])
+
+    run_id = json.loads(report.read_text())["run_id"]
+    audit = Audit(topics.config, record, out)
+    audit.assert_unique_ids()
+    audit.assert_every_arrival_decided()
+    assert_applied_everything_sent(topics.config, audit, run_id, BROKER_RUN_MS)
+    assert audit.summary["arrived"] == expected_arrivals(BROKER_RUN_MS), audit.summary
+    assert_decisions_published(topics.config, audit, run_id)
+    assert_solve_reproduces(record, out, topics.env, tmp_path)
+
+    rest = {a.patient_id for a in audit.arrivals() if a.time_ms > fault_end_ms + 60_000}
+    rate = referral_rate(audit.decisions, rest)
+    usual = referral_rate(undisturbed_decisions(tmp_path, topics.env, BROKER_RUN_MS), rest)
+    recovered = max([scheduler_s, *[s for s in workers_s.values() if s is not None]])
+    print(f"FAULT-ROW broker cut | Kafka proxy: connections cut, new ones refused {outage_s} s "
+          f"| 1 | arrivals {audit.summary['arrived']} | lost 0 | doubled 0 | scheduler ticks "
+          f"again {scheduler_s:.1f} s after, workers' first task done "
+          f"{ {r: s and round(s, 1) for r, s in workers_s.items()} } s after | referral rate "
+          f"after {rate:.2f} (undisturbed {usual:.2f}) over {len(rest)} patients")
+    assert all(s is not None and s <= RECOVER_S for s in workers_s.values()), workers_s
+    assert recovered <= RECOVER_S
+    assert rate <= usual + 0.2, (rate, usual)
