@@ -285,3 +285,52 @@ def test_broker_cut_for_thirty_seconds_mid_run(topics: Topics, database, tmp_pat
     assert all(s is not None and s <= RECOVER_S for s in workers_s.values()), workers_s
     assert recovered <= RECOVER_S
     assert rate <= usual + 0.2, (rate, usual)
+
+
+def test_slow_network_to_broker_and_database(topics: Topics, database, tmp_path, services_env):
+    """Every chunk between the services and the broker, and the database, 100 ms late for
+    20 s of wall time, then a cut of every connection: the run goes on, slower, then as
+    before."""
+    from .conftest import new_services
+
+    slow_s = 20
+    broker = services_env["KAFKA_BOOTSTRAP_SERVERS"].split(",")[0].rsplit(":", 1)
+    with KafkaFaultProxy(broker[0], int(broker[1])) as kafka_proxy, \
+            FaultProxy("127.0.0.1", make_url(database.url).port or 5432) as db_proxy:
+        env = {**topics.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_proxy.port}"}
+        proxied = through(db_proxy, database.url)
+        with new_services(tmp_path, Topics(env, topics.config)) as services:
+            run_id = f"e2e-{uuid.uuid4().hex[:8]}"
+            started = start_run(services, proxied, run_id, speed=SPEED, until_ms=RUN_MS)
+            clock = LiveClock(started.epoch, SPEED)
+            clock.sleep_until(60_000)
+            kafka_proxy.latency = db_proxy.latency = 0.1
+            time.sleep(slow_s)
+            kafka_proxy.latency = db_proxy.latency = 0.0
+            cut = kafka_proxy.cut() + db_proxy.cut()   # connections made slow, made anew
+            fault_end_ms = clock.now_ms()
+            recovered_s = wait_ticks_past(database.url, last_tick(database.url), RECOVER_S)
+            wait_scheduler_then_stop_rest(services, started.scheduler,
+                                          [started.generator, *started.workers],
+                                          started.epoch, SPEED, RUN_MS)
+            crashed = [s.name for s in services.started if "Traceback" in s.log(1 << 20)]
+    assert cut >= 4
+    assert not crashed, f"services that died of an unhandled error: {crashed}"
+
+    events, decisions = export(database.url, topics.env, tmp_path)
+    audit = Audit(topics.config, events, decisions)
+    audit.assert_unique_ids()
+    audit.assert_every_arrival_decided()
+    assert_applied_everything_sent(topics.config, audit, run_id, RUN_MS)
+    assert audit.summary["arrived"] == expected_arrivals(RUN_MS), audit.summary
+    assert_decisions_published(topics.config, audit, run_id)
+    assert_solve_reproduces(events, decisions, topics.env, tmp_path)
+    rest = {a.patient_id for a in audit.arrivals() if a.time_ms > fault_end_ms + 30_000}
+    assert len(rest) >= 15, len(rest)
+    rate = referral_rate(audit.decisions, rest)
+    usual = referral_rate(undisturbed_decisions(tmp_path, topics.env), rest)
+    print(f"FAULT-ROW slow then cut network | both proxies: 100 ms a chunk for {slow_s} s, "
+          f"then every connection cut | 1 | arrivals {audit.summary['arrived']} | lost 0 | "
+          f"doubled 0 | ticks again {recovered_s:.1f} s after | referral rate after "
+          f"{rate:.2f} (undisturbed {usual:.2f}) over {len(rest)} patients")
+    assert rate <= usual + 0.2, (rate, usual)
