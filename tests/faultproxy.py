@@ -71,9 +71,13 @@ class FaultProxy:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
-            self.cut()
-            self._server = None
+            server, self._server = self._server, None
+
+            async def close() -> None:   # on the loop's thread: asyncio is not thread-safe
+                server.close()
+                for writer in list(self._writers):
+                    writer.transport.abort()
+            self._call(close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 

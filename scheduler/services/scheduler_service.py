@@ -30,6 +30,7 @@ from scheduler import snapshot as snapshots
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.db.store import StoreError
+from scheduler.db.store import reason as reason_of
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.services import bus
@@ -44,6 +45,7 @@ SNAPSHOT_EVERY = 100   # ticks: what a restart replays at most, beyond the snaps
 MAX_READ = 20_000
 FINAL_RELAY_S = 20   # at the end of the run: how long to retry a failing broker
 DATABASE_OUTAGE_S = 60   # how long to wait for a database that stopped answering, then exit 3
+MAX_RECOVERIES_WITHOUT_PROGRESS = 5
 
 
 class ReplayMismatch(RuntimeError):
@@ -214,13 +216,27 @@ class LiveScheduler:
         (exit 3) and the supervisor restarts the scheduler later."""
         from sqlalchemy.exc import SQLAlchemyError
 
+        resumed_after, no_progress = None, 0
         while True:
             try:
                 return self.run()
             except (StoreError, SQLAlchemyError) as exc:
-                if self.stop.is_set():
-                    raise
+                # An error that comes back although the database answers (no tick committed
+                # between two recoveries) is not an outage: after a few, it ends the process.
+                no_progress = no_progress + 1 if resumed_after == self.ledger_last_tick() else 0
+                if self.stop.is_set() or no_progress >= MAX_RECOVERIES_WITHOUT_PROGRESS:
+                    if isinstance(exc, StoreError):
+                        raise
+                    raise StoreError(f"database error: {reason_of(exc)}") from None
                 self.recover_database(exc)
+                resumed_after = self.scheduler.last_tick
+
+    def ledger_last_tick(self) -> int | None:
+        """The last tick the database holds; None if it cannot say now."""
+        try:
+            return self.ledger.last_tick()
+        except Exception:  # noqa: BLE001 - an unreachable database: an outage, not stuck
+            return None
 
     def recover_database(self, error: Exception, timeout_s: float | None = None) -> None:
         """Wait for the database, then rebuild the state from it: the ticks whose commit
