@@ -100,7 +100,7 @@ class FaultProxy:
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(
                 asyncio.open_connection(*self.upstream), timeout=5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             client_writer.transport.abort()
             return
         self.connections += 1

@@ -3,6 +3,8 @@ stable run resets, and a cap (scheduler/services/supervisor.py)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from scheduler.services import supervisor as sup
@@ -61,7 +63,7 @@ def test_restarts_wait_their_delay_then_the_run_fails_after_the_cap(monkeypatch,
         for _ in range(10_000):
             supervisor.watch()
             clock.now += 0.25
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(starts) == 1 + sup.MAX_RESTARTS
     assert [round(g) for g in gaps] == [1, 2, 4, 8, 16, 30, 30, 30]
 
