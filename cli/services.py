@@ -126,7 +126,7 @@ def scheduler_service(
             live.start(fresh=new)
             with keeping_service(ledger, settings, run_id, new_run=new,
                                  until_ms=until_ms, clock=clock):
-                live.run()
+                live.serve()
         finally:
             live.close()
 

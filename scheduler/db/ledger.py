@@ -225,6 +225,14 @@ class Ledger:
             return session.scalar(select(func.count()).select_from(OutboxRow)
                                   .where(OutboxRow.dead_letter.is_(True))) or 0
 
+    def forget_unwritten(self) -> None:
+        """After a commit that failed (or may have): drop the rows buffered for it and
+        reload what the store tracks from the database, which must answer, as a restart
+        would. The caller rebuilds its state from the database too (`restore`)."""
+        self.store._clear()
+        with Session(self.engine) as session:
+            self.store._load_queued(session)
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -60,7 +60,9 @@ def topic_partitions(config: Config) -> dict[str, int]:
 def client_options(config: Config) -> dict[str, Any]:
     kafka = config.kafka
     options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers.split(","),
-                               "security_protocol": kafka.security_protocol}
+                               "security_protocol": kafka.security_protocol,
+                               # back soon after a broker outage (kafka-python waits up to 30 s)
+                               "reconnect_backoff_max_ms": 2000}
     if kafka.sasl_mechanism:
         options.update(sasl_mechanism=kafka.sasl_mechanism,
                        sasl_plain_username=kafka.sasl_username,

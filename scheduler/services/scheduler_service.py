@@ -29,6 +29,8 @@ from scheduler import events as ev
 from scheduler import snapshot as snapshots
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
+from scheduler.db.store import StoreError
+from scheduler.db.store import reason as reason_of
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.services import bus
@@ -42,6 +44,8 @@ RELAY_BATCH = 1000
 SNAPSHOT_EVERY = 100   # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
 FINAL_RELAY_S = 20   # at the end of the run: how long to retry a failing broker
+DATABASE_OUTAGE_S = 60   # how long to wait for a database that stopped answering, then exit 3
+MAX_RECOVERIES_WITHOUT_PROGRESS = 5
 
 
 class ReplayMismatch(RuntimeError):
@@ -203,6 +207,68 @@ class LiveScheduler:
             log.info("run %s: started", self.run_id)
 
     # --- the loop ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """`run`, riding out database outages: a read or a commit that fails (the server
+        restarting, the network cut) makes the scheduler wait for the database, with
+        backoff, for `DATABASE_OUTAGE_S` at most, then resume from what the database holds,
+        as a restart would but without leaving the process. Longer, the error is raised
+        (exit 3) and the supervisor restarts the scheduler later."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        resumed_after, no_progress = None, 0
+        while True:
+            try:
+                return self.run()
+            except (StoreError, SQLAlchemyError) as exc:
+                # An error that comes back although the database answers (no tick committed
+                # between two recoveries) is not an outage: after a few, it ends the process.
+                no_progress = no_progress + 1 if resumed_after == self.ledger_last_tick() else 0
+                if self.stop.is_set() or no_progress >= MAX_RECOVERIES_WITHOUT_PROGRESS:
+                    if isinstance(exc, StoreError):
+                        raise
+                    raise StoreError(f"database error: {reason_of(exc)}") from None
+                self.recover_database(exc)
+                resumed_after = self.scheduler.last_tick
+
+    def ledger_last_tick(self) -> int | None:
+        """The last tick the database holds; None if it cannot say now."""
+        try:
+            return self.ledger.last_tick()
+        except Exception:  # noqa: BLE001 - an unreachable database: an outage, not stuck
+            return None
+
+    def recover_database(self, error: Exception, timeout_s: float | None = None) -> None:
+        """Wait for the database, then rebuild the state from it: the ticks whose commit
+        failed (or is in doubt) are forgotten, the inbound topic is read again from the
+        stored positions, and what the broker may have taken before the outbox noted it is
+        looked for first (`reconcile`)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        timeout_s = DATABASE_OUTAGE_S if timeout_s is None else timeout_s
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.warning("the database failed (%s): waiting for it (%d s at most)", reason, timeout_s)
+        started = time.monotonic()
+        deadline, delay = started + timeout_s, 0.25
+        while True:
+            self.ledger.engine.dispose()   # no connection of before the failure is reused
+            try:
+                self.ledger.forget_unwritten()
+                stored = self.ledger.offsets()
+                self.scheduler = restore(self.config, self.ledger)
+                break
+            except (StoreError, SQLAlchemyError):
+                if self.stop.is_set() or time.monotonic() + delay > deadline:
+                    raise StoreError(f"the database did not come back within {timeout_s:.0f} "
+                                     f"s: {reason}") from None
+                self.stop.wait(delay)
+                delay = min(2 * delay, 4.0)
+        for tp in self.partitions:
+            self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+        self.owed = self.must_reconcile = True
+        self.counters["database_outages"] = self.counters.get("database_outages", 0) + 1
+        log.warning("the database is back after %.1f s: resumed after tick %d",
+                    time.monotonic() - started, self.scheduler.last_tick)
 
     def run(self) -> None:
         """Tick until the end of the run (or `stop`); at the end, apply every event stamped

@@ -24,7 +24,19 @@ from pathlib import Path
 from scheduler.config import Config
 
 log = logging.getLogger("hospital.supervisor")
-MAX_RESTARTS = 5
+# A service that exits with an error is started again after a delay that doubles with each
+# failure in a row (1, 2, 4, ... s, at most RESTART_DELAY_MAX_S), so that one waiting for a
+# database or broker that is restarting does not burn its chances in seconds. A service up
+# STABLE_S has recovered: its failures in a row count from zero again. After MAX_RESTARTS
+# failures in a row (about two minutes of them), the run fails.
+MAX_RESTARTS = 8
+RESTART_DELAY_MAX_S = 30.0
+STABLE_S = 60.0
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before the restart that follows `failures` failures in a row (1 or more)."""
+    return min(RESTART_DELAY_MAX_S, 2.0 ** (failures - 1))
 READY_S = 180   # how long the services may take to start
 # What a service logs once up: the scheduler waits for the clock (cli/services.py); the
 # generator and the workers log that they started, once connected, and wait for time 0.
@@ -43,8 +55,12 @@ class Child:
     process: subprocess.Popen | None = None
     restarts: int = 0
     log_path: Path | None = None
+    failures: int = 0                  # in a row, each within STABLE_S of its start
+    started_at: float = 0.0            # time.monotonic()
+    restart_at: float | None = None    # a restart waiting for its delay
 
     def start(self) -> None:
+        self.started_at, self.restart_at = time.monotonic(), None
         env = {**os.environ, SUPERVISOR_PID: str(os.getpid())}
         with open(self.log_path or os.devnull, "ab") as log_file:   # the child keeps its own
             self.process = subprocess.Popen([sys.executable, "-m", "cli", *self.args],
@@ -170,19 +186,28 @@ class Supervisor:
             time.sleep(0.2)
 
     def watch(self, children: list[Child] | None = None) -> None:
-        """Restart a service that exited with an error."""
+        """Restart a service that exited with an error, once its delay is over."""
+        now = time.monotonic()
         for child in self.children if children is None else children:
             assert child.process is not None   # every child is started before the watch
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.start()
+                continue
             code = child.process.poll()
             if code is None or code == 0:
                 continue
-            if child.restarts >= MAX_RESTARTS:
-                raise SupervisorError(f"{child.name} keeps failing (exit code {code}): see "
-                                      f"{child.log_path}")
+            if now - child.started_at >= STABLE_S:
+                child.failures = 0
+            if child.failures >= MAX_RESTARTS:
+                raise SupervisorError(f"{child.name} keeps failing ({child.failures} times in "
+                                      f"a row, last exit code {code}): see {child.log_path}")
+            child.failures += 1
             child.restarts += 1
-            log.warning("%s exited with code %d: restarting it (%d)", child.name, code,
-                        child.restarts)
-            child.start()
+            delay = restart_delay(child.failures)
+            log.warning("%s exited with code %d: restarting it (%d) in %g s", child.name, code,
+                        child.restarts, delay)
+            child.restart_at = now + delay
 
     def stop_all(self) -> None:
         for child in self.children:

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 MAX_POLL_MS = 200       # poll at least this often: completions on time, heartbeats going
 GRACE_MS = 60_000       # simulated time past `until_ms` allowed for pending completions
 COMMIT_TIMEOUT_MS = 10_000
+# A member that stops heartbeating (a worker SIGKILLed, or cut off from the broker) holds its
+# partitions until its session times out, and a rebalance waits for it as long: kafka-python's
+# default, 45 s, leaves a killed worker's tasks undone that long. 10 s (the broker's floor is 6).
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_MS = 2_000
+BROKER_OUTAGE_S = 60    # how long a worker waits for a broker that stopped answering, then exit 4
 
 Source = tuple[TopicPartition, int]   # where a dispatch was read: partition, offset
 
@@ -281,9 +287,25 @@ def run_worker(config: Config, role: str, *, run_id: str, clock: LiveClock, work
     worker = _Worker(config, role, run_id, clock, worker_id, consumer, producer)
     watch = _StallWatch(config, group_id, worker_id)
     log.info("worker %s started: %s in group %s, run %s", worker_id, topic, group_id, run_id)
+    failing_since: float | None = None
     try:
         while not worker.should_exit(until_ms, stop):
-            worker.step()
+            try:
+                worker.step()
+                failing_since = None
+            except KafkaError as exc:
+                # kafka-python 3.0's poll raises when the group's coordinator cannot be
+                # reached (the broker restarting, the network cut). Nothing was half done:
+                # poll again, as long as the outage lasts; the pending tasks wait.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > BROKER_OUTAGE_S:
+                    raise bus.BusError(f"the broker did not answer for {BROKER_OUTAGE_S} s: "
+                                       f"{type(exc).__name__}: {exc}") from None
+                log.warning("worker %s: the broker fails (%s): polling again",
+                            worker_id, type(exc).__name__)
+                stop.wait(1.0)
+                continue
             if watch.stalled(worker.consumer):
                 worker.consumer.close(autocommit=False)
                 worker.consumer = _group_consumer(config, topic, group_id, worker_id)
@@ -303,7 +325,11 @@ class _StallWatch:
     taking up the partitions the group gave it. Either way the worker would idle or redo
     work for the rest of the run; after `STALL_S` of it, the worker gets a new consumer."""
 
-    STALL_S = 10.0
+    # Longer than a rebalance may rightly take: one waits for a dead member's session to time
+    # out (SESSION_TIMEOUT_MS), and a new consumer made meanwhile starts the wait over (its
+    # predecessor, gone mid-join, is such a member): a watch faster than that never lets the
+    # worker back in (seen after a broker restart, and a worker killed and started again).
+    STALL_S = 2.5 * SESSION_TIMEOUT_MS / 1000
 
     def __init__(self, config: Config, group_id: str, worker_id: str):
         self.config, self.group_id, self.worker_id = config, group_id, worker_id
@@ -345,7 +371,9 @@ class _StallWatch:
 
 
 def _group_consumer(config: Config, topic: str, group_id: str, worker_id: str):
-    consumer = bus.consumer(config, group_id=group_id, client_id=worker_id)
+    consumer = bus.consumer(config, group_id=group_id, client_id=worker_id,
+                            session_timeout_ms=SESSION_TIMEOUT_MS,
+                            heartbeat_interval_ms=HEARTBEAT_MS)
     consumer.partitions_for_topic(topic)   # the topic's partitions known before joining
     consumer.subscribe([topic], listener=_RebalanceLog(worker_id))
     return consumer
