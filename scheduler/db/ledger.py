@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
+from scheduler.db.lease import Lease
 from scheduler.db.models import (ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run,
                                  Snapshot, Tick)
 from scheduler.db.store import SqlStore, StoreError, reason
@@ -39,6 +40,14 @@ class Ledger:
     def __init__(self, url: str, config: Config, policy: str):
         self.store = SqlStore(url, config, policy, flush_every=1 << 62, fresh=False)
         self.engine = self.store.engine
+        # When several schedulers share the database: the lease every commit is fenced by.
+        self.lease: Lease | None = None
+
+    def reload(self) -> None:
+        """Forget what this process knew of the tables: another scheduler wrote them since
+        (a standby that takes over)."""
+        self.store._clear()
+        self.store.transaction(self.store._load_queued)
 
     # --- the run --------------------------------------------------------------------------
 
@@ -152,7 +161,9 @@ class Ledger:
         """Commit some ticks, each with the messages it owes, the consumer positions after
         the messages they consumed and, if given, the state after the last tick (replacing
         the older snapshot), in one transaction. `loose` messages (dead letters) belong to
-        no tick: they are filed under the last one, given or stored, which must exist."""
+        no tick: they are filed under the last one, given or stored, which must exist.
+        With a lease, the transaction first checks that it still holds it (`LeaseLost`, and
+        nothing is written, if another scheduler took over)."""
         for result, _ in ticks:
             self.store.save_tick(result)
 
@@ -174,7 +185,7 @@ class Ledger:
                 session.execute(delete(Snapshot))
                 session.add(Snapshot(tick=ticks[-1][0].tick, state=snapshot))
 
-        self.store.flush(extra)
+        self.store.flush(extra, fence=self.lease.fence if self.lease is not None else None)
 
     # --- the outbox -----------------------------------------------------------------------
 

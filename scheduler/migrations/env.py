@@ -7,12 +7,14 @@ from sqlalchemy import create_engine, pool
 
 from scheduler import config as project_config
 from scheduler.db.models import Base
+from scheduler.db.lease import LeaseBase
 from scheduler.kept_runs import KeptBase
 
 config = context.config
 # The working tables of the current run, and the kept runs' own (apart, so that a run's
 # fresh start, which empties every table of the first, leaves the kept runs alone).
-target_metadata = [Base.metadata, KeptBase.metadata]
+# The scheduler's lease is apart too: it outlives runs.
+target_metadata = [Base.metadata, KeptBase.metadata, LeaseBase.metadata]
 
 
 def database_url() -> str:

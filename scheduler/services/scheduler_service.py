@@ -210,6 +210,7 @@ class LiveScheduler:
         pending = Pending([], [], {})
         next_tick = self.clock.now_ms() // self.tick_ms + 1
         while not self.stop.is_set():
+            self.hold()
             now = self.clock.now_ms()
             if self.until_ms is not None and now > self.until_ms + self.end_grace_ms():
                 break
@@ -420,6 +421,20 @@ class LiveScheduler:
                     tick, len(events))
         return None, [(event, f"{error} (with or without this event)") for event in events]
 
+    # --- the lease --------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Renew the lease when due (with a standby about). `LeaseLost` if another
+        scheduler took it over: this one must stop at once, committing and sending
+        nothing more."""
+        if self.ledger.lease is not None:
+            self.ledger.lease.renew_if_due()
+
+    def may_send(self) -> bool:
+        """Whether the lease is surely held long enough to hand messages to the broker: a
+        holder that cannot renew stops sending before a standby may take over."""
+        return self.ledger.lease is None or self.ledger.lease.may_send()
+
     # --- the outbox -------------------------------------------------------------------
 
     def relay(self) -> bool:
@@ -432,7 +447,12 @@ class LiveScheduler:
                 log.warning("outbox relay: the broker is still failing: %s", exc)
                 return False
             self.must_reconcile = False
+        self.hold()
         messages = self.ledger.unpublished(limit=RELAY_BATCH)
+        if messages and not self.may_send():
+            log.warning("outbox relay: the lease was not renewed lately: not sending")
+            self.owed = True
+            return False
         if self.faults.reached("send_fails", [m.tick for m in messages]):
             log.warning("fault point send_fails: the relay fails once")
             messages, failed = messages[1:], messages[:1]
