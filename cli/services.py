@@ -104,8 +104,9 @@ def scheduler_service(
     and takes over within seconds of the active one's death."""
     from scheduler.db.lease import Lease, LeaseHeld, LeaseLost, default_scheduler_id
     from scheduler.db.ledger import Ledger
-    from scheduler.db.store import connect
+    from scheduler.db.store import StoreError, connect
     from scheduler.services.faults import Faults
+    from scheduler.services.scheduler_service import Follower
 
     settings = load_config(config)
     if standby and fresh:
@@ -127,12 +128,16 @@ def scheduler_service(
                 ledger.close()
                 return
         lease = Lease(connect(url), scheduler_id or default_scheduler_id())
+        follower = None
         try:
             while True:
                 if standby:
+                    follower = Follower(settings, ledger or Ledger(url, settings,
+                                                                   settings.scheduler.policy))
+                    ledger = follower.ledger
                     log.info("scheduler %s: standby, waiting for the lease", lease.holder)
                 try:
-                    if not lease.wait(standby, stop):
+                    if not lease.wait(standby, stop, idle=follower and follower.follow):
                         return
                 except LeaseHeld as exc:
                     raise fail(str(exc)) from None
@@ -143,9 +148,12 @@ def scheduler_service(
                     ledger.reload()   # another may have written since it was opened
                 ledger.lease = lease
                 try:
-                    _lead(ledger, settings, run_id, epoch, speed, until_ms, fresh, stop)
+                    _lead(ledger, settings, run_id, epoch, speed, until_ms, fresh, stop,
+                          follower)
                     return
-                except LeaseLost as exc:
+                except (LeaseLost, StoreError) as exc:
+                    if not isinstance(exc, LeaseLost) and not lease.lost():
+                        raise
                     log.warning("%s: stepping down to standby", exc)
                     ledger, standby, fresh = None, True, False
         finally:
@@ -156,8 +164,9 @@ def scheduler_service(
 
 
 def _lead(ledger, settings, run_id: str | None, epoch: float | None, speed: float | None,
-          until_ms: int | None, fresh: bool, stop: threading.Event) -> None:
-    """The active scheduler's work: begin or resume the run and tick it to its end."""
+          until_ms: int | None, fresh: bool, stop: threading.Event, follower=None) -> None:
+    """The active scheduler's work: begin or resume the run and tick it to its end (from
+    the state a standby followed, if any)."""
     from cli.runs import keeping_service
     from scheduler.services.scheduler_service import (LiveScheduler, RunChoiceError,
                                                       resolve_run)
@@ -169,7 +178,7 @@ def _lead(ledger, settings, run_id: str | None, epoch: float | None, speed: floa
     live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
                          stop=stop)
     try:
-        live.start(fresh=new)
+        live.start(fresh=new, warm=follower and follower.take(run_id, clock.epoch_s))
         with keeping_service(ledger, settings, run_id, new_run=new,
                              until_ms=until_ms, clock=clock):
             live.run()

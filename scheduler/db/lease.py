@@ -28,10 +28,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from scheduler.db.models import NAMING_CONVENTION
 from scheduler.db.store import StoreError, reason
 
-LEASE_S = 3.0          # a holder that has not renewed for this long is taken over
+LEASE_S = 2.5          # a holder that has not renewed for this long is taken over
+POLL_S = 0.2           # how often a standby looks at the lease
 RENEW_EVERY_S = 0.5    # how often the holder renews (each commit renews too)
 SEND_MARGIN_S = 1.0    # the holder sends to Kafka only while it holds the lease this much longer
 LEASE_NAME = "scheduler"
+IDLE_IN_TRANSACTION_MS = 1500
 
 
 class LeaseBase(DeclarativeBase):
@@ -83,6 +85,15 @@ def db_now(session: Session) -> float:
     return float(session.scalar(text("SELECT (julianday('now') - 2440587.5) * 86400.0")))
 
 
+def short_idle(session: Session) -> None:
+    """On PostgreSQL, a transaction left idle for a while is ended by the server: a holder
+    frozen in the middle of one (SIGSTOP) must not keep the rows it locked (the lease row,
+    the outbox's) from the scheduler that takes over."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = "
+                             f"'{IDLE_IN_TRANSACTION_MS}ms'"))
+
+
 def default_scheduler_id() -> str:
     return socket.gethostname()[:64]
 
@@ -106,6 +117,7 @@ class Lease:
         started = time.monotonic()
         try:
             with Session(self.engine) as session, session.begin():
+                short_idle(session)
                 now = db_now(session)
                 row = session.scalars(select(LeaseRow).where(LeaseRow.name == LEASE_NAME)
                                       .with_for_update()).first()
@@ -131,9 +143,10 @@ class Lease:
         self.epoch, self.renewed = epoch, started
         return None
 
-    def wait(self, standby: bool, stop) -> bool:
-        """Hold the lease: at once, or as a standby once it expires. False if `stop` was
-        set first. `LeaseHeld` if not a standby and another live scheduler holds it."""
+    def wait(self, standby: bool, stop, idle=None) -> bool:
+        """Hold the lease: at once, or as a standby once it expires (calling `idle` between
+        polls). False if `stop` was set first. `LeaseHeld` if not a standby and another live
+        scheduler holds it."""
         holder = self.try_acquire(take_own=not standby)
         if holder is not None and not standby:
             raise LeaseHeld(f"scheduler {holder.holder} ({holder.host}, pid {holder.pid}) is "
@@ -142,7 +155,9 @@ class Lease:
                             f"--scheduler-id")
         while holder is not None:
             self.register()
-            if stop.wait(0.2):
+            if idle is not None:
+                idle()
+            if stop.wait(POLL_S):
                 return False
             holder = self.try_acquire(take_own=False)
         return True
@@ -169,6 +184,7 @@ class Lease:
         if self.epoch is None:
             return
         started = time.monotonic()
+        short_idle(session)
         now = db_now(session)
         renewed = session.execute(update(LeaseRow).where(
             LeaseRow.name == LEASE_NAME, LeaseRow.epoch == self.epoch,
@@ -200,6 +216,24 @@ class Lease:
         renewal), and nobody takes an unexpired lease."""
         return self.epoch is not None and \
             time.monotonic() - self.renewed < self.lease_s - SEND_MARGIN_S
+
+    def lost(self) -> bool:
+        """After a database error in the holder's work: whether another scheduler took the
+        lease meanwhile (the error was the server ending a frozen holder's transaction)."""
+        if self.epoch is None:
+            return True
+        for _ in range(2):   # the first try may meet the connection the server ended
+            try:
+                with Session(self.engine) as session:
+                    epoch = session.scalar(select(LeaseRow.epoch)
+                                           .where(LeaseRow.name == LEASE_NAME))
+            except SQLAlchemyError:
+                continue
+            if epoch != self.epoch:
+                self.epoch = None
+                return True
+            return False
+        return False
 
     def release(self) -> None:
         """Let a standby take over at once (a clean stop or the end of the run)."""

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
-from scheduler.db.lease import Lease
+from scheduler.db.lease import Lease, short_idle
 from scheduler.db.models import (ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run,
                                  Snapshot, Tick)
 from scheduler.db.store import SqlStore, StoreError, reason
@@ -213,6 +213,7 @@ class Ledger:
         """Mark these messages sent: those the broker acknowledged, whatever became of the
         others of their batch."""
         def mark(session: Session) -> None:
+            short_idle(session)
             session.execute(update(OutboxRow).where(OutboxRow.outbox_id.in_(sorted(ids)))
                             .values(published=True))
 

@@ -1,0 +1,154 @@
+"""End to end: two schedulers, one active (it holds the lease in PostgreSQL), one standby.
+The active one is killed three times during one run (SIGKILL twice, then SIGSTOP, as a
+machine that stops answering), each time the standby takes over within 5 s, and the killed
+one comes back as the new standby; the frozen one, woken after the takeover, finds itself
+fenced off and steps down. At the end no decision was made or published twice or lost."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from scheduler import events as ev
+from scheduler.services.clock import LiveClock
+
+from .conftest import Service, Services, Topics, hospital
+from .test_distributed import (ARRIVALS_10_MIN, RUN_MS, Audit, assert_applied_everything_sent,
+                               assert_decisions_published, assert_solve_reproduces,
+                               common_args, export, run_end_wall, wait_logged,
+                               wait_run_started)
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
+
+SPEED = 10                     # 10 simulated minutes: 60 s of wall time
+TAKEOVER_LIMIT_S = 5
+KILLS = (signal.SIGKILL, signal.SIGKILL, signal.SIGSTOP)
+
+
+def scheduler(services: Services, name: str, run_id: str, clock: list[str], db_url: str, *,
+              standby: bool) -> Service:
+    return services.start(f"scheduler-{name}", "scheduler", *clock, "--until-ms", str(RUN_MS),
+                          "--db", db_url, "--scheduler-id", name,
+                          *(["--standby"] if standby else ["--fresh"]))
+
+
+def set_epoch(path, epoch: float) -> None:
+    spare = path.with_suffix(".tmp")
+    spare.write_text(repr(epoch))
+    spare.replace(path)   # whole, at once
+
+
+def count_logged(service: Service, text: str) -> int:
+    return service.log(1 << 22).count(text)
+
+
+def wait_count(service: Service, text: str, count: int, deadline: float) -> float:
+    """The monotonic time at which `service` has logged `text` `count` times."""
+    while count_logged(service, text) < count:
+        assert time.monotonic() < deadline, f"{service.name} did not log {text!r}:\n" \
+                                            f"{service.log()}"
+        assert service.process.poll() is None, f"{service.name} exited:\n{service.log()}"
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
+        services: Services, topics: Topics, database, tmp_path):
+    run_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    env = topics.env
+    # Every service comes up first, waiting for the run's clock (as under `hospital run
+    # --kafka`); A gets it first, so that it begins the run, then B, as its standby.
+    files = {name: services.dir / f"{name}.epoch" for name in ("A", "B", "rest")}
+    waiting = {name: ["--epoch-file", str(path), "--speed", str(SPEED), "--run-id", run_id]
+               for name, path in files.items()}
+    active = scheduler(services, "A", run_id, waiting["A"], database.url, standby=False)
+    standby = scheduler(services, "B", run_id, waiting["B"], database.url, standby=True)
+    others = [services.start("generator", "generator", *waiting["rest"],
+                             "--duration-ms", str(RUN_MS))]
+    others += [services.start(f"{role}-worker", "worker", role, *waiting["rest"],
+                              "--until-ms", str(RUN_MS), "--worker-id", f"{role}-worker-1")
+               for role in ("porter", "medical", "cleaner")]
+    for service in (active, standby, *others):
+        wait_logged(service, "waiting for the run's clock" if service in (active, standby)
+                    else " started: ", time.time() + 120)
+    epoch = time.time() + 5
+    set_epoch(files["A"], epoch)
+    wait_run_started(database.url, run_id, services, active)
+    wait_logged(active, f"run {run_id}: started", time.time() + 30)
+    set_epoch(files["B"], epoch)
+    set_epoch(files["rest"], epoch)
+    wait_logged(standby, "standby, waiting for the lease", time.time() + 30)
+    assert time.time() < epoch, "the services were not up before simulated time 0"
+    time.sleep(max(0.0, epoch - time.time()) + 3)     # half a simulated minute of ticks
+    clock = common_args(run_id, epoch, SPEED)   # for the schedulers restarted
+
+    takeovers, stopped = [], None
+    try:
+        for number, kill in enumerate(KILLS, 1):
+            assert time.time() < run_end_wall(epoch, SPEED, RUN_MS) - 8, \
+                f"kill {number} would come too late in the run: the machine is too slow"
+            resumed = count_logged(standby, f"run {run_id}: resumed after tick")
+            killed_at = time.monotonic()
+            os.kill(active.pid, kill)
+            leading = wait_count(standby, "active, lease epoch", 1, killed_at + 30)
+            running = wait_count(standby, f"run {run_id}: resumed after tick", resumed + 1,
+                                 killed_at + 30)
+            takeovers.append((kill.name, round(leading - killed_at, 2),
+                              round(running - killed_at, 2)))
+            if kill == signal.SIGSTOP:
+                # Woken up, the frozen one finds the lease taken: it commits and sends nothing
+                # more, and waits as the new standby.
+                stopped = active
+                os.kill(active.pid, signal.SIGCONT)
+                stopped = None
+                wait_logged(active, "stepping down to standby", time.time() + 30)
+                wait_logged(active, "standby, waiting for the lease", time.time() + 30)
+                active, standby = standby, active
+            else:
+                active.process.wait(timeout=10)
+                name = active.name.removeprefix("scheduler-")
+                active, standby = standby, scheduler(services, name, run_id, clock,
+                                                     database.url, standby=True)
+                wait_logged(standby, "standby, waiting for the lease", time.time() + 60)
+            if number == 1:
+                shown = hospital(["status", "--db", database.url], env, timeout_s=60)
+                assert shown.returncode == 0, shown.stderr
+                assert re.search(r"scheduler: active B \(.*pid %d\), lease epoch 2"
+                                 % active.pid, shown.stdout), shown.stdout
+                assert re.search(r"standby: A \(.*pid %d\)" % standby.pid, shown.stdout), \
+                    shown.stdout
+            time.sleep(2)
+    finally:
+        if stopped is not None:
+            os.kill(stopped.pid, signal.SIGCONT)
+    print("takeovers (signal, lease taken s, run resumed s):", takeovers)
+    for name, _, resumed_s in takeovers:
+        assert resumed_s < TAKEOVER_LIMIT_S, takeovers
+
+    # The active one ends the run and lets go of the lease; the standby takes it, finds the
+    # run over, has nothing owed, and stops too.
+    timeout = max(0.0, run_end_wall(epoch, SPEED, RUN_MS) - time.time()) + 60
+    for last in (active, standby):
+        code = services.wait(last, timeout)
+        assert code == 0, f"{last.name} exited with {code}:\n{last.log()}"
+    for other in others:
+        services.stop(other)
+    assert LiveClock(epoch, SPEED).now_ms() > RUN_MS
+
+    events, decisions = export(database.url, env, tmp_path)
+    audit = Audit(topics.config, events, decisions)        # every invariant, over the kills
+    audit.assert_unique_ids()
+    audit.assert_every_arrival_decided()
+    assert audit.summary["arrived"] == ARRIVALS_10_MIN, audit.summary
+    assert_applied_everything_sent(topics.config, audit, run_id, RUN_MS)
+    dispatched = Counter(d.task_id for d in audit.decisions if isinstance(d, ev.TaskDispatched))
+    assert [t for t, n in dispatched.items() if n > 1] == [], "a task dispatched twice"
+    assert audit.ticks[-1] >= RUN_MS // 1000, f"the run stopped early, at tick {audit.ticks[-1]}"
+    assert_decisions_published(topics.config, audit, run_id)
+    assert_solve_reproduces(events, decisions, env, tmp_path)
