@@ -117,17 +117,22 @@ class Ledger:
         """Every stored tick after `after`: the inbound events it applied and its
         decisions, in order."""
         with Session(self.engine) as session:
+            # The ticks first, and their rows only: a standby reads while the active
+            # scheduler commits, and each statement sees the commits made before it.
+            ticks = list(session.scalars(select(Tick.tick).where(Tick.tick > after)
+                                         .order_by(Tick.tick)))
+            last = ticks[-1] if ticks else after
             inbound: dict[int, list[ev.Event]] = defaultdict(list)
-            query = select(InboundEvent.tick, InboundEvent.payload).where(InboundEvent.tick > after)
+            query = select(InboundEvent.tick, InboundEvent.payload).where(
+                InboundEvent.tick > after, InboundEvent.tick <= last)
             for row in session.execute(query):
                 inbound[row.tick].append(ev.parse_json(row.payload))
             decisions: dict[int, list[str]] = defaultdict(list)
-            query = (select(DecisionRow.tick, DecisionRow.payload).where(DecisionRow.tick > after)
+            query = (select(DecisionRow.tick, DecisionRow.payload)
+                     .where(DecisionRow.tick > after, DecisionRow.tick <= last)
                      .order_by(DecisionRow.tick, DecisionRow.position))
             for row in session.execute(query):
                 decisions[row.tick].append(row.payload)
-            ticks = list(session.scalars(select(Tick.tick).where(Tick.tick > after)
-                                         .order_by(Tick.tick)))
         for tick in ticks:
             yield tick, inbound.get(tick, []), decisions.get(tick, [])
 

@@ -152,3 +152,39 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
     assert audit.ticks[-1] >= RUN_MS // 1000, f"the run stopped early, at tick {audit.ticks[-1]}"
     assert_decisions_published(topics.config, audit, run_id)
     assert_solve_reproduces(events, decisions, env, tmp_path)
+
+
+def test_a_standby_reading_while_ticks_commit_sees_each_tick_whole(database):
+    """A standby follows the stored ticks while the active scheduler commits more: a tick
+    committed in the middle of its read is either left for the next read or read with all
+    its events (PostgreSQL's statements each see the commits made before them)."""
+    from sqlalchemy import event
+
+    from scheduler.config import load
+    from scheduler.db.ledger import Ledger
+    from scheduler.engine import Scheduler
+
+    config = load(None, {})
+    reader = Ledger(database.url, config, "greedy")
+    writer = Ledger(database.url, config, "greedy")
+    writer.start_run("run-1", 0.0, 1.0, {})
+    scheduler = Scheduler(config)
+    arrival = [ev.PatientArrived(f"arrival-{n}", n * 1000, f"patient-{n}") for n in (1, 2)]
+    writer.commit_ticks([(scheduler.tick(1, [arrival[0]]), [])], {})
+    second = scheduler.tick(2, [arrival[1]])
+    statements = []
+
+    def commit_in_between(*_) -> None:
+        statements.append(1)
+        if len(statements) == 1:
+            writer.commit_ticks([(second, [])], {})
+
+    event.listen(reader.engine, "after_cursor_execute", commit_in_between)
+    try:
+        read = {tick: [e.event_id for e in inbound] for tick, inbound, _ in reader.history()}
+    finally:
+        event.remove(reader.engine, "after_cursor_execute", commit_in_between)
+        reader.close()
+        writer.close()
+    assert read.get(1) == ["arrival-1"]
+    assert read.get(2, ["arrival-2"]) == ["arrival-2"], read
