@@ -75,3 +75,22 @@ def test_a_deposed_holders_commit_writes_nothing(url):
         assert session.scalar(select(func.max(Tick.tick))) == 1
     assert ledger.offsets() == {("in", 0): 5}
     ledger.close()
+
+
+def test_the_scheduler_command_refuses_a_fresh_standby_and_a_second_active(url, tmp_path):
+    import subprocess
+    import sys
+
+    def scheduler(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli", "scheduler", "--db", url, *args],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              stdin=subprocess.DEVNULL)
+
+    done = scheduler("--standby", "--fresh")
+    assert done.returncode == 2 and "--standby" in done.stderr and "Traceback" not in done.stderr
+    held = Lease(connect(url), "other-host")
+    assert held.wait(standby=False, stop=threading.Event())
+    done = scheduler("--run-id", "r1", "--scheduler-id", "me")
+    assert done.returncode == 2, done.stderr
+    assert "scheduler other-host" in done.stderr and "--standby" in done.stderr
+    assert "Traceback" not in done.stderr
