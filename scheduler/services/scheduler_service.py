@@ -82,13 +82,16 @@ def restore(config: Config, ledger: Ledger) -> Scheduler:
 
 def replay(scheduler: Scheduler, ledger: Ledger, after: int) -> Scheduler:
     """The stored ticks after `after`, replayed, each checked against its stored decisions."""
+    # Read before the ticks: a standby replays while the active scheduler commits, and a
+    # tick committed after the read of the history must not be counted as replayed.
+    stored_last = ledger.last_tick()
     for tick, inbound, stored in ledger.history(after):
         result = scheduler.tick(tick, inbound)
         again = [d.to_json() for d in result.decisions]
         if again != stored:
             raise ReplayMismatch(f"tick {tick}: replaying the stored events gives other "
                                  f"decisions than those stored (config or version changed?)")
-    scheduler.last_tick = max(scheduler.last_tick, ledger.last_tick())
+    scheduler.last_tick = max(scheduler.last_tick, stored_last)
     return scheduler
 
 

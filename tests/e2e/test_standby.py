@@ -188,3 +188,39 @@ def test_a_standby_reading_while_ticks_commit_sees_each_tick_whole(database):
         writer.close()
     assert read.get(1) == ["arrival-1"]
     assert read.get(2, ["arrival-2"]) == ["arrival-2"], read
+
+
+def test_a_standby_restoring_while_ticks_commit_skips_no_tick(database):
+    """A tick committed while a standby replays the stored ticks is left to its next
+    read: the state it restored does not claim to be past it."""
+    from sqlalchemy import event
+
+    from scheduler.config import load
+    from scheduler.db.ledger import Ledger
+    from scheduler.engine import Scheduler
+    from scheduler.services.scheduler_service import replay
+
+    config = load(None, {})
+    reader = Ledger(database.url, config, "greedy")
+    writer = Ledger(database.url, config, "greedy")
+    writer.start_run("run-1", 0.0, 1.0, {})
+    scheduler = Scheduler(config)
+    arrival = [ev.PatientArrived(f"arrival-{n}", n * 1000, f"patient-{n}") for n in (1, 2)]
+    writer.commit_ticks([(scheduler.tick(1, [arrival[0]]), [])], {})
+    second = scheduler.tick(2, [arrival[1]])
+    statements = []
+
+    def commit_in_between(*_) -> None:
+        statements.append(1)
+        if len(statements) == 3:
+            writer.commit_ticks([(second, [])], {})
+
+    event.listen(reader.engine, "after_cursor_execute", commit_in_between)
+    try:
+        restored = replay(Scheduler(config), reader, -1)
+    finally:
+        event.remove(reader.engine, "after_cursor_execute", commit_in_between)
+        reader.close()
+        writer.close()
+    assert len(statements) >= 4
+    assert restored.last_tick == 1 and "arrival-2" not in restored.seen
