@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from scheduler import config as project_config
-from scheduler.db.models import Base
 from scheduler.db.lease import LeaseBase
+from scheduler.db.models import Base
 from scheduler.kept_runs import KeptBase
 
 config = context.config

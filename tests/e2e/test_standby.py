@@ -102,6 +102,11 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
             takeovers.append((kill.name, round(leading - killed_at, 2),
                               round(running - killed_at, 2)))
             if kill == signal.SIGSTOP:
+                # Known gap (README, "Running a standby scheduler"): stopped in the instant
+                # between its lease check and the broker's write of a relay batch, the frozen
+                # one writes that batch when woken, after the new one sent it too: the
+                # decisions topic then holds it twice and this test fails (seen in 1 of 5
+                # runs). Kafka's transactional producer, fenced at each takeover, closes it.
                 # Woken up, the frozen one finds the lease taken: it commits and sends nothing
                 # more, and waits as the new standby.
                 stopped = active
@@ -119,9 +124,9 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
             if number == 1:
                 shown = hospital(["status", "--db", database.url], env, timeout_s=60)
                 assert shown.returncode == 0, shown.stderr
-                assert re.search(r"scheduler: active B \(.*pid %d\), lease epoch 2"
-                                 % active.pid, shown.stdout), shown.stdout
-                assert re.search(r"standby: A \(.*pid %d\)" % standby.pid, shown.stdout), \
+                assert re.search(rf"scheduler: active B \(.*pid {active.pid}\), lease epoch 2",
+                                 shown.stdout), shown.stdout
+                assert re.search(rf"standby: A \(.*pid {standby.pid}\)", shown.stdout), \
                     shown.stdout
             time.sleep(2)
     finally:

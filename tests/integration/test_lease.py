@@ -84,7 +84,7 @@ def test_the_scheduler_command_refuses_a_fresh_standby_and_a_second_active(url, 
     def scheduler(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "cli", "scheduler", "--db", url, *args],
                               capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
 
     done = scheduler("--standby", "--fresh")
     assert done.returncode == 2 and "--standby" in done.stderr and "Traceback" not in done.stderr
