@@ -243,7 +243,14 @@ class LiveScheduler:
         self.scheduler = self.warm_up(warm) if warm is not None and not fresh else \
             restore(self.config, self.ledger)
         self.faults = Faults.from_environment(self.scheduler.last_tick)
-        self.producer = bus.producer(self.config)
+        self.fenced = self.ledger.lease is not None
+        if self.fenced:
+            # Before reading what the broker has: from now on a deposed scheduler's producer
+            # cannot write what it still had in hand.
+            self.producer = bus.producer(self.config, f"hospital-scheduler-{self.run_id}")
+            self.producer.init_transactions()
+        else:
+            self.producer = bus.producer(self.config)
         self.sender = bus.Outbox(self.producer, bus.headers(self.run_id, "scheduler"))
         self.reconcile()
         self.relay()
@@ -535,6 +542,8 @@ class LiveScheduler:
             failed = []
         error = None
         by_id = {m.outbox_id: m for m in messages}
+        if messages and getattr(self, "fenced", False):
+            self.producer.begin_transaction()
         try:
             for message in messages:
                 self.sender.send(message.topic, message.key, message.payload,
@@ -545,6 +554,8 @@ class LiveScheduler:
             sent = self.sender.flush()
         except bus.SendFailed as exc:
             sent, error = exc.sent, error or exc
+        if messages and getattr(self, "fenced", False):
+            self.end_transaction(error)
         self.faults.die_if("after_publish", [by_id[i].tick for i in sent])
         with self.deposed_on_error():
             self.ledger.mark_published_ids(sent)
@@ -556,6 +567,21 @@ class LiveScheduler:
             return False
         self.owed = len(messages) == RELAY_BATCH   # a full batch: there may be more
         return True
+
+    def end_transaction(self, error) -> None:
+        """Commit the relay's transaction (it only fences: consumers read uncommitted, and
+        what was written counts as sent either way); a fenced producer means deposed."""
+        from kafka.errors import KafkaError, ProducerFencedError
+
+        try:
+            if error is None:
+                self.producer.commit_transaction()
+            else:
+                self.producer.abort_transaction()
+        except ProducerFencedError:
+            raise LeaseLost("the producer was fenced off by another scheduler") from None
+        except KafkaError as exc:
+            log.warning("outbox relay: ending the transaction failed: %s", exc)
 
     def reconcile(self) -> None:
         """Mark published the owed messages that the broker has already: a process killed

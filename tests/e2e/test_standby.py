@@ -102,11 +102,10 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
             takeovers.append((kill.name, round(leading - killed_at, 2),
                               round(running - killed_at, 2)))
             if kill == signal.SIGSTOP:
-                # Known gap (README, "Running a standby scheduler"): stopped in the instant
-                # between its lease check and the broker's write of a relay batch, the frozen
-                # one writes that batch when woken, after the new one sent it too: the
-                # decisions topic then holds it twice and this test fails (seen in 1 of 5
-                # runs). Kafka's transactional producer, fenced at each takeover, closes it.
+                # Stopped between its lease check and the broker's write of a relay batch,
+                # the frozen one would write that batch when woken, after the new one sent
+                # it too (seen in 1 of 5 runs before the relay's producer was fenced by a
+                # transactional id: `test_a_deposed_schedulers_producer_cannot_write`).
                 # Woken up, the frozen one finds the lease taken: it commits and sends nothing
                 # more, and waits as the new standby.
                 stopped = active
@@ -229,3 +228,32 @@ def test_a_standby_restoring_while_ticks_commit_skips_no_tick(database):
         writer.close()
     assert len(statements) >= 4
     assert restored.last_tick == 1 and "arrival-2" not in restored.seen
+
+
+def test_a_deposed_schedulers_producer_cannot_write(topics: Topics):
+    """The relay's producer of the scheduler that takes over is started (same
+    transactional id, the run's) before it reads what the broker has: what the frozen one
+    still had in hand is refused by the broker when it wakes, not written after."""
+    from kafka.errors import KafkaError
+
+    from scheduler.services import bus
+
+    from .test_distributed import read_topic
+
+    topic = topics.config.kafka.decisions_topic
+    frozen = bus.producer(topics.config, "hospital-scheduler-e2e-fence")
+    frozen.init_transactions()
+    frozen.begin_transaction()
+    taking_over = bus.producer(topics.config, "hospital-scheduler-e2e-fence")
+    taking_over.init_transactions()
+    try:
+        with pytest.raises(KafkaError):
+            frozen.send(topic, b"from the deposed one").get(timeout=20)
+            frozen.commit_transaction()
+        taking_over.begin_transaction()
+        taking_over.send(topic, b"from the new one").get(timeout=20)
+        taking_over.commit_transaction()
+    finally:
+        frozen.close(timeout=5)
+        taking_over.close(timeout=5)
+    assert [m.value for m in read_topic(topics.config, topic)] == [b"from the new one"]
