@@ -64,6 +64,7 @@ def keeping_service(ledger: Any, settings: Any, run_id: str, *, new_run: bool,
 
     from cli.distributed import ledger_report
     from scheduler import kept_runs
+    from scheduler.db.lease import LeaseLost
 
     engine = ledger.engine
     row = kept_runs.find(engine, run_id)
@@ -77,7 +78,7 @@ def keeping_service(ledger: Any, settings: Any, run_id: str, *, new_run: bool,
                         duration_ms=until_ms or 0)
     else:
         kept_runs.mark(engine, run_id, "running")
-    status = "failed"
+    status: str | None = "failed"
     try:
         yield
         status = "finished" if until_ms is not None and clock.now_ms() > until_ms \
@@ -85,12 +86,16 @@ def keeping_service(ledger: Any, settings: Any, run_id: str, *, new_run: bool,
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except LeaseLost:
+        status = None   # another scheduler took over the run: its row is theirs to keep
+        raise
     finally:
-        reached = max(0, clock.now_ms() if until_ms is None else min(until_ms,
-                                                                     clock.now_ms()))
-        figures = ledger_report(ledger, settings, reached)
-        figures["run_id"] = run_id
-        kept_runs.finish(engine, run_id, figures, status, duration_ms=reached)
+        if status is not None:
+            reached = max(0, clock.now_ms() if until_ms is None else min(until_ms,
+                                                                         clock.now_ms()))
+            figures = ledger_report(ledger, settings, reached)
+            figures["run_id"] = run_id
+            kept_runs.finish(engine, run_id, figures, status, duration_ms=reached)
 
 
 def keep_distributed(url: str, settings: Any, seed: int | None, duration_ms: int,

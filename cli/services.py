@@ -89,46 +89,102 @@ def scheduler_service(
     epoch_file: EpochFile = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start the run anew, even if the "
                                                         "database holds it.")] = False,
+    standby: Annotated[bool, typer.Option(
+        "--standby", help="Wait while another scheduler is active, and take over the run "
+                          "when it stops or dies (its lease expires).")] = False,
+    scheduler_id: Annotated[Optional[str], typer.Option(
+        help="This scheduler's name in the lease (default: the host name). Two schedulers "
+             "of one database need two names.", show_default=False)] = None,
     db: Db = None,
     config: ConfigOption = None,
 ) -> None:
     """The scheduler service: consumes the inbound topic, decides each tick, keeps the run in
-    the database and publishes the decisions. Restarted, it resumes where it stopped."""
-    from cli.runs import keeping_service
+    the database and publishes the decisions. Restarted, it resumes where it stopped. One
+    scheduler is active at a time (it holds a lease in the database); a --standby one waits
+    and takes over within seconds of the active one's death."""
+    from scheduler.db.lease import Lease, LeaseHeld, LeaseLost, default_scheduler_id
     from scheduler.db.ledger import Ledger
+    from scheduler.db.store import StoreError, connect
     from scheduler.services.faults import Faults
-    from scheduler.services.scheduler_service import (LiveScheduler, RunChoiceError,
-                                                      resolve_run)
+    from scheduler.services.scheduler_service import Follower
 
     settings = load_config(config)
+    if standby and fresh:
+        raise fail("--standby takes over the run the database holds: it cannot be --fresh")
     try:
         Faults.from_environment(-1)   # a typo in HOSPITAL_FAULT: said now, not mid-run
     except ValueError as exc:
         raise fail(str(exc)) from None
     stop, _ = _service_setup(speed, epoch)
+    log = logging.getLogger("hospital.scheduler")
+    url = db or settings.database.url
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
-        ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
+        ledger: Ledger | None = Ledger(url, settings, settings.scheduler.policy)   # migrated
         if epoch_file is not None:   # up, the database migrated: the supervisor's clock
             logging.getLogger("hospital.service").info(
                 "up: waiting for the run's clock in %s", epoch_file)
             epoch = _await_epoch(epoch_file, stop)
             if epoch is None:
-                ledger.close()
+                if ledger is not None:
+                    ledger.close()
                 return
+        lease = Lease(connect(url), scheduler_id or default_scheduler_id())
+        follower = None
         try:
-            run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
-        except RunChoiceError as exc:
-            ledger.close()
-            raise fail(str(exc)) from None
-        live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
-                             stop=stop)
-        try:
-            live.start(fresh=new)
-            with keeping_service(ledger, settings, run_id, new_run=new,
-                                 until_ms=until_ms, clock=clock):
-                live.serve()
+            while True:
+                if standby:
+                    follower = Follower(settings, ledger or Ledger(url, settings,
+                                                                   settings.scheduler.policy))
+                    ledger = follower.ledger
+                    log.info("scheduler %s: standby, waiting for the lease", lease.holder)
+                try:
+                    if not lease.wait(standby, stop, idle=follower and follower.follow):
+                        return
+                except LeaseHeld as exc:
+                    raise fail(str(exc)) from None
+                log.info("scheduler %s: active, lease epoch %d", lease.holder, lease.epoch)
+                if ledger is None:
+                    ledger = Ledger(url, settings, settings.scheduler.policy)
+                else:
+                    ledger.reload()   # another may have written since it was opened
+                ledger.lease = lease
+                try:
+                    _lead(ledger, settings, run_id, epoch, speed, until_ms, fresh, stop,
+                          follower)
+                    return
+                except (LeaseLost, StoreError) as exc:
+                    if not isinstance(exc, LeaseLost) and not lease.lost():
+                        raise
+                    log.warning("%s: stepping down to standby", exc)
+                    ledger, standby, fresh = None, True, False
         finally:
-            live.close()
+            lease.release()
+            lease.close()
+            if ledger is not None:
+                ledger.close()
+
+
+def _lead(ledger, settings, run_id: str | None, epoch: float | None, speed: float | None,
+          until_ms: int | None, fresh: bool, stop: threading.Event, follower=None) -> None:
+    """The active scheduler's work: begin or resume the run and tick it to its end (from
+    the state a standby followed, if any)."""
+    from cli.runs import keeping_service
+    from scheduler.services.scheduler_service import (LiveScheduler, RunChoiceError,
+                                                      resolve_run)
+
+    try:
+        run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
+    except RunChoiceError as exc:
+        raise fail(str(exc)) from None
+    live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
+                         stop=stop)
+    try:
+        live.start(fresh=new, warm=follower and follower.take(run_id, clock.epoch_s))
+        with keeping_service(ledger, settings, run_id, new_run=new,
+                             until_ms=until_ms, clock=clock):
+            live.serve()
+    finally:
+        live.close()
 
 
 @app.command("generator")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
+from scheduler.db.lease import Lease, short_idle
 from scheduler.db.models import (ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run,
                                  Snapshot, Tick)
 from scheduler.db.store import SqlStore, StoreError, copy_rows, reason
@@ -40,6 +41,14 @@ class Ledger:
     def __init__(self, url: str, config: Config, policy: str):
         self.store = SqlStore(url, config, policy, flush_every=1 << 62, fresh=False)
         self.engine = self.store.engine
+        # When several schedulers share the database: the lease every commit is fenced by.
+        self.lease: Lease | None = None
+
+    def reload(self) -> None:
+        """Forget what this process knew of the tables: another scheduler wrote them since
+        (a standby that takes over)."""
+        self.store._clear()
+        self.store.transaction(self.store._load_queued)
 
     # --- the run --------------------------------------------------------------------------
 
@@ -109,17 +118,22 @@ class Ledger:
         """Every stored tick after `after`: the inbound events it applied and its
         decisions, in order."""
         with Session(self.engine) as session:
+            # The ticks first, and their rows only: a standby reads while the active
+            # scheduler commits, and each statement sees the commits made before it.
+            ticks = list(session.scalars(select(Tick.tick).where(Tick.tick > after)
+                                         .order_by(Tick.tick)))
+            last = ticks[-1] if ticks else after
             inbound: dict[int, list[ev.Event]] = defaultdict(list)
-            query = select(InboundEvent.tick, InboundEvent.payload).where(InboundEvent.tick > after)
+            query = select(InboundEvent.tick, InboundEvent.payload).where(
+                InboundEvent.tick > after, InboundEvent.tick <= last)
             for row in session.execute(query):
                 inbound[row.tick].append(ev.parse_json(row.payload))
             decisions: dict[int, list[str]] = defaultdict(list)
-            query = (select(DecisionRow.tick, DecisionRow.payload).where(DecisionRow.tick > after)
+            query = (select(DecisionRow.tick, DecisionRow.payload)
+                     .where(DecisionRow.tick > after, DecisionRow.tick <= last)
                      .order_by(DecisionRow.tick, DecisionRow.position))
             for row in session.execute(query):
                 decisions[row.tick].append(row.payload)
-            ticks = list(session.scalars(select(Tick.tick).where(Tick.tick > after)
-                                         .order_by(Tick.tick)))
         for tick in ticks:
             yield tick, inbound.get(tick, []), decisions.get(tick, [])
 
@@ -153,7 +167,9 @@ class Ledger:
         """Commit some ticks, each with the messages it owes, the consumer positions after
         the messages they consumed and, if given, the state after the last tick (replacing
         the older snapshot), in one transaction. `loose` messages (dead letters) belong to
-        no tick: they are filed under the last one, given or stored, which must exist."""
+        no tick: they are filed under the last one, given or stored, which must exist.
+        With a lease, the transaction first checks that it still holds it (`LeaseLost`, and
+        nothing is written, if another scheduler took over)."""
         for result, _ in ticks:
             self.store.save_tick(result)
 
@@ -183,7 +199,7 @@ class Ledger:
                 session.execute(delete(Snapshot))
                 session.add(Snapshot(tick=ticks[-1][0].tick, state=snapshot))
 
-        self.store.flush(extra)
+        self.store.flush(extra, fence=self.lease.fence if self.lease is not None else None)
 
     # --- the outbox -----------------------------------------------------------------------
 
@@ -214,6 +230,7 @@ class Ledger:
         """Mark these messages sent: those the broker acknowledged, whatever became of the
         others of their batch."""
         def mark(session: Session) -> None:
+            short_idle(session)
             session.execute(update(OutboxRow).where(OutboxRow.outbox_id.in_(sorted(ids)))
                             .values(published=True))
 

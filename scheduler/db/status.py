@@ -1,5 +1,5 @@
 """What `hospital status` shows: the rooms, staff and waiting lists of the run kept in the
-database, as the scheduler last committed them."""
+database, as the scheduler last committed them, and which scheduler is active."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def hospital_status(url: str) -> dict[str, Any]:
     engine = connect(url)
     try:
         with Session(engine) as session:
+            schedulers = _schedulers(session)
+        with Session(engine) as session:
             open_tasks = session.scalars(select(Task).where(Task.completed_at.is_(None))
                                          .order_by(Task.created_at, Task.task_id)).all()
             doing = {t.staff_id: t for t in open_tasks if t.staff_id}
@@ -27,6 +29,7 @@ def hospital_status(url: str) -> dict[str, Any]:
             patients = dict(session.execute(select(Patient.status, func.count())
                                             .group_by(Patient.status)).all())
             return {
+                "schedulers": schedulers,
                 "run": session.scalar(select(Run.run_id)),
                 "last_tick": session.execute(select(Tick.tick, Tick.time)
                                              .order_by(Tick.tick.desc()).limit(1)).first(),
@@ -48,6 +51,36 @@ def hospital_status(url: str) -> dict[str, Any]:
         raise StoreError(f"cannot read the run at {safe_url(url)}: {reason(exc)}") from None
     finally:
         engine.dispose()
+
+
+def _schedulers(session: Session) -> dict[str, Any] | None:
+    """The lease, or None if no scheduler took it yet (or the database predates it)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from scheduler.db.lease import lease_status
+
+    try:
+        return lease_status(session)
+    except SQLAlchemyError:
+        return None
+
+
+def scheduler_lines(lease: dict[str, Any] | None) -> list[str]:
+    """Which scheduler is active, since when, and the standbys that said they wait."""
+    import time
+
+    if lease is None:
+        return ["scheduler: none has run on this database yet"]
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease["since"]))
+    who = f"{lease['holder']} ({lease['host']}, pid {lease['pid']})"
+    if lease["expires_in"] > 0:
+        lines = [f"scheduler: active {who}, lease epoch {lease['epoch']}, since {since}"]
+    else:
+        lines = [f"scheduler: none active; the last was {who}, lease epoch {lease['epoch']}, "
+                 f"from {since}, expired {-lease['expires_in']:.0f} s ago"]
+    lines += [f"standby: {holder} ({host}, pid {pid}), seen {ago:.0f} s ago"
+              for holder, host, pid, ago in lease["standbys"]]
+    return lines
 
 
 def status_tables(snapshot: dict[str, Any]) -> list:
@@ -74,4 +107,5 @@ def status_tables(snapshot: dict[str, Any]) -> list:
     counts = ", ".join(f"{status} {n}" for status, n in sorted(snapshot["patients"].items()))
     footer = (f"patients: {counts or 'none'}; dead letters: {snapshot['dead_letters']}; "
               f"decisions not yet published: {snapshot['unpublished']}")
-    return [rooms, staff, waiting, footer]
+    return ["\n".join(scheduler_lines(snapshot.get("schedulers"))), rooms, staff, waiting,
+            footer]

@@ -268,16 +268,18 @@ class SqlStore:
 
     # --- writing -------------------------------------------------------------------------
 
-    def flush(self, extra: Callable[[Session], None] | None = None) -> None:
+    def flush(self, extra: Callable[[Session], None] | None = None,
+              fence: Callable[[Session], None] | None = None) -> None:
         """Write the buffered ticks in one transaction, parents before children, with
         `extra` work in the same transaction: one executemany per table and per set of
         changed columns. On SQLite they go straight to the driver's cursor (the statements
         are compiled once); elsewhere through SQLAlchemy Core, whose insertmanyvalues
-        batches the rows into multi-row INSERTs. Waits first for a write behind."""
+        batches the rows into multi-row INSERTs. Waits first for a write behind. `fence`
+        runs first in the transaction: it may refuse the whole of it by raising."""
         self._wait_behind()
         if not self.ticks and extra is None:
             return
-        self.transaction(self._write(self._buffers(), extra))
+        self.transaction(self._write(self._buffers(), extra, fence))
         self._clear()
 
     def _flush_behind(self) -> None:
@@ -306,12 +308,14 @@ class SqlStore:
         return (self.ticks, self.new_patients, self.patient_updates, self.new_tasks,
                 self.task_updates, self.room_updates, self.decisions, self.inbound)
 
-    def _write(self, buffers: tuple, extra: Callable[[Session], None] | None
-               ) -> Callable[[Session], None]:
+    def _write(self, buffers: tuple, extra: Callable[[Session], None] | None,
+               fence: Callable[[Session], None] | None = None) -> Callable[[Session], None]:
         ticks, new_patients, patient_updates, new_tasks, task_updates, room_updates, \
             decisions, inbound = buffers
 
         def write(session: Session) -> None:
+            if fence is not None:
+                fence(session)
             writer = _Writer(session, self._sqlite)
             writer.insert(Tick, _TICK_COLUMNS, ticks)
             writer.upsert(Patient, "patient_id", new_patients, patient_updates)

@@ -3,16 +3,18 @@
 from the project's configuration (`config.toml` / `DATABASE_URL`)."""
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from scheduler import config as project_config
+from scheduler.db.lease import LeaseBase
 from scheduler.db.models import Base
 from scheduler.kept_runs import KeptBase
 
 config = context.config
 # The working tables of the current run, and the kept runs' own (apart, so that a run's
 # fresh start, which empties every table of the first, leaves the kept runs alone).
-target_metadata = [Base.metadata, KeptBase.metadata]
+# The scheduler's lease is apart too: it outlives runs.
+target_metadata = [Base.metadata, KeptBase.metadata, LeaseBase.metadata]
 
 
 def database_url() -> str:
@@ -44,6 +46,10 @@ def run_with(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Two services that start together (an active scheduler and its standby) must
+            # not both create the tables: the second waits, then finds them made.
+            connection.execute(text("SELECT pg_advisory_xact_lock(4242424242)"))
         context.run_migrations()
 
 

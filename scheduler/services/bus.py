@@ -137,14 +137,17 @@ def _partition_counts(admin, wanted: dict[str, int], grown: bool = False,
         time.sleep(0.2)
 
 
-def producer(config: Config):
+def producer(config: Config, transactional_id: str | None = None):
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     try:
         # Idempotent, acknowledged by all replicas: a retried send is not written twice.
+        # A transactional id fences off an older producer of the same id (a scheduler
+        # deposed while frozen): the broker refuses its writes.
+        extra = {"transactional_id": transactional_id} if transactional_id else {}
         return KafkaProducer(**client_options(config), acks="all", linger_ms=5,
-                             max_block_ms=15000)
+                             max_block_ms=15000, **extra)
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
 

@@ -19,15 +19,18 @@ relays everything owed before it exits. `faults.py` has the fault points the cra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scheduler import events as ev
 from scheduler import snapshot as snapshots
 from scheduler.config import Config
+from scheduler.db.lease import LeaseLost
 from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.db.store import StoreError
 from scheduler.db.store import reason as reason_of
@@ -82,14 +85,58 @@ def restore(config: Config, ledger: Ledger) -> Scheduler:
 
 def replay(scheduler: Scheduler, ledger: Ledger, after: int) -> Scheduler:
     """The stored ticks after `after`, replayed, each checked against its stored decisions."""
+    # Read before the ticks: a standby replays while the active scheduler commits, and a
+    # tick committed after the read of the history must not be counted as replayed.
+    stored_last = ledger.last_tick()
     for tick, inbound, stored in ledger.history(after):
         result = scheduler.tick(tick, inbound)
         again = [d.to_json() for d in result.decisions]
         if again != stored:
             raise ReplayMismatch(f"tick {tick}: replaying the stored events gives other "
                                  f"decisions than those stored (config or version changed?)")
-    scheduler.last_tick = max(scheduler.last_tick, ledger.last_tick())
+    scheduler.last_tick = max(scheduler.last_tick, stored_last)
     return scheduler
+
+
+class Follower:
+    """A standby's copy of the active scheduler's state, kept up with the ticks it commits
+    (replayed and checked as a restart does), so that a takeover replays a second's ticks,
+    not all those since the last snapshot."""
+
+    FOLLOW_EVERY_S = 1.0
+
+    def __init__(self, config: Config, ledger: Ledger):
+        self.config = config
+        self.ledger = ledger
+        self.run: tuple[str, float] | None = None     # the run followed: id and epoch
+        self.scheduler: Scheduler | None = None
+        self.due = 0.0
+
+    def follow(self) -> None:
+        if time.monotonic() < self.due:
+            return
+        self.due = time.monotonic() + self.FOLLOW_EVERY_S
+        try:
+            run = self.ledger.current_run()
+            key = None if run is None else (run.run_id, run.epoch_s)
+            if key != self.run or self.scheduler is None:
+                self.run, self.scheduler = key, None
+                if key is not None:
+                    self.scheduler = restore(self.config, self.ledger)
+                return
+            for tick, inbound, stored in self.ledger.history(self.scheduler.last_tick):
+                result = self.scheduler.tick(tick, inbound)
+                if [d.to_json() for d in result.decisions] != stored:
+                    raise ReplayMismatch(f"tick {tick}: followed otherwise than stored")
+        except Exception as exc:  # noqa: BLE001 - only a head start: the takeover restores
+            log.info("standby: not following the active scheduler (%s: %s)",
+                     type(exc).__name__, exc)
+            self.scheduler = None
+
+    def take(self, run_id: str, epoch_s: float) -> Scheduler | None:
+        """The state followed, if of this run (the takeover replays what came since)."""
+        scheduler, self.scheduler = self.scheduler, None
+        return scheduler if self.run == (run_id, epoch_s) else None
 
 
 def outbox_for(config: Config, result: TickResult) -> list[OutboxMessage]:
@@ -184,8 +231,9 @@ class LiveScheduler:
 
     # --- start ------------------------------------------------------------------------
 
-    def start(self, fresh: bool) -> None:
-        """Connect, and start a new run or resume the stored one."""
+    def start(self, fresh: bool, warm: Scheduler | None = None) -> None:
+        """Connect, and start a new run or resume the stored one (from `warm`, a state a
+        standby followed, if it is still good)."""
         bus.ensure_topics(self.config)
         self.consumer = bus.consumer(self.config)
         self.partitions = inbound_partitions(self.config, self.consumer)
@@ -195,9 +243,17 @@ class LiveScheduler:
         stored = self.ledger.offsets()
         for tp in self.partitions:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
-        self.scheduler = restore(self.config, self.ledger)
+        self.scheduler = self.warm_up(warm) if warm is not None and not fresh else \
+            restore(self.config, self.ledger)
         self.faults = Faults.from_environment(self.scheduler.last_tick)
-        self.producer = bus.producer(self.config)
+        self.fenced = self.ledger.lease is not None
+        if self.fenced:
+            # Before reading what the broker has: from now on a deposed scheduler's producer
+            # cannot write what it still had in hand.
+            self.producer = bus.producer(self.config, f"hospital-scheduler-{self.run_id}")
+            self.producer.init_transactions()
+        else:
+            self.producer = bus.producer(self.config)
         self.sender = bus.Outbox(self.producer, bus.headers(self.run_id, "scheduler"))
         self.reconcile()
         self.relay()
@@ -205,6 +261,18 @@ class LiveScheduler:
             log.info("run %s: resumed after tick %d", self.run_id, self.scheduler.last_tick)
         else:
             log.info("run %s: started", self.run_id)
+
+    def warm_up(self, warm: Scheduler) -> Scheduler:
+        """The followed state and the ticks stored since, replayed; a restore if those do
+        not replay as stored (or the run was started anew meanwhile)."""
+        if self.ledger.last_tick() >= warm.last_tick:
+            try:
+                scheduler = replay(warm, self.ledger, warm.last_tick)
+                log.info("taking over from the followed state after tick %d", warm.last_tick)
+                return scheduler
+            except (ReplayMismatch, InvariantViolation, ValueError) as exc:
+                log.warning("the followed state does not replay (%s): restoring", exc)
+        return restore(self.config, self.ledger)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -221,6 +289,9 @@ class LiveScheduler:
             try:
                 return self.run()
             except (StoreError, SQLAlchemyError) as exc:
+                lease = getattr(self.ledger, "lease", None)
+                if lease is not None and lease.lost():
+                    raise LeaseLost("another scheduler took the lease") from exc
                 # An error that comes back although the database answers (no tick committed
                 # between two recoveries) is not an outage: after a few, it ends the process.
                 no_progress = no_progress + 1 if resumed_after == self.ledger_last_tick() else 0
@@ -276,6 +347,7 @@ class LiveScheduler:
         pending = Pending([], [], {})
         next_tick = self.clock.now_ms() // self.tick_ms + 1
         while not self.stop.is_set():
+            self.hold()
             now = self.clock.now_ms()
             if self.until_ms is not None and now > self.until_ms + self.end_grace_ms():
                 break
@@ -401,7 +473,8 @@ class LiveScheduler:
             self.snapshot_at = self.counters["ticks"]
         # If this fails the process stops: the state in memory is ahead of the database,
         # and a restart rebuilds it from what was committed.
-        self.ledger.commit_ticks(ticks, pending.positions, snapshot, loose=dead)
+        with self.deposed_on_error():
+            self.ledger.commit_ticks(ticks, pending.positions, snapshot, loose=dead)
         self.faults.die_if("after_commit", [result.tick for result in results])
         self.owed = True
         self.counters["dead_lettered"] += len(dead) + sum(len(r.rejected) for r in results)
@@ -486,6 +559,32 @@ class LiveScheduler:
                     tick, len(events))
         return None, [(event, f"{error} (with or without this event)") for event in events]
 
+    # --- the lease --------------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Renew the lease when due (with a standby about). `LeaseLost` if another
+        scheduler took it over: this one must stop at once, committing and sending
+        nothing more."""
+        if self.ledger.lease is not None:
+            self.ledger.lease.renew_if_due()
+
+    @contextlib.contextmanager
+    def deposed_on_error(self) -> Iterator[None]:
+        """A database error in a holder that was frozen is the server ending its idle
+        transaction after another took over: `LeaseLost`, not a failure."""
+        try:
+            yield
+        except StoreError:
+            if self.ledger.lease is not None and self.ledger.lease.lost():
+                raise LeaseLost(f"scheduler {self.ledger.lease.holder}: the lease was taken "
+                                f"over while this one was not running") from None
+            raise
+
+    def may_send(self) -> bool:
+        """Whether the lease is surely held long enough to hand messages to the broker: a
+        holder that cannot renew stops sending before a standby may take over."""
+        return self.ledger.lease is None or self.ledger.lease.may_send()
+
     # --- the outbox -------------------------------------------------------------------
 
     def relay(self) -> bool:
@@ -498,7 +597,12 @@ class LiveScheduler:
                 log.warning("outbox relay: the broker is still failing: %s", exc)
                 return False
             self.must_reconcile = False
+        self.hold()
         messages = self.ledger.unpublished(limit=RELAY_BATCH)
+        if messages and not self.may_send():
+            log.warning("outbox relay: the lease was not renewed lately: not sending")
+            self.owed = True
+            return False
         if self.faults.reached("send_fails", [m.tick for m in messages]):
             log.warning("fault point send_fails: the relay fails once")
             messages, failed = messages[1:], messages[:1]
@@ -506,6 +610,8 @@ class LiveScheduler:
             failed = []
         error = None
         by_id = {m.outbox_id: m for m in messages}
+        if messages and getattr(self, "fenced", False):
+            self.producer.begin_transaction()
         try:
             for message in messages:
                 self.sender.send(message.topic, message.key, message.payload,
@@ -516,8 +622,11 @@ class LiveScheduler:
             sent = self.sender.flush()
         except bus.SendFailed as exc:
             sent, error = exc.sent, error or exc
+        if messages and getattr(self, "fenced", False):
+            self.end_transaction(error)
         self.faults.die_if("after_publish", [by_id[i].tick for i in sent])
-        self.ledger.mark_published_ids(sent)
+        with self.deposed_on_error():
+            self.ledger.mark_published_ids(sent)
         if error is not None or failed:
             log.warning("outbox relay: %d of %d sent; the rest stays owed: %s", len(sent),
                         len(messages) + len(failed), error or "fault point send_fails")
@@ -526,6 +635,21 @@ class LiveScheduler:
             return False
         self.owed = len(messages) == RELAY_BATCH   # a full batch: there may be more
         return True
+
+    def end_transaction(self, error) -> None:
+        """Commit the relay's transaction (it only fences: consumers read uncommitted, and
+        what was written counts as sent either way); a fenced producer means deposed."""
+        from kafka.errors import KafkaError, ProducerFencedError
+
+        try:
+            if error is None:
+                self.producer.commit_transaction()
+            else:
+                self.producer.abort_transaction()
+        except ProducerFencedError:
+            raise LeaseLost("the producer was fenced off by another scheduler") from None
+        except KafkaError as exc:
+            log.warning("outbox relay: ending the transaction failed: %s", exc)
 
     def reconcile(self) -> None:
         """Mark published the owed messages that the broker has already: a process killed
