@@ -3,7 +3,9 @@
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--update-goldens", action="store_true", default=False,
+        "--update-goldens",
+        action="store_true",
+        default=False,
         help="Rewrite the golden files from the current code (the run still fails once, "
-             "so that the new files are reviewed as a diff before they pass).",
+        "so that the new files are reviewed as a diff before they pass).",
     )

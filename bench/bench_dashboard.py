@@ -45,14 +45,15 @@ def with_dashboard(config, duration_ms: int) -> tuple[float, float, int]:
     from another process (as a browser does)."""
     projection = LiveProjection.for_config(config)
     with DashboardServer(projection) as server:
-        reader = subprocess.Popen([sys.executable, "-c", READER, server.url + "events"],
-                                  stdout=subprocess.PIPE, text=True)
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER, server.url + "events"], stdout=subprocess.PIPE, text=True
+        )
         try:
-            reader.stdout.readline()     # the page has its first state: the run starts
+            reader.stdout.readline()  # the page has its first state: the run starts
             started, cpu = time.perf_counter(), time.process_time()
             simulate_run(config, duration_ms, on_tick=projection.on_tick)
             wall = time.perf_counter() - started
-            cpu = time.process_time() - cpu     # every thread: the server's work included
+            cpu = time.process_time() - cpu  # every thread: the server's work included
             projection.finish(duration_ms)
             time.sleep(0.5)
         finally:
@@ -67,12 +68,17 @@ def main() -> None:
     parser.add_argument("--scenario", default="default")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    config = (config_module.load(None, {}) if args.scenario == "default"
-              else scenarios.load(args.scenario))
+    config = (
+        config_module.load(None, {})
+        if args.scenario == "default"
+        else scenarios.load(args.scenario)
+    )
     duration_ms = round(args.hours * 3_600_000)
     rooms = len(config.hospital.floors) * config.hospital.rooms_per_floor
-    print(f"scenario {args.scenario} ({rooms} rooms), {args.hours:g} simulated hours, "
-          f"--speed max, policy {config.scheduler.policy}, best of {args.repeat}")
+    print(
+        f"scenario {args.scenario} ({rooms} rooms), {args.hours:g} simulated hours, "
+        f"--speed max, policy {config.scheduler.policy}, best of {args.repeat}"
+    )
     without, within, feed = [], [], 0
     for _ in range(args.repeat):
         gc.collect()
@@ -85,11 +91,15 @@ def main() -> None:
     print("wall s without:", " ".join(f"{w:.2f}" for w, _ in without))
     print("wall s with:   ", " ".join(f"{w:.2f}" for w, _ in within))
     print(f"without the dashboard: {a:7.2f} s wall {ca:7.2f} s CPU")
-    print(f"with the dashboard:    {b:7.2f} s wall {cb:7.2f} s CPU "
-          f"({feed} live events read by a client)")
-    print(f"slowdown: {100 * (b / a - 1):+.1f} % wall, {100 * (cb / ca - 1):+.1f} % CPU "
-          f"(target <= +10 %; CPU time is the figure other processes on the machine disturb "
-          f"least)")
+    print(
+        f"with the dashboard:    {b:7.2f} s wall {cb:7.2f} s CPU "
+        f"({feed} live events read by a client)"
+    )
+    print(
+        f"slowdown: {100 * (b / a - 1):+.1f} % wall, {100 * (cb / ca - 1):+.1f} % CPU "
+        f"(target <= +10 %; CPU time is the figure other processes on the machine disturb "
+        f"least)"
+    )
     # A run in another process is followed from its decisions: that fold, on recorded ticks.
     results: list = []
     simulate_run(config, duration_ms, on_tick=lambda s, r: results.append(r))
@@ -100,9 +110,11 @@ def main() -> None:
         for result in results:
             projection.apply_result(result)
         best = min(best, time.perf_counter() - started)
-    print(f"following it from its decisions instead (hospital dashboard --follow/--db): "
-          f"{best:.3f} s for {len(results)} ticks ({1e6 * best / len(results):.1f} us a tick, "
-          f"{100 * best / ca:.1f} % of the run's CPU)")
+    print(
+        f"following it from its decisions instead (hospital dashboard --follow/--db): "
+        f"{best:.3f} s for {len(results)} ticks ({1e6 * best / len(results):.1f} us a tick, "
+        f"{100 * best / ca:.1f} % of the run's CPU)"
+    )
 
 
 if __name__ == "__main__":

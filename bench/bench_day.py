@@ -40,13 +40,13 @@ def plain_model(duration_s: float) -> dict[str, int]:
     after = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
     work = {"escort_in": 0, "visit": 10_000, "escort_out": 0, "clean": 9_000}
     free = set(rooms)
-    waiting: list[tuple[int, int, str, str]] = []    # (created, order, kind, room)
+    waiting: list[tuple[int, int, str, str]] = []  # (created, order, kind, room)
     done: list[tuple[int, int, str, str, int]] = []  # (time, order, kind, room, staff), a heap
     counts = {"admitted": 0, "referred": 0, "discharged": 0, "ticks": 0}
     end_ms, next_arrival, order, tick_ms = round(duration_s * 1000), 0, 0, -1000
     while True:
         due = min(next_arrival, done[0][0] if done else next_arrival)
-        tick_ms = max(-(-due // 1000) * 1000, tick_ms + 1000)   # one tick at a time
+        tick_ms = max(-(-due // 1000) * 1000, tick_ms + 1000)  # one tick at a time
         if tick_ms > end_ms:
             return counts
         counts["ticks"] += 1
@@ -98,8 +98,9 @@ def run(command: list[str], root: str, cwd: str) -> tuple[float, float, str]:
     after = os.times()
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
-    cpu = (after.children_user + after.children_system
-           - before.children_user - before.children_system)
+    cpu = (
+        after.children_user + after.children_system - before.children_user - before.children_system
+    )
     return wall, cpu, done.stdout
 
 
@@ -111,39 +112,77 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--duration", default="24h")
-    parser.add_argument("--root", action="append",
-                        help="a checkout to measure, repeatable (default: this one)")
+    parser.add_argument(
+        "--root", action="append", help="a checkout to measure, repeatable (default: this one)"
+    )
     args = parser.parse_args()
     roots = args.root or [str(Path(__file__).resolve().parent.parent)]
     hours = float(args.duration.rstrip("h"))
     python = [sys.executable]
-    cases = [(root, policy, store) for root in roots for policy in ("greedy", "cpsat")
-             for store in ("sqlite", "no-db")]
+    cases = [
+        (root, policy, store)
+        for root in roots
+        for policy in ("greedy", "cpsat")
+        for store in ("sqlite", "no-db")
+    ]
     results: dict[tuple[str, str, str], list] = {case: [] for case in cases}
     with tempfile.TemporaryDirectory() as tmp:
-        baseline = [run(python + [__file__, "--plain", str(hours * 3600)], roots[0], tmp)
-                    for _ in range(args.repeat)]
+        baseline = [
+            run(python + [__file__, "--plain", str(hours * 3600)], roots[0], tmp)
+            for _ in range(args.repeat)
+        ]
         startup = [run(python + ["-c", "pass"], roots[0], tmp) for _ in range(args.repeat)]
-        for n in range(args.repeat):       # interleaved: a busy minute hits every case alike
+        for _ in range(args.repeat):  # interleaved: a busy minute hits every case alike
             for root, policy, store in cases:
-                db = (["--no-db"] if store == "no-db"
-                      else ["--db", f"sqlite:///{tmp}/run-{len(results[root, policy, store])}"
-                                    f"-{policy}-{roots.index(root)}.db"])
-                results[root, policy, store].append(run(
-                    python + ["-m", "cli", "run", "--speed", "max", "--duration", args.duration,
-                              "--quiet", "--policy", policy, *db], root, tmp))
+                db = (
+                    ["--no-db"]
+                    if store == "no-db"
+                    else [
+                        "--db",
+                        f"sqlite:///{tmp}/run-{len(results[root, policy, store])}"
+                        f"-{policy}-{roots.index(root)}.db",
+                    ]
+                )
+                results[root, policy, store].append(
+                    run(
+                        python
+                        + [
+                            "-m",
+                            "cli",
+                            "run",
+                            "--speed",
+                            "max",
+                            "--duration",
+                            args.duration,
+                            "--quiet",
+                            "--policy",
+                            policy,
+                            *db,
+                        ],
+                        root,
+                        tmp,
+                    )
+                )
     plain_wall, plain_cpu = best(baseline)
-    print(f"{args.duration} of the default hospital, best of {args.repeat}, wall and CPU "
-          f"(user + system) seconds, start-up included, a fresh SQLite file each run")
-    print(f"plain model ({baseline[0][2].strip()}): wall {plain_wall:.2f}  cpu {plain_cpu:.2f}"
-          f"   (python start-up alone: cpu {best(startup)[1]:.2f})")
-    print(f"{'checkout':24} {'policy':7} {'store':7} {'wall s':>7} {'cpu s':>7} "
-          f"{'wall/plain':>11} {'cpu/plain':>10} {'target':>7}")
+    print(
+        f"{args.duration} of the default hospital, best of {args.repeat}, wall and CPU "
+        f"(user + system) seconds, start-up included, a fresh SQLite file each run"
+    )
+    print(
+        f"plain model ({baseline[0][2].strip()}): wall {plain_wall:.2f}  cpu {plain_cpu:.2f}"
+        f"   (python start-up alone: cpu {best(startup)[1]:.2f})"
+    )
+    print(
+        f"{'checkout':24} {'policy':7} {'store':7} {'wall s':>7} {'cpu s':>7} "
+        f"{'wall/plain':>11} {'cpu/plain':>10} {'target':>7}"
+    )
     for (root, policy, store), runs in results.items():
         wall, cpu = best(runs)
         target = {("greedy", "sqlite"): "1.5", ("cpsat", "sqlite"): "5"}.get((policy, store), "")
-        print(f"{root[-24:]:24} {policy:7} {store:7} {wall:7.2f} {cpu:7.2f} "
-              f"{wall / plain_wall:11.1f} {cpu / plain_cpu:10.1f} {target:>7}")
+        print(
+            f"{root[-24:]:24} {policy:7} {store:7} {wall:7.2f} {cpu:7.2f} "
+            f"{wall / plain_wall:11.1f} {cpu / plain_cpu:10.1f} {target:>7}"
+        )
 
 
 if __name__ == "__main__":

@@ -59,11 +59,13 @@ def main() -> None:
         c = policy.compared
         ticks = c["small"] + c["large"]
         equal = c["small_equal"] + c["large_equal"]
-        print(f"default hospital, travel {travel}, {args.hours:g} h: {ticks} ticks compared, "
-              f"{equal} equal ({equal / max(ticks, 1):.2%}); with <= {EXACT_PAIRS} pairs "
-              f"{c['small_equal']}/{c['small']}, with more {c['large_equal']}/{c['large']}; "
-              f"solve time cpsat {policy.seconds['cpsat']:.1f} s, "
-              f"full model {policy.seconds['full']:.1f} s")
+        print(
+            f"default hospital, travel {travel}, {args.hours:g} h: {ticks} ticks compared, "
+            f"{equal} equal ({equal / max(ticks, 1):.2%}); with <= {EXACT_PAIRS} pairs "
+            f"{c['small_equal']}/{c['small']}, with more {c['large_equal']}/{c['large']}; "
+            f"solve time cpsat {policy.seconds['cpsat']:.1f} s, "
+            f"full model {policy.seconds['full']:.1f} s"
+        )
 
 
 if __name__ == "__main__":

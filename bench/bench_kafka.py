@@ -43,7 +43,9 @@ from scheduler.services.worker import run_worker
 from scheduler.simulation import arrival_times
 from tests.e2e.conftest import new_database
 
-DB_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg2://hospital@127.0.0.1:5432/hospital_test")
+DB_URL = os.environ.get(
+    "DATABASE_URL", "postgresql+psycopg2://hospital@127.0.0.1:5432/hospital_test"
+)
 BOOTSTRAP = "127.0.0.1:9092"
 
 
@@ -57,10 +59,15 @@ def hospital():
 def fresh_config():
     """The hospital with topics of its own."""
     name = f"bench-{uuid.uuid4().hex[:10]}"
-    config = hospital().replace(kafka={
-        "bootstrap_servers": BOOTSTRAP, "inbound_topic": f"{name}.inbound",
-        "decisions_topic": f"{name}.decisions", "dispatch_topic_prefix": f"{name}.dispatch.",
-        "dead_letter_topic": f"{name}.dead-letter"})
+    config = hospital().replace(
+        kafka={
+            "bootstrap_servers": BOOTSTRAP,
+            "inbound_topic": f"{name}.inbound",
+            "decisions_topic": f"{name}.decisions",
+            "dispatch_topic_prefix": f"{name}.dispatch.",
+            "dead_letter_topic": f"{name}.dead-letter",
+        }
+    )
     bus.ensure_topics(config)
     return config
 
@@ -78,8 +85,12 @@ def produce(config, events, headers=None) -> float:
     try:
         started = time.perf_counter()
         for event in events:
-            producer.send(config.kafka.inbound_topic, value=bus.encode(event),
-                          key=bus.key_of(event), headers=headers or [])
+            producer.send(
+                config.kafka.inbound_topic,
+                value=bus.encode(event),
+                key=bus.key_of(event),
+                headers=headers or [],
+            )
         producer.flush(timeout=60)
         return time.perf_counter() - started
     finally:
@@ -93,6 +104,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # --- 1. raw kafka-python ----------------------------------------------------------------
+
 
 def raw_baseline(events: list[ev.Event], timeout_s: float) -> dict:
     config = fresh_config()
@@ -108,11 +120,16 @@ def raw_baseline(events: list[ev.Event], timeout_s: float) -> dict:
         consume_s = time.perf_counter() - started
     finally:
         consumer.close(autocommit=False)
-    return {"n": received, "produce_s": produce_s, "consume_s": consume_s,
-            "rate": received / (produce_s + consume_s)}
+    return {
+        "n": received,
+        "produce_s": produce_s,
+        "consume_s": consume_s,
+        "rate": received / (produce_s + consume_s),
+    }
 
 
 # --- 2. through the scheduler ------------------------------------------------------------
+
 
 class TimedScheduler(LiveScheduler):
     """Adds up the wall time of its ticks (engine + DB commit) and outbox relays, and stops
@@ -145,15 +162,21 @@ class TimedScheduler(LiveScheduler):
         ok = super().relay()
         self.spent["relay"] += time.perf_counter() - started
         c = self.scheduler.counters if hasattr(self, "scheduler") else None
-        if (self.done_at is None and c is not None and self.expected and not self.owed
-                and c["events"] + c["rejected"] + c["duplicates"] >= self.expected):
+        if (
+            self.done_at is None
+            and c is not None
+            and self.expected
+            and not self.owed
+            and c["events"] + c["rejected"] + c["duplicates"] >= self.expected
+        ):
             self.done_at = time.perf_counter()
             self.stop.set()
-        return ok   # False makes the loop back off: the bench must not say so when all went
+        return ok  # False makes the loop back off: the bench must not say so when all went
 
 
-def through_scheduler(events: list[ev.Event], speed: float, until_last: bool,
-                      timeout_s: float, db_url: str) -> dict:
+def through_scheduler(
+    events: list[ev.Event], speed: float, until_last: bool, timeout_s: float, db_url: str
+) -> dict:
     config = fresh_config()
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     clock = LiveClock(time.time(), speed)
@@ -161,11 +184,16 @@ def through_scheduler(events: list[ev.Event], speed: float, until_last: bool,
     # past the last event, a fast clock ends the loop before the backlog is drained.
     last_ms = max(e.time_ms for e in events)
     until_ms = last_ms + 2_000 if until_last else None
-    live = TimedScheduler(config, Ledger(db_url, config, config.scheduler.policy),
-                          run_id=run_id, clock=clock, until_ms=until_ms)
+    live = TimedScheduler(
+        config,
+        Ledger(db_url, config, config.scheduler.policy),
+        run_id=run_id,
+        clock=clock,
+        until_ms=until_ms,
+    )
     try:
         started = time.perf_counter()
-        live.start(fresh=True)            # records the (empty) topic's end offsets
+        live.start(fresh=True)  # records the (empty) topic's end offsets
         start_s = time.perf_counter() - started
         produce_s = produce(config, events, bus.headers(run_id, "bench"))
         live.expected = len(events)
@@ -182,15 +210,25 @@ def through_scheduler(events: list[ev.Event], speed: float, until_last: bool,
         live.close()
     c = live.scheduler.counters
     handled = c["events"] + c["rejected"] + c["duplicates"]
-    return {"n": handled, "applied": c["events"], "rejected": c["rejected"],
-            "ticks": live.counters["ticks"], "complete": live.done_at is not None,
-            "start_s": start_s, "produce_s": produce_s, "run_s": ended - started,
-            "sim_s": clock.now_ms() / 1000, "rate": handled / (ended - started),
-            "db_s": live.spent["db"], "engine_s": live.spent["tick"] - live.spent["db"],
-            "relay_s": live.spent["relay"]}
+    return {
+        "n": handled,
+        "applied": c["events"],
+        "rejected": c["rejected"],
+        "ticks": live.counters["ticks"],
+        "complete": live.done_at is not None,
+        "start_s": start_s,
+        "produce_s": produce_s,
+        "run_s": ended - started,
+        "sim_s": clock.now_ms() / 1000,
+        "rate": handled / (ended - started),
+        "db_s": live.spent["db"],
+        "engine_s": live.spent["tick"] - live.spent["db"],
+        "relay_s": live.spent["relay"],
+    }
 
 
 # --- 3. arrival-to-decision latency ------------------------------------------------------
+
 
 def latency(speed: float, minutes: float, timeout_s: float, db_url: str) -> dict:
     config = fresh_config()
@@ -198,11 +236,17 @@ def latency(speed: float, minutes: float, timeout_s: float, db_url: str) -> dict
     duration_ms = round(minutes * 60_000)
     clock = LiveClock(time.time() + 3, speed)  # simulated 0 once every thread is up
     stop = threading.Event()
-    live = LiveScheduler(config, Ledger(db_url, config, config.scheduler.policy),
-                         run_id=run_id, clock=clock, until_ms=duration_ms + 5_000, stop=stop)
-    received: dict[str, float] = {}            # patient -> wall time of its first decision
+    live = LiveScheduler(
+        config,
+        Ledger(db_url, config, config.scheduler.policy),
+        run_id=run_id,
+        clock=clock,
+        until_ms=duration_ms + 5_000,
+        stop=stop,
+    )
+    received: dict[str, float] = {}  # patient -> wall time of its first decision
     seed = config.arrivals.seed
-    sent_at: dict[str, float] = {}             # patient -> wall time the generator sends it
+    sent_at: dict[str, float] = {}  # patient -> wall time the generator sends it
     for n, at in enumerate(arrival_times(config, seed), start=1):
         if at > duration_ms:
             break
@@ -212,8 +256,9 @@ def latency(speed: float, minutes: float, timeout_s: float, db_url: str) -> dict
         consumer = bus.consumer(config, group_id=None)
         topic = config.kafka.decisions_topic
         try:
-            consumer.assign([TopicPartition(topic, p)
-                             for p in range(bus.topic_partitions(config)[topic])])
+            consumer.assign(
+                [TopicPartition(topic, p) for p in range(bus.topic_partitions(config)[topic])]
+            )
             while not stop.is_set():
                 for records in consumer.poll(timeout_ms=50).values():
                     now = time.time()
@@ -224,35 +269,61 @@ def latency(speed: float, minutes: float, timeout_s: float, db_url: str) -> dict
         finally:
             consumer.close(autocommit=False)
 
-    threads = [threading.Thread(target=decisions, daemon=True),
-               threading.Thread(target=run_generator, daemon=True, args=(config,), kwargs=dict(
-                   run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed, stop=stop))]
-    threads += [threading.Thread(target=run_worker, daemon=True, args=(config, role), kwargs=dict(
-        run_id=run_id, clock=clock, worker_id=f"bench-{role}", until_ms=duration_ms, stop=stop,
-        group_id=f"{config.kafka.inbound_topic}-{role}")) for role in bus.ROLES]
+    threads = [
+        threading.Thread(target=decisions, daemon=True),
+        threading.Thread(
+            target=run_generator,
+            daemon=True,
+            args=(config,),
+            kwargs=dict(run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed, stop=stop),
+        ),
+    ]
+    threads += [
+        threading.Thread(
+            target=run_worker,
+            daemon=True,
+            args=(config, role),
+            kwargs=dict(
+                run_id=run_id,
+                clock=clock,
+                worker_id=f"bench-{role}",
+                until_ms=duration_ms,
+                stop=stop,
+                group_id=f"{config.kafka.inbound_topic}-{role}",
+            ),
+        )
+        for role in bus.ROLES
+    ]
     timer = threading.Timer(timeout_s, stop.set)
     try:
-        live.start(fresh=True)                 # before any event of the run is sent
+        live.start(fresh=True)  # before any event of the run is sent
         for t in threads:
             t.start()
         timer.start()
         live.run()
-        time.sleep(0.5)                       # the last decisions reach the consumer
+        time.sleep(0.5)  # the last decisions reach the consumer
     finally:
         timer.cancel()
         stop.set()
         for t in threads:
-            if t.ident is not None:   # started
+            if t.ident is not None:  # started
                 t.join(timeout=15)
         live.close()
     wall_ms = [(received[p] - sent_at[p]) * 1000 for p in sent_at if p in received]
-    return {"n": len(wall_ms), "arrivals": len(sent_at), "ticks": live.counters["ticks"],
-            "rejected": live.scheduler.counters["rejected"], "p50": percentile(wall_ms, 50),
-            "p99": percentile(wall_ms, 99), "max": percentile(wall_ms, 100),
-            "wall_s": duration_ms / 1000 / speed}
+    return {
+        "n": len(wall_ms),
+        "arrivals": len(sent_at),
+        "ticks": live.counters["ticks"],
+        "rejected": live.scheduler.counters["rejected"],
+        "p50": percentile(wall_ms, 50),
+        "p99": percentile(wall_ms, 99),
+        "max": percentile(wall_ms, 100),
+        "wall_s": duration_ms / 1000 / speed,
+    }
 
 
 # --- 4. ten hospitals on one broker --------------------------------------------------------
+
 
 def one_hospital(events: list[ev.Event], speed: float, timeout_s: float, barrier) -> dict:
     """One hospital of several on the broker: its own topics, database and run id; its N
@@ -269,15 +340,16 @@ def one_hospital(events: list[ev.Event], speed: float, timeout_s: float, barrier
         config = fresh_config()
         run_id = f"bench-{uuid.uuid4().hex[:8]}"
         clock = LiveClock(time.time(), speed)
-        live = TimedScheduler(config, Ledger(db.url, config, config.scheduler.policy),
-                              run_id=run_id, clock=clock)
+        live = TimedScheduler(
+            config, Ledger(db.url, config, config.scheduler.policy), run_id=run_id, clock=clock
+        )
         try:
             live.start(fresh=True)
             produce(config, events, bus.headers(run_id, "bench"))
             live.expected = len(events)
             barrier.wait(timeout=timeout_s)
             last_ms = max(e.time_ms for e in events)
-            clock.epoch_s = time.time() - (last_ms + live.tick_ms) / 1000 / speed   # a backlog
+            clock.epoch_s = time.time() - (last_ms + live.tick_ms) / 1000 / speed  # a backlog
             timer = threading.Timer(timeout_s, live.stop.set)
             timer.start()
             started = time.time()
@@ -296,17 +368,23 @@ def one_hospital(events: list[ev.Event], speed: float, timeout_s: float, barrier
                 problems.append(f"replay: {exc}")
             with ledger.engine.connect() as connection:
                 stored = connection.scalar(select(func.count()).select_from(DecisionRow))
-                decided = {ev.parse_json(p, ev.DECISIONS).patient_id for (p,) in connection.execute(
-                    select(DecisionRow.payload).where(DecisionRow.type.in_(
-                        [ev.PatientAdmitted.TYPE, ev.PatientReferred.TYPE])))}
+                decided = {
+                    ev.parse_json(p, ev.DECISIONS).patient_id
+                    for (p,) in connection.execute(
+                        select(DecisionRow.payload).where(
+                            DecisionRow.type.in_([ev.PatientAdmitted.TYPE, ev.PatientReferred.TYPE])
+                        )
+                    )
+                }
         finally:
             ledger.close()
         arrivals = {e.patient_id for e in events if isinstance(e, ev.PatientArrived)}
         consumer = bus.consumer(config, group_id=None)
         try:
             topic = config.kafka.decisions_topic
-            ends = consumer.end_offsets([TopicPartition(topic, p)
-                                         for p in consumer.partitions_for_topic(topic)])
+            ends = consumer.end_offsets(
+                [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            )
         finally:
             consumer.close(autocommit=False)
         published = sum(ends.values())
@@ -316,8 +394,13 @@ def one_hospital(events: list[ev.Event], speed: float, timeout_s: float, barrier
             problems.append(f"{len(arrivals - decided)} arrivals without a decision")
         if published != stored:
             problems.append(f"{published} decisions on the topic, {stored} stored")
-        return {"n": c["events"], "started": started, "ended": ended, "problems": problems,
-                "complete": live.done_at is not None}
+        return {
+            "n": c["events"],
+            "started": started,
+            "ended": ended,
+            "problems": problems,
+            "complete": live.done_at is not None,
+        }
 
 
 def ten_hospitals(events: list[ev.Event], speed: float, timeout_s: float, count: int) -> dict:
@@ -329,71 +412,112 @@ def ten_hospitals(events: list[ev.Event], speed: float, timeout_s: float, count:
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(count, mp_context=context) as pool:
         barrier = manager.Barrier(count)
-        runs = [f.result() for f in [pool.submit(one_hospital, events, speed, timeout_s, barrier)
-                                     for _ in range(count)]]
+        runs = [
+            f.result()
+            for f in [
+                pool.submit(one_hospital, events, speed, timeout_s, barrier) for _ in range(count)
+            ]
+        ]
     wall = max(r["ended"] for r in runs) - min(r["started"] for r in runs)
-    return {"n": sum(r["n"] for r in runs), "wall_s": wall, "rate": sum(r["n"] for r in runs) / wall,
-            "correct": sum(not r["problems"] and r["complete"] for r in runs), "count": count,
-            "problems": [p for r in runs for p in r["problems"]]}
+    return {
+        "n": sum(r["n"] for r in runs),
+        "wall_s": wall,
+        "rate": sum(r["n"] for r in runs) / wall,
+        "correct": sum(not r["problems"] and r["complete"] for r in runs),
+        "count": count,
+        "problems": [p for r in runs for p in r["problems"]],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hours", type=float, default=2.0, help="simulated run giving the N events")
+    parser.add_argument(
+        "--hours", type=float, default=2.0, help="simulated run giving the N events"
+    )
     parser.add_argument("--fast-speed", type=float, default=10_000, help="LiveClock speed for 2")
-    parser.add_argument("--stop-at-last-event", action="store_true",
-                        help="2 ends at until_ms just past the last event, not when all N are in")
+    parser.add_argument(
+        "--stop-at-last-event",
+        action="store_true",
+        help="2 ends at until_ms just past the last event, not when all N are in",
+    )
     parser.add_argument("--speed", type=float, default=100, help="LiveClock speed for 3")
     parser.add_argument("--latency-minutes", type=float, default=60, help="simulated, for 3")
     parser.add_argument("--timeout", type=float, default=120, help="wall seconds per part")
-    parser.add_argument("--hospitals", type=int, default=10,
-                        help="hospitals at once on the broker, for 4 (0: skip 4)")
+    parser.add_argument(
+        "--hospitals",
+        type=int,
+        default=10,
+        help="hospitals at once on the broker, for 4 (0: skip 4)",
+    )
     args = parser.parse_args()
 
     events = recorded_events(args.hours)
     n = len(events)
-    print(f"{n} inbound events from {args.hours:g} simulated hours; {os.cpu_count()} CPUs; "
-          f"Kafka {BOOTSTRAP}, PostgreSQL 127.0.0.1:5432")
+    print(
+        f"{n} inbound events from {args.hours:g} simulated hours; {os.cpu_count()} CPUs; "
+        f"Kafka {BOOTSTRAP}, PostgreSQL 127.0.0.1:5432"
+    )
     raw = raw_baseline(events, args.timeout)
     print(f"1. raw: produced in {raw['produce_s']:.2f} s, consumed in {raw['consume_s']:.2f} s")
-    with new_database({"DATABASE_URL": DB_URL}) as db:   # not the tests' shared database
-        sched = through_scheduler(events, args.fast_speed, args.stop_at_last_event,
-                                  args.timeout, db.url)
-    print(f"2. scheduler: start {sched['start_s']:.2f} s, produce {sched['produce_s']:.2f} s, "
-          f"run {sched['run_s']:.2f} s ({sched['ticks']} ticks, {sched['applied']} applied, "
-          f"{sched['rejected']} rejected, clock at {sched['sim_s']:.0f} sim s)"
-          + ("" if sched["complete"] else "  INCOMPLETE: stopped before all N were handled"))
+    with new_database({"DATABASE_URL": DB_URL}) as db:  # not the tests' shared database
+        sched = through_scheduler(
+            events, args.fast_speed, args.stop_at_last_event, args.timeout, db.url
+        )
+    print(
+        f"2. scheduler: start {sched['start_s']:.2f} s, produce {sched['produce_s']:.2f} s, "
+        f"run {sched['run_s']:.2f} s ({sched['ticks']} ticks, {sched['applied']} applied, "
+        f"{sched['rejected']} rejected, clock at {sched['sim_s']:.0f} sim s)"
+        + ("" if sched["complete"] else "  INCOMPLETE: stopped before all N were handled")
+    )
     if sched["rejected"]:
-        print("   (the backlog is read 500 messages a poll, so ticks differ from the recorded ones "
-              "and the recorded completions no longer match the tasks: rejected, dead-lettered)")
-    print(f"   of the run: engine {sched['engine_s']:.2f} s, DB commits {sched['db_s']:.2f} s, "
-          f"outbox relay {sched['relay_s']:.2f} s")
+        print(
+            "   (the backlog is read 500 messages a poll, so ticks differ from the recorded ones "
+            "and the recorded completions no longer match the tasks: rejected, dead-lettered)"
+        )
+    print(
+        f"   of the run: engine {sched['engine_s']:.2f} s, DB commits {sched['db_s']:.2f} s, "
+        f"outbox relay {sched['relay_s']:.2f} s"
+    )
     with new_database({"DATABASE_URL": DB_URL}) as db:
         lat = latency(args.speed, args.latency_minutes, args.timeout, db.url)
-    print(f"3. latency: {lat['n']}/{lat['arrivals']} arrivals decided, {lat['ticks']} ticks, "
-          f"{lat['rejected']} rejected, "
-          f"{args.latency_minutes:g} sim min at speed {args.speed:g} ({lat['wall_s']:.0f} s wall)")
-    many = ten_hospitals(events, args.fast_speed, args.timeout, args.hospitals) \
-        if args.hospitals else None
+    print(
+        f"3. latency: {lat['n']}/{lat['arrivals']} arrivals decided, {lat['ticks']} ticks, "
+        f"{lat['rejected']} rejected, "
+        f"{args.latency_minutes:g} sim min at speed {args.speed:g} ({lat['wall_s']:.0f} s wall)"
+    )
+    many = (
+        ten_hospitals(events, args.fast_speed, args.timeout, args.hospitals)
+        if args.hospitals
+        else None
+    )
     if many:
-        print(f"4. {many['count']} hospitals at once: {many['correct']}/{many['count']} correct, "
-              f"{many['n']} events applied in {many['wall_s']:.2f} s"
-              + "".join(f"\n   PROBLEM: {p}" for p in many["problems"]))
+        print(
+            f"4. {many['count']} hospitals at once: {many['correct']}/{many['count']} correct, "
+            f"{many['n']} events applied in {many['wall_s']:.2f} s"
+            + "".join(f"\n   PROBLEM: {p}" for p in many["problems"])
+        )
     print()
     print(f"{'measure':42} {'messages':>9} {'figure':>14}")
     print(f"{'1. raw produce+consume':42} {raw['n']:9d} {raw['rate']:10.0f} msg/s")
-    print(f"{'2. through LiveScheduler (speed %g)' % args.fast_speed:42} {sched['n']:9d} "
-          f"{sched['rate']:10.0f} ev/s")
+    print(
+        f"{f'2. through LiveScheduler (speed {args.fast_speed:g})':42} {sched['n']:9d} "
+        f"{sched['rate']:10.0f} ev/s"
+    )
     print(f"{'   ratio scheduler / raw':42} {'':9} {sched['rate'] / raw['rate']:14.3f}")
-    print(f"{'3. arrival->decision p50 (speed %g)' % args.speed:42} {lat['n']:9d} "
-          f"{lat['p50']:11.1f} ms")
+    print(
+        f"{f'3. arrival->decision p50 (speed {args.speed:g})':42} {lat['n']:9d} "
+        f"{lat['p50']:11.1f} ms"
+    )
     print(f"{'   arrival->decision p99':42} {'':9} {lat['p99']:11.1f} ms")
     print(f"{'   arrival->decision max':42} {'':9} {lat['max']:11.1f} ms")
     if many:
-        print(f"{'4. %d hospitals at once, aggregate' % many['count']:42} {many['n']:9d} "
-              f"{many['rate']:10.0f} ev/s")
+        count, correct = many["count"], many["correct"]
+        print(
+            f"{f'4. {count} hospitals at once, aggregate':42} {many['n']:9d} "
+            f"{many['rate']:10.0f} ev/s"
+        )
         print(f"{'   ratio aggregate / raw':42} {'':9} {many['rate'] / raw['rate']:14.3f}")
-        print(f"{'   hospitals correct':42} {'':9} {'%d/%d' % (many['correct'], many['count']):>14}")
+        print(f"{'   hospitals correct':42} {'':9} {f'{correct}/{count}':>14}")
     print(f"cpu count: {os.cpu_count()}")
 
 

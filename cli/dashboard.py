@@ -7,14 +7,15 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from cli.main import ConfigOption, fail, load_config
 
-PortOption = Annotated[int, typer.Option(
-    help="Port on 127.0.0.1 to serve the dashboard on (0: any free one).")]
+PortOption = Annotated[
+    int, typer.Option(help="Port on 127.0.0.1 to serve the dashboard on (0: any free one).")
+]
 DEFAULT_PORT = 8050
 
 
@@ -40,8 +41,7 @@ class Board:
         self.projection.on_tick(scheduler, result)
 
     def hold(self) -> None:
-        typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C",
-                   err=True)
+        typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C", err=True)
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
@@ -50,8 +50,9 @@ class Board:
 
 
 @contextlib.contextmanager
-def embedded(settings: Any, port: int, hold: bool, duration_ms: int,
-             run_id: str | None = None) -> Iterator[Board]:
+def embedded(
+    settings: Any, port: int, hold: bool, duration_ms: int, run_id: str | None = None
+) -> Iterator[Board]:
     """The dashboard for the length of an embedded run; with `hold`, the server stays up
     when the run is over, for `Board.hold`."""
     from dashboard.embedded import LiveProjection
@@ -79,8 +80,9 @@ def following_database(settings: Any, url: str, port: int) -> Iterator[None]:
     projection = Projection.for_config(settings)
     server = start_server(projection, port)
     lag = sources.KafkaLag(settings)
-    thread, stop = sources.follower(sources.follow_database, projection, url,
-                                    skip_run=before, lag=lag)
+    thread, stop = sources.follower(
+        sources.follow_database, projection, url, skip_run=before, lag=lag
+    )
     try:
         yield
     finally:
@@ -100,36 +102,53 @@ def chain(*callbacks: Callable[[Any, Any], None] | None) -> Callable[[Any, Any],
     def on_tick(scheduler: Any, result: Any) -> None:
         for callback in present:
             callback(scheduler, result)
+
     return on_tick
 
 
 def dashboard(
-    follow: Annotated[Optional[Path], typer.Option(
-        help="Follow a decisions file as a run writes it (hospital run --out FILE).",
-        show_default=False)] = None,
-    db: Annotated[Optional[str], typer.Option(
-        help="Follow the run kept in this database (default: database.url of the config), "
-             "e.g. the one `hospital run --kafka` writes.", show_default=False)] = None,
-    run_id: Annotated[Optional[str], typer.Option(
-        "--run-id", help="The run to follow: it must be the database's run.",
-        show_default=False)] = None,
-    kafka: Annotated[bool, typer.Option(
-        "--kafka", help="With --db: also the scheduler's consumer lag, from the broker "
-                        "(kafka.bootstrap_servers).")] = False,
+    follow: Annotated[
+        Path | None,
+        typer.Option(
+            help="Follow a decisions file as a run writes it (hospital run --out FILE).",
+            show_default=False,
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Follow the run kept in this database (default: database.url of the config), "
+            "e.g. the one `hospital run --kafka` writes.",
+            show_default=False,
+        ),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id", help="The run to follow: it must be the database's run.", show_default=False
+        ),
+    ] = None,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="With --db: also the scheduler's consumer lag, from the broker "
+            "(kafka.bootstrap_servers).",
+        ),
+    ] = False,
     port: PortOption = DEFAULT_PORT,
     config: ConfigOption = None,
 ) -> None:
     """A live web dashboard of a run in another process: rooms floor by floor, staff, waiting
     lists, KPI tiles and charts, with Prometheus metrics at /metrics. Serves until Ctrl-C."""
+    from cli.main import service_errors
     from dashboard import sources
     from dashboard.projection import Projection
-
-    from cli.main import service_errors
 
     settings = load_config(config)
     projection = Projection.for_config(settings, run_id=run_id)
     lag = None
-    target: Callable[..., None]   # a follower: of a decisions file, or of a database
+    target: Callable[..., None]  # a follower: of a decisions file, or of a database
     arg: Path | str
     if follow is not None:
         target, arg, options = sources.follow_file, follow, {}
@@ -170,5 +189,6 @@ def check_run(url: str, run_id: str) -> None:
     finally:
         engine.dispose()
     if run_id not in runs:
-        raise fail(f"run {run_id!r} is not in the database (it holds: "
-                   f"{', '.join(runs) or 'no run'})")
+        raise fail(
+            f"run {run_id!r} is not in the database (it holds: {', '.join(runs) or 'no run'})"
+        )

@@ -15,29 +15,53 @@ from scheduler import config as config_module
 from scheduler.config import Config
 
 
-def run_distributed(settings: Config, config_path: Path | None, db_url: str, duration_ms: int,
-                    speed: float, seed: int | None, workers: dict[str, int],
-                    record: Path | None, out: Path | None, report: Path | None,
-                    quiet: bool) -> None:
+def run_distributed(
+    settings: Config,
+    config_path: Path | None,
+    db_url: str,
+    duration_ms: int,
+    speed: float,
+    seed: int | None,
+    workers: dict[str, int],
+    record: Path | None,
+    out: Path | None,
+    report: Path | None,
+    quiet: bool,
+) -> None:
     from scheduler.db.ledger import Ledger
     from scheduler.services.bus import ensure_topics
     from scheduler.services.supervisor import Supervisor, SupervisorError
 
-    logging.basicConfig(level=logging.INFO if not quiet else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if not quiet else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
     try:
         with service_errors():
             ensure_topics(settings)
-            supervisor = Supervisor(settings, config_path, db_url, duration_ms, speed, seed,
-                                    workers, log_dir=Path("hospital-logs"))
+            supervisor = Supervisor(
+                settings,
+                config_path,
+                db_url,
+                duration_ms,
+                speed,
+                seed,
+                workers,
+                log_dir=Path("hospital-logs"),
+            )
             supervisor.run()
             ledger = Ledger(db_url, settings, settings.scheduler.policy)
             try:
                 figures = ledger_report(ledger, settings, duration_ms)
-                if record or out:   # the record opens with the run's header, as in-process
-                    ledger.export(record, out, header=(
-                        config_module.shareable(settings),
-                        settings.arrivals.seed if seed is None else seed))
+                if record or out:  # the record opens with the run's header, as in-process
+                    ledger.export(
+                        record,
+                        out,
+                        header=(
+                            config_module.shareable(settings),
+                            settings.arrivals.seed if seed is None else seed,
+                        ),
+                    )
             finally:
                 ledger.close()
     except SupervisorError as exc:
@@ -61,10 +85,14 @@ def ledger_report(ledger, settings: Config, duration_ms: int) -> dict:
     tick_ms = round(settings.scheduler.tick_s * 1000)
     solve_ms = ledger.solve_times()
     for tick, inbound, decisions in ledger.history():
-        result = TickResult(tick, tick * tick_ms, inbound,
-                            [ev.parse_json(d, ev.DECISIONS) for d in decisions],
-                            solved=solve_ms.get(tick, 0.0) > 0,   # 0: nothing to decide
-                            solve_ms=solve_ms.get(tick, 0.0))
+        result = TickResult(
+            tick,
+            tick * tick_ms,
+            inbound,
+            [ev.parse_json(d, ev.DECISIONS) for d in decisions],
+            solved=solve_ms.get(tick, 0.0) > 0,  # 0: nothing to decide
+            solve_ms=solve_ms.get(tick, 0.0),
+        )
         kpi.collect(result)
     figures = kpi.report(duration_ms, {"policy": settings.scheduler.policy})
     figures["dead_letters"] = ledger.dead_letters()

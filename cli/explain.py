@@ -5,7 +5,7 @@ file, with the reasons the scheduler gave (`[scheduler] explain`). The work is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,16 +20,23 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def explain(
-    decisions: Annotated[Path, typer.Argument(
-        help="A decisions file (JSONL), e.g. from `hospital run --out` or `hospital solve "
-             "--out`; with `[scheduler] explain = true` it carries the reasons.",
-        show_default=False)],
-    patient: Annotated[Optional[str], typer.Option(
-        help="A patient id, e.g. patient-12.", show_default=False)] = None,
-    staff: Annotated[Optional[str], typer.Option(
-        help="A staff id, e.g. porter-1.", show_default=False)] = None,
-    room: Annotated[Optional[str], typer.Option(
-        help="A room id, e.g. A1.", show_default=False)] = None,
+    decisions: Annotated[
+        Path,
+        typer.Argument(
+            help="A decisions file (JSONL), e.g. from `hospital run --out` or `hospital solve "
+            "--out`; with `[scheduler] explain = true` it carries the reasons.",
+            show_default=False,
+        ),
+    ],
+    patient: Annotated[
+        str | None, typer.Option(help="A patient id, e.g. patient-12.", show_default=False)
+    ] = None,
+    staff: Annotated[
+        str | None, typer.Option(help="A staff id, e.g. porter-1.", show_default=False)
+    ] = None,
+    room: Annotated[
+        str | None, typer.Option(help="A room id, e.g. A1.", show_default=False)
+    ] = None,
 ) -> None:
     """Print the timeline of a patient, a staff member or a room (at least one; given
     several, the decisions about any of them), with the reasons for each referral and
@@ -42,8 +49,11 @@ def explain(
         raise _fail(str(exc)) from None
     lines = timeline(records, patient=patient, staff=staff, room=room)
     if not lines:
-        about = ", ".join(f"{name} {value}" for name, value in
-                          (("patient", patient), ("staff", staff), ("room", room)) if value)
+        about = ", ".join(
+            f"{name} {value}"
+            for name, value in (("patient", patient), ("staff", staff), ("room", room))
+            if value
+        )
         typer.echo(f"hospital: no decision about {about} in {decisions}", err=True)
         raise typer.Exit(1)
     for line in lines:

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ from scheduler.jsonl import LogError
 
 app = typer.Typer(
     help="An event-driven hospital: patients, rooms, porters, medical staff and cleaners, "
-         "scheduled tick by tick with OR-tools CP-SAT.",
+    "scheduled tick by tick with OR-tools CP-SAT.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -33,17 +33,29 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-ConfigOption = Annotated[Optional[Path], typer.Option(
-    "--config", "-c", help="A config.toml; without it, the built-in defaults. "
-                           "`HOSPITAL_<SECTION>_<KEY>` variables override any key.",
-    envvar="HOSPITAL_CONFIG", show_default=False)]
-PolicyOption = Annotated[Optional[str], typer.Option(
-    "--policy", help="cpsat or greedy (default: scheduler.policy of the config).",
-    show_default=False)]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="A config.toml; without it, the built-in defaults. "
+        "`HOSPITAL_<SECTION>_<KEY>` variables override any key.",
+        envvar="HOSPITAL_CONFIG",
+        show_default=False,
+    ),
+]
+PolicyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--policy",
+        help="cpsat or greedy (default: scheduler.policy of the config).",
+        show_default=False,
+    ),
+]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000}
-MIN_SPEED = 0.001   # slower, a tick of a second takes more than a quarter of an hour
+MIN_SPEED = 0.001  # slower, a tick of a second takes more than a quarter of an hour
 
 
 def parse_duration(text: str) -> int:
@@ -54,10 +66,11 @@ def parse_duration(text: str) -> int:
     except ValueError:
         parts = _DURATION.findall(text)
         if not parts or "".join(n + u for n, u in parts) != text:
-            raise typer.BadParameter(f"{text!r}: expected a duration such as 8h, 30m, 1h30m "
-                                     f"or 45s") from None
+            raise typer.BadParameter(
+                f"{text!r}: expected a duration such as 8h, 30m, 1h30m or 45s"
+            ) from None
         seconds = sum(float(n) * _UNIT_MS[u] for n, u in parts) / 1000
-    if not 0 <= seconds <= MAX_TIME_S:   # also NaN and infinity
+    if not 0 <= seconds <= MAX_TIME_S:  # also NaN and infinity
         raise typer.BadParameter(f"{text!r}: expected a duration from 0 to {MAX_TIME_S} s")
     return round(seconds * 1000)
 
@@ -78,9 +91,10 @@ def one_line(text: str) -> str:
     """`text` as one printable line: a newline or a control character that came from the
     input (an id in a rejected event, a key in a config) is shown escaped, so that it can
     neither split the message nor forge another one."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape",
-                                                      "backslashreplace").decode("ascii")
-                   for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -115,8 +129,11 @@ def check_outputs(**paths: Path | None) -> None:
         if path.is_dir():
             raise fail(f"{name}: is a directory")
         if not parent.is_dir():
-            raise fail(f"{name}: {parent} is not a directory" if parent.exists()
-                       else f"{name}: no directory {parent}")
+            raise fail(
+                f"{name}: {parent} is not a directory"
+                if parent.exists()
+                else f"{name}: no directory {parent}"
+            )
         if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise fail(f"{name}: not writable")
         same = seen.setdefault(path.resolve(), name)
@@ -145,9 +162,11 @@ class StopSignals:
         import threading
 
         # Only the main thread may handle signals (a run invoked from another has none).
-        self._previous = {signum: signal.signal(signum, self._handle)
-                          for signum in (signal.SIGINT, signal.SIGTERM)
-                          if threading.current_thread() is threading.main_thread()}
+        self._previous = {
+            signum: signal.signal(signum, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+            if threading.current_thread() is threading.main_thread()
+        }
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -167,40 +186,76 @@ def load_config(path: Path | None, policy: str | None = None) -> Config:
 
 @app.command()
 def run(
-    duration: Annotated[str, typer.Option(help="Simulated time to run: 8h, 30m, 1h30m, 45s.")] = "8h",
-    speed: Annotated[str, typer.Option(
-        help="Simulated seconds per wall second, or 'max' to run as fast as the CPU allows.")] = "1",
-    seed: Annotated[Optional[int], typer.Option(
-        help="Seed of the arrival process (default: arrivals.seed of the config).",
-        show_default=False)] = None,
+    duration: Annotated[
+        str, typer.Option(help="Simulated time to run: 8h, 30m, 1h30m, 45s.")
+    ] = "8h",
+    speed: Annotated[
+        str,
+        typer.Option(
+            help="Simulated seconds per wall second, or 'max' to run as fast as the CPU allows."
+        ),
+    ] = "1",
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the arrival process (default: arrivals.seed of the config).",
+            show_default=False,
+        ),
+    ] = None,
     policy: PolicyOption = None,
     config: ConfigOption = None,
-    record: Annotated[Optional[Path], typer.Option(
-        help="Write the inbound events, each with the tick that consumed it, as JSONL.",
-        show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        help="Write the decisions as JSONL.", show_default=False)] = None,
-    report: Annotated[Optional[Path], typer.Option(
-        help="Write the KPI report as JSON.", show_default=False)] = None,
-    db: Annotated[Optional[str], typer.Option(
-        help="Database URL (default: database.url of the config, a SQLite file).",
-        show_default=False)] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the inbound events, each with the tick that consumed it, as JSONL.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the decisions as JSONL.", show_default=False)
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the KPI report as JSON.", show_default=False)
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL (default: database.url of the config, a SQLite file).",
+            show_default=False,
+        ),
+    ] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="Keep nothing in a database.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view or progress bar.")] = False,
-    kafka: Annotated[Optional[bool], typer.Option(
-        "--kafka/--embedded", help="Run the services as separate processes over Kafka, the run "
-                                   "kept in --db (default: kafka.enabled of the config).",
-        show_default=False)] = None,
-    workers: Annotated[str, typer.Option(
-        help="With --kafka: worker processes per role, e.g. porter=2,medical=1,cleaner=1.")]
-        = "porter=1,medical=1,cleaner=1",
-    dashboard: Annotated[bool, typer.Option(
-        "--dashboard", help="Serve a live web dashboard of the run (and /metrics).")] = False,
-    dashboard_port: Annotated[int, typer.Option(
-        help="With --dashboard: its port on 127.0.0.1 (0: any free one).")] = 8050,
-    dashboard_hold: Annotated[bool, typer.Option(
-        "--dashboard-hold", help="With --dashboard: keep it up after the run, until Ctrl-C.")]
-        = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No live view or progress bar.")
+    ] = False,
+    kafka: Annotated[
+        bool | None,
+        typer.Option(
+            "--kafka/--embedded",
+            help="Run the services as separate processes over Kafka, the run "
+            "kept in --db (default: kafka.enabled of the config).",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="With --kafka: worker processes per role, e.g. porter=2,medical=1,cleaner=1."
+        ),
+    ] = "porter=1,medical=1,cleaner=1",
+    dashboard: Annotated[
+        bool,
+        typer.Option("--dashboard", help="Serve a live web dashboard of the run (and /metrics)."),
+    ] = False,
+    dashboard_port: Annotated[
+        int, typer.Option(help="With --dashboard: its port on 127.0.0.1 (0: any free one).")
+    ] = 8050,
+    dashboard_hold: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard-hold", help="With --dashboard: keep it up after the run, until Ctrl-C."
+        ),
+    ] = False,
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
@@ -213,25 +268,42 @@ def run(
     if seed is not None and not config_module.MIN_SEED <= seed <= config_module.MAX_SEED:
         raise typer.BadParameter(f"{seed}: a seed fits in 64 bits", param_hint="--seed")
     if not 0 <= dashboard_port <= 65535:
-        raise typer.BadParameter(f"{dashboard_port}: expected a port from 0 to 65535",
-                                 param_hint="--dashboard-port")
+        raise typer.BadParameter(
+            f"{dashboard_port}: expected a port from 0 to 65535", param_hint="--dashboard-port"
+        )
     settings = load_config(config, policy)
     if kafka if kafka is not None else settings.kafka.enabled:
         if speed_value is None:
             raise fail("the distributed mode runs on the wall clock: give --speed a number")
         if policy is not None:
-            raise fail("with --kafka, set the policy in the config (scheduler.policy) so "
-                       "that every service uses it")
+            raise fail(
+                "with --kafka, set the policy in the config (scheduler.policy) so "
+                "that every service uses it"
+            )
         from cli.dashboard import following_database
         from cli.distributed import run_distributed
         from cli.runs import keep_distributed
 
         url = db or settings.database.url
         started = time.time()
-        with (following_database(settings, url, dashboard_port) if dashboard
-              else contextlib.nullcontext()):
-            run_distributed(settings, config, url, duration_ms, speed_value, seed,
-                            parse_workers(workers), record, out, report, quiet)
+        with (
+            following_database(settings, url, dashboard_port)
+            if dashboard
+            else contextlib.nullcontext()
+        ):
+            run_distributed(
+                settings,
+                config,
+                url,
+                duration_ms,
+                speed_value,
+                seed,
+                parse_workers(workers),
+                record,
+                out,
+                report,
+                quiet,
+            )
         with service_errors():
             keep_distributed(url, settings, seed, duration_ms, started)
         return
@@ -252,17 +324,37 @@ def run(
     try:
         with signals:
             store = None if no_db else open_store(db or settings.database.url, settings)
-            with service_errors(), (keeping(db or settings.database.url, settings, seed,
-                                            duration_ms) if store is not None
-                                    else contextlib.nullcontext()) as kept, \
-                    (web.embedded(settings, dashboard_port, dashboard_hold, duration_ms,
-                                  kept.run_id if kept else None)
-                     if dashboard else contextlib.nullcontext()) as board, \
-                    view or contextlib.nullcontext():
-                figures = simulate_run(settings, duration_ms, speed=speed_value, seed=seed,
-                                       store=store, record=record, out=out,
-                                       on_tick=web.chain(view, board.on_tick if board else None),
-                                       stop=signals.stop)
+            with (
+                service_errors(),
+                (
+                    keeping(db or settings.database.url, settings, seed, duration_ms)
+                    if store is not None
+                    else contextlib.nullcontext()
+                ) as kept,
+                (
+                    web.embedded(
+                        settings,
+                        dashboard_port,
+                        dashboard_hold,
+                        duration_ms,
+                        kept.run_id if kept else None,
+                    )
+                    if dashboard
+                    else contextlib.nullcontext()
+                ) as board,
+                view or contextlib.nullcontext(),
+            ):
+                figures = simulate_run(
+                    settings,
+                    duration_ms,
+                    speed=speed_value,
+                    seed=seed,
+                    store=store,
+                    record=record,
+                    out=out,
+                    on_tick=web.chain(view, board.on_tick if board else None),
+                    stop=signals.stop,
+                )
                 figures.update(run_identity(settings, seed, kept.run_id if kept else None))
                 interrupted = "interrupted_at_ms" in figures
                 if interrupted:
@@ -278,9 +370,12 @@ def run(
     Console().print(summary_table(figures))
     if interrupted:
         if board is not None and dashboard_hold:
-            board.server.stop()   # a run told to stop does not hold its dashboard up
-        typer.echo(f"hospital: stopped by {figures['interrupted_by']} at "
-                   f"{clock_text(figures['interrupted_at_ms'])} of simulated time", err=True)
+            board.server.stop()  # a run told to stop does not hold its dashboard up
+        typer.echo(
+            f"hospital: stopped by {figures['interrupted_by']} at "
+            f"{clock_text(figures['interrupted_at_ms'])} of simulated time",
+            err=True,
+        )
         raise typer.Exit(128 + signals.received)
     if board is not None and dashboard_hold:
         board.hold()
@@ -299,18 +394,24 @@ def run_identity(settings: Config, seed: int | None, run_id: str | None) -> dict
     return identity
 
 
-MAX_WORKERS = 64   # processes per role: more would only crowd the machine
+MAX_WORKERS = 64  # processes per role: more would only crowd the machine
 
 
 def parse_workers(text: str) -> dict[str, int]:
     counts = {"porter": 1, "medical": 1, "cleaner": 1}
     for part in filter(None, (p.strip() for p in text.split(","))):
         role, _, count = part.partition("=")
-        if role not in counts or not re.fullmatch(r"[0-9]{1,3}", count) \
-                or not 1 <= int(count) <= MAX_WORKERS:
-            raise typer.BadParameter(f"{part!r}: expected ROLE=COUNT, ROLE one of "
-                                     f"porter, medical, cleaner and COUNT from 1 to "
-                                     f"{MAX_WORKERS}", param_hint="--workers")
+        if (
+            role not in counts
+            or not re.fullmatch(r"[0-9]{1,3}", count)
+            or not 1 <= int(count) <= MAX_WORKERS
+        ):
+            raise typer.BadParameter(
+                f"{part!r}: expected ROLE=COUNT, ROLE one of "
+                f"porter, medical, cleaner and COUNT from 1 to "
+                f"{MAX_WORKERS}",
+                param_hint="--workers",
+            )
         counts[role] = int(count)
     return counts
 
@@ -340,26 +441,39 @@ def replay_config(events: Path, config: Path | None, policy: str | None) -> Conf
         raise fail(f"{events}:1: the run header's config cannot be used: {exc}") from None
     if config is None and policy is None:
         return recorded
-    given = load_config(config, policy) if config else recorded.replace(
-        scheduler={"policy": policy})
-    changed = config_module.differences(config_module.to_mapping(recorded),
-                                        config_module.to_mapping(given))
+    given = (
+        load_config(config, policy) if config else recorded.replace(scheduler={"policy": policy})
+    )
+    changed = config_module.differences(
+        config_module.to_mapping(recorded), config_module.to_mapping(given)
+    )
     if changed:
-        raise fail(f"{events} was recorded with another config: {', '.join(changed[:5])}"
-                   f"{' ...' if len(changed) > 5 else ''} differ (leave out --config and "
-                   f"--policy to replay it as recorded)")
+        raise fail(
+            f"{events} was recorded with another config: {', '.join(changed[:5])}"
+            f"{' ...' if len(changed) > 5 else ''} differ (leave out --config and "
+            f"--policy to replay it as recorded)"
+        )
     return given
 
 
 @app.command()
 def solve(
-    events: Annotated[Path, typer.Argument(help="A recorded event log (JSONL), e.g. from "
-                                                "`hospital run --record`.", show_default=False)],
-    out: Annotated[Optional[Path], typer.Option(
-        help="Write the decisions here as JSONL (default: standard output).",
-        show_default=False)] = None,
-    report: Annotated[Optional[Path], typer.Option(
-        help="Write the KPI report as JSON.", show_default=False)] = None,
+    events: Annotated[
+        Path,
+        typer.Argument(
+            help="A recorded event log (JSONL), e.g. from `hospital run --record`.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the decisions here as JSONL (default: standard output).", show_default=False
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the KPI report as JSON.", show_default=False)
+    ] = None,
     policy: PolicyOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -375,8 +489,7 @@ def solve(
     settings = replay_config(events, config, policy)
     try:
         if out is None:
-            result = replay(settings, events,
-                            on_decisions=lambda ds: jsonl.write(sys.stdout, ds))
+            result = replay(settings, events, on_decisions=lambda ds: jsonl.write(sys.stdout, ds))
         else:
             result = replay(settings, events, out)
     except LogError as exc:
@@ -389,8 +502,10 @@ def solve(
         raise fail(f"{len(result.rejected)} event(s) rejected", 1)
 
 
-DbOption = Annotated[Optional[str], typer.Option(
-    help="Database URL (default: database.url of the config).", show_default=False)]
+DbOption = Annotated[
+    str | None,
+    typer.Option(help="Database URL (default: database.url of the config).", show_default=False),
+]
 
 
 def _migration(action: str, db: str | None, config: Path | None) -> None:
@@ -400,10 +515,10 @@ def _migration(action: str, db: str | None, config: Path | None) -> None:
 
     url = db or load_config(config).database.url
     missing = sqlite_file_missing(url)
-    if missing and action == "check":   # alembic would create an empty file to check it
+    if missing and action == "check":  # alembic would create an empty file to check it
         raise fail(f"no database at {missing} (hospital db upgrade creates it)", 3)
     with service_errors():
-        connect(url).dispose()   # a clear error for a database that is not there
+        connect(url).dispose()  # a clear error for a database that is not there
     try:
         getattr(migrate, action)(url)
     except Exception as exc:  # alembic's: drift found, a failed migration
@@ -418,10 +533,14 @@ def sqlite_file_missing(url: str) -> str | None:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        return None   # `connect` says what is wrong with it
+        return None  # `connect` says what is wrong with it
     name = parsed.database
-    if parsed.get_backend_name() != "sqlite" or name in (None, "", ":memory:") \
-            or name.startswith("file:") or Path(name).exists():
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or name in (None, "", ":memory:")
+        or name.startswith("file:")
+        or Path(name).exists()
+    ):
         return None
     return name
 

@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from cli.main import (ConfigOption, check_outputs, fail, load_config, parse_duration,
-                      sqlite_file_missing)
+from cli.main import (
+    ConfigOption,
+    check_outputs,
+    fail,
+    load_config,
+    parse_duration,
+    sqlite_file_missing,
+)
 
 
 def kept_run(url: str, run_id: str | None) -> Any:
@@ -24,48 +30,73 @@ def kept_run(url: str, run_id: str | None) -> Any:
     from scheduler.db.store import connect, safe_url
 
     def nothing_kept() -> typer.Exit:
-        return fail(f"no run {run_id!r} kept in {safe_url(url)} (hospital runs lists them)"
-                    if run_id else f"no run kept in {safe_url(url)}")
+        return fail(
+            f"no run {run_id!r} kept in {safe_url(url)} (hospital runs lists them)"
+            if run_id
+            else f"no run kept in {safe_url(url)}"
+        )
 
-    if sqlite_file_missing(url):   # no file, no run: SQLite would make an empty one
+    if sqlite_file_missing(url):  # no file, no run: SQLite would make an empty one
         raise nothing_kept()
     with service_errors():
         engine = connect(url)
     try:
-        row = (kept_runs.find(engine, run_id) if inspect(engine).has_table("kept_runs")
-               else None)
+        row = kept_runs.find(engine, run_id) if inspect(engine).has_table("kept_runs") else None
         if row is None:
             raise nothing_kept()
         config = config_module.from_mapping(row.config, {})
         vocabulary = {**ev.DECISIONS, **ev.INBOUND}
-        ticks = [(tick, round(time_s * 1000),
-                  [ev.parse_json(d, vocabulary) for d in decisions],
-                  [ev.parse_json(e, vocabulary) for e in events],
-                  solve_ms or None)
-                 for tick, time_s, solve_ms, _, events, decisions
-                 in kept_runs.history(engine, row.run_id)]
+        ticks = [
+            (
+                tick,
+                round(time_s * 1000),
+                [ev.parse_json(d, vocabulary) for d in decisions],
+                [ev.parse_json(e, vocabulary) for e in events],
+                solve_ms or None,
+            )
+            for tick, time_s, solve_ms, _, events, decisions in kept_runs.history(
+                engine, row.run_id
+            )
+        ]
     finally:
         engine.dispose()
     from cli.runs import stamp
 
-    meta = {"run": row.run_id, "mode": row.mode, "status": row.status,
-            "policy": row.policy, "seed": row.seed, "version": row.version,
-            "started (UTC)": stamp(row.started_at), "ended (UTC)": stamp(row.ended_at)}
-    return report.build(row.run_id, ticks, config, round(row.duration_s * 1000), meta,
-                        exact=True)
+    meta = {
+        "run": row.run_id,
+        "mode": row.mode,
+        "status": row.status,
+        "policy": row.policy,
+        "seed": row.seed,
+        "version": row.version,
+        "started (UTC)": stamp(row.started_at),
+        "ended (UTC)": stamp(row.ended_at),
+    }
+    return report.build(row.run_id, ticks, config, round(row.duration_s * 1000), meta, exact=True)
 
 
-def load_run(source: str | None, events: Path | None, config: Any, duration: str | None,
-             label: str | None = None, db: str | None = None) -> Any:
+def load_run(
+    source: str | None,
+    events: Path | None,
+    config: Any,
+    duration: str | None,
+    label: str | None = None,
+    db: str | None = None,
+) -> Any:
     from dashboard import report
 
-    if source is not None and not Path(source).is_file() and (
-            Path(source).suffix or "/" in source or "\\" in source):
+    if (
+        source is not None
+        and not Path(source).is_file()
+        and (Path(source).suffix or "/" in source or "\\" in source)
+    ):
         raise fail(f"{source}: no such decisions file")
     if source is None or not Path(source).is_file():
         if events is not None or duration is not None:
-            raise fail(f"{source or 'the latest run'}: --events and --duration are for a "
-                       "decisions file; a kept run has its own")
+            raise fail(
+                f"{source or 'the latest run'}: --events and --duration are for a "
+                "decisions file; a kept run has its own"
+            )
         return kept_run(db or config.database.url, source)
     path = Path(source)
     duration_ms = parse_duration(duration) if duration else None
@@ -86,36 +117,60 @@ def check_log(path: Path, kind: str) -> None:
 
     try:
         for record in jsonl.read(path, ev.DECISIONS if kind == "decisions" else None):
-            if record.tick is None:   # decisions always have one
-                raise fail(f"{path}:{record.line}: no 'tick': the report needs the event log "
-                           f"of hospital run --record")
+            if record.tick is None:  # decisions always have one
+                raise fail(
+                    f"{path}:{record.line}: no 'tick': the report needs the event log "
+                    f"of hospital run --record"
+                )
     except jsonl.LogError as exc:
         raise fail(str(exc)) from None
 
 
 def report(
-    source: Annotated[Optional[str], typer.Argument(
-        help="The run: its id in the database (hospital runs; the latest when none is "
-             "given), or its decisions file (hospital run --out).", show_default=False)]
-        = None,
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="The run: its id in the database (hospital runs; the latest when none is "
+            "given), or its decisions file (hospital run --out).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
-    events: Annotated[Optional[Path], typer.Option(
-        help="The run's event log (hospital run --record): with it, the figures are the "
-             "run's KPI report exactly.", show_default=False)] = None,
-    duration: Annotated[Optional[str], typer.Option(
-        help="The run's --duration (default: up to its last tick).", show_default=False)]
-        = None,
-    compare: Annotated[Optional[str], typer.Option(
-        help="A second run to put side by side with the first (its id, or its decisions "
-             "file).",
-        show_default=False)] = None,
-    compare_events: Annotated[Optional[Path], typer.Option(
-        help="The second run's event log.", show_default=False)] = None,
-    compare_config: Annotated[Optional[Path], typer.Option(
-        help="The second run's config (default: --config).", show_default=False)] = None,
-    db: Annotated[Optional[str], typer.Option(
-        help="Database URL of kept runs (default: database.url of the config).",
-        show_default=False)] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            help="The run's event log (hospital run --record): with it, the figures are the "
+            "run's KPI report exactly.",
+            show_default=False,
+        ),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            help="The run's --duration (default: up to its last tick).", show_default=False
+        ),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="A second run to put side by side with the first (its id, or its decisions file).",
+            show_default=False,
+        ),
+    ] = None,
+    compare_events: Annotated[
+        Path | None, typer.Option(help="The second run's event log.", show_default=False)
+    ] = None,
+    compare_config: Annotated[
+        Path | None,
+        typer.Option(help="The second run's config (default: --config).", show_default=False),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL of kept runs (default: database.url of the config).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write a run's report as one HTML file with plots (arrivals, admissions and referrals
@@ -131,8 +186,16 @@ def report(
         label = Path(compare).stem
         if label == runs[0].label:
             label = f"{label} (2)"
-        runs.append(load_run(compare, compare_events, other,
-                             duration if Path(compare).is_file() else None, label, db=db))
+        runs.append(
+            load_run(
+                compare,
+                compare_events,
+                other,
+                duration if Path(compare).is_file() else None,
+                label,
+                db=db,
+            )
+        )
     try:
         out.write_text(html_report.render(runs), encoding="utf-8")
     except OSError as exc:

@@ -8,19 +8,19 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.main import (ConfigOption, DbOption, fail, load_config, service_errors,
-                      sqlite_file_missing)
+from cli.main import ConfigOption, DbOption, fail, load_config, service_errors, sqlite_file_missing
 from cli.view import clock_text
 
 
 class Kept:
     """What `keeping` needs to know at the end: the KPI report, once there is one."""
+
     def __init__(self, run_id: str):
         self.run_id = run_id
         self.figures: dict[str, Any] | None = None
@@ -37,14 +37,18 @@ def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iter
         engine = connect(url)
     kept = Kept(kept_runs.new_run_id())
     try:
-        kept_runs.begin(engine, kept.run_id, settings, seed=seed, mode="embedded",
-                        duration_ms=duration_ms)
+        kept_runs.begin(
+            engine, kept.run_id, settings, seed=seed, mode="embedded", duration_ms=duration_ms
+        )
         status = "failed"
         try:
             yield kept
             # A run stopped by a signal ends its simulation early but normally.
-            status = ("interrupted" if kept.figures and "interrupted_at_ms" in kept.figures
-                      else "finished")
+            status = (
+                "interrupted"
+                if kept.figures and "interrupted_at_ms" in kept.figures
+                else "finished"
+            )
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -55,8 +59,9 @@ def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iter
 
 
 @contextlib.contextmanager
-def keeping_service(ledger: Any, settings: Any, run_id: str, *, new_run: bool,
-                    until_ms: int | None, clock: Any) -> Iterator[None]:
+def keeping_service(
+    ledger: Any, settings: Any, run_id: str, *, new_run: bool, until_ms: int | None, clock: Any
+) -> Iterator[None]:
     """`hospital scheduler` keeps its run, started by hand or by `hospital run --kafka`: the
     row when it starts the run (a kept run of the same id is set aside) or resumes it, its
     ticks copied and its KPI report (from the database) when it stops, however it stops."""
@@ -71,35 +76,36 @@ def keeping_service(ledger: Any, settings: Any, run_id: str, *, new_run: bool,
     if row is not None and new_run:
         moved = kept_runs.set_aside(engine, run_id)
         logging.getLogger("hospital.scheduler").warning(
-            "run %s: a run of that id was kept before; it is now %s", run_id, moved)
+            "run %s: a run of that id was kept before; it is now %s", run_id, moved
+        )
         row = None
     if row is None:
-        kept_runs.begin(engine, run_id, settings, seed=None, mode="distributed",
-                        duration_ms=until_ms or 0)
+        kept_runs.begin(
+            engine, run_id, settings, seed=None, mode="distributed", duration_ms=until_ms or 0
+        )
     else:
         kept_runs.mark(engine, run_id, "running")
     status: str | None = "failed"
     try:
         yield
-        status = "finished" if until_ms is not None and clock.now_ms() > until_ms \
-            else "interrupted"
+        status = "finished" if until_ms is not None and clock.now_ms() > until_ms else "interrupted"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     except LeaseLost:
-        status = None   # another scheduler took over the run: its row is theirs to keep
+        status = None  # another scheduler took over the run: its row is theirs to keep
         raise
     finally:
         if status is not None:
-            reached = max(0, clock.now_ms() if until_ms is None else min(until_ms,
-                                                                         clock.now_ms()))
+            reached = max(0, clock.now_ms() if until_ms is None else min(until_ms, clock.now_ms()))
             figures = ledger_report(ledger, settings, reached)
             figures["run_id"] = run_id
             kept_runs.finish(engine, run_id, figures, status, duration_ms=reached)
 
 
-def keep_distributed(url: str, settings: Any, seed: int | None, duration_ms: int,
-                     started_at: float) -> str | None:
+def keep_distributed(
+    url: str, settings: Any, seed: int | None, duration_ms: int, started_at: float
+) -> str | None:
     """After `hospital run --kafka`: keep the run the database holds now."""
     from sqlalchemy import update
 
@@ -120,16 +126,21 @@ def keep_distributed(url: str, settings: Any, seed: int | None, duration_ms: int
     figures["run_id"] = run_id
     engine = connect(url)
     try:
-        if kept_runs.find(engine, run_id) is None:   # a scheduler service that kept nothing
-            kept_runs.begin(engine, run_id, settings, seed=seed, mode="distributed",
-                            duration_ms=duration_ms)
+        if kept_runs.find(engine, run_id) is None:  # a scheduler service that kept nothing
+            kept_runs.begin(
+                engine, run_id, settings, seed=seed, mode="distributed", duration_ms=duration_ms
+            )
         kept_runs.finish(engine, run_id, figures, duration_ms=duration_ms)
         # the run's start and seed as `hospital run --kafka` has them (its scheduler service,
         # which kept the run, knew neither)
         with engine.begin() as db:
-            db.execute(update(kept_runs.KeptRun).where(kept_runs.KeptRun.run_id == run_id)
-                       .values(started_at=started_at,
-                               seed=settings.arrivals.seed if seed is None else seed))
+            db.execute(
+                update(kept_runs.KeptRun)
+                .where(kept_runs.KeptRun.run_id == run_id)
+                .values(
+                    started_at=started_at, seed=settings.arrivals.seed if seed is None else seed
+                )
+            )
     finally:
         engine.dispose()
     return run_id
@@ -160,8 +171,10 @@ def runs(
     db: DbOption = None,
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a run.")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many, the latest first.",
-                                                 min=1, show_default=False)] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="At most this many, the latest first.", min=1, show_default=False),
+    ] = None,
 ) -> None:
     """List the runs kept in the database, the latest first: id, mode, policy, seed, start
     (UTC), simulated duration, status and headline KPIs."""
@@ -172,7 +185,7 @@ def runs(
 
     url = db or load_config(config).database.url
     found = []
-    if not sqlite_file_missing(url):   # no file, no runs: SQLite would make an empty one
+    if not sqlite_file_missing(url):  # no file, no runs: SQLite would make an empty one
         with service_errors():
             engine = connect(url)
         try:
@@ -187,21 +200,50 @@ def runs(
     found = found[:limit] if limit else found
     if as_json:
         for r in found:
-            typer.echo(json.dumps({"run_id": r.run_id, "mode": r.mode, "status": r.status,
-                                   "policy": r.policy, "seed": r.seed, "version": r.version,
-                                   "duration_s": r.duration_s, "started_at": r.started_at,
-                                   "ended_at": r.ended_at, "figures": r.figures},
-                                  sort_keys=True))
+            typer.echo(
+                json.dumps(
+                    {
+                        "run_id": r.run_id,
+                        "mode": r.mode,
+                        "status": r.status,
+                        "policy": r.policy,
+                        "seed": r.seed,
+                        "version": r.version,
+                        "duration_s": r.duration_s,
+                        "started_at": r.started_at,
+                        "ended_at": r.ended_at,
+                        "figures": r.figures,
+                    },
+                    sort_keys=True,
+                )
+            )
         return
     table = Table(title=f"Runs kept ({len(found)})", title_justify="left")
-    for column in ("run", "mode", "policy", "seed", "started (UTC)", "simulated", "status",
-                   "arrivals", "referred"):
-        table.add_column(column, no_wrap=True,
-                         justify="right" if column in ("seed", "arrivals") else "left")
+    for column in (
+        "run",
+        "mode",
+        "policy",
+        "seed",
+        "started (UTC)",
+        "simulated",
+        "status",
+        "arrivals",
+        "referred",
+    ):
+        table.add_column(
+            column, no_wrap=True, justify="right" if column in ("seed", "arrivals") else "left"
+        )
     for r in found:
         f = r.figures or {}
-        table.add_row(r.run_id, r.mode, r.policy, "" if r.seed is None else str(r.seed),
-                      stamp(r.started_at), clock_text(round(r.duration_s * 1000)), r.status,
-                      str(f.get("arrivals", "")),
-                      f"{f['referral_rate']:.1%}" if "referral_rate" in f else "")
+        table.add_row(
+            r.run_id,
+            r.mode,
+            r.policy,
+            "" if r.seed is None else str(r.seed),
+            stamp(r.started_at),
+            clock_text(round(r.duration_s * 1000)),
+            r.status,
+            str(f.get("arrivals", "")),
+            f"{f['referral_rate']:.1%}" if "referral_rate" in f else "",
+        )
     Console(width=None if sys.stdout.isatty() else 160).print(table)

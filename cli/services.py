@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,14 +20,24 @@ if TYPE_CHECKING:
     from scheduler.services.clock import LiveClock
 
 RunId = Annotated[str, typer.Option(help="The run's id, shared by all its services.")]
-Epoch = Annotated[Optional[float], typer.Option(
-    help="Unix time at which simulated time 0 falls (default: now).", show_default=False)]
+Epoch = Annotated[
+    float | None,
+    typer.Option(
+        help="Unix time at which simulated time 0 falls (default: now).", show_default=False
+    ),
+]
 Speed = Annotated[float, typer.Option(help="Simulated seconds per wall second.")]
-EpochFile = Annotated[Optional[Path], typer.Option(
-    hidden=True, show_default=False,
-    help="Once up, wait for this file and take --epoch from it (`hospital run --kafka`).")]
-Db = Annotated[Optional[str], typer.Option(help="Database URL (default: database.url).",
-                                           show_default=False)]
+EpochFile = Annotated[
+    Path | None,
+    typer.Option(
+        hidden=True,
+        show_default=False,
+        help="Once up, wait for this file and take --epoch from it (`hospital run --kafka`).",
+    ),
+]
+Db = Annotated[
+    str | None, typer.Option(help="Database URL (default: database.url).", show_default=False)
+]
 
 
 def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
@@ -41,8 +51,9 @@ def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
     return None
 
 
-def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | None = None
-                   ) -> tuple[threading.Event, LiveClock]:
+def _service_setup(
+    speed: float | None, epoch: float | None, epoch_file: Path | None = None
+) -> tuple[threading.Event, LiveClock]:
     """The stop event and the run's clock. With `epoch_file`, the clock is the supervisor's,
     started in the background when the file appears: the service gets on with connecting
     meanwhile (its clock reads far before time 0 until then)."""
@@ -69,32 +80,59 @@ def _service_setup(speed: float | None, epoch: float | None, epoch_file: Path | 
     return stop, clock
 
 
-NOT_YET_S = 10.0 ** 9   # a clock not started yet: time 0 is decades away
+NOT_YET_S = 10.0**9  # a clock not started yet: time 0 is decades away
 
 
 @app.command("scheduler")
 def scheduler_service(
-    run_id: Annotated[Optional[str], typer.Option(
-        help="The run's id, shared by all its services. A run the database does not hold is "
-             "started (the one it held is kept, see `hospital runs`); without it, the run "
-             "the database holds is resumed.", show_default=False)] = None,
-    epoch: Annotated[Optional[float], typer.Option(
-        help="Unix time at which simulated time 0 falls, for a new run (default: now); a "
-             "resumed run keeps its own.", show_default=False)] = None,
-    speed: Annotated[Optional[float], typer.Option(
-        help="Simulated seconds per wall second, for a new run (default: 1); a resumed run "
-             "keeps its own.", show_default=False)] = None,
-    until_ms: Annotated[Optional[int], typer.Option(help="Stop at this simulated time (ms).",
-                                                    show_default=False)] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The run's id, shared by all its services. A run the database does not hold is "
+            "started (the one it held is kept, see `hospital runs`); without it, the run "
+            "the database holds is resumed.",
+            show_default=False,
+        ),
+    ] = None,
+    epoch: Annotated[
+        float | None,
+        typer.Option(
+            help="Unix time at which simulated time 0 falls, for a new run (default: now); a "
+            "resumed run keeps its own.",
+            show_default=False,
+        ),
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="Simulated seconds per wall second, for a new run (default: 1); a resumed run "
+            "keeps its own.",
+            show_default=False,
+        ),
+    ] = None,
+    until_ms: Annotated[
+        int | None, typer.Option(help="Stop at this simulated time (ms).", show_default=False)
+    ] = None,
     epoch_file: EpochFile = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start the run anew, even if the "
-                                                        "database holds it.")] = False,
-    standby: Annotated[bool, typer.Option(
-        "--standby", help="Wait while another scheduler is active, and take over the run "
-                          "when it stops or dies (its lease expires).")] = False,
-    scheduler_id: Annotated[Optional[str], typer.Option(
-        help="This scheduler's name in the lease (default: the host name). Two schedulers "
-             "of one database need two names.", show_default=False)] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start the run anew, even if the database holds it.")
+    ] = False,
+    standby: Annotated[
+        bool,
+        typer.Option(
+            "--standby",
+            help="Wait while another scheduler is active, and take over the run "
+            "when it stops or dies (its lease expires).",
+        ),
+    ] = False,
+    scheduler_id: Annotated[
+        str | None,
+        typer.Option(
+            help="This scheduler's name in the lease (default: the host name). Two schedulers "
+            "of one database need two names.",
+            show_default=False,
+        ),
+    ] = None,
     db: Db = None,
     config: ConfigOption = None,
 ) -> None:
@@ -112,17 +150,18 @@ def scheduler_service(
     if standby and fresh:
         raise fail("--standby takes over the run the database holds: it cannot be --fresh")
     try:
-        Faults.from_environment(-1)   # a typo in HOSPITAL_FAULT: said now, not mid-run
+        Faults.from_environment(-1)  # a typo in HOSPITAL_FAULT: said now, not mid-run
     except ValueError as exc:
         raise fail(str(exc)) from None
     stop, _ = _service_setup(speed, epoch)
     log = logging.getLogger("hospital.scheduler")
     url = db or settings.database.url
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
-        ledger: Ledger | None = Ledger(url, settings, settings.scheduler.policy)   # migrated
-        if epoch_file is not None:   # up, the database migrated: the supervisor's clock
+        ledger: Ledger | None = Ledger(url, settings, settings.scheduler.policy)  # migrated
+        if epoch_file is not None:  # up, the database migrated: the supervisor's clock
             logging.getLogger("hospital.service").info(
-                "up: waiting for the run's clock in %s", epoch_file)
+                "up: waiting for the run's clock in %s", epoch_file
+            )
             epoch = _await_epoch(epoch_file, stop)
             if epoch is None:
                 if ledger is not None:
@@ -133,8 +172,9 @@ def scheduler_service(
         try:
             while True:
                 if standby:
-                    follower = Follower(settings, ledger or Ledger(url, settings,
-                                                                   settings.scheduler.policy))
+                    follower = Follower(
+                        settings, ledger or Ledger(url, settings, settings.scheduler.policy)
+                    )
                     ledger = follower.ledger
                     log.info("scheduler %s: standby, waiting for the lease", lease.holder)
                 try:
@@ -146,11 +186,10 @@ def scheduler_service(
                 if ledger is None:
                     ledger = Ledger(url, settings, settings.scheduler.policy)
                 else:
-                    ledger.reload()   # another may have written since it was opened
+                    ledger.reload()  # another may have written since it was opened
                 ledger.lease = lease
                 try:
-                    _lead(ledger, settings, run_id, epoch, speed, until_ms, fresh, stop,
-                          follower)
+                    _lead(ledger, settings, run_id, epoch, speed, until_ms, fresh, stop, follower)
                     return
                 except (LeaseLost, StoreError) as exc:
                     if not isinstance(exc, LeaseLost) and not lease.lost():
@@ -164,24 +203,30 @@ def scheduler_service(
                 ledger.close()
 
 
-def _lead(ledger, settings, run_id: str | None, epoch: float | None, speed: float | None,
-          until_ms: int | None, fresh: bool, stop: threading.Event, follower=None) -> None:
+def _lead(
+    ledger,
+    settings,
+    run_id: str | None,
+    epoch: float | None,
+    speed: float | None,
+    until_ms: int | None,
+    fresh: bool,
+    stop: threading.Event,
+    follower=None,
+) -> None:
     """The active scheduler's work: begin or resume the run and tick it to its end (from
     the state a standby followed, if any)."""
     from cli.runs import keeping_service
-    from scheduler.services.scheduler_service import (LiveScheduler, RunChoiceError,
-                                                      resolve_run)
+    from scheduler.services.scheduler_service import LiveScheduler, RunChoiceError, resolve_run
 
     try:
         run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
     except RunChoiceError as exc:
         raise fail(str(exc)) from None
-    live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms,
-                         stop=stop)
+    live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms, stop=stop)
     try:
         live.start(fresh=new, warm=follower and follower.take(run_id, clock.epoch_s))
-        with keeping_service(ledger, settings, run_id, new_run=new,
-                             until_ms=until_ms, clock=clock):
+        with keeping_service(ledger, settings, run_id, new_run=new, until_ms=until_ms, clock=clock):
             live.serve()
     finally:
         live.close()
@@ -192,9 +237,11 @@ def generator_service(
     run_id: RunId = "run-1",
     epoch: Epoch = None,
     speed: Speed = 1.0,
-    duration_ms: Annotated[int, typer.Option(help="Send arrivals up to this simulated time.")] = 8 * 3_600_000,
-    seed: Annotated[Optional[int], typer.Option(show_default=False,
-                                                help="Seed of the arrival process.")] = None,
+    duration_ms: Annotated[int, typer.Option(help="Send arrivals up to this simulated time.")] = 8
+    * 3_600_000,
+    seed: Annotated[
+        int | None, typer.Option(show_default=False, help="Seed of the arrival process.")
+    ] = None,
     epoch_file: EpochFile = None,
     config: ConfigOption = None,
 ) -> None:
@@ -204,8 +251,9 @@ def generator_service(
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
-        run_generator(settings, run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed,
-                      stop=stop)
+        run_generator(
+            settings, run_id=run_id, clock=clock, duration_ms=duration_ms, seed=seed, stop=stop
+        )
 
 
 @app.command("worker")
@@ -214,10 +262,12 @@ def worker_service(
     run_id: RunId = "run-1",
     epoch: Epoch = None,
     speed: Speed = 1.0,
-    until_ms: Annotated[Optional[int], typer.Option(help="Stop at this simulated time (ms).",
-                                                    show_default=False)] = None,
-    worker_id: Annotated[Optional[str], typer.Option(help="This worker's name.",
-                                                     show_default=False)] = None,
+    until_ms: Annotated[
+        int | None, typer.Option(help="Stop at this simulated time (ms).", show_default=False)
+    ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option(help="This worker's name.", show_default=False)
+    ] = None,
     epoch_file: EpochFile = None,
     config: ConfigOption = None,
 ) -> None:
@@ -231,8 +281,15 @@ def worker_service(
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
-        run_worker(settings, role, run_id=run_id, clock=clock,
-                   worker_id=worker_id or f"{role}-worker", until_ms=until_ms, stop=stop)
+        run_worker(
+            settings,
+            role,
+            run_id=run_id,
+            clock=clock,
+            worker_id=worker_id or f"{role}-worker",
+            until_ms=until_ms,
+            stop=stop,
+        )
 
 
 @app.command("status")
@@ -250,8 +307,9 @@ def status(db: Db = None, config: ConfigOption = None) -> None:
 
 @app.command("export")
 def export(
-    events: Annotated[Path, typer.Option(help="Write the applied inbound events here (JSONL, "
-                                              "with their ticks).")],
+    events: Annotated[
+        Path, typer.Option(help="Write the applied inbound events here (JSONL, with their ticks).")
+    ],
     out: Annotated[Path, typer.Option(help="Write the decisions here (JSONL).")],
     db: Db = None,
     config: ConfigOption = None,
@@ -271,5 +329,8 @@ def export(
             ledger.close()
     typer.echo(f"{counted[0]} events, {counted[1]} decisions")
     if header is None:
-        typer.echo("the run is not kept (hospital runs): the events have no run header; give "
-                   "hospital solve the run's --config", err=True)
+        typer.echo(
+            "the run is not kept (hospital runs): the events have no run header; give "
+            "hospital solve the run's --config",
+            err=True,
+        )

@@ -13,8 +13,13 @@ from rich.table import Table
 
 from scheduler.engine import Scheduler, TickResult
 
-ROOM_STYLE = {"free": "green", "booked": "yellow", "occupied": "cyan", "dirty": "red",
-              "cleaning": "magenta"}
+ROOM_STYLE = {
+    "free": "green",
+    "booked": "yellow",
+    "occupied": "cyan",
+    "dirty": "red",
+    "cleaning": "magenta",
+}
 
 
 def clock_text(ms: int) -> str:
@@ -33,16 +38,20 @@ def _patient_text(patient: Any) -> str:
 
 def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
     hospital = scheduler.hospital
-    rooms = Table(title=f"Rooms at {clock_text(result.time_ms)} (tick {result.tick})",
-                  title_justify="left")
+    rooms = Table(
+        title=f"Rooms at {clock_text(result.time_ms)} (tick {result.tick})", title_justify="left"
+    )
     rooms.add_column("room")
     rooms.add_column("state")
     rooms.add_column("patient")
     for room in hospital.rooms.values():
         style = ROOM_STYLE.get(room.status, "")
         patient = hospital.patients.get(room.patient_id) if room.patient_id else None
-        rooms.add_row(room.room_id + (" (iso)" if room.room_id in hospital.isolation_rooms else ""),
-                      f"[{style}]{room.status}[/]", _patient_text(patient) if patient else "")
+        rooms.add_row(
+            room.room_id + (" (iso)" if room.room_id in hospital.isolation_rooms else ""),
+            f"[{style}]{room.status}[/]",
+            _patient_text(patient) if patient else "",
+        )
     staff = Table(title="Staff", title_justify="left")
     staff.add_column("staff")
     staff.add_column("doing")
@@ -58,14 +67,22 @@ def hospital_view(scheduler: Scheduler, result: TickResult) -> Group:
     queues.add_column("waiting")
     queues.add_column("tasks")
     for role, tasks in hospital.queues().items():
-        queues.add_row(role, str(len(tasks)),
-                       ", ".join(f"{t.kind} {t.patient_id}"
-                                 + (f" ESI {t.acuity}" if t.acuity != 3 else "")
-                                 + (" [red]late[/]" if t.escalated else "") for t in tasks[:4])
-                       + (" ..." if len(tasks) > 4 else ""))
+        queues.add_row(
+            role,
+            str(len(tasks)),
+            ", ".join(
+                f"{t.kind} {t.patient_id}"
+                + (f" ESI {t.acuity}" if t.acuity != 3 else "")
+                + (" [red]late[/]" if t.escalated else "")
+                for t in tasks[:4]
+            )
+            + (" ..." if len(tasks) > 4 else ""),
+        )
     counters = scheduler.counters
-    footer = (f"ticks {counters['ticks']}  events {counters['events']}  "
-              f"rejected {counters['rejected']}  duplicates {counters['duplicates']}")
+    footer = (
+        f"ticks {counters['ticks']}  events {counters['events']}  "
+        f"rejected {counters['rejected']}  duplicates {counters['duplicates']}"
+    )
     return Group(rooms, staff, queues, footer)
 
 
@@ -94,9 +111,14 @@ class ProgressView:
     """A progress bar over simulated time, redrawn at most ten times a second."""
 
     def __init__(self, console: Console, duration_ms: int):
-        self.progress = Progress(TextColumn("simulating"), BarColumn(),
-                                 TextColumn("{task.fields[clock]}"), TimeElapsedColumn(),
-                                 console=console, transient=True)
+        self.progress = Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.fields[clock]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self.task = self.progress.add_task("run", total=duration_ms, clock="00:00:00")
         self._last = 0.0
 
@@ -111,15 +133,18 @@ class ProgressView:
         now = time.monotonic()
         if now - self._last >= 0.1:
             self._last = now
-            self.progress.update(self.task, completed=result.time_ms,
-                                 clock=clock_text(result.time_ms))
+            self.progress.update(
+                self.task, completed=result.time_ms, clock=clock_text(result.time_ms)
+            )
 
 
 def summary_table(report: dict[str, Any]) -> Table:
     title = "Run summary"
     if "interrupted_at_ms" in report:
-        title += (f" (interrupted at {clock_text(report['interrupted_at_ms'])}"
-                  f"{' by ' + report['interrupted_by'] if 'interrupted_by' in report else ''})")
+        title += (
+            f" (interrupted at {clock_text(report['interrupted_at_ms'])}"
+            f"{' by ' + report['interrupted_by'] if 'interrupted_by' in report else ''})"
+        )
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -139,18 +164,30 @@ def summary_table(report: dict[str, Any]) -> Table:
         rows.append((f"{role} utilisation", f"{share:.1%}"))
     solve = report["tick_solve_ms"]
     rows.append(("ticks solved", report["ticks_solved"]))
-    rows.append(("tick solve p50 / p95 / max",
-                 f"{solve['p50']:.2f} / {solve['p95']:.2f} / {solve['max']:.2f} ms"))
+    rows.append(
+        (
+            "tick solve p50 / p95 / max",
+            f"{solve['p50']:.2f} / {solve['p95']:.2f} / {solve['max']:.2f} ms",
+        )
+    )
     by_acuity = report.get("by_acuity", {})
-    if set(by_acuity) - {"3"}:   # a mix of ESI levels
+    if set(by_acuity) - {"3"}:  # a mix of ESI levels
         for level, figures in by_acuity.items():
-            rows.append((f"ESI {level}: referred / wait mean",
-                         f"{figures['referral_rate']:.1%} / {figures['wait_s']['mean']:.2f} s"))
+            rows.append(
+                (
+                    f"ESI {level}: referred / wait mean",
+                    f"{figures['referral_rate']:.1%} / {figures['wait_s']['mean']:.2f} s",
+                )
+            )
     for kind, count in report.get("sla_breaches", {}).items():
         rows.append((f"{kind} past its target", count))
     if report.get("rejected_events") or report.get("duplicate_events"):
-        rows.append(("rejected / duplicate events",
-                     f"{report['rejected_events']} / {report['duplicate_events']}"))
+        rows.append(
+            (
+                "rejected / duplicate events",
+                f"{report['rejected_events']} / {report['duplicate_events']}",
+            )
+        )
     for name, value in rows:
         table.add_row(name, str(value))
     return table

@@ -40,8 +40,12 @@ def series_offset(last_event_id: str | None) -> int:
         return 0
 
 
-def create_app(projection: Projection, *, interval_s: float = 0.5,
-               should_stop: Callable[[], bool] = lambda: False) -> FastAPI:
+def create_app(
+    projection: Projection,
+    *,
+    interval_s: float = 0.5,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> FastAPI:
     """The application for one projection. `interval_s`: at most one event that often;
     `should_stop`: when it says so, the live feeds end (the server is shutting down)."""
     app = FastAPI(title="hospital dashboard", docs_url=None, redoc_url=None, openapi_url=None)
@@ -54,8 +58,9 @@ def create_app(projection: Projection, *, interval_s: float = 0.5,
 
     @app.get("/vendor/plotly.min.js")
     def vendor_plotly() -> FileResponse:
-        return FileResponse(plotly_js(), media_type="text/javascript",
-                            headers={"Cache-Control": "max-age=86400"})
+        return FileResponse(
+            plotly_js(), media_type="text/javascript", headers={"Cache-Control": "max-age=86400"}
+        )
 
     @app.get("/api/state")
     def state() -> JSONResponse:
@@ -74,15 +79,18 @@ def create_app(projection: Projection, *, interval_s: float = 0.5,
         while not await request.is_disconnected():
             if should_stop():
                 return
-            if projection.generation != generation:     # a new run: start the series over
+            if projection.generation != generation:  # a new run: start the series over
                 generation, sent_points = projection.generation, 0
             if projection.version != version:
                 snap = projection.snapshot(series_from=sent_points)
                 version = snap["version"]
                 sent_points += len(snap["series"])
-                yield ServerSentEvent(raw_data=json.dumps(snap, separators=(",", ":")),
-                                      event="state", id=f"{version}:{sent_points}",
-                                      retry=1000)
+                yield ServerSentEvent(
+                    raw_data=json.dumps(snap, separators=(",", ":")),
+                    event="state",
+                    id=f"{version}:{sent_points}",
+                    retry=1000,
+                )
                 quiet = 0.0
             elif quiet >= 15:
                 yield ServerSentEvent(comment="keep-alive")

@@ -22,8 +22,11 @@ from dashboard.projection import ROLES, Projection, RoomView, StaffView, TaskVie
 from scheduler.layout import ROLE_OF_KIND
 
 # Which role a completion frees.
-ROLE_OF_COMPLETION = {"escort.completed": "porter", "visit.completed": "medical",
-                      "cleaning.completed": "cleaner"}
+ROLE_OF_COMPLETION = {
+    "escort.completed": "porter",
+    "visit.completed": "medical",
+    "cleaning.completed": "cleaner",
+}
 
 
 class LiveProjection(Projection):
@@ -35,8 +38,8 @@ class LiveProjection(Projection):
         self._next_view = 0.0
         self._hospital: Any = None
         self._waiting_n = dict.fromkeys(ROLES, 0)
-        self._waiting_ids: set[str] = set()                      # tasks waiting
-        self._in_progress: dict[str, tuple[str, int]] = {}   # task in progress -> role, since
+        self._waiting_ids: set[str] = set()  # tasks waiting
+        self._in_progress: dict[str, tuple[str, int]] = {}  # task in progress -> role, since
 
     def on_tick(self, scheduler: Any, result: Any) -> None:
         """One tick of the run (`simulate_run`'s `on_tick`)."""
@@ -49,7 +52,7 @@ class LiveProjection(Projection):
                 self._next_view = now + self.view_s
 
     def finish(self, end_ms: int | None = None) -> None:
-        if self._hospital is not None:      # the run is over: its state holds still
+        if self._hospital is not None:  # the run is over: its state holds still
             with self.lock:
                 self._view(self._hospital)
         super().finish(end_ms)
@@ -82,15 +85,16 @@ class LiveProjection(Projection):
             kind = event.TYPE
             by_type[kind] = by_type.get(kind, 0) + 1
             role = ROLE_OF_COMPLETION.get(kind)
-            if role is None:                    # an arrival
+            if role is None:  # an arrival
                 continue
             since = dispatched.pop(event.task_id, None)
             if since is not None:
                 self.busy_ms[role] += event.time_ms - since[1]
                 busy[role] -= 1
-            if kind == "escort.completed" and event.direction == "out":   # out of its room
-                self.occupied_ms += event.time_ms - self.admitted_ms.pop(event.patient_id,
-                                                                         event.time_ms)
+            if kind == "escort.completed" and event.direction == "out":  # out of its room
+                self.occupied_ms += event.time_ms - self.admitted_ms.pop(
+                    event.patient_id, event.time_ms
+                )
         by_type, waiting, queued = self.decisions_by_type, self._waiting_n, self._waiting_ids
         for d in result.decisions:
             kind = d.TYPE
@@ -147,11 +151,18 @@ class LiveProjection(Projection):
             member_view.place, member_view.task_id = member.location, member.task_id
             member_view.off_duty = not member.on_duty
         in_progress = self._in_progress
-        self.tasks = {t.task_id: TaskView(t.task_id, t.kind, t.patient_id, t.room_id,
-                                          t.created_ms, t.staff_id,
-                                          in_progress[t.task_id][1]
-                                          if t.task_id in in_progress else None)
-                      for t in hospital.tasks.values()}
+        self.tasks = {
+            t.task_id: TaskView(
+                t.task_id,
+                t.kind,
+                t.patient_id,
+                t.room_id,
+                t.created_ms,
+                t.staff_id,
+                in_progress[t.task_id][1] if t.task_id in in_progress else None,
+            )
+            for t in hospital.tasks.values()
+        }
         self.waiting = {role: {} for role in ROLES}
         for task in hospital.waiting.values():
             self.waiting[ROLE_OF_KIND[task.kind]][task.task_id] = self.tasks[task.task_id]

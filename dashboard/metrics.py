@@ -8,8 +8,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily, Metric)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from dashboard.projection import ROLES, ROOM_STATES, Projection
@@ -45,71 +49,102 @@ class ProjectionCollector(Collector):
 
         yield counter("hospital_ticks", "Ticks the scheduler has run.", ticks)
         yield HistogramMetricFamily(
-            "hospital_tick_solve_seconds", "Time to solve a tick that had something to decide.",
-            buckets=solve[0], sum_value=solve[1])
-        applied = CounterMetricFamily("hospital_events_applied",
-                                      "Inbound events the scheduler applied, by type.",
-                                      labels=["type"])
+            "hospital_tick_solve_seconds",
+            "Time to solve a tick that had something to decide.",
+            buckets=solve[0],
+            sum_value=solve[1],
+        )
+        applied = CounterMetricFamily(
+            "hospital_events_applied",
+            "Inbound events the scheduler applied, by type.",
+            labels=["type"],
+        )
         for kind, n in sorted(events.items()):
             applied.add_metric([kind], n)
         yield applied
-        by_type = CounterMetricFamily("hospital_decisions", "Decisions made, by type.",
-                                      labels=["type"])
+        by_type = CounterMetricFamily(
+            "hospital_decisions", "Decisions made, by type.", labels=["type"]
+        )
         for kind, n in sorted(decisions.items()):
             by_type.add_metric([kind], n)
         yield by_type
-        yield counter("hospital_arrivals", "Patients who arrived (admitted or referred).",
-                      counts.get("arrivals", 0))
-        yield counter("hospital_admissions", "Patients booked into a room.",
-                      counts.get("admitted", 0))
-        yield counter("hospital_referrals", "Patients referred to another hospital.",
-                      counts.get("referred", 0))
-        yield counter("hospital_discharges", "Patients escorted out.",
-                      counts.get("discharged", 0))
-        yield counter("hospital_rejected_events", "Inbound events rejected as impossible.",
-                      counts.get("rejected", 0))
-        yield counter("hospital_duplicate_events", "Inbound events seen before, ignored.",
-                      counts.get("duplicates", 0))
-        breaches = CounterMetricFamily("hospital_sla_breaches",
-                                       "Tasks still waiting past their target wait, by kind.",
-                                       labels=["kind"])
+        yield counter(
+            "hospital_arrivals",
+            "Patients who arrived (admitted or referred).",
+            counts.get("arrivals", 0),
+        )
+        yield counter(
+            "hospital_admissions", "Patients booked into a room.", counts.get("admitted", 0)
+        )
+        yield counter(
+            "hospital_referrals",
+            "Patients referred to another hospital.",
+            counts.get("referred", 0),
+        )
+        yield counter("hospital_discharges", "Patients escorted out.", counts.get("discharged", 0))
+        yield counter(
+            "hospital_rejected_events",
+            "Inbound events rejected as impossible.",
+            counts.get("rejected", 0),
+        )
+        yield counter(
+            "hospital_duplicate_events",
+            "Inbound events seen before, ignored.",
+            counts.get("duplicates", 0),
+        )
+        breaches = CounterMetricFamily(
+            "hospital_sla_breaches",
+            "Tasks still waiting past their target wait, by kind.",
+            labels=["kind"],
+        )
         for kind, n in sorted(escalations.items()):
             breaches.add_metric([kind], n)
         yield breaches
-        yield counter("hospital_dead_letters", "Messages sent to the dead-letter topic.",
-                      dead_letters)
-        wait = HistogramMetricFamily("hospital_task_wait_seconds",
-                                     "A task's wait from its creation to its dispatch.",
-                                     labels=["role"])
+        yield counter(
+            "hospital_dead_letters", "Messages sent to the dead-letter topic.", dead_letters
+        )
+        wait = HistogramMetricFamily(
+            "hospital_task_wait_seconds",
+            "A task's wait from its creation to its dispatch.",
+            labels=["role"],
+        )
         for role, (buckets, total) in waits.items():
             wait.add_metric([role], buckets, total)
         yield wait
-        busy_time = CounterMetricFamily("hospital_staff_busy_seconds",
-                                        "Staff time spent on finished tasks, by role.",
-                                        labels=["role"])
+        busy_time = CounterMetricFamily(
+            "hospital_staff_busy_seconds",
+            "Staff time spent on finished tasks, by role.",
+            labels=["role"],
+        )
         for role in ROLES:
             busy_time.add_metric([role], busy_ms[role] / 1000)
         yield busy_time
         for name, doc, values in (
-                ("hospital_waiting_tasks", "Tasks on each role's waiting list.", waiting),
-                ("hospital_busy_staff", "Staff members on a task, by role.", busy),
-                ("hospital_staff", "Staff members on duty, by role.", staff)):
+            ("hospital_waiting_tasks", "Tasks on each role's waiting list.", waiting),
+            ("hospital_busy_staff", "Staff members on a task, by role.", busy),
+            ("hospital_staff", "Staff members on duty, by role.", staff),
+        ):
             gauge = GaugeMetricFamily(name, doc, labels=["role"])
             for role in ROLES:
                 gauge.add_metric([role], values.get(role, 0))
             yield gauge
-        room_gauge = GaugeMetricFamily("hospital_rooms", "Rooms in each state.",
-                                       labels=["state"])
+        room_gauge = GaugeMetricFamily("hospital_rooms", "Rooms in each state.", labels=["state"])
         for state in ROOM_STATES:
             room_gauge.add_metric([state], rooms.get(state, 0))
         yield room_gauge
-        yield GaugeMetricFamily("hospital_patients_in_rooms", "Patients in a room now.",
-                                value=counts.get("in_rooms", 0))
-        yield GaugeMetricFamily("hospital_simulated_time_seconds",
-                                "The run's clock: seconds since its start.", value=time_s)
-        lag_gauge = GaugeMetricFamily("hospital_consumer_lag_messages",
-                                      "Distributed mode: messages not yet consumed, by topic.",
-                                      labels=["topic"])
+        yield GaugeMetricFamily(
+            "hospital_patients_in_rooms", "Patients in a room now.", value=counts.get("in_rooms", 0)
+        )
+        yield GaugeMetricFamily(
+            "hospital_simulated_time_seconds",
+            "The run's clock: seconds since its start.",
+            value=time_s,
+        )
+        lag_gauge = GaugeMetricFamily(
+            "hospital_consumer_lag_messages",
+            "Distributed mode: messages not yet consumed, by topic.",
+            labels=["topic"],
+        )
         for topic, n in sorted(lag.items()):
             lag_gauge.add_metric([topic], n)
         yield lag_gauge

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scheduler.layout import ROLE_OF_KIND, STEP_OF_KIND   # the vocabulary of task kinds
+from scheduler.layout import ROLE_OF_KIND, STEP_OF_KIND  # the vocabulary of task kinds
 
 ROLES = ("porter", "medical", "cleaner")
 PREVIOUS_KIND = {"visit": "escort_in", "escort_out": "visit"}
@@ -37,8 +37,7 @@ WAIT_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.
 # nor a defaultdict: the interpreter's fast path for `d[k] += 1` is for a dict itself, and a
 # tick does a few such counts a decision.
 Tally = dict[str, int]
-COUNTS = ("arrivals", "admitted", "referred", "discharged", "in_rooms", "rejected",
-          "duplicates")
+COUNTS = ("arrivals", "admitted", "referred", "discharged", "in_rooms", "rejected", "duplicates")
 
 
 @dataclass(slots=True)
@@ -53,7 +52,7 @@ class RoomView:
 class StaffView:
     staff_id: str
     role: str
-    place: str = ENTRANCE          # where they are, or set off from
+    place: str = ENTRANCE  # where they are, or set off from
     task_id: str | None = None
     off_duty: bool = False
 
@@ -73,6 +72,7 @@ class TaskView:
 class Histogram:
     """Cumulative-bucket histogram as Prometheus counts it: `counts[i]` observations
     <= `bounds[i]`, the last one +Inf."""
+
     bounds: tuple[float, ...]
     counts: list[int] = field(default_factory=list)
     total: float = 0.0
@@ -103,59 +103,65 @@ class Projection:
     """The hospital as its decisions tell it. Thread-safe: one writer (`apply`), any number
     of readers (`snapshot`, `metrics`)."""
 
-    def __init__(self, rooms: Iterable[str] = (), staff: Iterable[tuple[str, str]] = (),
-                 *, sample_ms: int = 10_000, policy: str | None = None,
-                 run_id: str | None = None):
+    def __init__(
+        self,
+        rooms: Iterable[str] = (),
+        staff: Iterable[tuple[str, str]] = (),
+        *,
+        sample_ms: int = 10_000,
+        policy: str | None = None,
+        run_id: str | None = None,
+    ):
         self.lock = threading.Lock()
         self._rooms0, self._staff0 = tuple(rooms), tuple(staff)
         self.rooms: dict[str, RoomView] = {r: RoomView(r, floor_of(r)) for r in self._rooms0}
         self.staff: dict[str, StaffView] = {s: StaffView(s, role) for s, role in self._staff0}
         self.policy = policy
         self.run_id = run_id
-        self.tasks: dict[str, TaskView] = {}          # open: waiting or in progress
+        self.tasks: dict[str, TaskView] = {}  # open: waiting or in progress
         self.waiting: dict[str, dict[str, TaskView]] = {role: {} for role in ROLES}
-        self.current: dict[str, str] = {}             # patient or room -> task in progress
-        self.created_hint: dict[tuple[str, str], int] = {}   # (kind, patient) -> created
-        self.busy: Tally = dict.fromkeys(ROLES, 0)    # role -> staff members on a task
+        self.current: dict[str, str] = {}  # patient or room -> task in progress
+        self.created_hint: dict[tuple[str, str], int] = {}  # (kind, patient) -> created
+        self.busy: Tally = dict.fromkeys(ROLES, 0)  # role -> staff members on a task
         self.tick = -1
         self.ticks = 0
         self.time_ms = 0
         self.finished = False
-        self.version = 0                              # +1 each change
-        self.generation = 0                           # +1 each reset
+        self.version = 0  # +1 each change
+        self.generation = 0  # +1 each reset
         self.counts: Tally = dict.fromkeys(COUNTS, 0)
         self.decisions_by_type: Tally = {}
-        self.escalations: Tally = {}                  # task kind -> tasks past their target
+        self.escalations: Tally = {}  # task kind -> tasks past their target
         self.events_by_type: Tally = {}
         self.solve = Histogram(SOLVE_BUCKETS)
         # waits as wait in ms -> tasks (a few distinct values: whole ticks, mostly)
         self.waits_ms: dict[str, dict[int, int]] = {role: {} for role in ROLES}
         self.busy_ms = dict.fromkeys(ROLES, 0)
-        self.occupied_ms = 0                          # room-ms of patients gone
-        self.admitted_ms: dict[str, int] = {}         # patient in a room -> admitted
-        self.done_ms: dict[str, int] = {}             # task -> its completion's time, if known
+        self.occupied_ms = 0  # room-ms of patients gone
+        self.admitted_ms: dict[str, int] = {}  # patient in a room -> admitted
+        self.done_ms: dict[str, int] = {}  # task -> its completion's time, if known
         self.sample_ms = sample_ms
         self.next_sample_ms = 0
-        self.series: list[dict[str, Any]] = []        # one point every `sample_ms`
-        self.hourly: dict[int, Tally] = {}            # hour -> arrivals, admitted, referred
-        self._hour_span: tuple[int, int, Tally] = (0, -1, {})   # (from, to] in ms, its counts
-        self.staff_log: list[tuple[str, str, str, int, int]] = []   # staff, kind, room, from, to
+        self.series: list[dict[str, Any]] = []  # one point every `sample_ms`
+        self.hourly: dict[int, Tally] = {}  # hour -> arrivals, admitted, referred
+        self._hour_span: tuple[int, int, Tally] = (0, -1, {})  # (from, to] in ms, its counts
+        self.staff_log: list[tuple[str, str, str, int, int]] = []  # staff, kind, room, from, to
         self.keep_staff_log = False
-        self.lag: dict[str, int] = {}                 # distributed mode: consumer lag
+        self.lag: dict[str, int] = {}  # distributed mode: consumer lag
         self.dead_letters = 0
         self._handlers = {kind: getattr(self, name) for kind, name in self._HANDLERS.items()}
 
     def reset(self) -> None:
         """Forget everything (a new run starts in the database being followed)."""
         with self.lock:
-            fresh = Projection(self._rooms0, self._staff0, sample_ms=self.sample_ms,
-                               policy=self.policy)
+            fresh = Projection(
+                self._rooms0, self._staff0, sample_ms=self.sample_ms, policy=self.policy
+            )
             lock, version, generation = self.lock, self.version, self.generation
             self.__dict__.update(fresh.__dict__)
             self.lock = lock
             self.version, self.generation = version + 1, generation + 1
-            self._handlers = {kind: getattr(self, name)
-                              for kind, name in self._HANDLERS.items()}
+            self._handlers = {kind: getattr(self, name) for kind, name in self._HANDLERS.items()}
 
     # --- the writer --------------------------------------------------------------------
 
@@ -163,13 +169,24 @@ class Projection:
     def for_config(cls, config: Any, **kwargs: Any) -> Projection:
         from scheduler.hospital import staff_roster
 
-        rooms = [f"{floor}{n}" for floor in config.hospital.floors
-                 for n in range(1, config.hospital.rooms_per_floor + 1)]
+        rooms = [
+            f"{floor}{n}"
+            for floor in config.hospital.floors
+            for n in range(1, config.hospital.rooms_per_floor + 1)
+        ]
         return cls(rooms, staff_roster(config), policy=config.scheduler.policy, **kwargs)
 
-    def apply(self, tick: int, time_ms: int, decisions: Iterable[Any],
-              inbound: Iterable[Any] | None = None, *, solve_ms: float | None = None,
-              rejected: int = 0, duplicates: int = 0) -> None:
+    def apply(
+        self,
+        tick: int,
+        time_ms: int,
+        decisions: Iterable[Any],
+        inbound: Iterable[Any] | None = None,
+        *,
+        solve_ms: float | None = None,
+        rejected: int = 0,
+        duplicates: int = 0,
+    ) -> None:
         """One tick: its decisions (event objects with `TYPE` and their fields), and if
         known the inbound events it consumed and how long its solve took."""
         with self.lock:
@@ -178,13 +195,26 @@ class Projection:
     def apply_result(self, result: Any) -> None:
         """A `scheduler.engine.TickResult`, as `simulate_run`'s `on_tick` hands it over."""
         with self.lock:
-            self._fold(result.tick, result.time_ms, result.decisions, result.consumed,
-                       result.solve_ms if result.solved else None, len(result.rejected),
-                       len(result.duplicates))
+            self._fold(
+                result.tick,
+                result.time_ms,
+                result.decisions,
+                result.consumed,
+                result.solve_ms if result.solved else None,
+                len(result.rejected),
+                len(result.duplicates),
+            )
 
-    def _fold(self, tick: int, time_ms: int, decisions: Iterable[Any],
-              inbound: Iterable[Any] | None, solve_ms: float | None, rejected: int,
-              duplicates: int) -> None:
+    def _fold(
+        self,
+        tick: int,
+        time_ms: int,
+        decisions: Iterable[Any],
+        inbound: Iterable[Any] | None,
+        solve_ms: float | None,
+        rejected: int,
+        duplicates: int,
+    ) -> None:
         if time_ms > self.time_ms:
             if time_ms >= self.next_sample_ms:
                 self._sample_until(time_ms)
@@ -206,7 +236,7 @@ class Projection:
             for event in inbound:
                 kind = event.TYPE
                 by_type[kind] = by_type.get(kind, 0) + 1
-                if kind == "patient.arrived":   # its escort in waits from now
+                if kind == "patient.arrived":  # its escort in waits from now
                     hint["escort_in", event.patient_id] = event.time_ms
                     continue
                 done[event.task_id] = event.time_ms
@@ -243,11 +273,14 @@ class Projection:
 
     def _point(self) -> dict[str, Any]:
         counts, waiting, busy = self.counts, self.waiting_counts(), self.busy
-        return {"t": self.time_ms / 1000,
-                "occupied": counts["in_rooms"],
-                "waiting": waiting,
-                "busy": {role: busy[role] for role in ROLES},
-                "referred": counts["referred"], "arrivals": counts["arrivals"]}
+        return {
+            "t": self.time_ms / 1000,
+            "occupied": counts["in_rooms"],
+            "waiting": waiting,
+            "busy": {role: busy[role] for role in ROLES},
+            "referred": counts["referred"],
+            "arrivals": counts["arrivals"],
+        }
 
     def _hour(self) -> Tally:
         # hour k holds the ticks of (k h, (k + 1) h], as a tick holds the events before it
@@ -310,8 +343,9 @@ class Projection:
             return done_ms
         self.busy_ms[ROLE_OF_KIND[task.kind]] += done_ms - task.dispatched_ms
         if self.keep_staff_log:
-            self.staff_log.append((task.staff_id, task.kind, task.room_id,
-                                   task.dispatched_ms, done_ms))
+            self.staff_log.append(
+                (task.staff_id, task.kind, task.room_id, task.dispatched_ms, done_ms)
+            )
         staff = self.staff.get(task.staff_id)
         if staff is not None and staff.task_id == task_id:
             staff.task_id = None
@@ -328,8 +362,7 @@ class Projection:
             if step == "visit":
                 self._room(d.room_id).state = "occupied"
         created = self.created_hint.pop((step, patient_id), d.time_ms)
-        task = self.tasks[d.task_id] = TaskView(d.task_id, kind, patient_id, d.room_id,
-                                                created)
+        task = self.tasks[d.task_id] = TaskView(d.task_id, kind, patient_id, d.room_id, created)
         return task
 
     def _queued(self, d: Any) -> None:
@@ -347,7 +380,7 @@ class Projection:
         task.staff_id, task.dispatched_ms = d.staff_id, time_ms
         waits, wait = self.waits_ms[role], time_ms - task.created_ms
         waits[wait] = waits.get(wait, 0) + 1
-        cleaning = role == "cleaner"         # a cleaning is the room's task, not a patient's
+        cleaning = role == "cleaner"  # a cleaning is the room's task, not a patient's
         self.current[d.room_id if cleaning else d.patient_id] = task_id
         staff = self.staff.get(d.staff_id)
         if staff is None:
@@ -374,11 +407,17 @@ class Projection:
     def _escalated(self, d: Any) -> None:
         self.escalations[d.kind] = self.escalations.get(d.kind, 0) + 1
 
-    _HANDLERS = {"patient.admitted": "_admitted", "patient.referred": "_referred",
-                 "patient.discharged": "_discharged", "room.available": "_available",
-                 "task.queued": "_queued", "task.dispatched": "_dispatched",
-                 "staff.off_duty": "_off_duty", "staff.on_duty": "_on_duty",
-                 "task.escalated": "_escalated"}
+    _HANDLERS = {
+        "patient.admitted": "_admitted",
+        "patient.referred": "_referred",
+        "patient.discharged": "_discharged",
+        "room.available": "_available",
+        "task.queued": "_queued",
+        "task.dispatched": "_dispatched",
+        "staff.off_duty": "_off_duty",
+        "staff.on_duty": "_on_duty",
+        "task.escalated": "_escalated",
+    }
 
     # --- the readers -------------------------------------------------------------------
 
@@ -409,23 +448,31 @@ class Projection:
         arrivals = self.counts["arrivals"]
         rooms = len(self.rooms) or 1
         busy = self.busy
-        staff = Counter(s.role for s in self.staff.values())   # the roster, on duty or not
+        staff = Counter(s.role for s in self.staff.values())  # the roster, on duty or not
         now, seconds = self.time_ms, self.time_ms / 1000 or 1.0
         occupied = self.occupied_ms + sum(now - t for t in self.admitted_ms.values())
         busy_ms = dict(self.busy_ms)
         for role, dispatched_ms in self.in_progress():
             busy_ms[role] += now - dispatched_ms
         return {
-            "arrivals": arrivals, "admitted": self.counts["admitted"],
+            "arrivals": arrivals,
+            "admitted": self.counts["admitted"],
             "referred": self.counts["referred"],
             "referral_rate": round(self.counts["referred"] / arrivals, 4) if arrivals else 0.0,
-            "discharged": self.counts["discharged"], "in_building": self.counts["in_rooms"],
+            "discharged": self.counts["discharged"],
+            "in_building": self.counts["in_rooms"],
             "occupancy_now": round(self.counts["in_rooms"] / rooms, 4),
             "room_occupancy": round(occupied / 1000 / (rooms * seconds), 4),
-            "utilisation": {role: round(busy_ms[role] / 1000 / (staff[role] * seconds), 4)
-                            if staff[role] else 0.0 for role in ROLES},
-            "wait_mean_s": {role: round(h.total / h.n, 3) if h.n else 0.0
-                            for role, h in self.wait_histograms().items()},
+            "utilisation": {
+                role: round(busy_ms[role] / 1000 / (staff[role] * seconds), 4)
+                if staff[role]
+                else 0.0
+                for role in ROLES
+            },
+            "wait_mean_s": {
+                role: round(h.total / h.n, 3) if h.n else 0.0
+                for role, h in self.wait_histograms().items()
+            },
             "waiting": self.waiting_counts(),
             "busy": {role: busy[role] for role in ROLES},
             "staff": {role: staff[role] for role in ROLES},
@@ -440,28 +487,57 @@ class Projection:
             floors: dict[str, list[dict[str, Any]]] = {}
             for room in self.rooms.values():
                 floors.setdefault(room.floor, []).append(
-                    {"id": room.room_id, "state": room.state, "patient": room.patient_id})
+                    {"id": room.room_id, "state": room.state, "patient": room.patient_id}
+                )
             staff = []
             for member in self.staff.values():
                 task = self.tasks.get(member.task_id) if member.task_id else None
-                staff.append({"id": member.staff_id, "role": member.role,
-                              "place": member.place, "off_duty": member.off_duty,
-                              "task": None if task is None or task.dispatched_ms is None else
-                              {"kind": task.kind, "patient": task.patient_id,
-                               "room": task.room_id,
-                               "for_s": (now - task.dispatched_ms) / 1000}})
-            queues = {role: {"count": len(tasks),
-                             "tasks": [{"task": t.task_id, "kind": t.kind,
-                                        "patient": t.patient_id, "room": t.room_id,
-                                        "age_s": (now - t.created_ms) / 1000}
-                                       for t in list(tasks.values())[:queue_limit]]}
-                      for role, tasks in self.waiting.items()}
+                staff.append(
+                    {
+                        "id": member.staff_id,
+                        "role": member.role,
+                        "place": member.place,
+                        "off_duty": member.off_duty,
+                        "task": None
+                        if task is None or task.dispatched_ms is None
+                        else {
+                            "kind": task.kind,
+                            "patient": task.patient_id,
+                            "room": task.room_id,
+                            "for_s": (now - task.dispatched_ms) / 1000,
+                        },
+                    }
+                )
+            queues = {
+                role: {
+                    "count": len(tasks),
+                    "tasks": [
+                        {
+                            "task": t.task_id,
+                            "kind": t.kind,
+                            "patient": t.patient_id,
+                            "room": t.room_id,
+                            "age_s": (now - t.created_ms) / 1000,
+                        }
+                        for t in list(tasks.values())[:queue_limit]
+                    ],
+                }
+                for role, tasks in self.waiting.items()
+            }
             return {
-                "run_id": self.run_id, "policy": self.policy, "tick": self.tick,
-                "time_s": now / 1000, "finished": self.finished, "version": self.version,
+                "run_id": self.run_id,
+                "policy": self.policy,
+                "tick": self.tick,
+                "time_s": now / 1000,
+                "finished": self.finished,
+                "version": self.version,
                 "floors": [{"floor": f, "rooms": rs} for f, rs in floors.items()],
-                "staff": staff, "queues": queues, "tiles": self.tiles(),
-                "series_from": series_from, "series": self.series[series_from:],
-                "hourly": [{"hour": h, **{k: c[k] for k in HOURLY}}
-                           for h, c in sorted(self.hourly.items())],
+                "staff": staff,
+                "queues": queues,
+                "tiles": self.tiles(),
+                "series_from": series_from,
+                "series": self.series[series_from:],
+                "hourly": [
+                    {"hour": h, **{k: c[k] for k in HOURLY}} for h, c in sorted(self.hourly.items())
+                ],
             }

@@ -16,17 +16,28 @@ from dashboard.projection import Projection
 class DashboardServer:
     """Serves one projection at http://HOST:PORT/ until `stop`. Port 0: a free one."""
 
-    def __init__(self, projection: Projection, host: str = "127.0.0.1", port: int = 0,
-                 interval_s: float = 0.5):
+    def __init__(
+        self,
+        projection: Projection,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        interval_s: float = 0.5,
+    ):
         self.projection = projection
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
         self.host, self.port = self.socket.getsockname()[:2]
-        self.app = create_app(projection, interval_s=interval_s,
-                              should_stop=lambda: self.server.should_exit)
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=2, access_log=False)
+        self.app = create_app(
+            projection, interval_s=interval_s, should_stop=lambda: self.server.should_exit
+        )
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            access_log=False,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
 

@@ -39,8 +39,9 @@ def load_file(projection: Projection, path: Path) -> None:
         projection.apply(tick, time_ms, batch)
 
 
-def follow_file(projection: Projection, path: Path, stop: threading.Event,
-                poll_s: float = 0.2) -> None:
+def follow_file(
+    projection: Projection, path: Path, stop: threading.Event, poll_s: float = 0.2
+) -> None:
     """Tail a decisions file: a tick is applied once a later tick's line shows (or the file
     has been quiet for a second: the run wrote its last tick)."""
     while not path.exists():
@@ -111,8 +112,9 @@ class KafkaLag:
             ends = self.consumer.end_offsets([TopicPartition(t, p) for t, p in positions])
             lag: dict[str, int] = {}
             for tp, end in ends.items():
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - positions[tp.topic,
-                                                                                tp.partition])
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(
+                    0, end - positions[tp.topic, tp.partition]
+                )
             self.lag = lag
         return self.lag
 
@@ -120,9 +122,15 @@ class KafkaLag:
         self.consumer.close()
 
 
-def follow_database(projection: Projection, url: str, stop: threading.Event,
-                    poll_s: float = 0.5, batch_ticks: int = 2000,
-                    skip_run: str | None = None, lag: KafkaLag | None = None) -> None:
+def follow_database(
+    projection: Projection,
+    url: str,
+    stop: threading.Event,
+    poll_s: float = 0.5,
+    batch_ticks: int = 2000,
+    skip_run: str | None = None,
+    lag: KafkaLag | None = None,
+) -> None:
     """Poll a run's database for the ticks after the last one applied: each tick's decisions
     in their order, and the events it applied (so the waits are exact), and the dead
     letters. Tables not there yet, or a run with the id `skip_run` (the previous run, still
@@ -150,33 +158,59 @@ def follow_database(projection: Projection, url: str, stop: threading.Event,
                         last = -1
                     following = run_id
                     projection.run_id = run_id or projection.run_id
-                    ticks = db.execute(text(
-                        "SELECT tick, time, solve_ms, n_rejected FROM ticks WHERE tick > :last "
-                        "ORDER BY tick LIMIT :n"), {"last": last, "n": batch_ticks}).all()
+                    ticks = db.execute(
+                        text(
+                            "SELECT tick, time, solve_ms, n_rejected FROM ticks WHERE tick > :last "
+                            "ORDER BY tick LIMIT :n"
+                        ),
+                        {"last": last, "n": batch_ticks},
+                    ).all()
                     decisions: dict[int, list[Any]] = {}
                     inbound: dict[int, list[Any]] = {}
                     if ticks:
                         span = {"a": ticks[0][0], "b": ticks[-1][0]}
-                        for tick, payload in db.execute(text(
+                        for tick, payload in db.execute(
+                            text(
                                 "SELECT tick, payload FROM decisions WHERE tick BETWEEN :a "
-                                "AND :b ORDER BY tick, position"), span):
+                                "AND :b ORDER BY tick, position"
+                            ),
+                            span,
+                        ):
                             decisions.setdefault(tick, []).append(parse(payload))
-                        for tick, payload in db.execute(text(
+                        for tick, payload in db.execute(
+                            text(
                                 "SELECT tick, payload FROM inbound_events WHERE tick "
-                                "BETWEEN :a AND :b ORDER BY tick, time, event_id"), span):
+                                "BETWEEN :a AND :b ORDER BY tick, time, event_id"
+                            ),
+                            span,
+                        ):
                             inbound.setdefault(tick, []).append(parse(payload))
-                    dead = db.execute(text(
-                        "SELECT count(*) FROM outbox WHERE dead_letter")).scalar() or 0
-                    positions = {} if lag is None else {
-                        (t, p): o for t, p, o in db.execute(text(
-                            'SELECT topic, "partition", "offset" FROM consumer_offsets'))}
-            except DBAPIError:          # the run's tables are being created or reset
+                    dead = (
+                        db.execute(text("SELECT count(*) FROM outbox WHERE dead_letter")).scalar()
+                        or 0
+                    )
+                    positions = (
+                        {}
+                        if lag is None
+                        else {
+                            (t, p): o
+                            for t, p, o in db.execute(
+                                text('SELECT topic, "partition", "offset" FROM consumer_offsets')
+                            )
+                        }
+                    )
+            except DBAPIError:  # the run's tables are being created or reset
                 stop.wait(poll_s)
                 continue
             for tick, time_s, solve_ms, rejected in ticks:
-                projection.apply(tick, round(time_s * 1000), decisions.get(tick, []),
-                                 inbound.get(tick, []), solve_ms=solve_ms or None,
-                                 rejected=rejected)
+                projection.apply(
+                    tick,
+                    round(time_s * 1000),
+                    decisions.get(tick, []),
+                    inbound.get(tick, []),
+                    solve_ms=solve_ms or None,
+                    rejected=rejected,
+                )
                 last = tick
             projection.dead_letters = dead
             if lag is not None:
@@ -190,11 +224,11 @@ def follow_database(projection: Projection, url: str, stop: threading.Event,
         engine.dispose()
 
 
-def follower(target: Any, *args: Any, **kwargs: Any
-             ) -> tuple[threading.Thread, threading.Event]:
+def follower(target: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, threading.Event]:
     """Start a follower on a thread; set the event to stop it."""
     stop = threading.Event()
-    thread = threading.Thread(target=target, args=(*args, stop), kwargs=kwargs,
-                              name="dashboard-source", daemon=True)
+    thread = threading.Thread(
+        target=target, args=(*args, stop), kwargs=kwargs, name="dashboard-source", daemon=True
+    )
     thread.start()
     return thread, stop

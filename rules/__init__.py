@@ -26,9 +26,24 @@ from rules import (
 )
 
 # Structural hard rules (right_role, skills, isolation) decide which variables exist.
-HARD = (one_room_one_patient, refer_only_when_full, acuity_order, one_task_at_a_time,
-        no_idle_staff, right_role, skills, isolation)
-SOFT = (longest_wait_first, minimise_walking, free_rooms_fast, urgency, sla_breach,
-        spare_isolation_rooms, spare_doctors)
+HARD = (
+    one_room_one_patient,
+    refer_only_when_full,
+    acuity_order,
+    one_task_at_a_time,
+    no_idle_staff,
+    right_role,
+    skills,
+    isolation,
+)
+SOFT = (
+    longest_wait_first,
+    minimise_walking,
+    free_rooms_fast,
+    urgency,
+    sla_breach,
+    spare_isolation_rooms,
+    spare_doctors,
+)
 
 __all__ = ["HARD", "SOFT", "tie_break"]

@@ -4,12 +4,14 @@ after it in that order takes a room it could have used (`TickProblem.admitted`).
 
 
 def build(problem, model, tick_vars, weight=None):
-    ranked = sorted(range(len(problem.arrivals)), key=lambda n: (
-        problem.arrivals[n].acuity, problem.arrivals[n].arrived_ms, n))
+    ranked = sorted(
+        range(len(problem.arrivals)),
+        key=lambda n: (problem.arrivals[n].acuity, problem.arrivals[n].arrived_ms, n),
+    )
     for position, first in enumerate(ranked):
         before = problem.arrivals[first]
         admitted = sum(tick_vars.for_patient(before.patient_id))
-        for later in ranked[position + 1:]:
+        for later in ranked[position + 1 :]:
             after = problem.arrivals[later]
             for room_id in problem.free_rooms:
                 pair = (after.patient_id, room_id)

@@ -22,13 +22,18 @@ def upper_bound(problem) -> int:
 
 def _ordered_pairs(problem):
     """(family, first, second, staff or room rank, task or arrival rank), in preference order."""
-    pairs = [("dispatch", task.key, staff.staff_id, j, i)
-             for i, task in enumerate(problem.tasks)
-             for j, staff in enumerate(problem.staff) if problem.may_do(task, staff)]
-    pairs += [("book", arrival.patient_id, room_id, j, i)
-              for i, arrival in enumerate(problem.arrivals)
-              for j, room_id in enumerate(problem.free_rooms)
-              if problem.may_book(arrival, room_id)]
+    pairs = [
+        ("dispatch", task.key, staff.staff_id, j, i)
+        for i, task in enumerate(problem.tasks)
+        for j, staff in enumerate(problem.staff)
+        if problem.may_do(task, staff)
+    ]
+    pairs += [
+        ("book", arrival.patient_id, room_id, j, i)
+        for i, arrival in enumerate(problem.arrivals)
+        for j, room_id in enumerate(problem.free_rooms)
+        if problem.may_book(arrival, room_id)
+    ]
     return sorted(pairs, key=lambda p: (p[3], p[4], p[0]))
 
 

@@ -4,13 +4,14 @@ A soft rule's term is a sum over the tick's pairs: each dispatch (task, staff me
 each booking (arrival, room) costs something, and nothing else does. A rule gives its cost in
 up to five parts, each a function of the problem, the thing(s) and its weight: `task_cost`
 (the task alone), `pair_cost` (task and staff member), `arrival_cost`, `room_cost` and
-`booking_cost` (arrival and room; a booking costs the sum of the three). Costs that depend on the task alone are asked once per task, so a
-waiting list of hundreds costs hundreds of calls, not hundreds times the staff. Because the
+`booking_cost` (arrival and room; a booking costs the sum of the three). Costs that depend
+on the task alone are asked once per task, so a waiting list of hundreds costs hundreds of
+calls, not hundreds times the staff. Because the
 terms are linear in the pairs, the `cpsat` policy can solve a tick as assignment problems
 (`scheduler.assignment`) and get the optimum of the CP-SAT model these terms build.
 """
 
-UNIT_MS = 100          # time is counted in tenths of a second
+UNIT_MS = 100  # time is counted in tenths of a second
 
 
 def per_second(ms: int, weight: float) -> int:
@@ -18,8 +19,9 @@ def per_second(ms: int, weight: float) -> int:
     return round(ms * weight / UNIT_MS)
 
 
-def separable_build(task_cost=None, pair_cost=None, arrival_cost=None, room_cost=None,
-                    booking_cost=None):
+def separable_build(
+    task_cost=None, pair_cost=None, arrival_cost=None, room_cost=None, booking_cost=None
+):
     """A rule's `build(problem, model, tick_vars, weight)` for the CP-SAT model, from its
     costs: the objective term is each pair variable times its cost."""
 

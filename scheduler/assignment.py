@@ -33,6 +33,7 @@ else:
 
         return solve(cost)
 
+
 # float64 holds every integer below 2^53; the solver adds and subtracts path sums, so keep
 # the largest total well below that.
 _EXACT = 2**50
@@ -42,9 +43,11 @@ _EXACT = 2**50
 SMALL = 64
 
 
-def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True,
-           allowed: Sequence[Sequence[bool]] | np.ndarray | None = None
-           ) -> list[tuple[int, int]]:
+def assign(
+    cost: Sequence[Sequence[int]] | np.ndarray,
+    tie_break: bool = True,
+    allowed: Sequence[Sequence[bool]] | np.ndarray | None = None,
+) -> list[tuple[int, int]]:
     """The chosen (unit, item) pairs, sorted by unit. With `allowed`, only allowed pairs are
     chosen, as many as possible (that comes first), then the least cost, then the tie-break."""
     if not len(cost) or not len(cost[0]):
@@ -52,12 +55,13 @@ def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True,
     if allowed is not None and not all(all(row) for row in allowed):
         import numpy as np
 
-        return _assign_allowed(np.asarray(cost, dtype=np.int64), np.asarray(allowed, dtype=bool),
-                               tie_break)
-    if len(cost) == 1:   # one unit: its cheapest item, the earliest among equals
+        return _assign_allowed(
+            np.asarray(cost, dtype=np.int64), np.asarray(allowed, dtype=bool), tie_break
+        )
+    if len(cost) == 1:  # one unit: its cheapest item, the earliest among equals
         row = cost[0]
         return [(0, min(range(len(row)), key=lambda i: (row[i], i)))]
-    if len(cost[0]) == 1:   # one item: the cheapest unit, the earliest among equals
+    if len(cost[0]) == 1:  # one item: the cheapest unit, the earliest among equals
         return [(min(range(len(cost)), key=lambda u: (cost[u][0], u)), 0)]
     if len(cost) * len(cost[0]) <= SMALL:
         return _small(cost, tie_break)
@@ -70,8 +74,9 @@ def assign(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool = True,
     return sorted((int(units[u]), int(items[i])) for u, i in pairs)
 
 
-def _assign_allowed(cost: np.ndarray, allowed: np.ndarray, tie_break: bool
-                    ) -> list[tuple[int, int]]:
+def _assign_allowed(
+    cost: np.ndarray, allowed: np.ndarray, tie_break: bool
+) -> list[tuple[int, int]]:
     """A pair that is not allowed costs more than every allowed pair of any answer put
     together, and weighs nothing in the tie-break: the least total then picks as few of
     them as possible, and those are dropped (the unit stays unused)."""
@@ -91,8 +96,11 @@ def _assign_allowed(cost: np.ndarray, allowed: np.ndarray, tie_break: bool
     return sorted((u, i) for u, i in pairs if allowed[u, i])
 
 
-def _small(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool,
-           allowed: Sequence[Sequence[bool]] | None = None) -> list[tuple[int, int]]:
+def _small(
+    cost: Sequence[Sequence[int]] | np.ndarray,
+    tie_break: bool,
+    allowed: Sequence[Sequence[bool]] | None = None,
+) -> list[tuple[int, int]]:
     """The whole lexicographic objective in one matrix of exact Python integers: for small
     problems, and for costs too large for float64 sums."""
     n_units, n_items = len(cost), len(cost[0])
@@ -101,8 +109,13 @@ def _small(cost: Sequence[Sequence[int]] | np.ndarray, tie_break: bool,
     else:
         base = n_items + 1
         scale = base**n_units
-        total = [[int(c) * scale + (base**u * (i + 1) if allowed is None or allowed[u][i] else 0)
-                  for i, c in enumerate(row)] for u, row in enumerate(cost)]
+        total = [
+            [
+                int(c) * scale + (base**u * (i + 1) if allowed is None or allowed[u][i] else 0)
+                for i, c in enumerate(row)
+            ]
+            for u, row in enumerate(cost)
+        ]
     if n_units <= n_items:
         return sorted(hungarian(total))
     return sorted((u, i) for i, u in hungarian([list(col) for col in zip(*total)]))
@@ -114,11 +127,11 @@ def hungarian(cost: list[list[int]]) -> list[tuple[int, int]]:
     n, m = len(cost), len(cost[0])
     u = [0] * (n + 1)
     v = [0] * (m + 1)
-    owner = [0] * (m + 1)       # owner[j]: the row holding column j (1-based), 0 for none
+    owner = [0] * (m + 1)  # owner[j]: the row holding column j (1-based), 0 for none
     for row in range(1, n + 1):
         owner[0] = row
         j0 = 0
-        best: list[Any] = [None] * (m + 1)   # an int once column j is reached
+        best: list[Any] = [None] * (m + 1)  # an int once column j is reached
         way = [0] * (m + 1)
         used = [False] * (m + 1)
         while True:
@@ -183,8 +196,7 @@ def _optimum(cost: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(rows.tolist(), cols.tolist()))
 
 
-def _lexicographic(cost: np.ndarray, allowed: np.ndarray | None = None
-                   ) -> list[tuple[int, int]]:
+def _lexicographic(cost: np.ndarray, allowed: np.ndarray | None = None) -> list[tuple[int, int]]:
     import numpy as np
 
     units = list(range(cost.shape[0]))
@@ -195,7 +207,7 @@ def _lexicographic(cost: np.ndarray, allowed: np.ndarray | None = None
         weighed = None if allowed is None else allowed[np.ix_(units, items)]
         base = len(items) + 1
         k = _stage_size(int(stage.max()), base, len(units), min(stage.shape))
-        if k == 0:   # too large for float64 sums even one unit at a time: exact integers
+        if k == 0:  # too large for float64 sums even one unit at a time: exact integers
             rest = _small(stage.tolist(), True, None if weighed is None else weighed.tolist())
             pairs += [(units[row], items[col]) for row, col in rest]
             break
@@ -208,11 +220,14 @@ def _lexicographic(cost: np.ndarray, allowed: np.ndarray | None = None
             total[row, :] += weights if weighed is None else weights * weighed[row]
         rows, cols = linear_sum_assignment(total.astype(np.float64))
         got = dict(zip(rows.tolist(), cols.tolist()))
-        settled = [row for row in range(len(units) - k, len(units)) if row in got
-                   and (weighed is None or weighed[row, got[row]])]
+        settled = [
+            row
+            for row in range(len(units) - k, len(units))
+            if row in got and (weighed is None or weighed[row, got[row]])
+        ]
         pairs += [(units[row], items[got[row]]) for row in settled]
         taken = {got[row] for row in settled}
-        units = units[:len(units) - k]
+        units = units[: len(units) - k]
         items = [item for col, item in enumerate(items) if col not in taken]
     return pairs
 
@@ -220,6 +235,6 @@ def _lexicographic(cost: np.ndarray, allowed: np.ndarray | None = None
 def _stage_size(spread: int, base: int, n_units: int, matched: int) -> int:
     """How many units one stage can settle with every sum exact (0: not even one)."""
     k = 0
-    while k < n_units and (spread + 1) * base**(k + 1) * (matched + 1) * 2 < _EXACT:
+    while k < n_units and (spread + 1) * base ** (k + 1) * (matched + 1) * 2 < _EXACT:
         k += 1
     return k

@@ -54,13 +54,22 @@ class Job:
     policy: str
     seed: int
     hours: float
-    budget_ms: float | None = None   # None: the scenario's tick length
+    budget_ms: float | None = None  # None: the scenario's tick length
 
 
-def jobs_for(names: Iterable[str], policies: Iterable[str], seeds: int, hours: float,
-             budget_ms: float | None = None) -> list[Job]:
-    return [Job(name, policy, seed, hours, budget_ms)
-            for name in names for policy in policies for seed in range(1, seeds + 1)]
+def jobs_for(
+    names: Iterable[str],
+    policies: Iterable[str],
+    seeds: int,
+    hours: float,
+    budget_ms: float | None = None,
+) -> list[Job]:
+    return [
+        Job(name, policy, seed, hours, budget_ms)
+        for name in names
+        for policy in policies
+        for seed in range(1, seeds + 1)
+    ]
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -89,15 +98,19 @@ def run_job(job: Job) -> dict[str, Any]:
     solved = report["ticks_solved"]
     limited = getattr(policy, "limited", 0) or 0
     record = {
-        **asdict(job), "budget_ms": budget_ms,
+        **asdict(job),
+        "budget_ms": budget_ms,
         "wall_s": round(wall_s, 3),
-        "arrivals": report["arrivals"], "admitted": report["admitted"],
-        "referred": report["referred"], "referral_rate": report["referral_rate"],
+        "arrivals": report["arrivals"],
+        "admitted": report["admitted"],
+        "referred": report["referred"],
+        "referral_rate": report["referral_rate"],
         "mean_time_in_system_s": report["mean_length_of_stay_s"],
         **{f"wait_{role}_s": report["wait_s"][role]["mean"] for role in ROLES},
         "utilisation": report["utilisation"],
         "room_occupancy": report["room_occupancy"],
-        "ticks": report["ticks"], "ticks_solved": solved,
+        "ticks": report["ticks"],
+        "ticks_solved": solved,
         "solve_p50_ms": report["tick_solve_ms"]["p50"],
         "solve_p95_ms": report["tick_solve_ms"]["p95"],
         "solve_max_ms": report["tick_solve_ms"]["max"],
@@ -110,13 +123,16 @@ def run_job(job: Job) -> dict[str, Any]:
     return record
 
 
-def run_jobs(jobs: list[Job], processes: int = 1,
-             on_done: Callable[[dict[str, Any]], None] | None = None,
-             worker: Callable[[Job], dict[str, Any]] = run_job) -> list[dict[str, Any]]:
+def run_jobs(
+    jobs: list[Job],
+    processes: int = 1,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+    worker: Callable[[Job], dict[str, Any]] = run_job,
+) -> list[dict[str, Any]]:
     """Every job in a fresh process (at most `processes` at once); the records in the jobs'
     order. `on_done` sees each record as its job finishes."""
     records: list[dict[str, Any]] = []
-    context = multiprocessing.get_context("spawn")   # a clean process: its own peak RSS
+    context = multiprocessing.get_context("spawn")  # a clean process: its own peak RSS
     with context.Pool(processes=max(1, processes), maxtasksperchild=1) as pool:
         for record in pool.imap_unordered(worker, jobs):
             records.append(record)
@@ -139,8 +155,11 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((record["scenario"], record["policy"]), []).append(record)
     summary = []
     for (scenario, policy), group in groups.items():
-        row: dict[str, Any] = {"scenario": scenario, "policy": policy,
-                               "seeds": sorted(r["seed"] for r in group)}
+        row: dict[str, Any] = {
+            "scenario": scenario,
+            "policy": policy,
+            "seeds": sorted(r["seed"] for r in group),
+        }
         for key, _, _ in METRICS:
             row[key] = _stats([float(r[key]) for r in group])
         summary.append(row)
@@ -148,8 +167,12 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpus": os.cpu_count(), "processor": platform.processor()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor(),
+    }
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -160,6 +183,7 @@ def machine() -> dict[str, Any]:
         pass
     try:
         from importlib.metadata import version
+
         info["ortools"] = version("ortools")
     except Exception:  # pragma: no cover - not installed as a distribution
         pass
@@ -170,18 +194,30 @@ def capacities(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     return {name: capacity_bound(scenarios.load(name)).as_dict() for name in names}
 
 
-def run_bench(names: list[str], policies: list[str], seeds: int = 3, hours: float = 1.0,
-              processes: int = 1, budget_ms: float | None = None,
-              on_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def run_bench(
+    names: list[str],
+    policies: list[str],
+    seeds: int = 3,
+    hours: float = 1.0,
+    processes: int = 1,
+    budget_ms: float | None = None,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """The whole benchmark as data: settings, machine, capacity bounds, jobs and summary."""
     for name in names:
-        scenarios.path(name)          # an unknown name fails before any job starts
+        scenarios.path(name)  # an unknown name fails before any job starts
     jobs = jobs_for(names, policies, seeds, hours, budget_ms)
     started = time.perf_counter()
     records = run_jobs(jobs, processes, on_done)
     return {
-        "settings": {"scenarios": names, "policies": policies, "seeds": seeds, "hours": hours,
-                     "processes": processes, "budget_ms": budget_ms},
+        "settings": {
+            "scenarios": names,
+            "policies": policies,
+            "seeds": seeds,
+            "hours": hours,
+            "processes": processes,
+            "budget_ms": budget_ms,
+        },
         "machine": machine(),
         "wall_s": round(time.perf_counter() - started, 3),
         "capacity": capacities(names),
@@ -203,9 +239,14 @@ def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for row in result["summary"]:
         bound = result["capacity"][row["scenario"]]
-        rows.append([row["scenario"], row["policy"],
-                     f"{bound['min_referral_rate']:.2%} ({bound['bottleneck']})"]
-                    + [cell(row[key], fmt) for key, _, fmt in METRICS])
+        rows.append(
+            [
+                row["scenario"],
+                row["policy"],
+                f"{bound['min_referral_rate']:.2%} ({bound['bottleneck']})",
+            ]
+            + [cell(row[key], fmt) for key, _, fmt in METRICS]
+        )
     return headings, rows
 
 
@@ -220,33 +261,52 @@ def _spread(stats: dict[str, float], fmt: str) -> str:
 def compact_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The same figures folded into fewer columns, for a terminal: means, ± half the range
     over the seeds on the quality figures."""
-    headings = ["scenario", "policy", "min referred", "referred", "in system s",
-                "wait s porter/medical/cleaner", "tick ms p50/p95/max", "over budget",
-                "limited / gap", "wall s", "RSS MB"]
+    headings = [
+        "scenario",
+        "policy",
+        "min referred",
+        "referred",
+        "in system s",
+        "wait s porter/medical/cleaner",
+        "tick ms p50/p95/max",
+        "over budget",
+        "limited / gap",
+        "wall s",
+        "RSS MB",
+    ]
     rows = []
     for row in result["summary"]:
         bound = result["capacity"][row["scenario"]]
         mean = {key: row[key]["mean"] for key, _, _ in METRICS}
-        rows.append([
-            row["scenario"], row["policy"], f"{bound['min_referral_rate']:.1%}",
-            _spread(row["referral_rate"], "{:.1%}"),
-            _spread(row["mean_time_in_system_s"], "{:.1f}"),
-            "/".join(f"{mean[f'wait_{role}_s']:.1f}" for role in ROLES),
-            f"{mean['solve_p50_ms']:.2f}/{mean['solve_p95_ms']:.2f}/{mean['solve_max_ms']:.1f}",
-            f"{mean['ticks_over_budget']:.0f}",
-            f"{mean['limited_share']:.1%} / {mean['worst_gap']:.2g}",
-            f"{mean['wall_s']:.1f}", f"{mean['peak_rss_mb']:.0f}"])
+        rows.append(
+            [
+                row["scenario"],
+                row["policy"],
+                f"{bound['min_referral_rate']:.1%}",
+                _spread(row["referral_rate"], "{:.1%}"),
+                _spread(row["mean_time_in_system_s"], "{:.1f}"),
+                "/".join(f"{mean[f'wait_{role}_s']:.1f}" for role in ROLES),
+                f"{mean['solve_p50_ms']:.2f}/{mean['solve_p95_ms']:.2f}/{mean['solve_max_ms']:.1f}",
+                f"{mean['ticks_over_budget']:.0f}",
+                f"{mean['limited_share']:.1%} / {mean['worst_gap']:.2g}",
+                f"{mean['wall_s']:.1f}",
+                f"{mean['peak_rss_mb']:.0f}",
+            ]
+        )
     return headings, rows
 
 
 def to_markdown(result: dict[str, Any]) -> str:
     headings, rows = table_rows(result)
     settings, host = result["settings"], result["machine"]
-    lines = [f"Seeds 1–{settings['seeds']}, {settings['hours']:g} simulated hour(s) each; "
-             f"mean (min–max) over the seeds. Machine: {host.get('processor', '?')}, "
-             f"{host.get('cpus', '?')} CPUs, Python {host.get('python', '?')}, "
-             f"OR-tools {host.get('ortools', '?')}.", "",
-             "| " + " | ".join(headings) + " |",
-             "|" + "|".join("---" for _ in headings) + "|"]
+    lines = [
+        f"Seeds 1–{settings['seeds']}, {settings['hours']:g} simulated hour(s) each; "
+        f"mean (min–max) over the seeds. Machine: {host.get('processor', '?')}, "
+        f"{host.get('cpus', '?')} CPUs, Python {host.get('python', '?')}, "
+        f"OR-tools {host.get('ortools', '?')}.",
+        "",
+        "| " + " | ".join(headings) + " |",
+        "|" + "|".join("---" for _ in headings) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"

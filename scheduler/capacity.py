@@ -45,8 +45,11 @@ class RoomCosts:
 
     @property
     def busy_s(self) -> dict[str, float]:
-        return {"porter": self.escort_in_s + self.escort_out_s, "medical": self.visit_s,
-                "cleaner": self.clean_s}
+        return {
+            "porter": self.escort_in_s + self.escort_out_s,
+            "medical": self.visit_s,
+            "cleaner": self.clean_s,
+        }
 
     @property
     def hold_s(self) -> float:
@@ -55,19 +58,22 @@ class RoomCosts:
 
 @dataclass(frozen=True)
 class CapacityBound:
-    arrival_rate: float                 # patients per second offered
-    max_rate: float                     # admissions per second no policy can exceed
-    staff_rate: float                   # the same without the arrival cap: what rooms and staff allow
-    min_referral_rate: float            # 1 - max_rate / arrival_rate
-    bottleneck: str                     # the role (or "rooms") that limits staff_rate
+    arrival_rate: float  # patients per second offered
+    max_rate: float  # admissions per second no policy can exceed
+    staff_rate: float  # the same without the arrival cap: what rooms and staff allow
+    min_referral_rate: float  # 1 - max_rate / arrival_rate
+    bottleneck: str  # the role (or "rooms") that limits staff_rate
     use: dict[str, float] = field(default_factory=dict)  # share of each resource used at staff_rate
 
     def as_dict(self) -> dict[str, object]:
-        return {"arrival_rate": round(self.arrival_rate, 6), "max_rate": round(self.max_rate, 6),
-                "staff_rate": round(self.staff_rate, 6),
-                "min_referral_rate": round(self.min_referral_rate, 6),
-                "bottleneck": self.bottleneck,
-                "use": {k: round(v, 4) for k, v in self.use.items()}}
+        return {
+            "arrival_rate": round(self.arrival_rate, 6),
+            "max_rate": round(self.max_rate, 6),
+            "staff_rate": round(self.staff_rate, 6),
+            "min_referral_rate": round(self.min_referral_rate, 6),
+            "bottleneck": self.bottleneck,
+            "use": {k: round(v, 4) for k, v in self.use.items()},
+        }
 
 
 def room_costs(config: Config, layout: Layout | None = None) -> dict[str, RoomCosts]:
@@ -77,12 +83,19 @@ def room_costs(config: Config, layout: Layout | None = None) -> dict[str, RoomCo
     for room_id in layout.rooms:
         walk_in = layout.from_entrance(room_id) / 1000
         if layout.model == "seed":
-            costs[room_id] = RoomCosts(walk_in, walk_in + layout.treatment_ms / 1000, 0.0,
-                                       walk_in + layout.cleaning_ms / 1000)
+            costs[room_id] = RoomCosts(
+                walk_in,
+                walk_in + layout.treatment_ms / 1000,
+                0.0,
+                walk_in + layout.cleaning_ms / 1000,
+            )
         else:
-            costs[room_id] = RoomCosts(walk_in, layout.treatment_ms / 1000,
-                                       layout.walk(room_id, ENTRANCE) / 1000,
-                                       layout.cleaning_ms / 1000)
+            costs[room_id] = RoomCosts(
+                walk_in,
+                layout.treatment_ms / 1000,
+                layout.walk(room_id, ENTRANCE) / 1000,
+                layout.cleaning_ms / 1000,
+            )
     return costs
 
 
@@ -93,7 +106,9 @@ def staff_per_role(config: Config) -> dict[str, int]:
     return counts
 
 
-def _solve(costs: list[RoomCosts], staff: dict[str, int], cap: float | None) -> tuple[float, np.ndarray]:
+def _solve(
+    costs: list[RoomCosts], staff: dict[str, int], cap: float | None
+) -> tuple[float, np.ndarray]:
     n = len(costs)
     rows: list[list[float]] = []
     bounds: list[float] = []
@@ -106,8 +121,13 @@ def _solve(costs: list[RoomCosts], staff: dict[str, int], cap: float | None) -> 
     # x[r] * hold[r] <= 1 is a bound on each variable (a room that takes no time is unbounded
     # by itself; the roles' rows still bound it unless they cost nothing either).
     var_bounds = [(0.0, 1.0 / c.hold_s if c.hold_s > 0 else None) for c in costs]
-    result = linprog(-np.ones(n), A_ub=np.array(rows), b_ub=np.array(bounds, dtype=float),
-                     bounds=var_bounds, method="highs")
+    result = linprog(
+        -np.ones(n),
+        A_ub=np.array(rows),
+        b_ub=np.array(bounds, dtype=float),
+        bounds=var_bounds,
+        method="highs",
+    )
     if result.status == 3:
         raise ValueError("the capacity is unbounded: some room costs no time of anyone")
     if not result.success:
@@ -123,8 +143,14 @@ def capacity_bound(config: Config) -> CapacityBound:
     arrival_rate = 1.0 / config.arrivals.interval_s
     max_rate, _ = _solve(costs, staff, arrival_rate)
     staff_rate, x = _solve(costs, staff, None)
-    use = {role: (float(sum(xi * c.busy_s[role] for xi, c in zip(x, costs))) / staff[role]
-                  if staff[role] else 0.0) for role in ROLES}
+    use = {
+        role: (
+            float(sum(xi * c.busy_s[role] for xi, c in zip(x, costs))) / staff[role]
+            if staff[role]
+            else 0.0
+        )
+        for role in ROLES
+    }
     use["rooms"] = float(sum(xi * c.hold_s for xi, c in zip(x, costs))) / len(costs)
     bottleneck = max(use, key=lambda k: (use[k], k == "rooms"))
     min_referral = max(0.0, 1.0 - max_rate / arrival_rate)

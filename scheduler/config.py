@@ -24,11 +24,11 @@ MAX_WEIGHT = 1000
 MIN_TICK_S = 0.001
 # Bounds past which a value can only be a mistake, and would make a run hang on building
 # its hospital or overflow the 64-bit integers of the solver and the database.
-MAX_ROOMS = 100_000          # in the whole hospital
-MAX_STAFF = 100_000          # per role
-MAX_SECONDS = MAX_TIME_S      # any time in seconds: about 31 years
+MAX_ROOMS = 100_000  # in the whole hospital
+MAX_STAFF = 100_000  # per role
+MAX_SECONDS = MAX_TIME_S  # any time in seconds: about 31 years
 MAX_PARTITIONS = 10_000
-MIN_SEED, MAX_SEED = -2**63, 2**63 - 1   # what a database keeps in a BIGINT
+MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # what a database keeps in a BIGINT
 
 
 class ConfigError(ValueError):
@@ -39,8 +39,8 @@ class ConfigError(ValueError):
 class HospitalConfig:
     floors: tuple[str, ...] = ("A", "B")
     rooms_per_floor: int = 3
-    isolation_rooms: tuple[str, ...] = ()      # rooms able to isolate a patient
-    reserve_isolation_rooms: bool = False      # keep them for patients who need isolation
+    isolation_rooms: tuple[str, ...] = ()  # rooms able to isolate a patient
+    reserve_isolation_rooms: bool = False  # keep them for patients who need isolation
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ArrivalsConfig:
     process: str = "fixed"
     interval_s: float = 5.0
     seed: int = 1
-    acuity_mix: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0)   # shares of ESI levels 1-5
+    acuity_mix: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0)  # shares of ESI levels 1-5
     isolation_share: float = 0.0
 
 
@@ -64,7 +64,7 @@ class ArrivalsConfig:
 class DurationsConfig:
     treatment_s: float = 10.0
     cleaning_s: float = 9.0
-    terminal_cleaning_s: float = 13.5   # after an isolation patient: 1.5 times a cleaning
+    terminal_cleaning_s: float = 13.5  # after an isolation patient: 1.5 times a cleaning
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class SchedulerConfig:
     policy: str = "cpsat"
     tick_s: float = 1.0
     validate: bool = True
-    explain: bool = False    # a `reason` on each referral and dispatch
+    explain: bool = False  # a `reason` on each referral and dispatch
 
 
 @dataclass(frozen=True)
@@ -112,12 +112,12 @@ class RulesConfig:
     longest_wait_first: float = 1.0
     minimise_walking: float = 1.0
     free_rooms_fast: float = 30.0
-    urgency: float = 60.0          # seconds of waiting one ESI level of urgency is worth
-    sla_breach: float = 1.0        # per second a task is past its target wait
+    urgency: float = 60.0  # seconds of waiting one ESI level of urgency is worth
+    sla_breach: float = 1.0  # per second a task is past its target wait
     spare_isolation_rooms: float = 300.0  # seconds of waiting an isolation room kept is worth
-    spare_doctors: float = 0.0     # seconds of waiting a doctor kept for ESI 1-2 is worth
+    spare_doctors: float = 0.0  # seconds of waiting a doctor kept for ESI 1-2 is worth
     tie_break: bool = True
-    skills: bool = True            # hard: visits to ESI 1-2 patients need a doctor
+    skills: bool = True  # hard: visits to ESI 1-2 patients need a doctor
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class KafkaConfig:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     sasl_username: str = ""
-    ssl_cafile: str = ""           # PEM of the CA that signed the broker's certificate
+    ssl_cafile: str = ""  # PEM of the CA that signed the broker's certificate
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,10 @@ CHOICES = {
     ("scheduler", "policy"): ("cpsat", "greedy"),
     ("kafka", "security_protocol"): ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
 }
-CONVENTIONAL_ENV = {"DATABASE_URL": ("database", "url"),
-                    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers")}
+CONVENTIONAL_ENV = {
+    "DATABASE_URL": ("database", "url"),
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+}
 
 
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -199,14 +201,16 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     _check_environment_names(environ)
     for name in data:
         if name not in known_sections:
-            raise ConfigError(f"[{_short(name)}]: unknown section (expected one of "
-                              f"{', '.join(sorted(known_sections))})")
+            raise ConfigError(
+                f"[{_short(name)}]: unknown section (expected one of "
+                f"{', '.join(sorted(known_sections))})"
+            )
     sections = {}
     for section in dataclasses.fields(Config):
         given = data.get(section.name, {})
         if not isinstance(given, Mapping):
             raise ConfigError(f"[{section.name}] must be a table")
-        factory: Any = section.default_factory   # the section's dataclass
+        factory: Any = section.default_factory  # the section's dataclass
         known = {f.name: f for f in dataclasses.fields(factory)}
         for key in given:
             if key not in known:
@@ -214,7 +218,7 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         values = {}
         for key, spec in known.items():
             name = f"{section.name}.{key}"
-            kind = cast(str, spec.type)   # a string: the annotations are postponed
+            kind = cast(str, spec.type)  # a string: the annotations are postponed
             raw = given.get(key, spec.default)
             env_name = f"HOSPITAL_{section.name}_{key}".upper()
             if env_name in environ:
@@ -235,14 +239,16 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
     Other `HOSPITAL_*` variables (`HOSPITAL_CONFIG`) are not config keys."""
     for section in dataclasses.fields(Config):
         prefix = f"HOSPITAL_{section.name.upper()}_"
-        factory: Any = section.default_factory   # the section's dataclass
+        factory: Any = section.default_factory  # the section's dataclass
         keys = {f.name.upper() for f in dataclasses.fields(factory)}
         for variable in environ:
-            if variable.startswith(prefix) and variable[len(prefix):] not in keys:
-                raise ConfigError(f"{_short(variable)}: no key "
-                                  f"{shown(variable[len(prefix):].lower())} in "
-                                  f"[{section.name}] (expected one of "
-                                  f"{', '.join(sorted(k.lower() for k in keys))})")
+            if variable.startswith(prefix) and variable[len(prefix) :] not in keys:
+                raise ConfigError(
+                    f"{_short(variable)}: no key "
+                    f"{shown(variable[len(prefix) :].lower())} in "
+                    f"[{section.name}] (expected one of "
+                    f"{', '.join(sorted(k.lower() for k in keys))})"
+                )
 
 
 # Sections that change no decision: a log recorded with other ones still replays exactly.
@@ -252,22 +258,30 @@ NOT_DECIDING = ("kafka", "database")
 def shareable(config: Config) -> dict[str, dict[str, Any]]:
     """What a log may carry of the config: the sections that decide. Where the broker and
     the database are, and who logs in to them, stay with the deployment."""
-    return {section: values for section, values in to_mapping(config).items()
-            if section not in NOT_DECIDING}
+    return {
+        section: values
+        for section, values in to_mapping(config).items()
+        if section not in NOT_DECIDING
+    }
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """`section.key` of every deciding value that differs between two config mappings."""
-    return [f"{section}.{key}" for section in sorted(set(a) | set(b))
-            if section not in NOT_DECIDING
-            for key in sorted(set(a.get(section, {})) | set(b.get(section, {})))
-            if a.get(section, {}).get(key) != b.get(section, {}).get(key)]
+    return [
+        f"{section}.{key}"
+        for section in sorted(set(a) | set(b))
+        if section not in NOT_DECIDING
+        for key in sorted(set(a.get(section, {})) | set(b.get(section, {})))
+        if a.get(section, {}).get(key) != b.get(section, {}).get(key)
+    ]
 
 
 def to_mapping(config: Config) -> dict[str, dict[str, Any]]:
     return {
-        name: {k: list(v) if isinstance(v, tuple) else v
-               for k, v in dataclasses.asdict(getattr(config, name)).items()}
+        name: {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(getattr(config, name)).items()
+        }
         for name in (f.name for f in dataclasses.fields(Config))
     }
 
@@ -285,8 +299,9 @@ def _from_env(text: str, kind: str, name: str) -> Any:
         try:
             return [float(part) for part in text.split(",") if part.strip()]
         except ValueError:
-            raise ConfigError(f"{name}: expected numbers separated by commas, got "
-                              f"{shown(text)}") from None
+            raise ConfigError(
+                f"{name}: expected numbers separated by commas, got {shown(text)}"
+            ) from None
     if kind == "bool":
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -325,8 +340,11 @@ def _check(name: str, value: Any, kind: str) -> Any:
             raise ConfigError(f"{name}: expected an integer, got {shown(value)}")
         return value
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ConfigError(f"{name}: expected a finite number, got {shown(value)}")
         return float(value)
     if not isinstance(value, str):
@@ -338,37 +356,41 @@ def _check_semantics(config: Config) -> None:
     for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(config, section), key)
         if value not in allowed:
-            raise ConfigError(f"{section}.{key}: expected one of {', '.join(allowed)}, got "
-                              f"{shown(value)}")
+            raise ConfigError(
+                f"{section}.{key}: expected one of {', '.join(allowed)}, got {shown(value)}"
+            )
     floors = config.hospital.floors
     if not floors or len(set(floors)) != len(floors) or not all(f.isalpha() for f in floors):
-        raise ConfigError(f"hospital.floors: expected distinct letters, got "
-                          f"{shown(list(floors))}")
+        raise ConfigError(f"hospital.floors: expected distinct letters, got {shown(list(floors))}")
     if not 1 <= config.kafka.partitions <= MAX_PARTITIONS:
         raise ConfigError(f"kafka.partitions: must be from 1 to {MAX_PARTITIONS}")
     if config.hospital.rooms_per_floor < 1:
         raise ConfigError("hospital.rooms_per_floor: must be at least 1")
     if len(floors) * config.hospital.rooms_per_floor > MAX_ROOMS:
-        raise ConfigError(f"hospital.rooms_per_floor: at most {MAX_ROOMS} rooms in all, got "
-                          f"{len(floors)} floors of {config.hospital.rooms_per_floor}")
+        raise ConfigError(
+            f"hospital.rooms_per_floor: at most {MAX_ROOMS} rooms in all, got "
+            f"{len(floors)} floors of {config.hospital.rooms_per_floor}"
+        )
     for key in ("porters", "nurses", "doctors", "cleaners"):
         if getattr(config.staff, key) < 0:
             raise ConfigError(f"staff.{key}: must not be negative")
         if getattr(config.staff, key) > MAX_STAFF:
             raise ConfigError(f"staff.{key}: must be at most {MAX_STAFF}")
     if not MIN_SEED <= config.arrivals.seed <= MAX_SEED:
-        raise ConfigError(f"arrivals.seed: must fit in 64 bits (from {MIN_SEED} to "
-                          f"{MAX_SEED})")
+        raise ConfigError(f"arrivals.seed: must fit in 64 bits (from {MIN_SEED} to {MAX_SEED})")
     # Every role has work in the lifecycle: with nobody in one, patients would never leave.
     for key in ("porters", "cleaners"):
         if getattr(config.staff, key) < 1:
             raise ConfigError(f"staff.{key}: must be at least 1 (every patient needs one)")
     if config.staff.nurses + config.staff.doctors < 1:
-        raise ConfigError("staff.nurses + staff.doctors: must be at least 1 (every patient "
-                          "needs a medical visit)")
+        raise ConfigError(
+            "staff.nurses + staff.doctors: must be at least 1 (every patient needs a medical visit)"
+        )
     if config.scheduler.tick_s < MIN_TICK_S:
-        raise ConfigError(f"scheduler.tick_s: must be at least {MIN_TICK_S} s (time is kept "
-                          f"in milliseconds), got {config.scheduler.tick_s}")
+        raise ConfigError(
+            f"scheduler.tick_s: must be at least {MIN_TICK_S} s (time is kept "
+            f"in milliseconds), got {config.scheduler.tick_s}"
+        )
     positive = {
         "arrivals.interval_s": config.arrivals.interval_s,
         "scheduler.tick_s": config.scheduler.tick_s,
@@ -395,45 +417,73 @@ def _check_semantics(config: Config) -> None:
     for name, value in non_negative.items():
         if not value >= 0:
             raise ConfigError(f"{name}: must not be negative, got {value}")
-    for name, value in {**positive, **non_negative, "shifts.cycle_s": config.shifts.cycle_s
-                        }.items():
+    for name, value in {
+        **positive,
+        **non_negative,
+        "shifts.cycle_s": config.shifts.cycle_s,
+    }.items():
         if name.endswith("_s") and value > MAX_SECONDS:
             raise ConfigError(f"{name}: must be at most {MAX_SECONDS} s, got {value}")
     _check_clinical(config)
-    for key in ("longest_wait_first", "minimise_walking", "free_rooms_fast", "urgency",
-                "sla_breach", "spare_isolation_rooms", "spare_doctors"):
+    for key in (
+        "longest_wait_first",
+        "minimise_walking",
+        "free_rooms_fast",
+        "urgency",
+        "sla_breach",
+        "spare_isolation_rooms",
+        "spare_doctors",
+    ):
         if getattr(config.rules, key) > MAX_WEIGHT:
-            raise ConfigError(f"rules.{key}: must be at most {MAX_WEIGHT} (only the ratios "
-                              f"between weights matter), got {getattr(config.rules, key)}")
+            raise ConfigError(
+                f"rules.{key}: must be at most {MAX_WEIGHT} (only the ratios "
+                f"between weights matter), got {getattr(config.rules, key)}"
+            )
 
 
 def _check_clinical(config: Config) -> None:
-    from scheduler.shifts import Roster, RosterError   # a leaf module: no import cycle
+    from scheduler.shifts import Roster, RosterError  # a leaf module: no import cycle
 
     mix = config.arrivals.acuity_mix
     if len(mix) != 5 or any(share < 0 for share in mix) or not 0 < sum(mix) < math.inf:
-        raise ConfigError(f"arrivals.acuity_mix: expected 5 shares (ESI 1 to 5), none "
-                          f"negative, not all 0; got {shown(list(mix))}")
+        raise ConfigError(
+            f"arrivals.acuity_mix: expected 5 shares (ESI 1 to 5), none "
+            f"negative, not all 0; got {shown(list(mix))}"
+        )
     if config.rules.skills and (mix[0] or mix[1]) and config.staff.doctors < 1:
-        raise ConfigError("staff.doctors: must be at least 1 when arrivals.acuity_mix has ESI "
-                          "1-2 patients and rules.skills is on (only a doctor may see them)")
+        raise ConfigError(
+            "staff.doctors: must be at least 1 when arrivals.acuity_mix has ESI "
+            "1-2 patients and rules.skills is on (only a doctor may see them)"
+        )
     if not 0 <= config.arrivals.isolation_share <= 1:
-        raise ConfigError(f"arrivals.isolation_share: expected a share from 0 to 1, got "
-                          f"{config.arrivals.isolation_share}")
-    rooms = {f"{floor}{n}" for floor in config.hospital.floors
-             for n in range(1, config.hospital.rooms_per_floor + 1)}
+        raise ConfigError(
+            f"arrivals.isolation_share: expected a share from 0 to 1, got "
+            f"{config.arrivals.isolation_share}"
+        )
+    rooms = {
+        f"{floor}{n}"
+        for floor in config.hospital.floors
+        for n in range(1, config.hospital.rooms_per_floor + 1)
+    }
     unknown = [r for r in config.hospital.isolation_rooms if r not in rooms]
     if unknown:
-        raise ConfigError(f"hospital.isolation_rooms: no room {shown(unknown)[1:-1]} in "
-                          f"this hospital")
+        raise ConfigError(
+            f"hospital.isolation_rooms: no room {shown(unknown)[1:-1]} in this hospital"
+        )
     if config.arrivals.isolation_share > 0 and not config.hospital.isolation_rooms:
-        raise ConfigError("arrivals.isolation_share: patients needing isolation, but "
-                          "hospital.isolation_rooms lists no room able to isolate")
+        raise ConfigError(
+            "arrivals.isolation_share: patients needing isolation, but "
+            "hospital.isolation_rooms lists no room able to isolate"
+        )
     if not config.shifts.cycle_s > 0:
         raise ConfigError(f"shifts.cycle_s: must be greater than 0, got {config.shifts.cycle_s}")
     from scheduler.hospital import staff_roster
+
     try:
-        Roster(config.shifts.roster, config.shifts.cycle_s,
-               {staff_id for staff_id, _ in staff_roster(config)})
+        Roster(
+            config.shifts.roster,
+            config.shifts.cycle_s,
+            {staff_id for staff_id, _ in staff_roster(config)},
+        )
     except RosterError as exc:
         raise ConfigError(f"shifts.roster: {exc}") from None

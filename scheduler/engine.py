@@ -17,8 +17,12 @@ from scheduler.validator import Auditor
 
 # Within a tick, events are applied in a canonical order, whatever order they were
 # delivered in, so that a replay of the same events gives the same decisions.
-_TYPE_ORDER = {"escort.completed": 0, "visit.completed": 1, "cleaning.completed": 2,
-               "patient.arrived": 3}
+_TYPE_ORDER = {
+    "escort.completed": 0,
+    "visit.completed": 1,
+    "cleaning.completed": 2,
+    "patient.arrived": 3,
+}
 
 NOTHING_TO_DECIDE = Solution(bookings={}, dispatches={})
 
@@ -33,7 +37,7 @@ def _canonical_key(event: ev.Event) -> tuple[int, int, str]:
 
 
 def canonical_order(events: list[ev.Event]) -> list[ev.Event]:
-    if len(events) < 2:   # most ticks of a run: nothing to sort
+    if len(events) < 2:  # most ticks of a run: nothing to sort
         return list(events)
     return sorted(events, key=_canonical_key)
 
@@ -42,11 +46,11 @@ def canonical_order(events: list[ev.Event]) -> list[ev.Event]:
 class TickResult:
     tick: int
     time_ms: int
-    consumed: list[ev.Event]                      # applied, in the order applied
+    consumed: list[ev.Event]  # applied, in the order applied
     decisions: list[ev.Decision]
     rejected: list[tuple[ev.Event, str]] = field(default_factory=list)
     duplicates: list[ev.Event] = field(default_factory=list)
-    solved: bool = False                          # False: nothing to decide this tick
+    solved: bool = False  # False: nothing to decide this tick
     solve_ms: float = 0.0
 
 
@@ -57,7 +61,7 @@ class Scheduler:
         self.policy = policy or make_policy(config.scheduler.policy, config.rules)
         self.hospital = Hospital(config)
         self.auditor = Auditor(config) if config.scheduler.validate else None
-        self.seen = ev.IdSet()   # every event applied: compact, however long the run
+        self.seen = ev.IdSet()  # every event applied: compact, however long the run
         self.last_tick = -1
         self.counters = {"ticks": 0, "events": 0, "rejected": 0, "duplicates": 0}
 

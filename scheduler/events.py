@@ -14,11 +14,10 @@ import dataclasses
 import json
 import math
 import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _quote
-from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeAlias, TypeVar, overload
-
 
 _ENCODER = json.JSONEncoder(sort_keys=True)  # canonical: sorted keys, default separators
 
@@ -40,8 +39,11 @@ def _compile_to_json(cls: type[Event]) -> Any:
     each value through `_value`. The same text as `_ENCODER.encode(event.to_dict())`
     (pinned by a test), without building the dict or walking it in the encoder: a 24 h
     simulation encodes a couple of hundred thousand events."""
-    keys: dict[str, str | None] = {("time" if f.name == "time_ms" else f.name): f.name
-                                   for f in dataclasses.fields(cls) if f.name not in cls.OPTIONAL}
+    keys: dict[str, str | None] = {
+        ("time" if f.name == "time_ms" else f.name): f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in cls.OPTIONAL
+    }
     keys["type"] = None
     parts, loads = [], []
     for n, key in enumerate(sorted(keys)):
@@ -52,14 +54,24 @@ def _compile_to_json(cls: type[Event]) -> Any:
             continue
         loads.append(f"    v{n} = self.{attr}" + (" / 1000" if attr == "time_ms" else ""))
         # the common cases inline; anything else through `_value`
-        fast = {"time_ms": f"_float(v{n}) if v{n} - v{n} == 0 else _value(v{n})",
-                "tick": f"_int(v{n}) if v{n}.__class__ is int else _value(v{n})"}.get(
-            attr, f"_quote(v{n}) if v{n}.__class__ is str else _value(v{n})")
+        fast = {
+            "time_ms": f"_float(v{n}) if v{n} - v{n} == 0 else _value(v{n})",
+            "tick": f"_int(v{n}) if v{n}.__class__ is int else _value(v{n})",
+        }.get(attr, f"_quote(v{n}) if v{n}.__class__ is str else _value(v{n})")
         parts.append(f"{head} + ({fast})")
-    source = ("def to_json(self):\n" + "\n".join(loads)
-              + "\n    return '{' + " + " + ', ' + ".join(parts) + " + '}'\n")
-    namespace: dict[str, Any] = {"_value": _value, "_quote": _quote, "_int": int.__repr__,
-                                 "_float": float.__repr__}
+    source = (
+        "def to_json(self):\n"
+        + "\n".join(loads)
+        + "\n    return '{' + "
+        + " + ', ' + ".join(parts)
+        + " + '}'\n"
+    )
+    namespace: dict[str, Any] = {
+        "_value": _value,
+        "_quote": _quote,
+        "_int": int.__repr__,
+        "_float": float.__repr__,
+    }
     exec(source, namespace)  # noqa: S102 - our own field names, no outside input
     return namespace["to_json"]
 
@@ -79,7 +91,7 @@ MAX_TIME_S = 1_000_000_000
 def shown(value: Any, limit: int = 60) -> str:
     """`repr(value)`, cut short: a message about a bad value stays one readable line."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,9 @@ class Event:
 
     def to_json(self) -> str:
         cls = type(self)
-        if cls.OPTIONAL and any(getattr(self, name) != _DEFAULTS[cls, name]
-                                for name in cls.OPTIONAL):
+        if cls.OPTIONAL and any(
+            getattr(self, name) != _DEFAULTS[cls, name] for name in cls.OPTIONAL
+        ):
             return _ENCODER.encode(self.to_dict())
         encode = _TO_JSON.get(cls)
         if encode is None:
@@ -113,13 +126,14 @@ class Event:
 
 # --- inbound: facts reported by the patient generator and the workers -------------------
 
+
 @dataclass(frozen=True)
 class PatientArrived(Event):
     TYPE: ClassVar[str] = "patient.arrived"
     OPTIONAL: ClassVar[tuple[str, ...]] = ("acuity", "isolation")
     patient_id: str
-    acuity: int = 3             # ESI triage level: 1 the most urgent, 5 the least
-    isolation: bool = False     # needs a room able to isolate
+    acuity: int = 3  # ESI triage level: 1 the most urgent, 5 the least
+    isolation: bool = False  # needs a room able to isolate
 
 
 @dataclass(frozen=True)
@@ -166,6 +180,7 @@ COMPLETIONS = (EscortCompleted, VisitCompleted, CleaningCompleted)
 
 # --- decisions: what the scheduler decided in one tick ----------------------------------
 
+
 @dataclass(frozen=True)
 class Decision(Event):
     tick: int
@@ -193,8 +208,8 @@ class TaskDispatched(Decision):
     staff_id: str
     patient_id: str
     room_id: str
-    origin: str = "entrance"   # where the staff member sets off from
-    reason: str = ""           # why this staff member, in words (`[scheduler] explain`)
+    origin: str = "entrance"  # where the staff member sets off from
+    reason: str = ""  # why this staff member, in words (`[scheduler] explain`)
     OPTIONAL: ClassVar[tuple[str, ...]] = ("reason",)
 
 
@@ -247,13 +262,25 @@ class TaskEscalated(Decision):
 
 
 DECISIONS: dict[str, type[Decision]] = {
-    cls.TYPE: cls for cls in (PatientAdmitted, PatientReferred, TaskDispatched, TaskQueued,
-                              PatientDischarged, RoomAvailable, StaffOffDuty, StaffOnDuty,
-                              TaskEscalated)
+    cls.TYPE: cls
+    for cls in (
+        PatientAdmitted,
+        PatientReferred,
+        TaskDispatched,
+        TaskQueued,
+        PatientDischarged,
+        RoomAvailable,
+        StaffOffDuty,
+        StaffOnDuty,
+        TaskEscalated,
+    )
 }
 TASK_KINDS = ("escort_in", "visit", "escort_out", "clean", "clean_terminal")
-_DEFAULTS = {(cls, f.name): f.default for cls in (*INBOUND.values(), *DECISIONS.values())
-             for f in dataclasses.fields(cls)}
+_DEFAULTS = {
+    (cls, f.name): f.default
+    for cls in (*INBOUND.values(), *DECISIONS.values())
+    for f in dataclasses.fields(cls)
+}
 
 
 E = TypeVar("E", bound=Event)
@@ -277,10 +304,12 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
     for f in dataclasses.fields(cls):
         if f.name == "time_ms":
             time = data.get("time")
-            if isinstance(time, bool) or not isinstance(time, (int, float)) \
-                    or not 0 <= time <= MAX_TIME_S:
-                raise BadEvent(f"{kind}: 'time' must be a number of seconds from 0 to "
-                               f"{MAX_TIME_S}")
+            if (
+                isinstance(time, bool)
+                or not isinstance(time, (int, float))
+                or not 0 <= time <= MAX_TIME_S
+            ):
+                raise BadEvent(f"{kind}: 'time' must be a number of seconds from 0 to {MAX_TIME_S}")
             values["time_ms"] = round(time * 1000)
         elif f.name == "tick":
             tick = data.get("tick")
@@ -299,8 +328,11 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
             values["isolation"] = isolation
         elif f.name in ("waited_s", "sla_s"):
             number = data.get(f.name)
-            if isinstance(number, bool) or not isinstance(number, (int, float)) \
-                    or not 0 <= number <= MAX_TIME_S:
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, (int, float))
+                or not 0 <= number <= MAX_TIME_S
+            ):
                 raise BadEvent(f"{kind}: '{f.name}' must be a number of seconds >= 0")
             values[f.name] = number
         elif f.name == "reason":
@@ -331,7 +363,7 @@ def loads(text: str | bytes) -> Any:
         raise BadEvent("not valid JSON (not UTF-8 text)") from None
     except RecursionError:
         raise BadEvent("not valid JSON (nested too deeply)") from None
-    except ValueError as exc:   # "Exceeds the limit (4300 digits) for integer string ..."
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string ..."
         raise BadEvent(f"not valid JSON ({exc})") from None
 
 
@@ -374,7 +406,7 @@ class IdSet:
 
     __slots__ = ("_recent", "_bits", "_counts", "_other")
 
-    RECENT = 1 << 16   # ids kept in a plain set (fast) before they are folded into bitmaps
+    RECENT = 1 << 16  # ids kept in a plain set (fast) before they are folded into bitmaps
 
     def __init__(self, ids: Iterable[str] = ()):
         self._recent: set[str] = set()
@@ -393,23 +425,22 @@ class IdSet:
             self._fold_recent()
 
     def __contains__(self, id_: object) -> bool:
-        return id_ in self._recent or (bool(self._counts or self._other)
-                                       and self._has_folded(id_))
+        return id_ in self._recent or (bool(self._counts or self._other) and self._has_folded(id_))
 
     def __len__(self) -> int:
         return len(self._recent) + sum(self._counts.values()) + len(self._other)
 
     def _fold_recent(self) -> None:
-        for id_ in sorted(self._recent, key=_numeric_order):   # a bitmap grows from its start
+        for id_ in sorted(self._recent, key=_numeric_order):  # a bitmap grows from its start
             self._fold(id_)
         self._recent.clear()
 
     def _fold(self, id_: str) -> None:
         try:
             prefix = id_.rstrip(_DIGITS)
-        except AttributeError:   # not a string
+        except AttributeError:  # not a string
             prefix = id_
-        digits = id_[len(prefix):] if prefix is not id_ else ""
+        digits = id_[len(prefix) :] if prefix is not id_ else ""
         if not digits or len(digits) > 18 or (digits[0] == "0" and len(digits) > 1):
             self._other.add(id_)
             return
@@ -417,7 +448,7 @@ class IdSet:
         byte = n >> 3
         bits = self._bits.get(prefix)
         if bits is None or byte >= len(bits):
-            if byte >= 1024 + self._counts.get(prefix, 0):   # too sparse for a bitmap
+            if byte >= 1024 + self._counts.get(prefix, 0):  # too sparse for a bitmap
                 self._other.add(id_)
                 return
             if bits is None:
@@ -438,7 +469,7 @@ class IdSet:
         bits = self._bits.get(prefix)
         if bits is None:
             return False
-        digits = id_[len(prefix):]  # type: ignore[index]
+        digits = id_[len(prefix) :]  # type: ignore[index]
         if not digits or len(digits) > 18 or (digits[0] == "0" and len(digits) > 1):
             return False
         n = int(digits)
@@ -464,7 +495,7 @@ class IdSet:
 
     # --- as JSON (scheduler snapshots) ---------------------------------------------------
 
-    MAX_BITMAP_BYTES = 8 << 20   # all of one set's bitmaps, decompressed: 64 million ids
+    MAX_BITMAP_BYTES = 8 << 20  # all of one set's bitmaps, decompressed: 64 million ids
     MAX_PREFIXES = 64
     MAX_ID_CHARS = 256
 
@@ -476,9 +507,13 @@ class IdSet:
         since to fold."""
         self._fold_recent()
         # without the room a bitmap keeps to grow into: the same ids, the same text
-        return {"bits": {prefix: base64.b64encode(zlib.compress(bytes(b).rstrip(b"\0"), 9))
-                         .decode("ascii") for prefix, b in sorted(self._bits.items())},
-                "other": sorted(self._other)}
+        return {
+            "bits": {
+                prefix: base64.b64encode(zlib.compress(bytes(b).rstrip(b"\0"), 9)).decode("ascii")
+                for prefix, b in sorted(self._bits.items())
+            },
+            "other": sorted(self._other),
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> IdSet:
@@ -491,13 +526,18 @@ class IdSet:
         if not isinstance(bits, dict) or len(bits) > cls.MAX_PREFIXES:
             raise ValueError(f"'bits' must be an object of at most {cls.MAX_PREFIXES} prefixes")
         if not isinstance(other, list) or not all(
-                isinstance(i, str) and 0 < len(i) <= cls.MAX_ID_CHARS for i in other):
+            isinstance(i, str) and 0 < len(i) <= cls.MAX_ID_CHARS for i in other
+        ):
             raise ValueError(f"'other' must be a list of ids of 1 to {cls.MAX_ID_CHARS} chars")
         result = cls()
         budget = cls.MAX_BITMAP_BYTES
         for prefix, text in bits.items():
-            if not isinstance(prefix, str) or len(prefix) > cls.MAX_ID_CHARS \
-                    or prefix != prefix.rstrip(_DIGITS) or not isinstance(text, str):
+            if (
+                not isinstance(prefix, str)
+                or len(prefix) > cls.MAX_ID_CHARS
+                or prefix != prefix.rstrip(_DIGITS)
+                or not isinstance(text, str)
+            ):
                 raise ValueError(f"bitmap {prefix!r}: not a prefix and a base64 string")
             try:
                 packed = base64.b64decode(text.encode("ascii"), validate=True)
@@ -506,16 +546,18 @@ class IdSet:
             except (UnicodeEncodeError, binascii.Error, zlib.error):
                 raise ValueError(f"bitmap {prefix!r}: not base64 of zlib data") from None
             if len(bitmap) > budget or inflate.unconsumed_tail or not inflate.eof:
-                raise ValueError(f"bitmap {prefix!r}: larger than {cls.MAX_BITMAP_BYTES} "
-                                 f"bytes in all, or truncated")
+                raise ValueError(
+                    f"bitmap {prefix!r}: larger than {cls.MAX_BITMAP_BYTES} "
+                    f"bytes in all, or truncated"
+                )
             budget -= len(bitmap)
             count = int.from_bytes(bitmap, "little").bit_count()
-            if len(bitmap) > 2 * (1024 + count):   # `_fold` never lets one grow so sparse
+            if len(bitmap) > 2 * (1024 + count):  # `_fold` never lets one grow so sparse
                 raise ValueError(f"bitmap {prefix!r}: {len(bitmap)} bytes for {count} ids")
             if count:
                 result._bits[prefix] = bytearray(bitmap)
                 result._counts[prefix] = count
-        for id_ in other:   # `result._other` is still empty: only the bitmaps are asked
+        for id_ in other:  # `result._other` is still empty: only the bitmaps are asked
             if id_ in result:
                 raise ValueError(f"{id_[:40]!r} is both in a bitmap and in 'other'")
         result._other = set(other)

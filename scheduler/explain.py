@@ -18,26 +18,35 @@ def referral(problem: TickProblem, patient_id: str, solution: Solution, rooms: i
     arrival = next(a for a in problem.arrivals if a.patient_id == patient_id)
     usable = [r for r in problem.free_rooms if problem.may_book(arrival, r)]
     if not problem.free_rooms:
-        return ("the only room is occupied or being cleaned" if rooms == 1 else
-                f"all {rooms} rooms occupied or being cleaned")
+        return (
+            "the only room is occupied or being cleaned"
+            if rooms == 1
+            else f"all {rooms} rooms occupied or being cleaned"
+        )
     if not usable:
         if arrival.isolation:
-            return (f"needs isolation: no free isolation room (all "
-                    f"{len(problem.isolation_rooms)} in use)")
+            return (
+                f"needs isolation: no free isolation room (all "
+                f"{len(problem.isolation_rooms)} in use)"
+            )
         return "the free rooms are kept for patients who need isolation"
-    takers = [a for a in problem.arrivals
-              if solution.bookings.get(a.patient_id) in usable]
+    takers = [a for a in problem.arrivals if solution.bookings.get(a.patient_id) in usable]
     more_urgent = any(a.acuity < arrival.acuity for a in takers)
     rooms_word = "room" if len(usable) == 1 else f"{len(usable)} rooms"
-    return (f"the last free {rooms_word} went to "
-            f"{'more urgent patients' if more_urgent else 'patients who arrived first'}")
+    return (
+        f"the last free {rooms_word} went to "
+        f"{'more urgent patients' if more_urgent else 'patients who arrived first'}"
+    )
 
 
 def dispatch(problem: TickProblem, task_key: str, staff_id: str) -> str:
     task = next(t for t in problem.tasks if t.key == task_key)
     walk_ms = problem.walking_ms[task_key, staff_id]
-    others = [problem.walking_ms[task_key, s.staff_id] for s in problem.staff
-              if s.staff_id != staff_id and problem.may_do(task, s)]
+    others = [
+        problem.walking_ms[task_key, s.staff_id]
+        for s in problem.staff
+        if s.staff_id != staff_id and problem.may_do(task, s)
+    ]
     parts = [f"{staff_id}: {walk_ms / 1000:g} s walk"]
     if others and walk_ms < min(others):
         parts[0] += f", the nearest of {len(others) + 1} free"
@@ -73,17 +82,24 @@ _WORDS = {
 }
 
 
-def timeline(decisions: Iterable[dict[str, Any]], *, patient: str | None = None,
-             staff: str | None = None, room: str | None = None) -> list[str]:
+def timeline(
+    decisions: Iterable[dict[str, Any]],
+    *,
+    patient: str | None = None,
+    staff: str | None = None,
+    room: str | None = None,
+) -> list[str]:
     """The lines of a timeline: every decision about the patient, staff member or room
     (tasks followed by id, so an escalation or a cleaning shows up with its patient)."""
     lines = []
     tasks: set[str] = set()
     for d in decisions:
-        about = ((patient and d.get("patient_id") == patient)
-                 or (staff and d.get("staff_id") == staff)
-                 or (room and d.get("room_id") == room)
-                 or d.get("task_id") in tasks)
+        about = (
+            (patient and d.get("patient_id") == patient)
+            or (staff and d.get("staff_id") == staff)
+            or (room and d.get("room_id") == room)
+            or d.get("task_id") in tasks
+        )
         if not about:
             continue
         if d.get("task_id"):

@@ -32,8 +32,10 @@ class TickVars:
 
     @classmethod
     def build(cls, problem: TickProblem, model: cp_model.CpModel) -> TickVars:
-        tick_vars = cls(role_of_staff={s.staff_id: s.role for s in problem.staff},
-                        kind_of_task={t.key: t.kind for t in problem.tasks})
+        tick_vars = cls(
+            role_of_staff={s.staff_id: s.role for s in problem.staff},
+            kind_of_task={t.key: t.kind for t in problem.tasks},
+        )
         for arrival in problem.arrivals:
             for room_id in problem.free_rooms:
                 if problem.may_book(arrival, room_id):
@@ -120,5 +122,7 @@ class FullModelPolicy:
         solver.parameters.catch_sigint_signal = False
         status = solver.solve(model)
         if status != cp_model.OPTIMAL:
-            raise Infeasible(f"tick at {problem.now_ms} ms: solver status {solver.status_name(status)}")
+            raise Infeasible(
+                f"tick at {problem.now_ms} ms: solver status {solver.status_name(status)}"
+            )
         return tick_vars.solution(solver)

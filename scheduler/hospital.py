@@ -14,8 +14,8 @@ from scheduler import events as ev
 from scheduler import explain
 from scheduler.config import Config
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout, step
-from scheduler.shifts import Roster
 from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
+from scheduler.shifts import Roster
 
 
 class Rejected(ValueError):
@@ -65,7 +65,7 @@ class Task:
     room_id: str
     created_ms: int
     staff_id: str | None = None
-    acuity: int = 3          # the patient's (3 for cleaning: nobody's urgency)
+    acuity: int = 3  # the patient's (3 for cleaning: nobody's urgency)
     escalated: bool = False  # announced past its target wait
     # How the policies see it while it waits: the same every tick, so made once.
     open_task: OpenTask | None = field(default=None, compare=False, repr=False)
@@ -76,15 +76,24 @@ class Task:
 
     def as_open_task(self) -> OpenTask:
         if self.open_task is None:
-            self.open_task = OpenTask(self.task_id, self.kind, ROLE_OF_KIND[self.kind],
-                                      self.room_id, self.patient_id, self.created_ms,
-                                      self.acuity)
+            self.open_task = OpenTask(
+                self.task_id,
+                self.kind,
+                ROLE_OF_KIND[self.kind],
+                self.room_id,
+                self.patient_id,
+                self.created_ms,
+                self.acuity,
+            )
         return self.open_task
 
 
 # The stage a patient is in while each kind of task is being done, and after it waits.
-WAITING_STAGE = {"escort_in": "waiting_escort_in", "visit": "waiting_visit",
-                 "escort_out": "waiting_escort_out"}
+WAITING_STAGE = {
+    "escort_in": "waiting_escort_in",
+    "visit": "waiting_visit",
+    "escort_out": "waiting_escort_out",
+}
 ACTIVE_STAGE = {"escort_in": "escorting_in", "visit": "in_visit", "escort_out": "escorting_out"}
 
 
@@ -115,8 +124,12 @@ class Walking(Mapping[tuple[str, str], int]):
         return self._known[place]
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return ((t.key, s.staff_id) for t in self._tasks.values() for s in self._staff.values()
-                if t.role == s.role)
+        return (
+            (t.key, s.staff_id)
+            for t in self._tasks.values()
+            for s in self._staff.values()
+            if t.role == s.role
+        )
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -138,10 +151,12 @@ def sla_targets(config: Config) -> dict[tuple[str, bool], int]:
 def staff_roster(config: Config) -> list[tuple[str, str]]:
     """(staff_id, role) for everybody on duty, in a fixed order."""
     roster = []
-    for title, count, role in (("porter", config.staff.porters, "porter"),
-                               ("nurse", config.staff.nurses, "medical"),
-                               ("doctor", config.staff.doctors, "medical"),
-                               ("cleaner", config.staff.cleaners, "cleaner")):
+    for title, count, role in (
+        ("porter", config.staff.porters, "porter"),
+        ("nurse", config.staff.nurses, "medical"),
+        ("doctor", config.staff.doctors, "medical"),
+        ("cleaner", config.staff.cleaners, "cleaner"),
+    ):
         roster += [(f"{title}-{n}", role) for n in range(1, count + 1)]
     return roster
 
@@ -158,12 +173,12 @@ class Hospital:
         self.sla_ms = sla_targets(config)
         self.explain = config.scheduler.explain
         self.patients: dict[str, Patient] = {}
-        self.tasks: dict[str, Task] = {}        # open tasks: waiting or in progress
-        self.waiting: dict[str, Task] = {}      # waiting lists, in creation order
-        self.arrivals: list[Patient] = []       # arrived since the last tick, not yet decided
-        self.finished = ev.IdSet()              # patients discharged or referred (compact)
+        self.tasks: dict[str, Task] = {}  # open tasks: waiting or in progress
+        self.waiting: dict[str, Task] = {}  # waiting lists, in creation order
+        self.arrivals: list[Patient] = []  # arrived since the last tick, not yet decided
+        self.finished = ev.IdSet()  # patients discharged or referred (compact)
         self._task_count = 0
-        self._new_tasks: list[Task] = []        # created since the last tick's decisions
+        self._new_tasks: list[Task] = []  # created since the last tick's decisions
 
     # --- inbound events ---------------------------------------------------------------
 
@@ -173,13 +188,14 @@ class Hospital:
         if isinstance(event, ev.PatientArrived):
             if event.patient_id in self.patients or event.patient_id in self.finished:
                 raise Rejected(f"patient {event.patient_id} has already arrived")
-            patient = Patient(event.patient_id, event.time_ms, acuity=event.acuity,
-                              isolation=event.isolation)
+            patient = Patient(
+                event.patient_id, event.time_ms, acuity=event.acuity, isolation=event.isolation
+            )
             self.patients[patient.patient_id] = patient
             self.arrivals.append(patient)
             return
         task = self._completed_task(event)
-        assert task.staff_id is not None   # `_completed_task` rejects one never dispatched
+        assert task.staff_id is not None  # `_completed_task` rejects one never dispatched
         staff = self.staff[task.staff_id]
         staff.location = self.layout.task_ms(staff.location, task.kind, task.room_id)[1]
         staff.task_id = None
@@ -195,8 +211,9 @@ class Hospital:
             patient.stage = "discharged"
             self.finished.add(patient.patient_id)
             room.status, room.patient_id = "dirty", None
-            effects.append((ev.PatientDischarged, {"patient_id": patient.patient_id,
-                                                   "room_id": room.room_id}))
+            effects.append(
+                (ev.PatientDischarged, {"patient_id": patient.patient_id, "room_id": room.room_id})
+            )
             # A room that held an isolation patient gets a terminal clean.
             kind = "clean_terminal" if patient.isolation else "clean"
             self._new_task(kind, patient.patient_id, room.room_id, event.time_ms)
@@ -214,15 +231,25 @@ class Hospital:
         if task.staff_id is None:
             raise Rejected(f"{event.TYPE}: task {task.task_id} was never dispatched")
         patient_id = getattr(event, "patient_id", task.patient_id)
-        if (step(task.kind) == kind and task.staff_id == event.staff_id
-                and task.room_id == event.room_id and task.patient_id == patient_id):
+        if (
+            step(task.kind) == kind
+            and task.staff_id == event.staff_id
+            and task.room_id == event.room_id
+            and task.patient_id == patient_id
+        ):
             return task
-        expected = {"kind": kind, "staff_id": event.staff_id, "room_id": event.room_id,
-                    "patient_id": patient_id}
+        expected = {
+            "kind": kind,
+            "staff_id": event.staff_id,
+            "room_id": event.room_id,
+            "patient_id": patient_id,
+        }
         for name, value in expected.items():
             if (step(task.kind) if name == "kind" else getattr(task, name)) != value:
-                raise Rejected(f"{event.TYPE}: task {task.task_id} has {name} "
-                               f"{getattr(task, name)}, not {value}")
+                raise Rejected(
+                    f"{event.TYPE}: task {task.task_id} has {name} "
+                    f"{getattr(task, name)}, not {value}"
+                )
         return task
 
     def _new_task(self, kind: str, patient_id: str, room_id: str, now_ms: int) -> Task:
@@ -247,8 +274,7 @@ class Hospital:
         if not self.waiting:
             return False
         idle = {s.role for s in self.staff.values() if s.task_id is None and s.on_duty}
-        return bool(idle) and any(ROLE_OF_KIND[task.kind] in idle
-                                  for task in self.waiting.values())
+        return bool(idle) and any(ROLE_OF_KIND[task.kind] in idle for task in self.waiting.values())
 
     def change_duty(self, now_ms: int, effects: list[tuple[type[ev.Decision], dict]]) -> None:
         """Staff whose shift or break began or ended by `now_ms`, announced; off duty, they
@@ -258,34 +284,57 @@ class Hospital:
             on = self.roster.on_duty(staff_id, now_ms)
             if on != staff.on_duty:
                 staff.on_duty = on
-                effects.append((ev.StaffOnDuty if on else ev.StaffOffDuty,
-                                {"staff_id": staff_id}))
+                effects.append((ev.StaffOnDuty if on else ev.StaffOffDuty, {"staff_id": staff_id}))
 
     def problem(self, now_ms: int) -> TickProblem:
         free_rooms = tuple(r.room_id for r in self.rooms.values() if r.status == "free")
-        free_staff = tuple(s.as_free_staff()
-                           for s in self.staff.values() if s.task_id is None and s.on_duty)
+        free_staff = tuple(
+            s.as_free_staff() for s in self.staff.values() if s.task_id is None and s.on_duty
+        )
         tasks = [t.as_open_task() for t in self.waiting.values()]
-        tasks += [OpenTask(f"arrival:{p.patient_id}", "escort_in", "porter", None,
-                           p.patient_id, p.arrived_ms, p.acuity) for p in self.arrivals]
+        tasks += [
+            OpenTask(
+                f"arrival:{p.patient_id}",
+                "escort_in",
+                "porter",
+                None,
+                p.patient_id,
+                p.arrived_ms,
+                p.acuity,
+            )
+            for p in self.arrivals
+        ]
         from_entrance = self.layout.from_entrance
         room_walking = {r: from_entrance(r) for r in free_rooms}
-        arrivals = tuple(Arrival(p.patient_id, p.arrived_ms, p.acuity, p.isolation)
-                         for p in self.arrivals)
-        return TickProblem(now_ms, arrivals, free_rooms, tuple(tasks), free_staff,
-                           Walking(self.layout, tasks, free_staff), room_walking,
-                           isolation_rooms=self.isolation_rooms,
-                           reserve_isolation_rooms=self.reserve_isolation_rooms,
-                           skills=self.skills, sla_ms=self.sla_ms)
+        arrivals = tuple(
+            Arrival(p.patient_id, p.arrived_ms, p.acuity, p.isolation) for p in self.arrivals
+        )
+        return TickProblem(
+            now_ms,
+            arrivals,
+            free_rooms,
+            tuple(tasks),
+            free_staff,
+            Walking(self.layout, tasks, free_staff),
+            room_walking,
+            isolation_rooms=self.isolation_rooms,
+            reserve_isolation_rooms=self.reserve_isolation_rooms,
+            skills=self.skills,
+            sla_ms=self.sla_ms,
+        )
 
-    def decide(self, solution: Solution, effects: list[tuple[type[ev.Decision], dict]],
-               now_ms: int = 0, problem: TickProblem | None = None
-               ) -> list[tuple[type[ev.Decision], dict]]:
+    def decide(
+        self,
+        solution: Solution,
+        effects: list[tuple[type[ev.Decision], dict]],
+        now_ms: int = 0,
+        problem: TickProblem | None = None,
+    ) -> list[tuple[type[ev.Decision], dict]]:
         """Carry out a tick's solution; the decisions in their canonical order. With
         `explain`, referrals and dispatches say why, from the tick's `problem`."""
         decisions = list(effects)
         dispatches = dict(solution.dispatches)
-        problem_key: dict[str, str] = {}   # task id -> its key in the problem
+        problem_key: dict[str, str] = {}  # task id -> its key in the problem
         why = problem if self.explain else None
         for patient in self.arrivals:
             room_id = solution.bookings.get(patient.patient_id)
@@ -293,16 +342,21 @@ class Hospital:
                 self.patients.pop(patient.patient_id)
                 patient.stage = "referred"
                 self.finished.add(patient.patient_id)
-                reason = ("no free room" if why is None else
-                          explain.referral(why, patient.patient_id, solution, len(self.rooms)))
-                decisions.append((ev.PatientReferred, {"patient_id": patient.patient_id,
-                                                       "reason": reason}))
+                reason = (
+                    "no free room"
+                    if why is None
+                    else explain.referral(why, patient.patient_id, solution, len(self.rooms))
+                )
+                decisions.append(
+                    (ev.PatientReferred, {"patient_id": patient.patient_id, "reason": reason})
+                )
                 continue
             room = self.rooms[room_id]
             room.status, room.patient_id = "booked", patient.patient_id
             patient.room_id = room_id
-            decisions.append((ev.PatientAdmitted, {"patient_id": patient.patient_id,
-                                                   "room_id": room_id}))
+            decisions.append(
+                (ev.PatientAdmitted, {"patient_id": patient.patient_id, "room_id": room_id})
+            )
             task = self._new_task("escort_in", patient.patient_id, room_id, patient.arrived_ms)
             staff_id = dispatches.get(f"arrival:{patient.patient_id}")
             if staff_id is not None:
@@ -313,17 +367,23 @@ class Hospital:
         for task in list(self.waiting.values()):
             staff_id = dispatches.get(task.task_id)
             if staff_id is None and task.task_id not in new:
-                continue   # still waiting, already announced
-            fields = {"task_id": task.task_id, "kind": task.kind,
-                      "patient_id": task.patient_id, "room_id": task.room_id}
+                continue  # still waiting, already announced
+            fields = {
+                "task_id": task.task_id,
+                "kind": task.kind,
+                "patient_id": task.patient_id,
+                "room_id": task.room_id,
+            }
             if staff_id is not None:
                 origin = self.staff[staff_id].location
                 self._dispatch(task, staff_id)
                 if why is not None:
                     fields["reason"] = explain.dispatch(
-                        why, problem_key.get(task.task_id, task.task_id), staff_id)
-                decisions.append((ev.TaskDispatched, {**fields, "staff_id": staff_id,
-                                                      "origin": origin}))
+                        why, problem_key.get(task.task_id, task.task_id), staff_id
+                    )
+                decisions.append(
+                    (ev.TaskDispatched, {**fields, "staff_id": staff_id, "origin": origin})
+                )
             elif task.task_id in new:
                 decisions.append((ev.TaskQueued, fields))
         self._new_tasks = []
@@ -337,9 +397,17 @@ class Hospital:
             target = self.sla_ms.get((task.kind, task.acuity <= 2))
             if target and not task.escalated and now_ms - task.created_ms > target:
                 task.escalated = True
-                decisions.append((ev.TaskEscalated, {
-                    "task_id": task.task_id, "kind": task.kind,
-                    "waited_s": (now_ms - task.created_ms) / 1000, "sla_s": target / 1000}))
+                decisions.append(
+                    (
+                        ev.TaskEscalated,
+                        {
+                            "task_id": task.task_id,
+                            "kind": task.kind,
+                            "waited_s": (now_ms - task.created_ms) / 1000,
+                            "sla_s": target / 1000,
+                        },
+                    )
+                )
 
     def _dispatch(self, task: Task, staff_id: str) -> None:
         staff = self.staff[staff_id]

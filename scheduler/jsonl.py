@@ -20,7 +20,7 @@ class LogError(ValueError):
 @dataclass(frozen=True)
 class Recorded:
     event: ev.Event
-    tick: int | None   # the tick that consumed it, when the log says
+    tick: int | None  # the tick that consumed it, when the log says
     line: int
 
 
@@ -28,8 +28,9 @@ HEADER = "run.header"
 
 
 def write_header(stream: IO[str], config: dict[str, Any], seed: int) -> None:
-    stream.write(json.dumps({"type": HEADER, "config": config, "seed": seed},
-                            sort_keys=True) + "\n")
+    stream.write(
+        json.dumps({"type": HEADER, "config": config, "seed": seed}, sort_keys=True) + "\n"
+    )
 
 
 def header(path: str | Path) -> dict[str, Any] | None:
@@ -39,7 +40,7 @@ def header(path: str | Path) -> dict[str, Any] | None:
             first = next((line for line in stream if line.strip()), "")
         data = ev.loads(first)
     except (OSError, UnicodeDecodeError, ev.BadEvent):
-        return None   # `read` says what is wrong with the file
+        return None  # `read` says what is wrong with the file
     return data if isinstance(data, dict) and data.get("type") == HEADER else None
 
 
@@ -52,13 +53,16 @@ def write(stream: IO[str], events: Iterable[ev.Event], **extra) -> None:
         stream.write(dumps(event, **extra) + "\n")
 
 
-def read(path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = None
-         ) -> Iterator[Recorded]:
+def read(
+    path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = None
+) -> Iterator[Recorded]:
     """The events of a log, in file order. Raises `LogError` at the first bad line: not
     UTF-8, not JSON, not an event, a `run.header` past the first line, or a tick before the
     tick of a line above it (a recorded log is in tick order; the scheduler cannot go back)."""
     try:
-        stream = open(path, "rb")   # bytes: a line that is not UTF-8 is named, not the file
+        # bytes: a line that is not UTF-8 is named, not the file; opened before the `with`
+        # so that only its own error is caught here
+        stream = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise LogError(f"{path}: cannot read: {exc.strerror}") from None
     first = True
@@ -68,8 +72,9 @@ def read(path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = Non
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise LogError(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the "
-                               f"line)") from None
+                raise LogError(
+                    f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the line)"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -78,8 +83,9 @@ def read(path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = Non
                     if first:
                         first = False
                         continue
-                    raise ev.BadEvent(f"a {HEADER} belongs on the first line of a log, "
-                                      f"not in the middle")
+                    raise ev.BadEvent(
+                        f"a {HEADER} belongs on the first line of a log, not in the middle"
+                    )
                 first = False
                 event = ev.parse(data, vocabulary)
                 tick = ev.recorded_tick(data)
@@ -87,9 +93,10 @@ def read(path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = Non
                 raise LogError(f"{path}:{number}: {exc}") from None
             if tick is not None:
                 if tick < last_tick:
-                    raise LogError(f"{path}:{number}: tick {tick} comes after tick {last_tick} "
-                                   f"of line {last_tick_line}: a recorded log is in tick "
-                                   f"order")
+                    raise LogError(
+                        f"{path}:{number}: tick {tick} comes after tick {last_tick} "
+                        f"of line {last_tick_line}: a recorded log is in tick "
+                        f"order"
+                    )
                 last_tick, last_tick_line = tick, number
             yield Recorded(event, tick, number)
-

@@ -19,8 +19,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (Double, Engine, ForeignKey, Integer, MetaData, String, Text, delete,
-                        insert, select, text, update)
+from sqlalchemy import (
+    Double,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -41,14 +53,14 @@ class KeptRun(KeptBase):
     __tablename__ = "kept_runs"
 
     run_id: Mapped[str] = mapped_column(primary_key=True)
-    mode: Mapped[str]                     # embedded | distributed
-    status: Mapped[str]                   # running | finished | interrupted | failed
+    mode: Mapped[str]  # embedded | distributed
+    status: Mapped[str]  # running | finished | interrupted | failed
     policy: Mapped[str]
     seed: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[str]
-    config: Mapped[str] = mapped_column(Text)          # the resolved config, JSON
+    config: Mapped[str] = mapped_column(Text)  # the resolved config, JSON
     duration_s: Mapped[float]
-    started_at: Mapped[float]             # Unix time
+    started_at: Mapped[float]  # Unix time
     ended_at: Mapped[float | None]
     figures: Mapped[str | None] = mapped_column(Text)  # the KPI report, JSON
 
@@ -56,8 +68,9 @@ class KeptRun(KeptBase):
 class KeptTick(KeptBase):
     __tablename__ = "kept_ticks"
 
-    run_id: Mapped[str] = mapped_column(ForeignKey("kept_runs.run_id", ondelete="CASCADE"),
-                                        primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("kept_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
     tick: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     time: Mapped[float]
     solve_ms: Mapped[float]
@@ -67,8 +80,9 @@ class KeptTick(KeptBase):
 class KeptDecision(KeptBase):
     __tablename__ = "kept_decisions"
 
-    run_id: Mapped[str] = mapped_column(ForeignKey("kept_runs.run_id", ondelete="CASCADE"),
-                                        primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("kept_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
     tick: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     position: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     payload: Mapped[str] = mapped_column(Text)
@@ -77,8 +91,9 @@ class KeptDecision(KeptBase):
 class KeptEvent(KeptBase):
     __tablename__ = "kept_events"
 
-    run_id: Mapped[str] = mapped_column(ForeignKey("kept_runs.run_id", ondelete="CASCADE"),
-                                        primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("kept_runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
     event_id: Mapped[str] = mapped_column(primary_key=True)
     tick: Mapped[int]
     time: Mapped[float]
@@ -98,21 +113,31 @@ def package_version() -> str:
         return "unknown"
 
 
-def begin(engine: Engine, run_id: str, config: Any, *, seed: int | None, mode: str,
-          duration_ms: int) -> None:
+def begin(
+    engine: Engine, run_id: str, config: Any, *, seed: int | None, mode: str, duration_ms: int
+) -> None:
     """The run's row, as it starts."""
     from scheduler.config import to_mapping
     from scheduler.db.store import safe_url
 
     resolved = to_mapping(config)
-    resolved["database"]["url"] = safe_url(resolved["database"]["url"])   # no password
+    resolved["database"]["url"] = safe_url(resolved["database"]["url"])  # no password
     with engine.begin() as db:
-        db.execute(insert(KeptRun).values(
-            run_id=run_id, mode=mode, status="running", policy=config.scheduler.policy,
-            seed=config.arrivals.seed if seed is None else seed, version=package_version(),
-            config=json.dumps(resolved, sort_keys=True, default=list),
-            duration_s=duration_ms / 1000, started_at=time.time(), ended_at=None,
-            figures=None))
+        db.execute(
+            insert(KeptRun).values(
+                run_id=run_id,
+                mode=mode,
+                status="running",
+                policy=config.scheduler.policy,
+                seed=config.arrivals.seed if seed is None else seed,
+                version=package_version(),
+                config=json.dumps(resolved, sort_keys=True, default=list),
+                duration_s=duration_ms / 1000,
+                started_at=time.time(),
+                ended_at=None,
+                figures=None,
+            )
+        )
 
 
 def set_aside(engine: Engine, run_id: str) -> str | None:
@@ -143,8 +168,13 @@ def mark(engine: Engine, run_id: str, status: str) -> None:
         db.execute(update(KeptRun).where(KeptRun.run_id == run_id).values(status=status))
 
 
-def finish(engine: Engine, run_id: str, figures: dict[str, Any] | None,
-           status: str = "finished", duration_ms: int | None = None) -> None:
+def finish(
+    engine: Engine,
+    run_id: str,
+    figures: dict[str, Any] | None,
+    status: str = "finished",
+    duration_ms: int | None = None,
+) -> None:
     """Copy the run's ticks, applied events and decisions out of the working tables (the
     database's current run) and close its row (with the simulated time it reached, when
     its length was not known at its start)."""
@@ -153,16 +183,37 @@ def finish(engine: Engine, run_id: str, figures: dict[str, Any] | None,
         for table in (KeptDecision, KeptEvent, KeptTick):
             db.execute(delete(table).where(table.run_id == run_id))
         params = {"run": run_id}
-        db.execute(text("INSERT INTO kept_ticks (run_id, tick, time, solve_ms, n_rejected) "
-                        "SELECT :run, tick, time, solve_ms, n_rejected FROM ticks"), params)
-        db.execute(text("INSERT INTO kept_decisions (run_id, tick, position, payload) "
-                        "SELECT :run, tick, position, payload FROM decisions"), params)
-        db.execute(text("INSERT INTO kept_events (run_id, event_id, tick, time, payload) "
-                        "SELECT :run, event_id, tick, time, payload FROM inbound_events"),
-                   params)
-        db.execute(update(KeptRun).where(KeptRun.run_id == run_id).values(
-            status=status, ended_at=time.time(), **closing,
-            figures=None if figures is None else json.dumps(figures, sort_keys=True)))
+        db.execute(
+            text(
+                "INSERT INTO kept_ticks (run_id, tick, time, solve_ms, n_rejected) "
+                "SELECT :run, tick, time, solve_ms, n_rejected FROM ticks"
+            ),
+            params,
+        )
+        db.execute(
+            text(
+                "INSERT INTO kept_decisions (run_id, tick, position, payload) "
+                "SELECT :run, tick, position, payload FROM decisions"
+            ),
+            params,
+        )
+        db.execute(
+            text(
+                "INSERT INTO kept_events (run_id, event_id, tick, time, payload) "
+                "SELECT :run, event_id, tick, time, payload FROM inbound_events"
+            ),
+            params,
+        )
+        db.execute(
+            update(KeptRun)
+            .where(KeptRun.run_id == run_id)
+            .values(
+                status=status,
+                ended_at=time.time(),
+                **closing,
+                figures=None if figures is None else json.dumps(figures, sort_keys=True),
+            )
+        )
 
 
 @dataclass
@@ -181,9 +232,19 @@ class RunRow:
 
     @classmethod
     def of(cls, row: KeptRun) -> RunRow:
-        return cls(row.run_id, row.mode, row.status, row.policy, row.seed, row.version,
-                   row.duration_s, row.started_at, row.ended_at, json.loads(row.config),
-                   json.loads(row.figures) if row.figures else None)
+        return cls(
+            row.run_id,
+            row.mode,
+            row.status,
+            row.policy,
+            row.seed,
+            row.version,
+            row.duration_s,
+            row.started_at,
+            row.ended_at,
+            json.loads(row.config),
+            json.loads(row.figures) if row.figures else None,
+        )
 
 
 def runs(engine: Engine) -> list[RunRow]:
@@ -191,8 +252,9 @@ def runs(engine: Engine) -> list[RunRow]:
     from sqlalchemy.orm import Session
 
     with Session(engine) as session:
-        rows = session.scalars(select(KeptRun).order_by(KeptRun.started_at.desc(),
-                                                        KeptRun.run_id.desc()))
+        rows = session.scalars(
+            select(KeptRun).order_by(KeptRun.started_at.desc(), KeptRun.run_id.desc())
+        )
         return [RunRow.of(r) for r in rows]
 
 
@@ -204,23 +266,37 @@ def find(engine: Engine, run_id: str | None) -> RunRow | None:
     return next((r for r in found if r.run_id == run_id), None)
 
 
-def history(engine: Engine, run_id: str) -> Iterator[tuple[int, float, float, int,
-                                                           list[str], list[str]]]:
+def history(
+    engine: Engine, run_id: str
+) -> Iterator[tuple[int, float, float, int, list[str], list[str]]]:
     """The kept run's ticks in order: (tick, time_s, solve_ms, rejected, events' JSON,
     decisions' JSON)."""
     with engine.connect() as db:
         where = {"run": run_id}
         events: dict[int, list[str]] = defaultdict(list)
-        for tick, payload in db.execute(text(
+        for tick, payload in db.execute(
+            text(
                 "SELECT tick, payload FROM kept_events WHERE run_id = :run "
-                "ORDER BY tick, time, event_id"), where):
+                "ORDER BY tick, time, event_id"
+            ),
+            where,
+        ):
             events[tick].append(payload)
         decisions: dict[int, list[str]] = defaultdict(list)
-        for tick, payload in db.execute(text(
+        for tick, payload in db.execute(
+            text(
                 "SELECT tick, payload FROM kept_decisions WHERE run_id = :run "
-                "ORDER BY tick, position"), where):
+                "ORDER BY tick, position"
+            ),
+            where,
+        ):
             decisions[tick].append(payload)
-        ticks = db.execute(text("SELECT tick, time, solve_ms, n_rejected FROM kept_ticks "
-                                "WHERE run_id = :run ORDER BY tick"), where).all()
+        ticks = db.execute(
+            text(
+                "SELECT tick, time, solve_ms, n_rejected FROM kept_ticks "
+                "WHERE run_id = :run ORDER BY tick"
+            ),
+            where,
+        ).all()
     for tick, time_s, solve_ms, rejected in ticks:
         yield tick, time_s, solve_ms, rejected, events.pop(tick, []), decisions.pop(tick, [])

@@ -46,7 +46,7 @@ class KpiCollector:
         self.rooms = rooms
         self.staff_per_role = staff_per_role
         self.counts: defaultdict[str, int] = defaultdict(int)
-        self.created_ms: dict[tuple[str, str], int] = {}     # (kind, patient) -> created
+        self.created_ms: dict[tuple[str, str], int] = {}  # (kind, patient) -> created
         self.task_role: dict[str, str] = {}
         self.dispatched_ms: dict[str, int] = {}
         # Waits as histograms (wait in ms -> tasks): they take a few distinct values (whole
@@ -57,10 +57,10 @@ class KpiCollector:
         self.busy_ms: dict[str, int] = dict.fromkeys(ROLES, 0)
         self.arrived_ms: dict[str, int] = {}
         self.admitted_ms: dict[str, int] = {}
-        self.stays_sum_ms = 0       # only the mean is reported: sum and count
+        self.stays_sum_ms = 0  # only the mean is reported: sum and count
         self.stays = 0
         self.occupied_ms = 0
-        self.solve_ms = array("d")   # one a solved tick: 8 bytes each
+        self.solve_ms = array("d")  # one a solved tick: 8 bytes each
         self.end_ms = 0
         # The clinical rules: each patient's ESI level while in the building; per level the
         # arrivals, referrals and waits of the patient's tasks (all, and medical alone);
@@ -90,11 +90,11 @@ class KpiCollector:
             self.arrived_ms[event.patient_id] = event.time_ms
             self.created_ms["escort_in", event.patient_id] = event.time_ms
             return
-        assert isinstance(event, ev.COMPLETIONS)   # the other inbound events close a task
+        assert isinstance(event, ev.COMPLETIONS)  # the other inbound events close a task
         role = self.task_role.pop(event.task_id)
         self.busy_ms[role] += event.time_ms - self.dispatched_ms.pop(event.task_id)
         kind = event.task_kind
-        patient_id = getattr(event, "patient_id", "")   # a cleaning's: none
+        patient_id = getattr(event, "patient_id", "")  # a cleaning's: none
         if kind == "escort_out":
             self.stays_sum_ms += event.time_ms - self.arrived_ms.pop(patient_id)
             self.stays += 1
@@ -117,10 +117,11 @@ class KpiCollector:
             self.sla_breaches[decision.kind] += 1
         elif isinstance(decision, ev.TaskDispatched):
             role = ROLE_OF_KIND[decision.kind]
-            created = self.created_ms.pop((step(decision.kind), decision.patient_id),
-                                          decision.time_ms)
+            created = self.created_ms.pop(
+                (step(decision.kind), decision.patient_id), decision.time_ms
+            )
             wait = decision.time_ms - created
-            if step(decision.kind) != "clean":   # a task of the patient's own
+            if step(decision.kind) != "clean":  # a task of the patient's own
                 level = self.acuity.get(decision.patient_id, 3)
                 self.acuity_waits[level, "all"][wait] += 1
                 if role == "medical":
@@ -139,16 +140,25 @@ class KpiCollector:
             histogram = self.acuity_waits.get((level, which), Counter())
             n = sum(histogram.values())
             total = sum(wait * k for wait, k in histogram.items())
-            return {"mean": round((total / n if n else 0.0) / 1000, 3),
-                    "p95": histogram_percentile(histogram, n, 95) / 1000, "tasks": n}
+            return {
+                "mean": round((total / n if n else 0.0) / 1000, 3),
+                "p95": histogram_percentile(histogram, n, 95) / 1000,
+                "tasks": n,
+            }
 
-        return {"arrivals": counts["arrivals"], "referred": counts["referred"],
-                "referral_rate": round(counts["referred"] / counts["arrivals"], 4)
-                if counts["arrivals"] else 0.0,
-                "wait_s": waits("all"), "medical_wait_s": waits("medical")}
+        return {
+            "arrivals": counts["arrivals"],
+            "referred": counts["referred"],
+            "referral_rate": round(counts["referred"] / counts["arrivals"], 4)
+            if counts["arrivals"]
+            else 0.0,
+            "wait_s": waits("all"),
+            "medical_wait_s": waits("medical"),
+        }
 
-    def report(self, duration_ms: int | None = None, extra: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+    def report(
+        self, duration_ms: int | None = None, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         end_ms = max(duration_ms or 0, self.end_ms)
         # Work and stays still going at the end count up to the end.
         busy = dict(self.busy_ms)
@@ -165,24 +175,34 @@ class KpiCollector:
             "referral_rate": round(self.counts["referred"] / arrivals, 4) if arrivals else 0.0,
             "discharged": self.counts["discharged"],
             "in_building": self.counts["admitted"] - self.counts["discharged"],
-            "wait_s": {role: {"mean": round((s / n if n else 0.0) / 1000, 3),
-                              "p95": histogram_percentile(self.waits_ms[role], n, 95) / 1000,
-                              "tasks": n}
-                       for role, (s, n) in self.wait_totals.items()},
-            "mean_length_of_stay_s": round((self.stays_sum_ms / self.stays if self.stays
-                                            else 0.0) / 1000, 3),
+            "wait_s": {
+                role: {
+                    "mean": round((s / n if n else 0.0) / 1000, 3),
+                    "p95": histogram_percentile(self.waits_ms[role], n, 95) / 1000,
+                    "tasks": n,
+                }
+                for role, (s, n) in self.wait_totals.items()
+            },
+            "mean_length_of_stay_s": round(
+                (self.stays_sum_ms / self.stays if self.stays else 0.0) / 1000, 3
+            ),
             "room_occupancy": round(occupied / 1000 / (self.rooms * seconds), 4),
-            "utilisation": {role: round(busy[role] / 1000 / (count * seconds), 4) if count else 0.0
-                            for role, count in self.staff_per_role.items()},
+            "utilisation": {
+                role: round(busy[role] / 1000 / (count * seconds), 4) if count else 0.0
+                for role, count in self.staff_per_role.items()
+            },
             "ticks": self.counts["ticks"],
             "ticks_solved": len(self.solve_ms),
-            "tick_solve_ms": {"p50": round(percentile(self.solve_ms, 50), 3),
-                              "p95": round(percentile(self.solve_ms, 95), 3),
-                              "max": round(max(self.solve_ms, default=0.0), 3)},
+            "tick_solve_ms": {
+                "p50": round(percentile(self.solve_ms, 50), 3),
+                "p95": round(percentile(self.solve_ms, 95), 3),
+                "max": round(max(self.solve_ms, default=0.0), 3),
+            },
             "rejected_events": self.counts["rejected"],
             "duplicate_events": self.counts["duplicates"],
-            "by_acuity": {str(level): self._acuity_figures(level)
-                          for level in sorted(self.by_acuity)},
+            "by_acuity": {
+                str(level): self._acuity_figures(level) for level in sorted(self.by_acuity)
+            },
             "sla_breaches": dict(sorted(self.sla_breaches.items())),
         }
         report.update(extra or {})

@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from scheduler.config import Config
 
 ENTRANCE = "entrance"
-ROLE_OF_KIND = {"escort_in": "porter", "escort_out": "porter", "visit": "medical",
-                "clean": "cleaner", "clean_terminal": "cleaner"}
+ROLE_OF_KIND = {
+    "escort_in": "porter",
+    "escort_out": "porter",
+    "visit": "medical",
+    "clean": "cleaner",
+    "clean_terminal": "cleaner",
+}
 # The lifecycle: the task that the completion of each kind of task creates (a room that held
 # an isolation patient gets a `clean_terminal` where the others get a `clean`: one step).
 NEXT_KIND = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
@@ -49,10 +54,15 @@ class Layout:
                 room_id = f"{floor}{number}"
                 self.rooms[room_id] = RoomPlace(room_id, floor_index, number)
         # Asked for every task and free room of every tick: worked out once.
-        self._from_entrance = {room.room_id: self._floor_ms * room.floor_index
-                               + self._room_ms * room.number for room in self.rooms.values()}
-        self._work_ms = {"visit": self.treatment_ms, "clean": self.cleaning_ms,
-                         "clean_terminal": self.terminal_cleaning_ms}
+        self._from_entrance = {
+            room.room_id: self._floor_ms * room.floor_index + self._room_ms * room.number
+            for room in self.rooms.values()
+        }
+        self._work_ms = {
+            "visit": self.treatment_ms,
+            "clean": self.cleaning_ms,
+            "clean_terminal": self.terminal_cleaning_ms,
+        }
         # The seed model times a task by its kind and room alone: each worked out once.
         self._seed_task_ms: dict[tuple[str, str], tuple[int, str]] = {}
 
@@ -97,7 +107,6 @@ class Layout:
             "escort_out": (0, ENTRANCE),
             "visit": (self.from_entrance(room_id) + self.treatment_ms, room_id),
             "clean": (self.from_entrance(room_id) + self.cleaning_ms, room_id),
-            "clean_terminal": (self.from_entrance(room_id) + self.terminal_cleaning_ms,
-                               room_id),
+            "clean_terminal": (self.from_entrance(room_id) + self.terminal_cleaning_ms, room_id),
         }
         return durations[kind]

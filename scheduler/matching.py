@@ -39,14 +39,16 @@ class Matching(Generic[L, R]):
         return augment(left)
 
 
-def greedy_by_priority(left: Sequence[L], right: Sequence[R], fits: Callable[[L, R], bool]
-                       ) -> list[L]:
+def greedy_by_priority(
+    left: Sequence[L], right: Sequence[R], fits: Callable[[L, R], bool]
+) -> list[L]:
     """Those of `left`, taken in its order, that can be matched along with every one taken
     before them: a largest matchable set, and the best one in that order."""
     matching = Matching(right, fits)
     return [item for item in left if matching.add(item)]
 
 
-def maximum_matching_size(left: Sequence[L], right: Sequence[R],
-                          fits: Callable[[L, R], bool]) -> int:
+def maximum_matching_size(
+    left: Sequence[L], right: Sequence[R], fits: Callable[[L, R], bool]
+) -> int:
     return len(greedy_by_priority(left, right, fits))

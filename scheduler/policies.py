@@ -54,7 +54,9 @@ class GreedyPolicy:
         if not problem.skills:
             for staff in free_staff:
                 of_role.setdefault(staff.role, []).append(staff)
-        for task in sorted(problem.tasks, key=lambda t: (t.acuity, t.created_ms, not t.for_arrival)):
+        for task in sorted(
+            problem.tasks, key=lambda t: (t.acuity, t.created_ms, not t.for_arrival)
+        ):
             if task.for_arrival and task.patient_id not in bookings:
                 continue
             if not problem.skills:
@@ -86,7 +88,7 @@ class CpSatPolicy:
     time, and unique at any size."""
 
     name = "cpsat"
-    limited = 0        # ticks where a limit cut the search: none, every part is exact
+    limited = 0  # ticks where a limit cut the search: none, every part is exact
     worst_gap = 0.0
 
     def __init__(self, weights: RulesConfig | None = None):
@@ -94,14 +96,13 @@ class CpSatPolicy:
         soft = _soft_rules(self.weights)
 
         def parts(name: str) -> list[tuple[Any, float]]:
-            return [(getattr(rule, name), weight) for rule, weight in soft
-                    if hasattr(rule, name)]
+            return [(getattr(rule, name), weight) for rule, weight in soft if hasattr(rule, name)]
 
         self._task_cost, self._pair_cost = parts("task_cost"), parts("pair_cost")
         self._arrival_cost, self._room_cost = parts("arrival_cost"), parts("room_cost")
         self._booking_cost = parts("booking_cost")
-        self.solved = 0   # ticks where some part had a choice
-        self.forced = 0   # ticks where no part had any: one possible decision
+        self.solved = 0  # ticks where some part had a choice
+        self.forced = 0  # ticks where no part had any: one possible decision
 
     def solve(self, problem: TickProblem) -> Solution:
         admitted = problem.admitted()
@@ -123,8 +124,9 @@ class CpSatPolicy:
             allowed = None
             if problem.skills and role == "medical":
                 allowed = [[problem.may_do(t, s) for t in tasks] for s in staff]
-            for s, t in assign(self._dispatch_costs(problem, tasks, staff), self.weights.tie_break,
-                               allowed):
+            for s, t in assign(
+                self._dispatch_costs(problem, tasks, staff), self.weights.tie_break, allowed
+            ):
                 dispatches[tasks[t].key] = staff[s].staff_id
         if all(min(size) == 0 or size == (1, 1) for size in sizes):
             self.forced += 1
@@ -136,29 +138,41 @@ class CpSatPolicy:
         rooms = problem.free_rooms
         if not admitted:
             return {}
-        by_room = [sum(cost(problem, r, weight) for cost, weight in self._room_cost)
-                   for r in rooms]
-        by_arrival = [sum(cost(problem, a, weight) for cost, weight in self._arrival_cost)
-                      for a in admitted]
+        by_room = [sum(cost(problem, r, weight) for cost, weight in self._room_cost) for r in rooms]
+        by_arrival = [
+            sum(cost(problem, a, weight) for cost, weight in self._arrival_cost) for a in admitted
+        ]
         matrix = [[r + a for a in by_arrival] for r in by_room]
         if self._booking_cost and problem.isolation_rooms:
-            matrix = [[c + sum(cost(problem, a, r, weight) for cost, weight in self._booking_cost)
-                       for c, a in zip(row, admitted)] for row, r in zip(matrix, rooms)]
+            matrix = [
+                [
+                    c + sum(cost(problem, a, r, weight) for cost, weight in self._booking_cost)
+                    for c, a in zip(row, admitted)
+                ]
+                for row, r in zip(matrix, rooms)
+            ]
         allowed = None
         if problem.isolation_rooms:
             allowed = [[problem.may_book(a, r) for a in admitted] for r in rooms]
-        return {admitted[a].patient_id: rooms[r]
-                for r, a in assign(matrix, self.weights.tie_break, allowed)}
+        return {
+            admitted[a].patient_id: rooms[r]
+            for r, a in assign(matrix, self.weights.tie_break, allowed)
+        }
 
-    def _dispatch_costs(self, problem: TickProblem, tasks: list[OpenTask],
-                        staff: list[FreeStaff]) -> list[list[int]]:
+    def _dispatch_costs(
+        self, problem: TickProblem, tasks: list[OpenTask], staff: list[FreeStaff]
+    ) -> list[list[int]]:
         """Staff (rows) by tasks (columns): what each dispatch costs under the soft rules."""
-        by_task = [sum(cost(problem, t, weight) for cost, weight in self._task_cost)
-                   for t in tasks]
+        by_task = [sum(cost(problem, t, weight) for cost, weight in self._task_cost) for t in tasks]
         if not self._pair_cost:
             return [by_task] * len(staff)
-        return [[c + sum(cost(problem, t, s, weight) for cost, weight in self._pair_cost)
-                 for c, t in zip(by_task, tasks)] for s in staff]
+        return [
+            [
+                c + sum(cost(problem, t, s, weight) for cost, weight in self._pair_cost)
+                for c, t in zip(by_task, tasks)
+            ]
+            for s in staff
+        ]
 
 
 def _is_forced(problem: TickProblem) -> bool:
@@ -169,7 +183,9 @@ def _is_forced(problem: TickProblem) -> bool:
         return False
     for role in problem.roles:
         tasks = [t for t in problem.tasks_of(role) if not t.for_arrival or due]
-        if problem.dispatches_due(role) and not (len(tasks) == 1 and len(problem.staff_of(role)) == 1):
+        if problem.dispatches_due(role) and not (
+            len(tasks) == 1 and len(problem.staff_of(role)) == 1
+        ):
             return False
     return True
 

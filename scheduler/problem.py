@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 class Arrival:
     patient_id: str
     arrived_ms: int
-    acuity: int = 3           # ESI: 1 the most urgent, 5 the least
-    isolation: bool = False   # needs a room able to isolate
+    acuity: int = 3  # ESI: 1 the most urgent, 5 the least
+    isolation: bool = False  # needs a room able to isolate
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class OpenTask:
     room_id: str | None
     patient_id: str
     created_ms: int
-    acuity: int = 3           # the patient's
+    acuity: int = 3  # the patient's
 
     @property
     def for_arrival(self) -> bool:
@@ -88,8 +88,9 @@ class TickProblem:
         """The right role, and with `skills` a doctor for a visit to an ESI 1-2 patient."""
         if task.role != staff.role:
             return False
-        return not (self.skills and task.kind == "visit" and task.acuity <= 2
-                    and staff.grade != "doctor")
+        return not (
+            self.skills and task.kind == "visit" and task.acuity <= 2 and staff.grade != "doctor"
+        )
 
     def admitted(self) -> tuple[Arrival, ...]:
         """The hard rules' admissions: arrivals in order of urgency (ESI), then of arrival,
@@ -102,11 +103,13 @@ class TickProblem:
         if cached is None:
             from scheduler.matching import greedy_by_priority
 
-            order = sorted(range(len(self.arrivals)), key=lambda n: (
-                self.arrivals[n].acuity, self.arrivals[n].arrived_ms, n))
+            order = sorted(
+                range(len(self.arrivals)),
+                key=lambda n: (self.arrivals[n].acuity, self.arrivals[n].arrived_ms, n),
+            )
             ranked = [self.arrivals[n] for n in order]
             if not self.isolation_rooms and all(not a.isolation for a in ranked):
-                chosen = ranked[:len(self.free_rooms)]
+                chosen = ranked[: len(self.free_rooms)]
             else:
                 chosen = greedy_by_priority(ranked, self.free_rooms, self.may_book)
             keep = {a.patient_id for a in chosen}
@@ -133,8 +136,8 @@ class TickProblem:
 
 @dataclass(frozen=True)
 class Solution:
-    bookings: dict[str, str]      # patient_id -> room_id, for admitted arrivals
-    dispatches: dict[str, str]    # task key -> staff_id
+    bookings: dict[str, str]  # patient_id -> room_id, for admitted arrivals
+    dispatches: dict[str, str]  # task key -> staff_id
 
 
 class Infeasible(RuntimeError):

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scheduler import jsonl
 from scheduler import config as config_module
+from scheduler import jsonl
 from scheduler.config import Config
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.events import MAX_TIME_S
@@ -33,17 +33,24 @@ def new_kpi(config: Config) -> KpiCollector:
 
 def _policy_extra(scheduler: Scheduler) -> dict[str, Any]:
     extra: dict[str, Any] = {"policy": scheduler.policy.name}
-    if isinstance(scheduler.policy, CpSatPolicy):   # it counts its ticks
+    if isinstance(scheduler.policy, CpSatPolicy):  # it counts its ticks
         extra["ticks_with_solver"] = scheduler.policy.solved
         extra["ticks_forced"] = scheduler.policy.forced
     return extra
 
 
-def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None,
-                 seed: int | None = None, store: Store | None = None,
-                 record: Path | None = None, out: Path | None = None,
-                 on_tick: Callable[[Scheduler, TickResult], None] | None = None,
-                 stop: StopFlag | None = None) -> dict[str, Any]:
+def simulate_run(
+    config: Config,
+    duration_ms: int,
+    *,
+    speed: float | None = None,
+    seed: int | None = None,
+    store: Store | None = None,
+    record: Path | None = None,
+    out: Path | None = None,
+    on_tick: Callable[[Scheduler, TickResult], None] | None = None,
+    stop: StopFlag | None = None,
+) -> dict[str, Any]:
     """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
 
     Each tick goes to the record, the decisions and the store together. At a live speed
@@ -59,16 +66,22 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
     with contextlib.ExitStack() as files:
         record_file = files.enter_context(open(record, "w")) if record else None
         if record_file:
-            jsonl.write_header(record_file, config_module.shareable(config),
-                               config.arrivals.seed if seed is None else seed)
+            jsonl.write_header(
+                record_file,
+                config_module.shareable(config),
+                config.arrivals.seed if seed is None else seed,
+            )
         out_file = files.enter_context(open(out, "w")) if out else None
 
         def each_tick(result: TickResult) -> None:
             # A tick's lines in one write: a killed run's files end with a whole tick.
             if record_file:
                 inbound = result.consumed + [e for e, _ in result.rejected] + result.duplicates
-                record_file.write("".join(jsonl.dumps(e, tick=result.tick) + "\n"
-                                          for e in canonical_order(inbound)))
+                record_file.write(
+                    "".join(
+                        jsonl.dumps(e, tick=result.tick) + "\n" for e in canonical_order(inbound)
+                    )
+                )
             if out_file:
                 out_file.write("".join(jsonl.dumps(d) + "\n" for d in result.decisions))
             kpi.collect(result)
@@ -84,9 +97,14 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
             store.flush()
 
         try:
-            summary = simulate(config, scheduler, duration_ms, seed=seed,
-                               clock=Clock(speed, stop, on_idle=write_out),
-                               on_tick=each_tick)
+            summary = simulate(
+                config,
+                scheduler,
+                duration_ms,
+                seed=seed,
+                clock=Clock(speed, stop, on_idle=write_out),
+                on_tick=each_tick,
+            )
         finally:
             store.close()
     report = kpi.report(summary.end_ms, _policy_extra(scheduler))
@@ -101,11 +119,15 @@ def simulate_run(config: Config, duration_ms: int, *, speed: float | None = None
 @dataclass
 class Replay:
     report: dict[str, Any]
-    rejected: list[str] = field(default_factory=list)   # "N: reason", N the line
+    rejected: list[str] = field(default_factory=list)  # "N: reason", N the line
 
 
-def replay(config: Config, events_path: Path, out: Path | None = None,
-           on_decisions: Callable[[list], None] | None = None) -> Replay:
+def replay(
+    config: Config,
+    events_path: Path,
+    out: Path | None = None,
+    on_decisions: Callable[[list], None] | None = None,
+) -> Replay:
     """Feed a recorded event log to a fresh scheduler, tick by tick as recorded (or by the
     events' times when the log has no ticks). Raises `jsonl.LogError` on a bad line."""
     records = list(jsonl.read(events_path))
@@ -114,11 +136,16 @@ def replay(config: Config, events_path: Path, out: Path | None = None,
     scheduler = Scheduler(config)
     by_tick: dict[int, list[jsonl.Recorded]] = defaultdict(list)
     for record in records:
-        tick = record.tick if record.tick is not None else covering_tick(record.event.time_ms,
-                                                                         scheduler.tick_ms)
+        tick = (
+            record.tick
+            if record.tick is not None
+            else covering_tick(record.event.time_ms, scheduler.tick_ms)
+        )
         if tick * scheduler.tick_ms > MAX_TIME_S * 1000:
-            raise jsonl.LogError(f"{events_path}:{record.line}: tick {tick} is past the "
-                                 f"{MAX_TIME_S} s that a run may last")
+            raise jsonl.LogError(
+                f"{events_path}:{record.line}: tick {tick} is past the "
+                f"{MAX_TIME_S} s that a run may last"
+            )
         by_tick[tick].append(record)
     kpi = new_kpi(config)
     rejected: list[str] = []

@@ -20,8 +20,16 @@ from scheduler.config import Config, ConfigError
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 # The order they are listed and benchmarked in: small to large, each base before its twin.
-ORDER = ("default", "layout", "ward", "ward-overload", "hospital", "hospital-overload",
-         "campus", "campus-overload")
+ORDER = (
+    "default",
+    "layout",
+    "ward",
+    "ward-overload",
+    "hospital",
+    "hospital-overload",
+    "campus",
+    "campus-overload",
+)
 
 
 class UnknownScenario(ConfigError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from scheduler.events import shown   # a leaf module, as this one is
+from scheduler.events import shown  # a leaf module, as this one is
 
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
@@ -24,8 +24,7 @@ class RosterError(ValueError):
 def _seconds(text: str, entry: str) -> int:
     match = _TIME.match(text)
     if not match:
-        raise RosterError(f"{shown(entry)}: {shown(text)} is not a time of day (HH:MM or "
-                          f"HH:MM:SS)")
+        raise RosterError(f"{shown(entry)}: {shown(text)} is not a time of day (HH:MM or HH:MM:SS)")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
     if minutes > 59 or seconds > 59 or hours > 24:
         raise RosterError(f"{shown(entry)}: {shown(text)} is not a time of day")
@@ -46,7 +45,7 @@ def _inside(time_ms: int, span: tuple[int, int]) -> bool:
 
 @dataclass(frozen=True)
 class Shift:
-    work: tuple[int, int]                     # ms of the day, start inclusive, end exclusive
+    work: tuple[int, int]  # ms of the day, start inclusive, end exclusive
     breaks: tuple[tuple[int, int], ...] = ()
 
 
@@ -57,8 +56,7 @@ class Roster:
         for entry in entries:
             words = entry.split()
             if len(words) < 2 or len(words) % 2:
-                raise RosterError(f"{shown(entry)}: expected 'STAFF-ID FROM-TO [break "
-                                  f"FROM-TO]...'")
+                raise RosterError(f"{shown(entry)}: expected 'STAFF-ID FROM-TO [break FROM-TO]...'")
             staff_id, work, rest = words[0], _span(words[1], entry), words[2:]
             if staff_id not in staff_ids:
                 raise RosterError(f"{shown(entry)}: no staff member {staff_id[:40]}")
@@ -67,8 +65,9 @@ class Roster:
             breaks = []
             for word, text in zip(rest[::2], rest[1::2]):
                 if word != "break":
-                    raise RosterError(f"{shown(entry)}: expected 'break FROM-TO', got "
-                                      f"{shown(word)}")
+                    raise RosterError(
+                        f"{shown(entry)}: expected 'break FROM-TO', got {shown(word)}"
+                    )
                 breaks.append(_span(text, entry))
             for span in (work, *breaks):
                 if max(span) > self.cycle_ms:

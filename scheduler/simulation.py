@@ -13,7 +13,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from scheduler import events as ev
 from scheduler.config import Config
@@ -51,8 +50,9 @@ def arrivals(config: Config, seed: int) -> Iterator[ev.PatientArrived]:
             yield ev.PatientArrived(f"arrival-{n}", at, f"patient-{n}", acuity=levels[0])
             continue
         acuity = rng.choices(levels, weights)[0]
-        yield ev.PatientArrived(f"arrival-{n}", at, f"patient-{n}", acuity=acuity,
-                                isolation=rng.random() < share)
+        yield ev.PatientArrived(
+            f"arrival-{n}", at, f"patient-{n}", acuity=acuity, isolation=rng.random() < share
+        )
 
 
 def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Completion:
@@ -62,12 +62,19 @@ def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Completion:
     event_id, time_ms = f"done-{task.task_id}", task.time_ms + duration
     kind = task.kind
     if kind == "escort_in" or kind == "escort_out":
-        return ev.EscortCompleted(event_id, time_ms, task.task_id, task.staff_id,
-                                  task.patient_id, task.room_id,
-                                  "in" if kind == "escort_in" else "out")
+        return ev.EscortCompleted(
+            event_id,
+            time_ms,
+            task.task_id,
+            task.staff_id,
+            task.patient_id,
+            task.room_id,
+            "in" if kind == "escort_in" else "out",
+        )
     if kind == "visit":
-        return ev.VisitCompleted(event_id, time_ms, task.task_id, task.staff_id,
-                                 task.patient_id, task.room_id)
+        return ev.VisitCompleted(
+            event_id, time_ms, task.task_id, task.staff_id, task.patient_id, task.room_id
+        )
     return ev.CleaningCompleted(event_id, time_ms, task.task_id, task.staff_id, task.room_id)
 
 
@@ -98,8 +105,12 @@ class Clock:
     first (to write out what is done while there is time for it). A wait ends early when
     `stop` is set: a run asked to stop does not sleep until its next tick first."""
 
-    def __init__(self, speed: float | None = None, stop: StopFlag | None = None,
-                 on_idle: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        speed: float | None = None,
+        stop: StopFlag | None = None,
+        on_idle: Callable[[], None] | None = None,
+    ):
         self.speed = speed
         self.stop = stop or StopFlag()
         self.on_idle = on_idle
@@ -123,12 +134,18 @@ class Clock:
 class RunSummary:
     ticks: int
     end_ms: int
-    stopped: bool = False   # by `clock.stop`, at `end_ms`: the time of the last tick run
+    stopped: bool = False  # by `clock.stop`, at `end_ms`: the time of the last tick run
 
 
-def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
-             seed: int | None = None, clock: Clock | None = None,
-             on_tick: Callable[[TickResult], None] = lambda result: None) -> RunSummary:
+def simulate(
+    config: Config,
+    scheduler: Scheduler,
+    duration_ms: int,
+    *,
+    seed: int | None = None,
+    clock: Clock | None = None,
+    on_tick: Callable[[TickResult], None] = lambda result: None,
+) -> RunSummary:
     """Run the hospital for `duration_ms` of simulated time. `on_tick` sees each tick's
     result (consumed events and decisions) as it happens. Setting `clock.stop` (from a
     signal handler, say) ends the run between two ticks: the tick under way is finished,
@@ -136,7 +153,7 @@ def simulate(config: Config, scheduler: Scheduler, duration_ms: int, *,
     clock = clock or Clock()
     seed = config.arrivals.seed if seed is None else seed
     layout = scheduler.hospital.layout
-    pending: list[tuple[int, int, ev.Event]] = []   # (time, order, event), a heap
+    pending: list[tuple[int, int, ev.Event]] = []  # (time, order, event), a heap
     order = 0
 
     def push(event: ev.Event) -> None:

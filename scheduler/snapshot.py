@@ -31,9 +31,9 @@ from scheduler.layout import ENTRANCE, ROLE_OF_KIND
 from scheduler.validator import DONE_BY, _Task
 
 FORMAT = 1
-MAX_BYTES = 8 << 20        # a week of the default hospital takes 5 KB
-MAX_COUNT = 2**53 - 1      # counters, ticks and times (ms): exact in any JSON reader
-MAX_LIST = 1_000_000       # live patients or open tasks: bounded by the hospital's size
+MAX_BYTES = 8 << 20  # a week of the default hospital takes 5 KB
+MAX_COUNT = 2**53 - 1  # counters, ticks and times (ms): exact in any JSON reader
+MAX_LIST = 1_000_000  # live patients or open tasks: bounded by the hospital's size
 
 
 class SnapshotError(ValueError):
@@ -101,8 +101,15 @@ class StaffShape(_Shape):
 class PatientShape(_Shape):
     id: Id
     arrived_ms: Count
-    stage: Literal["arrived", "waiting_escort_in", "escorting_in", "waiting_visit",
-                   "in_visit", "waiting_escort_out", "escorting_out"]
+    stage: Literal[
+        "arrived",
+        "waiting_escort_in",
+        "escorting_in",
+        "waiting_visit",
+        "in_visit",
+        "waiting_escort_out",
+        "escorting_out",
+    ]
     room: Id | None
     acuity: Acuity
     isolation: bool
@@ -178,6 +185,7 @@ class SnapshotShape(_Shape):
 
 # --- dump ----------------------------------------------------------------------------------
 
+
 def dump(scheduler: Scheduler) -> bytes:
     """The scheduler's state as compact UTF-8 JSON, keys sorted: the same state gives the
     same bytes."""
@@ -185,51 +193,97 @@ def dump(scheduler: Scheduler) -> bytes:
     state = {
         "format": FORMAT,
         "config": fingerprint(scheduler.config),
-        "engine": {"last_tick": scheduler.last_tick, "counters": scheduler.counters,
-                   "seen": scheduler.seen.to_json()},
-        "policy_counters": {name: getattr(scheduler.policy, name)
-                            for name in ("solved", "forced")
-                            if isinstance(getattr(scheduler.policy, name, None), int)},
+        "engine": {
+            "last_tick": scheduler.last_tick,
+            "counters": scheduler.counters,
+            "seen": scheduler.seen.to_json(),
+        },
+        "policy_counters": {
+            name: getattr(scheduler.policy, name)
+            for name in ("solved", "forced")
+            if isinstance(getattr(scheduler.policy, name, None), int)
+        },
         "hospital": {
-            "rooms": {r.room_id: {"status": r.status, "patient": r.patient_id}
-                      for r in hospital.rooms.values()},
-            "staff": {s.staff_id: {"location": s.location, "task": s.task_id,
-                                   "on_duty": s.on_duty} for s in hospital.staff.values()},
-            "patients": [{"id": p.patient_id, "arrived_ms": p.arrived_ms, "stage": p.stage,
-                          "room": p.room_id, "acuity": p.acuity, "isolation": p.isolation}
-                         for p in hospital.patients.values()],
-            "tasks": [{"id": t.task_id, "kind": t.kind, "patient": t.patient_id,
-                       "room": t.room_id, "created_ms": t.created_ms, "staff": t.staff_id,
-                       "acuity": t.acuity, "escalated": t.escalated}
-                      for t in hospital.tasks.values()],
+            "rooms": {
+                r.room_id: {"status": r.status, "patient": r.patient_id}
+                for r in hospital.rooms.values()
+            },
+            "staff": {
+                s.staff_id: {"location": s.location, "task": s.task_id, "on_duty": s.on_duty}
+                for s in hospital.staff.values()
+            },
+            "patients": [
+                {
+                    "id": p.patient_id,
+                    "arrived_ms": p.arrived_ms,
+                    "stage": p.stage,
+                    "room": p.room_id,
+                    "acuity": p.acuity,
+                    "isolation": p.isolation,
+                }
+                for p in hospital.patients.values()
+            ],
+            "tasks": [
+                {
+                    "id": t.task_id,
+                    "kind": t.kind,
+                    "patient": t.patient_id,
+                    "room": t.room_id,
+                    "created_ms": t.created_ms,
+                    "staff": t.staff_id,
+                    "acuity": t.acuity,
+                    "escalated": t.escalated,
+                }
+                for t in hospital.tasks.values()
+            ],
             "waiting": list(hospital.waiting),
             "arrivals": [p.patient_id for p in hospital.arrivals],
             "new_tasks": [t.task_id for t in hospital._new_tasks],
             "finished": hospital.finished.to_json(),
             "task_count": hospital._task_count,
         },
-        "auditor": None if auditor is None else {
-            "rooms": {r: {"status": s, "occupant": auditor.occupant[r]}
-                      for r, s in auditor.rooms.items()},
-            "staff": {s: {"task": auditor.busy[s], "place": auditor.place[s],
-                          "on_duty": auditor.on_duty[s]} for s in auditor.role},
-            "tasks": [{"id": i, "kind": t.kind, "patient": t.patient_id, "room": t.room_id,
-                       "staff": t.staff_id, "escalated": t.escalated}
-                      for i, t in auditor.tasks.items()],
+        "auditor": None
+        if auditor is None
+        else {
+            "rooms": {
+                r: {"status": s, "occupant": auditor.occupant[r]} for r, s in auditor.rooms.items()
+            },
+            "staff": {
+                s: {
+                    "task": auditor.busy[s],
+                    "place": auditor.place[s],
+                    "on_duty": auditor.on_duty[s],
+                }
+                for s in auditor.role
+            },
+            "tasks": [
+                {
+                    "id": i,
+                    "kind": t.kind,
+                    "patient": t.patient_id,
+                    "room": t.room_id,
+                    "staff": t.staff_id,
+                    "escalated": t.escalated,
+                }
+                for i, t in auditor.tasks.items()
+            ],
             "patients": auditor.patients,
             "acuity": auditor.acuity,
             "isolated": sorted(auditor.isolated),
             "terminal": sorted(auditor.terminal),
             "left": auditor.left.to_json(),
             "task_ids": auditor.task_ids.to_json(),
-            "arrived": auditor.arrived, "referred": auditor.referred,
-            "discharged": auditor.discharged, "last_tick": auditor.last_tick,
+            "arrived": auditor.arrived,
+            "referred": auditor.referred,
+            "discharged": auditor.discharged,
+            "last_tick": auditor.last_tick,
         },
     }
     return json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
 
 
 # --- load ----------------------------------------------------------------------------------
+
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
@@ -255,8 +309,10 @@ def parse(data: bytes | str) -> SnapshotShape:
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "the snapshot"
-        raise SnapshotError(f"{where}: {first['msg']} ({exc.error_count()} "
-                            f"error{'s' if exc.error_count() > 1 else ''})") from None
+        raise SnapshotError(
+            f"{where}: {first['msg']} ({exc.error_count()} "
+            f"error{'s' if exc.error_count() > 1 else ''})"
+        ) from None
 
 
 def load(config: Config, data: bytes | str) -> Scheduler:
@@ -293,8 +349,10 @@ def _restore_engine(scheduler: Scheduler, shape: SnapshotShape) -> None:
     scheduler.seen = _idset(shape.engine.seen, "engine.seen")
     for name in ("solved", "forced"):
         value = getattr(shape.policy_counters, name)
-        _check((value is None) != isinstance(getattr(scheduler.policy, name, None), int),
-               f"policy_counters.{name}: not a counter of this config's policy")
+        _check(
+            (value is None) != isinstance(getattr(scheduler.policy, name, None), int),
+            f"policy_counters.{name}: not a counter of this config's policy",
+        )
         if value is not None:
             setattr(scheduler.policy, name, value)
 
@@ -319,31 +377,43 @@ def _restore_hospital(scheduler: Scheduler, shape: HospitalShape) -> None:
     finished = _idset(shape.finished, "hospital.finished")
     patients: dict[str, Patient] = {}
     for p in shape.patients:
-        _check(p.id not in patients and p.id not in finished,
-               f"patient {p.id}: given twice, or both in the building and gone")
+        _check(
+            p.id not in patients and p.id not in finished,
+            f"patient {p.id}: given twice, or both in the building and gone",
+        )
         _check(p.room is None or p.room in hospital.rooms, f"patient {p.id}: unknown room")
         _check(p.arrived_ms <= now_ms, f"patient {p.id}: arrived after the last tick")
         patients[p.id] = Patient(p.id, p.arrived_ms, p.stage, p.room, p.acuity, p.isolation)
     tasks: dict[str, Task] = {}
     for t in shape.tasks:
         number = _TASK_ID.match(t.id)
-        _check(number is not None and int(number[1]) <= shape.task_count and t.id not in tasks,
-               f"task {t.id}: not a task id up to task-{shape.task_count}, or given twice")
+        _check(
+            number is not None and int(number[1]) <= shape.task_count and t.id not in tasks,
+            f"task {t.id}: not a task id up to task-{shape.task_count}, or given twice",
+        )
         _check(t.room in hospital.rooms, f"task {t.id}: unknown room {t.room}")
-        _check(t.kind not in _PATIENT_KINDS or t.patient in patients,
-               f"task {t.id}: {t.kind} of {t.patient}, who is not in the building")
+        _check(
+            t.kind not in _PATIENT_KINDS or t.patient in patients,
+            f"task {t.id}: {t.kind} of {t.patient}, who is not in the building",
+        )
         _check(t.created_ms <= now_ms, f"task {t.id}: created after the last tick")
         if t.staff is not None:
             staff = shape.staff.get(t.staff)
-            _check(staff is not None and staff.task == t.id
-                   and hospital.staff[t.staff].role == ROLE_OF_KIND[t.kind],
-                   f"task {t.id}: {t.staff} is not doing it")
-        tasks[t.id] = Task(t.id, t.kind, t.patient, t.room, t.created_ms, t.staff, t.acuity,
-                           t.escalated)
+            _check(
+                staff is not None
+                and staff.task == t.id
+                and hospital.staff[t.staff].role == ROLE_OF_KIND[t.kind],
+                f"task {t.id}: {t.staff} is not doing it",
+            )
+        tasks[t.id] = Task(
+            t.id, t.kind, t.patient, t.room, t.created_ms, t.staff, t.acuity, t.escalated
+        )
     for staff_id, s in shape.staff.items():
         _check(s.location in places, f"staff {staff_id}: unknown location")
-        _check(s.task is None or (s.task in tasks and tasks[s.task].staff_id == staff_id),
-               f"staff {staff_id}: task {s.task} is not theirs")
+        _check(
+            s.task is None or (s.task in tasks and tasks[s.task].staff_id == staff_id),
+            f"staff {staff_id}: task {s.task} is not theirs",
+        )
         member = hospital.staff[staff_id]
         member.location, member.task_id, member.on_duty = s.location, s.task, s.on_duty
     for room_id, r in shape.rooms.items():
@@ -353,8 +423,10 @@ def _restore_hospital(scheduler: Scheduler, shape: HospitalShape) -> None:
     for what, ids in (("waiting", shape.waiting), ("new_tasks", shape.new_tasks)):
         _distinct(ids, f"hospital.{what}")
         _check(all(i in tasks for i in ids), f"hospital.{what}: not an open task")
-    _check(set(shape.waiting) == {i for i, t in tasks.items() if t.staff_id is None},
-           "hospital.waiting: not the open tasks nobody is doing")
+    _check(
+        set(shape.waiting) == {i for i, t in tasks.items() if t.staff_id is None},
+        "hospital.waiting: not the open tasks nobody is doing",
+    )
     _distinct(shape.arrivals, "hospital.arrivals")
     _check(all(p in patients for p in shape.arrivals), "hospital.arrivals: unknown patient")
     hospital.patients = patients
@@ -375,26 +447,38 @@ def _restore_auditor(scheduler: Scheduler, shape: AuditorShape) -> None:
     places = set(auditor.rooms) | {ENTRANCE}
     tasks: dict[str, _Task] = {}
     for t in shape.tasks:
-        _check(t.id not in tasks and t.room in auditor.rooms,
-               f"auditor task {t.id}: given twice, or of an unknown room")
-        _check(t.staff is None or (t.staff in shape.staff and shape.staff[t.staff].task == t.id
-                                   and auditor.role[t.staff] == DONE_BY[t.kind]),
-               f"auditor task {t.id}: {t.staff} is not doing it")
+        _check(
+            t.id not in tasks and t.room in auditor.rooms,
+            f"auditor task {t.id}: given twice, or of an unknown room",
+        )
+        _check(
+            t.staff is None
+            or (
+                t.staff in shape.staff
+                and shape.staff[t.staff].task == t.id
+                and auditor.role[t.staff] == DONE_BY[t.kind]
+            ),
+            f"auditor task {t.id}: {t.staff} is not doing it",
+        )
         tasks[t.id] = _Task(t.kind, t.patient, t.room, t.staff, t.escalated)
     for staff_id, s in shape.staff.items():
         _check(s.place in places, f"auditor staff {staff_id}: unknown place")
-        _check(s.task is None or (s.task in tasks and tasks[s.task].staff_id == staff_id),
-               f"auditor staff {staff_id}: task {s.task} is not theirs")
+        _check(
+            s.task is None or (s.task in tasks and tasks[s.task].staff_id == staff_id),
+            f"auditor staff {staff_id}: task {s.task} is not theirs",
+        )
     for room_id, r in shape.rooms.items():
-        _check(r.occupant is None or r.occupant in shape.patients,
-               f"auditor room {room_id}: unknown occupant")
+        _check(
+            r.occupant is None or r.occupant in shape.patients,
+            f"auditor room {room_id}: unknown occupant",
+        )
     for what, ids in (("acuity", list(shape.acuity)), ("isolated", shape.isolated)):
         _check(set(ids) <= set(shape.patients), f"auditor.{what}: a patient not in the building")
     _distinct(shape.isolated, "auditor.isolated")
     _distinct(shape.terminal, "auditor.terminal")
     _check(set(shape.terminal) <= set(auditor.rooms), "auditor.terminal: unknown room")
     for room_id, r in shape.rooms.items():
-        auditor._room(room_id, r.status)   # keeps the free-room counts
+        auditor._room(room_id, r.status)  # keeps the free-room counts
         auditor.occupant[room_id] = r.occupant
     auditor.tasks = tasks
     auditor.patients = dict(shape.patients)
@@ -408,7 +492,7 @@ def _restore_auditor(scheduler: Scheduler, shape: AuditorShape) -> None:
     # The per-role counts follow from the tables: worked out again, not trusted.
     for staff_id, s in shape.staff.items():
         auditor.busy[staff_id], auditor.place[staff_id] = s.task, s.place
-        auditor._set_idle(staff_id, -1)          # as a fresh auditor counted them: idle
+        auditor._set_idle(staff_id, -1)  # as a fresh auditor counted them: idle
         auditor.on_duty[staff_id] = s.on_duty
         if s.task is None:
             auditor._set_idle(staff_id, 1)

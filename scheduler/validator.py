@@ -19,17 +19,26 @@ from scheduler.shifts import Roster
 
 # The contract's tables, restated (DESIGN.md section 2), not imported from the scheduler.
 # Who does each kind of task: porters escort, medical staff visit, cleaners clean.
-DONE_BY = {"escort_in": "porter", "visit": "medical", "escort_out": "porter",
-           "clean": "cleaner", "clean_terminal": "cleaner"}
+DONE_BY = {
+    "escort_in": "porter",
+    "visit": "medical",
+    "escort_out": "porter",
+    "clean": "cleaner",
+    "clean_terminal": "cleaner",
+}
 # The role of each grade of staff (the grade is the staff id without its number).
-ROLE_OF_GRADE = {"porter": "porter", "nurse": "medical", "doctor": "medical",
-                 "cleaner": "cleaner"}
+ROLE_OF_GRADE = {"porter": "porter", "nurse": "medical", "doctor": "medical", "cleaner": "cleaner"}
 # The task that the completion of each kind creates: the patient, then the room, move on.
 # (After an isolation patient's escort out the room gets a `clean_terminal` instead.)
 COMES_NEXT = {"escort_in": "visit", "visit": "escort_out", "escort_out": "clean"}
 # What a completion event reports each kind as: a terminal clean completes as a cleaning.
-COMPLETES_AS = {"escort_in": "escort_in", "visit": "visit", "escort_out": "escort_out",
-                "clean": "clean", "clean_terminal": "clean"}
+COMPLETES_AS = {
+    "escort_in": "escort_in",
+    "visit": "visit",
+    "escort_out": "escort_out",
+    "clean": "clean",
+    "clean_terminal": "clean",
+}
 CLEANS = frozenset({"clean", "clean_terminal"})
 # Where staff start, and where an escort out leaves them: the exit is the entrance. Every
 # other task leaves them in its room. A dispatch's `origin` is where its staff member is.
@@ -42,8 +51,12 @@ def _grade(staff_id: str) -> str:
 
 def _staff(config: Config) -> list[str]:
     """Everybody, from the config's head counts: porter-1, ..., nurse-1, ..., doctor-1, ..."""
-    counts = {"porter": config.staff.porters, "nurse": config.staff.nurses,
-              "doctor": config.staff.doctors, "cleaner": config.staff.cleaners}
+    counts = {
+        "porter": config.staff.porters,
+        "nurse": config.staff.nurses,
+        "doctor": config.staff.doctors,
+        "cleaner": config.staff.cleaners,
+    }
     return [f"{grade}-{n}" for grade, count in counts.items() for n in range(1, count + 1)]
 
 
@@ -63,11 +76,11 @@ class _Task:
 @dataclass
 class Auditor:
     config: Config
-    rooms: dict[str, str] = field(default_factory=dict)          # room -> free|taken|dirty|cleaning
+    rooms: dict[str, str] = field(default_factory=dict)  # room -> free|taken|dirty|cleaning
     occupant: dict[str, str | None] = field(default_factory=dict)
     role: dict[str, str] = field(default_factory=dict)
-    busy: dict[str, str | None] = field(default_factory=dict)    # staff -> task id
-    place: dict[str, str] = field(default_factory=dict)          # staff -> where they are
+    busy: dict[str, str | None] = field(default_factory=dict)  # staff -> task id
+    place: dict[str, str] = field(default_factory=dict)  # staff -> where they are
     tasks: dict[str, _Task] = field(default_factory=dict)
     # patient -> stage, for the patients in the building; those who left are only counted
     # and remembered compactly, so that a second arrival of one is still caught
@@ -75,7 +88,7 @@ class Auditor:
     left: ev.IdSet = field(default_factory=ev.IdSet)
     referred: int = 0
     discharged: int = 0
-    task_ids: ev.IdSet = field(default_factory=ev.IdSet)         # every task ever decided
+    task_ids: ev.IdSet = field(default_factory=ev.IdSet)  # every task ever decided
     arrived: int = 0
     last_tick: int = -1
     tick_ms: int = 0
@@ -107,8 +120,7 @@ class Auditor:
         self.tick_ms = round(self.config.scheduler.tick_s * 1000)
         self.waiting.update(dict.fromkeys(("porter", "visit", "urgent_visit", "cleaner"), 0))
         staff_ids = _staff(self.config)
-        self.roster = Roster(self.config.shifts.roster, self.config.shifts.cycle_s,
-                             set(staff_ids))
+        self.roster = Roster(self.config.shifts.roster, self.config.shifts.cycle_s, set(staff_ids))
         for staff_id in staff_ids:
             self.role[staff_id] = ROLE_OF_GRADE[_grade(staff_id)]
             self.busy[staff_id] = None
@@ -126,8 +138,9 @@ class Auditor:
     def _may_use(self, patient_id: str, room_id: str) -> bool:
         if patient_id in self.isolated:
             return room_id in self.isolation_rooms
-        return not (self.config.hospital.reserve_isolation_rooms
-                    and room_id in self.isolation_rooms)
+        return not (
+            self.config.hospital.reserve_isolation_rooms and room_id in self.isolation_rooms
+        )
 
     def _waits_for(self, task: _Task) -> str:
         """Who may do a waiting task: the key of `waiting`."""
@@ -158,8 +171,11 @@ class Auditor:
         arrivals: dict[str, ev.PatientArrived] = {}
         for event in inbound:
             if event.time_ms > now_ms:
-                self.fail(tick, f"{event.TYPE} {event.event_id} of {event.time_ms / 1000} s "
-                                f"consumed by the tick of {now_ms / 1000} s")
+                self.fail(
+                    tick,
+                    f"{event.TYPE} {event.event_id} of {event.time_ms / 1000} s "
+                    f"consumed by the tick of {now_ms / 1000} s",
+                )
             if isinstance(event, ev.PatientArrived):
                 if event.patient_id in self.patients or event.patient_id in self.left:
                     self.fail(tick, f"patient {event.patient_id} arrived twice")
@@ -178,8 +194,11 @@ class Auditor:
             if decision.tick != tick:
                 self.fail(tick, f"decision {decision.event_id} carries tick {decision.tick}")
             if decision.time_ms != now_ms:
-                self.fail(tick, f"decision {decision.event_id} is dated "
-                                f"{decision.time_ms / 1000} s, not its tick's {now_ms / 1000} s")
+                self.fail(
+                    tick,
+                    f"decision {decision.event_id} is dated "
+                    f"{decision.time_ms / 1000} s, not its tick's {now_ms / 1000} s",
+                )
             if isinstance(decision, ev.PatientAdmitted):
                 self._admit(tick, decision, undecided, expected_tasks)
                 admitted[decision.patient_id] = decision.room_id
@@ -211,14 +230,19 @@ class Auditor:
             self.fail(tick, f"no decision for {sorted(discharges)} {sorted(cleaned)}")
         for patient_id in referred:
             self._referral(tick, patient_id, arrivals, admitted)
-        for staff_id in self.roster.shifts:   # the others are always on duty
+        for staff_id in self.roster.shifts:  # the others are always on duty
             on = self.on_duty[staff_id]
             if on != self.roster.on_duty(staff_id, now_ms):
                 self.fail(tick, f"{staff_id} is {'on' if on else 'off'} duty against the roster")
         self._no_idle_staff(tick)
 
-    def _referral(self, tick: int, patient_id: str, arrivals: dict[str, ev.PatientArrived],
-                  admitted: dict[str, str]) -> None:
+    def _referral(
+        self,
+        tick: int,
+        patient_id: str,
+        arrivals: dict[str, ev.PatientArrived],
+        admitted: dict[str, str],
+    ) -> None:
         """Referred only when no free room this patient may use is left, and never while a
         less urgent (or, equally urgent, later) arrival of the tick took a room it could use."""
         if patient_id in self.isolated:
@@ -232,10 +256,14 @@ class Auditor:
         me = arrivals[patient_id]
         for other, room_id in admitted.items():
             them = arrivals[other]
-            if (them.acuity, them.time_ms) > (me.acuity, me.time_ms) and \
-                    self._may_use(patient_id, room_id):
-                self.fail(tick, f"{patient_id} (ESI {me.acuity}) referred while {other} "
-                                f"(ESI {them.acuity}, after it) took {room_id}")
+            if (them.acuity, them.time_ms) > (me.acuity, me.time_ms) and self._may_use(
+                patient_id, room_id
+            ):
+                self.fail(
+                    tick,
+                    f"{patient_id} (ESI {me.acuity}) referred while {other} "
+                    f"(ESI {them.acuity}, after it) took {room_id}",
+                )
         del self.patients[patient_id]
         self.acuity.pop(patient_id, None)
         self.isolated.discard(patient_id)
@@ -246,9 +274,10 @@ class Auditor:
         staff_id = decision.staff_id
         on = isinstance(decision, ev.StaffOnDuty)
         if staff_id not in self.on_duty or self.on_duty[staff_id] == on:
-            self.fail(tick, f"{decision.TYPE} for {staff_id}, who is not "
-                            f"{'off' if on else 'on'} duty")
-        if not self.roster.on_duty(staff_id, decision.time_ms) == on:
+            self.fail(
+                tick, f"{decision.TYPE} for {staff_id}, who is not {'off' if on else 'on'} duty"
+            )
+        if self.roster.on_duty(staff_id, decision.time_ms) != on:
             self.fail(tick, f"{decision.TYPE} for {staff_id} against the roster")
         if self.busy[staff_id] is None:
             self.idle[_grade(staff_id)] += 1 if on else -1
@@ -257,13 +286,20 @@ class Auditor:
     def _complete(self, tick, event, expected_tasks, discharges, cleaned) -> None:
         task = self.tasks.get(event.task_id)
         if task is None or task.staff_id != event.staff_id:
-            self.fail(tick, f"{event.TYPE} for task {event.task_id}, which "
-                            f"{event.staff_id} was not doing")
-        if event.task_kind != COMPLETES_AS[task.kind] or event.room_id != task.room_id or \
-                getattr(event, "patient_id", task.patient_id) != task.patient_id:
-            self.fail(tick, f"{event.TYPE} for task {event.task_id} does not fit it: the task "
-                            f"is a {task.kind} for {task.patient_id} in {task.room_id}")
-        self.busy[event.staff_id] = None   # the task's staff member, checked above
+            self.fail(
+                tick, f"{event.TYPE} for task {event.task_id}, which {event.staff_id} was not doing"
+            )
+        if (
+            event.task_kind != COMPLETES_AS[task.kind]
+            or event.room_id != task.room_id
+            or getattr(event, "patient_id", task.patient_id) != task.patient_id
+        ):
+            self.fail(
+                tick,
+                f"{event.TYPE} for task {event.task_id} does not fit it: the task "
+                f"is a {task.kind} for {task.patient_id} in {task.room_id}",
+            )
+        self.busy[event.staff_id] = None  # the task's staff member, checked above
         self._set_idle(event.staff_id, 1)
         self.place[event.staff_id] = ENTRANCE if task.kind == "escort_out" else task.room_id
         del self.tasks[event.task_id]
@@ -278,7 +314,7 @@ class Auditor:
             self.occupant[task.room_id] = None
             discharges.add(task.patient_id)
             self.acuity.pop(task.patient_id, None)
-            if task.patient_id in self.isolated:   # the room needs a terminal clean
+            if task.patient_id in self.isolated:  # the room needs a terminal clean
                 self.isolated.discard(task.patient_id)
                 self.terminal.add(task.room_id)
                 next_kind = "clean_terminal"
@@ -314,10 +350,16 @@ class Auditor:
         elif isinstance(decision, ev.TaskQueued) or task.staff_id is not None:
             self.fail(tick, f"task {decision.task_id} decided twice")
         elif (decision.kind, decision.patient_id, decision.room_id) != (
-                task.kind, task.patient_id, task.room_id):
-            self.fail(tick, f"task {decision.task_id} dispatched as {decision.kind} for "
-                            f"{decision.patient_id} in {decision.room_id}, but queued as "
-                            f"{task.kind} for {task.patient_id} in {task.room_id}")
+            task.kind,
+            task.patient_id,
+            task.room_id,
+        ):
+            self.fail(
+                tick,
+                f"task {decision.task_id} dispatched as {decision.kind} for "
+                f"{decision.patient_id} in {decision.room_id}, but queued as "
+                f"{task.kind} for {task.patient_id} in {task.room_id}",
+            )
         if isinstance(decision, ev.TaskDispatched):
             self._dispatch(tick, decision, task)
 
@@ -325,29 +367,43 @@ class Auditor:
         """Announced once, for a task of that kind still waiting past its target."""
         task = self.tasks.get(decision.task_id)
         if task is None or task.staff_id is not None or task.kind != decision.kind:
-            self.fail(tick, f"task {decision.task_id} escalated as a waiting {decision.kind}, "
-                            f"which it is not")
+            self.fail(
+                tick,
+                f"task {decision.task_id} escalated as a waiting {decision.kind}, which it is not",
+            )
         if task.escalated:
             self.fail(tick, f"task {decision.task_id} escalated twice")
         if not decision.waited_s > decision.sla_s:
-            self.fail(tick, f"task {decision.task_id} escalated after {decision.waited_s} s, "
-                            f"within its {decision.sla_s} s target")
+            self.fail(
+                tick,
+                f"task {decision.task_id} escalated after {decision.waited_s} s, "
+                f"within its {decision.sla_s} s target",
+            )
         task.escalated = True
 
     def _new_task(self, tick, decision, expected_tasks) -> None:
         kind, room_id = decision.kind, decision.room_id
         if kind in CLEANS:
             if self.rooms.get(room_id) != "dirty":
-                self.fail(tick, f"task {decision.task_id}: a {kind} of {room_id}, which is "
-                                f"{self.rooms.get(room_id, 'unknown')}, not dirty")
+                self.fail(
+                    tick,
+                    f"task {decision.task_id}: a {kind} of {room_id}, which is "
+                    f"{self.rooms.get(room_id, 'unknown')}, not dirty",
+                )
             if (kind == "clean_terminal") != (room_id in self.terminal):
                 owed = "needs" if room_id in self.terminal else "does not need"
-                self.fail(tick, f"task {decision.task_id}: a {kind} of {room_id}, which "
-                                f"{owed} a terminal clean")
+                self.fail(
+                    tick,
+                    f"task {decision.task_id}: a {kind} of {room_id}, which "
+                    f"{owed} a terminal clean",
+                )
         key = (kind, decision.patient_id, room_id)
         if decision.task_id in self.task_ids or expected_tasks.get(key, 0) <= 0:
-            self.fail(tick, f"task {decision.task_id} ({kind} for {decision.patient_id} in "
-                            f"{room_id}) was not created this tick")
+            self.fail(
+                tick,
+                f"task {decision.task_id} ({kind} for {decision.patient_id} in "
+                f"{room_id}) was not created this tick",
+            )
         expected_tasks[key] -= 1
         task = _Task(kind, decision.patient_id, room_id)
         self.tasks[decision.task_id] = task
@@ -361,20 +417,28 @@ class Auditor:
         if staff_id not in self.role:
             self.fail(tick, f"task {decision.task_id} given to unknown {staff_id}")
         if self.role[staff_id] != DONE_BY[task.kind]:
-            self.fail(tick, f"{task.kind} {decision.task_id} given to {staff_id}, "
-                            f"a {self.role[staff_id]}")
+            self.fail(
+                tick, f"{task.kind} {decision.task_id} given to {staff_id}, a {self.role[staff_id]}"
+            )
         if self.busy[staff_id] is not None:
-            self.fail(tick, f"{staff_id} given {decision.task_id} while doing "
-                            f"{self.busy[staff_id]}")
+            self.fail(
+                tick, f"{staff_id} given {decision.task_id} while doing {self.busy[staff_id]}"
+            )
         if not self.on_duty[staff_id]:
             self.fail(tick, f"{staff_id} given {decision.task_id} while off duty")
         if decision.origin != self.place[staff_id]:
-            self.fail(tick, f"{staff_id} sets off for {decision.task_id} from "
-                            f"{decision.origin}, but is at {self.place[staff_id]}")
+            self.fail(
+                tick,
+                f"{staff_id} sets off for {decision.task_id} from "
+                f"{decision.origin}, but is at {self.place[staff_id]}",
+            )
         waits_for = self._waits_for(task)
         if waits_for == "urgent_visit" and _grade(staff_id) != "doctor":
-            self.fail(tick, f"visit {decision.task_id} to {task.patient_id} (ESI "
-                            f"{self.acuity[task.patient_id]}) given to {staff_id}, not a doctor")
+            self.fail(
+                tick,
+                f"visit {decision.task_id} to {task.patient_id} (ESI "
+                f"{self.acuity[task.patient_id]}) given to {staff_id}, not a doctor",
+            )
         task.staff_id = staff_id
         self.busy[staff_id] = decision.task_id
         self._set_idle(staff_id, -1)
@@ -383,8 +447,12 @@ class Auditor:
             self._room(task.room_id, "cleaning")
 
     # Which waiting tasks each grade may do.
-    MAY_DO = {"porter": ("porter",), "cleaner": ("cleaner",), "nurse": ("visit",),
-              "doctor": ("visit", "urgent_visit")}
+    MAY_DO = {
+        "porter": ("porter",),
+        "cleaner": ("cleaner",),
+        "nurse": ("visit",),
+        "doctor": ("visit", "urgent_visit"),
+    }
 
     def _no_idle_staff(self, tick: int) -> None:
         waiting = self.waiting
@@ -393,8 +461,11 @@ class Auditor:
                 continue
             for kind in self.MAY_DO[grade]:
                 if waiting[kind]:
-                    staff_id = next(s for s, t in self.busy.items()
-                                    if t is None and self.on_duty[s] and _grade(s) == grade)
+                    staff_id = next(
+                        s
+                        for s, t in self.busy.items()
+                        if t is None and self.on_duty[s] and _grade(s) == grade
+                    )
                     self.fail(tick, f"{staff_id} is idle while a task they may do waits")
 
     def accounted_for(self) -> dict[str, int]:
@@ -402,18 +473,26 @@ class Auditor:
         the building, in a room of their own; every room that is not free is held by one of
         them or has its cleaning open (a dirty room that nobody will clean is a violation).
         Each count is kept on its own, so that the sum is a check."""
-        summary = {"arrived": self.arrived, "referred": self.referred,
-                   "discharged": self.discharged, "in_building": len(self.patients)}
-        if summary["arrived"] != summary["referred"] + summary["discharged"] + \
-                summary["in_building"]:
+        summary = {
+            "arrived": self.arrived,
+            "referred": self.referred,
+            "discharged": self.discharged,
+            "in_building": len(self.patients),
+        }
+        if (
+            summary["arrived"]
+            != summary["referred"] + summary["discharged"] + summary["in_building"]
+        ):
             raise InvariantViolation(f"patients unaccounted for: {summary}")
         in_rooms = {p for p in self.occupant.values() if p is not None}
         if in_rooms != set(self.patients):
-            raise InvariantViolation(f"{summary['in_building']} patients in the building but "
-                                     f"{len(in_rooms)} in rooms")
+            raise InvariantViolation(
+                f"{summary['in_building']} patients in the building but {len(in_rooms)} in rooms"
+            )
         being_cleaned = {t.room_id for t in self.tasks.values() if t.kind in CLEANS}
         for room_id, status in self.rooms.items():
             if status in ("dirty", "cleaning") and room_id not in being_cleaned:
-                raise InvariantViolation(f"room {room_id} ({status}) has no cleaning open: "
-                                         f"it would stay dirty for ever")
+                raise InvariantViolation(
+                    f"room {room_id} ({status}) has no cleaning open: it would stay dirty for ever"
+                )
         return summary

@@ -20,23 +20,27 @@ import time
 
 
 class FaultProxy:
-    kafka = False   # KafkaFaultProxy: the broker's address in its answers made the proxy's
+    kafka = False  # KafkaFaultProxy: the broker's address in its answers made the proxy's
 
-    def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1",
-                 port: int = 0):
-        if host not in ("127.0.0.1", "localhost") or \
-                upstream_host not in ("127.0.0.1", "localhost"):
+    def __init__(
+        self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1", port: int = 0
+    ):
+        if host not in ("127.0.0.1", "localhost") or upstream_host not in (
+            "127.0.0.1",
+            "localhost",
+        ):
             raise ValueError("the fault proxy is for loopback only")
         self.upstream = (upstream_host, upstream_port)
         self.host, self.port = host, port
-        self.latency = 0.0              # seconds added to every chunk, each way
-        self.refusing_until = 0.0       # time.monotonic() before which new connections close
-        self.connections = 0            # accepted and forwarded, in all
+        self.latency = 0.0  # seconds added to every chunk, each way
+        self.refusing_until = 0.0  # time.monotonic() before which new connections close
+        self.connections = 0  # accepted and forwarded, in all
         self.refused = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fault-proxy", daemon=True
+        )
         self._server: asyncio.base_events.Server | None = None
 
     # --- control, from any thread -------------------------------------------------------
@@ -49,11 +53,13 @@ class FaultProxy:
 
     def cut(self) -> int:
         """Close every open connection, both ways; how many there were."""
+
         async def cut_all() -> int:
             writers = list(self._writers)
             for writer in writers:
                 writer.transport.abort()
             return len(writers)
+
         return self._call(cut_all())
 
     def refuse(self, seconds: float) -> None:
@@ -73,10 +79,11 @@ class FaultProxy:
         if self._server is not None:
             server, self._server = self._server, None
 
-            async def close() -> None:   # on the loop's thread: asyncio is not thread-safe
+            async def close() -> None:  # on the loop's thread: asyncio is not thread-safe
                 server.close()
                 for writer in list(self._writers):
                     writer.transport.abort()
+
             self._call(close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
@@ -99,7 +106,8 @@ class FaultProxy:
             return
         try:
             upstream_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection(*self.upstream), timeout=5)
+                asyncio.open_connection(*self.upstream), timeout=5
+            )
         except (TimeoutError, OSError):
             client_writer.transport.abort()
             return
@@ -107,9 +115,10 @@ class FaultProxy:
         self._writers |= {client_writer, upstream_writer}
         try:
             answers = self._kafka_answers(upstream_reader) if self.kafka else None
-            await asyncio.gather(self._pipe(client_reader, upstream_writer, client_writer),
-                                 self._pipe(upstream_reader, client_writer, upstream_writer,
-                                            answers))
+            await asyncio.gather(
+                self._pipe(client_reader, upstream_writer, client_writer),
+                self._pipe(upstream_reader, client_writer, upstream_writer, answers),
+            )
         finally:
             self._writers -= {client_writer, upstream_writer}
 

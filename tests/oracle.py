@@ -58,7 +58,9 @@ def objective_value(problem: TickProblem, solution: Solution, weights: RulesConf
     model.minimize(objective)
     solver = _solver()
     status = solver.solve(model)
-    assert status == cp_model.OPTIMAL, f"the solution breaks a hard rule: {solver.status_name(status)}"
+    assert status == cp_model.OPTIMAL, (
+        f"the solution breaks a hard rule: {solver.status_name(status)}"
+    )
     return round(solver.objective_value)
 
 
@@ -70,19 +72,20 @@ def optimum(problem: TickProblem, weights: RulesConfig) -> int:
     return round(solver.objective_value)
 
 
-def is_the_tie_breaks_optimum(problem: TickProblem, solution: Solution,
-                              weights: RulesConfig) -> bool:
+def is_the_tie_breaks_optimum(
+    problem: TickProblem, solution: Solution, weights: RulesConfig
+) -> bool:
     """True when no optimum of the rules is ranked before `solution` by the tie-break
     (`solution` must itself be optimal: check that with `objective_value` and `optimum`)."""
     best = optimum(problem, weights)
     model, tick_vars, objective = _model(problem, weights)
     model.add(objective == best)
-    prefix_equal = model.new_constant(1)   # agrees with the proposal on every pair so far
+    prefix_equal = model.new_constant(1)  # agrees with the proposal on every pair so far
     drops = []
-    for family, first, second, _, _ in reversed(_ordered_pairs(problem)):   # highest first
+    for family, first, second, _, _ in reversed(_ordered_pairs(problem)):  # highest first
         var = tick_vars.var((family, first, second))
         taken = chosen(solution, (family, first, second))
-        if taken:   # the other optimum may be better here: it agrees above, and drops it
+        if taken:  # the other optimum may be better here: it agrees above, and drops it
             drop = model.new_bool_var("")
             model.add_implication(drop, prefix_equal)
             model.add(var == 0).only_enforce_if(drop)

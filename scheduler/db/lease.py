@@ -20,18 +20,29 @@ import socket
 import time
 from typing import NamedTuple, cast
 
-from sqlalchemy import (BigInteger, CursorResult, Double, Engine, Integer, MetaData, String, delete, select,
-                        text, update)
+from sqlalchemy import (
+    BigInteger,
+    CursorResult,
+    Double,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    delete,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from scheduler.db.models import NAMING_CONVENTION
 from scheduler.db.store import StoreError, reason
 
-LEASE_S = 2.5          # a holder that has not renewed for this long is taken over
-POLL_S = 0.2           # how often a standby looks at the lease
-RENEW_EVERY_S = 0.5    # how often the holder renews (each commit renews too)
-SEND_MARGIN_S = 1.0    # the holder sends to Kafka only while it holds the lease this much longer
+LEASE_S = 2.5  # a holder that has not renewed for this long is taken over
+POLL_S = 0.2  # how often a standby looks at the lease
+RENEW_EVERY_S = 0.5  # how often the holder renews (each commit renews too)
+SEND_MARGIN_S = 1.0  # the holder sends to Kafka only while it holds the lease this much longer
 LEASE_NAME = "scheduler"
 IDLE_IN_TRANSACTION_MS = 1500
 
@@ -48,7 +59,7 @@ class LeaseRow(LeaseBase):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     epoch: Mapped[int] = mapped_column(BigInteger)
-    since: Mapped[float] = mapped_column(Double)        # when this holder took it (Unix s)
+    since: Mapped[float] = mapped_column(Double)  # when this holder took it (Unix s)
     expires_at: Mapped[float] = mapped_column(Double)
 
 
@@ -90,8 +101,9 @@ def short_idle(session: Session) -> None:
     frozen in the middle of one (SIGSTOP) must not keep the rows it locked (the lease row,
     the outbox's) from the scheduler that takes over."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = "
-                             f"'{IDLE_IN_TRANSACTION_MS}ms'"))
+        session.execute(
+            text(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_MS}ms'")
+        )
 
 
 def default_scheduler_id() -> str:
@@ -105,8 +117,8 @@ class Lease:
         self.host = socket.gethostname()[:255]
         self.pid = os.getpid()
         self.lease_s = lease_s
-        self.epoch: int | None = None       # the epoch held, if held
-        self.renewed = 0.0                  # time.monotonic() before the last renewal
+        self.epoch: int | None = None  # the epoch held, if held
+        self.renewed = 0.0  # time.monotonic() before the last renewal
 
     # --- taking it --------------------------------------------------------------------
 
@@ -119,24 +131,32 @@ class Lease:
             with Session(self.engine) as session, session.begin():
                 short_idle(session)
                 now = db_now(session)
-                row = session.scalars(select(LeaseRow).where(LeaseRow.name == LEASE_NAME)
-                                      .with_for_update()).first()
-                values = {"holder": self.holder, "host": self.host, "pid": self.pid,
-                          "since": now, "expires_at": now + self.lease_s}
+                row = session.scalars(
+                    select(LeaseRow).where(LeaseRow.name == LEASE_NAME).with_for_update()
+                ).first()
+                values = {
+                    "holder": self.holder,
+                    "host": self.host,
+                    "pid": self.pid,
+                    "since": now,
+                    "expires_at": now + self.lease_s,
+                }
                 if row is None:
                     session.add(LeaseRow(name=LEASE_NAME, epoch=1, **values))
                     epoch = 1
                 elif row.expires_at <= now or (take_own and row.holder == self.holder):
                     epoch = row.epoch + 1
-                    taken = session.execute(update(LeaseRow).where(
-                        LeaseRow.name == LEASE_NAME, LeaseRow.epoch == row.epoch)
-                        .values(epoch=epoch, **values))
+                    taken = session.execute(
+                        update(LeaseRow)
+                        .where(LeaseRow.name == LEASE_NAME, LeaseRow.epoch == row.epoch)
+                        .values(epoch=epoch, **values)
+                    )
                     if cast(CursorResult, taken).rowcount != 1:
                         return Holder(row.holder, row.host, row.pid, row.epoch)
                 else:
                     return Holder(row.holder, row.host, row.pid, row.epoch)
                 session.execute(delete(StandbyRow).where(StandbyRow.holder == self.holder))
-        except IntegrityError:   # another took it in the same instant
+        except IntegrityError:  # another took it in the same instant
             return Holder("?", "?", 0, 0)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot take the scheduler's lease: {reason(exc)}") from None
@@ -149,10 +169,12 @@ class Lease:
         scheduler holds it."""
         holder = self.try_acquire(take_own=not standby)
         if holder is not None and not standby:
-            raise LeaseHeld(f"scheduler {holder.holder} ({holder.host}, pid {holder.pid}) is "
-                            f"active (lease epoch {holder.epoch}): start this one with "
-                            f"--standby to take over when it stops, or give it another "
-                            f"--scheduler-id")
+            raise LeaseHeld(
+                f"scheduler {holder.holder} ({holder.host}, pid {holder.pid}) is "
+                f"active (lease epoch {holder.epoch}): start this one with "
+                f"--standby to take over when it stops, or give it another "
+                f"--scheduler-id"
+            )
         while holder is not None:
             self.register()
             if idle is not None:
@@ -169,12 +191,13 @@ class Lease:
                 now = db_now(session)
                 row = session.get(StandbyRow, self.holder)
                 if row is None:
-                    session.add(StandbyRow(holder=self.holder, host=self.host, pid=self.pid,
-                                           seen_at=now))
+                    session.add(
+                        StandbyRow(holder=self.holder, host=self.host, pid=self.pid, seen_at=now)
+                    )
                 else:
                     row.host, row.pid, row.seen_at = self.host, self.pid, now
         except SQLAlchemyError:
-            pass   # only for `hospital status`; the next poll tries again
+            pass  # only for `hospital status`; the next poll tries again
 
     # --- holding it -------------------------------------------------------------------
 
@@ -186,14 +209,22 @@ class Lease:
         started = time.monotonic()
         short_idle(session)
         now = db_now(session)
-        renewed = session.execute(update(LeaseRow).where(
-            LeaseRow.name == LEASE_NAME, LeaseRow.epoch == self.epoch,
-            LeaseRow.holder == self.holder).values(expires_at=now + self.lease_s))
+        renewed = session.execute(
+            update(LeaseRow)
+            .where(
+                LeaseRow.name == LEASE_NAME,
+                LeaseRow.epoch == self.epoch,
+                LeaseRow.holder == self.holder,
+            )
+            .values(expires_at=now + self.lease_s)
+        )
         if cast(CursorResult, renewed).rowcount != 1:
             lost = self.epoch
             self.epoch = None
-            raise LeaseLost(f"scheduler {self.holder}: the lease of epoch {lost} was taken "
-                            f"over by another scheduler")
+            raise LeaseLost(
+                f"scheduler {self.holder}: the lease of epoch {lost} was taken "
+                f"over by another scheduler"
+            )
         self.renewed = started
 
     def renew(self) -> None:
@@ -214,19 +245,22 @@ class Lease:
         """Whether this holder certainly holds the lease for `SEND_MARGIN_S` more: it
         renewed less than `lease_s - SEND_MARGIN_S` ago (by its own clock, from before the
         renewal), and nobody takes an unexpired lease."""
-        return self.epoch is not None and \
-            time.monotonic() - self.renewed < self.lease_s - SEND_MARGIN_S
+        return (
+            self.epoch is not None
+            and time.monotonic() - self.renewed < self.lease_s - SEND_MARGIN_S
+        )
 
     def lost(self) -> bool:
         """After a database error in the holder's work: whether another scheduler took the
         lease meanwhile (the error was the server ending a frozen holder's transaction)."""
         if self.epoch is None:
             return True
-        for _ in range(2):   # the first try may meet the connection the server ended
+        for _ in range(2):  # the first try may meet the connection the server ended
             try:
                 with Session(self.engine) as session:
-                    epoch = session.scalar(select(LeaseRow.epoch)
-                                           .where(LeaseRow.name == LEASE_NAME))
+                    epoch = session.scalar(
+                        select(LeaseRow.epoch).where(LeaseRow.name == LEASE_NAME)
+                    )
             except SQLAlchemyError:
                 continue
             if epoch != self.epoch:
@@ -241,11 +275,17 @@ class Lease:
             return
         try:
             with Session(self.engine) as session, session.begin():
-                session.execute(update(LeaseRow).where(
-                    LeaseRow.name == LEASE_NAME, LeaseRow.epoch == self.epoch,
-                    LeaseRow.holder == self.holder).values(expires_at=0.0))
+                session.execute(
+                    update(LeaseRow)
+                    .where(
+                        LeaseRow.name == LEASE_NAME,
+                        LeaseRow.epoch == self.epoch,
+                        LeaseRow.holder == self.holder,
+                    )
+                    .values(expires_at=0.0)
+                )
         except SQLAlchemyError:
-            pass   # it expires by itself
+            pass  # it expires by itself
         self.epoch = None
 
     def close(self) -> None:
@@ -259,9 +299,17 @@ def lease_status(session: Session) -> dict | None:
     if row is None:
         return None
     now = db_now(session)
-    standbys = session.scalars(select(StandbyRow).where(StandbyRow.seen_at > now - 10,
-                                                        StandbyRow.holder != row.holder)
-                               .order_by(StandbyRow.holder)).all()
-    return {"holder": row.holder, "host": row.host, "pid": row.pid, "epoch": row.epoch,
-            "since": row.since, "expires_in": row.expires_at - now,
-            "standbys": [(s.holder, s.host, s.pid, now - s.seen_at) for s in standbys]}
+    standbys = session.scalars(
+        select(StandbyRow)
+        .where(StandbyRow.seen_at > now - 10, StandbyRow.holder != row.holder)
+        .order_by(StandbyRow.holder)
+    ).all()
+    return {
+        "holder": row.holder,
+        "host": row.host,
+        "pid": row.pid,
+        "epoch": row.epoch,
+        "since": row.since,
+        "expires_in": row.expires_at - now,
+        "standbys": [(s.holder, s.host, s.pid, now - s.seen_at) for s in standbys],
+    }

@@ -20,8 +20,15 @@ from sqlalchemy.orm import Session
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db.lease import Lease, short_idle
-from scheduler.db.models import (ConsumerOffset, DecisionRow, InboundEvent, OutboxRow, Run,
-                                 Snapshot, Tick)
+from scheduler.db.models import (
+    ConsumerOffset,
+    DecisionRow,
+    InboundEvent,
+    OutboxRow,
+    Run,
+    Snapshot,
+    Tick,
+)
 from scheduler.db.store import SqlStore, StoreError, copy_rows, reason
 from scheduler.engine import TickResult
 
@@ -61,8 +68,9 @@ class Ledger:
         with Session(self.engine) as session:
             return session.scalars(select(Run).limit(1)).first()
 
-    def start_run(self, run_id: str, epoch_s: float, speed: float,
-                  offsets: dict[tuple[str, int], int]) -> None:
+    def start_run(
+        self, run_id: str, epoch_s: float, speed: float, offsets: dict[tuple[str, int], int]
+    ) -> None:
         """Empty the working tables for a new run that reads each partition from `offsets`,
         after keeping the run they held (if another) among the kept runs."""
         current = self.current_run()
@@ -72,8 +80,10 @@ class Ledger:
 
         def begin(session: Session) -> None:
             session.add(Run(run_id=run_id, epoch_s=epoch_s, speed=speed))
-            session.add_all(ConsumerOffset(topic=t, partition=p, offset=o)
-                            for (t, p), o in sorted(offsets.items()))
+            session.add_all(
+                ConsumerOffset(topic=t, partition=p, offset=o)
+                for (t, p), o in sorted(offsets.items())
+            )
 
         self.store.transaction(begin)
 
@@ -88,17 +98,29 @@ class Ledger:
             return
         if kept is None:
             tick_ms = round(self.store.config.scheduler.tick_s * 1000)
-            kept_runs.begin(self.engine, run.run_id, self.store.config, seed=None,
-                            mode="distributed", duration_ms=max(0, self.last_tick()) * tick_ms)
-        kept_runs.finish(self.engine, run.run_id, None,
-                         "interrupted" if kept is not None else "replaced")
+            kept_runs.begin(
+                self.engine,
+                run.run_id,
+                self.store.config,
+                seed=None,
+                mode="distributed",
+                duration_ms=max(0, self.last_tick()) * tick_ms,
+            )
+        kept_runs.finish(
+            self.engine, run.run_id, None, "interrupted" if kept is not None else "replaced"
+        )
         with self.engine.begin() as db:
-            db.execute(update(kept_runs.KeptRun).where(kept_runs.KeptRun.run_id == run.run_id)
-                       .values(started_at=run.epoch_s))
+            db.execute(
+                update(kept_runs.KeptRun)
+                .where(kept_runs.KeptRun.run_id == run.run_id)
+                .values(started_at=run.epoch_s)
+            )
 
     def offsets(self) -> dict[tuple[str, int], int]:
         with Session(self.engine) as session:
-            return {(r.topic, r.partition): r.offset for r in session.scalars(select(ConsumerOffset))}
+            return {
+                (r.topic, r.partition): r.offset for r in session.scalars(select(ConsumerOffset))
+            }
 
     def last_tick(self) -> int:
         with Session(self.engine) as session:
@@ -110,8 +132,9 @@ class Ledger:
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         with Session(self.engine) as session:
-            row = session.execute(select(Snapshot.tick, Snapshot.state)
-                                  .order_by(Snapshot.tick.desc()).limit(1)).first()
+            row = session.execute(
+                select(Snapshot.tick, Snapshot.state).order_by(Snapshot.tick.desc()).limit(1)
+            ).first()
             return (row.tick, row.state) if row else None
 
     def history(self, after: int = -1) -> Iterator[tuple[int, list[ev.Event], list[str]]]:
@@ -120,25 +143,30 @@ class Ledger:
         with Session(self.engine) as session:
             # The ticks first, and their rows only: a standby reads while the active
             # scheduler commits, and each statement sees the commits made before it.
-            ticks = list(session.scalars(select(Tick.tick).where(Tick.tick > after)
-                                         .order_by(Tick.tick)))
+            ticks = list(
+                session.scalars(select(Tick.tick).where(Tick.tick > after).order_by(Tick.tick))
+            )
             last = ticks[-1] if ticks else after
             inbound: dict[int, list[ev.Event]] = defaultdict(list)
             query = select(InboundEvent.tick, InboundEvent.payload).where(
-                InboundEvent.tick > after, InboundEvent.tick <= last)
+                InboundEvent.tick > after, InboundEvent.tick <= last
+            )
             for row in session.execute(query):
                 inbound[row.tick].append(ev.parse_json(row.payload))
             decisions: dict[int, list[str]] = defaultdict(list)
-            query = (select(DecisionRow.tick, DecisionRow.payload)
-                     .where(DecisionRow.tick > after, DecisionRow.tick <= last)
-                     .order_by(DecisionRow.tick, DecisionRow.position))
+            query = (
+                select(DecisionRow.tick, DecisionRow.payload)
+                .where(DecisionRow.tick > after, DecisionRow.tick <= last)
+                .order_by(DecisionRow.tick, DecisionRow.position)
+            )
             for row in session.execute(query):
                 decisions[row.tick].append(row.payload)
         for tick in ticks:
             yield tick, inbound.get(tick, []), decisions.get(tick, [])
 
-    def export(self, events_path=None, decisions_path=None,
-               header: tuple[dict, int] | None = None) -> tuple[int, int]:
+    def export(
+        self, events_path=None, decisions_path=None, header: tuple[dict, int] | None = None
+    ) -> tuple[int, int]:
         """Write the applied inbound events (each with its tick) and the decisions as JSONL,
         for `hospital solve`, either or both; the events after a `run.header` of `header`'s
         config and seed, if given. Returns how many of each."""
@@ -161,9 +189,13 @@ class Ledger:
 
     # --- one tick -------------------------------------------------------------------------
 
-    def commit_ticks(self, ticks: list[tuple[TickResult, list[OutboxMessage]]],
-                     positions: dict[tuple[str, int], int], snapshot: bytes | None = None,
-                     loose: Sequence[OutboxMessage] = ()) -> None:
+    def commit_ticks(
+        self,
+        ticks: list[tuple[TickResult, list[OutboxMessage]]],
+        positions: dict[tuple[str, int], int],
+        snapshot: bytes | None = None,
+        loose: Sequence[OutboxMessage] = (),
+    ) -> None:
         """Commit some ticks, each with the messages it owes, the consumer positions after
         the messages they consumed and, if given, the state after the last tick (replacing
         the older snapshot), in one transaction. `loose` messages (dead letters) belong to
@@ -185,17 +217,36 @@ class Ledger:
             if owed:
                 # In bulk, not as ORM objects: a backlog's ticks owe thousands of messages.
                 # Rows keep their order, and so do their ids.
-                rows = [(tick, m.topic, m.key.decode(), m.partition, m.payload.decode(),
-                         m.dead_letter, False) for tick, m in owed]
-                columns = ("tick", "topic", "key", "partition", "payload", "dead_letter",
-                           "published")
+                rows = [
+                    (
+                        tick,
+                        m.topic,
+                        m.key.decode(),
+                        m.partition,
+                        m.payload.decode(),
+                        m.dead_letter,
+                        False,
+                    )
+                    for tick, m in owed
+                ]
+                columns = (
+                    "tick",
+                    "topic",
+                    "key",
+                    "partition",
+                    "payload",
+                    "dead_letter",
+                    "published",
+                )
                 if self.engine.dialect.name == "postgresql":
                     copy_rows(session, "outbox", columns, rows)
                 else:
-                    session.execute(insert(cast(Table, OutboxRow.__table__)),
-                                    [dict(zip(columns, row)) for row in rows])
+                    session.execute(
+                        insert(cast(Table, OutboxRow.__table__)),
+                        [dict(zip(columns, row)) for row in rows],
+                    )
             if snapshot is not None:
-                session.flush()   # the tick row first: the snapshot refers to it
+                session.flush()  # the tick row first: the snapshot refers to it
                 session.execute(delete(Snapshot))
                 session.add(Snapshot(tick=ticks[-1][0].tick, state=snapshot))
 
@@ -206,41 +257,73 @@ class Ledger:
     def unpublished(self, limit: int = 1000) -> list[OutboxMessage]:
         try:
             o = OutboxRow
-            with self.engine.connect() as db:   # plain rows: no ORM objects to build
-                rows = db.execute(select(o.topic, o.key, o.partition, o.payload, o.outbox_id,
-                                         o.dead_letter, o.tick).where(o.published.is_(False))
-                                  .order_by(o.outbox_id).limit(limit))
-                return [OutboxMessage(topic, key.encode(), partition, payload.encode(),
-                                      outbox_id, dead_letter, tick)
-                        for topic, key, partition, payload, outbox_id, dead_letter, tick in rows]
+            with self.engine.connect() as db:  # plain rows: no ORM objects to build
+                rows = db.execute(
+                    select(
+                        o.topic, o.key, o.partition, o.payload, o.outbox_id, o.dead_letter, o.tick
+                    )
+                    .where(o.published.is_(False))
+                    .order_by(o.outbox_id)
+                    .limit(limit)
+                )
+                return [
+                    OutboxMessage(
+                        topic,
+                        key.encode(),
+                        partition,
+                        payload.encode(),
+                        outbox_id,
+                        dead_letter,
+                        tick,
+                    )
+                    for topic, key, partition, payload, outbox_id, dead_letter, tick in rows
+                ]
         except Exception as exc:
             raise StoreError(f"database read failed at {self.store.url}: {reason(exc)}") from None
 
     def count_unpublished(self) -> int:
         with Session(self.engine) as session:
-            return session.scalar(select(func.count()).select_from(OutboxRow)
-                                  .where(OutboxRow.published.is_(False))) or 0
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(OutboxRow)
+                    .where(OutboxRow.published.is_(False))
+                )
+                or 0
+            )
 
     def mark_published(self, up_to: int) -> None:
-        self.store.transaction(lambda session: session.execute(
-            update(OutboxRow).where(OutboxRow.outbox_id <= up_to,
-                                    OutboxRow.published.is_(False)).values(published=True)))
+        self.store.transaction(
+            lambda session: session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.outbox_id <= up_to, OutboxRow.published.is_(False))
+                .values(published=True)
+            )
+        )
 
     def mark_published_ids(self, ids: list[int]) -> None:
         """Mark these messages sent: those the broker acknowledged, whatever became of the
         others of their batch."""
+
         def mark(session: Session) -> None:
             short_idle(session)
-            session.execute(update(OutboxRow).where(OutboxRow.outbox_id.in_(sorted(ids)))
-                            .values(published=True))
+            session.execute(
+                update(OutboxRow).where(OutboxRow.outbox_id.in_(sorted(ids))).values(published=True)
+            )
 
         if ids:
             self.store.transaction(mark)
 
     def dead_letters(self) -> int:
         with Session(self.engine) as session:
-            return session.scalar(select(func.count()).select_from(OutboxRow)
-                                  .where(OutboxRow.dead_letter.is_(True))) or 0
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(OutboxRow)
+                    .where(OutboxRow.dead_letter.is_(True))
+                )
+                or 0
+            )
 
     def forget_unwritten(self) -> None:
         """After a commit that failed (or may have): drop the rows buffered for it and
@@ -257,5 +340,6 @@ class Ledger:
 def _upsert_offset(dialect: str, topic: str, partition: int, offset: int):
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(ConsumerOffset).values(topic=topic, partition=partition, offset=offset)
-    return statement.on_conflict_do_update(index_elements=["topic", "partition"],
-                                           set_={"offset": offset})
+    return statement.on_conflict_do_update(
+        index_elements=["topic", "partition"], set_={"offset": offset}
+    )

@@ -8,8 +8,19 @@ these models.
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Double, ForeignKey, Index,
-                        LargeBinary, MetaData, String, Text, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Named constraints, so that migrations can refer to them on every backend.
@@ -51,7 +62,8 @@ class Room(Base):
     # A patient is in one room at most. NULLs do not collide, on SQLite and PostgreSQL alike.
     # `use_alter`: rooms and patients refer to each other, so this key is added last.
     current_patient_id: Mapped[str | None] = mapped_column(
-        ForeignKey("patients.patient_id", use_alter=True), unique=True)
+        ForeignKey("patients.patient_id", use_alter=True), unique=True
+    )
 
     current_patient: Mapped[Patient | None] = relationship(foreign_keys=[current_patient_id])
 
@@ -60,7 +72,7 @@ class Staff(Base):
     __tablename__ = "staff"
 
     staff_id: Mapped[str] = mapped_column(primary_key=True)
-    role: Mapped[str]   # porter | medical | cleaner: who may do which task
+    role: Mapped[str]  # porter | medical | cleaner: who may do which task
     title: Mapped[str]  # porter | nurse | doctor | cleaner
 
     tasks: Mapped[list[Task]] = relationship(back_populates="staff")
@@ -70,8 +82,10 @@ class Patient(Base):
     __tablename__ = "patients"
     __table_args__ = (
         CheckConstraint(one_of("status", PATIENT_STATUSES), name="status"),
-        CheckConstraint("discharged_at IS NULL OR admitted_at <= discharged_at",
-                        name="discharged_after_admitted"),
+        CheckConstraint(
+            "discharged_at IS NULL OR admitted_at <= discharged_at",
+            name="discharged_after_admitted",
+        ),
     )
 
     patient_id: Mapped[str] = mapped_column(primary_key=True)
@@ -108,11 +122,17 @@ class Task(Base):
         CheckConstraint(one_of("kind", TASK_KINDS), name="kind"),
         # Nobody can do a task that was given to nobody.
         CheckConstraint("dispatched_at IS NULL OR staff_id IS NOT NULL", name="dispatched_staff"),
-        CheckConstraint("completed_at IS NULL OR dispatched_at IS NOT NULL",
-                        name="completed_after_dispatch"),
+        CheckConstraint(
+            "completed_at IS NULL OR dispatched_at IS NOT NULL", name="completed_after_dispatch"
+        ),
         # A staff member is on at most one open task.
-        Index("uq_tasks_open_staff", "staff_id", unique=True,
-              postgresql_where=text(OPEN_TASK), sqlite_where=text(OPEN_TASK)),
+        Index(
+            "uq_tasks_open_staff",
+            "staff_id",
+            unique=True,
+            postgresql_where=text(OPEN_TASK),
+            sqlite_where=text(OPEN_TASK),
+        ),
     )
 
     task_id: Mapped[str] = mapped_column(primary_key=True)
@@ -204,6 +224,7 @@ class Snapshot(Base):
 
     __tablename__ = "snapshots"
 
-    tick: Mapped[int] = mapped_column(ForeignKey("ticks.tick"), primary_key=True,
-                                      autoincrement=False)
+    tick: Mapped[int] = mapped_column(
+        ForeignKey("ticks.tick"), primary_key=True, autoincrement=False
+    )
     state: Mapped[bytes] = mapped_column(LargeBinary)

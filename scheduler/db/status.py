@@ -19,33 +19,57 @@ def hospital_status(url: str) -> dict[str, Any]:
         with Session(engine) as session:
             schedulers = _schedulers(session)
         with Session(engine) as session:
-            open_tasks = session.scalars(select(Task).where(Task.completed_at.is_(None))
-                                         .order_by(Task.created_at, Task.task_id)).all()
+            open_tasks = session.scalars(
+                select(Task)
+                .where(Task.completed_at.is_(None))
+                .order_by(Task.created_at, Task.task_id)
+            ).all()
             doing = {t.staff_id: t for t in open_tasks if t.staff_id}
             waiting: dict[str, list[Task]] = {"porter": [], "medical": [], "cleaner": []}
             for task in open_tasks:
                 if task.staff_id is None:
                     waiting[ROLE_OF_KIND[task.kind]].append(task)
-            patients = dict(session.execute(select(Patient.status, func.count())
-                                            .group_by(Patient.status)).all())
+            patients = dict(
+                session.execute(select(Patient.status, func.count()).group_by(Patient.status)).all()
+            )
             return {
                 "schedulers": schedulers,
                 "run": session.scalar(select(Run.run_id)),
-                "last_tick": session.execute(select(Tick.tick, Tick.time)
-                                             .order_by(Tick.tick.desc()).limit(1)).first(),
-                "rooms": [(r.room_id, r.status, r.current_patient_id or "")
-                          for r in session.scalars(select(Room).order_by(Room.room_id))],
-                "staff": [(s.staff_id, s.role,
-                           f"{doing[s.staff_id].kind} {doing[s.staff_id].patient_id} "
-                           f"{doing[s.staff_id].room_id}" if s.staff_id in doing else "idle")
-                          for s in session.scalars(select(Staff).order_by(Staff.staff_id))],
-                "waiting": {role: [(t.task_id, t.kind, t.patient_id, t.room_id) for t in tasks]
-                            for role, tasks in waiting.items()},
+                "last_tick": session.execute(
+                    select(Tick.tick, Tick.time).order_by(Tick.tick.desc()).limit(1)
+                ).first(),
+                "rooms": [
+                    (r.room_id, r.status, r.current_patient_id or "")
+                    for r in session.scalars(select(Room).order_by(Room.room_id))
+                ],
+                "staff": [
+                    (
+                        s.staff_id,
+                        s.role,
+                        f"{doing[s.staff_id].kind} {doing[s.staff_id].patient_id} "
+                        f"{doing[s.staff_id].room_id}"
+                        if s.staff_id in doing
+                        else "idle",
+                    )
+                    for s in session.scalars(select(Staff).order_by(Staff.staff_id))
+                ],
+                "waiting": {
+                    role: [(t.task_id, t.kind, t.patient_id, t.room_id) for t in tasks]
+                    for role, tasks in waiting.items()
+                },
                 "patients": patients,
-                "dead_letters": session.scalar(select(func.count()).select_from(OutboxRow)
-                                               .where(OutboxRow.dead_letter.is_(True))) or 0,
-                "unpublished": session.scalar(select(func.count()).select_from(OutboxRow)
-                                              .where(OutboxRow.published.is_(False))) or 0,
+                "dead_letters": session.scalar(
+                    select(func.count())
+                    .select_from(OutboxRow)
+                    .where(OutboxRow.dead_letter.is_(True))
+                )
+                or 0,
+                "unpublished": session.scalar(
+                    select(func.count())
+                    .select_from(OutboxRow)
+                    .where(OutboxRow.published.is_(False))
+                )
+                or 0,
             }
     except Exception as exc:
         raise StoreError(f"cannot read the run at {safe_url(url)}: {reason(exc)}") from None
@@ -76,10 +100,14 @@ def scheduler_lines(lease: dict[str, Any] | None) -> list[str]:
     if lease["expires_in"] > 0:
         lines = [f"scheduler: active {who}, lease epoch {lease['epoch']}, since {since}"]
     else:
-        lines = [f"scheduler: none active; the last was {who}, lease epoch {lease['epoch']}, "
-                 f"from {since}, expired {-lease['expires_in']:.0f} s ago"]
-    lines += [f"standby: {holder} ({host}, pid {pid}), seen {ago:.0f} s ago"
-              for holder, host, pid, ago in lease["standbys"]]
+        lines = [
+            f"scheduler: none active; the last was {who}, lease epoch {lease['epoch']}, "
+            f"from {since}, expired {-lease['expires_in']:.0f} s ago"
+        ]
+    lines += [
+        f"standby: {holder} ({host}, pid {pid}), seen {ago:.0f} s ago"
+        for holder, host, pid, ago in lease["standbys"]
+    ]
     return lines
 
 
@@ -87,8 +115,9 @@ def status_tables(snapshot: dict[str, Any]) -> list:
     from rich.table import Table
 
     tick = snapshot["last_tick"]
-    title = f"Run {snapshot['run'] or '(none)'}" + (f", tick {tick[0]} at {tick[1]:.0f} s"
-                                                    if tick else ", no tick yet")
+    title = f"Run {snapshot['run'] or '(none)'}" + (
+        f", tick {tick[0]} at {tick[1]:.0f} s" if tick else ", no tick yet"
+    )
     rooms = Table(title=title, title_justify="left")
     for column in ("room", "state", "patient"):
         rooms.add_column(column)
@@ -105,7 +134,8 @@ def status_tables(snapshot: dict[str, Any]) -> list:
     for role, tasks in snapshot["waiting"].items():
         waiting.add_row(role, str(len(tasks)), ", ".join(f"{k} {p}" for _, k, p, _ in tasks[:5]))
     counts = ", ".join(f"{status} {n}" for status, n in sorted(snapshot["patients"].items()))
-    footer = (f"patients: {counts or 'none'}; dead letters: {snapshot['dead_letters']}; "
-              f"decisions not yet published: {snapshot['unpublished']}")
-    return ["\n".join(scheduler_lines(snapshot.get("schedulers"))), rooms, staff, waiting,
-            footer]
+    footer = (
+        f"patients: {counts or 'none'}; dead letters: {snapshot['dead_letters']}; "
+        f"decisions not yet published: {snapshot['unpublished']}"
+    )
+    return ["\n".join(scheduler_lines(snapshot.get("schedulers"))), rooms, staff, waiting, footer]

@@ -19,16 +19,25 @@ from operator import itemgetter
 from typing import Any, cast
 
 from alembic.util import CommandError
-from sqlalchemy import (Engine, Table, create_engine, delete, event, insert, make_url, select,
-                        text, update)
+from sqlalchemy import (
+    Engine,
+    Table,
+    create_engine,
+    delete,
+    insert,
+    make_url,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db import migrate
-from scheduler.db.models import (Base, DecisionRow, InboundEvent, Patient, Room, Staff, Task,
-                                 Tick)
+from scheduler.db.models import Base, DecisionRow, InboundEvent, Patient, Room, Staff, Task, Tick
 from scheduler.engine import TickResult
 from scheduler.hospital import staff_roster
 from scheduler.layout import NEXT_KIND, STEP_OF_KIND, Layout
@@ -39,6 +48,7 @@ class StoreError(RuntimeError):
 
 
 Row = dict[str, Any]
+
 
 def safe_url(url: str) -> str:
     try:
@@ -64,8 +74,13 @@ def connect(url: str) -> Engine:
     except ImportError as exc:
         raise StoreError(f"no database driver for {shown}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas if parsed.database not in (None, "", ":memory:")
-                     else _sqlite_foreign_keys)
+        sqlalchemy_event.listen(
+            engine,
+            "connect",
+            _sqlite_pragmas
+            if parsed.database not in (None, "", ":memory:")
+            else _sqlite_foreign_keys,
+        )
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -105,8 +120,15 @@ class SqlStore:
     """The `Store` on a SQL database (see the module's docstring). Raises `StoreError` when
     the database cannot be opened, migrated or written."""
 
-    def __init__(self, url: str, config: Config, policy: str, flush_every: int = 500,
-                 fresh: bool = True, write_behind: bool = True):
+    def __init__(
+        self,
+        url: str,
+        config: Config,
+        policy: str,
+        flush_every: int = 500,
+        fresh: bool = True,
+        write_behind: bool = True,
+    ):
         self.url = safe_url(url)
         self.policy = policy
         self.flush_every = flush_every
@@ -116,7 +138,8 @@ class SqlStore:
         self._sqlite = self.engine.dialect.name == "sqlite"
         # An in-memory SQLite database is one per thread: no writer thread for it.
         self.write_behind = write_behind and not (
-            self._sqlite and self.engine.url.database in (None, "", ":memory:"))
+            self._sqlite and self.engine.url.database in (None, "", ":memory:")
+        )
         self._writer: ThreadPoolExecutor | None = None
         self._writing: Future[None] | None = None
         try:
@@ -155,13 +178,19 @@ class SqlStore:
             inbound.append((event.event_id, tick, event.TYPE, at, event.to_json()))
             if type(event) is ev.PatientArrived:
                 self.new_patients[event.patient_id] = {
-                    "patient_id": event.patient_id, "arrived_at": at, "status": "waiting",
-                    "room_id": None, "admitted_at": None, "discharged_at": None,
-                    "referred_at": None, "referral_reason": None}
+                    "patient_id": event.patient_id,
+                    "arrived_at": at,
+                    "status": "waiting",
+                    "room_id": None,
+                    "admitted_at": None,
+                    "discharged_at": None,
+                    "referred_at": None,
+                    "referral_reason": None,
+                }
                 born["escort_in", event.patient_id] = at
                 continue
-            assert isinstance(event, ev.COMPLETIONS)   # the other inbound events close a task
-            row = new_tasks.get(event.task_id)   # mostly: created since the last flush
+            assert isinstance(event, ev.COMPLETIONS)  # the other inbound events close a task
+            row = new_tasks.get(event.task_id)  # mostly: created since the last flush
             if row is not None:
                 row["completed_at"] = at
             else:
@@ -169,16 +198,24 @@ class SqlStore:
             # The completion creates the next task of the lifecycle: born now.
             kind = event.task_kind
             if kind in NEXT_KIND:
-                born[NEXT_KIND[kind], getattr(event, "patient_id", "")] = at   # not a cleaning
+                born[NEXT_KIND[kind], getattr(event, "patient_id", "")] = at  # not a cleaning
             if kind == "escort_in":
                 self._room(event.room_id, {"status": "occupied"})
         decisions, decide = self.decisions, self._DECIDE
         for position, d in enumerate(result.decisions):
-            decisions.append((d.event_id, d.tick, position, d.TYPE, d.time_ms / 1000,
-                              d.to_json()))
+            decisions.append((d.event_id, d.tick, position, d.TYPE, d.time_ms / 1000, d.to_json()))
             decide[type(d)](self, d, now, born)
-        self.ticks.append((tick, now, self.policy, result.solve_ms, len(result.consumed),
-                           len(result.decisions), len(result.rejected)))
+        self.ticks.append(
+            (
+                tick,
+                now,
+                self.policy,
+                result.solve_ms,
+                len(result.consumed),
+                len(result.decisions),
+                len(result.rejected),
+            )
+        )
         if len(self.ticks) >= self.flush_every:
             if self.write_behind:
                 self._flush_behind()
@@ -205,13 +242,15 @@ class SqlStore:
     # --- from decisions to rows ----------------------------------------------------------
 
     def _admitted(self, d: ev.PatientAdmitted, now: float, born: Any) -> None:
-        self._change_patient(d.patient_id, {"status": "admitted", "room_id": d.room_id,
-                                            "admitted_at": now})
+        self._change_patient(
+            d.patient_id, {"status": "admitted", "room_id": d.room_id, "admitted_at": now}
+        )
         self._room(d.room_id, {"status": "booked", "current_patient_id": d.patient_id})
 
     def _referred(self, d: ev.PatientReferred, now: float, born: Any) -> None:
-        self._change_patient(d.patient_id, {"status": "referred", "referred_at": now,
-                                            "referral_reason": d.reason})
+        self._change_patient(
+            d.patient_id, {"status": "referred", "referred_at": now, "referral_reason": d.reason}
+        )
 
     def _discharged(self, d: ev.PatientDischarged, now: float, born: Any) -> None:
         self._change_patient(d.patient_id, {"status": "discharged", "discharged_at": now})
@@ -228,30 +267,45 @@ class SqlStore:
         kind = STEP_OF_KIND.get(d.kind, d.kind)
         if d.task_id in self._queued:
             self._queued.discard(d.task_id)
-            self._change_task(d.task_id, {"staff_id": d.staff_id, "dispatched_at": now,
-                                          "dispatched_tick": d.tick})
-        else:   # created and dispatched in this tick: one row with both
+            self._change_task(
+                d.task_id, {"staff_id": d.staff_id, "dispatched_at": now, "dispatched_tick": d.tick}
+            )
+        else:  # created and dispatched in this tick: one row with both
             row = self._new_task(d, born.get((kind, d.patient_id), now))
             row["staff_id"], row["dispatched_at"], row["dispatched_tick"] = (
-                d.staff_id, now, d.tick)
+                d.staff_id,
+                now,
+                d.tick,
+            )
         if kind == "clean":
             self._room(d.room_id, {"status": "cleaning"})
 
     _DECIDE: dict[type, Callable[..., None]] = {
-        ev.PatientAdmitted: _admitted, ev.PatientReferred: _referred,
-        ev.PatientDischarged: _discharged, ev.RoomAvailable: _available,
-        ev.TaskQueued: _queued_task, ev.TaskDispatched: _dispatched,
+        ev.PatientAdmitted: _admitted,
+        ev.PatientReferred: _referred,
+        ev.PatientDischarged: _discharged,
+        ev.RoomAvailable: _available,
+        ev.TaskQueued: _queued_task,
+        ev.TaskDispatched: _dispatched,
         # Known to the decisions table; no row of the hospital's state changes.
         ev.StaffOffDuty: lambda self, d, now, born: None,
         ev.StaffOnDuty: lambda self, d, now, born: None,
-        ev.TaskEscalated: lambda self, d, now, born: None}
+        ev.TaskEscalated: lambda self, d, now, born: None,
+    }
 
     def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> Row:
         row = self.new_tasks[d.task_id] = {
-            "task_id": d.task_id, "kind": d.kind, "patient_id": d.patient_id,
-            "room_id": d.room_id, "staff_id": None, "created_at": created_at,
-            "dispatched_at": None, "completed_at": None, "created_tick": d.tick,
-            "dispatched_tick": None}
+            "task_id": d.task_id,
+            "kind": d.kind,
+            "patient_id": d.patient_id,
+            "room_id": d.room_id,
+            "staff_id": None,
+            "created_at": created_at,
+            "dispatched_at": None,
+            "completed_at": None,
+            "created_tick": d.tick,
+            "dispatched_tick": None,
+        }
         return row
 
     def _change_patient(self, patient_id: str, values: Row) -> None:
@@ -268,8 +322,11 @@ class SqlStore:
 
     # --- writing -------------------------------------------------------------------------
 
-    def flush(self, extra: Callable[[Session], None] | None = None,
-              fence: Callable[[Session], None] | None = None) -> None:
+    def flush(
+        self,
+        extra: Callable[[Session], None] | None = None,
+        fence: Callable[[Session], None] | None = None,
+    ) -> None:
         """Write the buffered ticks in one transaction, parents before children, with
         `extra` work in the same transaction: one executemany per table and per set of
         changed columns. On SQLite they go straight to the driver's cursor (the statements
@@ -301,17 +358,37 @@ class SqlStore:
             try:
                 writing.result()
             finally:
-                if writing.done():   # not when interrupted: `close` waits again
+                if writing.done():  # not when interrupted: `close` waits again
                     self._writing = None
 
     def _buffers(self) -> tuple:
-        return (self.ticks, self.new_patients, self.patient_updates, self.new_tasks,
-                self.task_updates, self.room_updates, self.decisions, self.inbound)
+        return (
+            self.ticks,
+            self.new_patients,
+            self.patient_updates,
+            self.new_tasks,
+            self.task_updates,
+            self.room_updates,
+            self.decisions,
+            self.inbound,
+        )
 
-    def _write(self, buffers: tuple, extra: Callable[[Session], None] | None,
-               fence: Callable[[Session], None] | None = None) -> Callable[[Session], None]:
-        ticks, new_patients, patient_updates, new_tasks, task_updates, room_updates, \
-            decisions, inbound = buffers
+    def _write(
+        self,
+        buffers: tuple,
+        extra: Callable[[Session], None] | None,
+        fence: Callable[[Session], None] | None = None,
+    ) -> Callable[[Session], None]:
+        (
+            ticks,
+            new_patients,
+            patient_updates,
+            new_tasks,
+            task_updates,
+            room_updates,
+            decisions,
+            inbound,
+        ) = buffers
 
         def write(session: Session) -> None:
             if fence is not None:
@@ -345,7 +422,7 @@ class SqlStore:
                 work(session)
         except SQLAlchemyError as exc:
             raise StoreError(f"database write failed at {self.url}: {reason(exc)}") from None
-        except sqlite3.Error as exc:   # the driver's own, from the SQLite fast path
+        except sqlite3.Error as exc:  # the driver's own, from the SQLite fast path
             raise StoreError(f"database write failed at {self.url}: {reason(exc)}") from None
 
     @staticmethod
@@ -355,25 +432,36 @@ class SqlStore:
         session.execute(update(Room).values(current_patient_id=None))
         for table in reversed(Base.metadata.sorted_tables):
             session.execute(delete(table))
-        session.execute(insert(Room), [
-            {"room_id": room.room_id, "floor": config.hospital.floors[room.floor_index - 1],
-             "number": room.number, "status": "free", "current_patient_id": None}
-            for room in Layout(config).rooms.values()])
+        session.execute(
+            insert(Room),
+            [
+                {
+                    "room_id": room.room_id,
+                    "floor": config.hospital.floors[room.floor_index - 1],
+                    "number": room.number,
+                    "status": "free",
+                    "current_patient_id": None,
+                }
+                for room in Layout(config).rooms.values()
+            ],
+        )
         roster = staff_roster(config)
         if roster:
-            session.execute(insert(Staff), [
-                {"staff_id": staff_id, "role": role, "title": staff_id.rsplit("-", 1)[0]}
-                for staff_id, role in roster])
+            session.execute(
+                insert(Staff),
+                [
+                    {"staff_id": staff_id, "role": role, "title": staff_id.rsplit("-", 1)[0]}
+                    for staff_id, role in roster
+                ],
+            )
 
 
-_TICK_COLUMNS = ("tick", "time", "policy", "solve_ms", "n_consumed", "n_decisions",
-                 "n_rejected")
+_TICK_COLUMNS = ("tick", "time", "policy", "solve_ms", "n_consumed", "n_decisions", "n_rejected")
 _DECISION_COLUMNS = ("event_id", "tick", "position", "type", "time", "payload")
 _INBOUND_COLUMNS = ("event_id", "tick", "type", "time", "payload")
 
 
-def _change(new: dict[str, Row], updates: dict[str, Row], key: str, id_: str,
-            values: Row) -> None:
+def _change(new: dict[str, Row], updates: dict[str, Row], key: str, id_: str, values: Row) -> None:
     """Change a row still to be inserted, or else remember the update of a written one."""
     row = new.get(id_)
     if row is None:
@@ -396,7 +484,7 @@ def copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: Any)
     cursor = connection.connection.cursor()
     try:
         cursor.copy_expert(statement, buffer)
-    except connection.dialect.loaded_dbapi.Error as exc:   # as SQLAlchemy's own would be
+    except connection.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy's own would be
         raise DBAPIError(statement, None, exc) from None
     finally:
         cursor.close()
@@ -420,16 +508,20 @@ class _Writer:
 
     def __init__(self, session: Session, sqlite: bool):
         self.session = session
-        self.cursor = (cast(sqlite3.Cursor, session.connection().connection.cursor())
-                       if sqlite else None)
+        self.cursor = (
+            cast(sqlite3.Cursor, session.connection().connection.cursor()) if sqlite else None
+        )
 
     def insert(self, model: type[Base], columns: tuple[str, ...], rows: list[tuple]) -> None:
         if not rows:
             return
         table = cast(Table, model.__table__)
         if self.cursor is not None:
-            self.cursor.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) "
-                                    f"VALUES ({', '.join('?' * len(columns))})", rows)
+            self.cursor.executemany(
+                f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                rows,
+            )
         else:
             copy_rows(self.session, table.name, columns, rows)
 
@@ -443,14 +535,17 @@ class _Writer:
         for names in sorted(groups):
             columns = [name for name in names if name != key]
             if self.cursor is not None:
-                sql = (f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in columns)} "
-                       f"WHERE {key} = ?")
+                sql = (
+                    f"UPDATE {table.name} SET {', '.join(f'{c} = ?' for c in columns)} "
+                    f"WHERE {key} = ?"
+                )
                 self.cursor.executemany(sql, map(itemgetter(*columns, key), groups[names]))
             else:
                 self.session.execute(update(model), groups[names])
 
-    def upsert(self, model: type[Base], key: str, new: dict[str, Row],
-               updates: dict[str, Row]) -> None:
+    def upsert(
+        self, model: type[Base], key: str, new: dict[str, Row], updates: dict[str, Row]
+    ) -> None:
         # Updates first: a completion closes a staff member's task before the insert of the
         # next task given to them, which the one-open-task-a-staff-member index would refuse.
         if updates:

@@ -18,14 +18,21 @@ target_metadata = [Base.metadata, KeptBase.metadata, LeaseBase.metadata]
 
 
 def database_url() -> str:
-    return (config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-            or project_config.load().database.url)
+    return (
+        config.attributes.get("url")
+        or config.get_main_option("sqlalchemy.url")
+        or project_config.load().database.url
+    )
 
 
 def run_migrations_offline() -> None:
     url = database_url()
-    context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=url.startswith("sqlite"))
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=url.startswith("sqlite"),
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -43,8 +50,11 @@ def run_migrations_online() -> None:
 
 def run_with(connection) -> None:
     # SQLite cannot ALTER most things: batch mode copies the table instead.
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             # Two services that start together (an active scheduler and its standby) must

@@ -1,11 +1,12 @@
 """Kafka as the hospital's event bus: topics, keys, clients.
 
-| topic | producers | consumers | key | events |
-|---|---|---|---|---|
-| inbound | generator, workers | scheduler | patient (room for cleaning) | patient.arrived, *.completed |
-| decisions | scheduler | anyone | patient (room) | every decision |
-| dispatch.<role> | scheduler | the role's workers (group `<topic>.workers`) | staff member | task.dispatched |
-| dead-letter | scheduler | operators | the offending message's key | the message, the reason |
+- inbound: from the generator and the workers to the scheduler; `patient.arrived` and the
+  `*.completed` events, keyed by patient (by room for a cleaning).
+- decisions: every decision, from the scheduler to anyone who follows; keyed by patient.
+- dispatch.<role>: `task.dispatched`, from the scheduler to the role's workers (consumer
+  group `<topic>.workers`), keyed by staff member.
+- dead-letter: from the scheduler and the workers to operators: the message and the reason,
+  under the offending message's key.
 
 Keys keep the events of one patient (or room) in order on one partition. A dispatch goes to
 the partition of its staff member, so that one worker process does all of one person's work.
@@ -50,8 +51,11 @@ def staff_of_role(config: Config, role: str) -> list[str]:
 
 def topic_partitions(config: Config) -> dict[str, int]:
     kafka = config.kafka
-    topics = {kafka.inbound_topic: kafka.partitions, kafka.decisions_topic: kafka.partitions,
-              kafka.dead_letter_topic: 1}
+    topics = {
+        kafka.inbound_topic: kafka.partitions,
+        kafka.decisions_topic: kafka.partitions,
+        kafka.dead_letter_topic: 1,
+    }
     for role in ROLES:
         topics[dispatch_topic(config, role)] = max(1, len(staff_of_role(config, role)))
     return topics
@@ -59,14 +63,18 @@ def topic_partitions(config: Config) -> dict[str, int]:
 
 def client_options(config: Config) -> dict[str, Any]:
     kafka = config.kafka
-    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers.split(","),
-                               "security_protocol": kafka.security_protocol,
-                               # back soon after a broker outage (kafka-python waits up to 30 s)
-                               "reconnect_backoff_max_ms": 2000}
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "security_protocol": kafka.security_protocol,
+        # back soon after a broker outage (kafka-python waits up to 30 s)
+        "reconnect_backoff_max_ms": 2000,
+    }
     if kafka.sasl_mechanism:
-        options.update(sasl_mechanism=kafka.sasl_mechanism,
-                       sasl_plain_username=kafka.sasl_username,
-                       sasl_plain_password=os.environ.get("KAFKA_SASL_PASSWORD", ""))
+        options.update(
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_plain_username=kafka.sasl_username,
+            sasl_plain_password=os.environ.get("KAFKA_SASL_PASSWORD", ""),
+        )
     if kafka.ssl_cafile:
         options["ssl_cafile"] = kafka.ssl_cafile
     return options
@@ -86,15 +94,19 @@ def ensure_topics(config: Config) -> None:
     from kafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError
 
     try:
-        admin = KafkaAdminClient(**client_options(config), request_timeout_ms=15000,
-                                 bootstrap_timeout_ms=10000)
+        admin = KafkaAdminClient(
+            **client_options(config), request_timeout_ms=15000, bootstrap_timeout_ms=10000
+        )
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
     try:
         wanted = topic_partitions(config)
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in wanted.items()
-                   if name not in existing]
+        missing = [
+            NewTopic(name, partitions, 1)
+            for name, partitions in wanted.items()
+            if name not in existing
+        ]
         if missing:
             try:
                 admin.create_topics(missing)
@@ -106,34 +118,44 @@ def ensure_topics(config: Config) -> None:
         if short:
             logging.getLogger(__name__).warning(
                 "growing %s to one partition per staff member",
-                ", ".join(f"{name} ({have[name]} -> {count})" for name, count in short.items()))
+                ", ".join(f"{name} ({have[name]} -> {count})" for name, count in short.items()),
+            )
             try:
                 admin.create_partitions(short)
             except InvalidPartitionsError:
                 pass  # another process grew it meanwhile
             _partition_counts(admin, short, grown=True)
     except KafkaError as exc:
-        raise BusError(f"cannot set up the topics on {config.kafka.bootstrap_servers}: "
-                       f"{type(exc).__name__}: {exc}") from None
+        raise BusError(
+            f"cannot set up the topics on {config.kafka.bootstrap_servers}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     finally:
         admin.close()
 
 
-def _partition_counts(admin, wanted: dict[str, int], grown: bool = False,
-                      timeout_s: float = 15) -> dict[str, int]:
+def _partition_counts(
+    admin, wanted: dict[str, int], grown: bool = False, timeout_s: float = 15
+) -> dict[str, int]:
     """The topics' partition counts, once the broker's metadata knows every topic (and, if
     `grown`, shows `wanted` partitions of each): a topic just created or grown takes a
     moment to appear, and a producer started next must see it."""
     deadline = time.monotonic() + timeout_s
     while True:
-        have = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(wanted))
-                if t["error_code"] == 0}
-        if all(name in have and (not grown or have[name] >= count)
-               for name, count in wanted.items()):
+        have = {
+            t["name"]: len(t["partitions"])
+            for t in admin.describe_topics(list(wanted))
+            if t["error_code"] == 0
+        }
+        if all(
+            name in have and (not grown or have[name] >= count) for name, count in wanted.items()
+        ):
             return have
         if time.monotonic() > deadline:
-            raise BusError(f"the broker does not show {', '.join(sorted(wanted))} "
-                           f"{'grown ' if grown else ''}in time")
+            raise BusError(
+                f"the broker does not show {', '.join(sorted(wanted))} "
+                f"{'grown ' if grown else ''}in time"
+            )
         time.sleep(0.2)
 
 
@@ -146,8 +168,9 @@ def producer(config: Config, transactional_id: str | None = None):
         # A transactional id fences off an older producer of the same id (a scheduler
         # deposed while frozen): the broker refuses its writes.
         extra = {"transactional_id": transactional_id} if transactional_id else {}
-        return KafkaProducer(**client_options(config), acks="all", linger_ms=5,
-                             max_block_ms=15000, **extra)
+        return KafkaProducer(
+            **client_options(config), acks="all", linger_ms=5, max_block_ms=15000, **extra
+        )
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
 
@@ -157,8 +180,12 @@ def consumer(config: Config, **options: Any):
     from kafka.errors import KafkaError
 
     try:
-        return KafkaConsumer(**client_options(config), enable_auto_commit=False,
-                             auto_offset_reset="earliest", **options)
+        return KafkaConsumer(
+            **client_options(config),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **options,
+        )
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
 
@@ -183,14 +210,17 @@ def header(message: Any, name: str) -> str | None:
 
 
 def dispatch_partition(config: Config, staff_id: str, role: str) -> int:
-    return staff_of_role(config, role).index(staff_id) % topic_partitions(config)[
-        dispatch_topic(config, role)]
+    return (
+        staff_of_role(config, role).index(staff_id)
+        % topic_partitions(config)[dispatch_topic(config, role)]
+    )
 
 
 def dead_letter(message_value: bytes, reason: str, origin: str) -> bytes:
-    return json.dumps({"reason": reason, "origin": origin,
-                       "message": message_value.decode(errors="replace")},
-                      sort_keys=True).encode()
+    return json.dumps(
+        {"reason": reason, "origin": origin, "message": message_value.decode(errors="replace")},
+        sort_keys=True,
+    ).encode()
 
 
 class SendFailed(BusError):
@@ -209,22 +239,31 @@ class Outbox:
 
     def __init__(self, producer, headers: list[tuple[str, bytes]]):
         self.producer, self.headers = producer, headers
-        self.unflushed: list[tuple[Any, Any]] = []   # (future, tag)
+        self.unflushed: list[tuple[Any, Any]] = []  # (future, tag)
 
-    def send(self, topic: str, key: bytes | None, value: bytes, tag: Any = None,
-             partition: int | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        tag: Any = None,
+        partition: int | None = None,
+    ) -> None:
         from kafka.errors import KafkaError
 
         try:
-            future = self.producer.send(topic, key=key, value=value, headers=self.headers,
-                                        partition=partition)
+            future = self.producer.send(
+                topic, key=key, value=value, headers=self.headers, partition=partition
+            )
         except KafkaError as exc:
             raise BusError(f"could not send to {topic}: {exc}") from None
         except ValueError as exc:
             # kafka-python's word for a partition the topic does not have (`ensure_topics`
             # grows dispatch topics; a topic shrunk or recreated behind our back is not)
-            raise BusError(f"could not send to {topic}, partition {partition}: {exc}; the "
-                           f"topic has fewer partitions than the hospital needs") from None
+            raise BusError(
+                f"could not send to {topic}, partition {partition}: {exc}; the "
+                f"topic has fewer partitions than the hospital needs"
+            ) from None
         self.unflushed.append((future, tag))
 
     def send_event(self, topic: str, event: ev.Event, tag: Any = None) -> None:
@@ -245,9 +284,17 @@ class Outbox:
         sent = [tag for future, tag in waiting if future.is_done and future.succeeded()]
         if len(sent) < len(waiting):
             if failure is None:
-                failure = next((future.exception for future, _ in waiting
-                                if future.is_done and future.failed()), None)
-            raise SendFailed(f"could not send {len(waiting) - len(sent)} of {len(waiting)} "
-                             f"messages to Kafka: {failure or 'no acknowledgement in time'}",
-                             sent)
+                failure = next(
+                    (
+                        future.exception
+                        for future, _ in waiting
+                        if future.is_done and future.failed()
+                    ),
+                    None,
+                )
+            raise SendFailed(
+                f"could not send {len(waiting) - len(sent)} of {len(waiting)} "
+                f"messages to Kafka: {failure or 'no acknowledgement in time'}",
+                sent,
+            )
         return sent

@@ -35,19 +35,28 @@ class Faults:
         self.raising: set[str] = set()
         for item in filter(None, (part.strip() for part in (spec or "").split(","))):
             point, _, argument = item.partition(":")
-            if point not in POINTS or not argument or (
-                    point in TICK_POINTS and not argument.lstrip("-").isdigit()):
-                raise ValueError(f"{VARIABLE}: {item!r} is not one of "
-                                 f"{', '.join(p + ':TICK' for p in TICK_POINTS)}, "
-                                 f"tick_raises:EVENT_ID")
+            if (
+                point not in POINTS
+                or not argument
+                or (point in TICK_POINTS and not argument.lstrip("-").isdigit())
+            ):
+                raise ValueError(
+                    f"{VARIABLE}: {item!r} is not one of "
+                    f"{', '.join(p + ':TICK' for p in TICK_POINTS)}, "
+                    f"tick_raises:EVENT_ID"
+                )
             if point == "tick_raises":
                 self.raising.add(argument)
             elif int(argument) > resumed_after:
                 self.ticks[point] = int(argument)
         if self.ticks or self.raising:
-            log.warning("fault points armed: %s", ",".join(
-                [f"{point}:{tick}" for point, tick in self.ticks.items()]
-                + [f"tick_raises:{event_id}" for event_id in sorted(self.raising)]))
+            log.warning(
+                "fault points armed: %s",
+                ",".join(
+                    [f"{point}:{tick}" for point, tick in self.ticks.items()]
+                    + [f"tick_raises:{event_id}" for event_id in sorted(self.raising)]
+                ),
+            )
 
     @classmethod
     def from_environment(cls, resumed_after: int) -> Faults:
@@ -63,8 +72,7 @@ class Faults:
 
     def die_if(self, point: str, ticks: list[int]) -> None:
         if self.reached(point, ticks):
-            print(f"fault point {point}: dying at tick {max(ticks)}", file=sys.stderr,
-                  flush=True)
+            print(f"fault point {point}: dying at tick {max(ticks)}", file=sys.stderr, flush=True)
             os._exit(137)
 
     def check_tick(self, tick: int, consumed) -> None:

@@ -24,33 +24,50 @@ log = logging.getLogger(__name__)
 NAP_S = 0.1
 
 
-def run_generator(config: Config, *, run_id: str, clock: LiveClock, duration_ms: int,
-                  seed: int | None, producer_id: str = "generator",
-                  stop: threading.Event | None = None) -> int:
+def run_generator(
+    config: Config,
+    *,
+    run_id: str,
+    clock: LiveClock,
+    duration_ms: int,
+    seed: int | None,
+    producer_id: str = "generator",
+    stop: threading.Event | None = None,
+) -> int:
     """Send the run's arrivals up to `duration_ms` on time; return how many were sent."""
     stop = stop or threading.Event()
     seed = config.arrivals.seed if seed is None else seed
-    bus.ensure_topics(config)   # else the first send auto-creates inbound with 1 partition
+    bus.ensure_topics(config)  # else the first send auto-creates inbound with 1 partition
     producer = bus.producer(config)
     outbox = Outbox(producer, bus.headers(run_id, producer_id))
     sent = 0
-    log.info("generator %s started: run %s, %d ms at speed %g, seed %d",
-             producer_id, run_id, duration_ms, clock.speed, seed)
+    log.info(
+        "generator %s started: run %s, %d ms at speed %g, seed %d",
+        producer_id,
+        run_id,
+        duration_ms,
+        clock.speed,
+        seed,
+    )
     try:
         for arrival in arrivals(config, seed):
             at = arrival.time_ms
             if at > duration_ms:
                 break
             if clock.wall_seconds_until(at) > 0:
-                sent += len(outbox.flush())   # what is due goes out before we sleep
+                sent += len(outbox.flush())  # what is due goes out before we sleep
                 if not _wait(clock, at, stop):
                     break
             outbox.send_event(config.kafka.inbound_topic, arrival)
         sent += len(outbox.flush())
     finally:
         producer.close(timeout=10)
-    log.info("generator %s finished: %d arrivals sent%s", producer_id, sent,
-             " (stopped)" if stop.is_set() else "")
+    log.info(
+        "generator %s finished: %d arrivals sent%s",
+        producer_id,
+        sent,
+        " (stopped)" if stop.is_set() else "",
+    )
     return sent
 
 

@@ -44,10 +44,10 @@ from scheduler.validator import InvariantViolation
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
 RELAY_BATCH = 1000
-SNAPSHOT_EVERY = 100   # ticks: what a restart replays at most, beyond the snapshot
+SNAPSHOT_EVERY = 100  # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
-FINAL_RELAY_S = 20   # at the end of the run: how long to retry a failing broker
-DATABASE_OUTAGE_S = 60   # how long to wait for a database that stopped answering, then exit 3
+FINAL_RELAY_S = 20  # at the end of the run: how long to retry a failing broker
+DATABASE_OUTAGE_S = 60  # how long to wait for a database that stopped answering, then exit 3
 MAX_RECOVERIES_WITHOUT_PROGRESS = 5
 
 
@@ -62,7 +62,7 @@ class Pending:
     events: list[ev.Event]
     dead: list[OutboxMessage]
     positions: dict[tuple[str, int], int]
-    foreign: int = 0   # messages of another run, skipped
+    foreign: int = 0  # messages of another run, skipped
 
 
 def restore(config: Config, ledger: Ledger) -> Scheduler:
@@ -78,8 +78,11 @@ def restore(config: Config, ledger: Ledger) -> Scheduler:
         except snapshots.ConfigMismatch:
             log.warning("the snapshot was taken under another config: replaying every tick")
         except (snapshots.SnapshotError, ReplayMismatch, InvariantViolation) as exc:
-            log.warning("the snapshot after tick %d is not usable (%s): replaying every tick",
-                        snapshot[0], exc)
+            log.warning(
+                "the snapshot after tick %d is not usable (%s): replaying every tick",
+                snapshot[0],
+                exc,
+            )
     return replay(Scheduler(config), ledger, -1)
 
 
@@ -92,8 +95,10 @@ def replay(scheduler: Scheduler, ledger: Ledger, after: int) -> Scheduler:
         result = scheduler.tick(tick, inbound)
         again = [d.to_json() for d in result.decisions]
         if again != stored:
-            raise ReplayMismatch(f"tick {tick}: replaying the stored events gives other "
-                                 f"decisions than those stored (config or version changed?)")
+            raise ReplayMismatch(
+                f"tick {tick}: replaying the stored events gives other "
+                f"decisions than those stored (config or version changed?)"
+            )
     scheduler.last_tick = max(scheduler.last_tick, stored_last)
     return scheduler
 
@@ -108,7 +113,7 @@ class Follower:
     def __init__(self, config: Config, ledger: Ledger):
         self.config = config
         self.ledger = ledger
-        self.run: tuple[str, float] | None = None     # the run followed: id and epoch
+        self.run: tuple[str, float] | None = None  # the run followed: id and epoch
         self.scheduler: Scheduler | None = None
         self.due = 0.0
 
@@ -129,8 +134,9 @@ class Follower:
                 if [d.to_json() for d in result.decisions] != stored:
                     raise ReplayMismatch(f"tick {tick}: followed otherwise than stored")
         except Exception as exc:  # noqa: BLE001 - only a head start: the takeover restores
-            log.info("standby: not following the active scheduler (%s: %s)",
-                     type(exc).__name__, exc)
+            log.info(
+                "standby: not following the active scheduler (%s: %s)", type(exc).__name__, exc
+            )
             self.scheduler = None
 
     def take(self, run_id: str, epoch_s: float) -> Scheduler | None:
@@ -145,17 +151,29 @@ def outbox_for(config: Config, result: TickResult) -> list[OutboxMessage]:
     messages = []
     for decision in result.decisions:
         payload = bus.encode(decision)
-        messages.append(OutboxMessage(config.kafka.decisions_topic, bus.key_of(decision), None,
-                                      payload))
+        messages.append(
+            OutboxMessage(config.kafka.decisions_topic, bus.key_of(decision), None, payload)
+        )
         if isinstance(decision, ev.TaskDispatched):
             role = ROLE_OF_KIND[decision.kind]
-            messages.append(OutboxMessage(
-                bus.dispatch_topic(config, role), decision.staff_id.encode(),
-                bus.dispatch_partition(config, decision.staff_id, role), payload))
+            messages.append(
+                OutboxMessage(
+                    bus.dispatch_topic(config, role),
+                    decision.staff_id.encode(),
+                    bus.dispatch_partition(config, decision.staff_id, role),
+                    payload,
+                )
+            )
     for event, reason in result.rejected:
-        messages.append(OutboxMessage(config.kafka.dead_letter_topic, bus.key_of(event), None,
-                                      bus.dead_letter(bus.encode(event), reason, "scheduler"),
-                                      dead_letter=True))
+        messages.append(
+            OutboxMessage(
+                config.kafka.dead_letter_topic,
+                bus.key_of(event),
+                None,
+                bus.dead_letter(bus.encode(event), reason, "scheduler"),
+                dead_letter=True,
+            )
+        )
     return messages
 
 
@@ -166,8 +184,7 @@ def inbound_partitions(config: Config, consumer) -> list:
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
-def begin_run(config: Config, ledger: Ledger, run_id: str, clock: LiveClock,
-              consumer=None) -> None:
+def begin_run(config: Config, ledger: Ledger, run_id: str, clock: LiveClock, consumer=None) -> None:
     """Record a new run in the database: its clock, and where it starts in each partition
     of the inbound topic, after whatever earlier runs left there. From then on no event of
     the run can be missed, however late the scheduler starts."""
@@ -179,16 +196,21 @@ def begin_run(config: Config, ledger: Ledger, run_id: str, clock: LiveClock,
     finally:
         if own:
             consumer.close()
-    ledger.start_run(run_id, clock.epoch_s, clock.speed,
-                     {(tp.topic, tp.partition): ends[tp] for tp in partitions})
+    ledger.start_run(
+        run_id,
+        clock.epoch_s,
+        clock.speed,
+        {(tp.topic, tp.partition): ends[tp] for tp in partitions},
+    )
 
 
 class RunChoiceError(ValueError):
     """The run asked for and the database disagree; the message says how."""
 
 
-def resolve_run(ledger: Ledger, run_id: str | None, epoch_s: float | None,
-                speed: float | None, fresh: bool) -> tuple[str, LiveClock, bool]:
+def resolve_run(
+    ledger: Ledger, run_id: str | None, epoch_s: float | None, speed: float | None, fresh: bool
+) -> tuple[str, LiveClock, bool]:
     """Which run a scheduler serves, on which clock, and whether it begins it (True) or
     resumes it. Without `run_id` it resumes the run the database holds; a `run_id` the
     database does not hold begins a new run (the one it held is kept, see
@@ -197,24 +219,38 @@ def resolve_run(ledger: Ledger, run_id: str | None, epoch_s: float | None,
     current = ledger.current_run()
     if run_id is None:
         if current is None:
-            raise RunChoiceError("the database holds no run to resume: give --run-id to "
-                                 "start one")
+            raise RunChoiceError("the database holds no run to resume: give --run-id to start one")
         run_id = current.run_id
     if fresh or current is None or current.run_id != run_id:
-        return run_id, LiveClock(time.time() if epoch_s is None else epoch_s,
-                                 1.0 if speed is None else speed), True
-    for name, given, stored in (("--epoch", epoch_s, current.epoch_s),
-                                ("--speed", speed, current.speed)):
+        return (
+            run_id,
+            LiveClock(time.time() if epoch_s is None else epoch_s, 1.0 if speed is None else speed),
+            True,
+        )
+    for name, given, stored in (
+        ("--epoch", epoch_s, current.epoch_s),
+        ("--speed", speed, current.speed),
+    ):
         if given is not None and abs(given - stored) > 1e-3:
-            raise RunChoiceError(f"run {run_id} in the database has {name} {stored!r}, not "
-                                 f"{given!r}: leave {name} out to resume it, or give --fresh "
-                                 f"to start it anew")
+            raise RunChoiceError(
+                f"run {run_id} in the database has {name} {stored!r}, not "
+                f"{given!r}: leave {name} out to resume it, or give --fresh "
+                f"to start it anew"
+            )
     return run_id, LiveClock(current.epoch_s, current.speed), False
 
 
 class LiveScheduler:
-    def __init__(self, config: Config, ledger: Ledger, *, run_id: str, clock: LiveClock,
-                 until_ms: int | None = None, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        *,
+        run_id: str,
+        clock: LiveClock,
+        until_ms: int | None = None,
+        stop: threading.Event | None = None,
+    ):
         self.config = config
         self.ledger = ledger
         self.run_id = run_id
@@ -222,12 +258,17 @@ class LiveScheduler:
         self.until_ms = until_ms
         self.stop = stop or threading.Event()
         self.tick_ms = round(config.scheduler.tick_s * 1000)
-        self.counters = {"ticks": 0, "dead_lettered": 0, "foreign": 0, "duplicates": 0,
-                         "failed_ticks": 0}
+        self.counters = {
+            "ticks": 0,
+            "dead_lettered": 0,
+            "foreign": 0,
+            "duplicates": 0,
+            "failed_ticks": 0,
+        }
         self.snapshot_at = 0
-        self.owed = True   # the outbox may hold messages not yet sent
+        self.owed = True  # the outbox may hold messages not yet sent
         self.faults = Faults(None)
-        self.must_reconcile = False   # a send failed: check what the broker has, first
+        self.must_reconcile = False  # a send failed: check what the broker has, first
 
     # --- start ------------------------------------------------------------------------
 
@@ -243,8 +284,11 @@ class LiveScheduler:
         stored = self.ledger.offsets()
         for tp in self.partitions:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
-        self.scheduler = self.warm_up(warm) if warm is not None and not fresh else \
-            restore(self.config, self.ledger)
+        self.scheduler = (
+            self.warm_up(warm)
+            if warm is not None and not fresh
+            else restore(self.config, self.ledger)
+        )
         self.faults = Faults.from_environment(self.scheduler.last_tick)
         self.fenced = self.ledger.lease is not None
         if self.fenced:
@@ -322,7 +366,7 @@ class LiveScheduler:
         started = time.monotonic()
         deadline, delay = started + timeout_s, 0.25
         while True:
-            self.ledger.engine.dispose()   # no connection of before the failure is reused
+            self.ledger.engine.dispose()  # no connection of before the failure is reused
             try:
                 self.ledger.forget_unwritten()
                 stored = self.ledger.offsets()
@@ -330,16 +374,20 @@ class LiveScheduler:
                 break
             except (StoreError, SQLAlchemyError):
                 if self.stop.is_set() or time.monotonic() + delay > deadline:
-                    raise StoreError(f"the database did not come back within {timeout_s:.0f} "
-                                     f"s: {reason}") from None
+                    raise StoreError(
+                        f"the database did not come back within {timeout_s:.0f} s: {reason}"
+                    ) from None
                 self.stop.wait(delay)
                 delay = min(2 * delay, 4.0)
         for tp in self.partitions:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
         self.owed = self.must_reconcile = True
         self.counters["database_outages"] = self.counters.get("database_outages", 0) + 1
-        log.warning("the database is back after %.1f s: resumed after tick %d",
-                    time.monotonic() - started, self.scheduler.last_tick)
+        log.warning(
+            "the database is back after %.1f s: resumed after tick %d",
+            time.monotonic() - started,
+            self.scheduler.last_tick,
+        )
 
     def run(self) -> None:
         """Tick until the end of the run (or `stop`); at the end, apply every event stamped
@@ -358,12 +406,14 @@ class LiveScheduler:
                     pending = Pending([], [], {})
                 next_tick = max(next_tick + 1, self.clock.now_ms() // self.tick_ms)
             if self.owed and not self.relay():
-                time.sleep(0.5)   # the broker is failing: do not hammer it
+                time.sleep(0.5)  # the broker is failing: do not hammer it
         if self.stop.is_set():
             # What was read and not committed is read again by the next start.
             if self.owed and not self.relay():
-                log.warning("stopped with %d messages still owed to Kafka: the next start "
-                            "sends them", self.ledger.count_unpublished())
+                log.warning(
+                    "stopped with %d messages still owed to Kafka: the next start sends them",
+                    self.ledger.count_unpublished(),
+                )
             return
         self.finish(pending)
 
@@ -380,16 +430,22 @@ class LiveScheduler:
         if self.tick(covering_tick(self.until_ms or 0, self.tick_ms), pending):
             pending = Pending([], [], {})
         self.final_relay()
-        log.info("run %s: over at tick %d; %s", self.run_id, self.scheduler.last_tick,
-                 ", ".join(f"{k} {v}" for k, v in self.counters.items()))
+        log.info(
+            "run %s: over at tick %d; %s",
+            self.run_id,
+            self.scheduler.last_tick,
+            ", ".join(f"{k} {v}" for k, v in self.counters.items()),
+        )
 
     def read_to_end(self, pending: Pending, timeout_s: float = 60) -> None:
         ends = self.consumer.end_offsets(self.partitions)
         deadline = time.monotonic() + timeout_s
         while any(self.consumer.position(tp) < ends[tp] for tp in self.partitions):
             if time.monotonic() > deadline:
-                raise bus.BusError(f"could not read {self.config.kafka.inbound_topic} to its "
-                                   f"end within {timeout_s:.0f} s")
+                raise bus.BusError(
+                    f"could not read {self.config.kafka.inbound_topic} to its "
+                    f"end within {timeout_s:.0f} s"
+                )
             self.read(pending, timeout_ms=200)
 
     def final_relay(self, timeout_s: float | None = None) -> None:
@@ -400,15 +456,17 @@ class LiveScheduler:
             if self.relay():
                 if not self.owed:
                     return
-                continue   # a full batch sent: the next one
+                continue  # a full batch sent: the next one
             if time.monotonic() >= deadline:
                 break
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(2 * delay, 4.0)
         owed = self.ledger.count_unpublished()
-        raise bus.BusError(f"the run is over but {owed} messages committed in the database "
-                           f"are still unpublished (the broker did not take them for "
-                           f"{timeout_s:.0f} s): start the scheduler again to send them")
+        raise bus.BusError(
+            f"the run is over but {owed} messages committed in the database "
+            f"are still unpublished (the broker did not take them for "
+            f"{timeout_s:.0f} s): start the scheduler again to send them"
+        )
 
     def read(self, pending: Pending, timeout_ms: int) -> None:
         """Read what the inbound topic has, up to `MAX_READ` messages: a backlog read
@@ -432,18 +490,27 @@ class LiveScheduler:
                 try:
                     event = ev.parse_json(message.value)
                 except Exception as exc:  # noqa: BLE001 - whatever it is, it is not an event
-                    reason = str(exc) if isinstance(exc, ev.BadEvent) else \
-                        f"unreadable event: {type(exc).__name__}: {exc}"
-                    pending.dead.append(self.dead_letter(message.key or b"",
-                                                         message.value or b"", reason))
+                    reason = (
+                        str(exc)
+                        if isinstance(exc, ev.BadEvent)
+                        else f"unreadable event: {type(exc).__name__}: {exc}"
+                    )
+                    pending.dead.append(
+                        self.dead_letter(message.key or b"", message.value or b"", reason)
+                    )
                     continue
                 if self.until_ms is not None and event.time_ms > self.until_ms:
-                    continue   # after the end of the run, as in the simulation
+                    continue  # after the end of the run, as in the simulation
                 pending.events.append(event)
 
     def dead_letter(self, key: bytes, value: bytes, reason: str) -> OutboxMessage:
-        return OutboxMessage(self.config.kafka.dead_letter_topic, key, None,
-                             bus.dead_letter(value, reason, "scheduler"), dead_letter=True)
+        return OutboxMessage(
+            self.config.kafka.dead_letter_topic,
+            key,
+            None,
+            bus.dead_letter(value, reason, "scheduler"),
+            dead_letter=True,
+        )
 
     # --- one tick ---------------------------------------------------------------------
 
@@ -459,12 +526,14 @@ class LiveScheduler:
         if not groups and not pending.dead:
             return False
         if not groups and self.scheduler.last_tick < 0:
-            groups = [(boundary, [])]   # the dead letters need a tick to be filed under
+            groups = [(boundary, [])]  # the dead letters need a tick to be filed under
         results, failed = self.run_ticks(groups)
-        dead = pending.dead + [self.dead_letter(bus.key_of(event), bus.encode(event), reason)
-                               for event, reason in failed]
+        dead = pending.dead + [
+            self.dead_letter(bus.key_of(event), bus.encode(event), reason)
+            for event, reason in failed
+        ]
         if not results and self.scheduler.last_tick < 0:
-            pending.dead = dead   # still no tick to file them under: with the next one
+            pending.dead = dead  # still no tick to file them under: with the next one
             return False
         ticks = [(result, outbox_for(self.config, result)) for result in results]
         snapshot = None
@@ -493,16 +562,22 @@ class LiveScheduler:
         pending.events = []
         return fresh
 
-    def not_ahead(self, events: list[ev.Event], boundary: int
-                  ) -> tuple[list[ev.Event], list[OutboxMessage]]:
+    def not_ahead(
+        self, events: list[ev.Event], boundary: int
+    ) -> tuple[list[ev.Event], list[OutboxMessage]]:
         """The events not stamped ahead of the run's clock, and dead letters of the others:
         a tick made for a time in the future would hold back every event until then."""
         limit = boundary * self.tick_ms + self.end_grace_ms()
         ahead = [e for e in events if e.time_ms > limit]
         return [e for e in events if e.time_ms <= limit], [
-            self.dead_letter(bus.key_of(e), bus.encode(e),
-                             f"time {e.time_ms / 1000:g} s is ahead of the run's clock "
-                             f"({boundary * self.tick_ms / 1000:g} s)") for e in ahead]
+            self.dead_letter(
+                bus.key_of(e),
+                bus.encode(e),
+                f"time {e.time_ms / 1000:g} s is ahead of the run's clock "
+                f"({boundary * self.tick_ms / 1000:g} s)",
+            )
+            for e in ahead
+        ]
 
     def group(self, events: list[ev.Event]) -> list[tuple[int, list[ev.Event]]]:
         """Events by the tick that consumes them: the one covering their time, or the next
@@ -518,8 +593,11 @@ class LiveScheduler:
         try:
             return [self.run_tick(tick, events) for tick, events in groups], []
         except Exception as exc:  # noqa: BLE001 - any failure of a tick: isolated below
-            log.warning("a tick failed (%s: %s): finding the event that makes it fail",
-                        type(exc).__name__, exc)
+            log.warning(
+                "a tick failed (%s: %s): finding the event that makes it fail",
+                type(exc).__name__,
+                exc,
+            )
         # The state in memory is that of a failed tick: back to the one committed.
         self.scheduler = restore(self.config, self.ledger)
         results, failed = [], []
@@ -536,12 +614,13 @@ class LiveScheduler:
         self.counters["ticks"] += 1
         return result
 
-    def isolate(self, tick: int, events: list[ev.Event]
-                ) -> tuple[TickResult | None, list[tuple[ev.Event, str]]]:
+    def isolate(
+        self, tick: int, events: list[ev.Event]
+    ) -> tuple[TickResult | None, list[tuple[ev.Event, str]]]:
         """Run one tick that may raise. If it does, the first event without which it does
         not is the culprit, dead-lettered with the error; if there is none, every event of
         the tick is, and the tick is not run. The state is as it was before each try."""
-        saved = snapshots.dump(self.scheduler)   # the state to go back to, as a restart would
+        saved = snapshots.dump(self.scheduler)  # the state to go back to, as a restart would
         try:
             return self.run_tick(tick, events), []
         except Exception as exc:  # noqa: BLE001
@@ -555,8 +634,11 @@ class LiveScheduler:
             log.warning("dead-lettering %s: %s", culprit.event_id, error)
             return result, [(culprit, error)]
         self.scheduler = snapshots.load(self.config, saved)
-        log.warning("tick %d fails whatever event is left out: dead-lettering its %d events",
-                    tick, len(events))
+        log.warning(
+            "tick %d fails whatever event is left out: dead-lettering its %d events",
+            tick,
+            len(events),
+        )
         return None, [(event, f"{error} (with or without this event)") for event in events]
 
     # --- the lease --------------------------------------------------------------------
@@ -576,8 +658,10 @@ class LiveScheduler:
             yield
         except StoreError:
             if self.ledger.lease is not None and self.ledger.lease.lost():
-                raise LeaseLost(f"scheduler {self.ledger.lease.holder}: the lease was taken "
-                                f"over while this one was not running") from None
+                raise LeaseLost(
+                    f"scheduler {self.ledger.lease.holder}: the lease was taken "
+                    f"over while this one was not running"
+                ) from None
             raise
 
     def may_send(self) -> bool:
@@ -592,7 +676,7 @@ class LiveScheduler:
         acknowledged; the rest stays owed, for the next try. False if a send failed."""
         if self.must_reconcile:
             try:
-                self.reconcile()   # what a failed send may have written after all
+                self.reconcile()  # what a failed send may have written after all
             except bus.BusError as exc:
                 log.warning("outbox relay: the broker is still failing: %s", exc)
                 return False
@@ -614,8 +698,13 @@ class LiveScheduler:
             self.producer.begin_transaction()
         try:
             for message in messages:
-                self.sender.send(message.topic, message.key, message.payload,
-                                 tag=message.outbox_id, partition=message.partition)
+                self.sender.send(
+                    message.topic,
+                    message.key,
+                    message.payload,
+                    tag=message.outbox_id,
+                    partition=message.partition,
+                )
         except bus.BusError as exc:
             error = exc
         try:
@@ -628,12 +717,16 @@ class LiveScheduler:
         with self.deposed_on_error():
             self.ledger.mark_published_ids(sent)
         if error is not None or failed:
-            log.warning("outbox relay: %d of %d sent; the rest stays owed: %s", len(sent),
-                        len(messages) + len(failed), error or "fault point send_fails")
+            log.warning(
+                "outbox relay: %d of %d sent; the rest stays owed: %s",
+                len(sent),
+                len(messages) + len(failed),
+                error or "fault point send_fails",
+            )
             self.owed = True
             self.must_reconcile = True
             return False
-        self.owed = len(messages) == RELAY_BATCH   # a full batch: there may be more
+        self.owed = len(messages) == RELAY_BATCH  # a full batch: there may be more
         return True
 
     def end_transaction(self, error) -> None:
@@ -667,12 +760,14 @@ class LiveScheduler:
                 found[message.topic, message.payload] -= 1
                 already.append(message.outbox_id)
         if already:
-            log.info("%d owed messages were published before the restart: not sent again",
-                     len(already))
+            log.info(
+                "%d owed messages were published before the restart: not sent again", len(already)
+            )
             self.ledger.mark_published_ids(already)
 
-    def published_tail(self, owed: list[OutboxMessage], slack: int = 100
-                       ) -> list[tuple[str, bytes]]:
+    def published_tail(
+        self, owed: list[OutboxMessage], slack: int = 100
+    ) -> list[tuple[str, bytes]]:
         """(topic, payload) of this run's messages in the last ones of each partition the
         owed messages may have gone to: as many as are owed to the topic, plus `slack`
         (what other producers, as workers' dead letters, may have written since)."""
@@ -681,8 +776,11 @@ class LiveScheduler:
         per_topic = Counter(m.topic for m in owed)
         consumer = bus.consumer(self.config)
         try:
-            partitions = [TopicPartition(topic, p) for topic in per_topic
-                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in per_topic
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
             consumer.assign(partitions)
             ends = consumer.end_offsets(partitions)
             starts = consumer.beginning_offsets(partitions)
@@ -693,8 +791,11 @@ class LiveScheduler:
                 if time.monotonic() > deadline:
                     raise bus.BusError("could not read back the tail of the outbox's topics")
                 for tp, records in consumer.poll(timeout_ms=200).items():
-                    found += [(tp.topic, r.value) for r in records
-                              if r.offset < ends[tp] and bus.header(r, "run") == self.run_id]
+                    found += [
+                        (tp.topic, r.value)
+                        for r in records
+                        if r.offset < ends[tp] and bus.header(r, "run") == self.run_id
+                    ]
             return found
         finally:
             consumer.close()
@@ -707,4 +808,3 @@ class LiveScheduler:
                 except Exception:  # closing a client of a dead broker must not mask the exit
                     pass
         self.ledger.close()
-

@@ -37,11 +37,13 @@ STABLE_S = 60.0
 def restart_delay(failures: int) -> float:
     """Seconds before the restart that follows `failures` failures in a row (1 or more)."""
     return min(RESTART_DELAY_MAX_S, 2.0 ** (failures - 1))
-READY_S = 180   # how long the services may take to start
+
+
+READY_S = 180  # how long the services may take to start
 # What a service logs once up: the scheduler waits for the clock (cli/services.py); the
 # generator and the workers log that they started, once connected, and wait for time 0.
 READY = (b"waiting for the run's clock", b" started: ")
-FINISH_S = 90   # past the end: how long the scheduler may take to finish the run
+FINISH_S = 90  # past the end: how long the scheduler may take to finish the run
 
 
 class SupervisorError(RuntimeError):
@@ -55,16 +57,20 @@ class Child:
     process: subprocess.Popen | None = None
     restarts: int = 0
     log_path: Path | None = None
-    failures: int = 0                  # in a row, each within STABLE_S of its start
-    started_at: float = 0.0            # time.monotonic()
-    restart_at: float | None = None    # a restart waiting for its delay
+    failures: int = 0  # in a row, each within STABLE_S of its start
+    started_at: float = 0.0  # time.monotonic()
+    restart_at: float | None = None  # a restart waiting for its delay
 
     def start(self) -> None:
         self.started_at, self.restart_at = time.monotonic(), None
         env = {**os.environ, SUPERVISOR_PID: str(os.getpid())}
-        with open(self.log_path or os.devnull, "ab") as log_file:   # the child keeps its own
-            self.process = subprocess.Popen([sys.executable, "-m", "cli", *self.args],
-                                            stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        with open(self.log_path or os.devnull, "ab") as log_file:  # the child keeps its own
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli", *self.args],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
 
@@ -82,10 +88,10 @@ def stop_with_supervisor() -> None:
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        return   # elsewhere: the services stop at the run's end by themselves
-    if str(os.getppid()) != supervisor:   # it died before the request: stop now
+        return  # elsewhere: the services stop at the run's end by themselves
+    if str(os.getppid()) != supervisor:  # it died before the request: stop now
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -103,8 +109,14 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
 
     def common(self, epoch_file: Path) -> list[str]:
-        args = ["--run-id", self.run_id, "--epoch-file", str(epoch_file),
-                "--speed", repr(self.speed)]
+        args = [
+            "--run-id",
+            self.run_id,
+            "--epoch-file",
+            str(epoch_file),
+            "--speed",
+            repr(self.speed),
+        ]
         return args + (["--config", str(self.config_path)] if self.config_path else [])
 
     def run(self, on_progress=lambda sim_ms: None) -> None:
@@ -116,26 +128,38 @@ class Supervisor:
         until = ["--until-ms", str(self.duration_ms)]
         common = self.common(epoch_file)
         seed = ["--seed", str(self.seed)] if self.seed is not None else []
-        scheduler = Child("scheduler", ["scheduler", *common, *until, "--db", self.db_url],
-                          log_path=self.log_dir / "scheduler.log")
-        self.children = [scheduler, Child("generator", ["generator", *common, "--duration-ms",
-                                                        str(self.duration_ms), *seed],
-                                          log_path=self.log_dir / "generator.log")]
+        scheduler = Child(
+            "scheduler",
+            ["scheduler", *common, *until, "--db", self.db_url],
+            log_path=self.log_dir / "scheduler.log",
+        )
+        self.children = [
+            scheduler,
+            Child(
+                "generator",
+                ["generator", *common, "--duration-ms", str(self.duration_ms), *seed],
+                log_path=self.log_dir / "generator.log",
+            ),
+        ]
         for role, count in self.workers.items():
             for n in range(1, count + 1):
                 name = f"{role}-worker-{n}"
-                self.children.append(Child(name, ["worker", role, *common, *until,
-                                                  "--worker-id", name],
-                                           log_path=self.log_dir / f"{name}.log"))
+                self.children.append(
+                    Child(
+                        name,
+                        ["worker", role, *common, *until, "--worker-id", name],
+                        log_path=self.log_dir / f"{name}.log",
+                    )
+                )
         for child in self.children:
             child.start()
         try:
             self.wait_ready(READY_S)
-            clock = LiveClock(time.time() + 2, self.speed)   # the workers join their groups
+            clock = LiveClock(time.time() + 2, self.speed)  # the workers join their groups
             self.begin(clock)
             spare = epoch_file.with_suffix(".tmp")
             spare.write_text(repr(clock.epoch_s))
-            spare.replace(epoch_file)   # whole, at once: a reader never sees half of it
+            spare.replace(epoch_file)  # whole, at once: a reader never sees half of it
             while clock.now_ms() <= self.duration_ms:
                 self.watch()
                 on_progress(max(0, clock.now_ms()))
@@ -160,16 +184,19 @@ class Supervisor:
         waiting = list(self.children)
         while waiting:
             for child in list(waiting):
-                assert child.process is not None and child.log_path is not None   # started
+                assert child.process is not None and child.log_path is not None  # started
                 code = child.process.poll()
                 if code is not None:
-                    raise SupervisorError(f"{child.name} exited at start (exit code {code}): "
-                                          f"see {child.log_path}")
+                    raise SupervisorError(
+                        f"{child.name} exited at start (exit code {code}): see {child.log_path}"
+                    )
                 if any(line in child.log_path.read_bytes() for line in READY):
                     waiting.remove(child)
             if time.monotonic() > deadline:
-                raise SupervisorError(f"{', '.join(c.name for c in waiting)} not up after "
-                                      f"{timeout_s:.0f} s: see {self.log_dir}/")
+                raise SupervisorError(
+                    f"{', '.join(c.name for c in waiting)} not up after "
+                    f"{timeout_s:.0f} s: see {self.log_dir}/"
+                )
             time.sleep(0.1)
 
     def wait_finished(self, scheduler: Child, timeout_s: float) -> None:
@@ -177,11 +204,13 @@ class Supervisor:
         stamped up to the end and published every decision; one that dies meanwhile (or
         fails to publish) is started again, and finishes the run."""
         deadline = time.monotonic() + timeout_s
-        assert scheduler.process is not None   # started
+        assert scheduler.process is not None  # started
         while scheduler.process.poll() != 0:
             if time.monotonic() > deadline:
-                raise SupervisorError(f"the scheduler did not finish the run within "
-                                      f"{timeout_s:.0f} s of its end: see {scheduler.log_path}")
+                raise SupervisorError(
+                    f"the scheduler did not finish the run within "
+                    f"{timeout_s:.0f} s of its end: see {scheduler.log_path}"
+                )
             self.watch([scheduler])
             time.sleep(0.2)
 
@@ -189,7 +218,7 @@ class Supervisor:
         """Restart a service that exited with an error, once its delay is over."""
         now = time.monotonic()
         for child in self.children if children is None else children:
-            assert child.process is not None   # every child is started before the watch
+            assert child.process is not None  # every child is started before the watch
             if child.restart_at is not None:
                 if now >= child.restart_at:
                     child.start()
@@ -200,13 +229,20 @@ class Supervisor:
             if now - child.started_at >= STABLE_S:
                 child.failures = 0
             if child.failures >= MAX_RESTARTS:
-                raise SupervisorError(f"{child.name} keeps failing ({child.failures} times in "
-                                      f"a row, last exit code {code}): see {child.log_path}")
+                raise SupervisorError(
+                    f"{child.name} keeps failing ({child.failures} times in "
+                    f"a row, last exit code {code}): see {child.log_path}"
+                )
             child.failures += 1
             child.restarts += 1
             delay = restart_delay(child.failures)
-            log.warning("%s exited with code %d: restarting it (%d) in %g s", child.name, code,
-                        child.restarts, delay)
+            log.warning(
+                "%s exited with code %d: restarting it (%d) in %g s",
+                child.name,
+                code,
+                child.restarts,
+                delay,
+            )
             child.restart_at = now + delay
 
     def stop_all(self) -> None:

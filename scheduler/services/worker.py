@@ -25,30 +25,30 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-from kafka.structs import MemberState
 from kafka.errors import KafkaError
+from kafka.structs import MemberState
 
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.layout import ROLE_OF_KIND, Layout
 from scheduler.services import bus
-from scheduler.services.clock import LiveClock
 from scheduler.services.bus import Outbox
+from scheduler.services.clock import LiveClock
 from scheduler.simulation import completion
 
 log = logging.getLogger(__name__)
 
-MAX_POLL_MS = 200       # poll at least this often: completions on time, heartbeats going
-GRACE_MS = 60_000       # simulated time past `until_ms` allowed for pending completions
+MAX_POLL_MS = 200  # poll at least this often: completions on time, heartbeats going
+GRACE_MS = 60_000  # simulated time past `until_ms` allowed for pending completions
 COMMIT_TIMEOUT_MS = 10_000
 # A member that stops heartbeating (a worker SIGKILLed, or cut off from the broker) holds its
 # partitions until its session times out, and a rebalance waits for it as long: kafka-python's
 # default, 45 s, leaves a killed worker's tasks undone that long. 10 s (the broker's floor is 6).
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_MS = 2_000
-BROKER_OUTAGE_S = 60    # how long a worker waits for a broker that stopped answering, then exit 4
+BROKER_OUTAGE_S = 60  # how long a worker waits for a broker that stopped answering, then exit 4
 
-Source = tuple[TopicPartition, int]   # where a dispatch was read: partition, offset
+Source = tuple[TopicPartition, int]  # where a dispatch was read: partition, offset
 
 
 @dataclass
@@ -56,12 +56,13 @@ class WorkerStats:
     tasks_done: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
-    task_ids: list[str] = field(default_factory=list)   # in the order completed
+    task_ids: list[str] = field(default_factory=list)  # in the order completed
 
 
 @dataclass(order=True)
 class _Pending:
     """A completion waiting for its time, and the dispatch messages that asked for it."""
+
     due_ms: int
     order: int
     event: ev.Completion = field(compare=False)
@@ -122,15 +123,23 @@ def _names(tps) -> str:
 
 
 class _Worker:
-    def __init__(self, config: Config, role: str, run_id: str, clock: LiveClock,
-                 worker_id: str, consumer, producer):
+    def __init__(
+        self,
+        config: Config,
+        role: str,
+        run_id: str,
+        clock: LiveClock,
+        worker_id: str,
+        consumer,
+        producer,
+    ):
         self.config, self.role, self.run_id = config, role, run_id
         self.clock, self.worker_id = clock, worker_id
         self.consumer = consumer
         self.layout = Layout(config)
         self.outbox = Outbox(producer, bus.headers(run_id, worker_id))
         self.offsets = _Offsets()
-        self.pending: list[_Pending] = []                  # a heap, by due time
+        self.pending: list[_Pending] = []  # a heap, by due time
         self.pending_by_task: dict[str, _Pending] = {}
         self.finished: set[str] = set()
         self.order = itertools.count()
@@ -153,12 +162,14 @@ class _Worker:
         self.commit()
 
     def drop_lost(self, assigned: set[TopicPartition]) -> None:
-        lost = [item for item in self.pending
-                if not any(tp in assigned for tp, _ in item.sources)]
+        lost = [item for item in self.pending if not any(tp in assigned for tp, _ in item.sources)]
         if not lost:
             return
-        log.info("worker %s: %d pending tasks left to the new owner of their partitions",
-                 self.worker_id, len(lost))
+        log.info(
+            "worker %s: %d pending tasks left to the new owner of their partitions",
+            self.worker_id,
+            len(lost),
+        )
         for item in lost:
             del self.pending_by_task[item.event.task_id]
         gone = {id(item) for item in lost}
@@ -175,16 +186,24 @@ class _Worker:
         source = (TopicPartition(record.topic, record.partition), record.offset)
         self.offsets.read(*source)
         if bus.header(record, "run") != self.run_id:
-            self.offsets.finish(*source)   # another run's: not ours to do
+            self.offsets.finish(*source)  # another run's: not ours to do
             return
         try:
             task, done = self.task_of(record.value)
         except ev.BadEvent as exc:
-            log.warning("worker %s: dead-lettering %s@%d: %s", self.worker_id,
-                        record.topic, record.offset, exc)
-            self.outbox.send(self.config.kafka.dead_letter_topic, record.key,
-                             bus.dead_letter(record.value or b"", str(exc), self.worker_id),
-                             tag=(None, [source]))
+            log.warning(
+                "worker %s: dead-lettering %s@%d: %s",
+                self.worker_id,
+                record.topic,
+                record.offset,
+                exc,
+            )
+            self.outbox.send(
+                self.config.kafka.dead_letter_topic,
+                record.key,
+                bus.dead_letter(record.value or b"", str(exc), self.worker_id),
+                tag=(None, [source]),
+            )
             return
         if task.task_id in self.pending_by_task or task.task_id in self.finished:
             self.stats.duplicates += 1
@@ -197,7 +216,7 @@ class _Worker:
     def on_duplicate(self, task_id: str, source: Source) -> None:
         item = self.pending_by_task.get(task_id)
         if item is not None:
-            item.sources.append(source)   # committed once the completion is sent
+            item.sources.append(source)  # committed once the completion is sent
         else:
             self.offsets.finish(*source)  # already completed
 
@@ -217,8 +236,9 @@ class _Worker:
         now = self.clock.now_ms()
         while self.pending and self.pending[0].due_ms <= now:
             item = heapq.heappop(self.pending)
-            self.outbox.send_event(self.config.kafka.inbound_topic, item.event,
-                                   tag=(item.event.task_id, item.sources))
+            self.outbox.send_event(
+                self.config.kafka.inbound_topic, item.event, tag=(item.event.task_id, item.sources)
+            )
 
     def settle_sent(self) -> None:
         """What the broker acknowledged is done: count it and let its offsets commit. If
@@ -262,9 +282,17 @@ class _Worker:
         return (now > until_ms and not self.pending) or now > until_ms + GRACE_MS
 
 
-def run_worker(config: Config, role: str, *, run_id: str, clock: LiveClock, worker_id: str,
-               until_ms: int | None = None, stop: threading.Event | None = None,
-               group_id: str | None = None) -> WorkerStats:
+def run_worker(
+    config: Config,
+    role: str,
+    *,
+    run_id: str,
+    clock: LiveClock,
+    worker_id: str,
+    until_ms: int | None = None,
+    stop: threading.Event | None = None,
+    group_id: str | None = None,
+) -> WorkerStats:
     """Do the role's dispatched tasks until `stop` is set or the run is over (`until_ms`,
     simulated). `group_id` defaults to the role's group; tests pass their own."""
     if role not in bus.ROLES:
@@ -300,22 +328,30 @@ def run_worker(config: Config, role: str, *, run_id: str, clock: LiveClock, work
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now - failing_since > BROKER_OUTAGE_S:
-                    raise bus.BusError(f"the broker did not answer for {BROKER_OUTAGE_S} s: "
-                                       f"{type(exc).__name__}: {exc}") from None
-                log.warning("worker %s: the broker fails (%s): polling again",
-                            worker_id, type(exc).__name__)
+                    raise bus.BusError(
+                        f"the broker did not answer for {BROKER_OUTAGE_S} s: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
+                log.warning(
+                    "worker %s: the broker fails (%s): polling again", worker_id, type(exc).__name__
+                )
                 stop.wait(1.0)
                 continue
             if watch.stalled(worker.consumer):
                 worker.consumer.close(autocommit=False)
                 worker.consumer = _group_consumer(config, topic, group_id, worker_id)
     finally:
-        worker.consumer.close(autocommit=False)   # leaves the group: the others rebalance now
+        worker.consumer.close(autocommit=False)  # leaves the group: the others rebalance now
         producer.close(timeout=10)
     stats = worker.stats
-    log.info("worker %s finished: %d done, %d duplicates, %d dead-lettered, %d left pending",
-             worker_id, stats.tasks_done, stats.duplicates, stats.dead_lettered,
-             len(worker.pending))
+    log.info(
+        "worker %s finished: %d done, %d duplicates, %d dead-lettered, %d left pending",
+        worker_id,
+        stats.tasks_done,
+        stats.duplicates,
+        stats.dead_lettered,
+        len(worker.pending),
+    )
     return stats
 
 
@@ -346,10 +382,13 @@ class _StallWatch:
             return False
         self.since = now
         if stable and not self.assigned_by_broker():
-            return False   # more workers than partitions: nothing for this one, rightly
-        log.warning("worker %s: stuck in its group (%s, partitions %s): reconnecting",
-                    self.worker_id, consumer.group_metadata().state,
-                    _names(consumer.assignment()))
+            return False  # more workers than partitions: nothing for this one, rightly
+        log.warning(
+            "worker %s: stuck in its group (%s, partitions %s): reconnecting",
+            self.worker_id,
+            consumer.group_metadata().state,
+            _names(consumer.assignment()),
+        )
         return True
 
     def assigned_by_broker(self) -> bool:
@@ -364,17 +403,25 @@ class _StallWatch:
         except Exception as exc:  # a broker that does not answer: check again later
             log.info("worker %s: cannot describe its group: %s", self.worker_id, exc)
             return False
-        return any(member.get("client_id") == self.worker_id
-                   and any(a["partitions"] for a in (member.get("member_assignment") or {})
-                           .get("assigned_partitions", ()))
-                   for member in group.get("members", ()))
+        return any(
+            member.get("client_id") == self.worker_id
+            and any(
+                a["partitions"]
+                for a in (member.get("member_assignment") or {}).get("assigned_partitions", ())
+            )
+            for member in group.get("members", ())
+        )
 
 
 def _group_consumer(config: Config, topic: str, group_id: str, worker_id: str):
-    consumer = bus.consumer(config, group_id=group_id, client_id=worker_id,
-                            session_timeout_ms=SESSION_TIMEOUT_MS,
-                            heartbeat_interval_ms=HEARTBEAT_MS)
-    consumer.partitions_for_topic(topic)   # the topic's partitions known before joining
+    consumer = bus.consumer(
+        config,
+        group_id=group_id,
+        client_id=worker_id,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=HEARTBEAT_MS,
+    )
+    consumer.partitions_for_topic(topic)  # the topic's partitions known before joining
     consumer.subscribe([topic], listener=_RebalanceLog(worker_id))
     return consumer
 

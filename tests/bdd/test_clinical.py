@@ -42,14 +42,18 @@ class World:
         self.policy = policy
         self.rooms = 1
         self.staff = {"porters": 1, "nurses": 1, "doctors": 0, "cleaners": 1}
-        self.sections: dict[str, dict] = {"hospital": {}, "shifts": {"roster": []}, "sla": {},
-                                          "scheduler": {}}
+        self.sections: dict[str, dict] = {
+            "hospital": {},
+            "shifts": {"roster": []},
+            "sla": {},
+            "scheduler": {},
+        }
         self.scheduler: Scheduler | None = None
         self.tick = -1
-        self.latest: list[ev.Decision] = []      # the decisions of the last step's ticks
+        self.latest: list[ev.Decision] = []  # the decisions of the last step's ticks
         self.history: list[ev.Decision] = []
         self.checked: set[str] = set()
-        self.tasks: dict[tuple[str, str], ev.Decision] = {}   # (kind, patient or room) -> last
+        self.tasks: dict[tuple[str, str], ev.Decision] = {}  # (kind, patient or room) -> last
         self.events = 0
 
     # --- running ticks ---------------------------------------------------------------------
@@ -57,11 +61,16 @@ class World:
     def start(self) -> Scheduler:
         if self.scheduler is None:
             config = Config().replace(
-                hospital={"floors": ["A"], "rooms_per_floor": self.rooms,
-                          **self.sections["hospital"]},
-                staff=self.staff, scheduler={"policy": self.policy,
-                                             **self.sections["scheduler"]},
-                shifts=self.sections["shifts"], sla=self.sections["sla"])
+                hospital={
+                    "floors": ["A"],
+                    "rooms_per_floor": self.rooms,
+                    **self.sections["hospital"],
+                },
+                staff=self.staff,
+                scheduler={"policy": self.policy, **self.sections["scheduler"]},
+                shifts=self.sections["shifts"],
+                sla=self.sections["sla"],
+            )
             self.scheduler = Scheduler(config)
         return self.scheduler
 
@@ -74,8 +83,10 @@ class World:
         scheduler = self.start()
         self.tick += 1
         now_ms = self.tick * scheduler.tick_ms
-        inbound = [make(f"event-{self.events + n}", now_ms)
-                   for n, make in enumerate(events_of_tick, start=1)]
+        inbound = [
+            make(f"event-{self.events + n}", now_ms)
+            for n, make in enumerate(events_of_tick, start=1)
+        ]
         self.events += len(inbound)
         result = scheduler.tick(self.tick, inbound)
         assert not result.rejected, result.rejected
@@ -99,18 +110,27 @@ class World:
 
     def expect(self, description: str, cls, **fields) -> ev.Decision:
         who = fields.pop("who", None)
-        found = [d for d in self.latest
-                 if isinstance(d, cls) and all(getattr(d, k) == v for k, v in fields.items())
-                 and (who is None or matches(who, d.staff_id))]
-        assert len(found) == 1, (f"expected {description} once by tick {self.tick}, got "
-                                 f"{[d.to_json() for d in self.latest]}")
+        found = [
+            d
+            for d in self.latest
+            if isinstance(d, cls)
+            and all(getattr(d, k) == v for k, v in fields.items())
+            and (who is None or matches(who, d.staff_id))
+        ]
+        assert len(found) == 1, (
+            f"expected {description} once by tick {self.tick}, got "
+            f"{[d.to_json() for d in self.latest]}"
+        )
         self.checked.add(found[0].event_id)
         return found[0]
 
 
 def matches(who: str, staff_id: str) -> bool:
-    role_prefixes = {"porter": ("porter-",), "nurse": ("nurse-", "doctor-"),
-                     "cleaner": ("cleaner-",)}
+    role_prefixes = {
+        "porter": ("porter-",),
+        "nurse": ("nurse-", "doctor-"),
+        "cleaner": ("cleaner-",),
+    }
     if who.startswith(("a ", "the ")):
         return staff_id.startswith(role_prefixes[who.split()[1]])
     return staff_id == who
@@ -128,16 +148,25 @@ def world(policy):
 
 # --- Given -------------------------------------------------------------------------------------
 
+
 @given(parsers.re(r"a hospital with (?P<rooms>\d+) rooms?"))
 def hospital_with_rooms(world, rooms):
     world.rooms = int(rooms)
 
 
-@given(parsers.re(r"(?P<porters>\d+) porters?, (?P<nurses>\d+) nurses?, (?P<doctors>\d+) "
-                  r"doctors? and (?P<cleaners>\d+) cleaners? on duty"))
+@given(
+    parsers.re(
+        r"(?P<porters>\d+) porters?, (?P<nurses>\d+) nurses?, (?P<doctors>\d+) "
+        r"doctors? and (?P<cleaners>\d+) cleaners? on duty"
+    )
+)
 def staff_on_duty(world, porters, nurses, doctors, cleaners):
-    world.staff = {"porters": int(porters), "nurses": int(nurses), "doctors": int(doctors),
-                   "cleaners": int(cleaners)}
+    world.staff = {
+        "porters": int(porters),
+        "nurses": int(nurses),
+        "doctors": int(doctors),
+        "cleaners": int(cleaners),
+    }
 
 
 @given(parsers.re(r"room " + ROOM + r" can isolate patients"))
@@ -150,10 +179,21 @@ def reserve_isolation_rooms(world):
     world.sections["hospital"]["reserve_isolation_rooms"] = True
 
 
-@given(parsers.re(STAFF + r" works from " + CLOCK.replace("(", "(?P<start>") + r" to "
-                  + CLOCK.replace("(", "(?P<end>") + r" of every minute"
-                  + r"(?:, with a break from " + CLOCK.replace("(", "(?P<break_start>")
-                  + r" to " + CLOCK.replace("(", "(?P<break_end>") + r")?"))
+@given(
+    parsers.re(
+        STAFF
+        + r" works from "
+        + CLOCK.replace("(", "(?P<start>")
+        + r" to "
+        + CLOCK.replace("(", "(?P<end>")
+        + r" of every minute"
+        + r"(?:, with a break from "
+        + CLOCK.replace("(", "(?P<break_start>")
+        + r" to "
+        + CLOCK.replace("(", "(?P<break_end>")
+        + r")?"
+    )
+)
 def works(world, who, start, end, break_start=None, break_end=None):
     entry = f"{who} {start}-{end}"
     if break_start:
@@ -162,8 +202,12 @@ def works(world, who, start, end, break_start=None, break_end=None):
     world.sections["shifts"]["cycle_s"] = 60.0
 
 
-@given(parsers.re(r"a (?P<kind>visit|escort_in|escort_out|clean) should start within "
-                  r"(?P<target>\d+) seconds?"))
+@given(
+    parsers.re(
+        r"a (?P<kind>visit|escort_in|escort_out|clean) should start within "
+        r"(?P<target>\d+) seconds?"
+    )
+)
 def target_wait(world, kind, target):
     world.sections["sla"][f"{kind}_s"] = float(target)
 
@@ -175,9 +219,11 @@ def explains(world):
 
 # --- When --------------------------------------------------------------------------------------
 
+
 def arrival(patient, acuity=3, isolation=False):
-    return lambda event_id, t: ev.PatientArrived(event_id, t, patient, acuity=acuity,
-                                                 isolation=isolation)
+    return lambda event_id, t: ev.PatientArrived(
+        event_id, t, patient, acuity=acuity, isolation=isolation
+    )
 
 
 @when(parsers.re(PATIENT + r"(?: \(ESI (?P<acuity>\d)\))? arrives"))
@@ -192,8 +238,12 @@ def arrives_isolated(world, patient):
     world.run(arrival(patient, isolation=True))
 
 
-@when(parsers.re(r"(?P<first>patient-\d+) \(ESI (?P<a>\d)\) and (?P<second>patient-\d+) "
-                 r"\(ESI (?P<b>\d)\) arrive together"))
+@when(
+    parsers.re(
+        r"(?P<first>patient-\d+) \(ESI (?P<a>\d)\) and (?P<second>patient-\d+) "
+        r"\(ESI (?P<b>\d)\) arrive together"
+    )
+)
 def arrive_together(world, first, a, second, b):
     world.step()
     world.run(arrival(first, int(a)), arrival(second, int(b)))
@@ -203,32 +253,44 @@ def arrive_together(world, first, a, second, b):
 def brings_to_room(world, who, patient):
     task = world.task("escort_in", patient, who)
     world.step()
-    world.run(lambda event_id, t: ev.EscortCompleted(event_id, t, task.task_id, task.staff_id,
-                                                     patient, task.room_id, "in"))
+    world.run(
+        lambda event_id, t: ev.EscortCompleted(
+            event_id, t, task.task_id, task.staff_id, patient, task.room_id, "in"
+        )
+    )
 
 
 @when(parsers.re(PORTER + r" brings " + PATIENT + r" to the exit"))
 def brings_to_exit(world, who, patient):
     task = world.task("escort_out", patient, who)
     world.step()
-    world.run(lambda event_id, t: ev.EscortCompleted(event_id, t, task.task_id, task.staff_id,
-                                                     patient, task.room_id, "out"))
+    world.run(
+        lambda event_id, t: ev.EscortCompleted(
+            event_id, t, task.task_id, task.staff_id, patient, task.room_id, "out"
+        )
+    )
 
 
 @when(parsers.re(MEDIC + r" finishes seeing " + PATIENT))
 def finishes_seeing(world, who, patient):
     task = world.task("visit", patient, who)
     world.step()
-    world.run(lambda event_id, t: ev.VisitCompleted(event_id, t, task.task_id, task.staff_id,
-                                                    patient, task.room_id))
+    world.run(
+        lambda event_id, t: ev.VisitCompleted(
+            event_id, t, task.task_id, task.staff_id, patient, task.room_id
+        )
+    )
 
 
 @when(parsers.re(CLEANER + r" finishes cleaning " + ROOM))
 def finishes_cleaning(world, who, room):
     task = world.task("clean", room, who)
     world.step()
-    world.run(lambda event_id, t: ev.CleaningCompleted(event_id, t, task.task_id,
-                                                       task.staff_id, task.room_id))
+    world.run(
+        lambda event_id, t: ev.CleaningCompleted(
+            event_id, t, task.task_id, task.staff_id, task.room_id
+        )
+    )
 
 
 @when(parsers.re(r"(?P<count>\d+) seconds? pass(?:es)?"))
@@ -249,51 +311,69 @@ def clock_reaches(world, clock):
 
 # --- Then --------------------------------------------------------------------------------------
 
+
 @then(parsers.re(PATIENT + r" is admitted to " + ROOM))
 def admitted(world, patient, room):
-    world.expect(f"{patient} admitted to {room}", ev.PatientAdmitted, patient_id=patient,
-                 room_id=room)
+    world.expect(
+        f"{patient} admitted to {room}", ev.PatientAdmitted, patient_id=patient, room_id=room
+    )
 
 
 @then(parsers.re(PATIENT + r" is referred to another hospital" + BECAUSE))
 def referred(world, patient, first, second):
     decision = world.expect(f"{patient} referred", ev.PatientReferred, patient_id=patient)
-    assert not any(isinstance(d, ev.PatientAdmitted) and d.patient_id == patient
-                   for d in world.latest)
+    assert not any(
+        isinstance(d, ev.PatientAdmitted) and d.patient_id == patient for d in world.latest
+    )
     says(decision, first, second)
 
 
 @then(parsers.re(PORTER + r" escorts " + PATIENT + r" to " + ROOM + BECAUSE))
 def escorts_in(world, who, patient, room, first, second):
-    decision = world.expect(f"{who} escorting {patient} to {room}", ev.TaskDispatched,
-                            kind="escort_in", patient_id=patient, room_id=room, who=who)
+    decision = world.expect(
+        f"{who} escorting {patient} to {room}",
+        ev.TaskDispatched,
+        kind="escort_in",
+        patient_id=patient,
+        room_id=room,
+        who=who,
+    )
     says(decision, first, second)
 
 
 @then(parsers.re(PATIENT + r" waits in the waiting room for a porter"))
 def waits_for_porter(world, patient):
-    world.expect(f"{patient} queued for a porter", ev.TaskQueued, kind="escort_in",
-                 patient_id=patient)
+    world.expect(
+        f"{patient} queued for a porter", ev.TaskQueued, kind="escort_in", patient_id=patient
+    )
 
 
 @then(parsers.re(PATIENT + r" is still waiting for a porter"))
 def still_waits_for_porter(world, patient):
     hospital = world.scheduler.hospital
-    assert any(t.kind == "escort_in" and t.patient_id == patient
-               for t in hospital.waiting.values()), f"{patient} is not waiting for a porter"
+    assert any(
+        t.kind == "escort_in" and t.patient_id == patient for t in hospital.waiting.values()
+    ), f"{patient} is not waiting for a porter"
 
 
 @then(parsers.re(MEDIC + r" is sent to see " + PATIENT + r" in " + ROOM + BECAUSE))
 def sent_to_see(world, who, patient, room, first, second):
-    decision = world.expect(f"{who} seeing {patient}", ev.TaskDispatched, kind="visit",
-                            patient_id=patient, room_id=room, who=who)
+    decision = world.expect(
+        f"{who} seeing {patient}",
+        ev.TaskDispatched,
+        kind="visit",
+        patient_id=patient,
+        room_id=room,
+        who=who,
+    )
     says(decision, first, second)
 
 
 @then(parsers.re(PATIENT + r" waits for (?:medical staff|a doctor)"))
 def waits_for_medical(world, patient):
-    world.expect(f"{patient} queued for medical staff", ev.TaskQueued, kind="visit",
-                 patient_id=patient)
+    world.expect(
+        f"{patient} queued for medical staff", ev.TaskQueued, kind="visit", patient_id=patient
+    )
 
 
 @then(parsers.re(STAFF + r" stays free"))
@@ -310,16 +390,22 @@ def discharged(world, patient, room):
 
 @then(parsers.re(CLEANER + r" is sent to clean " + ROOM))
 def sent_to_clean(world, who, room):
-    world.expect(f"{who} cleaning {room}", ev.TaskDispatched, kind="clean", room_id=room,
-                 who=who)
+    world.expect(f"{who} cleaning {room}", ev.TaskDispatched, kind="clean", room_id=room, who=who)
 
 
 @then(parsers.re(CLEANER + r" is sent for a terminal clean of " + ROOM))
 def sent_for_terminal_clean(world, who, room):
-    world.expect(f"{who} terminal-cleaning {room}", ev.TaskDispatched, kind="clean_terminal",
-                 room_id=room, who=who)
-    assert not any(isinstance(d, (ev.TaskDispatched, ev.TaskQueued)) and d.kind == "clean"
-                   for d in world.latest)
+    world.expect(
+        f"{who} terminal-cleaning {room}",
+        ev.TaskDispatched,
+        kind="clean_terminal",
+        room_id=room,
+        who=who,
+    )
+    assert not any(
+        isinstance(d, (ev.TaskDispatched, ev.TaskQueued)) and d.kind == "clean"
+        for d in world.latest
+    )
 
 
 @then(parsers.re(ROOM + r" is available again"))
@@ -331,17 +417,19 @@ def available_again(world, room):
 def goes_off_duty(world, who):
     decision = world.expect(f"{who} off duty", ev.StaffOffDuty, staff_id=who)
     assert not world.scheduler.hospital.staff[who].on_duty
-    assert [d for d in world.history if isinstance(d, ev.StaffOffDuty)
-            and d.staff_id == who][-1] is decision
+    assert [d for d in world.history if isinstance(d, ev.StaffOffDuty) and d.staff_id == who][
+        -1
+    ] is decision
 
 
 @then(parsers.re(STAFF + r" comes back on duty"))
 def comes_back_on_duty(world, who):
     decision = world.expect(f"{who} on duty", ev.StaffOnDuty, staff_id=who)
-    assert decision.time_ms == world.tick * world.scheduler.tick_ms   # at the change's tick
+    assert decision.time_ms == world.tick * world.scheduler.tick_ms  # at the change's tick
     assert world.latest.index(decision) == 0 or all(
         isinstance(d, (ev.StaffOffDuty, ev.StaffOnDuty))
-        for d in world.latest[:world.latest.index(decision)]), "announced after a dispatch"
+        for d in world.latest[: world.latest.index(decision)]
+    ), "announced after a dispatch"
 
 
 @then("nothing is escalated")
@@ -349,12 +437,17 @@ def nothing_escalated(world):
     assert not [d.to_json() for d in world.latest if isinstance(d, ev.TaskEscalated)]
 
 
-@then(parsers.re(r"the (?P<kind>visit|escort_in|escort_out) for " + PATIENT + r" is "
-                 r"escalated, after (?P<waited>\d+) s against a (?P<target>\d+) s target"))
+@then(
+    parsers.re(
+        r"the (?P<kind>visit|escort_in|escort_out) for " + PATIENT + r" is "
+        r"escalated, after (?P<waited>\d+) s against a (?P<target>\d+) s target"
+    )
+)
 def escalated(world, kind, patient, waited, target):
     task = world.tasks[kind, patient]
-    decision = world.expect(f"{kind} for {patient} escalated", ev.TaskEscalated,
-                            task_id=task.task_id, kind=kind)
+    decision = world.expect(
+        f"{kind} for {patient} escalated", ev.TaskEscalated, task_id=task.task_id, kind=kind
+    )
     assert (decision.waited_s, decision.sla_s) == (float(waited), float(target))
     assert [d for d in world.history if isinstance(d, ev.TaskEscalated)] == [decision]
 

@@ -37,20 +37,25 @@ class World:
         self.tick = -1
         self.result = None
         self.checked: set[str] = set()
-        self.tasks: dict[tuple[str, str], ev.Decision] = {}   # (kind, patient or room) -> last
+        self.tasks: dict[tuple[str, str], ev.Decision] = {}  # (kind, patient or room) -> last
         self.events = 0
 
     # --- running ticks ---------------------------------------------------------------------
 
     def run(self, *events_of_tick) -> None:
         if self.scheduler is None:
-            config = Config().replace(hospital={"floors": ["A"], "rooms_per_floor": self.rooms},
-                                      staff=self.staff, scheduler={"policy": self.policy})
+            config = Config().replace(
+                hospital={"floors": ["A"], "rooms_per_floor": self.rooms},
+                staff=self.staff,
+                scheduler={"policy": self.policy},
+            )
             self.scheduler = Scheduler(config)
         self.tick += 1
         now_ms = self.tick * self.scheduler.tick_ms
-        inbound = [make(f"event-{self.events + n}", now_ms)
-                   for n, make in enumerate(events_of_tick, start=1)]
+        inbound = [
+            make(f"event-{self.events + n}", now_ms)
+            for n, make in enumerate(events_of_tick, start=1)
+        ]
         self.events += len(inbound)
         self.result = self.scheduler.tick(self.tick, inbound)
         self.checked = set()
@@ -70,18 +75,27 @@ class World:
 
     def expect(self, description: str, cls, **fields) -> ev.Decision:
         who = fields.pop("who", None)
-        found = [d for d in self.result.decisions
-                 if isinstance(d, cls) and all(getattr(d, k) == v for k, v in fields.items())
-                 and (who is None or matches(who, d.staff_id))]
-        assert len(found) == 1, (f"expected {description} once in tick {self.tick}, got "
-                                 f"{[d.to_json() for d in self.result.decisions]}")
+        found = [
+            d
+            for d in self.result.decisions
+            if isinstance(d, cls)
+            and all(getattr(d, k) == v for k, v in fields.items())
+            and (who is None or matches(who, d.staff_id))
+        ]
+        assert len(found) == 1, (
+            f"expected {description} once in tick {self.tick}, got "
+            f"{[d.to_json() for d in self.result.decisions]}"
+        )
         self.checked.add(found[0].event_id)
         return found[0]
 
 
 def matches(who: str, staff_id: str) -> bool:
-    role_prefixes = {"porter": ("porter-",), "nurse": ("nurse-", "doctor-"),
-                     "cleaner": ("cleaner-",)}
+    role_prefixes = {
+        "porter": ("porter-",),
+        "nurse": ("nurse-", "doctor-"),
+        "cleaner": ("cleaner-",),
+    }
     if who.startswith(("a ", "the ")):
         return staff_id.startswith(role_prefixes[who.split()[1]])
     return staff_id == who
@@ -94,27 +108,38 @@ def world(policy):
 
 # --- Given -------------------------------------------------------------------------------------
 
+
 @given(parsers.re(r"a hospital with (?P<rooms>\d+) rooms?"))
 def hospital_with_rooms(world, rooms):
     world.rooms = int(rooms)
 
 
-@given(parsers.re(r"(?P<porters>\d+) porters?, (?P<nurses>\d+) nurses? and "
-                  r"(?P<cleaners>\d+) cleaners? on duty"))
+@given(
+    parsers.re(
+        r"(?P<porters>\d+) porters?, (?P<nurses>\d+) nurses? and "
+        r"(?P<cleaners>\d+) cleaners? on duty"
+    )
+)
 def staff_on_duty(world, porters, nurses, cleaners):
-    world.staff = {"porters": int(porters), "nurses": int(nurses), "doctors": 0,
-                   "cleaners": int(cleaners)}
+    world.staff = {
+        "porters": int(porters),
+        "nurses": int(nurses),
+        "doctors": 0,
+        "cleaners": int(cleaners),
+    }
 
 
 # --- When --------------------------------------------------------------------------------------
+
 
 def arrival(patient):
     return lambda event_id, t: ev.PatientArrived(event_id, t, patient)
 
 
 def cleaning_done(task):
-    return lambda event_id, t: ev.CleaningCompleted(event_id, t, task.task_id, task.staff_id,
-                                                    task.room_id)
+    return lambda event_id, t: ev.CleaningCompleted(
+        event_id, t, task.task_id, task.staff_id, task.room_id
+    )
 
 
 @when(parsers.re(PATIENT + r" arrives"))
@@ -130,28 +155,37 @@ def arrives_again(world, patient):
 @when(parsers.re(PATIENT + r" arrives just as " + CLEANER + r" finishes cleaning " + ROOM))
 def arrives_as_room_is_cleaned(world, patient, who, room):
     task = world.task("clean", room, who)
-    world.run(arrival(patient), cleaning_done(task))   # the arrival delivered first
+    world.run(arrival(patient), cleaning_done(task))  # the arrival delivered first
 
 
 @when(parsers.re(PORTER + r" brings " + PATIENT + r" to their room"))
 def brings_to_room(world, who, patient):
     task = world.task("escort_in", patient, who)
-    world.run(lambda event_id, t: ev.EscortCompleted(event_id, t, task.task_id, task.staff_id,
-                                                     patient, task.room_id, "in"))
+    world.run(
+        lambda event_id, t: ev.EscortCompleted(
+            event_id, t, task.task_id, task.staff_id, patient, task.room_id, "in"
+        )
+    )
 
 
 @when(parsers.re(PORTER + r" brings " + PATIENT + r" to the exit"))
 def brings_to_exit(world, who, patient):
     task = world.task("escort_out", patient, who)
-    world.run(lambda event_id, t: ev.EscortCompleted(event_id, t, task.task_id, task.staff_id,
-                                                     patient, task.room_id, "out"))
+    world.run(
+        lambda event_id, t: ev.EscortCompleted(
+            event_id, t, task.task_id, task.staff_id, patient, task.room_id, "out"
+        )
+    )
 
 
 @when(parsers.re(MEDIC + r" finishes seeing " + PATIENT))
 def finishes_seeing(world, who, patient):
     task = world.task("visit", patient, who)
-    world.run(lambda event_id, t: ev.VisitCompleted(event_id, t, task.task_id, task.staff_id,
-                                                    patient, task.room_id))
+    world.run(
+        lambda event_id, t: ev.VisitCompleted(
+            event_id, t, task.task_id, task.staff_id, patient, task.room_id
+        )
+    )
 
 
 @when(parsers.re(CLEANER + r" finishes cleaning " + ROOM))
@@ -161,55 +195,80 @@ def finishes_cleaning(world, who, room):
 
 # --- Then --------------------------------------------------------------------------------------
 
+
 @then(parsers.re(PATIENT + r" is admitted to " + ROOM))
 def admitted(world, patient, room):
-    world.expect(f"{patient} admitted to {room}", ev.PatientAdmitted, patient_id=patient,
-                 room_id=room)
+    world.expect(
+        f"{patient} admitted to {room}", ev.PatientAdmitted, patient_id=patient, room_id=room
+    )
 
 
 @then(parsers.re(PATIENT + r" is referred to another hospital"))
 def referred(world, patient):
     world.expect(f"{patient} referred", ev.PatientReferred, patient_id=patient)
-    assert not any(isinstance(d, ev.PatientAdmitted) and d.patient_id == patient
-                   for d in world.result.decisions)
+    assert not any(
+        isinstance(d, ev.PatientAdmitted) and d.patient_id == patient
+        for d in world.result.decisions
+    )
 
 
 @then(parsers.re(PORTER + r" escorts " + PATIENT + r" to " + ROOM))
 def escorts_in(world, who, patient, room):
-    world.expect(f"{who} escorting {patient} to {room}", ev.TaskDispatched, kind="escort_in",
-                 patient_id=patient, room_id=room, who=who)
+    world.expect(
+        f"{who} escorting {patient} to {room}",
+        ev.TaskDispatched,
+        kind="escort_in",
+        patient_id=patient,
+        room_id=room,
+        who=who,
+    )
 
 
 @then(parsers.re(PORTER + r" escorts " + PATIENT + r" to the exit"))
 def escorts_out(world, who, patient):
-    world.expect(f"{who} escorting {patient} out", ev.TaskDispatched, kind="escort_out",
-                 patient_id=patient, who=who)
+    world.expect(
+        f"{who} escorting {patient} out",
+        ev.TaskDispatched,
+        kind="escort_out",
+        patient_id=patient,
+        who=who,
+    )
 
 
 @then(parsers.re(PATIENT + r" waits in the waiting room for a porter"))
 def waits_for_porter(world, patient):
-    world.expect(f"{patient} queued for a porter", ev.TaskQueued, kind="escort_in",
-                 patient_id=patient)
-    assert all(w.task_id is not None for w in world.scheduler.hospital.staff.values()
-               if w.role == "porter"), "a porter is idle"
+    world.expect(
+        f"{patient} queued for a porter", ev.TaskQueued, kind="escort_in", patient_id=patient
+    )
+    assert all(
+        w.task_id is not None for w in world.scheduler.hospital.staff.values() if w.role == "porter"
+    ), "a porter is idle"
 
 
 @then(parsers.re(MEDIC + r" is sent to see " + PATIENT + r" in " + ROOM))
 def sent_to_see(world, who, patient, room):
-    world.expect(f"{who} seeing {patient}", ev.TaskDispatched, kind="visit", patient_id=patient,
-                 room_id=room, who=who)
+    world.expect(
+        f"{who} seeing {patient}",
+        ev.TaskDispatched,
+        kind="visit",
+        patient_id=patient,
+        room_id=room,
+        who=who,
+    )
 
 
 @then(parsers.re(PATIENT + r" waits for medical staff"))
 def waits_for_medical(world, patient):
-    world.expect(f"{patient} queued for medical staff", ev.TaskQueued, kind="visit",
-                 patient_id=patient)
+    world.expect(
+        f"{patient} queued for medical staff", ev.TaskQueued, kind="visit", patient_id=patient
+    )
 
 
 @then(parsers.re(PATIENT + r" waits for a porter to the exit"))
 def waits_for_exit(world, patient):
-    world.expect(f"{patient} queued for the exit", ev.TaskQueued, kind="escort_out",
-                 patient_id=patient)
+    world.expect(
+        f"{patient} queued for the exit", ev.TaskQueued, kind="escort_out", patient_id=patient
+    )
 
 
 @then(parsers.re(PATIENT + r" is discharged from " + ROOM))
@@ -219,8 +278,7 @@ def discharged(world, patient, room):
 
 @then(parsers.re(CLEANER + r" is sent to clean " + ROOM))
 def sent_to_clean(world, who, room):
-    world.expect(f"{who} cleaning {room}", ev.TaskDispatched, kind="clean", room_id=room,
-                 who=who)
+    world.expect(f"{who} cleaning {room}", ev.TaskDispatched, kind="clean", room_id=room, who=who)
 
 
 @then(parsers.re(ROOM + r" waits for a cleaner"))

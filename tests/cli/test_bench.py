@@ -11,24 +11,57 @@ from cli.main import app
 from scheduler import bench
 
 runner = CliRunner()
-JOB_KEYS = {"scenario", "policy", "seed", "hours", "budget_ms", "wall_s", "referral_rate",
-            "mean_time_in_system_s", "wait_porter_s", "wait_medical_s", "wait_cleaner_s",
-            "solve_p50_ms", "solve_p95_ms", "solve_max_ms", "ticks_over_budget",
-            "limited_share", "worst_gap", "peak_rss_mb", "ticks", "ticks_solved"}
+JOB_KEYS = {
+    "scenario",
+    "policy",
+    "seed",
+    "hours",
+    "budget_ms",
+    "wall_s",
+    "referral_rate",
+    "mean_time_in_system_s",
+    "wait_porter_s",
+    "wait_medical_s",
+    "wait_cleaner_s",
+    "solve_p50_ms",
+    "solve_p95_ms",
+    "solve_max_ms",
+    "ticks_over_budget",
+    "limited_share",
+    "worst_gap",
+    "peak_rss_mb",
+    "ticks",
+    "ticks_solved",
+}
 
 
 def test_bench_writes_json_and_markdown(tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
-    result = runner.invoke(app, ["bench", "--scenario", "default", "--policy", "greedy",
-                                 "--seeds", "1", "--hours", "0.05", "--out-json", str(out_json),
-                                 "--out-md", str(out_md)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--scenario",
+            "default",
+            "--policy",
+            "greedy",
+            "--seeds",
+            "1",
+            "--hours",
+            "0.05",
+            "--out-json",
+            str(out_json),
+            "--out-md",
+            str(out_md),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "default" in result.output and "greedy" in result.output
     data = json.loads(out_json.read_text())
     assert data["settings"]["scenarios"] == ["default"]
     assert data["capacity"]["default"]["min_referral_rate"] == pytest.approx(0.1725, abs=5e-4)
     (job,) = data["jobs"]
-    assert JOB_KEYS <= job.keys()
+    assert job.keys() >= JOB_KEYS
     assert job["budget_ms"] == 1000 and job["seed"] == 1 and job["arrivals"] == 37
     assert job["peak_rss_mb"] > 0 and job["ticks_solved"] > 0
     (row,) = data["summary"]
@@ -49,13 +82,23 @@ def test_bench_rejects_an_unknown_scenario():
 
 def record(seed, referral_rate, p95, policy="cpsat"):
     base = {key: 0.0 for key, _, _ in bench.METRICS}
-    return {**base, "scenario": "ward", "policy": policy, "seed": seed,
-            "referral_rate": referral_rate, "solve_p95_ms": p95}
+    return {
+        **base,
+        "scenario": "ward",
+        "policy": policy,
+        "seed": seed,
+        "referral_rate": referral_rate,
+        "solve_p95_ms": p95,
+    }
 
 
 def test_summary_is_the_mean_min_and_max_over_seeds():
-    records = [record(1, 0.1, 4.0), record(2, 0.3, 2.0), record(3, 0.2, 9.0),
-               record(1, 0.5, 1.0, "greedy")]
+    records = [
+        record(1, 0.1, 4.0),
+        record(2, 0.3, 2.0),
+        record(3, 0.2, 9.0),
+        record(1, 0.5, 1.0, "greedy"),
+    ]
     cpsat, greedy = bench.summarise(records)
     assert (cpsat["scenario"], cpsat["policy"], cpsat["seeds"]) == ("ward", "cpsat", [1, 2, 3])
     assert cpsat["referral_rate"] == pytest.approx({"mean": 0.2, "min": 0.1, "max": 0.3})

@@ -25,9 +25,13 @@ def run(tmp_path_factory):
     config = Config().replace(
         scheduler={"explain": True},
         hospital={"isolation_rooms": ["A1", "B1"]},
-        arrivals={"interval_s": 3.0, "acuity_mix": [0.2, 0.2, 0.3, 0.2, 0.1],
-                  "isolation_share": 0.3},
-        sla={"escort_in_s": 5.0, "visit_s": 10.0, "clean_s": 5.0})
+        arrivals={
+            "interval_s": 3.0,
+            "acuity_mix": [0.2, 0.2, 0.3, 0.2, 0.1],
+            "isolation_share": 0.3,
+        },
+        sla={"escort_in_s": 5.0, "visit_s": 10.0, "clean_s": 5.0},
+    )
     report = simulate_run(config, 300_000, out=out)
     assert report["invariants_checked"]
     decisions = [json.loads(line) for line in out.read_text().splitlines()]
@@ -57,8 +61,9 @@ def test_a_discharged_isolation_patients_timeline_with_reasons(run):
     # terminal clean of its room
     kinds = [t.split()[0] for t in texts]
     assert texts[0] == f"{patient} admitted to {room}"
-    order = [kinds.index(k, 1) for k in ("escort_in", "visit", "escort_out", patient,
-                                         "clean_terminal")]
+    order = [
+        kinds.index(k, 1) for k in ("escort_in", "visit", "escort_out", patient, "clean_terminal")
+    ]
     assert order == sorted(order), texts
     assert f"{patient} discharged from {room}" in texts
     # every dispatch says who and why: the walk and the wait
@@ -119,8 +124,9 @@ def test_several_selectors_give_the_decisions_about_any(run):
     both = explain(path, "--staff", "porter-1", "--room", "B3")
     porter, room = explain(path, "--staff", "porter-1"), explain(path, "--room", "B3")
     assert both.exit_code == 0
-    assert set(both.stdout.splitlines()) == (set(porter.stdout.splitlines())
-                                             | set(room.stdout.splitlines()))
+    assert set(both.stdout.splitlines()) == (
+        set(porter.stdout.splitlines()) | set(room.stdout.splitlines())
+    )
 
 
 def one_error_line(result, code=2):
@@ -142,14 +148,22 @@ def test_a_missing_file_is_one_error_line_and_exit_2(tmp_path):
     assert "nope.jsonl" in line
 
 
-@pytest.mark.parametrize("text, words", [
-    ('{"type": "patient.admitted", "tick": 0, "time": 0\n', ["bad.jsonl:1", "not valid JSON"]),
-    ('{"event_id": "e", "patient_id": "p", "room_id": "A1", "tick": 0, "time": 0, '
-     '"type": "patient.admitted"}\n{"type": "patient.arrived", "time": 1}\n',
-     ["bad.jsonl:2", "patient.arrived"]),
-    ('{"event_id": "e", "patient_id": "p", "tick": "x", "time": 0, "type": "patient.referred",'
-     ' "reason": "r"}\n', ["bad.jsonl:1", "tick"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('{"type": "patient.admitted", "tick": 0, "time": 0\n', ["bad.jsonl:1", "not valid JSON"]),
+        (
+            '{"event_id": "e", "patient_id": "p", "room_id": "A1", "tick": 0, "time": 0, '
+            '"type": "patient.admitted"}\n{"type": "patient.arrived", "time": 1}\n',
+            ["bad.jsonl:2", "patient.arrived"],
+        ),
+        (
+            '{"event_id": "e", "patient_id": "p", "tick": "x", "time": 0, '
+            '"type": "patient.referred", "reason": "r"}\n',
+            ["bad.jsonl:1", "tick"],
+        ),
+    ],
+)
 def test_a_malformed_file_is_one_error_line_and_exit_2(tmp_path, text, words):
     path = tmp_path / "bad.jsonl"
     path.write_text(text)

@@ -25,9 +25,15 @@ runner = CliRunner()
 
 
 def hospital(*args: str, cwd: Path, **options) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=cwd, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **options)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
 
 
 def db_ticks(url: str) -> int:
@@ -36,7 +42,7 @@ def db_ticks(url: str) -> int:
         try:
             with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=5) as db:
                 return db.execute("SELECT count(*) FROM ticks").fetchone()[0]
-        except sqlite3.OperationalError:   # no such table yet
+        except sqlite3.OperationalError:  # no such table yet
             return 0
     engine = create_engine(url)
     try:
@@ -50,9 +56,24 @@ def db_ticks(url: str) -> int:
 
 def live_run(tmp_path: Path, url: str, policy: str) -> subprocess.Popen:
     """A 10-minute run at 20x (30 s of wall time), its ticks in the database as they come."""
-    run = hospital("run", "--speed", "20", "--duration", "10m", "--policy", policy,
-                   "--record", "R", "--out", "O", "--report", "J", "--db", url,
-                   cwd=tmp_path)
+    run = hospital(
+        "run",
+        "--speed",
+        "20",
+        "--duration",
+        "10m",
+        "--policy",
+        policy,
+        "--record",
+        "R",
+        "--out",
+        "O",
+        "--report",
+        "J",
+        "--db",
+        url,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 20
     # The record is opened once the database is made afresh (a PostgreSQL one may hold an
     # earlier run till then); then a few ticks committed while it runs, not at its end.
@@ -70,11 +91,16 @@ def stored(url: str) -> dict:
             return {
                 "ticks": [t for (t,) in db.execute(text("SELECT tick FROM ticks ORDER BY tick"))],
                 "last_time": db.execute(text("SELECT max(time) FROM ticks")).scalar(),
-                "decisions": [e for (e,) in db.execute(text(
-                    "SELECT event_id FROM decisions ORDER BY tick, position"))],
+                "decisions": [
+                    e
+                    for (e,) in db.execute(
+                        text("SELECT event_id FROM decisions ORDER BY tick, position")
+                    )
+                ],
                 "events": db.execute(text("SELECT count(*) FROM inbound_events")).scalar(),
-                "status": db.execute(text("SELECT status FROM kept_runs ORDER BY started_at "
-                                          "DESC")).scalars().first(),
+                "status": db.execute(text("SELECT status FROM kept_runs ORDER BY started_at DESC"))
+                .scalars()
+                .first(),
             }
     finally:
         engine.dispose()
@@ -97,16 +123,17 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.mark.parametrize("policy", ["cpsat", "greedy"])
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_a_live_run_at_a_tick_boundary_with_everything_consistent(
-        tmp_path, policy, signum, code):
+    tmp_path, policy, signum, code
+):
     url = sqlite_url(tmp_path)
     run = live_run(tmp_path, url, policy)
     started = time.monotonic()
     run.send_signal(signum)
     stdout, stderr = run.communicate(timeout=20)
-    assert time.monotonic() - started < 10   # not the 30 s of the whole run
+    assert time.monotonic() - started < 10  # not the 30 s of the whole run
     assert run.returncode == code, stderr
     name = signal.Signals(signum).name
-    assert f"Run summary (interrupted at" in stdout and f"by {name})" in stdout
+    assert "Run summary (interrupted at" in stdout and f"by {name})" in stdout
     assert f"hospital: stopped by {name} at " in stderr and "Traceback" not in stderr
 
     report = json.loads((tmp_path / "J").read_text())
@@ -143,8 +170,13 @@ def test_hospital_status_shows_the_live_run_as_it_goes(tmp_path):
     url = sqlite_url(tmp_path)
     run = live_run(tmp_path, url, "greedy")
     try:
-        status = subprocess.run([sys.executable, "-m", "cli", "status", "--db", url],
-                                capture_output=True, text=True, timeout=60, env=ENV)
+        status = subprocess.run(
+            [sys.executable, "-m", "cli", "status", "--db", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=ENV,
+        )
         assert status.returncode == 0, status.stderr
         assert "no tick yet" not in status.stdout and ", tick " in status.stdout
     finally:
@@ -153,7 +185,7 @@ def test_hospital_status_shows_the_live_run_as_it_goes(tmp_path):
 
 
 def prefixes(shorter: list, longer: list) -> bool:
-    return longer[:len(shorter)] == shorter
+    return longer[: len(shorter)] == shorter
 
 
 def test_a_killed_live_run_leaves_whole_ticks_with_the_database_never_ahead(tmp_path):
@@ -161,7 +193,7 @@ def test_a_killed_live_run_leaves_whole_ticks_with_the_database_never_ahead(tmp_
     run = live_run(tmp_path, url, "cpsat")
     run.kill()
     run.communicate(timeout=20)
-    record_ticks = sorted({r["tick"] for r in lines(tmp_path / "R")[1:]})   # whole lines
+    record_ticks = sorted({r["tick"] for r in lines(tmp_path / "R")[1:]})  # whole lines
     decisions = [d["event_id"] for d in lines(tmp_path / "O")]
     db = stored(url)
     # The files are flushed before the database commits: it is never ahead of them.
@@ -173,10 +205,22 @@ def test_a_killed_live_run_leaves_whole_ticks_with_the_database_never_ahead(tmp_
 
 def test_a_run_killed_at_full_speed_leaves_whole_ticks(tmp_path):
     url = sqlite_url(tmp_path)
-    run = hospital("run", "--speed", "max", "--duration", "24h", "--record", "R", "--out",
-                   "O", "--db", url, cwd=tmp_path)
+    run = hospital(
+        "run",
+        "--speed",
+        "max",
+        "--duration",
+        "24h",
+        "--record",
+        "R",
+        "--out",
+        "O",
+        "--db",
+        url,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 30
-    while db_ticks(url) < 500:   # the first batch committed
+    while db_ticks(url) < 500:  # the first batch committed
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
     run.kill()
@@ -202,29 +246,56 @@ def assert_whole_ticks(tmp_path: Path) -> None:
 
 
 def test_the_live_view_ends_its_line_before_the_summary(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "cli", "run", "--speed", "1000",
-                           "--duration", "1m", "--no-db"], cwd=tmp_path, env=ENV, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--speed", "1000", "--duration", "1m", "--no-db"],
+        cwd=tmp_path,
+        env=ENV,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout
     assert "duplicates 0\n" in done.stdout and "duplicates 0Run" not in done.stdout
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--report", "missing/J"], "--report missing/J: no directory missing"),
-    (["--out", "."], "--out .: is a directory"),
-    (["--record", "file/R"], "--record file/R: file is not a directory"),
-    (["--record", "X", "--out", "./X"], "--record and --out X: one file for two outputs"),
-])
-def test_run_refuses_an_output_it_could_not_write_before_it_starts(tmp_path, options,
-                                                                  message):
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--report", "missing/J"], "--report missing/J: no directory missing"),
+        (["--out", "."], "--out .: is a directory"),
+        (["--record", "file/R"], "--record file/R: file is not a directory"),
+        (["--record", "X", "--out", "./X"], "--record and --out X: one file for two outputs"),
+    ],
+)
+def test_run_refuses_an_output_it_could_not_write_before_it_starts(tmp_path, options, message):
     (tmp_path / "file").write_text("")
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "cli", "run", "--speed", "20", "--duration",
-                           "10m", "--db", sqlite_url(tmp_path), "--record", "R", *options],
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "--speed",
+            "20",
+            "--duration",
+            "10m",
+            "--db",
+            sqlite_url(tmp_path),
+            "--record",
+            "R",
+            *options,
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert time.monotonic() - started < 15
     assert done.returncode == 2 and done.stderr == f"hospital: error: {message}\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]   # no database, no file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no database, no file
 
 
 @pytest.mark.parametrize("option", ["--out", "--report"])
@@ -233,8 +304,9 @@ def test_solve_refuses_an_output_it_could_not_write_before_it_replays(tmp_path, 
     events.write_text("")
     result = runner.invoke(app, ["solve", str(events), option, str(tmp_path / "no" / "x")])
     assert result.exit_code == 2
-    assert result.stderr == f"hospital: error: {option} {tmp_path}/no/x: no directory " \
-                           f"{tmp_path}/no\n"
+    assert (
+        result.stderr == f"hospital: error: {option} {tmp_path}/no/x: no directory {tmp_path}/no\n"
+    )
 
 
 def test_report_refuses_an_html_file_it_could_not_write_before_it_reads_the_run(tmp_path):
@@ -250,7 +322,7 @@ def test_a_first_signal_asks_to_stop_a_second_aborts_and_leaving_restores_the_ha
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with StopSignals() as signals:
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.01)   # the handler runs between two bytecodes of this thread
+        time.sleep(0.01)  # the handler runs between two bytecodes of this thread
         assert signals.stop.is_set() and signals.received == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)

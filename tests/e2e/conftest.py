@@ -32,12 +32,13 @@ SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
 
 # --- the backing services ----------------------------------------------------------------
 
+
 def _parse_exports(text: str, names: tuple[str, ...] = SETTINGS) -> dict[str, str]:
     found = {}
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("export "):
-            line = line[len("export "):]
+            line = line[len("export ") :]
         if "=" not in line:
             continue
         name, _, value = line.partition("=")
@@ -53,12 +54,14 @@ def services_env() -> dict[str, str]:
     settings = {name: os.environ[name] for name in SETTINGS if os.environ.get(name)}
     if len(settings) < len(SETTINGS):
         try:
-            up = subprocess.run([str(SERVICES), "up"], capture_output=True, text=True,
-                                timeout=600, cwd=ROOT)
+            up = subprocess.run(
+                [str(SERVICES), "up"], capture_output=True, text=True, timeout=600, cwd=ROOT
+            )
             if up.returncode != 0:
                 pytest.fail(f"scripts/services up failed ({up.returncode}): {up.stderr[-2000:]}")
-            env = subprocess.run([str(SERVICES), "env"], capture_output=True, text=True,
-                                 timeout=120, cwd=ROOT)
+            env = subprocess.run(
+                [str(SERVICES), "env"], capture_output=True, text=True, timeout=120, cwd=ROOT
+            )
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"scripts/services timed out: {exc}")
         settings = {**_parse_exports(env.stdout), **settings}
@@ -77,18 +80,30 @@ def services_env() -> dict[str, str]:
 
 # --- one database per test ---------------------------------------------------------------
 
+
 @dataclass
 class Database:
     url: str
     name: str
-    created: bool       # False: the shared `hospital_test`, which the scheduler's --fresh resets
+    created: bool  # False: the shared `hospital_test`, which the scheduler's --fresh resets
     how: str = ""
 
 
 def _as_postgres_psql(sql: str, port: int) -> tuple[bool, str]:
     """Run one statement as the `postgres` superuser over the local socket."""
-    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", str(port), "-d", "postgres",
-            "-c", sql]
+    psql = [
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-p",
+        str(port),
+        "-d",
+        "postgres",
+        "-c",
+        sql,
+    ]
     attempts = []
     if shutil.which("runuser") and os.geteuid() == 0:
         attempts.append(["runuser", "-u", "postgres", "--", *psql])
@@ -99,8 +114,7 @@ def _as_postgres_psql(sql: str, port: int) -> tuple[bool, str]:
     errors = []
     for command in attempts:
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                                  cwd="/tmp")
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/tmp")
         except (OSError, subprocess.TimeoutExpired) as exc:
             errors.append(f"{command[0]}: {exc}")
             continue
@@ -125,24 +139,30 @@ def new_database(services_env: dict[str, str]) -> Iterator[Database]:
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            can_create = connection.scalar(text(
-                "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"))
+            can_create = connection.scalar(
+                text("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")
+            )
             if can_create:
                 connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}"'))
                 how = "sqlalchemy"
         if not can_create:
-            ok, how = _as_postgres_psql(f'CREATE DATABASE "{name}" OWNER "{owner}"',
-                                        base.port or 5432)
+            ok, how = _as_postgres_psql(
+                f'CREATE DATABASE "{name}" OWNER "{owner}"', base.port or 5432
+            )
             if not ok:
-                yield Database(base.set(database="hospital_test")
-                               .render_as_string(hide_password=False), "hospital_test", False,
-                               f"fallback ({how})")
+                yield Database(
+                    base.set(database="hospital_test").render_as_string(hide_password=False),
+                    "hospital_test",
+                    False,
+                    f"fallback ({how})",
+                )
                 return
         try:
-            yield Database(base.set(database=name).render_as_string(hide_password=False), name,
-                           True, how)
+            yield Database(
+                base.set(database=name).render_as_string(hide_password=False), name, True, how
+            )
         finally:
-            with admin.connect() as connection:   # the owner may drop its database
+            with admin.connect() as connection:  # the owner may drop its database
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
@@ -156,11 +176,11 @@ def database(services_env) -> Iterator[Database]:
 
 # --- one set of topics per test ----------------------------------------------------------
 
+
 @dataclass
 class Topics:
-    env: dict[str, str]      # what the subprocesses get
-    config: object           # scheduler.config.Config with the same topics, for the test
-
+    env: dict[str, str]  # what the subprocesses get
+    config: object  # scheduler.config.Config with the same topics, for the test
 
 
 @contextlib.contextmanager
@@ -181,7 +201,7 @@ def new_topics(services_env: dict[str, str], database: Database) -> Iterator[Top
         "HOSPITAL_KAFKA_DEAD_LETTER_TOPIC": f"{name}.dead-letter",
     }
     config = load(None, env)
-    bus.ensure_topics(config)   # before the services, which would otherwise race to create them
+    bus.ensure_topics(config)  # before the services, which would otherwise race to create them
     try:
         yield Topics(env, config)
     finally:
@@ -206,9 +226,11 @@ def topics(services_env, database) -> Iterator[Topics]:
 
 # --- the services as subprocesses --------------------------------------------------------
 
+
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HOSPITAL_") and k not in SETTINGS}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("HOSPITAL_") and k not in SETTINGS
+    }
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -249,9 +271,14 @@ class Services:
         self.counts[name] += 1
         log_path = self.dir / f"{name}.{self.counts[name]}.log"
         with open(log_path, "wb") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "cli", *args], env=self.env,
-                                       cwd=cwd or self.cwd, stdout=log_file,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cli", *args],
+                env=self.env,
+                cwd=cwd or self.cwd,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         service = Service(name, process, log_path)
         self.started.append(service)
         return service
@@ -260,8 +287,9 @@ class Services:
         try:
             return service.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"{service.name} still running after {timeout_s:.0f} s; "
-                                 f"log:\n{service.log()}") from None
+            raise AssertionError(
+                f"{service.name} still running after {timeout_s:.0f} s; log:\n{service.log()}"
+            ) from None
 
     def stop(self, service: Service, timeout_s: float = 10) -> int | None:
         if service.process.poll() is None:
@@ -289,8 +317,10 @@ class Services:
                     pass
 
     def logs(self) -> str:
-        return "\n".join(f"--- {s.name} (pid {s.pid}, exit {s.process.poll()}):\n{s.log(1500)}"
-                         for s in self.started)
+        return "\n".join(
+            f"--- {s.name} (pid {s.pid}, exit {s.process.poll()}):\n{s.log(1500)}"
+            for s in self.started
+        )
 
 
 @contextlib.contextmanager
@@ -308,12 +338,19 @@ def services(tmp_path, topics) -> Iterator[Services]:
         yield running
 
 
-def hospital(args: list[str], env: dict[str, str], timeout_s: float = 120,
-             cwd: Path | None = None) -> subprocess.CompletedProcess:
+def hospital(
+    args: list[str], env: dict[str, str], timeout_s: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """One `python -m cli` command to its end (killed at the timeout)."""
-    return subprocess.run([sys.executable, "-m", "cli", *args], env=child_env(env),
-                          cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout_s,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=child_env(env),
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def jsonl_lines(path: Path) -> list[dict]:

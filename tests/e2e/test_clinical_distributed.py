@@ -6,7 +6,6 @@ its events, and an arrival with an impossible acuity is dead-lettered."""
 from __future__ import annotations
 
 import json
-import uuid
 
 from scheduler import events as ev
 from scheduler.services import bus
@@ -40,18 +39,40 @@ explain = true
 """
 
 
-def test_clinical_rules_over_kafka_carry_their_fields_and_replay_exactly(topics: Topics,
-                                                                          database, tmp_path):
+def test_clinical_rules_over_kafka_carry_their_fields_and_replay_exactly(
+    topics: Topics, database, tmp_path
+):
     config_path = tmp_path / "clinical.toml"
     config_path.write_text(CLINICAL)
     record, out, report = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl", tmp_path / "kpi.json"
-    done = hospital(["run", "--kafka", "--config", str(config_path), "--speed", str(SPEED),
-                     "--duration", "10m", "--db", database.url, "--record", str(record),
-                     "--out", str(out), "--report", str(report), "-q"],
-                    topics.env, timeout_s=240, cwd=tmp_path)
+    done = hospital(
+        [
+            "run",
+            "--kafka",
+            "--config",
+            str(config_path),
+            "--speed",
+            str(SPEED),
+            "--duration",
+            "10m",
+            "--db",
+            database.url,
+            "--record",
+            str(record),
+            "--out",
+            str(out),
+            "--report",
+            str(report),
+            "-q",
+        ],
+        topics.env,
+        timeout_s=240,
+        cwd=tmp_path,
+    )
     logs = tmp_path / "hospital-logs"
     assert done.returncode == 0, f"{done.stderr}\n" + "\n".join(
-        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(logs.glob("*.log")))
+        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(logs.glob("*.log"))
+    )
 
     events, decisions = jsonl_lines(record), jsonl_lines(out)
     arrivals = [e for e in events if e["type"] == "patient.arrived"]
@@ -70,8 +91,10 @@ def test_clinical_rules_over_kafka_carry_their_fields_and_replay_exactly(topics:
     assert_solve_reproduces(record, out, topics.env, tmp_path)
 
     # The decisions topic carries the same fields as the --out file.
-    published = [ev.parse_json(m.value, ev.DECISIONS)
-                 for m in read_topic(topics.config, topics.config.kafka.decisions_topic)
-                 if bus.header(m, "run") == figures["run_id"]]
+    published = [
+        ev.parse_json(m.value, ev.DECISIONS)
+        for m in read_topic(topics.config, topics.config.kafka.decisions_topic)
+        if bus.header(m, "run") == figures["run_id"]
+    ]
     assert any(isinstance(d, ev.TaskDispatched) and d.reason for d in published)
     assert any(isinstance(d, ev.StaffOffDuty) for d in published)

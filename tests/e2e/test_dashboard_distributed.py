@@ -22,11 +22,32 @@ pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path):
     report = tmp_path / "kpi.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", "--kafka", "--speed", "20", "--duration", "5m",
-         "--db", database.url, "--report", str(report), "-q", "--dashboard",
-         "--dashboard-port", "0"],
-        env=child_env(topics.env), cwd=tmp_path, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "--kafka",
+            "--speed",
+            "20",
+            "--duration",
+            "5m",
+            "--db",
+            database.url,
+            "--report",
+            str(report),
+            "-q",
+            "--dashboard",
+            "--dashboard-port",
+            "0",
+        ],
+        env=child_env(topics.env),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = None
         deadline = time.monotonic() + 60
@@ -41,7 +62,7 @@ def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path)
                 state = httpx.get(url + "api/state", timeout=5).json()
                 metrics = httpx.get(url + "metrics", timeout=5).text
             except httpx.HTTPError:
-                break                       # the run is over and the dashboard with it
+                break  # the run is over and the dashboard with it
             seen_ticks.append(state["tick"])
             last = (state, metrics)
             time.sleep(0.5)
@@ -50,7 +71,7 @@ def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path)
     finally:
         proc.kill()
         proc.wait()
-    assert len({t for t in seen_ticks if t >= 0}) >= 2, seen_ticks   # it moved as it ran
+    assert len({t for t in seen_ticks if t >= 0}) >= 2, seen_ticks  # it moved as it ran
     figures = json.loads(report.read_text())
     state, metrics = last
     assert state["run_id"] == figures["run_id"]
@@ -62,18 +83,38 @@ def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path)
     assert lag[topics.config.kafka.inbound_topic] >= 0
 
     # the run is kept: listed, and reportable with the KPI report's figures
-    listed = subprocess.run([sys.executable, "-m", "cli", "runs", "--db", database.url,
-                             "--json"], env=child_env(topics.env), cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [sys.executable, "-m", "cli", "runs", "--db", database.url, "--json"],
+        env=child_env(topics.env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     kept = next(r for r in rows if r["run_id"] == figures["run_id"])
     assert kept["mode"] == "distributed" and kept["status"] == "finished"
     assert kept["figures"]["arrivals"] == figures["arrivals"]
     page = tmp_path / "report.html"
-    made = subprocess.run([sys.executable, "-m", "cli", "report", figures["run_id"], "--db",
-                           database.url, "--out", str(page)], env=child_env(topics.env),
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "report",
+            figures["run_id"],
+            "--db",
+            database.url,
+            "--out",
+            str(page),
+        ],
+        env=child_env(topics.env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert made.returncode == 0, made.stderr
     shown = dict(re.findall(r'<td data-figure="([^"]+)">([^<]*)</td>', page.read_text()))
     for key in ("arrivals", "admitted", "referred", "discharged"):

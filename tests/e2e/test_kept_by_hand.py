@@ -17,33 +17,56 @@ from scheduler import jsonl
 from scheduler.services import bus
 
 from .conftest import Services, Topics, hospital, jsonl_lines
-from .test_distributed import (assert_solve_reproduces, common_args, export, wait_run_started,
-                               wait_scheduler_then_stop_rest)
+from .test_distributed import (
+    assert_solve_reproduces,
+    common_args,
+    export,
+    wait_run_started,
+    wait_scheduler_then_stop_rest,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
 SPEED = 20
-RUN_MS = 300_000            # 5 simulated minutes: 15 s of wall time at speed 20
-STARTUP_S = 20              # time 0 this long after the start: a loaded machine is slow
+RUN_MS = 300_000  # 5 simulated minutes: 15 s of wall time at speed 20
+STARTUP_S = 20  # time 0 this long after the start: a loaded machine is slow
 
 
-def test_hand_started_services_keep_their_run_and_export_its_header(services: Services,
-                                                                     topics: Topics, database,
-                                                                     tmp_path):
-    config = tmp_path / "cd.toml"     # other floors: a replay with the defaults cannot match
+def test_hand_started_services_keep_their_run_and_export_its_header(
+    services: Services, topics: Topics, database, tmp_path
+):
+    config = tmp_path / "cd.toml"  # other floors: a replay with the defaults cannot match
     config.write_text('[hospital]\nfloors = ["C", "D"]\n')
     run_id = f"e2e-{uuid.uuid4().hex[:8]}"
     epoch = time.time() + STARTUP_S
     common = [*common_args(run_id, epoch, SPEED), "--config", str(config)]
-    scheduler = services.start("scheduler", "scheduler", *common, "--until-ms", str(RUN_MS),
-                               "--db", database.url, "--fresh")
+    scheduler = services.start(
+        "scheduler",
+        "scheduler",
+        *common,
+        "--until-ms",
+        str(RUN_MS),
+        "--db",
+        database.url,
+        "--fresh",
+    )
     # the others once the run is in the database, or their first messages would be older
     # than the run (however late they start, the generator sends what is due at once)
     wait_run_started(database.url, run_id, services, scheduler)
     others = [services.start("generator", "generator", *common, "--duration-ms", str(RUN_MS))]
-    others += [services.start(f"{role}-worker", "worker", role, *common, "--until-ms",
-                              str(RUN_MS), "--worker-id", f"{role}-worker-1")
-               for role in bus.ROLES]
+    others += [
+        services.start(
+            f"{role}-worker",
+            "worker",
+            role,
+            *common,
+            "--until-ms",
+            str(RUN_MS),
+            "--worker-id",
+            f"{role}-worker-1",
+        )
+        for role in bus.ROLES
+    ]
     wait_scheduler_then_stop_rest(services, scheduler, others, epoch, SPEED, RUN_MS)
 
     listed = hospital(["runs", "--db", database.url, "--json"], topics.env)
@@ -68,5 +91,6 @@ def test_hand_started_services_keep_their_run_and_export_its_header(services: Se
     assert header["config"]["hospital"]["floors"] == ["C", "D"]
     assert header["seed"] == kept["seed"]
     assert {d["room_id"] for d in jsonl_lines(decisions) if "room_id" in d} <= {
-        f"{floor}{n}" for floor in "CD" for n in (1, 2, 3)}
-    assert_solve_reproduces(events, decisions, topics.env, tmp_path)   # no --config given
+        f"{floor}{n}" for floor in "CD" for n in (1, 2, 3)
+    }
+    assert_solve_reproduces(events, decisions, topics.env, tmp_path)  # no --config given

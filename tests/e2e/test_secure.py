@@ -20,18 +20,26 @@ from scheduler.services import bus
 from .conftest import ROOT, SERVICES, Topics, hospital
 from .test_distributed import assert_solve_reproduces
 
-SECURE_KEYS = ("KAFKA_BOOTSTRAP_SERVERS", "HOSPITAL_KAFKA_SECURITY_PROTOCOL",
-               "HOSPITAL_KAFKA_SASL_MECHANISM", "HOSPITAL_KAFKA_SASL_USERNAME",
-               "HOSPITAL_KAFKA_SSL_CAFILE", "KAFKA_SASL_PASSWORD")
+SECURE_KEYS = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "HOSPITAL_KAFKA_SECURITY_PROTOCOL",
+    "HOSPITAL_KAFKA_SASL_MECHANISM",
+    "HOSPITAL_KAFKA_SASL_USERNAME",
+    "HOSPITAL_KAFKA_SSL_CAFILE",
+    "KAFKA_SASL_PASSWORD",
+)
 
 
 @pytest.fixture(scope="module")
 def secure_env() -> dict[str, str]:
-    done = subprocess.run([str(SERVICES), "env", "--secure"], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    done = subprocess.run(
+        [str(SERVICES), "env", "--secure"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     if done.returncode != 0:
-        pytest.fail(f"scripts/services env --secure failed (run `scripts/services up --secure`):"
-                    f" {done.stderr[-1000:]}")
+        pytest.fail(
+            f"scripts/services env --secure failed (run `scripts/services up --secure`):"
+            f" {done.stderr[-1000:]}"
+        )
     found = {}
     for line in done.stdout.splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
@@ -45,7 +53,7 @@ def can_list_topics(options: dict) -> bool:
     try:
         admin = KafkaAdminClient(**options, request_timeout_ms=5000)
     except KafkaConfigurationError:
-        raise   # a mistake of the test's, not a refusal
+        raise  # a mistake of the test's, not a refusal
     except Exception:  # noqa: BLE001 - refused, whichever way the client says it
         return False
     try:
@@ -58,7 +66,8 @@ def can_list_topics(options: dict) -> bool:
 
 
 def test_the_secured_listener_lets_in_only_a_client_with_the_ca_and_the_password(
-        secure_env, monkeypatch):
+    secure_env, monkeypatch
+):
     for key, value in secure_env.items():
         monkeypatch.setenv(key, value)
     good = bus.client_options(load(None))
@@ -67,32 +76,58 @@ def test_the_secured_listener_lets_in_only_a_client_with_the_ca_and_the_password
 
     servers = good["bootstrap_servers"]
     assert not can_list_topics({"bootstrap_servers": servers}), "plaintext let in"
-    assert not can_list_topics({**good, "sasl_plain_password": "not-the-password"}), \
+    assert not can_list_topics({**good, "sasl_plain_password": "not-the-password"}), (
         "a wrong password let in"
+    )
     without_ca = {key: value for key, value in good.items() if key != "ssl_cafile"}
     assert not can_list_topics(without_ca), "a client that does not trust our CA got in"
 
 
 def test_a_distributed_run_over_sasl_ssl_is_correct_and_leaks_no_password(
-        secure_env, topics: Topics, database, tmp_path):
+    secure_env, topics: Topics, database, tmp_path
+):
     password = secure_env["KAFKA_SASL_PASSWORD"]
     env = {**topics.env, **secure_env}
     record, out, report = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl", tmp_path / "kpi.json"
-    done = hospital(["run", "--kafka", "--speed", "4", "--duration", "2m",
-                     "--db", database.url, "--record", str(record), "--out", str(out),
-                     "--report", str(report), "-q"], env, timeout_s=240, cwd=tmp_path)
+    done = hospital(
+        [
+            "run",
+            "--kafka",
+            "--speed",
+            "4",
+            "--duration",
+            "2m",
+            "--db",
+            database.url,
+            "--record",
+            str(record),
+            "--out",
+            str(out),
+            "--report",
+            str(report),
+            "-q",
+        ],
+        env,
+        timeout_s=240,
+        cwd=tmp_path,
+    )
     logs = sorted((tmp_path / "hospital-logs").glob("*.log"))
     assert done.returncode == 0, f"{done.stderr}\n" + "\n".join(
-        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs)
+        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs
+    )
 
     figures = json.loads(report.read_text())
-    assert figures["arrivals"] == 25, figures["arrivals"]   # every 5 s from 0 s to 120 s
+    assert figures["arrivals"] == 25, figures["arrivals"]  # every 5 s from 0 s to 120 s
     assert figures["admitted"] + figures["referred"] == figures["arrivals"]
     assert figures["discharged"] > 0
     assert_solve_reproduces(record, out, env, tmp_path)
 
-    written = [done.stdout, done.stderr, *(p.read_text() for p in logs),
-               *(p.read_text() for p in (record, out, report))]
+    written = [
+        done.stdout,
+        done.stderr,
+        *(p.read_text() for p in logs),
+        *(p.read_text() for p in (record, out, report)),
+    ]
     assert not [text for text in written if password in text], "the password was written out"
     engine = create_engine(database.url)
     try:

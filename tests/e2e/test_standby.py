@@ -19,29 +19,48 @@ from scheduler import events as ev
 from scheduler.services.clock import LiveClock
 
 from .conftest import Service, Services, Topics, hospital
-from .test_distributed import (ARRIVALS_10_MIN, RUN_MS, Audit, assert_applied_everything_sent,
-                               assert_decisions_published, assert_solve_reproduces,
-                               common_args, export, run_end_wall, wait_logged,
-                               wait_run_started)
+from .test_distributed import (
+    ARRIVALS_10_MIN,
+    RUN_MS,
+    Audit,
+    assert_applied_everything_sent,
+    assert_decisions_published,
+    assert_solve_reproduces,
+    common_args,
+    export,
+    run_end_wall,
+    wait_logged,
+    wait_run_started,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
-SPEED = 10                     # 10 simulated minutes: 60 s of wall time
+SPEED = 10  # 10 simulated minutes: 60 s of wall time
 TAKEOVER_LIMIT_S = 5
 KILLS = (signal.SIGKILL, signal.SIGKILL, signal.SIGSTOP)
 
 
-def scheduler(services: Services, name: str, run_id: str, clock: list[str], db_url: str, *,
-              standby: bool) -> Service:
-    return services.start(f"scheduler-{name}", "scheduler", *clock, "--until-ms", str(RUN_MS),
-                          "--db", db_url, "--scheduler-id", name,
-                          *(["--standby"] if standby else ["--fresh"]))
+def scheduler(
+    services: Services, name: str, run_id: str, clock: list[str], db_url: str, *, standby: bool
+) -> Service:
+    return services.start(
+        f"scheduler-{name}",
+        "scheduler",
+        *clock,
+        "--until-ms",
+        str(RUN_MS),
+        "--db",
+        db_url,
+        "--scheduler-id",
+        name,
+        *(["--standby"] if standby else ["--fresh"]),
+    )
 
 
 def set_epoch(path, epoch: float) -> None:
     spare = path.with_suffix(".tmp")
     spare.write_text(repr(epoch))
-    spare.replace(path)   # whole, at once
+    spare.replace(path)  # whole, at once
 
 
 def count_logged(service: Service, text: str) -> int:
@@ -51,32 +70,48 @@ def count_logged(service: Service, text: str) -> int:
 def wait_count(service: Service, text: str, count: int, deadline: float) -> float:
     """The monotonic time at which `service` has logged `text` `count` times."""
     while count_logged(service, text) < count:
-        assert time.monotonic() < deadline, f"{service.name} did not log {text!r}:\n" \
-                                            f"{service.log()}"
+        assert time.monotonic() < deadline, f"{service.name} did not log {text!r}:\n{service.log()}"
         assert service.process.poll() is None, f"{service.name} exited:\n{service.log()}"
         time.sleep(0.02)
     return time.monotonic()
 
 
 def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
-        services: Services, topics: Topics, database, tmp_path):
+    services: Services, topics: Topics, database, tmp_path
+):
     run_id = f"e2e-{uuid.uuid4().hex[:8]}"
     env = topics.env
     # Every service comes up first, waiting for the run's clock (as under `hospital run
     # --kafka`); A gets it first, so that it begins the run, then B, as its standby.
     files = {name: services.dir / f"{name}.epoch" for name in ("A", "B", "rest")}
-    waiting = {name: ["--epoch-file", str(path), "--speed", str(SPEED), "--run-id", run_id]
-               for name, path in files.items()}
+    waiting = {
+        name: ["--epoch-file", str(path), "--speed", str(SPEED), "--run-id", run_id]
+        for name, path in files.items()
+    }
     active = scheduler(services, "A", run_id, waiting["A"], database.url, standby=False)
     standby = scheduler(services, "B", run_id, waiting["B"], database.url, standby=True)
-    others = [services.start("generator", "generator", *waiting["rest"],
-                             "--duration-ms", str(RUN_MS))]
-    others += [services.start(f"{role}-worker", "worker", role, *waiting["rest"],
-                              "--until-ms", str(RUN_MS), "--worker-id", f"{role}-worker-1")
-               for role in ("porter", "medical", "cleaner")]
+    others = [
+        services.start("generator", "generator", *waiting["rest"], "--duration-ms", str(RUN_MS))
+    ]
+    others += [
+        services.start(
+            f"{role}-worker",
+            "worker",
+            role,
+            *waiting["rest"],
+            "--until-ms",
+            str(RUN_MS),
+            "--worker-id",
+            f"{role}-worker-1",
+        )
+        for role in ("porter", "medical", "cleaner")
+    ]
     for service in (active, standby, *others):
-        wait_logged(service, "waiting for the run's clock" if service in (active, standby)
-                    else " started: ", time.time() + 120)
+        wait_logged(
+            service,
+            "waiting for the run's clock" if service in (active, standby) else " started: ",
+            time.time() + 120,
+        )
     epoch = time.time() + 5
     set_epoch(files["A"], epoch)
     wait_run_started(database.url, run_id, services, active)
@@ -85,22 +120,25 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
     set_epoch(files["rest"], epoch)
     wait_logged(standby, "standby, waiting for the lease", time.time() + 30)
     assert time.time() < epoch, "the services were not up before simulated time 0"
-    time.sleep(max(0.0, epoch - time.time()) + 3)     # half a simulated minute of ticks
-    clock = common_args(run_id, epoch, SPEED)   # for the schedulers restarted
+    time.sleep(max(0.0, epoch - time.time()) + 3)  # half a simulated minute of ticks
+    clock = common_args(run_id, epoch, SPEED)  # for the schedulers restarted
 
     takeovers, stopped = [], None
     try:
         for number, kill in enumerate(KILLS, 1):
-            assert time.time() < run_end_wall(epoch, SPEED, RUN_MS) - 8, \
+            assert time.time() < run_end_wall(epoch, SPEED, RUN_MS) - 8, (
                 f"kill {number} would come too late in the run: the machine is too slow"
+            )
             resumed = count_logged(standby, f"run {run_id}: resumed after tick")
             killed_at = time.monotonic()
             os.kill(active.pid, kill)
             leading = wait_count(standby, "active, lease epoch", 1, killed_at + 30)
-            running = wait_count(standby, f"run {run_id}: resumed after tick", resumed + 1,
-                                 killed_at + 30)
-            takeovers.append((kill.name, round(leading - killed_at, 2),
-                              round(running - killed_at, 2)))
+            running = wait_count(
+                standby, f"run {run_id}: resumed after tick", resumed + 1, killed_at + 30
+            )
+            takeovers.append(
+                (kill.name, round(leading - killed_at, 2), round(running - killed_at, 2))
+            )
             if kill == signal.SIGSTOP:
                 # Stopped between its lease check and the broker's write of a relay batch,
                 # the frozen one would write that batch when woken, after the new one sent
@@ -117,22 +155,24 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
             else:
                 active.process.wait(timeout=10)
                 name = active.name.removeprefix("scheduler-")
-                active, standby = standby, scheduler(services, name, run_id, clock,
-                                                     database.url, standby=True)
+                active, standby = (
+                    standby,
+                    scheduler(services, name, run_id, clock, database.url, standby=True),
+                )
                 wait_logged(standby, "standby, waiting for the lease", time.time() + 60)
             if number == 1:
                 shown = hospital(["status", "--db", database.url], env, timeout_s=60)
                 assert shown.returncode == 0, shown.stderr
-                assert re.search(rf"scheduler: active B \(.*pid {active.pid}\), lease epoch 2",
-                                 shown.stdout), shown.stdout
-                assert re.search(rf"standby: A \(.*pid {standby.pid}\)", shown.stdout), \
-                    shown.stdout
+                assert re.search(
+                    rf"scheduler: active B \(.*pid {active.pid}\), lease epoch 2", shown.stdout
+                ), shown.stdout
+                assert re.search(rf"standby: A \(.*pid {standby.pid}\)", shown.stdout), shown.stdout
             time.sleep(2)
     finally:
         if stopped is not None:
             os.kill(stopped.pid, signal.SIGCONT)
     print("takeovers (signal, lease taken s, run resumed s):", takeovers)
-    for name, _, resumed_s in takeovers:
+    for _, _, resumed_s in takeovers:
         assert resumed_s < TAKEOVER_LIMIT_S, takeovers
 
     # The active one ends the run and lets go of the lease; the standby takes it, finds the
@@ -146,7 +186,7 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
     assert LiveClock(epoch, SPEED).now_ms() > RUN_MS
 
     events, decisions = export(database.url, env, tmp_path)
-    audit = Audit(topics.config, events, decisions)        # every invariant, over the kills
+    audit = Audit(topics.config, events, decisions)  # every invariant, over the kills
     audit.assert_unique_ids()
     audit.assert_every_arrival_decided()
     assert audit.summary["arrived"] == ARRIVALS_10_MIN, audit.summary

@@ -42,11 +42,15 @@ def check_or_update(request, produced: Path, golden: Path) -> None:
     if produced.read_bytes() != golden.read_bytes():
         produced_lines = produced.read_text().splitlines()
         golden_lines = golden.read_text().splitlines()
-        first = next((i for i, (a, b) in enumerate(zip(produced_lines, golden_lines)) if a != b),
-                     min(len(produced_lines), len(golden_lines)))
-        pytest.fail(f"{golden.name} differs from line {first + 1}:\n"
-                    f"  golden:   {golden_lines[first] if first < len(golden_lines) else '<end>'}\n"
-                    f"  produced: {produced_lines[first] if first < len(produced_lines) else '<end>'}")
+        first = next(
+            (i for i, (a, b) in enumerate(zip(produced_lines, golden_lines)) if a != b),
+            min(len(produced_lines), len(golden_lines)),
+        )
+        pytest.fail(
+            f"{golden.name} differs from line {first + 1}:\n"
+            f"  golden:   {golden_lines[first] if first < len(golden_lines) else '<end>'}\n"
+            f"  produced: {produced_lines[first] if first < len(produced_lines) else '<end>'}"
+        )
 
 
 def test_there_are_enough_scenarios():
@@ -56,8 +60,13 @@ def test_there_are_enough_scenarios():
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_simulation_reproduces_the_golden_run(name, tmp_path, request):
     folder, config, settings = scenario(name)
-    simulate_run(config, round(settings["duration_s"] * 1000), seed=settings.get("seed"),
-                 record=tmp_path / "events.jsonl", out=tmp_path / "decisions.jsonl")
+    simulate_run(
+        config,
+        round(settings["duration_s"] * 1000),
+        seed=settings.get("seed"),
+        record=tmp_path / "events.jsonl",
+        out=tmp_path / "decisions.jsonl",
+    )
     check_or_update(request, tmp_path / "events.jsonl", folder / "events.jsonl")
     check_or_update(request, tmp_path / "decisions.jsonl", folder / "decisions.jsonl")
 
@@ -67,9 +76,17 @@ def test_solve_reproduces_the_golden_decisions(name, tmp_path, request):
     folder, _, _ = scenario(name)
     if not (folder / "events.jsonl").exists():
         pytest.fail(f"{name}: events.jsonl missing: run pytest --update-goldens")
-    result = CliRunner().invoke(app, ["solve", str(folder / "events.jsonl"),
-                                      "--config", str(folder / "config.toml"),
-                                      "--out", str(tmp_path / "decisions.jsonl")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "solve",
+            str(folder / "events.jsonl"),
+            "--config",
+            str(folder / "config.toml"),
+            "--out",
+            str(tmp_path / "decisions.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     check_or_update(request, tmp_path / "decisions.jsonl", folder / "decisions.jsonl")
 
@@ -85,7 +102,8 @@ def test_past_30_pairs_every_tick_is_the_models_optimum_and_the_tie_breaks(monke
             solution = super().solve(problem)
             if pair_count(problem) > EXACT_PAIRS:
                 assert oracle.objective_value(problem, solution, config.rules) == oracle.optimum(
-                    problem, config.rules)
+                    problem, config.rules
+                )
                 assert oracle.is_the_tie_breaks_optimum(problem, solution, config.rules)
                 checked.append(pair_count(problem))
             return solution

@@ -21,7 +21,7 @@ from scheduler.engine import Scheduler
 @pytest.fixture
 def url(tmp_path):
     url = f"sqlite:///{tmp_path / 'run.db'}"
-    Ledger(url, load(None, {}), "greedy").close()   # migrated
+    Ledger(url, load(None, {}), "greedy").close()  # migrated
     return url
 
 
@@ -30,10 +30,10 @@ def test_one_holder_then_the_standby_takes_the_expired_lease(url):
     assert a.wait(standby=False, stop=threading.Event()) and a.epoch == 1
     with pytest.raises(LeaseHeld, match="scheduler A .* is active .*--standby"):
         b.wait(standby=False, stop=threading.Event())
-    assert b.try_acquire(take_own=False) is not None          # not while A renews
+    assert b.try_acquire(take_own=False) is not None  # not while A renews
     a.renew()
     started = time.monotonic()
-    assert b.wait(standby=True, stop=threading.Event())     # A stops renewing: expires
+    assert b.wait(standby=True, stop=threading.Event())  # A stops renewing: expires
     assert 0.2 < time.monotonic() - started < 2
     assert b.epoch == 2
     with pytest.raises(LeaseLost, match="epoch 1 was taken over"):
@@ -44,10 +44,10 @@ def test_one_holder_then_the_standby_takes_the_expired_lease(url):
 def test_a_restarted_scheduler_takes_its_own_lease_at_once(url):
     first = Lease(connect(url), "A")
     assert first.wait(standby=False, stop=threading.Event())
-    again = Lease(connect(url), "A")     # the same scheduler, restarted: no need to wait
+    again = Lease(connect(url), "A")  # the same scheduler, restarted: no need to wait
     assert again.wait(standby=False, stop=threading.Event()) and again.epoch == 2
     with pytest.raises(LeaseLost):
-        first.renew()                    # its earlier process, if alive, is fenced off
+        first.renew()  # its earlier process, if alive, is fenced off
 
 
 def test_released_lease_is_taken_at_once_and_a_stopped_standby_gives_up(url):
@@ -55,7 +55,7 @@ def test_released_lease_is_taken_at_once_and_a_stopped_standby_gives_up(url):
     assert a.wait(standby=False, stop=threading.Event())
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
-    assert not b.wait(standby=True, stop=stop)             # A holds it: B gives up on stop
+    assert not b.wait(standby=True, stop=stop)  # A holds it: B gives up on stop
     a.release()
     assert b.try_acquire(take_own=False) is None and b.epoch == 2
 
@@ -82,9 +82,15 @@ def test_the_scheduler_command_refuses_a_fresh_standby_and_a_second_active(url, 
     import sys
 
     def scheduler(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cli", "scheduler", "--db", url, *args],
-                              capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                              stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "scheduler", "--db", url, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
     done = scheduler("--standby", "--fresh")
     assert done.returncode == 2 and "--standby" in done.stderr and "Traceback" not in done.stderr

@@ -12,15 +12,23 @@ import pytest
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.engine import Scheduler
-from scheduler.snapshot import dump
 from scheduler.services.scheduler_service import restore
 from scheduler.simulation import simulate
+from scheduler.snapshot import dump
 
 
 def state(scheduler: Scheduler):
     hospital = scheduler.hospital
-    return (scheduler.last_tick, sorted(scheduler.seen), hospital.rooms, hospital.staff,
-            hospital.tasks, list(hospital.waiting), hospital.patients, hospital.finished)
+    return (
+        scheduler.last_tick,
+        sorted(scheduler.seen),
+        hospital.rooms,
+        hospital.staff,
+        hospital.tasks,
+        list(hospital.waiting),
+        hospital.patients,
+        hospital.finished,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,9 @@ def recorded(tmp_path_factory):
         nonlocal count
         count += 1
         snapshot = dump(live) if count == 150 else None
-        outbox = [OutboxMessage("decisions", b"k", None, d.to_json().encode())
-                  for d in result.decisions]
+        outbox = [
+            OutboxMessage("decisions", b"k", None, d.to_json().encode()) for d in result.decisions
+        ]
         ledger.commit_ticks([(result, outbox)], {("inbound", 0): count}, snapshot)
 
     simulate(config, live, 10 * 60_000, on_tick=commit)
@@ -50,21 +59,23 @@ def test_restore_from_the_snapshot_gives_the_live_state(recorded, monkeypatch):
     snapshot_tick, _ = ledger.latest_snapshot()
     replayed_after = []
     history = ledger.history
-    monkeypatch.setattr(ledger, "history",
-                        lambda after=-1: replayed_after.append(after) or history(after))
+    monkeypatch.setattr(
+        ledger, "history", lambda after=-1: replayed_after.append(after) or history(after)
+    )
     restored = restore(config, ledger)
-    assert replayed_after == [snapshot_tick]      # only the ticks after the snapshot
+    assert replayed_after == [snapshot_tick]  # only the ticks after the snapshot
     assert state(restored) == state(live)
     assert ledger.offsets() == {("inbound", 0): ticks}
 
 
 def test_restore_without_a_usable_snapshot_replays_every_tick(recorded, monkeypatch):
     config, ledger, live, _ = recorded
-    other = config.replace(arrivals={"seed": 7})   # another config, the same decisions
+    other = config.replace(arrivals={"seed": 7})  # another config, the same decisions
     replayed_after = []
     history = ledger.history
-    monkeypatch.setattr(ledger, "history",
-                        lambda after=-1: replayed_after.append(after) or history(after))
+    monkeypatch.setattr(
+        ledger, "history", lambda after=-1: replayed_after.append(after) or history(after)
+    )
     restored = restore(other, ledger)
     assert replayed_after == [-1]
     assert state(restored) == state(live)
@@ -72,12 +83,14 @@ def test_restore_without_a_usable_snapshot_replays_every_tick(recorded, monkeypa
 
 def test_a_snapshot_of_another_database_or_broker_is_still_used(recorded, monkeypatch):
     config, ledger, live, _ = recorded
-    moved = config.replace(database={"url": "postgresql://u:pw@elsewhere/db"},
-                           kafka={"inbound_topic": "elsewhere"})   # nothing that decides
+    moved = config.replace(
+        database={"url": "postgresql://u:pw@elsewhere/db"}, kafka={"inbound_topic": "elsewhere"}
+    )  # nothing that decides
     replayed_after = []
     history = ledger.history
-    monkeypatch.setattr(ledger, "history",
-                        lambda after=-1: replayed_after.append(after) or history(after))
+    monkeypatch.setattr(
+        ledger, "history", lambda after=-1: replayed_after.append(after) or history(after)
+    )
     assert state(restore(moved, ledger)) == state(live)
     assert replayed_after == [ledger.latest_snapshot()[0]]
 
@@ -85,25 +98,36 @@ def test_a_snapshot_of_another_database_or_broker_is_still_used(recorded, monkey
 def moved_porter(data: bytes) -> bytes:
     """The snapshot with an idle porter somewhere else: well formed, but not the state."""
     saved = json.loads(data)
-    idle = next(s for s, v in saved["hospital"]["staff"].items()
-                if v["task"] is None and s.startswith("porter"))
+    idle = next(
+        s
+        for s, v in saved["hospital"]["staff"].items()
+        if v["task"] is None and s.startswith("porter")
+    )
     saved["hospital"]["staff"][idle]["location"] = "B3"
     return json.dumps(saved).encode()
 
 
-@pytest.mark.parametrize("spoil", [lambda data: b"garbage", lambda data: pickle.dumps(data),
-                                   lambda data: data.replace(b'"format":1', b'"format":9'),
-                                   moved_porter],
-                         ids=["not JSON", "a pickle", "another format", "another state"])
-def test_an_unusable_snapshot_is_skipped_and_every_tick_replayed(recorded, monkeypatch,
-                                                                   caplog, spoil):
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda data: b"garbage",
+        lambda data: pickle.dumps(data),
+        lambda data: data.replace(b'"format":1', b'"format":9'),
+        moved_porter,
+    ],
+    ids=["not JSON", "a pickle", "another format", "another state"],
+)
+def test_an_unusable_snapshot_is_skipped_and_every_tick_replayed(
+    recorded, monkeypatch, caplog, spoil
+):
     config, ledger, live, _ = recorded
     tick, data = ledger.latest_snapshot()
     monkeypatch.setattr(ledger, "latest_snapshot", lambda: (tick, spoil(data)))
     replayed_after = []
     history = ledger.history
-    monkeypatch.setattr(ledger, "history",
-                        lambda after=-1: replayed_after.append(after) or history(after))
+    monkeypatch.setattr(
+        ledger, "history", lambda after=-1: replayed_after.append(after) or history(after)
+    )
     restored = restore(config, ledger)
     assert replayed_after[-1] == -1
     assert state(restored) == state(live)
@@ -116,7 +140,7 @@ def test_outbox_is_sent_once(recorded):
     assert owed and len({m.outbox_id for m in owed}) == len(owed)
     ledger.mark_published(owed[len(owed) // 2].outbox_id)
     rest = ledger.unpublished(limit=10_000)
-    assert [m.outbox_id for m in rest] == [m.outbox_id for m in owed[len(owed) // 2 + 1:]]
+    assert [m.outbox_id for m in rest] == [m.outbox_id for m in owed[len(owed) // 2 + 1 :]]
     ledger.mark_published(rest[-1].outbox_id)
     assert ledger.unpublished() == []
 

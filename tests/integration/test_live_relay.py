@@ -22,8 +22,9 @@ from scheduler.services.scheduler_service import LiveScheduler, Pending
 from scheduler.simulation import arrivals
 
 if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-    pytest.skip("KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)",
-                allow_module_level=True)
+    pytest.skip(
+        "KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)", allow_module_level=True
+    )
 
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -40,10 +41,14 @@ def config():
     """Topics of its own, not created yet (a test may want them otherwise first)."""
     name = f"t-{uuid.uuid4().hex[:12]}"
     config = load(None, {"KAFKA_BOOTSTRAP_SERVERS": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
-    config = config.replace(kafka={"inbound_topic": f"{name}.inbound",
-                                   "decisions_topic": f"{name}.decisions",
-                                   "dispatch_topic_prefix": f"{name}.dispatch.",
-                                   "dead_letter_topic": f"{name}.dead-letter"})
+    config = config.replace(
+        kafka={
+            "inbound_topic": f"{name}.inbound",
+            "decisions_topic": f"{name}.decisions",
+            "dispatch_topic_prefix": f"{name}.dispatch.",
+            "dead_letter_topic": f"{name}.dead-letter",
+        }
+    )
     yield config
     admin = KafkaAdminClient(**bus.client_options(config), request_timeout_ms=15000)
     try:
@@ -59,8 +64,9 @@ def config():
 def live(config, tmp_path):
     """A scheduler that has begun its run, the run's clock already past its end."""
     ledger = Ledger(f"sqlite:///{tmp_path / 'run.db'}", config, config.scheduler.policy)
-    scheduler = LiveScheduler(config, ledger, run_id=RUN, until_ms=UNTIL_MS,
-                              clock=LiveClock(time.time() - 3600, 1.0))
+    scheduler = LiveScheduler(
+        config, ledger, run_id=RUN, until_ms=UNTIL_MS, clock=LiveClock(time.time() - 3600, 1.0)
+    )
     try:
         scheduler.start(fresh=True)
         yield scheduler
@@ -72,8 +78,9 @@ def read_topic(config: Config, topic: str, timeout_s: float = 30) -> list:
     """Every message of `topic`, from its beginning to its current end."""
     consumer = bus.consumer(config)
     try:
-        partitions = [TopicPartition(topic, p)
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends = consumer.end_offsets(partitions)
@@ -89,21 +96,23 @@ def read_topic(config: Config, topic: str, timeout_s: float = 30) -> list:
 
 
 def first_arrivals(config: Config, up_to_ms: int) -> list[ev.PatientArrived]:
-    return list(itertools.takewhile(lambda a: a.time_ms <= up_to_ms,
-                                    arrivals(config, config.arrivals.seed)))
+    return list(
+        itertools.takewhile(lambda a: a.time_ms <= up_to_ms, arrivals(config, config.arrivals.seed))
+    )
 
 
 def commit_arrivals(live: LiveScheduler, up_to_ms: int) -> None:
     """Arrivals applied tick by tick, their decisions owed to the broker."""
-    for n, arrival in enumerate(first_arrivals(live.config, up_to_ms), start=1):
+    for arrival in first_arrivals(live.config, up_to_ms):
         live.tick(arrival.time_ms // 1000 + 1, Pending([arrival], [], {}))
 
 
 def assert_published_once(live: LiveScheduler) -> None:
     """The decisions topic holds every stored decision exactly once, and nothing else."""
     stored = [d for _, _, decisions in live.ledger.history() for d in decisions]
-    published = Counter(m.value.decode() for m in read_topic(live.config,
-                                                             live.config.kafka.decisions_topic))
+    published = Counter(
+        m.value.decode() for m in read_topic(live.config, live.config.kafka.decisions_topic)
+    )
     assert stored and len(set(stored)) == len(stored)
     assert {d: n for d, n in published.items() if n > 1} == {}, "published twice"
     assert set(published) == set(stored), "lost or foreign decisions"
@@ -121,8 +130,7 @@ class FailingOnce:
         if value in self.fail:
             self.fail.discard(value)
             return Future().failure(KafkaTimeoutError("injected: no acknowledgement"))
-        return self.producer.send(topic, key=key, value=value, headers=headers,
-                                  partition=partition)
+        return self.producer.send(topic, key=key, value=value, headers=headers, partition=partition)
 
     def flush(self, timeout=None):
         self.producer.flush(timeout=timeout)
@@ -134,6 +142,7 @@ class AlwaysFailing(FailingOnce):
 
 
 # --- the relay --------------------------------------------------------------------------
+
 
 def test_a_failed_send_neither_wedges_the_relay_nor_doubles_what_was_sent(live):
     commit_arrivals(live, 30_000)
@@ -165,12 +174,13 @@ def test_the_end_of_a_run_with_the_broker_failing_is_an_error(live, monkeypatch)
         live.run()
 
 
-def test_a_restart_does_not_resend_what_was_published_before_the_kill(live, config, tmp_path,
-                                                                      monkeypatch):
+def test_a_restart_does_not_resend_what_was_published_before_the_kill(
+    live, config, tmp_path, monkeypatch
+):
     """Killed between the broker's acknowledgement and the outbox's update: the restarted
     scheduler finds them on the broker and does not send them again."""
     commit_arrivals(live, 30_000)
-    monkeypatch.setattr(live.ledger, "mark_published_ids", lambda ids: None)   # the kill
+    monkeypatch.setattr(live.ledger, "mark_published_ids", lambda ids: None)  # the kill
     live.relay()
     assert live.ledger.count_unpublished() > 0
     live.close()
@@ -186,6 +196,7 @@ def test_a_restart_does_not_resend_what_was_published_before_the_kill(live, conf
 
 
 # --- the end of a run -----------------------------------------------------------------------
+
 
 def test_a_scheduler_started_after_the_end_applies_what_was_stamped_up_to_it(live, config):
     """It used to stop at once, leaving the events of the last seconds unapplied."""
@@ -205,6 +216,7 @@ def test_a_scheduler_started_after_the_end_applies_what_was_stamped_up_to_it(liv
 
 # --- topics ------------------------------------------------------------------------------
 
+
 def test_a_dispatch_topic_with_too_few_partitions_is_grown(config):
     """Left by an earlier run with fewer porters, or auto-created with one partition: the
     scheduler used to crash on the dispatch to the second porter, at every start."""
@@ -222,8 +234,13 @@ def test_a_dispatch_topic_with_too_few_partitions_is_grown(config):
     producer = bus.producer(config)
     try:
         outbox = bus.Outbox(producer, bus.headers(RUN, "test"))
-        outbox.send(topic, porters[-1].encode(), b"{}", tag="last",
-                    partition=bus.dispatch_partition(config, porters[-1], "porter"))
+        outbox.send(
+            topic,
+            porters[-1].encode(),
+            b"{}",
+            tag="last",
+            partition=bus.dispatch_partition(config, porters[-1], "porter"),
+        )
         assert outbox.flush() == ["last"]
         with pytest.raises(bus.BusError, match="partition 99"):
             outbox.send(topic, b"k", b"{}", partition=99)

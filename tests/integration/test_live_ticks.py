@@ -54,8 +54,9 @@ def live(config, tmp_path):
 
 
 def first_arrivals(config: Config, up_to_ms: int) -> list[ev.PatientArrived]:
-    return list(itertools.takewhile(lambda a: a.time_ms <= up_to_ms,
-                                    arrivals(config, config.arrivals.seed)))
+    return list(
+        itertools.takewhile(lambda a: a.time_ms <= up_to_ms, arrivals(config, config.arrivals.seed))
+    )
 
 
 class Feeder:
@@ -64,11 +65,11 @@ class Feeder:
     def __init__(self, live: LiveScheduler):
         self.live, self.offset = live, 0
 
-    def __call__(self, events: list[ev.Event], boundary: int,
-                 dead: list | None = None) -> None:
+    def __call__(self, events: list[ev.Event], boundary: int, dead: list | None = None) -> None:
         self.offset += len(events) + len(dead or [])
-        self.live.tick(boundary, Pending(list(events), list(dead or []),
-                                         {("inbound", 0): self.offset}))
+        self.live.tick(
+            boundary, Pending(list(events), list(dead or []), {("inbound", 0): self.offset})
+        )
 
 
 def applied_at(ledger: Ledger) -> dict[str, int]:
@@ -88,13 +89,27 @@ def dead_letters(ledger: Ledger) -> list[dict]:
 
 
 def same_state(a: Scheduler, b: Scheduler) -> bool:
-    return ((a.last_tick, sorted(a.seen), a.hospital.rooms, a.hospital.staff, a.hospital.tasks,
-             list(a.hospital.waiting), a.hospital.patients)
-            == (b.last_tick, sorted(b.seen), b.hospital.rooms, b.hospital.staff,
-                b.hospital.tasks, list(b.hospital.waiting), b.hospital.patients))
+    return (
+        a.last_tick,
+        sorted(a.seen),
+        a.hospital.rooms,
+        a.hospital.staff,
+        a.hospital.tasks,
+        list(a.hospital.waiting),
+        a.hospital.patients,
+    ) == (
+        b.last_tick,
+        sorted(b.seen),
+        b.hospital.rooms,
+        b.hospital.staff,
+        b.hospital.tasks,
+        list(b.hospital.waiting),
+        b.hospital.patients,
+    )
 
 
 # --- duplicates ----------------------------------------------------------------------------
+
 
 def test_resent_old_events_neither_make_ticks_nor_delay_the_next_arrival(live, config):
     """A restarted generator re-sends every arrival since time 0: 61 of them, read together
@@ -112,7 +127,7 @@ def test_resent_old_events_neither_make_ticks_nor_delay_the_next_arrival(live, c
     assert where[new.event_id] == 305, f"decided at tick {where[new.event_id]}, not 305"
     assert [tick for tick, _, _ in live.ledger.history(300)] == [305]
     assert live.counters["duplicates"] == 61
-    assert dead_letters(live.ledger) == []      # a duplicate is dropped, not dead-lettered
+    assert dead_letters(live.ledger) == []  # a duplicate is dropped, not dead-lettered
 
 
 def test_an_event_read_twice_in_one_batch_is_applied_once(live, config):
@@ -126,23 +141,24 @@ def test_late_events_join_the_next_tick_instead_of_making_ticks_of_their_own(liv
     feed = Feeder(live)
     sent = first_arrivals(config, 100_000)
     feed(sent[-1:], 100)
-    feed(sent[:-1], 101)   # 20 arrivals stamped in the past, delivered late
+    feed(sent[:-1], 101)  # 20 arrivals stamped in the past, delivered late
     assert set(applied_at(live.ledger).values()) == {100, 101}
 
 
 # --- what cannot be applied ----------------------------------------------------------------
 
+
 def message(value: bytes, offset: int) -> SimpleNamespace:
-    return SimpleNamespace(value=value, key=b"k", offset=offset,
-                           headers=bus.headers(RUN, "test"))
+    return SimpleNamespace(value=value, key=b"k", offset=offset, headers=bus.headers(RUN, "test"))
 
 
-def test_a_message_the_parser_chokes_on_is_dead_lettered_and_counted(live, config,
-                                                                      monkeypatch):
+def test_a_message_the_parser_chokes_on_is_dead_lettered_and_counted(live, config, monkeypatch):
     """Any exception out of the parser (`"time": Infinity` raised OverflowError, not
     BadEvent) dead-letters the message: it used to crash the scheduler at every restart."""
-    infinity = (b'{"type": "patient.arrived", "event_id": "x", "time": Infinity, '
-                b'"patient_id": "p", "acuity": 3}')
+    infinity = (
+        b'{"type": "patient.arrived", "event_id": "x", "time": Infinity, '
+        b'"patient_id": "p", "acuity": 3}'
+    )
     parse = ev.parse_json
 
     def fragile(value, *args):
@@ -154,8 +170,9 @@ def test_a_message_the_parser_chokes_on_is_dead_lettered_and_counted(live, confi
     arrival = first_arrivals(config, 0)[0]
     pending = Pending([], [], {})
     tp = TopicPartition("inbound", 0)
-    live._take(pending, {tp: [message(infinity, 0), message(b"boom", 1),
-                              message(bus.encode(arrival), 2)]})
+    live._take(
+        pending, {tp: [message(infinity, 0), message(b"boom", 1), message(bus.encode(arrival), 2)]}
+    )
     assert [e.event_id for e in pending.events] == [arrival.event_id]
     assert live.tick(1, pending)
     letters = dead_letters(live.ledger)
@@ -167,7 +184,8 @@ def test_a_message_the_parser_chokes_on_is_dead_lettered_and_counted(live, confi
 
 
 def test_a_tick_that_raises_dead_letters_the_event_that_makes_it_and_goes_on(
-        live, config, monkeypatch):
+    live, config, monkeypatch
+):
     feed = Feeder(live)
     sent = first_arrivals(config, 100_000)
     for arrival in sent[:5]:
@@ -176,12 +194,12 @@ def test_a_tick_that_raises_dead_letters_the_event_that_makes_it_and_goes_on(
     apply = Hospital.apply
 
     def apply_then_break(self, event, effects):
-        apply(self, event, effects)   # the state changes, then the tick fails
+        apply(self, event, effects)  # the state changes, then the tick fails
         if event.event_id == culprit.event_id:
             raise InvariantViolation(f"{event.event_id} breaks the hospital")
 
     monkeypatch.setattr(Hospital, "apply", apply_then_break)
-    feed([sent[5], culprit], 26)    # one tick, 25: one event of it is bad
+    feed([sent[5], culprit], 26)  # one tick, 25: one event of it is bad
     feed([sent[6]], 31)
     where = applied_at(live.ledger)
     assert where[sent[5].event_id] == 25 and where[sent[6].event_id] == 30
@@ -196,7 +214,8 @@ def test_a_tick_that_raises_dead_letters_the_event_that_makes_it_and_goes_on(
 
 
 def test_a_tick_that_raises_whatever_its_events_dead_letters_them_all_and_goes_on(
-        live, config, monkeypatch):
+    live, config, monkeypatch
+):
     feed = Feeder(live)
     sent = first_arrivals(config, 100_000)
     feed(sent[:1], 0)
@@ -208,15 +227,15 @@ def test_a_tick_that_raises_whatever_its_events_dead_letters_them_all_and_goes_o
         return decide(self, solution, effects, now_ms, problem)
 
     monkeypatch.setattr(Hospital, "decide", infeasible_at_20s)
-    together = [ev.PatientArrived(f"arrival-x{n}", 20_000, f"patient-x{n}", acuity=3)
-                for n in range(3)]
+    together = [
+        ev.PatientArrived(f"arrival-x{n}", 20_000, f"patient-x{n}", acuity=3) for n in range(3)
+    ]
     feed(together, 20)
     feed(sent[5:6], 25)
     where = applied_at(live.ledger)
     assert set(where) == {sent[0].event_id, sent[5].event_id}
     letters = dead_letters(live.ledger)
-    assert sorted(x["message"] for x in letters) == sorted(
-        bus.encode(a).decode() for a in together)
+    assert sorted(x["message"] for x in letters) == sorted(bus.encode(a).decode() for a in together)
     assert all("Infeasible" in x["reason"] for x in letters)
     assert live.ledger.last_tick() == 25
     monkeypatch.setattr(Hospital, "decide", decide)
@@ -234,6 +253,7 @@ def test_an_event_stamped_far_ahead_of_the_clock_is_dead_lettered_not_a_tick(liv
 
 
 # --- which run ---------------------------------------------------------------------------
+
 
 def commit_some_ticks(ledger: Ledger, config: Config, count: int) -> None:
     scheduler = Scheduler(config)
@@ -266,8 +286,11 @@ def test_a_resumed_run_keeps_its_clock_and_the_run_id_defaults_to_it(config, tmp
         with pytest.raises(RunChoiceError, match="no run"):
             resolve_run(ledger, None, None, None, fresh=False)
         ledger.start_run("run-a", 1234.5, 40.0, {})
-        for run_id, epoch, speed in ((None, None, None), ("run-a", None, None),
-                                     ("run-a", 1234.5, 40.0)):
+        for run_id, epoch, speed in (
+            (None, None, None),
+            ("run-a", None, None),
+            ("run-a", 1234.5, 40.0),
+        ):
             found, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh=False)
             assert (found, clock.epoch_s, clock.speed, new) == ("run-a", 1234.5, 40.0, False)
         with pytest.raises(RunChoiceError, match="--epoch 1234.5"):
@@ -281,10 +304,16 @@ def test_a_resumed_run_keeps_its_clock_and_the_run_id_defaults_to_it(config, tmp
 def hospital_cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSPITAL_")}
     env.update(extra)
-    env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"   # nobody: it must not get that far
+    env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"  # nobody: it must not get that far
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def test_the_scheduler_command_refuses_a_clock_other_than_its_runs(config, tmp_path):
@@ -292,7 +321,8 @@ def test_the_scheduler_command_refuses_a_clock_other_than_its_runs(config, tmp_p
     done = hospital_cli("scheduler", "--db", url)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        "hospital: error: the database holds no run to resume: give --run-id to start one")
+        "hospital: error: the database holds no run to resume: give --run-id to start one"
+    )
     assert "Traceback" not in done.stderr
     ledger = Ledger(url, config, config.scheduler.policy)
     ledger.start_run("run-a", 1234.5, 40.0, {})
@@ -304,6 +334,7 @@ def test_the_scheduler_command_refuses_a_clock_other_than_its_runs(config, tmp_p
 
 
 def test_a_misspelt_fault_point_is_one_line(tmp_path):
-    done = hospital_cli("scheduler", "--db", f"sqlite:///{tmp_path / 'run.db'}",
-                        HOSPITAL_FAULT="after_comit:3")
+    done = hospital_cli(
+        "scheduler", "--db", f"sqlite:///{tmp_path / 'run.db'}", HOSPITAL_FAULT="after_comit:3"
+    )
     assert done.returncode == 2 and "HOSPITAL_FAULT" in done.stderr, done.stderr

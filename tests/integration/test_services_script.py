@@ -116,7 +116,7 @@ def test_postgres_lets_the_project_role_in_with_its_password_only(monkeypatch):
     _select_one(url)
     monkeypatch.delenv("PGPASSWORD")
     with pytest.raises(Exception, match="password"):
-        _select_one(url)   # no `trust` left: without the password, no way in
+        _select_one(url)  # no `trust` left: without the password, no way in
     monkeypatch.setenv("PGPASSWORD", "not-the-password")
     with pytest.raises(Exception, match="password authentication failed"):
         _select_one(url)

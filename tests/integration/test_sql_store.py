@@ -40,9 +40,11 @@ def run(url: str, duration_ms: int = HOUR_MS) -> tuple[Scheduler, list[TickResul
     """A greedy run stored in `url`, flushed often so that rows change across flushes."""
     scheduler, results = Scheduler(CONFIG), []
     with SqlStore(url, CONFIG, "greedy", flush_every=100) as store:
+
         def on_tick(result: TickResult) -> None:
             results.append(result)
             store.save_tick(result)
+
         simulate(CONFIG, scheduler, duration_ms, on_tick=on_tick)
     return scheduler, results
 
@@ -70,8 +72,9 @@ def test_counts_match_the_tick_results(stored):
     assert count(session, DecisionRow) == len(decisions)
     assert count(session, Patient) == sum(isinstance(e, ev.PatientArrived) for e in consumed)
     assert count(session, Task) == len(tasks) > 0
-    statuses = dict(session.execute(
-        select(Patient.status, func.count()).group_by(Patient.status)).all())
+    statuses = dict(
+        session.execute(select(Patient.status, func.count()).group_by(Patient.status)).all()
+    )
     kinds = Counter(d.TYPE for d in decisions)
     assert statuses.get("discharged", 0) == kinds["patient.discharged"] > 0
     assert statuses.get("referred", 0) == kinds["patient.referred"]
@@ -88,8 +91,9 @@ def test_patient_and_task_times_are_in_order(stored):
 
 def test_every_completed_task_was_done_by_the_right_role(stored):
     _, _, session = stored
-    done = session.execute(select(Task.kind, Staff.role).join(Task.staff)
-                           .where(Task.completed_at.is_not(None))).all()
+    done = session.execute(
+        select(Task.kind, Staff.role).join(Task.staff).where(Task.completed_at.is_not(None))
+    ).all()
     assert done
     assert all(role == ROLE_OF_KIND[kind] for kind, role in done)
 
@@ -97,8 +101,7 @@ def test_every_completed_task_was_done_by_the_right_role(stored):
 def test_rooms_end_as_the_hospital_left_them(stored):
     scheduler, _, session = stored
     rooms = {r.room_id: (r.status, r.current_patient_id) for r in session.scalars(select(Room))}
-    assert rooms == {r.room_id: (r.status, r.patient_id)
-                     for r in scheduler.hospital.rooms.values()}
+    assert rooms == {r.room_id: (r.status, r.patient_id) for r in scheduler.hospital.rooms.values()}
 
 
 def test_payloads_round_trip(stored):
@@ -134,12 +137,15 @@ def test_a_second_run_on_the_same_database_starts_afresh(url):
     engine.dispose()
 
 
-@pytest.mark.parametrize("bad", [
-    "postgresql+psycopg2://nobody:s3cret@127.0.0.1:1/x",
-    f"sqlite:///{'/no/such/directory'}/run.db",
-    "not a database url",
-    "nosuchdb://host/x",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "postgresql+psycopg2://nobody:s3cret@127.0.0.1:1/x",
+        f"sqlite:///{'/no/such/directory'}/run.db",
+        "not a database url",
+        "nosuchdb://host/x",
+    ],
+)
 def test_an_unusable_database_is_one_clear_error(bad):
     started = time.monotonic()
     with pytest.raises(StoreError) as error:
@@ -154,9 +160,18 @@ def rows_of(url: str) -> dict[str, list]:
     """Every row of the run's tables, but the solver's timings."""
     engine = create_engine(url)
     with Session(engine) as session:
-        tables = {model.__tablename__: sorted(map(tuple, session.execute(select(
-            *(c for c in model.__table__.columns if c.name != "solve_ms"))).all()), key=repr)
-            for model in (Tick, Patient, Task, Room, DecisionRow, InboundEvent)}
+        tables = {
+            model.__tablename__: sorted(
+                map(
+                    tuple,
+                    session.execute(
+                        select(*(c for c in model.__table__.columns if c.name != "solve_ms"))
+                    ).all(),
+                ),
+                key=repr,
+            )
+            for model in (Tick, Patient, Task, Room, DecisionRow, InboundEvent)
+        }
     engine.dispose()
     return tables
 
@@ -173,8 +188,7 @@ def test_batches_written_behind_the_run_are_the_rows_written_in_line(tmp_path, m
     urls = {}
     for behind in (True, False):
         urls[behind] = f"sqlite:///{tmp_path / f'behind-{behind}.db'}"
-        with SqlStore(urls[behind], CONFIG, "greedy", flush_every=7,
-                      write_behind=behind) as store:
+        with SqlStore(urls[behind], CONFIG, "greedy", flush_every=7, write_behind=behind) as store:
             simulate(CONFIG, Scheduler(CONFIG), HOUR_MS // 2, on_tick=store.save_tick)
     assert "store-writer" in threads
     assert rows_of(urls[True]) == rows_of(urls[False])
@@ -184,7 +198,7 @@ def test_a_write_behind_that_fails_is_one_clear_error_at_the_next_write(url):
     result = TickResult(1, 1000, [], [])
     store = SqlStore(url, CONFIG, "greedy", flush_every=1)
     store.save_tick(result)
-    store.save_tick(result)   # the same tick again: its row's key is taken
+    store.save_tick(result)  # the same tick again: its row's key is taken
     with pytest.raises(StoreError) as error:
         store.close()
     assert "database write failed" in str(error.value) and "\n" not in str(error.value)
@@ -198,15 +212,26 @@ def test_rows_copied_into_postgresql_read_back_exactly(url):
 
     if not url.startswith("postgresql"):
         pytest.skip("COPY is PostgreSQL's")
-    columns = ("patient_id", "arrived_at", "status", "room_id", "admitted_at",
-               "discharged_at", "referred_at", "referral_reason")
-    rows = [("p\\1\t\"x\"\n\ré", 1 / 3, "waiting", None, None, None, 0.1, ""),
-            ("p-2", 1e-7, "referred", None, None, None, 2.5, "no bed\\n, \"full\"")]
+    columns = (
+        "patient_id",
+        "arrived_at",
+        "status",
+        "room_id",
+        "admitted_at",
+        "discharged_at",
+        "referred_at",
+        "referral_reason",
+    )
+    rows = [
+        ('p\\1\t"x"\n\ré', 1 / 3, "waiting", None, None, None, 0.1, ""),
+        ("p-2", 1e-7, "referred", None, None, None, 2.5, 'no bed\\n, "full"'),
+    ]
     with SqlStore(url, CONFIG, "greedy") as store:
         store.transaction(lambda session: copy_rows(session, "patients", columns, rows))
         with Session(store.engine) as session:
-            back = session.execute(select(*(getattr(Patient, c) for c in columns))
-                                   .order_by(Patient.arrived_at.desc())).all()
+            back = session.execute(
+                select(*(getattr(Patient, c) for c in columns)).order_by(Patient.arrived_at.desc())
+            ).all()
         assert [tuple(row) for row in back] == rows
         with pytest.raises(StoreError, match="database write failed") as failure:
             store.transaction(lambda session: copy_rows(session, "patients", columns, rows[:1]))

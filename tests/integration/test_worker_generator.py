@@ -22,8 +22,9 @@ from scheduler.services.worker import WorkerStats, run_worker
 from scheduler.simulation import arrival_times, completion
 
 if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-    pytest.skip("KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)",
-                allow_module_level=True)
+    pytest.skip(
+        "KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)", allow_module_level=True
+    )
 
 from kafka import TopicPartition  # noqa: E402  (after the skip: only with the broker)
 from kafka.admin import KafkaAdminClient  # noqa: E402
@@ -37,10 +38,14 @@ SPEED = 10
 def config():
     name = f"t-{uuid.uuid4().hex[:12]}"
     config = load(None, {"KAFKA_BOOTSTRAP_SERVERS": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
-    config = config.replace(kafka={"inbound_topic": f"{name}.inbound",
-                                   "decisions_topic": f"{name}.decisions",
-                                   "dispatch_topic_prefix": f"{name}.dispatch.",
-                                   "dead_letter_topic": f"{name}.dead-letter"})
+    config = config.replace(
+        kafka={
+            "inbound_topic": f"{name}.inbound",
+            "decisions_topic": f"{name}.decisions",
+            "dispatch_topic_prefix": f"{name}.dispatch.",
+            "dead_letter_topic": f"{name}.dead-letter",
+        }
+    )
     bus.ensure_topics(config)
     yield config
     with admin_client(config) as admin:
@@ -61,12 +66,12 @@ class admin_client:
         self.admin.close()
 
 
-def read_topic(config: Config, topic: str, count: int, timeout_s: float = 20,
-               settle_s: float = 0.5) -> list:
+def read_topic(
+    config: Config, topic: str, count: int, timeout_s: float = 20, settle_s: float = 0.5
+) -> list:
     """Every message of `topic`: waits for `count`, then `settle_s` more to catch extras."""
     consumer = bus.consumer(config, group_id=None)
-    consumer.assign([TopicPartition(topic, p)
-                     for p in range(bus.topic_partitions(config)[topic])])
+    consumer.assign([TopicPartition(topic, p) for p in range(bus.topic_partitions(config)[topic])])
     messages: list = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -95,9 +100,12 @@ def wait_for_members(config: Config, group: str, members: int, timeout_s: float 
             except Exception:  # noqa: BLE001 - the coordinator may not know the group yet
                 state = {}
             # mid-rebalance a member's assignment is still empty (or undecoded bytes)
-            assigned = [m for m in state.get("members", [])
-                        if isinstance(m.get("member_assignment"), dict)
-                        and m["member_assignment"].get("assigned_partitions")]
+            assigned = [
+                m
+                for m in state.get("members", [])
+                if isinstance(m.get("member_assignment"), dict)
+                and m["member_assignment"].get("assigned_partitions")
+            ]
             if state.get("group_state") == "Stable" and len(assigned) == members:
                 return
             time.sleep(0.2)
@@ -114,9 +122,15 @@ class WorkerThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.stats = run_worker(self.config, "porter", run_id=RUN, clock=self.clock,
-                                    worker_id=self.worker_id, stop=self.stop,
-                                    group_id=self.group)
+            self.stats = run_worker(
+                self.config,
+                "porter",
+                run_id=RUN,
+                clock=self.clock,
+                worker_id=self.worker_id,
+                stop=self.stop,
+                group_id=self.group,
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             self.error = exc
 
@@ -130,10 +144,17 @@ class WorkerThread(threading.Thread):
         return self.stats
 
 
-def task(task_id: str, at_ms: int, staff_id: str, kind: str = "escort_in",
-         room_id: str = "A1", patient_id: str = "patient-1") -> ev.TaskDispatched:
-    return ev.TaskDispatched(f"dispatch-{task_id}", at_ms, at_ms // 1000, task_id, kind,
-                             staff_id, patient_id, room_id)
+def task(
+    task_id: str,
+    at_ms: int,
+    staff_id: str,
+    kind: str = "escort_in",
+    room_id: str = "A1",
+    patient_id: str = "patient-1",
+) -> ev.TaskDispatched:
+    return ev.TaskDispatched(
+        f"dispatch-{task_id}", at_ms, at_ms // 1000, task_id, kind, staff_id, patient_id, room_id
+    )
 
 
 def send_dispatches(config: Config, messages: list[tuple[str, bytes, str]]) -> None:
@@ -141,9 +162,13 @@ def send_dispatches(config: Config, messages: list[tuple[str, bytes, str]]) -> N
     producer = bus.producer(config)
     topic = bus.dispatch_topic(config, "porter")
     for staff_id, value, run in messages:
-        producer.send(topic, key=staff_id.encode(), value=value,
-                      headers=bus.headers(run, "scheduler"),
-                      partition=bus.dispatch_partition(config, staff_id, "porter"))
+        producer.send(
+            topic,
+            key=staff_id.encode(),
+            value=value,
+            headers=bus.headers(run, "scheduler"),
+            partition=bus.dispatch_partition(config, staff_id, "porter"),
+        )
     producer.flush(timeout=15)
     producer.close()
 
@@ -157,8 +182,10 @@ def test_generator_sends_the_arrivals_on_time(config):
     assert expected == [0, 5000, 10_000, 15_000, 20_000, 25_000, 30_000] and sent == 7
     messages = read_topic(config, config.kafka.inbound_topic, 7)
     arrivals = sorted((ev.parse_json(m.value) for m in messages), key=lambda e: e.time_ms)
-    assert arrivals == [ev.PatientArrived(f"arrival-{n}", t, f"patient-{n}")
-                        for n, t in enumerate(expected, start=1)]
+    assert arrivals == [
+        ev.PatientArrived(f"arrival-{n}", t, f"patient-{n}")
+        for n, t in enumerate(expected, start=1)
+    ]
     for message in messages:
         assert bus.header(message, "run") == RUN
         assert bus.header(message, "producer") == "generator"
@@ -169,7 +196,7 @@ def test_generator_sends_the_arrivals_on_time(config):
 
 
 def test_generator_started_late_sends_the_due_arrivals_at_once(config):
-    clock = LiveClock(time.time() - 2, SPEED)   # restarted 20 simulated seconds in
+    clock = LiveClock(time.time() - 2, SPEED)  # restarted 20 simulated seconds in
     sent = run_generator(config, run_id=RUN, clock=clock, duration_ms=30_000, seed=None)
     assert sent == 7
     messages = read_topic(config, config.kafka.inbound_topic, 7)
@@ -185,9 +212,10 @@ def test_generator_stops_when_asked(config):
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()
     started = time.monotonic()
-    sent = run_generator(config, run_id=RUN, clock=clock, duration_ms=3_600_000, seed=None,
-                         stop=stop)
-    assert sent == 1 and time.monotonic() - started < 3   # the arrival at 0 only
+    sent = run_generator(
+        config, run_id=RUN, clock=clock, duration_ms=3_600_000, seed=None, stop=stop
+    )
+    assert sent == 1 and time.monotonic() - started < 3  # the arrival at 0 only
 
 
 def test_worker_completes_tasks_on_time_and_dead_letters_bad_messages(config):
@@ -198,20 +226,23 @@ def test_worker_completes_tasks_on_time_and_dead_letters_bad_messages(config):
     wait_for_members(config, group, 1)
 
     base = clock.now_ms() + 1000
-    t1 = task("t1", base, "porter-1", room_id="A1")                     # done at +2000
-    t2 = task("t2", base + 500, "porter-2", room_id="B3")               # done at +5500
+    t1 = task("t1", base, "porter-1", room_id="A1")  # done at +2000
+    t2 = task("t2", base + 500, "porter-2", room_id="B3")  # done at +5500
     t3 = task("t3", base + 1000, "porter-1", "escort_out", room_id="A2")  # done at +1000
     visit = task("t9", base, "porter-1", "visit")
     other_run = task("t4", base, "porter-1")
-    send_dispatches(config, [
-        ("porter-1", bus.encode(t1), RUN),
-        ("porter-1", bus.encode(visit), RUN),          # not a porter's task: dead letter
-        ("porter-1", bus.encode(t1), RUN),             # delivered twice: done once
-        ("porter-1", bus.encode(other_run), "another-run"),   # ignored
-        ("porter-1", bus.encode(t3), RUN),
-        ("porter-2", b"{not json", RUN),               # dead letter, and the worker goes on
-        ("porter-2", bus.encode(t2), RUN),
-    ])
+    send_dispatches(
+        config,
+        [
+            ("porter-1", bus.encode(t1), RUN),
+            ("porter-1", bus.encode(visit), RUN),  # not a porter's task: dead letter
+            ("porter-1", bus.encode(t1), RUN),  # delivered twice: done once
+            ("porter-1", bus.encode(other_run), "another-run"),  # ignored
+            ("porter-1", bus.encode(t3), RUN),
+            ("porter-2", b"{not json", RUN),  # dead letter, and the worker goes on
+            ("porter-2", bus.encode(t2), RUN),
+        ],
+    )
     messages = read_topic(config, config.kafka.inbound_topic, 3)
     stats = worker.finish()
 
@@ -228,8 +259,9 @@ def test_worker_completes_tasks_on_time_and_dead_letters_bad_messages(config):
         # Sent when the clock reached the completion's time (1 ms of wall time = 10 ms),
         # not before; after, within a generous second of wall time on a busy machine.
         assert event.time_ms - 5 * SPEED <= sim_time_of(message, clock) <= event.time_ms + 10_000
-    assert stats == WorkerStats(tasks_done=3, duplicates=1, dead_lettered=2,
-                                task_ids=["t3", "t1", "t2"])
+    assert stats == WorkerStats(
+        tasks_done=3, duplicates=1, dead_lettered=2, task_ids=["t3", "t1", "t2"]
+    )
 
     dead = [json.loads(m.value) for m in read_topic(config, config.kafka.dead_letter_topic, 2)]
     assert sorted(d["origin"] for d in dead) == ["w1", "w1"]
@@ -242,8 +274,10 @@ def test_worker_completes_tasks_on_time_and_dead_letters_bad_messages(config):
     topic = bus.dispatch_topic(config, "porter")
     with admin_client(config) as admin:
         committed = admin.list_group_offsets({group: None})[group]
-    assert {tp.partition: meta.offset for tp, meta in committed.items()
-            if tp.topic == topic} == {0: 5, 1: 2}
+    assert {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == topic} == {
+        0: 5,
+        1: 2,
+    }
 
 
 def test_two_workers_of_a_role_share_the_tasks(config):
@@ -255,15 +289,19 @@ def test_two_workers_of_a_role_share_the_tasks(config):
     wait_for_members(config, group, 2)
 
     base = clock.now_ms() + 500
-    tasks = [task(f"{staff}-t{n}", base + 300 * n, staff, room_id=room,
-                  patient_id=f"patient-{staff}-{n}")
-             for staff, room in (("porter-1", "A1"), ("porter-2", "B2")) for n in range(3)]
+    tasks = [
+        task(
+            f"{staff}-t{n}", base + 300 * n, staff, room_id=room, patient_id=f"patient-{staff}-{n}"
+        )
+        for staff, room in (("porter-1", "A1"), ("porter-2", "B2"))
+        for n in range(3)
+    ]
     send_dispatches(config, [(t.staff_id, bus.encode(t), RUN) for t in tasks])
     messages = read_topic(config, config.kafka.inbound_topic, len(tasks))
     stats = [worker.finish() for worker in workers]
 
     done = Counter(ev.parse_json(m.value).task_id for m in messages)
-    assert done == Counter(t.task_id for t in tasks)   # each task exactly once
+    assert done == Counter(t.task_id for t in tasks)  # each task exactly once
     producers = {ev.parse_json(m.value).task_id: bus.header(m, "producer") for m in messages}
     assert set(producers.values()) == {"w1", "w2"}
     # One staff member's work stays with one worker: their partition's.
@@ -281,16 +319,17 @@ def test_a_restarted_worker_redoes_the_unfinished_tasks(config):
     wait_for_members(config, group, 1)
 
     base = clock.now_ms() + 500
-    slow = task("slow", base + 15_000, "porter-1", room_id="B3")   # done at +20000
-    quick = task("quick", base, "porter-1", room_id="A1")          # done at +2000
-    send_dispatches(config, [("porter-1", bus.encode(slow), RUN),
-                             ("porter-1", bus.encode(quick), RUN)])
+    slow = task("slow", base + 15_000, "porter-1", room_id="B3")  # done at +20000
+    quick = task("quick", base, "porter-1", room_id="A1")  # done at +2000
+    send_dispatches(
+        config, [("porter-1", bus.encode(slow), RUN), ("porter-1", bus.encode(quick), RUN)]
+    )
     read_topic(config, config.kafka.inbound_topic, 1, settle_s=0)
-    assert first.finish().task_ids == ["quick"]    # stopped before `slow` was due
+    assert first.finish().task_ids == ["quick"]  # stopped before `slow` was due
     with admin_client(config) as admin:
         committed = admin.list_group_offsets({group: None})[group]
     topic = bus.dispatch_topic(config, "porter")
-    assert committed[TopicPartition(topic, 0)].offset == 0   # not past the unfinished `slow`
+    assert committed[TopicPartition(topic, 0)].offset == 0  # not past the unfinished `slow`
 
     # The new worker reads from offset 0 again: `slow` is done, on time, and `quick` is done
     # again (at least once: the scheduler drops the second `done-quick`).
@@ -313,18 +352,22 @@ def test_a_worker_that_loses_a_partition_leaves_its_pending_tasks_to_the_new_own
     first.start()
     wait_for_members(config, group, 1)
     base = clock.now_ms() + 500
-    tasks = [task("p1", base + 40_000, "porter-1", room_id="A1"),
-             task("p2", base + 40_000, "porter-2", room_id="B2", patient_id="patient-2")]
+    tasks = [
+        task("p1", base + 40_000, "porter-1", room_id="A1"),
+        task("p2", base + 40_000, "porter-2", room_id="B2", patient_id="patient-2"),
+    ]
     send_dispatches(config, [(t.staff_id, bus.encode(t), RUN) for t in tasks])
-    time.sleep(1)                      # read by the first worker, due in ~4 s
+    time.sleep(1)  # read by the first worker, due in ~4 s
     second = WorkerThread(config, "w2", group, clock)
     second.start()
     wait_for_members(config, group, 2)
     messages = read_topic(config, config.kafka.inbound_topic, 2, settle_s=1.5)
     first.finish(), second.finish()
     done = Counter((ev.parse_json(m.value).task_id, bus.header(m, "producer")) for m in messages)
-    assert sorted(done) == [("p1", "w1"), ("p2", "w2")] or \
-        sorted(done) == [("p1", "w2"), ("p2", "w1")], done
+    assert sorted(done) == [("p1", "w1"), ("p2", "w2")] or sorted(done) == [
+        ("p1", "w2"),
+        ("p2", "w1"),
+    ], done
     assert set(done.values()) == {1}
     for message in messages:
         assert sim_time_of(message, clock) >= base + 42_000 - 5 * SPEED

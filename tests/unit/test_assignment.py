@@ -20,8 +20,11 @@ def brute_force(cost, allowed):
     def extend(unit, used, pairs):
         nonlocal best
         if unit == units:
-            key = (-len(pairs), sum(cost[u][i] for u, i in pairs),
-                   sum(1 << (u * items + i) for u, i in pairs))
+            key = (
+                -len(pairs),
+                sum(cost[u][i] for u, i in pairs),
+                sum(1 << (u * items + i) for u, i in pairs),
+            )
             if best is None or key < best[0]:
                 best = (key, sorted(pairs))
             return
@@ -34,12 +37,15 @@ def brute_force(cost, allowed):
     return best[1]
 
 
-@pytest.mark.parametrize("small, exact", [
-    (64, 2**50),    # small matrices in Python integers
-    (0, 2**50),     # every matrix through scipy, in as few stages as fit
-    (0, 2**14),     # one or two units a stage
-    (0, 2**8),      # not even one unit fits: exact integers
-])
+@pytest.mark.parametrize(
+    "small, exact",
+    [
+        (64, 2**50),  # small matrices in Python integers
+        (0, 2**50),  # every matrix through scipy, in as few stages as fit
+        (0, 2**14),  # one or two units a stage
+        (0, 2**8),  # not even one unit fits: exact integers
+    ],
+)
 @pytest.mark.parametrize("masked", [False, True])
 def test_the_answer_is_the_brute_force_optimum(monkeypatch, small, exact, masked):
     monkeypatch.setattr(assignment, "SMALL", small)
@@ -47,10 +53,9 @@ def test_the_answer_is_the_brute_force_optimum(monkeypatch, small, exact, masked
     rng = random.Random(f"{small}-{exact}-{masked}")
     for _ in range(300):
         units, items = rng.randint(1, 5), rng.randint(1, 5)
-        spread = rng.choice([2, 3, 10, 1000])   # few distinct costs: many ties
+        spread = rng.choice([2, 3, 10, 1000])  # few distinct costs: many ties
         cost = [[rng.randrange(spread) - 5 for _ in range(items)] for _ in range(units)]
-        allowed = [[not masked or rng.random() < 0.6 for _ in range(items)]
-                   for _ in range(units)]
+        allowed = [[not masked or rng.random() < 0.6 for _ in range(items)] for _ in range(units)]
         got = assignment.assign(cost, True, allowed if masked else None)
         assert got == brute_force(cost, allowed), (cost, allowed)
 

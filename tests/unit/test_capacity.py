@@ -39,10 +39,13 @@ def test_layout_model_takes_the_cheapest_case():
 
 def tiny(**changes):
     """One room A1 (2 s from the entrance), one of each role, layout travel."""
-    sections = {"hospital": {"floors": ["A"], "rooms_per_floor": 1},
-                "staff": {"porters": 1, "nurses": 1, "doctors": 0, "cleaners": 1},
-                "travel": {"model": "layout"}, "arrivals": {"interval_s": 1.0},
-                "durations": {"treatment_s": 10.0, "cleaning_s": 6.0}}
+    sections = {
+        "hospital": {"floors": ["A"], "rooms_per_floor": 1},
+        "staff": {"porters": 1, "nurses": 1, "doctors": 0, "cleaners": 1},
+        "travel": {"model": "layout"},
+        "arrivals": {"interval_s": 1.0},
+        "durations": {"treatment_s": 10.0, "cleaning_s": 6.0},
+    }
     for section, values in changes.items():
         sections[section] = {**sections.get(section, {}), **values}
     return default_config().replace(**sections)
@@ -64,4 +67,3 @@ def test_a_tiny_hospital_by_hand():
     assert bound.max_rate == pytest.approx(0.05)
     assert bound.min_referral_rate == 0.0
     assert bound.staff_rate == pytest.approx(0.1)
-

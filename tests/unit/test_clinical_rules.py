@@ -21,8 +21,8 @@ from rules import (
     longest_wait_first,
     one_room_one_patient,
     refer_only_when_full,
-    sla_breach,
     skills,
+    sla_breach,
     urgency,
 )
 from scheduler import events as ev
@@ -38,25 +38,39 @@ from tests.unit.test_rules import Model
 
 NOW = 10_000
 # Only the rule under test among the soft rules (tie-break on, so answers are unique).
-NO_SOFT = dict(longest_wait_first=0.0, minimise_walking=0.0, free_rooms_fast=0.0, urgency=0.0,
-               sla_breach=0.0)
+NO_SOFT = dict(
+    longest_wait_first=0.0, minimise_walking=0.0, free_rooms_fast=0.0, urgency=0.0, sla_breach=0.0
+)
 
 
 # --- building problems ------------------------------------------------------------------------
 
+
 def task(key, kind, room="A1", patient=None, created=0, acuity=3):
-    return OpenTask(key, kind, ROLE_OF_KIND[kind], room, patient or f"patient-{key}", created,
-                    acuity)
+    return OpenTask(
+        key, kind, ROLE_OF_KIND[kind], room, patient or f"patient-{key}", created, acuity
+    )
 
 
 def arrival_task(arrival: Arrival):
-    return OpenTask(f"arrival:{arrival.patient_id}", "escort_in", "porter", None,
-                    arrival.patient_id, arrival.arrived_ms, arrival.acuity)
+    return OpenTask(
+        f"arrival:{arrival.patient_id}",
+        "escort_in",
+        "porter",
+        None,
+        arrival.patient_id,
+        arrival.arrived_ms,
+        arrival.acuity,
+    )
 
 
 def staff(staff_id, role=None, location=ENTRANCE):
-    role = role or {"porter": "porter", "nurse": "medical", "doctor": "medical",
-                    "cleaner": "cleaner"}[staff_id.rsplit("-", 1)[0]]
+    role = (
+        role
+        or {"porter": "porter", "nurse": "medical", "doctor": "medical", "cleaner": "cleaner"}[
+            staff_id.rsplit("-", 1)[0]
+        ]
+    )
     return FreeStaff(staff_id, role, location)
 
 
@@ -67,8 +81,16 @@ def problem(arrivals=(), free_rooms=(), tasks=(), staff=(), now_ms=NOW, **clinic
     walking = {(t.key, s.staff_id): 0 for t in tasks for s in staff if t.role == s.role}
     if "isolation_rooms" in clinical:
         clinical["isolation_rooms"] = frozenset(clinical["isolation_rooms"])
-    return TickProblem(now_ms, tuple(arrivals), tuple(free_rooms), tasks, staff, walking,
-                       {r: 0 for r in free_rooms}, **clinical)
+    return TickProblem(
+        now_ms,
+        tuple(arrivals),
+        tuple(free_rooms),
+        tasks,
+        staff,
+        walking,
+        {r: 0 for r in free_rooms},
+        **clinical,
+    )
 
 
 def policies(weights: RulesConfig | None = None, greedy: bool = True):
@@ -82,14 +104,16 @@ def all_book(m: Model):
 
 # --- hard: acuity_order -----------------------------------------------------------------------
 
+
 class TestAcuityOrder:
     # p-early (ESI 4) came first, p-urgent (ESI 1) after; one room for the two.
     EARLY = Arrival("p-early", 1_000, acuity=4)
     URGENT = Arrival("p-urgent", 9_000, acuity=1)
 
     def arrivals_problem(self, *arrivals, rooms=("A1",), **clinical):
-        return problem(arrivals, rooms, [arrival_task(a) for a in arrivals],
-                       [staff("porter-1")], **clinical)
+        return problem(
+            arrivals, rooms, [arrival_task(a) for a in arrivals], [staff("porter-1")], **clinical
+        )
 
     def test_the_more_urgent_is_admitted_even_when_the_objective_prefers_the_earlier(self):
         p = self.arrivals_problem(self.EARLY, self.URGENT)
@@ -100,8 +124,9 @@ class TestAcuityOrder:
         assert sol.bookings == {"p-urgent": "A1"}
         assert p.admitted() == (self.URGENT,)
 
-    @pytest.mark.parametrize("weights", [RulesConfig(), RulesConfig(longest_wait_first=1000,
-                                                                    urgency=0.0)])
+    @pytest.mark.parametrize(
+        "weights", [RulesConfig(), RulesConfig(longest_wait_first=1000, urgency=0.0)]
+    )
     def test_every_policy_admits_the_more_urgent(self, weights):
         p = self.arrivals_problem(self.EARLY, self.URGENT)
         for policy in policies(weights):
@@ -144,8 +169,9 @@ class TestAcuityOrder:
         # (ESI 2) needs isolation: p-iso must get A1, so only one plain patient fits A2: the
         # urgent one.
         iso = Arrival("p-iso", 5_000, acuity=2, isolation=True)
-        p = self.arrivals_problem(self.EARLY, self.URGENT, iso, rooms=("A1", "A2"),
-                                  isolation_rooms={"A1"})
+        p = self.arrivals_problem(
+            self.EARLY, self.URGENT, iso, rooms=("A1", "A2"), isolation_rooms={"A1"}
+        )
         assert {a.patient_id for a in p.admitted()} == {"p-urgent", "p-iso"}
         for policy in policies():
             assert policy.solve(p).bookings == {"p-urgent": "A2", "p-iso": "A1"}, policy.name
@@ -153,13 +179,17 @@ class TestAcuityOrder:
 
 # --- hard: skills -----------------------------------------------------------------------------
 
+
 class TestSkills:
     URGENT = task("u", "visit", "A1", created=5_000, acuity=2)
     ROUTINE = task("r", "visit", "A2", created=0, acuity=4)
 
     def test_a_visit_to_an_esi_1_2_patient_goes_to_the_doctor(self):
-        p = problem(tasks=[self.URGENT, self.ROUTINE],
-                    staff=[staff("nurse-1"), staff("doctor-1")], skills=True)
+        p = problem(
+            tasks=[self.URGENT, self.ROUTINE],
+            staff=[staff("nurse-1"), staff("doctor-1")],
+            skills=True,
+        )
         m = Model(p).hard()
         assert ("u", "nurse-1") not in m.vars.dispatch
         assert m.solve()[1].dispatches == {"u": "doctor-1", "r": "nurse-1"}
@@ -186,9 +216,9 @@ class TestSkills:
     def test_twin_an_urgent_visit_given_to_a_nurse_is_infeasible(self):
         p = problem(tasks=[self.URGENT], staff=[staff("nurse-1")], skills=True)
         m = Model(p).hard()
-        with pytest.raises(KeyError):          # no variable for the pair at all
+        with pytest.raises(KeyError):  # no variable for the pair at all
             m.fix("dispatch", "u", "nurse-1")
-        m.model.add(sum(m.vars.for_task("u")) == 1)   # the visit done now: by whom?
+        m.model.add(sum(m.vars.for_task("u")) == 1)  # the visit done now: by whom?
         assert m.solve()[0] == cp_model.INFEASIBLE
 
     def test_twin_without_skills_the_nurse_sees_the_urgent_patient(self):
@@ -200,23 +230,31 @@ class TestSkills:
     def test_twin_the_doctor_on_a_routine_visit_while_an_urgent_one_waits_is_infeasible(self):
         # No idle staff while a task they may do waits: the nurse can only take the routine
         # visit, so the doctor must take the urgent one; both dispatched.
-        p = problem(tasks=[self.URGENT, self.ROUTINE],
-                    staff=[staff("nurse-1"), staff("doctor-1")], skills=True)
+        p = problem(
+            tasks=[self.URGENT, self.ROUTINE],
+            staff=[staff("nurse-1"), staff("doctor-1")],
+            skills=True,
+        )
         assert p.dispatches_due("medical") == 2
         m = Model(p).hard().fix("dispatch", "r", "doctor-1")
         assert m.solve()[0] == cp_model.INFEASIBLE
         # without skills the same choice is fine: the nurse takes the urgent visit
-        m = Model(problem(tasks=[self.URGENT, self.ROUTINE],
-                          staff=[staff("nurse-1"), staff("doctor-1")])).hard()
+        m = Model(
+            problem(tasks=[self.URGENT, self.ROUTINE], staff=[staff("nurse-1"), staff("doctor-1")])
+        ).hard()
         assert m.fix("dispatch", "r", "doctor-1").solve()[1].dispatches == {
-            "r": "doctor-1", "u": "nurse-1"}
+            "r": "doctor-1",
+            "u": "nurse-1",
+        }
 
     def test_a_config_with_esi_1_2_patients_and_no_doctor_is_refused(self):
         # Found by this file: it was accepted, and every ESI 1-2 patient then stayed in their
         # room for ever (an hour of the default hospital: 96% referred).
         urgent_mix = {"acuity_mix": [0.1, 0.2, 0.4, 0.2, 0.1]}
-        with pytest.raises(ConfigError, match="staff.doctors: must be at least 1 when "
-                                              "arrivals.acuity_mix has ESI 1-2 patients"):
+        with pytest.raises(
+            ConfigError,
+            match="staff.doctors: must be at least 1 when arrivals.acuity_mix has ESI 1-2 patients",
+        ):
             Config().replace(staff={"doctors": 0}, arrivals=urgent_mix)
         # fine without the skills rule, or without urgent patients, or with a doctor
         Config().replace(staff={"doctors": 0}, arrivals=urgent_mix, rules={"skills": False})
@@ -225,8 +263,9 @@ class TestSkills:
 
     def test_two_urgent_visits_one_doctor_one_nurse_one_dispatched(self):
         urgent_2 = task("u2", "visit", "A3", created=1_000, acuity=1)
-        p = problem(tasks=[self.URGENT, urgent_2], staff=[staff("nurse-1"), staff("doctor-1")],
-                    skills=True)
+        p = problem(
+            tasks=[self.URGENT, urgent_2], staff=[staff("nurse-1"), staff("doctor-1")], skills=True
+        )
         assert p.dispatches_due("medical") == 1
         for policy in policies():
             solution = policy.solve(p)
@@ -236,6 +275,7 @@ class TestSkills:
 
 
 # --- hard: isolation --------------------------------------------------------------------------
+
 
 class TestIsolation:
     ISO = Arrival("p-iso", 0, acuity=3, isolation=True)
@@ -267,8 +307,7 @@ class TestIsolation:
             assert policy.solve(p).bookings == {"p-iso": "B1", "p-plain": "A1"}, policy.name
 
     def test_isolation_rooms_kept_for_isolation_patients_when_reserved(self):
-        kept = problem([self.PLAIN], ("B1",), isolation_rooms={"B1"},
-                       reserve_isolation_rooms=True)
+        kept = problem([self.PLAIN], ("B1",), isolation_rooms={"B1"}, reserve_isolation_rooms=True)
         assert not kept.may_book(self.PLAIN, "B1")
         assert Model(kept).hard().vars.book == {}
         for policy in policies():
@@ -286,13 +325,17 @@ class TestIsolation:
 
 # --- soft: urgency ----------------------------------------------------------------------------
 
+
 class TestUrgency:
     # One porter; an ESI 4 patient waiting 10 s, an ESI 1 patient waiting 5 s.
     def tasks_problem(self, old_acuity=4, new_acuity=1):
-        return problem(tasks=[task("old", "escort_out", "A1", created=0, acuity=old_acuity),
-                              task("new", "escort_out", "A2", created=5_000,
-                                   acuity=new_acuity)],
-                       staff=[staff("porter-1")])
+        return problem(
+            tasks=[
+                task("old", "escort_out", "A1", created=0, acuity=old_acuity),
+                task("new", "escort_out", "A2", created=5_000, acuity=new_acuity),
+            ],
+            staff=[staff("porter-1")],
+        )
 
     def chosen(self, p, urgency_weight, wait_weight=1.0):
         m = Model(p).hard().rule(longest_wait_first, wait_weight).rule(urgency, urgency_weight)
@@ -327,6 +370,7 @@ class TestUrgency:
 
 # --- soft: sla_breach -------------------------------------------------------------------------
 
+
 class TestSlaBreach:
     # One cleaner; a routine clean waiting 8 s of its 30 s target, a terminal clean waiting
     # 5 s of its 6 s target: the terminal clean is nearer its deadline.
@@ -334,9 +378,14 @@ class TestSlaBreach:
 
     def cleans_problem(self, targets=None):
         targets = self.TARGETS if targets is None else targets
-        return problem(tasks=[task("plain", "clean", "A1", created=2_000),
-                              task("terminal", "clean_terminal", "A2", created=5_000)],
-                       staff=[staff("cleaner-1")], sla_ms=targets)
+        return problem(
+            tasks=[
+                task("plain", "clean", "A1", created=2_000),
+                task("terminal", "clean_terminal", "A2", created=5_000),
+            ],
+            staff=[staff("cleaner-1")],
+            sla_ms=targets,
+        )
 
     def chosen(self, p, breach_weight):
         m = Model(p).hard().rule(longest_wait_first, 1.0).rule(sla_breach, breach_weight)
@@ -368,9 +417,15 @@ class TestSlaBreach:
         # One doctor; a routine ESI 3 visit waiting 10 s (target 60 s), an ESI 2 visit
         # waiting 4 s of its urgent target of 5 s.
         targets = {("visit", False): 60_000, ("visit", True): 5_000}
-        p = problem(tasks=[task("routine", "visit", created=0),
-                           task("urgent", "visit", "A2", created=6_000, acuity=2)],
-                    staff=[staff("doctor-1")], sla_ms=targets, skills=True)
+        p = problem(
+            tasks=[
+                task("routine", "visit", created=0),
+                task("urgent", "visit", "A2", created=6_000, acuity=2),
+            ],
+            staff=[staff("doctor-1")],
+            sla_ms=targets,
+            skills=True,
+        )
         assert self.chosen(p, 10.0) == {"urgent": "doctor-1"}
         assert self.chosen(p, 0.0) == {"routine": "doctor-1"}
         # The same target for both (as `[sla]` gives when no urgent one is set): the routine
@@ -394,8 +449,13 @@ def roster(*entries, cycle_s=86_400.0):
 class TestRoster:
     def test_a_day_shift(self):
         r = roster("porter-1 08:00-16:00")
-        assert [r.on_duty("porter-1", t) for t in (0, 8 * H - 1, 8 * H, 16 * H - 1, 16 * H)] \
-            == [False, False, True, True, False]
+        assert [r.on_duty("porter-1", t) for t in (0, 8 * H - 1, 8 * H, 16 * H - 1, 16 * H)] == [
+            False,
+            False,
+            True,
+            True,
+            False,
+        ]
 
     def test_staff_without_an_entry_are_always_on_duty(self):
         r = roster("porter-1 08:00-16:00")
@@ -411,17 +471,25 @@ class TestRoster:
 
     def test_a_shift_across_midnight(self):
         r = roster("cleaner-1 22:00-06:00")
-        assert [r.on_duty("cleaner-1", t) for t in
-                (21 * H + 59 * M, 22 * H, 23 * H + 59 * M, 0, 5 * H + 59 * M, 6 * H, 12 * H)] \
-            == [False, True, True, True, True, False, False]
+        assert [
+            r.on_duty("cleaner-1", t)
+            for t in (21 * H + 59 * M, 22 * H, 23 * H + 59 * M, 0, 5 * H + 59 * M, 6 * H, 12 * H)
+        ] == [False, True, True, True, True, False, False]
 
     def test_breaks(self):
         r = roster("doctor-1 08:00-16:00 break 12:00-12:30 break 14:00-14:15")
-        assert [r.on_duty("doctor-1", t) for t in
-                (12 * H - 1, 12 * H, 12 * H + 29 * M, 12 * H + 30 * M, 14 * H + 10 * M,
-                 14 * H + 15 * M)] == [True, False, False, True, False, True]
-        assert r.shifts["doctor-1"].breaks == ((12 * H, 12 * H + 30 * M),
-                                               (14 * H, 14 * H + 15 * M))
+        assert [
+            r.on_duty("doctor-1", t)
+            for t in (
+                12 * H - 1,
+                12 * H,
+                12 * H + 29 * M,
+                12 * H + 30 * M,
+                14 * H + 10 * M,
+                14 * H + 15 * M,
+            )
+        ] == [True, False, False, True, False, True]
+        assert r.shifts["doctor-1"].breaks == ((12 * H, 12 * H + 30 * M), (14 * H, 14 * H + 15 * M))
 
     def test_a_break_across_midnight_of_a_night_shift(self):
         r = roster("porter-2 20:00-04:00 break 23:45-00:15")
@@ -432,21 +500,31 @@ class TestRoster:
 
     def test_a_short_cycle(self):
         r = roster("porter-1 00:00:00-00:00:10", cycle_s=30)
-        assert [r.on_duty("porter-1", s * 1000) for s in (0, 9, 10, 29, 30, 39, 40)] \
-            == [True, True, False, False, True, True, False]
+        assert [r.on_duty("porter-1", s * 1000) for s in (0, 9, 10, 29, 30, 39, 40)] == [
+            True,
+            True,
+            False,
+            False,
+            True,
+            True,
+            False,
+        ]
 
-    @pytest.mark.parametrize("entry, words", [
-        ("porter-1", ["expected 'STAFF-ID FROM-TO"]),
-        ("porter-1 08:00", ["expected FROM-TO"]),
-        ("porter-1 8-16", ["'8'", "not a time of day"]),
-        ("porter-1 08:00-25:00", ["'25:00'", "not a time of day"]),
-        ("porter-1 08:60-16:00", ["'08:60'"]),
-        ("porter-1 08:00:61-16:00", ["'08:00:61'"]),
-        ("porter-9 08:00-16:00", ["no staff member porter-9"]),
-        ("porter-1 08:00-16:00 lunch 12:00-13:00", ["expected 'break FROM-TO'", "'lunch'"]),
-        ("porter-1 08:00-16:00 break", ["expected 'STAFF-ID FROM-TO"]),
-        ("porter-1 08:00-16:00 break 12-13", ["'12'"]),
-    ])
+    @pytest.mark.parametrize(
+        "entry, words",
+        [
+            ("porter-1", ["expected 'STAFF-ID FROM-TO"]),
+            ("porter-1 08:00", ["expected FROM-TO"]),
+            ("porter-1 8-16", ["'8'", "not a time of day"]),
+            ("porter-1 08:00-25:00", ["'25:00'", "not a time of day"]),
+            ("porter-1 08:60-16:00", ["'08:60'"]),
+            ("porter-1 08:00:61-16:00", ["'08:00:61'"]),
+            ("porter-9 08:00-16:00", ["no staff member porter-9"]),
+            ("porter-1 08:00-16:00 lunch 12:00-13:00", ["expected 'break FROM-TO'", "'lunch'"]),
+            ("porter-1 08:00-16:00 break", ["expected 'STAFF-ID FROM-TO"]),
+            ("porter-1 08:00-16:00 break 12-13", ["'12'"]),
+        ],
+    )
     def test_a_bad_entry_is_named(self, entry, words):
         with pytest.raises(RosterError) as info:
             roster("nurse-1 08:00-16:00", entry)
@@ -464,12 +542,16 @@ class TestRoster:
             roster("porter-1 00:00-02:00", cycle_s=3600)
 
     def test_the_config_names_the_key_and_the_entry(self):
-        with pytest.raises(ConfigError, match=r"shifts.roster: 'porter-3 08:00-16:00': no "
-                                              r"staff member porter-3"):
+        with pytest.raises(
+            ConfigError,
+            match=r"shifts.roster: 'porter-3 08:00-16:00': no "
+            r"staff member porter-3",
+        ):
             Config().replace(shifts={"roster": ["porter-3 08:00-16:00"]})
 
 
 # --- through the Scheduler: duty, terminal cleans, escalations ----------------------------------
+
 
 @pytest.fixture(params=["cpsat", "greedy"])
 def policy(request):
@@ -477,10 +559,11 @@ def policy(request):
 
 
 def small(policy, rooms=2, porters=1, nurses=1, doctors=0, cleaners=1, **sections):
-    config = Config().replace(hospital={"floors": ["A"], "rooms_per_floor": rooms},
-                              staff={"porters": porters, "nurses": nurses, "doctors": doctors,
-                                     "cleaners": cleaners},
-                              scheduler={"policy": policy})
+    config = Config().replace(
+        hospital={"floors": ["A"], "rooms_per_floor": rooms},
+        staff={"porters": porters, "nurses": nurses, "doctors": doctors, "cleaners": cleaners},
+        scheduler={"policy": policy},
+    )
     return config.replace(**sections) if sections else config
 
 
@@ -506,8 +589,11 @@ class Driver:
         return [d for ds in self.decided.values() for d in ds if isinstance(d, cls)]
 
     def dispatched(self, kind: str, about: str) -> ev.TaskDispatched:
-        (found,) = [d for d in self.all(ev.TaskDispatched) if d.kind == kind
-                    and about in (d.patient_id, d.room_id)]
+        (found,) = [
+            d
+            for d in self.all(ev.TaskDispatched)
+            if d.kind == kind and about in (d.patient_id, d.room_id)
+        ]
         return found
 
     def done(self, task: ev.TaskDispatched) -> ev.Event:
@@ -523,35 +609,46 @@ class Driver:
             due = max(tick + 1, -(-pending[0].time_ms // 1000))
             self.ticks(tick + 1, due - 1)
             batch = [e for e in pending if e.time_ms <= due * 1000]
-            pending = pending[len(batch):]
+            pending = pending[len(batch) :]
             self.tick(due, *batch)
             tick = due
         return tick
 
 
 def arrived(patient, tick, acuity=3, isolation=False):
-    return ev.PatientArrived(f"arrival-{patient}", tick * 1000, patient, acuity=acuity,
-                             isolation=isolation)
+    return ev.PatientArrived(
+        f"arrival-{patient}", tick * 1000, patient, acuity=acuity, isolation=isolation
+    )
 
 
 def kinds(decisions):
-    return [(d.TYPE, getattr(d, "staff_id", None) or getattr(d, "patient_id", None)
-             or getattr(d, "room_id", None)) for d in decisions]
+    return [
+        (
+            d.TYPE,
+            getattr(d, "staff_id", None)
+            or getattr(d, "patient_id", None)
+            or getattr(d, "room_id", None),
+        )
+        for d in decisions
+    ]
 
 
 class TestDuty:
     def test_off_and_on_duty_at_the_first_tick_of_the_change_and_no_task_off_duty(self, policy):
         # porter-1, the only porter, works the first 10 s of every 30.
-        driver = Driver(small(policy, shifts={"roster": ["porter-1 00:00:00-00:00:10"],
-                                              "cycle_s": 30.0}))
+        driver = Driver(
+            small(policy, shifts={"roster": ["porter-1 00:00:00-00:00:10"], "cycle_s": 30.0})
+        )
         assert driver.tick(0) == []
-        decisions = driver.tick(8, arrived("patient-1", 8))     # A1: 2 s escort
+        decisions = driver.tick(8, arrived("patient-1", 8))  # A1: 2 s escort
         assert ("task.dispatched", "porter-1") in kinds(decisions)
         escort = driver.dispatched("escort_in", "patient-1")
         assert driver.tick(9) == []
         # off duty at 10 s: announced at tick 10 (no task changes hands)
         assert kinds(driver.tick(10, driver.done(escort))) == [
-            ("staff.off_duty", "porter-1"), ("task.dispatched", "nurse-1")]
+            ("staff.off_duty", "porter-1"),
+            ("task.dispatched", "nurse-1"),
+        ]
         assert driver.decided[10][0].time_ms == 10_000
         # patient-2 arrives while porter-1 is off duty: admitted, the escort waits
         decisions = driver.tick(12, arrived("patient-2", 12))
@@ -561,8 +658,11 @@ class TestDuty:
         assert driver.scheduler.hospital.staff["porter-1"].task_id is None
         driver.ticks(13, 29)
         assert not driver.all(ev.StaffOnDuty)
-        assert not [d for d in driver.all(ev.TaskDispatched) if d.staff_id == "porter-1"
-                    and 10 <= d.tick < 30]
+        assert not [
+            d
+            for d in driver.all(ev.TaskDispatched)
+            if d.staff_id == "porter-1" and 10 <= d.tick < 30
+        ]
         # back at 30 s: on duty first, then the waiting escort
         decisions = driver.tick(30)
         assert kinds(decisions)[0] == ("staff.on_duty", "porter-1")
@@ -572,17 +672,19 @@ class TestDuty:
         assert [d.tick for d in driver.all(ev.StaffOffDuty)] == [10, 40]
 
     def test_a_busy_member_going_off_duty_finishes_the_task(self, policy):
-        driver = Driver(small(policy, shifts={"roster": ["porter-1 00:00:00-00:00:10"],
-                                              "cycle_s": 60.0}))
-        driver.tick(9, arrived("patient-1", 9))   # A1: escort done at 11 s
+        driver = Driver(
+            small(policy, shifts={"roster": ["porter-1 00:00:00-00:00:10"], "cycle_s": 60.0})
+        )
+        driver.tick(9, arrived("patient-1", 9))  # A1: escort done at 11 s
         escort = driver.dispatched("escort_in", "patient-1")
         assert kinds(driver.tick(10)) == [("staff.off_duty", "porter-1")]
-        decisions = driver.tick(11, driver.done(escort))   # accepted: the task is finished
+        decisions = driver.tick(11, driver.done(escort))  # accepted: the task is finished
         assert [d.kind for d in decisions if isinstance(d, ev.TaskDispatched)] == ["visit"]
 
     def test_a_change_between_ticks_is_announced_at_the_next_tick(self, policy):
-        driver = Driver(small(policy, shifts={"roster": ["porter-1 00:00:00-00:00:10"],
-                                              "cycle_s": 60.0}))
+        driver = Driver(
+            small(policy, shifts={"roster": ["porter-1 00:00:00-00:00:10"], "cycle_s": 60.0})
+        )
         driver.tick(0)
         assert kinds(driver.tick(14)) == [("staff.off_duty", "porter-1")]
 
@@ -592,23 +694,32 @@ class TestDuty:
         assert kinds(decisions)[0] == ("staff.off_duty", "porter-2")
         assert driver.dispatched("escort_in", "patient-1").staff_id == "porter-1"
         driver.tick(1, arrived("patient-2", 1))
-        assert ("task.queued", "patient-2") in kinds(driver.decided[1])   # porter-2 is off
+        assert ("task.queued", "patient-2") in kinds(driver.decided[1])  # porter-2 is off
         driver.ticks(2, 5)
         assert not driver.all(ev.StaffOnDuty)
         assert [d.tick for d in driver.all(ev.StaffOffDuty)] == [0]
 
     def test_a_break(self, policy):
-        driver = Driver(small(policy, nurses=2, shifts={
-            "roster": ["nurse-1 00:00:00-00:01:00 break 00:00:05-00:00:20"], "cycle_s": 60.0}))
+        driver = Driver(
+            small(
+                policy,
+                nurses=2,
+                shifts={
+                    "roster": ["nurse-1 00:00:00-00:01:00 break 00:00:05-00:00:20"],
+                    "cycle_s": 60.0,
+                },
+            )
+        )
         driver.ticks(0, 25)
-        assert [(d.TYPE, d.tick) for d in driver.all()] == [("staff.off_duty", 5),
-                                                            ("staff.on_duty", 20)]
+        assert [(d.TYPE, d.tick) for d in driver.all()] == [
+            ("staff.off_duty", 5),
+            ("staff.on_duty", 20),
+        ]
 
 
 class TestTerminalClean:
     def test_a_room_that_held_an_isolation_patient_gets_a_terminal_clean(self, policy):
-        driver = Driver(small(policy, porters=2, cleaners=2,
-                              hospital={"isolation_rooms": ["A2"]}))
+        driver = Driver(small(policy, porters=2, cleaners=2, hospital={"isolation_rooms": ["A2"]}))
         driver.tick(0, arrived("patient-1", 0, isolation=True), arrived("patient-2", 0))
         admitted = {d.patient_id: d.room_id for d in driver.all(ev.PatientAdmitted)}
         assert admitted == {"patient-1": "A2", "patient-2": "A1"}
@@ -638,8 +749,9 @@ class TestTerminalClean:
         assert not [d for d in driver.all(ev.TaskDispatched) if d.kind == "clean_terminal"]
 
     def test_a_terminal_clean_is_logged_and_read_back(self):
-        decision = ev.TaskDispatched("d", 1000, 1, "task-9", "clean_terminal", "cleaner-1",
-                                     "patient-1", "A2")
+        decision = ev.TaskDispatched(
+            "d", 1000, 1, "task-9", "clean_terminal", "cleaner-1", "patient-1", "A2"
+        )
         assert ev.parse_json(decision.to_json(), ev.DECISIONS) == decision
 
 
@@ -675,13 +787,21 @@ class TestEscalation:
         assert self.run(policy, visit_s=60.0).all(ev.TaskEscalated) == []
 
     def test_the_urgent_target_for_esi_1_2_patients(self, policy):
-        driver = Driver(small(policy, rooms=3, porters=1, doctors=1, nurses=0,
-                              sla={"escort_in_s": 100.0, "escort_in_urgent_s": 1.5}))
+        driver = Driver(
+            small(
+                policy,
+                rooms=3,
+                porters=1,
+                doctors=1,
+                nurses=0,
+                sla={"escort_in_s": 100.0, "escort_in_urgent_s": 1.5},
+            )
+        )
         driver.tick(0, arrived("patient-1", 0), arrived("patient-2", 0, acuity=2))
         # one porter: the ESI 2 patient's escort goes first; the other waits
         assert driver.dispatched("escort_in", "patient-2").tick == 0
         driver.ticks(1, 3)
-        assert driver.all(ev.TaskEscalated) == []   # the routine one is within 100 s
+        assert driver.all(ev.TaskEscalated) == []  # the routine one is within 100 s
         # an ESI 1 arrival waits for the porter too: past 1.5 s at 4 + 2 = tick 6
         driver.tick(4, arrived("patient-4", 4, acuity=1))
         assert driver.all(ev.TaskEscalated) == []

@@ -26,13 +26,16 @@ def test_other_hospital_variables_are_not_config_keys():
     assert load_env(HOSPITAL_CONFIG="x.toml").staff.porters == 2
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("HOSPITAL_SCHEDULER_TICK_S", "0.0001", "tick_s: must be at least 0.001"),
-    ("HOSPITAL_STAFF_PORTERS", "0", "porters: must be at least 1"),
-    ("HOSPITAL_STAFF_CLEANERS", "0", "cleaners: must be at least 1"),
-    ("HOSPITAL_RULES_MINIMISE_WALKING", "1001", "at most 1000"),
-    ("HOSPITAL_RULES_LONGEST_WAIT_FIRST", "-1", "must not be negative"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("HOSPITAL_SCHEDULER_TICK_S", "0.0001", "tick_s: must be at least 0.001"),
+        ("HOSPITAL_STAFF_PORTERS", "0", "porters: must be at least 1"),
+        ("HOSPITAL_STAFF_CLEANERS", "0", "cleaners: must be at least 1"),
+        ("HOSPITAL_RULES_MINIMISE_WALKING", "1001", "at most 1000"),
+        ("HOSPITAL_RULES_LONGEST_WAIT_FIRST", "-1", "must not be negative"),
+    ],
+)
 def test_values_out_of_range(key, value, message):
     with pytest.raises(ConfigError, match=message):
         load_env(**{key: value})
@@ -55,16 +58,19 @@ def test_unreadable_config_files(tmp_path):
         config_module.load(tmp_path / "missing.toml", {})
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("HOSPITAL_HOSPITAL_ROOMS_PER_FLOOR", "100000000", "at most 100000 rooms"),
-    ("HOSPITAL_STAFF_PORTERS", "100000001", "porters: must be at most 100000"),
-    ("HOSPITAL_ARRIVALS_SEED", str(2**63), "seed: must fit in 64 bits"),
-    ("HOSPITAL_DURATIONS_TREATMENT_S", "1e20", "treatment_s: must be at most 1000000000"),
-    ("HOSPITAL_SHIFTS_CYCLE_S", "1e300", "cycle_s: must be at most"),
-    ("HOSPITAL_SCHEDULER_TICK_S", "1e12", "tick_s: must be at most"),
-    ("HOSPITAL_KAFKA_PARTITIONS", "1000000", "partitions: must be from 1 to"),
-    ("HOSPITAL_ARRIVALS_ACUITY_MIX", "1e308,1e308,1,1,1", "acuity_mix"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("HOSPITAL_HOSPITAL_ROOMS_PER_FLOOR", "100000000", "at most 100000 rooms"),
+        ("HOSPITAL_STAFF_PORTERS", "100000001", "porters: must be at most 100000"),
+        ("HOSPITAL_ARRIVALS_SEED", str(2**63), "seed: must fit in 64 bits"),
+        ("HOSPITAL_DURATIONS_TREATMENT_S", "1e20", "treatment_s: must be at most 1000000000"),
+        ("HOSPITAL_SHIFTS_CYCLE_S", "1e300", "cycle_s: must be at most"),
+        ("HOSPITAL_SCHEDULER_TICK_S", "1e12", "tick_s: must be at most"),
+        ("HOSPITAL_KAFKA_PARTITIONS", "1000000", "partitions: must be from 1 to"),
+        ("HOSPITAL_ARRIVALS_ACUITY_MIX", "1e308,1e308,1,1,1", "acuity_mix"),
+    ],
+)
 def test_values_too_large_to_run(key, value, message):
     """Each once hung building the hospital, overflowed a 64-bit integer or a sum of weights."""
     with pytest.raises(ConfigError, match=message):
@@ -72,21 +78,24 @@ def test_values_too_large_to_run(key, value, message):
 
 
 def test_the_largest_seeds_and_hospitals_still_load():
-    assert load_env(HOSPITAL_ARRIVALS_SEED=str(-2**63)).arrivals.seed == -2**63
+    assert load_env(HOSPITAL_ARRIVALS_SEED=str(-(2**63))).arrivals.seed == -(2**63)
     assert load_env(HOSPITAL_HOSPITAL_ROOMS_PER_FLOOR="50000").hospital.rooms_per_floor == 50000
 
 
 LONG = "9" * 10_000
 
 
-@pytest.mark.parametrize("text, key", [
-    (f'[staff]\nporters = "{LONG}"\n', "staff.porters"),
-    (f'[hospital]\nfloors = ["{LONG}"]\n', "hospital.floors"),
-    (f'[hospital]\nisolation_rooms = ["{LONG}"]\n', "hospital.isolation_rooms"),
-    (f'[arrivals]\nacuity_mix = [{", ".join(["1.0"] * 3000)}]\n', "arrivals.acuity_mix"),
-    (f'[shifts]\nroster = ["porter-1 {LONG}"]\n', "shifts.roster"),
-    (f'[shifts]\nroster = ["{LONG} 08:00-09:00"]\n', "shifts.roster"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        (f'[staff]\nporters = "{LONG}"\n', "staff.porters"),
+        (f'[hospital]\nfloors = ["{LONG}"]\n', "hospital.floors"),
+        (f'[hospital]\nisolation_rooms = ["{LONG}"]\n', "hospital.isolation_rooms"),
+        (f"[arrivals]\nacuity_mix = [{', '.join(['1.0'] * 3000)}]\n", "arrivals.acuity_mix"),
+        (f'[shifts]\nroster = ["porter-1 {LONG}"]\n', "shifts.roster"),
+        (f'[shifts]\nroster = ["{LONG} 08:00-09:00"]\n', "shifts.roster"),
+    ],
+)
 def test_a_message_about_a_bad_value_is_one_short_line(tmp_path, text, key):
     config = tmp_path / "c.toml"
     config.write_text(text)

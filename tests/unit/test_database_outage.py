@@ -30,7 +30,7 @@ def live(monkeypatch, ticks_between: int) -> tuple[service.LiveScheduler, list[i
 
     def run() -> None:
         runs.append(1)
-        live.ledger.tick += ticks_between     # what the run committed before failing
+        live.ledger.tick += ticks_between  # what the run committed before failing
         if len(runs) < 20:
             raise StoreError("database write failed: server closed the connection")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler import events as ev
 
@@ -19,8 +20,13 @@ def canonical(event: ev.Event) -> str:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(sorted({**ev.INBOUND, **ev.DECISIONS}.items())), text, ms,
-       st.integers(min_value=-2, max_value=10**9), st.data())
+@given(
+    st.sampled_from(sorted({**ev.INBOUND, **ev.DECISIONS}.items())),
+    text,
+    ms,
+    st.integers(min_value=-2, max_value=10**9),
+    st.data(),
+)
 def test_to_json_is_the_canonical_json(item, event_id, time_ms, tick, data):
     _, cls = item
     values = {"event_id": event_id, "time_ms": time_ms}
@@ -34,8 +40,17 @@ def test_to_json_is_the_canonical_json(item, event_id, time_ms, tick, data):
 
 
 def test_odd_values_fall_back_to_json():
-    for event in (ev.PatientArrived(event_id="a", time_ms=float("inf"), patient_id="p"),
-                  ev.PatientArrived(event_id=3, time_ms=2.5, patient_id=None),
-                  ev.TaskQueued(event_id="x", time_ms=7, tick=True, task_id="t", kind="visit",
-                                patient_id="p", room_id="r")):
+    for event in (
+        ev.PatientArrived(event_id="a", time_ms=float("inf"), patient_id="p"),
+        ev.PatientArrived(event_id=3, time_ms=2.5, patient_id=None),
+        ev.TaskQueued(
+            event_id="x",
+            time_ms=7,
+            tick=True,
+            task_id="t",
+            kind="visit",
+            patient_id="p",
+            room_id="r",
+        ),
+    ):
         assert event.to_json() == canonical(event)

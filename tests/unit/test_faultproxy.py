@@ -51,13 +51,13 @@ def test_latency_delays_each_way(proxy):
     with connect(proxy) as connection:
         started = time.monotonic()
         assert echo(connection) == b"ping"
-        assert time.monotonic() - started >= 0.4   # 0.2 s there, 0.2 s back
+        assert time.monotonic() - started >= 0.4  # 0.2 s there, 0.2 s back
 
 
 def test_cut_closes_open_connections(proxy):
     with connect(proxy) as connection:
         assert echo(connection) == b"ping"
-        assert proxy.cut() == 2          # the client's side and the server's
+        assert proxy.cut() == 2  # the client's side and the server's
         with _closed():
             assert echo(connection) == b""
 
@@ -99,8 +99,10 @@ def test_kafka_proxy_gives_its_own_address_for_the_brokers():
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with KafkaFaultProxy("127.0.0.1", server.server_address[1]) as proxy, \
-                connect(proxy) as connection:
+        with (
+            KafkaFaultProxy("127.0.0.1", server.server_address[1]) as proxy,
+            connect(proxy) as connection,
+        ):
             answer = echo(connection, b"\x00\x00\x00\x01x")
             assert answer.endswith(b"127.0.0.1" + struct.pack(">i", proxy.port)), answer
             assert len(answer) == 4 + struct.unpack(">i", answer[:4])[0]

@@ -15,11 +15,12 @@ CONFIG = load(None, {}).replace(scheduler={"policy": "greedy"})
 
 
 def test_old_duplicates_and_returning_patients_are_still_caught(monkeypatch):
-    monkeypatch.setattr(ev.IdSet, "RECENT", 8)   # fold early and often
+    monkeypatch.setattr(ev.IdSet, "RECENT", 8)  # fold early and often
     scheduler, first = Scheduler(CONFIG), []
-    simulate(CONFIG, scheduler, 600 * 1000,
-             on_tick=lambda r: first.append(r) if len(first) < 5 else None)
-    assert scheduler.seen._bits and scheduler.hospital.finished._bits   # folded
+    simulate(
+        CONFIG, scheduler, 600 * 1000, on_tick=lambda r: first.append(r) if len(first) < 5 else None
+    )
+    assert scheduler.seen._bits and scheduler.hospital.finished._bits  # folded
     early = [e for r in first for e in r.consumed]
     arrival = next(e for e in early if isinstance(e, ev.PatientArrived))
     again = ev.PatientArrived("arrival-again", arrival.time_ms, arrival.patient_id)
@@ -36,7 +37,8 @@ def test_idset_is_a_set():
         rng = random.Random(7)
         for _ in range(5000):
             id_ = rng.choice(["arrival-", "task-", "x", ""]) + rng.choice(
-                [str(rng.randrange(2000)), str(rng.randrange(10**12)), "007", "0", ""])
+                [str(rng.randrange(2000)), str(rng.randrange(10**12)), "007", "0", ""]
+            )
             ids.add(id_)
             reference.add(id_)
         probes = [p + str(n) for p in ("arrival-", "task-", "x", "", "y") for n in range(2100)]

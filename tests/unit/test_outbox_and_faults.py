@@ -39,7 +39,7 @@ def test_a_failed_send_is_reported_once_with_what_was_written_and_does_not_wedge
     with pytest.raises(SendFailed, match="1 of 3") as failed:
         outbox.flush()
     assert failed.value.sent == ["a", "c"]
-    outbox.send("t", None, b"b", tag="b")   # the retry
+    outbox.send("t", None, b"b", tag="b")  # the retry
     assert outbox.flush() == ["b"]
     assert outbox.flush() == []
 

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
 from rules.tie_break import EXACT_PAIRS, pair_count
 from scheduler import events as ev
 from scheduler.config import Config, RulesConfig
 from scheduler.engine import Scheduler
-from scheduler.layout import ROLE_OF_KIND, Layout
 from scheduler.full_model import FullModelPolicy
+from scheduler.layout import ROLE_OF_KIND, Layout
 from scheduler.policies import CpSatPolicy, GreedyPolicy
 from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
 from scheduler.simulation import simulate
@@ -37,23 +38,33 @@ def clinical(draw, floors: list[str], rooms_per_floor: int, staff: dict[str, int
     if mix[0] + mix[1] and not staff["doctors"]:
         mix[0] = mix[1] = 0.0
         mix[2] = mix[2] or 1.0
-    ids = [f"{title}-{n}" for title in ("porter", "nurse", "doctor", "cleaner")
-           for n in range(1, staff[f"{title}s"] + 1)]
+    ids = [
+        f"{title}-{n}"
+        for title in ("porter", "nurse", "doctor", "cleaner")
+        for n in range(1, staff[f"{title}s"] + 1)
+    ]
     roster = []
     for staff_id in draw(st.lists(st.sampled_from(ids), max_size=3, unique=True)):
         start = draw(st.integers(0, 3))
-        roster.append(f"{staff_id} 00:0{start}-00:0{start + draw(st.integers(1, 4))}"
-                      + (" break 00:00:10-00:00:40" if draw(st.booleans()) else ""))
+        roster.append(
+            f"{staff_id} 00:0{start}-00:0{start + draw(st.integers(1, 4))}"
+            + (" break 00:00:10-00:00:40" if draw(st.booleans()) else "")
+        )
     return {
-        "hospital": {"isolation_rooms": isolation_rooms,
-                     "reserve_isolation_rooms": bool(isolation_rooms) and draw(st.booleans())},
-        "arrivals": {"acuity_mix": mix,
-                     "isolation_share": draw(st.sampled_from([0.0, 0.3])) if isolation_rooms
-                     else 0.0},
+        "hospital": {
+            "isolation_rooms": isolation_rooms,
+            "reserve_isolation_rooms": bool(isolation_rooms) and draw(st.booleans()),
+        },
+        "arrivals": {
+            "acuity_mix": mix,
+            "isolation_share": draw(st.sampled_from([0.0, 0.3])) if isolation_rooms else 0.0,
+        },
         "shifts": {"roster": roster, "cycle_s": 480.0},
-        "sla": {"visit_s": draw(st.sampled_from([0.0, 5.0])),
-                "visit_urgent_s": draw(st.sampled_from([0.0, 2.0])),
-                "clean_s": draw(st.sampled_from([0.0, 8.0]))},
+        "sla": {
+            "visit_s": draw(st.sampled_from([0.0, 5.0])),
+            "visit_urgent_s": draw(st.sampled_from([0.0, 2.0])),
+            "clean_s": draw(st.sampled_from([0.0, 8.0])),
+        },
         "scheduler": {"explain": draw(st.booleans())},
     }
 
@@ -63,22 +74,37 @@ def hospitals(draw, with_clinical_rules: bool = False) -> tuple[Config, int]:
     """A random small hospital and a run length in ms (2-10 simulated minutes)."""
     nurses = draw(st.integers(0, 3))
     config = Config().replace(
-        hospital={"floors": list("ABC"[:draw(st.integers(1, 3))]),
-                  "rooms_per_floor": draw(st.integers(1, 3))},
-        staff={"porters": draw(st.integers(1, 3)), "nurses": nurses,
-               "doctors": draw(st.integers(0 if nurses else 1, 3)),
-               "cleaners": draw(st.integers(1, 3))},
-        arrivals={"process": draw(st.sampled_from(["fixed", "poisson"])),
-                  "interval_s": draw(st.floats(0.5, 10.0)),
-                  "seed": draw(st.integers(0, 10_000))},
+        hospital={
+            "floors": list("ABC"[: draw(st.integers(1, 3))]),
+            "rooms_per_floor": draw(st.integers(1, 3)),
+        },
+        staff={
+            "porters": draw(st.integers(1, 3)),
+            "nurses": nurses,
+            "doctors": draw(st.integers(0 if nurses else 1, 3)),
+            "cleaners": draw(st.integers(1, 3)),
+        },
+        arrivals={
+            "process": draw(st.sampled_from(["fixed", "poisson"])),
+            "interval_s": draw(st.floats(0.5, 10.0)),
+            "seed": draw(st.integers(0, 10_000)),
+        },
         travel={"model": draw(st.sampled_from(["seed", "layout"]))},
         scheduler={"policy": draw(st.sampled_from(["cpsat", "greedy"])), "validate": True},
     )
     if with_clinical_rules:
-        rules = draw(clinical(list(config.hospital.floors), config.hospital.rooms_per_floor,
-                              {"porters": config.staff.porters, "nurses": config.staff.nurses,
-                               "doctors": config.staff.doctors,
-                               "cleaners": config.staff.cleaners}))
+        rules = draw(
+            clinical(
+                list(config.hospital.floors),
+                config.hospital.rooms_per_floor,
+                {
+                    "porters": config.staff.porters,
+                    "nurses": config.staff.nurses,
+                    "doctors": config.staff.doctors,
+                    "cleaners": config.staff.cleaners,
+                },
+            )
+        )
         rules["scheduler"]["policy"] = config.scheduler.policy
         config = config.replace(**rules)
     return config, draw(st.integers(2, 10)) * 60_000
@@ -96,7 +122,7 @@ class Fates:
     arrived: set[str] = field(default_factory=set)
     referred: set[str] = field(default_factory=set)
     discharged: set[str] = field(default_factory=set)
-    in_rooms: dict[str, str] = field(default_factory=dict)   # admitted, not yet discharged
+    in_rooms: dict[str, str] = field(default_factory=dict)  # admitted, not yet discharged
 
 
 def fates_from_the_events(results) -> Fates:
@@ -105,10 +131,10 @@ def fates_from_the_events(results) -> Fates:
     discharge of a patient admitted to that room, and nobody both referred and discharged."""
     fates = Fates()
     for result in results:
-        for event in result.consumed:
-            if isinstance(event, ev.PatientArrived):
-                assert event.patient_id not in fates.arrived
-                fates.arrived.add(event.patient_id)
+        for consumed in result.consumed:
+            if isinstance(consumed, ev.PatientArrived):
+                assert consumed.patient_id not in fates.arrived
+                fates.arrived.add(consumed.patient_id)
         for decision in result.decisions:
             patient_id = getattr(decision, "patient_id", None)
             if isinstance(decision, (ev.PatientAdmitted, ev.PatientReferred)):
@@ -130,22 +156,27 @@ def fates_from_the_events(results) -> Fates:
 @given(hospitals())
 def test_every_invariant_holds_and_every_patient_is_accounted_for(hospital):
     config, duration_ms = hospital
-    scheduler, results = run(config, duration_ms)   # the Auditor checks every tick
+    scheduler, results = run(config, duration_ms)  # the Auditor checks every tick
     event(f"{config.scheduler.policy} {config.travel.model}")
     assert scheduler.auditor is not None
     summary = scheduler.auditor.accounted_for()
     fates = fates_from_the_events(results)
     assert fates.arrived
-    assert summary == {"arrived": len(fates.arrived), "referred": len(fates.referred),
-                       "discharged": len(fates.discharged), "in_building": len(fates.in_rooms)}
+    assert summary == {
+        "arrived": len(fates.arrived),
+        "referred": len(fates.referred),
+        "discharged": len(fates.discharged),
+        "in_building": len(fates.in_rooms),
+    }
     rooms = len(config.hospital.floors) * config.hospital.rooms_per_floor
     assert len(set(fates.in_rooms.values())) == len(fates.in_rooms) <= rooms
     assert set(fates.in_rooms) == set(scheduler.hospital.patients)
     # The simulated workers only report what they were given: nothing is rejected.
     assert scheduler.counters["rejected"] == 0 and scheduler.counters["duplicates"] == 0
     # Every dispatched task was dispatched once; every task id is announced once as new.
-    dispatched = Counter(d.task_id for r in results for d in r.decisions
-                         if d.TYPE == "task.dispatched")
+    dispatched = Counter(
+        d.task_id for r in results for d in r.decisions if d.TYPE == "task.dispatched"
+    )
     assert max(dispatched.values(), default=1) == 1
     queued = Counter(d.task_id for r in results for d in r.decisions if d.TYPE == "task.queued")
     assert max(queued.values(), default=1) == 1
@@ -159,12 +190,18 @@ def test_with_clinical_rules_every_invariant_holds_and_replays_are_exact(hospita
     each tick, gives the same bytes."""
     config, duration_ms = hospital
     scheduler, results = run(config, duration_ms)
-    event(f"{config.scheduler.policy}, isolation {bool(config.hospital.isolation_rooms)}, "
-          f"roster {bool(config.shifts.roster)}")
+    event(
+        f"{config.scheduler.policy}, isolation {bool(config.hospital.isolation_rooms)}, "
+        f"roster {bool(config.shifts.roster)}"
+    )
     summary = scheduler.auditor.accounted_for()
     fates = fates_from_the_events(results)
-    assert summary == {"arrived": len(fates.arrived), "referred": len(fates.referred),
-                       "discharged": len(fates.discharged), "in_building": len(fates.in_rooms)}
+    assert summary == {
+        "arrived": len(fates.arrived),
+        "referred": len(fates.referred),
+        "discharged": len(fates.discharged),
+        "in_building": len(fates.in_rooms),
+    }
     assert scheduler.counters["rejected"] == 0
     replay = Scheduler(config)
     for result in results:
@@ -199,10 +236,14 @@ def test_shuffled_delivery_within_a_tick_gives_identical_decisions(hospital, rng
 # --- the cpsat policy on random tick problems -----------------------------------------------
 
 ROOMS = [f"{floor}{n}" for floor in "ABC" for n in range(1, 5)]
-LAYOUTS = {model: Layout(Config().replace(travel={"model": model},
-                                          hospital={"floors": ["A", "B", "C"],
-                                                    "rooms_per_floor": 4}))
-           for model in ("seed", "layout")}
+LAYOUTS = {
+    model: Layout(
+        Config().replace(
+            travel={"model": model}, hospital={"floors": ["A", "B", "C"], "rooms_per_floor": 4}
+        )
+    )
+    for model in ("seed", "layout")
+}
 
 
 @st.composite
@@ -218,45 +259,94 @@ def tick_problems(draw, max_tasks=12, max_staff=6, clinical=False) -> TickProble
     tasks = []
     for n in range(draw(st.integers(0, max_tasks))):
         kind = draw(st.sampled_from(list(ROLE_OF_KIND)))
-        tasks.append(OpenTask(f"task-{n}", kind, ROLE_OF_KIND[kind], draw(st.sampled_from(ROOMS)),
-                              f"patient-{n}", draw(times), draw(acuity)))
+        tasks.append(
+            OpenTask(
+                f"task-{n}",
+                kind,
+                ROLE_OF_KIND[kind],
+                draw(st.sampled_from(ROOMS)),
+                f"patient-{n}",
+                draw(times),
+                draw(acuity),
+            )
+        )
     free_rooms = draw(st.lists(st.sampled_from(ROOMS), max_size=5, unique=True))
-    arrivals = sorted((Arrival(f"new-{n}", draw(st.sampled_from([58_000, 59_500, now])),
-                               draw(acuity), draw(isolation))
-                       for n in range(draw(st.integers(0, 4)))), key=lambda a: a.arrived_ms)
-    tasks += [OpenTask(f"arrival:{a.patient_id}", "escort_in", "porter", None, a.patient_id,
-                       a.arrived_ms, a.acuity) for a in arrivals]
+    arrivals = sorted(
+        (
+            Arrival(
+                f"new-{n}",
+                draw(st.sampled_from([58_000, 59_500, now])),
+                draw(acuity),
+                draw(isolation),
+            )
+            for n in range(draw(st.integers(0, 4)))
+        ),
+        key=lambda a: a.arrived_ms,
+    )
+    tasks += [
+        OpenTask(
+            f"arrival:{a.patient_id}",
+            "escort_in",
+            "porter",
+            None,
+            a.patient_id,
+            a.arrived_ms,
+            a.acuity,
+        )
+        for a in arrivals
+    ]
     places = ["entrance", *ROOMS]
     grades = {"porter": ["porter"], "medical": ["nurse", "doctor"], "cleaner": ["cleaner"]}
-    staff = [FreeStaff(f"{draw(st.sampled_from(grades[role]))}-{role}{n}", role,
-                       draw(st.sampled_from(places)))
-             for role in ("porter", "medical", "cleaner")
-             for n in range(draw(st.integers(0, max_staff)))]
+    staff = [
+        FreeStaff(
+            f"{draw(st.sampled_from(grades[role]))}-{role}{n}", role, draw(st.sampled_from(places))
+        )
+        for role in ("porter", "medical", "cleaner")
+        for n in range(draw(st.integers(0, max_staff)))
+    ]
     clinical_fields = {}
     if clinical:
         clinical_fields = {
             "isolation_rooms": frozenset(draw(st.lists(st.sampled_from(ROOMS), max_size=4))),
             "reserve_isolation_rooms": draw(st.booleans()),
             "skills": draw(st.booleans()),
-            "sla_ms": {(kind, urgent): draw(st.sampled_from([0, 20_000, 50_000]))
-                       for kind in ROLE_OF_KIND for urgent in (False, True)},
+            "sla_ms": {
+                (kind, urgent): draw(st.sampled_from([0, 20_000, 50_000]))
+                for kind in ROLE_OF_KIND
+                for urgent in (False, True)
+            },
         }
     walking = {}
     for t in tasks:
         for s in staff:
             if t.role == s.role:
                 walking[t.key, s.staff_id] = (
-                    layout.walking_ms(s.location, t.kind, t.room_id) if t.room_id else
-                    layout.walk(s.location, "entrance") if layout.model == "layout" else 0)
-    return TickProblem(now, tuple(arrivals), tuple(free_rooms), tuple(tasks), tuple(staff),
-                       walking, {r: layout.from_entrance(r) for r in free_rooms},
-                       **clinical_fields)
+                    layout.walking_ms(s.location, t.kind, t.room_id)
+                    if t.room_id
+                    else layout.walk(s.location, "entrance")
+                    if layout.model == "layout"
+                    else 0
+                )
+    return TickProblem(
+        now,
+        tuple(arrivals),
+        tuple(free_rooms),
+        tuple(tasks),
+        tuple(staff),
+        walking,
+        {r: layout.from_entrance(r) for r in free_rooms},
+        **clinical_fields,
+    )
 
 
 weights_strategy = st.builds(
-    RulesConfig, longest_wait_first=st.sampled_from([0, 1, 3]),
-    minimise_walking=st.sampled_from([0, 1, 2]), free_rooms_fast=st.sampled_from([0, 30]),
-    urgency=st.sampled_from([0, 60]), sla_breach=st.sampled_from([0, 1]))
+    RulesConfig,
+    longest_wait_first=st.sampled_from([0, 1, 3]),
+    minimise_walking=st.sampled_from([0, 1, 2]),
+    free_rooms_fast=st.sampled_from([0, 30]),
+    urgency=st.sampled_from([0, 60]),
+    sla_breach=st.sampled_from([0, 1]),
+)
 
 
 def _obeys_the_hard_rules(problem: TickProblem, solution) -> None:
@@ -277,7 +367,9 @@ def _obeys_the_hard_rules(problem: TickProblem, solution) -> None:
             assert not any(problem.may_book(a, r) for r in free_after)
             for b in problem.arrivals:
                 if b.patient_id in solution.bookings and (b.acuity, b.arrived_ms) > (
-                        a.acuity, a.arrived_ms):
+                    a.acuity,
+                    a.arrived_ms,
+                ):
                     assert not problem.may_book(a, solution.bookings[b.patient_id])
     assert len(set(solution.dispatches.values())) == len(solution.dispatches)
     staff_of = {s.staff_id: s for s in problem.staff}
@@ -298,7 +390,8 @@ def _obeys_the_hard_rules(problem: TickProblem, solution) -> None:
         if staff.staff_id not in busy:
             for task in problem.tasks:
                 if task.key not in solution.dispatches and (
-                        not task.for_arrival or task.patient_id in solution.bookings):
+                    not task.for_arrival or task.patient_id in solution.bookings
+                ):
                     assert not problem.may_do(task, staff)
 
 
@@ -311,14 +404,15 @@ def test_cpsat_reaches_the_full_models_optimum_and_its_tie_break(problem, weight
     event("over 30 pairs" if pairs > EXACT_PAIRS else "up to 30 pairs")
     assert oracle.objective_value(problem, solution, weights) == oracle.optimum(problem, weights)
     assert oracle.is_the_tie_breaks_optimum(problem, solution, weights)
-    if pairs <= EXACT_PAIRS:   # where the full model's 2^k tie-break is exact: the same answer
+    if pairs <= EXACT_PAIRS:  # where the full model's 2^k tie-break is exact: the same answer
         assert solution == FullModelPolicy(weights).solve(problem)
 
 
 @settings(FAST, max_examples=120)
 @given(tick_problems(clinical=True), weights_strategy)
 def test_with_clinical_rules_cpsat_reaches_the_optimum_and_greedy_keeps_the_hard_rules(
-        problem, weights):
+    problem, weights
+):
     _obeys_the_hard_rules(problem, GreedyPolicy().solve(problem))
     solution = CpSatPolicy(weights).solve(problem)
     _obeys_the_hard_rules(problem, solution)
@@ -332,7 +426,8 @@ def test_cpsat_tie_break_on_long_waiting_lists(problem):
     solution = CpSatPolicy().solve(problem)
     event("over 100 pairs" if pair_count(problem) > 100 else "up to 100 pairs")
     assert oracle.objective_value(problem, solution, RulesConfig()) == oracle.optimum(
-        problem, RulesConfig())
+        problem, RulesConfig()
+    )
     assert oracle.is_the_tie_breaks_optimum(problem, solution, RulesConfig())
 
 
@@ -342,13 +437,19 @@ def test_eight_escorts_out_four_porters_one_answer_among_the_24_optima():
     picks one: the last porter the first task, and so on."""
     tasks = tuple(OpenTask(f"t{n}", "escort_out", "porter", "A1", f"p{n}", 0) for n in range(8))
     staff = tuple(FreeStaff(f"porter-{n}", "porter", "entrance") for n in range(1, 5))
-    problem = TickProblem(60_000, (), (), tasks, staff,
-                          {(t.key, s.staff_id): 0 for t in tasks for s in staff}, {})
+    problem = TickProblem(
+        60_000, (), (), tasks, staff, {(t.key, s.staff_id): 0 for t in tasks for s in staff}, {}
+    )
     solution = CpSatPolicy().solve(problem)
-    assert solution.dispatches == {"t0": "porter-4", "t1": "porter-3", "t2": "porter-2",
-                                   "t3": "porter-1"}
+    assert solution.dispatches == {
+        "t0": "porter-4",
+        "t1": "porter-3",
+        "t2": "porter-2",
+        "t3": "porter-1",
+    }
     assert oracle.is_the_tie_breaks_optimum(problem, solution, RulesConfig())
     other = Solution({}, {"t0": "porter-1", "t1": "porter-2", "t2": "porter-3", "t3": "porter-4"})
     assert oracle.objective_value(problem, other, RulesConfig()) == oracle.optimum(
-        problem, RulesConfig())
+        problem, RulesConfig()
+    )
     assert not oracle.is_the_tie_breaks_optimum(problem, other, RulesConfig())

@@ -55,7 +55,8 @@ def test_overload_twin_differs_only_in_the_arrival_interval(name):
     base, twin = scenarios.load(name), scenarios.load(f"{name}-overload")
     assert twin.arrivals.interval_s < base.arrivals.interval_s / 2
     same_interval = dataclasses.replace(
-        twin, arrivals=dataclasses.replace(twin.arrivals, interval_s=base.arrivals.interval_s))
+        twin, arrivals=dataclasses.replace(twin.arrivals, interval_s=base.arrivals.interval_s)
+    )
     assert same_interval == base
 
 

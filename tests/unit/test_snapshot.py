@@ -31,15 +31,23 @@ from scheduler.snapshot import (
 )
 
 GOLDEN = Path(__file__).parents[1] / "golden"
-CONFIGS = ["default", "acuity_mix", "isolation", "shift_change", "sla_pressure",
-           "layout_travel", "default_greedy"]
+CONFIGS = [
+    "default",
+    "acuity_mix",
+    "isolation",
+    "shift_change",
+    "sla_pressure",
+    "layout_travel",
+    "default_greedy",
+]
 DURATION_MS = 15 * 60_000
 
 
 @cache
 def config_of(name: str) -> Config:
-    config = Config() if name == "default" else config_module.load(
-        GOLDEN / name / "config.toml", {})
+    config = (
+        Config() if name == "default" else config_module.load(GOLDEN / name / "config.toml", {})
+    )
     return config.replace(scheduler={"validate": True})
 
 
@@ -58,8 +66,8 @@ class Resumed:
         if self.count in self.at:
             data = dump(self.inner)
             loaded = load(self.config, data)
-            assert dump(loaded) == data   # loaded, it is the state it was
-            assert loaded.auditor == self.inner.auditor   # its counts too, worked out again
+            assert dump(loaded) == data  # loaded, it is the state it was
+            assert loaded.auditor == self.inner.auditor  # its counts too, worked out again
             self.inner = loaded
         self.count += 1
         return result
@@ -69,8 +77,12 @@ def run(config: Config, at: set[int] = frozenset()) -> tuple[list[str], bytes, i
     """The decisions of a run, its end state and how many ticks it had."""
     scheduler = Resumed(config, at)
     made: list[str] = []
-    simulate(config, scheduler, DURATION_MS,  # type: ignore[arg-type]
-             on_tick=lambda result: made.extend(d.to_json() for d in result.decisions))
+    simulate(
+        config,
+        scheduler,
+        DURATION_MS,  # type: ignore[arg-type]
+        on_tick=lambda result: made.extend(d.to_json() for d in result.decisions),
+    )
     return made, dump(scheduler.inner), scheduler.count
 
 
@@ -86,11 +98,12 @@ def test_a_run_resumed_from_snapshots_decides_exactly_as_the_uninterrupted_one(n
     expected, end_state, ticks = uninterrupted(name)
     at = data.draw(st.sets(st.integers(0, ticks - 1), min_size=1, max_size=6), label="at")
     made, state, _ = run(config_of(name), at)
-    assert made == expected            # byte-identical decisions, validator on
+    assert made == expected  # byte-identical decisions, validator on
     assert state == end_state
 
 
 # --- checked on load -------------------------------------------------------------------------
+
 
 @cache
 def valid() -> tuple[Config, dict]:
@@ -104,10 +117,12 @@ def valid() -> tuple[Config, dict]:
 
 def tampered(change):
     """A snapshot made from the valid one by `change`, when the test asks for it."""
+
     def make() -> bytes:
         state = json.loads(json.dumps(valid()[1]))
         change(state)
         return json.dumps(state).encode()
+
     return make
 
 
@@ -137,55 +152,90 @@ BAD = {
     "too large": (lambda: b" " * (MAX_BYTES + 1), "larger than"),
     "another format": (tampered(lambda s: s.update(format=2)), "format 2, not 1"),
     "a string for a number": (
-        tampered(lambda s: s["engine"].update(last_tick="5")), "engine.last_tick"),
-    "a huge number": (
-        tampered(lambda s: s["engine"].update(last_tick=10**30)), "engine.last_tick"),
-    "a number of 5000 digits": (lambda: b'{"format": 1, "n": ' + b"9" * 5000 + b"}",
-                                "not valid JSON"),
+        tampered(lambda s: s["engine"].update(last_tick="5")),
+        "engine.last_tick",
+    ),
+    "a huge number": (tampered(lambda s: s["engine"].update(last_tick=10**30)), "engine.last_tick"),
+    "a number of 5000 digits": (
+        lambda: b'{"format": 1, "n": ' + b"9" * 5000 + b"}",
+        "not valid JSON",
+    ),
     "NaN": (tampered(lambda s: s["hospital"].update(task_count=float("nan"))), "not valid JSON"),
     "a negative time": (
-        tampered(lambda s: s["hospital"]["tasks"][0].update(created_ms=-1)), "created_ms"),
+        tampered(lambda s: s["hospital"]["tasks"][0].update(created_ms=-1)),
+        "created_ms",
+    ),
     "an unknown key": (tampered(lambda s: s.update(code="__import__('os')")), "code: Extra"),
     "an unknown room": (
         tampered(lambda s: s["hospital"]["rooms"].update(Z9=s["hospital"]["rooms"].pop("A1"))),
-        "not this config's rooms"),
+        "not this config's rooms",
+    ),
     "a task in an unknown room": (
-        tampered(lambda s: s["hospital"]["tasks"][0].update(room="Z9")), "unknown room Z9"),
+        tampered(lambda s: s["hospital"]["tasks"][0].update(room="Z9")),
+        "unknown room Z9",
+    ),
     "an unknown place": (
         tampered(lambda s: s["hospital"]["staff"]["porter-1"].update(location="roof")),
-        "unknown location"),
+        "unknown location",
+    ),
     "a stage that is not one": (
-        tampered(lambda s: s["hospital"]["patients"][0].update(stage="flying")), "stage"),
+        tampered(lambda s: s["hospital"]["patients"][0].update(stage="flying")),
+        "stage",
+    ),
     "an acuity out of range": (
-        tampered(lambda s: s["hospital"]["patients"][0].update(acuity=9)), "acuity"),
+        tampered(lambda s: s["hospital"]["patients"][0].update(acuity=9)),
+        "acuity",
+    ),
     "a task id past the counter": (
         tampered(lambda s: s["hospital"]["tasks"][0].update(id="task-999999")),
-        "not a task id up to"),
+        "not a task id up to",
+    ),
     "a task its staff member is not doing": (
         tampered(lambda s: s["hospital"]["staff"][busy(s)[0]].update(task=None)),
-        "is not doing it"),
+        "is not doing it",
+    ),
     "a task being done on the waiting list": (
         tampered(lambda s: s["hospital"]["waiting"].append(busy(s)[1]["id"])),
-        "hospital.waiting"),
+        "hospital.waiting",
+    ),
     "a patient in the building and gone": (
-        tampered(lambda s: s["hospital"]["finished"].update(
-            other=[s["hospital"]["patients"][0]["id"]])), "both in the building and gone"),
+        tampered(
+            lambda s: s["hospital"]["finished"].update(other=[s["hospital"]["patients"][0]["id"]])
+        ),
+        "both in the building and gone",
+    ),
     "a bitmap that is not base64": (
         tampered(lambda s: s["engine"]["seen"]["bits"].update({"arrival-": "%%%"})),
-        "engine.seen: bitmap 'arrival-': not base64"),
+        "engine.seen: bitmap 'arrival-': not base64",
+    ),
     "a bitmap that inflates past the limit": (
-        tampered(lambda s: s["engine"]["seen"]["bits"].update(
-            {"arrival-": bitmap(b"\xff" * (ev.IdSet.MAX_BITMAP_BYTES + 1))})), "larger than"),
+        tampered(
+            lambda s: s["engine"]["seen"]["bits"].update(
+                {"arrival-": bitmap(b"\xff" * (ev.IdSet.MAX_BITMAP_BYTES + 1))}
+            )
+        ),
+        "larger than",
+    ),
     "a sparse bitmap": (
-        tampered(lambda s: s["engine"]["seen"]["bits"].update(
-            {"arrival-": bitmap(b"\x01" + bytes(1 << 20))})), "bytes for 1 ids"),
+        tampered(
+            lambda s: s["engine"]["seen"]["bits"].update(
+                {"arrival-": bitmap(b"\x01" + bytes(1 << 20))}
+            )
+        ),
+        "bytes for 1 ids",
+    ),
     "an id in a bitmap and in the plain list": (
         tampered(lambda s: s["engine"]["seen"]["other"].append("arrival-1")),
-        "both in a bitmap and in 'other'"),
+        "both in a bitmap and in 'other'",
+    ),
     "an auditor room that is unknown": (
-        tampered(lambda s: s["auditor"]["terminal"].append("Z9")), "auditor.terminal"),
+        tampered(lambda s: s["auditor"]["terminal"].append("Z9")),
+        "auditor.terminal",
+    ),
     "no auditor while validating": (
-        tampered(lambda s: s.update(auditor=None)), "auditor: present exactly"),
+        tampered(lambda s: s.update(auditor=None)),
+        "auditor: present exactly",
+    ),
 }
 
 
@@ -212,9 +262,15 @@ def test_a_snapshot_of_another_config_is_told_apart():
 
 # --- what is inside --------------------------------------------------------------------------
 
-SECRETS = {"database": {"url": "postgresql://hospital:s3cr3t-Passw0rd@db.internal:5432/run"},
-           "kafka": {"bootstrap_servers": "broker.internal:9093", "sasl_username": "svc-kafka",
-                     "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}}
+SECRETS = {
+    "database": {"url": "postgresql://hospital:s3cr3t-Passw0rd@db.internal:5432/run"},
+    "kafka": {
+        "bootstrap_servers": "broker.internal:9093",
+        "sasl_username": "svc-kafka",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+    },
+}
 
 
 def keys(value) -> set[str]:
@@ -231,12 +287,20 @@ def test_no_config_value_nor_credential_is_inside():
     scheduler = Scheduler(config)
     simulate(config, scheduler, 120_000)
     text = dump(scheduler).decode()
-    for secret in ("s3cr3t", "Passw0rd", "postgresql", "db.internal", "broker.internal",
-                   "svc-kafka", "SCRAM", "SASL", *config.shifts.roster):
+    for secret in (
+        "s3cr3t",
+        "Passw0rd",
+        "postgresql",
+        "db.internal",
+        "broker.internal",
+        "svc-kafka",
+        "SCRAM",
+        "SASL",
+        *config.shifts.roster,
+    ):
         assert secret not in text
     state = json.loads(text)
-    assert set(state) == {"format", "config", "engine", "policy_counters", "hospital",
-                          "auditor"}
+    assert set(state) == {"format", "config", "engine", "policy_counters", "hospital", "auditor"}
     config_keys = set().union(*map(set, config_module.to_mapping(config).values()))
     assert not keys(state) & config_keys
     assert state["config"] == fingerprint(config)
@@ -260,27 +324,41 @@ def test_a_day_long_run_has_a_small_snapshot():
 
     simulate(config, scheduler, 24 * 3600_000, on_tick=measure)
     assert scheduler.auditor is not None and scheduler.auditor.arrived > 17_000
-    assert sizes[24 * 3600] < 16_000   # measured 4.3 KB; the pickle was 1.2 MB
-    assert sizes[24 * 3600] < sizes[3600] + 2_000   # it hardly grows with the run
+    assert sizes[24 * 3600] < 16_000  # measured 4.3 KB; the pickle was 1.2 MB
+    assert sizes[24 * 3600] < sizes[3600] + 2_000  # it hardly grows with the run
 
 
 # --- IdSet as JSON ---------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None)
-@given(ids=st.lists(st.one_of(
-    st.builds(lambda p, n: p + str(n), st.sampled_from(["arrival-", "task-", "x", ""]),
-              st.one_of(st.integers(0, 3000), st.integers(0, 10**20))),
-    st.text(min_size=1, max_size=12)), max_size=400), recent=st.sampled_from([4, 64, 1 << 16]))
+@given(
+    ids=st.lists(
+        st.one_of(
+            st.builds(
+                lambda p, n: p + str(n),
+                st.sampled_from(["arrival-", "task-", "x", ""]),
+                st.one_of(st.integers(0, 3000), st.integers(0, 10**20)),
+            ),
+            st.text(min_size=1, max_size=12),
+        ),
+        max_size=400,
+    ),
+    recent=st.sampled_from([4, 64, 1 << 16]),
+)
 def test_an_idset_through_json_is_the_same_set(ids, recent):
     saved, ev.IdSet.RECENT = ev.IdSet.RECENT, recent
     try:
         original = ev.IdSet(ids)
         before = set(original)
         data = json.loads(json.dumps(original.to_json()))
-        assert set(original) == before      # folding for the JSON changed nothing
+        assert set(original) == before  # folding for the JSON changed nothing
         copy = ev.IdSet.from_json(data)
-        probes = set(ids) | {p + str(n) for p in ("arrival-", "task-", "x", "")
-                             for n in range(0, 3100, 7)} | {"task-007", "x00"}
+        probes = (
+            set(ids)
+            | {p + str(n) for p in ("arrival-", "task-", "x", "") for n in range(0, 3100, 7)}
+            | {"task-007", "x00"}
+        )
         assert all((p in copy) == (p in before) for p in probes)
         assert len(copy) == len(before) and set(copy) == before
         copy.add("task-5000")
@@ -306,7 +384,7 @@ def test_the_same_ids_give_the_same_json_whatever_was_folded_when():
     """A snapshot loaded and run on folds its ids at other times than the run that never
     stopped; its bitmaps may have other room to spare, but not other text."""
     step_by_step = ev.IdSet(["task-20"])
-    step_by_step.to_json()   # folds task-20 alone
+    step_by_step.to_json()  # folds task-20 alone
     step_by_step.add("task-8")
     at_once = ev.IdSet(["task-8", "task-20"])
     assert step_by_step.to_json() == at_once.to_json()

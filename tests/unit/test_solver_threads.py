@@ -19,7 +19,7 @@ def test_other_threads_run_while_the_solver_works():
     model.minimize(sum(rng.randint(0, 1000) * x[i][j] for i in range(size) for j in range(size)))
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
-    solver.parameters.max_time_in_seconds = 0.5   # long enough to matter; not the scheduler's path
+    solver.parameters.max_time_in_seconds = 0.5  # long enough to matter; not the scheduler's path
 
     beats = 0
     done = threading.Event()

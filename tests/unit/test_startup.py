@@ -22,6 +22,10 @@ print(sorted(m for m in ("numpy", "scipy") if m in sys.modules))
 
 @pytest.mark.parametrize("policy", ["greedy", "cpsat"])
 def test_a_run_of_the_default_hospital_imports_neither_numpy_nor_scipy(policy):
-    done = subprocess.run([sys.executable, "-c", RUN.format(policy=policy)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN.format(policy=policy)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.strip() == "[]"

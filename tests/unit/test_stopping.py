@@ -26,10 +26,11 @@ def test_a_stop_ends_the_simulation_after_the_tick_under_way():
     def on_tick(result):
         seen.append(result)
         if len(seen) == 5:
-            stop.set()   # as a signal handler would, in the middle of a tick
+            stop.set()  # as a signal handler would, in the middle of a tick
 
-    summary = simulate(CONFIG, Scheduler(CONFIG), 3_600_000, clock=Clock(None, stop),
-                       on_tick=on_tick)
+    summary = simulate(
+        CONFIG, Scheduler(CONFIG), 3_600_000, clock=Clock(None, stop), on_tick=on_tick
+    )
     assert summary.stopped and summary.ticks == 5 == len(seen)
     assert summary.end_ms == seen[-1].time_ms
 
@@ -43,7 +44,7 @@ def test_a_stop_cuts_the_wait_for_the_wall_clock_short():
     stop = StopFlag()
     threading.Timer(0.1, stop.set).start()
     started = time.monotonic()
-    Clock(speed=0.001, stop=stop).wait_until(60_000)   # a minute of wall time, unless stopped
+    Clock(speed=0.001, stop=stop).wait_until(60_000)  # a minute of wall time, unless stopped
     assert time.monotonic() - started < 2
 
 
@@ -56,8 +57,7 @@ def test_a_stopped_run_writes_every_tick_up_to_its_stop_and_reports_it(tmp_path)
             stop.set()
 
     record, out = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl"
-    report = simulate_run(CONFIG, 3_600_000, record=record, out=out, on_tick=on_tick,
-                          stop=stop)
+    report = simulate_run(CONFIG, 3_600_000, record=record, out=out, on_tick=on_tick, stop=stop)
     assert report["ticks"] == 30
     last_ms = report["interrupted_at_ms"]
     assert last_ms == report["duration_s"] * 1000 < 3_600_000
@@ -93,9 +93,14 @@ def test_the_cp_sat_solver_leaves_sigint_alone():
     """OR-tools installs its own SIGINT handler while it solves, unless told not to, and
     leaves the default one behind, unseen by Python's `signal.getsignal`: a later Ctrl-C
     would kill the run before it could stop. So the test is a real signal, in a process."""
-    done = subprocess.run([sys.executable, "-c", SOLVE_THEN_CTRL_C], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", SOLVE_THEN_CTRL_C],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert (done.returncode, done.stdout) == (0, "caught 1\n"), done.stderr
 
 
@@ -117,7 +122,7 @@ class CountingStore:
 
 def test_a_live_run_commits_what_it_has_whenever_it_waits_for_the_clock():
     store = CountingStore()
-    simulate_run(CONFIG, 60_000, speed=120, store=store)   # a minute in half a second
+    simulate_run(CONFIG, 60_000, speed=120, store=store)  # a minute in half a second
     assert store.closed and store.saved > 20
     # A commit before each wait: each tick committed before the next one, bar ticks that
     # ran late on a busy machine (then one commit takes them all).

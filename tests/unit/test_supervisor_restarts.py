@@ -35,6 +35,7 @@ def clock(monkeypatch):
 
 def failing_child(monkeypatch, clock, starts: list[float]) -> sup.Child:
     """A child that exits with 3 as soon as it is started; `starts` gets each start's time."""
+
     def start(child: sup.Child) -> None:
         child.started_at, child.restart_at = clock.now, None
         child.process = _Exited(3)
@@ -47,8 +48,17 @@ def failing_child(monkeypatch, clock, starts: list[float]) -> sup.Child:
 
 
 def supervisor_of(child: sup.Child) -> sup.Supervisor:
-    return sup.Supervisor(config=None, config_path=None, db_url="", duration_ms=0, speed=1,
-                          seed=None, workers={}, log_dir=None, children=[child])
+    return sup.Supervisor(
+        config=None,
+        config_path=None,
+        db_url="",
+        duration_ms=0,
+        speed=1,
+        seed=None,
+        workers={},
+        log_dir=None,
+        children=[child],
+    )
 
 
 def test_delays_double_up_to_a_cap():
@@ -72,15 +82,15 @@ def test_a_service_up_long_enough_starts_counting_again(monkeypatch, clock):
     starts: list[float] = []
     child = failing_child(monkeypatch, clock, starts)
     supervisor = supervisor_of(child)
-    for _ in range(3):                       # three failures in a row: 1 s, 2 s, then 4 s
+    for _ in range(3):  # three failures in a row: 1 s, 2 s, then 4 s
         supervisor.watch()
         while child.restart_at is not None:
             clock.now += 0.25
             supervisor.watch()
     assert child.failures == 3
-    child.process = _Exited(None)            # this one stays up...
+    child.process = _Exited(None)  # this one stays up...
     clock.now += sup.STABLE_S
     supervisor.watch()
-    child.process = _Exited(137)             # ...a minute, then dies
+    child.process = _Exited(137)  # ...a minute, then dies
     supervisor.watch()
     assert child.failures == 1 and child.restart_at == pytest.approx(clock.now + 1)

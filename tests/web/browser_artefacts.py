@@ -14,7 +14,7 @@ ARTEFACTS = Path(os.environ.get("HOSPITAL_TEST_ARTEFACTS", ROOT / "test-artefact
 
 def screenshot(driver, name: str, docs: str | None = None, height: int | None = None) -> Path:
     """Save a screenshot as a test artefact (and as docs/<docs> when asked for)."""
-    if height is None:      # the whole page
+    if height is None:  # the whole page
         height = min(8000, driver.execute_script("return document.body.scrollHeight") + 20)
     driver.set_window_size(1400, height)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,18 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
 
 
 @pytest.fixture
@@ -21,7 +30,7 @@ def browser(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("chromium and chromium-driver are missing: scripts/test installs them")
         pytest.skip("chromium and chromium-driver are not installed (scripts/test installs them)")
-    os.environ.setdefault("SE_OFFLINE", "true")     # selenium manager: never download
+    os.environ.setdefault("SE_OFFLINE", "true")  # selenium manager: never download
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

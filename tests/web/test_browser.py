@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
+from browser_artefacts import screenshot
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from browser_artefacts import screenshot
 from dashboard import report
 from dashboard.embedded import LiveProjection
 from dashboard.server import DashboardServer
@@ -40,6 +40,7 @@ class LiveRun:
                 simulate_run(config, duration_ms, speed=speed, on_tick=on_tick)
             except KeyboardInterrupt:
                 pass
+
         self.thread = threading.Thread(target=run, daemon=True)
 
     def __enter__(self):
@@ -55,8 +56,7 @@ class LiveRun:
 
 def text(driver, css: str) -> str:
     """An element's text, read in one script (the page redraws its parts as it updates)."""
-    return driver.execute_script("return document.querySelector(arguments[0]).textContent",
-                                 css)
+    return driver.execute_script("return document.querySelector(arguments[0]).textContent", css)
 
 
 def count(driver, css: str) -> int:
@@ -65,8 +65,11 @@ def count(driver, css: str) -> int:
 
 def attributes(driver, css: str, name: str) -> list[str]:
     return driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(e => e.getAttribute(arguments[1]))",
-        css, name)
+        "return [...document.querySelectorAll(arguments[0])]"
+        ".map(e => e.getAttribute(arguments[1]))",
+        css,
+        name,
+    )
 
 
 def test_the_dashboard_shows_the_run_and_updates_live(browser):
@@ -78,22 +81,38 @@ def test_the_dashboard_shows_the_run_and_updates_live(browser):
         wait.until(lambda d: count(d, "#rooms .room") == 6)
         wait.until(lambda d: text(d, "[data-tile=arrivals]") != "–")
         assert set(attributes(browser, "#rooms .room", "data-room")) == {
-            "A1", "A2", "A3", "B1", "B2", "B3"}
+            "A1",
+            "A2",
+            "A3",
+            "B1",
+            "B2",
+            "B3",
+        }
         assert set(attributes(browser, "#rooms .room", "data-state")) <= {
-            "free", "booked", "occupied", "dirty", "cleaning"}
+            "free",
+            "booked",
+            "occupied",
+            "dirty",
+            "cleaning",
+        }
         assert count(browser, "#staff tbody tr") == 7
         assert attributes(browser, "#queues .queue", "data-role") == [
-            "porter", "medical", "cleaner"]
+            "porter",
+            "medical",
+            "cleaner",
+        ]
         for tile in ("referral_rate", "occupancy_now", "wait_porter", "busy"):
             assert text(browser, f"[data-tile={tile}]") != "–", tile
-        first_tick, first_arrivals = int(text(browser, "#tick")), int(
-            text(browser, "[data-tile=arrivals]"))
+        first_tick, first_arrivals = (
+            int(text(browser, "#tick")),
+            int(text(browser, "[data-tile=arrivals]")),
+        )
         wait.until(lambda d: int(text(d, "#tick")) >= first_tick + 30)
         wait.until(lambda d: int(text(d, "[data-tile=arrivals]")) > first_arrivals)
         assert browser.execute_script("return window.loadedMarker") == "same page"
         assert text(browser, "#status") == "live"
         for chart in ("chart-occupancy", "chart-waiting", "chart-hourly"):
-            wait.until(lambda d: count(d, f"#{chart} .main-svg") > 0)
+            wait.until(lambda d, chart=chart: count(d, f"#{chart} .main-svg") > 0)
         wait.until(lambda d: int(attributes(d, "body", "data-charts")[0] or 0) >= 10)
         screenshot(browser, "dashboard", docs="dashboard.png", height=1000)
 
@@ -110,9 +129,9 @@ def test_the_dashboard_stays_responsive_with_200_rooms(browser):
         while time.monotonic() < deadline:
             started = time.monotonic()
             versions.append(int(attributes(browser, "body", "data-version")[0] or 0))
-            assert time.monotonic() - started < 1.0      # the page answers at once
+            assert time.monotonic() - started < 1.0  # the page answers at once
             time.sleep(0.25)
-        assert len(set(versions)) >= 4, versions        # updates, several times in 4 s
+        assert len(set(versions)) >= 4, versions  # updates, several times in 4 s
         screenshot(browser, "dashboard-200-rooms", height=1400)
 
 
@@ -123,20 +142,28 @@ def test_a_report_renders_its_plots(browser, tmp_path):
     greedy = config.replace(scheduler={"policy": "greedy"})
     decisions2, events2 = tmp_path / "dec2.jsonl", tmp_path / "ev2.jsonl"
     simulate_run(greedy, 2 * 3600_000, record=events2, out=decisions2)
-    runs = [report.from_files(decisions, config, events, 2 * 3600_000, "cpsat"),
-            report.from_files(decisions2, greedy, events2, 2 * 3600_000, "greedy")]
-    for name, page in (("report", report.render(runs[:1])), ("report-compare",
-                                                              report.render(runs))):
+    runs = [
+        report.from_files(decisions, config, events, 2 * 3600_000, "cpsat"),
+        report.from_files(decisions2, greedy, events2, 2 * 3600_000, "greedy"),
+    ]
+    for name, page in (
+        ("report", report.render(runs[:1])),
+        ("report-compare", report.render(runs)),
+    ):
         path = tmp_path / f"{name}.html"
         path.write_text(page)
         browser.get(path.as_uri())
         wanted = 6 * (1 if name == "report" else 2)
         WebDriverWait(browser, 60).until(
-            lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= wanted)
+            lambda d, wanted=wanted: (
+                len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= wanted
+            )
+        )
         plots = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")
         assert len(plots) == wanted
         # each plot drew its data: bars or lines in its plot area
         for plot in plots:
-            assert plot.find_elements(By.CSS_SELECTOR, ".plot .trace, .barlayer .point, "
-                                                       ".scatterlayer .trace"), plot.get_attribute("id")
+            assert plot.find_elements(
+                By.CSS_SELECTOR, ".plot .trace, .barlayer .point, .scatterlayer .trace"
+            ), plot.get_attribute("id")
         screenshot(browser, name, docs=f"{name}.png")

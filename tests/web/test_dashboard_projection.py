@@ -19,16 +19,18 @@ from scheduler.runs import simulate_run
 def core_view(scheduler):
     h = scheduler.hospital
     rooms = {r.room_id: (r.status, r.patient_id) for r in h.rooms.values()}
-    staff = {s.staff_id: (s.task_id, s.location if s.task_id is None else None)
-             for s in h.staff.values()}
+    staff = {
+        s.staff_id: (s.task_id, s.location if s.task_id is None else None) for s in h.staff.values()
+    }
     queues = {role: [t.task_id for t in tasks] for role, tasks in h.queues().items()}
     return rooms, staff, queues
 
 
 def projected_view(p: Projection):
     rooms = {r.room_id: (r.state, r.patient_id) for r in p.rooms.values()}
-    staff = {s.staff_id: (s.task_id, s.place if s.task_id is None else None)
-             for s in p.staff.values()}
+    staff = {
+        s.staff_id: (s.task_id, s.place if s.task_id is None else None) for s in p.staff.values()
+    }
     queues = {role: list(tasks) for role, tasks in p.waiting.items()}
     return rooms, staff, queues
 
@@ -36,8 +38,9 @@ def projected_view(p: Projection):
 @pytest.mark.parametrize("travel", ["seed", "layout"])
 @pytest.mark.parametrize("with_inbound", [True, False])
 def test_projection_follows_the_hospital_tick_by_tick(travel, with_inbound):
-    config = config_module.load(None, {}).replace(travel={"model": travel},
-                                                  arrivals={"process": "poisson"})
+    config = config_module.load(None, {}).replace(
+        travel={"model": travel}, arrivals={"process": "poisson"}
+    )
     p = Projection.for_config(config)
     checked = 0
 
@@ -62,8 +65,16 @@ def test_figures_and_metrics_agree_with_the_kpi_report():
     p.finish(duration)
     with p.lock:
         tiles = p.tiles()
-    for key in ("arrivals", "admitted", "referred", "referral_rate", "discharged",
-                "in_building", "room_occupancy", "utilisation"):
+    for key in (
+        "arrivals",
+        "admitted",
+        "referred",
+        "referral_rate",
+        "discharged",
+        "in_building",
+        "room_occupancy",
+        "utilisation",
+    ):
         assert tiles[key] == report[key], key
     assert tiles["wait_mean_s"] == {r: w["mean"] for r, w in report["wait_s"].items()}
 
@@ -72,8 +83,9 @@ def test_figures_and_metrics_agree_with_the_kpi_report():
 
     def value(name, suffix="_total", **labels):
         for sample in families[name].samples:
-            if sample.name == name + suffix and all(sample.labels.get(k) == v
-                                                    for k, v in labels.items()):
+            if sample.name == name + suffix and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
                 return sample.value
         raise KeyError((name, suffix, labels))
 
@@ -116,6 +128,7 @@ def test_series_and_hourly_counts():
 
 def test_a_large_hospital_snapshot_is_cheap():
     import time
+
     config = scenarios.load("hospital")
     p = Projection.for_config(config)
     simulate_run(config, 10 * 60_000, on_tick=lambda s, r: p.apply_result(r))
@@ -128,8 +141,9 @@ def test_a_large_hospital_snapshot_is_cheap():
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
-@pytest.mark.parametrize("scenario", ["isolation", "shift_change", "sla_pressure",
-                                      "acuity_mix", "long_waiting_lists"])
+@pytest.mark.parametrize(
+    "scenario", ["isolation", "shift_change", "sla_pressure", "acuity_mix", "long_waiting_lists"]
+)
 def test_projection_follows_the_golden_scenarios(scenario):
     """Terminal cleans, shifts, escalations: the projection keeps up with the core."""
     config = config_module.load(GOLDEN / scenario / "config.toml", {})
@@ -150,18 +164,21 @@ def test_projection_follows_the_golden_scenarios(scenario):
 
 # --- the projection of a run in this process (dashboard.embedded) ------------------------
 
-@pytest.mark.parametrize("config_name", ["default", "isolation", "shift_change",
-                                         "sla_pressure"])
+
+@pytest.mark.parametrize("config_name", ["default", "isolation", "shift_change", "sla_pressure"])
 def test_the_live_projection_equals_the_decisions_projection(config_name):
     """Counted on the run's thread and viewed from the scheduler, the live projection shows
     the same hospital and the same figures, series and metrics as the one folded from the
     decisions; its view follows the scheduler tick by tick when refreshed each tick."""
     from dashboard.embedded import LiveProjection
 
-    config = (config_module.load(None, {}).replace(arrivals={"process": "poisson"},
-                                                   travel={"model": "layout"})
-              if config_name == "default"
-              else config_module.load(GOLDEN / config_name / "config.toml", {}))
+    config = (
+        config_module.load(None, {}).replace(
+            arrivals={"process": "poisson"}, travel={"model": "layout"}
+        )
+        if config_name == "default"
+        else config_module.load(GOLDEN / config_name / "config.toml", {})
+    )
     folded = Projection.for_config(config, sample_ms=30_000)
     live = LiveProjection.for_config(config, sample_ms=30_000, view_s=0)
 
@@ -197,6 +214,6 @@ def test_the_live_view_is_refreshed_at_most_every_view_s():
         behind.append(projected_view(live) != core_view(scheduler))
 
     simulate_run(config, 10 * 60_000, on_tick=on_tick)
-    assert not behind[0] and any(behind)      # the first tick's view, then no other
+    assert not behind[0] and any(behind)  # the first tick's view, then no other
     live.finish(10 * 60_000)
     assert live.snapshot()["tiles"]["arrivals"] > 0

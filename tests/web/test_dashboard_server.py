@@ -68,9 +68,11 @@ def test_the_page_and_its_assets_are_served_from_the_package(config):
 def test_the_feed_changes_as_ticks_pass_and_resumes_where_it_stopped(config):
     projection = Projection.for_config(config, sample_ms=5_000)
     with DashboardServer(projection, interval_s=0.05) as server:
-        run = threading.Thread(target=simulate_run, args=(config, 120_000),
-                               kwargs={"speed": 40, "on_tick":
-                                       lambda s, r: projection.apply_result(r)})
+        run = threading.Thread(
+            target=simulate_run,
+            args=(config, 120_000),
+            kwargs={"speed": 40, "on_tick": lambda s, r: projection.apply_result(r)},
+        )
         run.start()
         try:
             events = sse_events(server.url + "events", 6)
@@ -110,14 +112,29 @@ def address(stream, timeout=30.0) -> str:
 
 
 def hospital(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cli", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True,
-                            cwd=Path(__file__).resolve().parents[2], **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        **kwargs,
+    )
 
 
 def test_hospital_run_dashboard_serves_the_run():
-    proc = hospital("run", "--duration", "2m", "--speed", "20", "--no-db", "-q",
-                    "--dashboard", "--dashboard-port", "0")
+    proc = hospital(
+        "run",
+        "--duration",
+        "2m",
+        "--speed",
+        "20",
+        "--no-db",
+        "-q",
+        "--dashboard",
+        "--dashboard-port",
+        "0",
+    )
     try:
         url = address(proc.stderr)
         first = httpx.get(url + "api/state", timeout=10).json()
@@ -135,10 +152,26 @@ def test_hospital_dashboard_follows_a_decisions_file(tmp_path):
     follower = hospital("dashboard", "--follow", str(decisions), "--port", "0")
     try:
         url = address(follower.stderr)
-        run = subprocess.run([sys.executable, "-m", "cli", "run", "--duration", "10m",
-                              "--speed", "max", "--no-db", "-q", "--out", str(decisions),
-                              "--report", str(tmp_path / "r.json")],
-                             capture_output=True, timeout=60)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "run",
+                "--duration",
+                "10m",
+                "--speed",
+                "max",
+                "--no-db",
+                "-q",
+                "--out",
+                str(decisions),
+                "--report",
+                str(tmp_path / "r.json"),
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         assert run.returncode == 0, run.stderr
         report = json.loads((tmp_path / "r.json").read_text())
         deadline = time.monotonic() + 20
@@ -157,9 +190,25 @@ def test_hospital_dashboard_follows_a_decisions_file(tmp_path):
 
 def test_hospital_dashboard_follows_a_run_in_its_database(tmp_path):
     url_db = f"sqlite:///{tmp_path / 'h.db'}"
-    run = subprocess.run([sys.executable, "-m", "cli", "run", "--duration", "10m", "--speed",
-                          "max", "--db", url_db, "-q", "--report", str(tmp_path / "r.json")],
-                         capture_output=True, timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "--duration",
+            "10m",
+            "--speed",
+            "max",
+            "--db",
+            url_db,
+            "-q",
+            "--report",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     follower = hospital("dashboard", "--db", url_db, "--port", "0")
@@ -185,22 +234,47 @@ def test_a_port_in_use_is_one_clear_error(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "cli", "dashboard", "--follow",
-                               str(tmp_path / "dec.jsonl"), "--port", str(port)],
-                              capture_output=True, text=True, timeout=60,
-                              cwd=Path(__file__).resolve().parents[2])
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "dashboard",
+                "--follow",
+                str(tmp_path / "dec.jsonl"),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"hospital: error: dashboard: cannot listen on "
-                                   f"127.0.0.1:{port}: Address already in use")
+    assert done.stderr.strip() == (
+        f"hospital: error: dashboard: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
 
 
 def test_dashboard_hold_keeps_the_page_after_the_run_until_ctrl_c(tmp_path):
     """... showing the run's end: its tiles are the KPI report's."""
     import signal
 
-    proc = hospital("run", "--duration", "2m", "--speed", "max", "--no-db", "-q",
-                    "--report", str(tmp_path / "r.json"),
-                    "--dashboard", "--dashboard-port", "0", "--dashboard-hold")
+    proc = hospital(
+        "run",
+        "--duration",
+        "2m",
+        "--speed",
+        "max",
+        "--no-db",
+        "-q",
+        "--report",
+        str(tmp_path / "r.json"),
+        "--dashboard",
+        "--dashboard-port",
+        "0",
+        "--dashboard-hold",
+    )
     try:
         url = address(proc.stderr)
         deadline = time.monotonic() + 30

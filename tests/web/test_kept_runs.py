@@ -38,8 +38,22 @@ def test_two_runs_on_one_database_are_both_kept_and_reportable(tmp_path):
     kpis = []
     for n, options in enumerate((["--policy", "cpsat"], ["--policy", "greedy", "--seed", "7"])):
         report = tmp_path / f"kpi{n}.json"
-        ran = runner.invoke(app, ["run", "--speed", "max", "--duration", "30m", "--db", db,
-                                  "-q", "--report", str(report), *options])
+        ran = runner.invoke(
+            app,
+            [
+                "run",
+                "--speed",
+                "max",
+                "--duration",
+                "30m",
+                "--db",
+                db,
+                "-q",
+                "--report",
+                str(report),
+                *options,
+            ],
+        )
         assert ran.exit_code == 0, ran.output
         kpis.append(json.loads(report.read_text()))
     first, second = kpis
@@ -50,7 +64,7 @@ def test_two_runs_on_one_database_are_both_kept_and_reportable(tmp_path):
     listed = runner.invoke(app, ["runs", "--db", db, "--json"])
     assert listed.exit_code == 0, listed.output
     rows = [json.loads(line) for line in listed.output.splitlines()]
-    assert [r["run_id"] for r in rows] == [second["run_id"], first["run_id"]]   # latest first
+    assert [r["run_id"] for r in rows] == [second["run_id"], first["run_id"]]  # latest first
     assert [r["policy"] for r in rows] == ["greedy", "cpsat"]
     assert all(r["status"] == "finished" and r["version"] for r in rows)
     assert rows[1]["figures"]["arrivals"] == first["arrivals"]
@@ -67,8 +81,10 @@ def test_two_runs_on_one_database_are_both_kept_and_reportable(tmp_path):
     assert f">{second['run_id']}<" in latest.read_text()
 
     both = tmp_path / "both.html"
-    made = runner.invoke(app, ["report", first["run_id"], "--compare", second["run_id"],
-                               "--db", db, "--out", str(both)])
+    made = runner.invoke(
+        app,
+        ["report", first["run_id"], "--compare", second["run_id"], "--db", db, "--out", str(both)],
+    )
     assert made.exit_code == 0, made.output
     page = both.read_text()
     assert_same_figures(figures(page, 0), first)
@@ -85,16 +101,16 @@ def test_an_unknown_run_is_one_clear_error(tmp_path):
 
 def test_no_db_keeps_nothing_and_the_report_still_names_seed_and_config(tmp_path):
     report = tmp_path / "kpi.json"
-    ran = runner.invoke(app, ["run", "--speed", "max", "--duration", "5m", "--no-db", "-q",
-                              "--report", str(report)])
+    ran = runner.invoke(
+        app, ["run", "--speed", "max", "--duration", "5m", "--no-db", "-q", "--report", str(report)]
+    )
     assert ran.exit_code == 0, ran.output
     kpi = json.loads(report.read_text())
     assert "run_id" not in kpi
     assert kpi["seed"] == 1 and kpi["config"]["hospital"]["floors"] == ["A", "B"]
 
 
-def test_a_scheduler_service_keeps_its_run_and_a_new_run_of_its_id_sets_the_old_aside(
-        tmp_path):
+def test_a_scheduler_service_keeps_its_run_and_a_new_run_of_its_id_sets_the_old_aside(tmp_path):
     """`hospital scheduler`'s keeping (the services themselves: tests/e2e/test_kept_by_hand):
     resumed, the run stays one row; started anew under the same id (--fresh), the kept one
     moves aside and both are listed and reportable."""
@@ -110,21 +126,32 @@ def test_a_scheduler_service_keeps_its_run_and_a_new_run_of_its_id_sets_the_old_
     past_the_end = SimpleNamespace(now_ms=lambda: 90_000)
     try:
         ledger.start_run("run-1", 0.0, 1.0, {})
-        with keeping_service(ledger, settings, "run-1", new_run=True, until_ms=60_000,
-                             clock=past_the_end):
+        with keeping_service(
+            ledger, settings, "run-1", new_run=True, until_ms=60_000, clock=past_the_end
+        ):
             pass
-        with pytest.raises(KeyboardInterrupt), keeping_service(    # restarted, then Ctrl-C
-                ledger, settings, "run-1", new_run=False, until_ms=60_000,
-                clock=SimpleNamespace(now_ms=lambda: 30_000)):
+        with (
+            pytest.raises(KeyboardInterrupt),
+            keeping_service(  # restarted, then Ctrl-C
+                ledger,
+                settings,
+                "run-1",
+                new_run=False,
+                until_ms=60_000,
+                clock=SimpleNamespace(now_ms=lambda: 30_000),
+            ),
+        ):
             raise KeyboardInterrupt
         listed = runner.invoke(app, ["runs", "--db", db, "--json"])
         rows = [json.loads(line) for line in listed.output.splitlines()]
         assert [(r["run_id"], r["status"], r["duration_s"]) for r in rows] == [
-            ("run-1", "interrupted", 30.0)]
+            ("run-1", "interrupted", 30.0)
+        ]
 
         ledger.start_run("run-1", 0.0, 1.0, {})
-        with keeping_service(ledger, settings, "run-1", new_run=True, until_ms=60_000,
-                             clock=past_the_end):
+        with keeping_service(
+            ledger, settings, "run-1", new_run=True, until_ms=60_000, clock=past_the_end
+        ):
             pass
     finally:
         ledger.close()
@@ -136,6 +163,7 @@ def test_a_scheduler_service_keeps_its_run_and_a_new_run_of_its_id_sets_the_old_
     assert rows[1]["status"] == "interrupted"
     for row in rows:
         assert row["mode"] == "distributed" and row["figures"]["run_id"] == "run-1"
-        made = runner.invoke(app, ["report", row["run_id"], "--db", db,
-                                   "--out", str(tmp_path / "r.html")])
+        made = runner.invoke(
+            app, ["report", row["run_id"], "--db", db, "--out", str(tmp_path / "r.html")]
+        )
         assert made.exit_code == 0, made.output

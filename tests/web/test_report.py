@@ -21,13 +21,15 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     out = {}
     for policy in ("cpsat", "greedy"):
-        config = config_module.load(None, {}).replace(scheduler={"policy": policy},
-                                                      arrivals={"process": "poisson"})
+        config = config_module.load(None, {}).replace(
+            scheduler={"policy": policy}, arrivals={"process": "poisson"}
+        )
         files = {"decisions": folder / f"{policy}.jsonl", "events": folder / f"{policy}-ev.jsonl"}
-        report = simulate_run(config, 2 * 3600_000, record=files["events"],
-                              out=files["decisions"])
+        report = simulate_run(config, 2 * 3600_000, record=files["events"], out=files["decisions"])
         config_file = folder / f"{policy}.toml"
-        config_file.write_text(f'[scheduler]\npolicy = "{policy}"\n[arrivals]\nprocess = "poisson"\n')
+        config_file.write_text(
+            f'[scheduler]\npolicy = "{policy}"\n[arrivals]\nprocess = "poisson"\n'
+        )
         out[policy] = {**files, "kpi": report, "config": config_file}
     return out
 
@@ -42,9 +44,21 @@ def figures(page: str, column: int = 0) -> dict[str, str]:
 def test_report_figures_are_the_kpi_report(runs, tmp_path):
     run = runs["cpsat"]
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(app, ["report", str(run["decisions"]), "--events",
-                                      str(run["events"]), "--duration", "2h", "--config",
-                                      str(run["config"]), "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(run["decisions"]),
+            "--events",
+            str(run["events"]),
+            "--duration",
+            "2h",
+            "--config",
+            str(run["config"]),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     page = out.read_text()
     kpi = run["kpi"]
@@ -65,11 +79,27 @@ def test_report_figures_are_the_kpi_report(runs, tmp_path):
 def test_compare_puts_two_runs_side_by_side(runs, tmp_path):
     a, b = runs["cpsat"], runs["greedy"]
     out = tmp_path / "compare.html"
-    result = CliRunner().invoke(app, [
-        "report", str(a["decisions"]), "--events", str(a["events"]), "--config",
-        str(a["config"]), "--compare", str(b["decisions"]), "--compare-events",
-        str(b["events"]), "--compare-config", str(b["config"]), "--duration", "2h",
-        "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(a["decisions"]),
+            "--events",
+            str(a["events"]),
+            "--config",
+            str(a["config"]),
+            "--compare",
+            str(b["decisions"]),
+            "--compare-events",
+            str(b["events"]),
+            "--compare-config",
+            str(b["config"]),
+            "--duration",
+            "2h",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert figures(page, 0)["arrivals"] == str(a["kpi"]["arrivals"])
@@ -77,7 +107,9 @@ def test_compare_puts_two_runs_side_by_side(runs, tmp_path):
     assert figures(page, 1)["referred"] == str(b["kpi"]["referred"])
     assert "<th>difference</th>" in page
     diff = b["kpi"]["referred"] - a["kpi"]["referred"]
-    assert re.search(rf"<td>referred</td>(<td[^>]*>[^<]*</td>){{2}}<td[^>]*>{re.escape(f'{diff:+d}')}</td>", page)
+    assert re.search(
+        rf"<td>referred</td>(<td[^>]*>[^<]*</td>){{2}}<td[^>]*>{re.escape(f'{diff:+d}')}</td>", page
+    )
     assert len(re.findall(r'id="plot-\d+-1"', page)) == 6
     assert ">greedy<" in page and ">cpsat<" in page
 

@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,8 +28,10 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("status", ID, nullable=False),
         sa.Column("current_patient_id", ID, nullable=True),
-        sa.CheckConstraint("status IN ('free', 'booked', 'occupied', 'dirty', 'cleaning')",
-                           name=op.f("ck_rooms_status")),
+        sa.CheckConstraint(
+            "status IN ('free', 'booked', 'occupied', 'dirty', 'cleaning')",
+            name=op.f("ck_rooms_status"),
+        ),
         sa.PrimaryKeyConstraint("room_id", name=op.f("pk_rooms")),
         sa.UniqueConstraint("current_patient_id", name=op.f("uq_rooms_current_patient_id")),
     )
@@ -72,19 +75,28 @@ def upgrade() -> None:
         sa.Column("discharged_at", sa.Double(), nullable=True),
         sa.Column("referred_at", sa.Double(), nullable=True),
         sa.Column("referral_reason", sa.Text(), nullable=True),
-        sa.CheckConstraint("status IN ('waiting', 'admitted', 'referred', 'discharged')",
-                           name=op.f("ck_patients_status")),
-        sa.CheckConstraint("discharged_at IS NULL OR admitted_at <= discharged_at",
-                           name=op.f("ck_patients_discharged_after_admitted")),
-        sa.ForeignKeyConstraint(["room_id"], ["rooms.room_id"],
-                                name=op.f("fk_patients_room_id_rooms")),
+        sa.CheckConstraint(
+            "status IN ('waiting', 'admitted', 'referred', 'discharged')",
+            name=op.f("ck_patients_status"),
+        ),
+        sa.CheckConstraint(
+            "discharged_at IS NULL OR admitted_at <= discharged_at",
+            name=op.f("ck_patients_discharged_after_admitted"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["room_id"], ["rooms.room_id"], name=op.f("fk_patients_room_id_rooms")
+        ),
         sa.PrimaryKeyConstraint("patient_id", name=op.f("pk_patients")),
     )
     # rooms and patients refer to each other: the room's key to its patient comes last
     # (on SQLite, batch mode rebuilds the still empty table with it).
     with op.batch_alter_table("rooms") as batch:
-        batch.create_foreign_key(op.f("fk_rooms_current_patient_id_patients"), "patients",
-                                 ["current_patient_id"], ["patient_id"])
+        batch.create_foreign_key(
+            op.f("fk_rooms_current_patient_id_patients"),
+            "patients",
+            ["current_patient_id"],
+            ["patient_id"],
+        )
     op.create_table(
         "tasks",
         sa.Column("task_id", ID, nullable=False),
@@ -97,22 +109,31 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.Double(), nullable=True),
         sa.Column("created_tick", sa.Integer(), nullable=False),
         sa.Column("dispatched_tick", sa.Integer(), nullable=True),
-        sa.CheckConstraint("kind IN ('escort_in', 'visit', 'escort_out', 'clean')",
-                           name=op.f("ck_tasks_kind")),
-        sa.CheckConstraint("dispatched_at IS NULL OR staff_id IS NOT NULL",
-                           name=op.f("ck_tasks_dispatched_staff")),
-        sa.CheckConstraint("completed_at IS NULL OR dispatched_at IS NOT NULL",
-                           name=op.f("ck_tasks_completed_after_dispatch")),
-        sa.ForeignKeyConstraint(["patient_id"], ["patients.patient_id"],
-                                name=op.f("fk_tasks_patient_id_patients")),
-        sa.ForeignKeyConstraint(["room_id"], ["rooms.room_id"],
-                                name=op.f("fk_tasks_room_id_rooms")),
-        sa.ForeignKeyConstraint(["staff_id"], ["staff.staff_id"],
-                                name=op.f("fk_tasks_staff_id_staff")),
-        sa.ForeignKeyConstraint(["created_tick"], ["ticks.tick"],
-                                name=op.f("fk_tasks_created_tick_ticks")),
-        sa.ForeignKeyConstraint(["dispatched_tick"], ["ticks.tick"],
-                                name=op.f("fk_tasks_dispatched_tick_ticks")),
+        sa.CheckConstraint(
+            "kind IN ('escort_in', 'visit', 'escort_out', 'clean')", name=op.f("ck_tasks_kind")
+        ),
+        sa.CheckConstraint(
+            "dispatched_at IS NULL OR staff_id IS NOT NULL", name=op.f("ck_tasks_dispatched_staff")
+        ),
+        sa.CheckConstraint(
+            "completed_at IS NULL OR dispatched_at IS NOT NULL",
+            name=op.f("ck_tasks_completed_after_dispatch"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"], ["patients.patient_id"], name=op.f("fk_tasks_patient_id_patients")
+        ),
+        sa.ForeignKeyConstraint(
+            ["room_id"], ["rooms.room_id"], name=op.f("fk_tasks_room_id_rooms")
+        ),
+        sa.ForeignKeyConstraint(
+            ["staff_id"], ["staff.staff_id"], name=op.f("fk_tasks_staff_id_staff")
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_tick"], ["ticks.tick"], name=op.f("fk_tasks_created_tick_ticks")
+        ),
+        sa.ForeignKeyConstraint(
+            ["dispatched_tick"], ["ticks.tick"], name=op.f("fk_tasks_dispatched_tick_ticks")
+        ),
         sa.PrimaryKeyConstraint("task_id", name=op.f("pk_tasks")),
     )
     for column in ("patient_id", "created_tick", "dispatched_tick"):

@@ -5,6 +5,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-28
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -52,12 +53,17 @@ def upgrade() -> None:
     op.create_index(op.f("ix_outbox_tick"), "outbox", ["tick"])
     op.create_index(op.f("ix_outbox_published"), "outbox", ["published"])
     with op.batch_alter_table("decisions") as batch:
-        batch.add_column(sa.Column("position", sa.Integer(), nullable=False,
-                                   server_default="0"))
+        batch.add_column(sa.Column("position", sa.Integer(), nullable=False, server_default="0"))
     with op.batch_alter_table("decisions") as batch:
         batch.alter_column("position", server_default=None)
-    op.create_index("uq_tasks_open_staff", "tasks", ["staff_id"], unique=True,
-                    postgresql_where=sa.text(OPEN_TASK), sqlite_where=sa.text(OPEN_TASK))
+    op.create_index(
+        "uq_tasks_open_staff",
+        "tasks",
+        ["staff_id"],
+        unique=True,
+        postgresql_where=sa.text(OPEN_TASK),
+        sqlite_where=sa.text(OPEN_TASK),
+    )
 
 
 def downgrade() -> None:

@@ -5,6 +5,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-28
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,8 +42,12 @@ def upgrade() -> None:
         sa.Column("time", sa.Double(), nullable=False),
         sa.Column("solve_ms", sa.Double(), nullable=False),
         sa.Column("n_rejected", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["kept_runs.run_id"], ondelete="CASCADE",
-                                name=op.f("fk_kept_ticks_run_id_kept_runs")),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["kept_runs.run_id"],
+            ondelete="CASCADE",
+            name=op.f("fk_kept_ticks_run_id_kept_runs"),
+        ),
         sa.PrimaryKeyConstraint("run_id", "tick", name=op.f("pk_kept_ticks")),
     )
     op.create_table(
@@ -51,8 +56,12 @@ def upgrade() -> None:
         sa.Column("tick", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("position", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["kept_runs.run_id"], ondelete="CASCADE",
-                                name=op.f("fk_kept_decisions_run_id_kept_runs")),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["kept_runs.run_id"],
+            ondelete="CASCADE",
+            name=op.f("fk_kept_decisions_run_id_kept_runs"),
+        ),
         sa.PrimaryKeyConstraint("run_id", "tick", "position", name=op.f("pk_kept_decisions")),
     )
     op.create_table(
@@ -62,8 +71,12 @@ def upgrade() -> None:
         sa.Column("tick", sa.Integer(), nullable=False),
         sa.Column("time", sa.Double(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["kept_runs.run_id"], ondelete="CASCADE",
-                                name=op.f("fk_kept_events_run_id_kept_runs")),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["kept_runs.run_id"],
+            ondelete="CASCADE",
+            name=op.f("fk_kept_events_run_id_kept_runs"),
+        ),
         sa.PrimaryKeyConstraint("run_id", "event_id", name=op.f("pk_kept_events")),
     )
 
