@@ -353,5 +353,39 @@ def hospital(
     )
 
 
+@dataclass
+class KafkaRun:
+    """A finished `hospital run --kafka`: its output, files and services' logs."""
+
+    done: subprocess.CompletedProcess
+    record: Path
+    out: Path
+    report: Path
+    logs: list[Path]
+
+    def figures(self) -> dict:
+        return json.loads(self.report.read_text())
+
+
+def run_kafka(
+    env: dict[str, str], db_url: str, tmp_path: Path, *options: str, speed: float, duration: str
+) -> KafkaRun:
+    """`hospital run --kafka` to its end in `tmp_path`, with --record, --out and --report;
+    fails with the services' logs unless it exits 0."""
+    record, out, report = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl", tmp_path / "kpi.json"
+    done = hospital(
+        ["run", "--kafka", "--speed", str(speed), "--duration", duration, "--db", db_url,
+         "--record", str(record), "--out", str(out), "--report", str(report), "-q", *options],
+        env,
+        timeout_s=240,
+        cwd=tmp_path,
+    )  # fmt: skip
+    logs = sorted((tmp_path / "hospital-logs").glob("*.log"))
+    assert done.returncode == 0, f"{done.stderr}\n" + "\n".join(
+        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs
+    )
+    return KafkaRun(done, record, out, report, logs)
+
+
 def jsonl_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

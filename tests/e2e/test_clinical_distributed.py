@@ -10,7 +10,7 @@ import json
 from scheduler import events as ev
 from scheduler.services import bus
 
-from .conftest import Topics, hospital, jsonl_lines
+from .conftest import Topics, jsonl_lines, run_kafka
 from .test_distributed import SPEED, assert_solve_reproduces, read_topic
 
 CLINICAL = """
@@ -44,35 +44,16 @@ def test_clinical_rules_over_kafka_carry_their_fields_and_replay_exactly(
 ):
     config_path = tmp_path / "clinical.toml"
     config_path.write_text(CLINICAL)
-    record, out, report = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl", tmp_path / "kpi.json"
-    done = hospital(
-        [
-            "run",
-            "--kafka",
-            "--config",
-            str(config_path),
-            "--speed",
-            str(SPEED),
-            "--duration",
-            "10m",
-            "--db",
-            database.url,
-            "--record",
-            str(record),
-            "--out",
-            str(out),
-            "--report",
-            str(report),
-            "-q",
-        ],
+    run = run_kafka(
         topics.env,
-        timeout_s=240,
-        cwd=tmp_path,
+        database.url,
+        tmp_path,
+        "--config",
+        str(config_path),
+        speed=SPEED,
+        duration="10m",
     )
-    logs = tmp_path / "hospital-logs"
-    assert done.returncode == 0, f"{done.stderr}\n" + "\n".join(
-        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(logs.glob("*.log"))
-    )
+    record, out, report = run.record, run.out, run.report
 
     events, decisions = jsonl_lines(record), jsonl_lines(out)
     arrivals = [e for e in events if e["type"] == "patient.arrived"]

@@ -30,7 +30,16 @@ from scheduler.services.clock import LiveClock
 from scheduler.simulation import completion
 from scheduler.validator import Auditor
 
-from .conftest import Service, Services, Topics, hospital, new_database, new_services, new_topics
+from .conftest import (
+    Service,
+    Services,
+    Topics,
+    hospital,
+    new_database,
+    new_services,
+    new_topics,
+    run_kafka,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
@@ -538,35 +547,11 @@ KPIS = (
 
 
 def test_run_kafka_two_porter_workers_share_the_work(topics: Topics, database, tmp_path):
-    record, out, report = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl", tmp_path / "kpi.json"
-    done = hospital(
-        [
-            "run",
-            "--kafka",
-            "--speed",
-            str(SPEED),
-            "--duration",
-            "10m",
-            "--workers",
-            "porter=2",
-            "--db",
-            database.url,
-            "--record",
-            str(record),
-            "--out",
-            str(out),
-            "--report",
-            str(report),
-            "-q",
-        ],
-        topics.env,
-        timeout_s=240,
-        cwd=tmp_path,
+    run = run_kafka(
+        topics.env, database.url, tmp_path, "--workers", "porter=2", speed=SPEED, duration="10m"
     )
+    record, out, report = run.record, run.out, run.report
     logs = tmp_path / "hospital-logs"
-    assert done.returncode == 0, f"{done.stderr}\n" + "\n".join(
-        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(logs.glob("*.log"))
-    )
     assert {p.name for p in logs.glob("*.log")} >= {
         "scheduler.log",
         "generator.log",

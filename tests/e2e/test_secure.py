@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from scheduler.config import load
 from scheduler.services import bus
 
-from .conftest import ROOT, SERVICES, Topics, hospital
+from .conftest import ROOT, SERVICES, Topics, run_kafka
 from .test_distributed import assert_solve_reproduces
 
 SECURE_KEYS = (
@@ -88,33 +88,8 @@ def test_a_distributed_run_over_sasl_ssl_is_correct_and_leaks_no_password(
 ):
     password = secure_env["KAFKA_SASL_PASSWORD"]
     env = {**topics.env, **secure_env}
-    record, out, report = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl", tmp_path / "kpi.json"
-    done = hospital(
-        [
-            "run",
-            "--kafka",
-            "--speed",
-            "4",
-            "--duration",
-            "2m",
-            "--db",
-            database.url,
-            "--record",
-            str(record),
-            "--out",
-            str(out),
-            "--report",
-            str(report),
-            "-q",
-        ],
-        env,
-        timeout_s=240,
-        cwd=tmp_path,
-    )
-    logs = sorted((tmp_path / "hospital-logs").glob("*.log"))
-    assert done.returncode == 0, f"{done.stderr}\n" + "\n".join(
-        f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs
-    )
+    run = run_kafka(env, database.url, tmp_path, speed=4, duration="2m")
+    record, out, report, logs, done = run.record, run.out, run.report, run.logs, run.done
 
     figures = json.loads(report.read_text())
     assert figures["arrivals"] == 25, figures["arrivals"]  # every 5 s from 0 s to 120 s
