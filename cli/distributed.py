@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from cli.main import fail, service_errors
+from cli.services import log_to_stderr
 from cli.view import summary_table
 from scheduler import config as config_module
 from scheduler.config import Config
@@ -32,10 +33,7 @@ def run_distributed(
     from scheduler.services.bus import ensure_topics
     from scheduler.services.supervisor import Supervisor, SupervisorError
 
-    logging.basicConfig(
-        level=logging.INFO if not quiet else logging.WARNING,
-        format="%(asctime)s %(name)s: %(message)s",
-    )
+    log_to_stderr(logging.WARNING if quiet else logging.INFO)
     try:
         with service_errors():
             ensure_topics(settings)

@@ -40,6 +40,13 @@ Db = Annotated[
 ]
 
 
+def log_to_stderr(level: int) -> None:
+    """A service's log: one line a record, on stderr."""
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    # Alembic 1.16+ logs each plugin it sets up, on import, at INFO: a dozen lines of noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
 def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
     """The epoch in `epoch_file`, once the supervisor has written it (it does once every
     service has logged that it is up). None if stopped before."""
@@ -60,7 +67,7 @@ def _service_setup(
     from scheduler.services.clock import LiveClock
     from scheduler.services.supervisor import stop_with_supervisor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    log_to_stderr(logging.INFO)
     stop = threading.Event()
     # SIGTERM (the supervisor, a container runtime) ends a service as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -356,11 +356,16 @@ def run_worker(
 
 
 class _StallWatch:
-    """Rarely, under load, kafka-python 3.0 leaves a member half through a rebalance: it
-    never becomes stable again (no heartbeats, commits refused), or it is stable without
-    taking up the partitions the group gave it. Either way the worker would idle or redo
-    work for the rest of the run; after `STALL_S` of it, the worker gets a new consumer."""
+    """Rarely, under load, kafka-python 3.0.12 leaves a member half through a rebalance: when
+    poll() times out after the member has sent SyncGroup and before the answer, the answer's
+    assignment is never taken up. The broker then counts the member in a stable group, holding
+    partitions, while the member has none and waits for a rebalance that is over: the worker
+    would idle for the rest of the run. The watch asks the broker (every CHECK_S while the
+    member lacks partitions) and gives the worker a new consumer as soon as it sees that.
+    A group the broker shows still rebalancing may rightly wait for a dead member's session
+    to time out; only after STALL_S of it does the worker get a new consumer."""
 
+    CHECK_S = 2.0
     # Longer than a rebalance may rightly take: one waits for a dead member's session to time
     # out (SESSION_TIMEOUT_MS), and a new consumer made meanwhile starts the wait over (its
     # predecessor, gone mid-join, is such a member): a watch faster than that never lets the
@@ -369,29 +374,48 @@ class _StallWatch:
 
     def __init__(self, config: Config, group_id: str, worker_id: str):
         self.config, self.group_id, self.worker_id = config, group_id, worker_id
-        self.since: float | None = None
+        self.since: float | None = None  # when the member was last seen without partitions
+        self.next_check = 0.0
 
     def stalled(self, consumer) -> bool:
-        stable = consumer.group_metadata().state == MemberState.STABLE
-        if stable and consumer.assignment():
+        member = consumer.group_metadata()
+        if member.state == MemberState.STABLE and consumer.assignment():
             self.since = None
             return False
         now = time.monotonic()
-        if self.since is None or now - self.since < self.STALL_S:
-            self.since = self.since or now
+        if self.since is None:
+            self.since, self.next_check = now, now + self.CHECK_S
+        if now < self.next_check:
             return False
-        self.since = now
-        if stable and not self.assigned_by_broker():
-            return False  # more workers than partitions: nothing for this one, rightly
-        log.warning(
-            "worker %s: stuck in its group (%s, partitions %s): reconnecting",
-            self.worker_id,
-            consumer.group_metadata().state,
-            _names(consumer.assignment()),
-        )
-        return True
+        self.next_check = now + self.CHECK_S
+        broker = self.broker_view(member.member_id)
+        if broker is None:  # the broker does not answer: only time tells
+            stuck = now - self.since >= self.STALL_S
+        else:
+            group_state, ours = broker
+            if group_state != "Stable":
+                stuck = now - self.since >= self.STALL_S
+            elif ours:
+                stuck = True  # the broker gave it partitions it never took up
+            else:
+                stuck = member.state != MemberState.STABLE and now - self.since >= self.STALL_S
+                if not stuck:  # more workers than partitions: nothing for this one, rightly
+                    self.next_check = now + self.STALL_S
+        if stuck:
+            log.warning(
+                "worker %s: stuck in its group (%s, partitions %s, the broker says %s): "
+                "reconnecting",
+                self.worker_id,
+                member.state,
+                _names(consumer.assignment()),
+                broker,
+            )
+            self.since = None
+        return stuck
 
-    def assigned_by_broker(self) -> bool:
+    def broker_view(self, member_id: str) -> tuple[str, bool] | None:
+        """The group's state at the broker, and whether it assigns this member partitions;
+        None when the broker cannot tell."""
         from kafka.admin import KafkaAdminClient
 
         try:
@@ -400,17 +424,18 @@ class _StallWatch:
                 group = admin.describe_groups([self.group_id])[self.group_id]
             finally:
                 admin.close()
-        except Exception as exc:  # a broker that does not answer: check again later
+        except Exception as exc:  # noqa: BLE001 - a broker that does not answer: check later
             log.info("worker %s: cannot describe its group: %s", self.worker_id, exc)
-            return False
-        return any(
-            member.get("client_id") == self.worker_id
+            return None
+        ours = any(
+            member.get("member_id") == member_id
             and any(
                 a["partitions"]
                 for a in (member.get("member_assignment") or {}).get("assigned_partitions", ())
             )
             for member in group.get("members", ())
         )
+        return str(group.get("group_state")), ours
 
 
 def _group_consumer(config: Config, topic: str, group_id: str, worker_id: str):

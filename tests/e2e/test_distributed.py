@@ -431,6 +431,7 @@ class TenMinuteRun:
     decisions: Path
     inbound: list  # the run's messages on the inbound topic
     late_s: float
+    service_logs: str  # the tail of every service's log, for a failure's message
 
 
 @pytest.fixture(scope="module")
@@ -473,6 +474,7 @@ def ten_minute_run(services_env, tmp_path_factory) -> Iterator[TenMinuteRun]:
             decisions,
             inbound,
             started.late_s,
+            services.logs(),
         )
 
 
@@ -486,7 +488,7 @@ def test_ten_minutes_every_invariant_holds_and_every_patient_is_accounted_for(te
     assert (
         summary["arrived"] == summary["referred"] + summary["discharged"] + summary["in_building"]
     )
-    assert summary["discharged"] > 0
+    assert summary["discharged"] > 0, f"{summary}\n{run.service_logs}"
     # arrivals in order, none skipped, the last one (at the end of the run) included
     assert [a.patient_id for a in audit.arrivals()] == [
         f"patient-{n}" for n in range(1, ARRIVALS_10_MIN + 1)
