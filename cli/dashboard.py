@@ -22,6 +22,8 @@ DEFAULT_PORT = 8050
 def start_server(projection: Any, port: int) -> Any:
     from dashboard.server import DashboardServer
 
+    if not 0 <= port <= 65535:
+        raise fail(f"dashboard: port {port}: expected a port from 0 to 65535")
     try:
         server = DashboardServer(projection, port=port).start()
     except OSError as exc:

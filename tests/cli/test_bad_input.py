@@ -292,6 +292,14 @@ def test_odd_run_options_are_usage_errors(options):
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_dashboard_port_out_of_range_is_one_line(port, tmp_path):
+    result = runner.invoke(app, ["dashboard", "--db", f"sqlite:///{tmp_path}/h.db", "--port", port])
+    assert result.exit_code == 2, result.output
+    assert "expected a port from 0 to 65535" in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+
+
 @pytest.mark.parametrize("workers", ["porter=²", "porter=100000", "porter=-1", "nurse=1"])
 def test_odd_worker_counts_are_usage_errors(workers):
     result = runner.invoke(app, ["run", "--kafka", "--workers", workers, "--speed", "1"])
