@@ -175,6 +175,29 @@ def producer(config: Config, transactional_id: str | None = None):
         raise _unreachable(config, exc) from None
 
 
+def close_producer(producer: Any, timeout_s: float = 10) -> None:
+    """Close a producer, whatever it still holds. kafka-python 3.0's close() raises when what
+    it holds cannot be sent in time (the broker stopped), and leaves the producer open, to
+    raise again when collected: a service on its way out with SendFailed (exit 4) would die of
+    a traceback instead. Then what is left is dropped. Nothing is lost by it: callers learn
+    what was sent from `Outbox.flush`, which has already said what was not (and the service
+    started again sends it again); a clean exit flushed everything first."""
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError as exc:
+        logging.getLogger(__name__).warning(
+            "closing the producer: %g s were not enough (%s): dropping what is left",
+            timeout_s,
+            type(exc).__name__,
+        )
+        # No public way to drop it: the sender's forced close fails the batches left, so
+        # that close() then has nothing to wait for.
+        producer._sender.force_close()
+        producer.close(timeout=timeout_s)
+
+
 def consumer(config: Config, **options: Any):
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError

@@ -61,7 +61,7 @@ def run_generator(
             outbox.send_event(config.kafka.inbound_topic, arrival)
         sent += len(outbox.flush())
     finally:
-        producer.close(timeout=10)
+        bus.close_producer(producer)
     log.info(
         "generator %s finished: %d arrivals sent%s",
         producer_id,

@@ -402,6 +402,9 @@ class LiveScheduler:
             wait_ms = max(0, min(POLL_MS, (next_tick * self.tick_ms - now) / self.clock.speed))
             self.read(pending, timeout_ms=int(wait_ms))
             if self.clock.now_ms() >= next_tick * self.tick_ms:
+                # The clock's tick now: after a slow relay `next_tick` lags it, and events
+                # read since, sent on time, would be taken for events from the future.
+                next_tick = max(next_tick, self.clock.now_ms() // self.tick_ms)
                 if self.tick(next_tick, pending):
                     pending = Pending([], [], {})
                 next_tick = max(next_tick + 1, self.clock.now_ms() // self.tick_ms)

@@ -310,7 +310,7 @@ def run_worker(
     try:
         consumer = _group_consumer(config, topic, group_id, worker_id)
     except bus.BusError:
-        producer.close(timeout=10)
+        bus.close_producer(producer)
         raise
     worker = _Worker(config, role, run_id, clock, worker_id, consumer, producer)
     watch = _StallWatch(config, group_id, worker_id)
@@ -342,7 +342,7 @@ def run_worker(
                 worker.consumer = _group_consumer(config, topic, group_id, worker_id)
     finally:
         worker.consumer.close(autocommit=False)  # leaves the group: the others rebalance now
-        producer.close(timeout=10)
+        bus.close_producer(producer)
     stats = worker.stats
     log.info(
         "worker %s finished: %d done, %d duplicates, %d dead-lettered, %d left pending",
@@ -455,5 +455,5 @@ def _wait_for_metadata(producer, topic: str) -> None:
     try:
         producer.partitions_for(topic)
     except KafkaError as exc:
-        producer.close(timeout=10)
+        bus.close_producer(producer)
         raise bus.BusError(f"no metadata for topic {topic}: {exc}") from None

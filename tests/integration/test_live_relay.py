@@ -246,3 +246,47 @@ def test_a_dispatch_topic_with_too_few_partitions_is_grown(config):
             outbox.send(topic, b"k", b"{}", partition=99)
     finally:
         producer.close()
+
+
+# --- the clock -----------------------------------------------------------------------------
+
+
+def test_events_read_after_a_slow_relay_are_not_taken_for_events_from_the_future(
+    config, tmp_path, monkeypatch
+):
+    """A relay that took long (a loaded machine, a slow broker) left the loop's next tick
+    behind the clock: the arrivals read after it were dead-lettered as "ahead of the run's
+    clock", though sent on time (an e2e run lost arrival-5 to arrival-8 so)."""
+    import threading
+
+    from scheduler.services.generator import run_generator
+
+    until_ms, speed = 40_000, 10.0
+    clock = LiveClock(time.time() + 1.0, speed)
+    ledger = Ledger(f"sqlite:///{tmp_path / 'run.db'}", config, config.scheduler.policy)
+    live = LiveScheduler(config, ledger, run_id=RUN, until_ms=until_ms, clock=clock)
+    relay, slow = live.relay, [True]
+
+    def slow_relay() -> bool:
+        if live.owed and slow:
+            slow.clear()
+            time.sleep(1.5)  # 15 simulated seconds: three arrivals meanwhile
+        return relay()
+
+    try:
+        live.start(fresh=True)
+        monkeypatch.setattr(live, "relay", slow_relay)
+        generator = threading.Thread(
+            target=run_generator,
+            args=(config,),
+            kwargs={"run_id": RUN, "clock": clock, "duration_ms": until_ms, "seed": None},
+        )
+        generator.start()
+        live.run()
+        generator.join(timeout=30)
+        applied = {e.event_id for _, inbound, _ in live.ledger.history() for e in inbound}
+    finally:
+        live.close()
+    assert not slow, "the relay was never slow: no test"
+    assert live.counters["dead_lettered"] == 0
+    assert applied == {a.event_id for a in first_arrivals(config, until_ms)}

@@ -371,3 +371,25 @@ def test_a_worker_that_loses_a_partition_leaves_its_pending_tasks_to_the_new_own
     assert set(done.values()) == {1}
     for message in messages:
         assert sim_time_of(message, clock) >= base + 42_000 - 5 * SPEED
+
+
+def test_a_producer_whose_broker_is_gone_closes_without_an_error(config):
+    """What a stopped broker leaves unsent is dropped on closing, and the producer closed:
+    a service exiting with SendFailed (exit 4: it is started again and sends it again) does
+    not die of kafka-python's timeout on close instead, nor of another one when collected."""
+    from kafka.errors import IllegalStateError
+
+    from tests.faultproxy import KafkaFaultProxy
+
+    host, port = config.kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)
+    with KafkaFaultProxy(host, int(port)) as proxy:
+        proxied = config.replace(kafka={"bootstrap_servers": f"127.0.0.1:{proxy.port}"})
+        producer = bus.producer(proxied)
+        producer.send(config.kafka.inbound_topic, b"sent").get(timeout=15)
+        proxy.outage(30)
+        producer.send(config.kafka.inbound_topic, b"never sent")
+        started = time.monotonic()
+        bus.close_producer(producer, timeout_s=1)
+        assert time.monotonic() - started < 10
+        with pytest.raises(IllegalStateError):  # closed: nothing left to fail when collected
+            producer.send(config.kafka.inbound_topic, b"after")
