@@ -490,16 +490,19 @@ def copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: Any)
         cursor.close()
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
 def _copy_text(value: Any) -> str:
     """A value in COPY's text format: \\N for NULL, a float exactly (repr), a string with
-    its backslashes, tabs and line ends escaped."""
+    its backslashes, tabs and line ends escaped (by `replace`: a `translate` table costs ten
+    times as much on the JSON payloads that a backlog's commit writes by the thousand)."""
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
     return repr(value)
 
 

@@ -159,7 +159,11 @@ def _partition_counts(
         time.sleep(0.2)
 
 
-def producer(config: Config, transactional_id: str | None = None):
+def producer(config: Config, transactional_id: str | None = None, batched: bool = False):
+    """A producer; `batched` for one that sends in batches, each followed by a flush (the
+    scheduler's outbox relay): it holds records until the flush or a full batch of a
+    partition (large batches: fewer requests, and the sender thread, which competes with
+    the caller for the interpreter, woken up less often) instead of 5 ms."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -167,10 +171,12 @@ def producer(config: Config, transactional_id: str | None = None):
         # Idempotent, acknowledged by all replicas: a retried send is not written twice.
         # A transactional id fences off an older producer of the same id (a scheduler
         # deposed while frozen): the broker refuses its writes.
-        extra = {"transactional_id": transactional_id} if transactional_id else {}
-        return KafkaProducer(
-            **client_options(config), acks="all", linger_ms=5, max_block_ms=15000, **extra
-        )
+        extra: dict[str, Any] = {"transactional_id": transactional_id} if transactional_id else {}
+        if batched:
+            extra.update(linger_ms=1000, batch_size=256 * 1024)
+        else:
+            extra.update(linger_ms=5)
+        return KafkaProducer(**client_options(config), acks="all", max_block_ms=15000, **extra)
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
 
@@ -196,6 +202,21 @@ def close_producer(producer: Any, timeout_s: float = 10) -> None:
         # that close() then has nothing to wait for.
         producer._sender.force_close()
         producer.close(timeout=timeout_s)
+
+
+def learn_partitions(config: Config, producer) -> None:
+    """Have the producer fetch the metadata of the topics the scheduler writes now, at
+    start, not at the first send of each (a round trip to the broker each, mid-relay).
+    A broker that does not answer is only noted: the sends will wait for it as usual."""
+    from kafka.errors import KafkaError
+
+    for topic in topic_partitions(config):
+        if topic != config.kafka.inbound_topic:
+            try:
+                producer.partitions_for(topic)
+            except KafkaError as exc:
+                logging.getLogger(__name__).info("no metadata of %s yet: %s", topic, exc)
+                return
 
 
 def consumer(config: Config, **options: Any):
@@ -237,6 +258,19 @@ def dispatch_partition(config: Config, staff_id: str, role: str) -> int:
         staff_of_role(config, role).index(staff_id)
         % topic_partitions(config)[dispatch_topic(config, role)]
     )
+
+
+def dispatch_routes(config: Config) -> dict[tuple[str, str], tuple[str, int]]:
+    """(role, staff member) -> work topic and partition (`dispatch_partition`), computed
+    once: the scheduler routes thousands of dispatches a second catching up a backlog."""
+    return {
+        (role, staff_id): (
+            dispatch_topic(config, role),
+            dispatch_partition(config, staff_id, role),
+        )
+        for role in ROLES
+        for staff_id in staff_of_role(config, role)
+    }
 
 
 def dead_letter(message_value: bytes, reason: str, origin: str) -> bytes:

@@ -43,7 +43,7 @@ from scheduler.validator import InvariantViolation
 
 log = logging.getLogger("hospital.scheduler")
 POLL_MS = 50
-RELAY_BATCH = 1000
+RELAY_BATCH = 5000  # messages a relay sends at most, then marks sent before the next
 SNAPSHOT_EVERY = 100  # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
 FINAL_RELAY_S = 20  # at the end of the run: how long to retry a failing broker
@@ -145,9 +145,15 @@ class Follower:
         return scheduler if self.run == (run_id, epoch_s) else None
 
 
-def outbox_for(config: Config, result: TickResult) -> list[OutboxMessage]:
+def outbox_for(
+    config: Config,
+    result: TickResult,
+    routes: dict[tuple[str, str], tuple[str, int]] | None = None,
+) -> list[OutboxMessage]:
     """Where each decision goes: all to the decisions topic, dispatches also to their role's
-    work topic, on their staff member's partition; rejected events to the dead letters."""
+    work topic, on their staff member's partition (`routes`: `bus.dispatch_routes`, given
+    to save computing it again); rejected events to the dead letters."""
+    routes = bus.dispatch_routes(config) if routes is None else routes
     messages = []
     for decision in result.decisions:
         payload = bus.encode(decision)
@@ -155,15 +161,8 @@ def outbox_for(config: Config, result: TickResult) -> list[OutboxMessage]:
             OutboxMessage(config.kafka.decisions_topic, bus.key_of(decision), None, payload)
         )
         if isinstance(decision, ev.TaskDispatched):
-            role = ROLE_OF_KIND[decision.kind]
-            messages.append(
-                OutboxMessage(
-                    bus.dispatch_topic(config, role),
-                    decision.staff_id.encode(),
-                    bus.dispatch_partition(config, decision.staff_id, role),
-                    payload,
-                )
-            )
+            topic, partition = routes[ROLE_OF_KIND[decision.kind], decision.staff_id]
+            messages.append(OutboxMessage(topic, decision.staff_id.encode(), partition, payload))
     for event, reason in result.rejected:
         messages.append(
             OutboxMessage(
@@ -258,6 +257,7 @@ class LiveScheduler:
         self.until_ms = until_ms
         self.stop = stop or threading.Event()
         self.tick_ms = round(config.scheduler.tick_s * 1000)
+        self.routes = bus.dispatch_routes(config)
         self.counters = {
             "ticks": 0,
             "dead_lettered": 0,
@@ -294,10 +294,13 @@ class LiveScheduler:
         if self.fenced:
             # Before reading what the broker has: from now on a deposed scheduler's producer
             # cannot write what it still had in hand.
-            self.producer = bus.producer(self.config, f"hospital-scheduler-{self.run_id}")
+            self.producer = bus.producer(
+                self.config, f"hospital-scheduler-{self.run_id}", batched=True
+            )
             self.producer.init_transactions()
         else:
-            self.producer = bus.producer(self.config)
+            self.producer = bus.producer(self.config, batched=True)
+        bus.learn_partitions(self.config, self.producer)
         self.sender = bus.Outbox(self.producer, bus.headers(self.run_id, "scheduler"))
         self.reconcile()
         self.relay()
@@ -538,7 +541,7 @@ class LiveScheduler:
         if not results and self.scheduler.last_tick < 0:
             pending.dead = dead  # still no tick to file them under: with the next one
             return False
-        ticks = [(result, outbox_for(self.config, result)) for result in results]
+        ticks = [(result, outbox_for(self.config, result, self.routes)) for result in results]
         snapshot = None
         if self.counters["ticks"] - self.snapshot_at >= SNAPSHOT_EVERY:
             snapshot = snapshots.dump(self.scheduler)

@@ -76,3 +76,43 @@ def test_no_fault_point_without_the_variable():
     faults = Faults(None)
     assert not faults.ticks and not faults.raising
     assert not faults.reached("after_commit", [10**9])
+
+
+def test_sent_ids_are_marked_by_runs_of_consecutive_ids_and_no_other():
+    from scheduler.db.ledger import id_runs
+
+    assert id_runs([]) == []
+    assert id_runs([7, 1, 2, 3, 3]) == [(1, 3), (7, 7)]
+    assert id_runs(range(10, 5010)) == [(10, 5009)]
+    # a batch whose middle message failed: the ids on either side, not the failed one
+    assert id_runs([*range(1, 50), *range(51, 101)]) == [(1, 49), (51, 100)]
+
+
+@pytest.mark.parametrize("porters", [None, 7])
+def test_the_scheduler_routes_each_dispatch_where_dispatch_partition_says(porters):
+    from scheduler.config import load
+    from scheduler.services import bus
+
+    config = load(None, {})
+    if porters is not None:
+        config = config.replace(staff={"porters": porters})
+    routes = bus.dispatch_routes(config)
+    expected = {
+        (role, staff_id): (
+            bus.dispatch_topic(config, role),
+            bus.dispatch_partition(config, staff_id, role),
+        )
+        for role in bus.ROLES
+        for staff_id in bus.staff_of_role(config, role)
+    }
+    assert routes == expected
+    assert len({route for route in routes.values()}) == len(routes)  # one partition each
+
+
+def test_copy_text_escapes_what_copy_would_misread():
+    from scheduler.db.store import _copy_text
+
+    assert _copy_text(None) == "\\N"
+    assert _copy_text(0.1) == "0.1"
+    assert _copy_text('{"a": "x\\\\y\\"z"}') == '{"a": "x\\\\\\\\y\\\\"z"}'
+    assert _copy_text("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
