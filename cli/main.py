@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -100,6 +101,19 @@ def one_line(text: str) -> str:
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"hospital: error: {one_line(message)}", err=True)
     return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """What is alive before a run (modules, config, the dashboard's web stack) lives as long
+    as the run: out of the garbage collector's way meanwhile, whose every full collection
+    would otherwise walk it again (a few % of a `--speed max` run; with the dashboard's
+    objects, more)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager
@@ -344,17 +358,18 @@ def run(
                 ) as board,
                 view or contextlib.nullcontext(),
             ):
-                figures = simulate_run(
-                    settings,
-                    duration_ms,
-                    speed=speed_value,
-                    seed=seed,
-                    store=store,
-                    record=record,
-                    out=out,
-                    on_tick=web.chain(view, board.on_tick if board else None),
-                    stop=signals.stop,
-                )
+                with frozen_heap():
+                    figures = simulate_run(
+                        settings,
+                        duration_ms,
+                        speed=speed_value,
+                        seed=seed,
+                        store=store,
+                        record=record,
+                        out=out,
+                        on_tick=web.chain(view, board.on_tick if board else None),
+                        stop=signals.stop,
+                    )
                 figures.update(run_identity(settings, seed, kept.run_id if kept else None))
                 interrupted = "interrupted_at_ms" in figures
                 if interrupted:
