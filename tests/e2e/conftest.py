@@ -186,10 +186,9 @@ class Topics:
 @contextlib.contextmanager
 def new_topics(services_env: dict[str, str], database: Database) -> Iterator[Topics]:
     """Topic names of its own (a uuid), deleted at the end."""
-    from kafka.admin import KafkaAdminClient
-
     from scheduler.config import load
     from scheduler.services import bus
+    from tests.kafka_topics import delete_topics
 
     name = f"e2e-{uuid.uuid4().hex[:12]}"
     env = {
@@ -205,17 +204,7 @@ def new_topics(services_env: dict[str, str], database: Database) -> Iterator[Top
     try:
         yield Topics(env, config)
     finally:
-        try:
-            admin = KafkaAdminClient(**bus.client_options(config), request_timeout_ms=15000)
-            try:
-                existing = set(admin.list_topics())
-                mine = [t for t in bus.topic_partitions(config) if t in existing]
-                if mine:
-                    admin.delete_topics(mine)
-            finally:
-                admin.close()
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
+        delete_topics(config)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from scheduler.services import bus
 from scheduler.services.clock import LiveClock
 from scheduler.simulation import completion
 from scheduler.validator import Auditor
+from tests.kafka_topics import read_topic
 
 from .conftest import (
     Service,
@@ -342,27 +343,6 @@ class Audit:
                 f"{arrival.patient_id}: {decided[arrival.patient_id]} admission/referral decisions"
             )
         assert sum(decided.values()) == len(self.arrivals())
-
-
-def read_topic(config, topic: str, timeout_s: float = 30) -> list:
-    """Every message of `topic`, from the beginning to its current end."""
-    from kafka import TopicPartition
-
-    consumer = bus.consumer(config, group_id=None)
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(bus.topic_partitions(config)[topic])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        messages: list = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for records in consumer.poll(timeout_ms=200).values():
-                messages.extend(records)
-        return messages
-    finally:
-        consumer.close(autocommit=False)
 
 
 def assert_applied_everything_sent(

@@ -78,6 +78,22 @@ def referral_rate(decisions: list[ev.Event], patients: set[str]) -> float:
     return len(referred & patients) / max(1, len(patients))
 
 
+def assert_nothing_lost_or_doubled(
+    topics: Topics, run_id: str, events: Path, decisions: Path, until_ms: int, tmp_path: Path
+) -> Audit:
+    """The run's export over a fault: every invariant held, every arrival decided once,
+    every inbound event sent applied once, every decision published once, and `hospital
+    solve` gives the same decisions."""
+    audit = Audit(topics.config, events, decisions)  # every invariant, over the fault
+    audit.assert_unique_ids()  # nothing doubled
+    audit.assert_every_arrival_decided()
+    assert_applied_everything_sent(topics.config, audit, run_id, until_ms)  # nor lost
+    assert audit.summary["arrived"] == expected_arrivals(until_ms), audit.summary
+    assert_decisions_published(topics.config, audit, run_id)
+    assert_solve_reproduces(events, decisions, topics.env, tmp_path)
+    return audit
+
+
 def undisturbed_decisions(
     tmp_path: Path, env: dict[str, str], run_ms: int = RUN_MS
 ) -> list[ev.Event]:
@@ -143,13 +159,7 @@ def test_database_cut_for_ten_seconds_mid_run(
     assert cut >= 2, "no connection to cut: the scheduler was not using the proxy"
 
     events, decisions = export(database.url, topics.env, tmp_path)
-    audit = Audit(topics.config, events, decisions)  # every invariant, over the outage
-    audit.assert_unique_ids()  # nothing doubled
-    audit.assert_every_arrival_decided()
-    assert_applied_everything_sent(topics.config, audit, run_id, RUN_MS)  # nor lost
-    assert audit.summary["arrived"] == expected_arrivals(RUN_MS), audit.summary
-    assert_decisions_published(topics.config, audit, run_id)
-    assert_solve_reproduces(events, decisions, topics.env, tmp_path)
+    audit = assert_nothing_lost_or_doubled(topics, run_id, events, decisions, RUN_MS, tmp_path)
     assert audit.ticks[-1] >= RUN_MS // 1000, f"the run stopped early, at tick {audit.ticks[-1]}"
 
     # The rest of the run: patients arriving once the hospital has caught up are referred
@@ -342,13 +352,7 @@ def test_broker_cut_for_thirty_seconds_mid_run(topics: Topics, database, tmp_pat
     print("restarts:", [line for line in stderr.splitlines() if "restarting" in line])
 
     run_id = json.loads(report.read_text())["run_id"]
-    audit = Audit(topics.config, record, out)
-    audit.assert_unique_ids()
-    audit.assert_every_arrival_decided()
-    assert_applied_everything_sent(topics.config, audit, run_id, BROKER_RUN_MS)
-    assert audit.summary["arrived"] == expected_arrivals(BROKER_RUN_MS), audit.summary
-    assert_decisions_published(topics.config, audit, run_id)
-    assert_solve_reproduces(record, out, topics.env, tmp_path)
+    audit = assert_nothing_lost_or_doubled(topics, run_id, record, out, BROKER_RUN_MS, tmp_path)
 
     rest = {a.patient_id for a in audit.arrivals() if a.time_ms > fault_end_ms + 60_000}
     rate = referral_rate(audit.decisions, rest)
@@ -404,13 +408,7 @@ def test_slow_network_to_broker_and_database(topics: Topics, database, tmp_path,
     assert not crashed, f"services that died of an unhandled error: {crashed}"
 
     events, decisions = export(database.url, topics.env, tmp_path)
-    audit = Audit(topics.config, events, decisions)
-    audit.assert_unique_ids()
-    audit.assert_every_arrival_decided()
-    assert_applied_everything_sent(topics.config, audit, run_id, RUN_MS)
-    assert audit.summary["arrived"] == expected_arrivals(RUN_MS), audit.summary
-    assert_decisions_published(topics.config, audit, run_id)
-    assert_solve_reproduces(events, decisions, topics.env, tmp_path)
+    audit = assert_nothing_lost_or_doubled(topics, run_id, events, decisions, RUN_MS, tmp_path)
     rest = {a.patient_id for a in audit.arrivals() if a.time_ms > fault_end_ms + 30_000}
     assert len(rest) >= 15, len(rest)
     rate = referral_rate(audit.decisions, rest)

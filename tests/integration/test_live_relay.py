@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -20,13 +19,13 @@ from scheduler.services import scheduler_service as service
 from scheduler.services.clock import LiveClock
 from scheduler.services.scheduler_service import LiveScheduler, Pending
 from scheduler.simulation import arrivals
+from tests.kafka_topics import delete_topics, own_topic_names, read_topic
 
 if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
     pytest.skip(
         "KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)", allow_module_level=True
     )
 
-from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
@@ -39,25 +38,10 @@ UNTIL_MS = 60_000
 @pytest.fixture
 def config():
     """Topics of its own, not created yet (a test may want them otherwise first)."""
-    name = f"t-{uuid.uuid4().hex[:12]}"
     config = load(None, {"KAFKA_BOOTSTRAP_SERVERS": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
-    config = config.replace(
-        kafka={
-            "inbound_topic": f"{name}.inbound",
-            "decisions_topic": f"{name}.decisions",
-            "dispatch_topic_prefix": f"{name}.dispatch.",
-            "dead_letter_topic": f"{name}.dead-letter",
-        }
-    )
+    config = config.replace(kafka=own_topic_names())
     yield config
-    admin = KafkaAdminClient(**bus.client_options(config), request_timeout_ms=15000)
-    try:
-        existing = set(admin.list_topics())
-        admin.delete_topics([t for t in bus.topic_partitions(config) if t in existing])
-    except Exception:
-        pass
-    finally:
-        admin.close()
+    delete_topics(config)
 
 
 @pytest.fixture
@@ -72,27 +56,6 @@ def live(config, tmp_path):
         yield scheduler
     finally:
         scheduler.close()
-
-
-def read_topic(config: Config, topic: str, timeout_s: float = 30) -> list:
-    """Every message of `topic`, from its beginning to its current end."""
-    consumer = bus.consumer(config)
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        messages: list = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for records in consumer.poll(timeout_ms=200).values():
-                messages.extend(records)
-        return messages
-    finally:
-        consumer.close()
 
 
 def first_arrivals(config: Config, up_to_ms: int) -> list[ev.PatientArrived]:

@@ -7,7 +7,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -20,6 +19,7 @@ from scheduler.services.clock import LiveClock
 from scheduler.services.generator import run_generator
 from scheduler.services.worker import WorkerStats, run_worker
 from scheduler.simulation import arrival_times, completion
+from tests.kafka_topics import delete_topics, own_topic_names
 
 if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
     pytest.skip(
@@ -36,23 +36,11 @@ SPEED = 10
 
 @pytest.fixture
 def config():
-    name = f"t-{uuid.uuid4().hex[:12]}"
     config = load(None, {"KAFKA_BOOTSTRAP_SERVERS": os.environ["KAFKA_BOOTSTRAP_SERVERS"]})
-    config = config.replace(
-        kafka={
-            "inbound_topic": f"{name}.inbound",
-            "decisions_topic": f"{name}.decisions",
-            "dispatch_topic_prefix": f"{name}.dispatch.",
-            "dead_letter_topic": f"{name}.dead-letter",
-        }
-    )
+    config = config.replace(kafka=own_topic_names())
     bus.ensure_topics(config)
     yield config
-    with admin_client(config) as admin:
-        try:
-            admin.delete_topics(list(bus.topic_partitions(config)))
-        except Exception:  # noqa: BLE001 - cleanup only
-            pass
+    delete_topics(config)
 
 
 class admin_client:
