@@ -389,18 +389,15 @@ class _StallWatch:
             return False
         self.next_check = now + self.CHECK_S
         broker = self.broker_view(member.member_id)
-        if broker is None:  # the broker does not answer: only time tells
-            stuck = now - self.since >= self.STALL_S
+        waited_out = now - self.since >= self.STALL_S
+        if broker is None or broker[0] != "Stable":  # no answer, or still rebalancing
+            stuck = waited_out
+        elif broker[1]:
+            stuck = True  # the broker gave it partitions it never took up
         else:
-            group_state, ours = broker
-            if group_state != "Stable":
-                stuck = now - self.since >= self.STALL_S
-            elif ours:
-                stuck = True  # the broker gave it partitions it never took up
-            else:
-                stuck = member.state != MemberState.STABLE and now - self.since >= self.STALL_S
-                if not stuck:  # more workers than partitions: nothing for this one, rightly
-                    self.next_check = now + self.STALL_S
+            stuck = member.state != MemberState.STABLE and waited_out
+            if not stuck:  # more workers than partitions: nothing for this one, rightly
+                self.next_check = now + self.STALL_S
         if stuck:
             log.warning(
                 "worker %s: stuck in its group (%s, partitions %s, the broker says %s): "
