@@ -107,8 +107,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def frozen_heap() -> Iterator[None]:
     """What is alive before a run (modules, config, the dashboard's web stack) lives as long
     as the run: out of the garbage collector's way meanwhile, whose every full collection
-    would otherwise walk it again (a few % of a `--speed max` run; with the dashboard's
-    objects, more)."""
+    would otherwise walk it again (the dashboard's web stack alone is some 40,000 objects;
+    frozen, a `--speed max` run with the dashboard open went from +19 % to +12.6 %)."""
     gc.freeze()
     try:
         yield
