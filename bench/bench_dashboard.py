@@ -29,7 +29,7 @@ from dashboard.server import DashboardServer
 from scheduler import config as config_module
 from scheduler import scenarios
 from scheduler.db.store import SqlStore
-from scheduler.runs import simulate_run
+from scheduler.runs import new_kpi, simulate_run
 
 
 def plain(config, duration_ms: int, store) -> tuple[float, float]:
@@ -60,7 +60,8 @@ def with_dashboard(config, duration_ms: int, store) -> tuple[float, float, float
     from another process (as a browser does): wall and CPU seconds of the run, and the CPU
     seconds the dashboard itself took (its per-tick projection on the run's thread, plus
     its server's thread), and how many live events the client read."""
-    projection = LiveProjection.for_config(config)
+    kpi = new_kpi(config)
+    projection = LiveProjection.for_config(config, kpi=kpi)
     spent = [0.0]
 
     def on_tick(scheduler, result) -> None:
@@ -77,7 +78,7 @@ def with_dashboard(config, duration_ms: int, store) -> tuple[float, float, float
             server_cpu = thread_cpu(server.thread)
             gc.freeze()  # as `hospital run` does for its run (cli.main.frozen_heap)
             started, cpu = time.perf_counter(), time.process_time()
-            simulate_run(config, duration_ms, store=store, on_tick=on_tick)
+            simulate_run(config, duration_ms, store=store, on_tick=on_tick, kpi=kpi)
             wall = time.perf_counter() - started
             cpu = time.process_time() - cpu  # every thread: the server's work included
             gc.unfreeze()

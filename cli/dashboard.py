@@ -38,9 +38,7 @@ class Board:
 
     def __init__(self, projection: Any, server: Any):
         self.projection, self.server = projection, server
-
-    def on_tick(self, scheduler: Any, result: Any) -> None:
-        self.projection.on_tick(scheduler, result)
+        self.on_tick = projection.on_tick  # (scheduler, result): one tick of the run
 
     def hold(self) -> None:
         typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C", err=True)
@@ -53,13 +51,13 @@ class Board:
 
 @contextlib.contextmanager
 def embedded(
-    settings: Any, port: int, hold: bool, duration_ms: int, run_id: str | None = None
+    settings: Any, port: int, hold: bool, duration_ms: int, kpi: Any, run_id: str | None = None
 ) -> Iterator[Board]:
-    """The dashboard for the length of an embedded run; with `hold`, the server stays up
-    when the run is over, for `Board.hold`."""
+    """The dashboard for the length of an embedded run, whose KPIs `kpi` collects; with
+    `hold`, the server stays up when the run is over, for `Board.hold`."""
     from dashboard.embedded import LiveProjection
 
-    projection = LiveProjection.for_config(settings, run_id=run_id)
+    projection = LiveProjection.for_config(settings, kpi=kpi, run_id=run_id)
     board = Board(projection, start_server(projection, port))
     stop = True
     try:

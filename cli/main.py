@@ -274,7 +274,7 @@ def run(
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
     from cli.view import LiveView, ProgressView, clock_text, summary_table
-    from scheduler.runs import simulate_run
+    from scheduler.runs import new_kpi, simulate_run
 
     duration_ms = parse_duration(duration)
     speed_value = parse_speed(speed)
@@ -335,6 +335,7 @@ def run(
     # From here to the report, a signal stops the run at a tick boundary; a Ctrl-C at its
     # very end (the store's last commit, the copy of the kept run) waits for it.
     signals = StopSignals()
+    kpi = new_kpi(settings)  # the run's KPIs, which its dashboard reads
     try:
         with signals:
             store = None if no_db else open_store(db or settings.database.url, settings)
@@ -351,6 +352,7 @@ def run(
                         dashboard_port,
                         dashboard_hold,
                         duration_ms,
+                        kpi,
                         kept.run_id if kept else None,
                     )
                     if dashboard
@@ -369,6 +371,7 @@ def run(
                         out=out,
                         on_tick=web.chain(view, board.on_tick if board else None),
                         stop=signals.stop,
+                        kpi=kpi,
                     )
                 figures.update(run_identity(settings, seed, kept.run_id if kept else None))
                 interrupted = "interrupted_at_ms" in figures

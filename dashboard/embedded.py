@@ -1,51 +1,79 @@
 """The projection of a run in this process (`hospital run --dashboard`), made cheap for the
-run: a tick costs it a few counters, and the hospital's state is read from the scheduler
-itself instead of being rebuilt from the decisions.
+run: it reads the run's own objects instead of following the decisions.
 
 `Projection.apply` follows the hospital from its decisions alone, which is all a run in
-another process gives. Here, on the run's thread (`on_tick`, between two ticks), a tick only
-adds to the figures that accumulate — counts, waits, busy time, room occupancy, the time
-series — in one pass over its decisions and events; the rooms, staff and waiting lists,
-which the page shows as they are now, are copied from the scheduler's `Hospital` at most
-every `view_s` of wall time, and at the end. That is two thirds of the fold's instructions,
-and none of its objects. The readers (the page, /metrics) are `Projection`'s: they see the
-figures up to the last tick and a view at most `view_s` old.
+another process gives. A run in this process already counts what the page shows: its
+`KpiCollector` has the counts, waits, busy time, occupancy and solve times, its scheduler's
+`Hospital` the rooms, staff and waiting lists. So a tick (`on_tick`, on the run's thread,
+between two ticks) costs the projection only its events and decisions by type; at the
+first tick past each time-series mark or hour it takes a point or closes the hour; and at
+most every `view_s` of wall time, and at the end, it copies the rest. The readers (the
+page, /metrics) are `Projection`'s: they see the figures of a view at most `view_s` old.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from dashboard.projection import ROLES, Projection, RoomView, StaffView, TaskView, floor_of
+from dashboard.projection import (
+    HOURLY,
+    ROLES,
+    Projection,
+    RoomView,
+    StaffView,
+    TaskView,
+    floor_of,
+)
+from scheduler.kpi import KpiCollector
 from scheduler.layout import ROLE_OF_KIND
 
-# Which role a completion frees.
-ROLE_OF_COMPLETION = {
-    "escort.completed": "porter",
-    "visit.completed": "medical",
-    "cleaning.completed": "cleaner",
+HOUR_MS = 3_600_000
+# The decisions that the hourly counts count.
+HOURLY_DECISIONS = {
+    "patient.admitted": "admitted",
+    "patient.referred": "referred",
+    "patient.discharged": "discharged",
 }
 
 
 class LiveProjection(Projection):
-    """A `Projection` fed by `on_tick(scheduler, result)` of the run in this process."""
+    """A `Projection` of the run that `kpi` collects the figures of, fed its ticks by
+    `on_tick(scheduler, result)` (`simulate_run(..., kpi=kpi, on_tick=...)`)."""
 
-    def __init__(self, *args: Any, view_s: float = 0.25, **kwargs: Any):
+    def __init__(self, *args: Any, kpi: KpiCollector, view_s: float = 0.25, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.kpi = kpi
         self.view_s = view_s
         self._next_view = 0.0
         self._hospital: Any = None
-        self._waiting_n = dict.fromkeys(ROLES, 0)
-        self._waiting_ids: set[str] = set()  # tasks waiting
-        self._in_progress: dict[str, tuple[str, int]] = {}  # task in progress -> role, since
+        self._in_progress: list[tuple[str, int]] = []  # role, since: of each task in progress
+        self._solved = 0  # the run's solve times already in `solve`
+        self._hour_end = -1  # the current hour holds the ticks of (end - 1 h, end]
+        self._hour_start: dict[str, int] = dict.fromkeys(HOURLY, 0)  # the counts then
 
     def on_tick(self, scheduler: Any, result: Any) -> None:
-        """One tick of the run (`simulate_run`'s `on_tick`)."""
+        """One tick of the run (`simulate_run`'s `on_tick`, after the KPIs have it)."""
         hospital = self._hospital = scheduler.hospital
+        time_ms = result.time_ms
         with self.lock:
-            self._count(result, hospital.tasks)
+            self.tick = result.tick
+            self.ticks += 1
+            self.version += 1
+            by_type = self.events_by_type
+            for event in result.consumed:
+                kind = event.TYPE
+                by_type[kind] = by_type.get(kind, 0) + 1
+            by_type = self.decisions_by_type
+            for decision in result.decisions:
+                kind = decision.TYPE
+                by_type[kind] = by_type.get(kind, 0) + 1
+            if time_ms > self._hour_end:
+                self._next_hour(result)
+            if time_ms > self.time_ms:
+                self.time_ms = time_ms
+            if time_ms >= self.next_sample_ms:
+                self._sample()
             now = time.monotonic()
             if now >= self._next_view:
                 self._view(hospital)
@@ -57,86 +85,99 @@ class LiveProjection(Projection):
                 self._view(self._hospital)
         super().finish(end_ms)
 
-    def waiting_counts(self) -> dict[str, int]:
-        return dict(self._waiting_n)
+    def in_progress(self) -> Any:
+        return iter(self._in_progress)
 
-    def in_progress(self) -> Iterator[tuple[str, int]]:
-        return iter(self._in_progress.values())
+    # --- what the run's KPIs and hospital say ------------------------------------------
 
-    def _count(self, result: Any, tasks: dict[str, Any]) -> None:
-        """The tick's figures, as `Projection._fold` counts them (with the lock held)."""
-        time_ms = result.time_ms
-        if time_ms > self.time_ms:
-            if time_ms >= self.next_sample_ms:
-                self._sample_until(time_ms)
-            self.time_ms = time_ms
-        self.tick = result.tick
-        self.ticks += 1
-        self.version += 1
-        counts = self.counts
-        if result.rejected or result.duplicates:
-            counts["rejected"] += len(result.rejected)
-            counts["duplicates"] += len(result.duplicates)
-        if result.solved:
-            self.solve.observe(result.solve_ms / 1000)
-        busy, dispatched = self.busy, self._in_progress
-        by_type = self.events_by_type
-        for event in result.consumed:
-            kind = event.TYPE
-            by_type[kind] = by_type.get(kind, 0) + 1
-            role = ROLE_OF_COMPLETION.get(kind)
-            if role is None:  # an arrival
-                continue
-            since = dispatched.pop(event.task_id, None)
-            if since is not None:
-                self.busy_ms[role] += event.time_ms - since[1]
-                busy[role] -= 1
-            if kind == "escort.completed" and event.direction == "out":  # out of its room
-                self.occupied_ms += event.time_ms - self.admitted_ms.pop(
-                    event.patient_id, event.time_ms
-                )
-        by_type, waiting, queued = self.decisions_by_type, self._waiting_n, self._waiting_ids
-        for d in result.decisions:
-            kind = d.TYPE
-            by_type[kind] = by_type.get(kind, 0) + 1
-            if kind == "task.dispatched":
-                role, task_id = ROLE_OF_KIND[d.kind], d.task_id
-                task = tasks.get(task_id)
-                created = d.time_ms if task is None else task.created_ms
-                waits, wait = self.waits_ms[role], d.time_ms - created
-                waits[wait] = waits.get(wait, 0) + 1
-                dispatched[task_id] = (role, d.time_ms)
-                busy[role] += 1
-                if task_id in queued:
-                    queued.discard(task_id)
-                    waiting[role] -= 1
-            elif kind == "task.queued":
-                queued.add(d.task_id)
-                waiting[ROLE_OF_KIND[d.kind]] += 1
-            elif kind == "patient.admitted":
-                counts["arrivals"] += 1
-                counts["admitted"] += 1
-                counts["in_rooms"] += 1
-                hour = self._hour()
-                hour["arrivals"] += 1
-                hour["admitted"] += 1
-                self.admitted_ms[d.patient_id] = d.time_ms
-            elif kind == "patient.referred":
-                counts["arrivals"] += 1
-                counts["referred"] += 1
-                hour = self._hour()
-                hour["arrivals"] += 1
-                hour["referred"] += 1
-            elif kind == "patient.discharged":
-                counts["discharged"] += 1
-                counts["in_rooms"] -= 1
-                self._hour()["discharged"] += 1
-            elif kind == "task.escalated":
-                self.escalations[d.kind] = self.escalations.get(d.kind, 0) + 1
+    def _hourly_counts(self) -> dict[str, int]:
+        counts = self.kpi.counts
+        admitted, referred = counts["admitted"], counts["referred"]
+        return {
+            "arrivals": admitted + referred,  # an arrival is decided in its tick
+            "admitted": admitted,
+            "referred": referred,
+            "discharged": counts["discharged"],
+        }
+
+    def _next_hour(self, result: Any) -> None:
+        """The tick is the first past the current hour: close that hour with the counts
+        before the tick, and open the tick's."""
+        before = self._hourly_counts()
+        for decision in result.decisions:  # the tick's own: not the hour's before
+            counted = HOURLY_DECISIONS.get(decision.TYPE)
+            if counted is not None:
+                before[counted] -= 1
+                if counted != "discharged":
+                    before["arrivals"] -= 1
+        self._count_hour(before)
+        hour = max(0, result.time_ms - 1) // HOUR_MS
+        self._hour_start, self._hour_end = before, (hour + 1) * HOUR_MS
+
+    def _count_hour(self, now: dict[str, int]) -> None:
+        """The current hour's counts up to `now` (an hour with none is not listed)."""
+        if self._hour_end < 0:
+            return
+        counts = {key: now[key] - self._hour_start[key] for key in HOURLY}
+        if any(counts.values()):
+            self.hourly[self._hour_end // HOUR_MS - 1] = counts
+
+    def _point(self) -> dict[str, Any]:
+        hourly, busy = self._hourly_counts(), dict.fromkeys(ROLES, 0)
+        for role in self.kpi.task_role.values():
+            busy[role] += 1
+        return {
+            "t": self.time_ms / 1000,
+            "occupied": hourly["admitted"] - hourly["discharged"],
+            "waiting": self._waiting_counts(self._hospital),
+            "busy": busy,
+            "referred": hourly["referred"],
+            "arrivals": hourly["arrivals"],
+        }
+
+    @staticmethod
+    def _waiting_counts(hospital: Any) -> dict[str, int]:
+        waiting = dict.fromkeys(ROLES, 0)
+        if hospital is None:  # no tick yet
+            return waiting
+        for task in hospital.waiting.values():
+            waiting[ROLE_OF_KIND[task.kind]] += 1
+        return waiting
 
     def _view(self, hospital: Any) -> None:
-        """Rooms, staff and waiting lists as the scheduler has them now (with the lock held;
-        on the run's thread, between two ticks)."""
+        """Everything as the run has it now (with the lock held; on the run's thread,
+        between two ticks)."""
+        kpi = self.kpi
+        if kpi.counts["ticks"] != self.ticks:
+            raise RuntimeError("a LiveProjection is fed the ticks of a run with other KPIs")
+        hourly = self._hourly_counts()
+        self._count_hour(hourly)
+        self.counts.update(
+            arrivals=hourly["arrivals"],
+            admitted=hourly["admitted"],
+            referred=hourly["referred"],
+            discharged=hourly["discharged"],
+            in_rooms=hourly["admitted"] - hourly["discharged"],
+            rejected=kpi.counts["rejected"],
+            duplicates=kpi.counts["duplicates"],
+        )
+        self.waits_ms = {role: dict(kpi.waits_ms[role]) for role in ROLES}
+        self.busy_ms = dict(kpi.busy_ms)
+        self.occupied_ms = kpi.occupied_ms
+        self.admitted_ms = dict(kpi.admitted_ms)
+        self.escalations = dict(kpi.sla_breaches)
+        solve_ms = kpi.solve_ms
+        if len(solve_ms) > self._solved:
+            observe = self.solve.observe
+            for ms in solve_ms[self._solved :]:
+                observe(ms / 1000)
+            self._solved = len(solve_ms)
+        task_role, dispatched_ms = kpi.task_role, kpi.dispatched_ms
+        self._in_progress = [(task_role[t], ms) for t, ms in dispatched_ms.items()]
+        self.busy = dict.fromkeys(ROLES, 0)
+        for role in task_role.values():
+            self.busy[role] += 1
+
         rooms = self.rooms
         for room in hospital.rooms.values():
             view = rooms.get(room.room_id)
@@ -150,7 +191,6 @@ class LiveProjection(Projection):
                 member_view = staff[member.staff_id] = StaffView(member.staff_id, member.role)
             member_view.place, member_view.task_id = member.location, member.task_id
             member_view.off_duty = not member.on_duty
-        in_progress = self._in_progress
         self.tasks = {
             t.task_id: TaskView(
                 t.task_id,
@@ -159,7 +199,7 @@ class LiveProjection(Projection):
                 t.room_id,
                 t.created_ms,
                 t.staff_id,
-                in_progress[t.task_id][1] if t.task_id in in_progress else None,
+                dispatched_ms.get(t.task_id),
             )
             for t in hospital.tasks.values()
         }

@@ -142,7 +142,7 @@ class Projection:
         self.done_ms: dict[str, int] = {}  # task -> its completion's time, if known
         self.sample_ms = sample_ms
         self.next_sample_ms = 0
-        self.series: list[dict[str, Any]] = []  # one point every `sample_ms`
+        self.series: list[dict[str, Any]] = []  # a point each `sample_ms` (see `_sample`)
         self.hourly: dict[int, Tally] = {}  # hour -> arrivals, admitted, referred
         self._hour_span: tuple[int, int, Tally] = (0, -1, {})  # (from, to] in ms, its counts
         self.staff_log: list[tuple[str, str, str, int, int]] = []  # staff, kind, room, from, to
@@ -216,8 +216,6 @@ class Projection:
         duplicates: int,
     ) -> None:
         if time_ms > self.time_ms:
-            if time_ms >= self.next_sample_ms:
-                self._sample_until(time_ms)
             self.time_ms = time_ms
         self.tick = tick
         self.ticks += 1
@@ -255,6 +253,8 @@ class Projection:
             handler = handlers.get(kind)
             if handler is not None:
                 handler(decision)
+        if time_ms >= self.next_sample_ms:
+            self._sample()
 
     def finish(self, end_ms: int | None = None) -> None:
         with self.lock:
@@ -264,8 +264,14 @@ class Projection:
             self.finished = True
             self.version += 1
 
+    def _sample(self) -> None:
+        """A time-series point: the state now, after the first tick at or past the next
+        `sample_ms` mark (a tick changes the state; between two ticks it holds still)."""
+        self.series.append(self._point())
+        self.next_sample_ms = (self.time_ms // self.sample_ms + 1) * self.sample_ms
+
     def _sample_until(self, time_ms: int) -> None:
-        """The time-series points due up to `time_ms`, each with the state then."""
+        """The points of the marks up to `time_ms`, the run over: its last state at each."""
         while self.next_sample_ms <= time_ms:
             self.time_ms = max(self.time_ms, self.next_sample_ms)
             self.series.append(self._point())

@@ -50,6 +50,7 @@ def simulate_run(
     out: Path | None = None,
     on_tick: Callable[[Scheduler, TickResult], None] | None = None,
     stop: StopFlag | None = None,
+    kpi: KpiCollector | None = None,
 ) -> dict[str, Any]:
     """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
 
@@ -59,9 +60,11 @@ def simulate_run(
     status`, the dashboard) follows the run: a tick at a time, or more when the run lags
     behind the clock. As fast as the CPU allows, the store commits in batches. Setting
     `stop` ends the run at the next tick boundary, everything written up to the last tick;
-    the report then has `interrupted_at_ms`, that tick's time, and figures up to it."""
+    the report then has `interrupted_at_ms`, that tick's time, and figures up to it. The
+    KPIs are collected by `kpi` if given (fresh, from `new_kpi`): what `on_tick` may read,
+    each tick's figures counted before it is called."""
     scheduler = Scheduler(config)
-    kpi = new_kpi(config)
+    kpi = new_kpi(config) if kpi is None else kpi
     store = store or NullStore()
     with contextlib.ExitStack() as files:
         record_file = files.enter_context(open(record, "w")) if record else None

@@ -18,7 +18,7 @@ from dashboard.embedded import LiveProjection
 from dashboard.server import DashboardServer
 from scheduler import config as config_module
 from scheduler import scenarios
-from scheduler.runs import simulate_run
+from scheduler.runs import new_kpi, simulate_run
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -27,7 +27,8 @@ class LiveRun:
     """A run on a thread at a given speed, feeding a dashboard; stops when asked."""
 
     def __init__(self, config, speed: float, duration_ms: int):
-        self.projection = LiveProjection.for_config(config, sample_ms=5_000)
+        kpi = new_kpi(config)
+        self.projection = LiveProjection.for_config(config, kpi=kpi, sample_ms=5_000)
         self.stop = threading.Event()
 
         def on_tick(scheduler, result):
@@ -37,7 +38,7 @@ class LiveRun:
 
         def run():
             try:
-                simulate_run(config, duration_ms, speed=speed, on_tick=on_tick)
+                simulate_run(config, duration_ms, speed=speed, on_tick=on_tick, kpi=kpi)
             except KeyboardInterrupt:
                 pass
 

@@ -13,7 +13,7 @@ from dashboard.metrics import registry_for, render
 from dashboard.projection import ROLES, Projection
 from scheduler import config as config_module
 from scheduler import scenarios
-from scheduler.runs import simulate_run
+from scheduler.runs import new_kpi, simulate_run
 
 
 def core_view(scheduler):
@@ -180,7 +180,8 @@ def test_the_live_projection_equals_the_decisions_projection(config_name):
         else config_module.load(GOLDEN / config_name / "config.toml", {})
     )
     folded = Projection.for_config(config, sample_ms=30_000)
-    live = LiveProjection.for_config(config, sample_ms=30_000, view_s=0)
+    kpi = new_kpi(config)
+    live = LiveProjection.for_config(config, kpi=kpi, sample_ms=30_000, view_s=0)
 
     def on_tick(scheduler, result):
         folded.apply_result(result)
@@ -190,13 +191,15 @@ def test_the_live_projection_equals_the_decisions_projection(config_name):
         assert {r: live.busy[r] for r in ROLES} == {r: folded.busy[r] for r in ROLES}
 
     duration = 90 * 60_000
-    report = simulate_run(config, duration, on_tick=on_tick)
+    report = simulate_run(config, duration, on_tick=on_tick, kpi=kpi)
     for p in (folded, live):
         p.finish(duration)
     with folded.lock, live.lock:
         assert live.tiles() == folded.tiles()
         assert live.series == folded.series
+        assert len(live.series) == duration // 30_000 + 1  # a point at each mark, and at 0
         assert live.hourly == folded.hourly
+        assert sorted(live.hourly) == [0, 1]
         assert live.waits_ms == folded.waits_ms
     assert live.tiles()["arrivals"] == report["arrivals"] > 0
     assert render(registry_for(live)) == render(registry_for(folded))
@@ -206,14 +209,15 @@ def test_the_live_view_is_refreshed_at_most_every_view_s():
     from dashboard.embedded import LiveProjection
 
     config = config_module.load(None, {})
-    live = LiveProjection.for_config(config, view_s=3600)
+    kpi = new_kpi(config)
+    live = LiveProjection.for_config(config, kpi=kpi, view_s=3600)
     behind = []
 
     def on_tick(scheduler, result):
         live.on_tick(scheduler, result)
         behind.append(projected_view(live) != core_view(scheduler))
 
-    simulate_run(config, 10 * 60_000, on_tick=on_tick)
+    simulate_run(config, 10 * 60_000, on_tick=on_tick, kpi=kpi)
     assert not behind[0] and any(behind)  # the first tick's view, then no other
     live.finish(10 * 60_000)
     assert live.snapshot()["tiles"]["arrivals"] > 0
