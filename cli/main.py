@@ -119,7 +119,7 @@ def frozen_heap() -> Iterator[None]:
 @contextlib.contextmanager
 def service_errors() -> Iterator[None]:
     """An unusable database (exit 3) or broker (exit 4) as one line on stderr."""
-    from scheduler.db.store import StoreError
+    from scheduler.db.basics import StoreError
     from scheduler.services.bus import BusError
 
     try:
@@ -402,7 +402,7 @@ def run(
 def run_identity(settings: Config, seed: int | None, run_id: str | None) -> dict:
     """What a KPI report says of the run that made it: its id (when kept), seed, and the
     whole resolved config (the policy is there already)."""
-    from scheduler.db.store import safe_url
+    from scheduler.db.basics import safe_url
 
     resolved = config_module.to_mapping(settings)
     resolved["database"]["url"] = safe_url(resolved["database"]["url"])

@@ -37,24 +37,15 @@ from sqlalchemy.orm import Session
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db import migrate
+from scheduler.db.basics import StoreError, safe_url
 from scheduler.db.models import Base, DecisionRow, InboundEvent, Patient, Room, Staff, Task, Tick
 from scheduler.engine import TickResult
 from scheduler.hospital import staff_roster
 from scheduler.layout import NEXT_KIND, STEP_OF_KIND, Layout
 
-
-class StoreError(RuntimeError):
-    """The database cannot be used; the one-line message says which and why (no password)."""
-
+__all__ = ["SqlStore", "StoreError", "safe_url"]
 
 Row = dict[str, Any]
-
-
-def safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<invalid URL>"
 
 
 def connect(url: str) -> Engine:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -86,6 +88,24 @@ def test_run_prints_the_summary(tmp_path):
     result = runner.invoke(app, ["run", "--speed", "max", "--duration", "5m", "--no-db", "-q"])
     assert result.exit_code == 0, result.output
     assert "Run summary" in result.output and "referred" in result.output
+
+
+def test_a_run_without_a_database_does_not_load_the_database_layer(tmp_path):
+    """SQLAlchemy's ORM and Alembic are half a second of every start: a `--no-db` run
+    does without them."""
+    code = (
+        "import sys\n"
+        "from cli.main import app\n"
+        "try:\n"
+        "    app(['run', '--duration', '1m', '--speed', 'max', '--no-db', '--quiet'])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(sorted({'alembic', 'sqlalchemy.orm', 'scheduler.db.store'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 def test_run_keeps_the_run_in_sqlite(tmp_path):

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import load
-from scheduler.db import SqlStore, StoreError, migrate
+from scheduler.db import migrate
 from scheduler.db.models import DecisionRow, InboundEvent, Patient, Room, Staff, Task, Tick
+from scheduler.db.store import SqlStore, StoreError
 from scheduler.engine import Scheduler, TickResult
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.simulation import simulate
