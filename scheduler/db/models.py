@@ -215,7 +215,8 @@ class OutboxRow(Base):
     __tablename__ = "outbox"
 
     outbox_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    tick: Mapped[int] = mapped_column(ForeignKey("ticks.tick"), index=True)
+    # The tick that owes it, no key to `ticks` (written with it, in its transaction).
+    tick: Mapped[int] = mapped_column(index=True)
     topic: Mapped[str] = mapped_column(String(255))
     key: Mapped[str] = mapped_column(Text)
     partition: Mapped[int | None]
