@@ -28,6 +28,7 @@ from scheduler.db.models import (
     Run,
     Snapshot,
     Tick,
+    outbox_owed,
 )
 from scheduler.db.store import SqlStore, StoreError, copy_rows, reason
 from scheduler.engine import TickResult
@@ -255,6 +256,7 @@ class Ledger:
     # --- the outbox -----------------------------------------------------------------------
 
     def unpublished(self, limit: int = 1000) -> list[OutboxMessage]:
+        """The first `limit` messages owed, in id order (the order they were committed in)."""
         try:
             o = OutboxRow
             with self.engine.connect() as db:  # plain rows: no ORM objects to build
@@ -262,7 +264,7 @@ class Ledger:
                     select(
                         o.topic, o.key, o.partition, o.payload, o.outbox_id, o.dead_letter, o.tick
                     )
-                    .where(o.published.is_(False))
+                    .where(*outbox_owed())
                     .order_by(o.outbox_id)
                     .limit(limit)
                 )
@@ -283,42 +285,52 @@ class Ledger:
 
     def count_unpublished(self) -> int:
         with Session(self.engine) as session:
-            return (
-                session.scalar(
-                    select(func.count())
-                    .select_from(OutboxRow)
-                    .where(OutboxRow.published.is_(False))
-                )
-                or 0
-            )
+            owed = select(func.count()).select_from(OutboxRow).where(*outbox_owed())
+            return session.scalar(owed) or 0
 
     def mark_published(self, up_to: int) -> None:
-        self.store.transaction(
-            lambda session: session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.outbox_id <= up_to, OutboxRow.published.is_(False))
-                .values(published=True)
-            )
-        )
+        """Every message up to `up_to` is sent."""
 
-    def mark_published_ids(self, ids: list[int]) -> None:
+        def mark(session: Session) -> None:
+            if not _sent_up_to(session, up_to):
+                session.execute(
+                    update(OutboxRow).where(OutboxRow.outbox_id <= up_to).values(published=True)
+                )
+
+        self.store.transaction(mark)
+
+    def mark_published_ids(self, ids: Sequence[int], owed: Sequence[int] = ()) -> None:
         """Mark these messages sent: those the broker acknowledged, whatever became of the
-        others of their batch."""
+        others of their batch. `owed`, if given, is the batch they are from, as
+        `unpublished` gave it: the messages before the first of it not sent are marked by
+        moving the run's `outbox_sent_up_to` (one row, however many), the others one by one
+        (sent out of order: a send failed before them)."""
+        sent = set(ids)
+        up_to = 0
+        for id_ in owed:
+            if id_ not in sent:
+                break
+            up_to = id_
 
         def mark(session: Session) -> None:
             short_idle(session)
+            beyond = sorted(sent)
+            if up_to and _sent_up_to(session, up_to):
+                beyond = [id_ for id_ in beyond if id_ > up_to]
+            if not beyond:
+                return
             # A batch's ids are mostly one run (numbered in order at its commit): a BETWEEN
             # each is cheaper than an IN of thousands; many runs (sends failing here and
             # there) stay an IN, as an OR of thousands is too deep for SQLite.
-            runs = id_runs(ids)
+            runs = id_runs(beyond)
             within = (
                 or_(*(OutboxRow.outbox_id.between(lo, hi) for lo, hi in runs))
                 if len(runs) <= 16
-                else OutboxRow.outbox_id.in_(sorted(ids))
+                else OutboxRow.outbox_id.in_(beyond)
             )
             session.execute(update(OutboxRow).where(within).values(published=True))
 
-        if ids:
+        if sent:
             self.store.transaction(mark)
 
     def dead_letters(self) -> int:
@@ -342,6 +354,17 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sent_up_to(session: Session, up_to: int) -> bool:
+    """Record that every message up to `up_to` is sent, unless more is recorded already.
+    False if there is no run to record it in."""
+    if session.scalar(select(Run.run_id).limit(1)) is None:
+        return False
+    session.execute(
+        update(Run).where(Run.outbox_sent_up_to < up_to).values(outbox_sent_up_to=up_to)
+    )
+    return True
 
 
 def id_runs(ids: Sequence[int]) -> list[tuple[int, int]]:

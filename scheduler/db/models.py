@@ -19,6 +19,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    func,
+    select,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -190,6 +192,8 @@ class Run(Base):
     run_id: Mapped[str] = mapped_column(primary_key=True)
     epoch_s: Mapped[float]
     speed: Mapped[float]
+    # Every outbox message up to this id is sent (`OutboxRow`).
+    outbox_sent_up_to: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ConsumerOffset(Base):
@@ -204,18 +208,27 @@ class ConsumerOffset(Base):
 
 
 class OutboxRow(Base):
-    """A message to send to Kafka once its tick is committed; `published` once sent."""
+    """A message to send to Kafka once its tick is committed. Sent: its id is at most the
+    run's `outbox_sent_up_to` (the relay sends in id order), or, sent out of that order
+    (after a failed send), `published`."""
 
     __tablename__ = "outbox"
 
     outbox_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    tick: Mapped[int] = mapped_column(ForeignKey("ticks.tick"), index=True)
+    # The tick that owes it, no key to `ticks` (written with it, in its transaction).
+    tick: Mapped[int] = mapped_column(index=True)
     topic: Mapped[str] = mapped_column(String(255))
     key: Mapped[str] = mapped_column(Text)
     partition: Mapped[int | None]
     payload: Mapped[str] = mapped_column(Text)
     dead_letter: Mapped[bool] = mapped_column(Boolean)
-    published: Mapped[bool] = mapped_column(Boolean, index=True)
+    published: Mapped[bool] = mapped_column(Boolean)
+
+
+def outbox_owed() -> tuple:
+    """The conditions on `OutboxRow` of a message not sent yet."""
+    sent_up_to = select(func.coalesce(func.max(Run.outbox_sent_up_to), 0)).scalar_subquery()
+    return OutboxRow.outbox_id > sent_up_to, OutboxRow.published.is_(False)
 
 
 class Snapshot(Base):

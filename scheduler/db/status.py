@@ -8,7 +8,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from scheduler.db.models import OutboxRow, Patient, Room, Run, Staff, Task, Tick
+from scheduler.db.models import (
+    OutboxRow,
+    Patient,
+    Room,
+    Run,
+    Staff,
+    Task,
+    Tick,
+    outbox_owed,
+)
 from scheduler.db.store import StoreError, connect, reason, safe_url
 from scheduler.layout import ROLE_OF_KIND
 
@@ -65,9 +74,7 @@ def hospital_status(url: str) -> dict[str, Any]:
                 )
                 or 0,
                 "unpublished": session.scalar(
-                    select(func.count())
-                    .select_from(OutboxRow)
-                    .where(OutboxRow.published.is_(False))
+                    select(func.count()).select_from(OutboxRow).where(*outbox_owed())
                 )
                 or 0,
             }

@@ -689,6 +689,7 @@ class LiveScheduler:
             self.must_reconcile = False
         self.hold()
         messages = self.ledger.unpublished(limit=RELAY_BATCH)
+        batch = [m.outbox_id for m in messages]
         if messages and not self.may_send():
             log.warning("outbox relay: the lease was not renewed lately: not sending")
             self.owed = True
@@ -721,7 +722,7 @@ class LiveScheduler:
             self.end_transaction(error)
         self.faults.die_if("after_publish", [by_id[i].tick for i in sent])
         with self.deposed_on_error():
-            self.ledger.mark_published_ids(sent)
+            self.ledger.mark_published_ids(sent, owed=batch)
         if error is not None or failed:
             log.warning(
                 "outbox relay: %d of %d sent; the rest stays owed: %s",
@@ -769,7 +770,7 @@ class LiveScheduler:
             log.info(
                 "%d owed messages were published before the restart: not sent again", len(already)
             )
-            self.ledger.mark_published_ids(already)
+            self.ledger.mark_published_ids(already, owed=[m.outbox_id for m in owed])
 
     def published_tail(
         self, owed: list[OutboxMessage], slack: int = 100

@@ -145,6 +145,51 @@ def test_outbox_is_sent_once(recorded):
     assert ledger.unpublished() == []
 
 
+def test_a_relayed_batch_is_marked_by_one_number_and_a_hole_by_its_flags(tmp_path):
+    """Marking a batch moves the run's `outbox_sent_up_to` over the prefix the broker took,
+    leaving its rows as they were (rewriting thousands of rows took a quarter of a
+    backlog's relay); what was sent after a failed send is flagged row by row; the failed
+    one stays owed, and so does the next batch."""
+    from sqlalchemy import select
+
+    from scheduler.db.models import OutboxRow, Run
+
+    config = Config()
+    ledger = Ledger(f"sqlite:///{tmp_path / 'run.db'}", config, "greedy")
+    try:
+        ledger.start_run("run-1", 0.0, 1.0, {("inbound", 0): 0})
+        simulate(
+            config,
+            Scheduler(config),
+            5 * 60_000,
+            on_tick=lambda result: ledger.commit_ticks(
+                [
+                    (
+                        result,
+                        [
+                            OutboxMessage("decisions", b"k", None, d.to_json().encode())
+                            for d in result.decisions
+                        ],
+                    )
+                ],
+                {("inbound", 0): result.tick},
+            ),
+        )
+        owed = [m.outbox_id for m in ledger.unpublished(limit=10)]
+        assert len(owed) == 10
+        # The broker took all but the 5th.
+        ledger.mark_published_ids(owed[:4] + owed[5:], owed=owed)
+        with ledger.engine.connect() as db:
+            assert db.scalar(select(Run.outbox_sent_up_to)) == owed[3]
+            flagged = set(db.scalars(select(OutboxRow.outbox_id).where(OutboxRow.published)))
+        assert flagged == set(owed[5:]), "the prefix was rewritten row by row"
+        rest = [m.outbox_id for m in ledger.unpublished(limit=10_000)]
+        assert rest[0] == owed[4] and not set(rest) & set(owed[:4] + owed[5:])
+        assert ledger.count_unpublished() == len(rest)
+    finally:
+        ledger.close()
+
+
 def test_export_round_trips_through_solve(recorded, tmp_path):
     from scheduler.runs import replay
 

@@ -143,7 +143,7 @@ def test_a_restart_does_not_resend_what_was_published_before_the_kill(
     """Killed between the broker's acknowledgement and the outbox's update: the restarted
     scheduler finds them on the broker and does not send them again."""
     commit_arrivals(live, 30_000)
-    monkeypatch.setattr(live.ledger, "mark_published_ids", lambda ids: None)  # the kill
+    monkeypatch.setattr(live.ledger, "mark_published_ids", lambda *_, **__: None)  # the kill
     live.relay()
     assert live.ledger.count_unpublished() > 0
     live.close()
