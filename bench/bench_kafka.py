@@ -4,7 +4,7 @@ Prints four figures on the default hospital:
   1. raw kafka-python produce + consume throughput of the N inbound events of a simulated run;
   2. the same N events through a LiveScheduler, read as a backlog (as after a restart) and
      put in the ticks of their times, until every decision is relayed from the outbox to
-     Kafka; and its ratio to 1. Each inbound event makes about 3.3 outbound messages. The
+     Kafka; and its ratio to 1. Each inbound event makes about 2.3 outbound messages. The
      scheduler holds the lease, as `hospital scheduler` does: every commit is fenced by its
      epoch and every relay is a Kafka transaction (here and in 3 and 4);
   3. arrival-to-decision latency p50 / p99 (wall ms) with the generator and the workers live;
