@@ -14,16 +14,15 @@ page, /metrics) are `Projection`'s: they see the figures of a view at most `view
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from dashboard.projection import (
     HOURLY,
     ROLES,
     Projection,
-    RoomView,
     StaffView,
     TaskView,
-    floor_of,
 )
 from scheduler.kpi import KpiCollector
 from scheduler.layout import ROLE_OF_KIND
@@ -92,12 +91,13 @@ class LiveProjection(Projection):
                 self._view(self._hospital)
         super().finish(end_ms)
 
-    def in_progress(self) -> Any:
+    def in_progress(self) -> Iterator[tuple[str, int]]:
         return iter(self._in_progress)
 
     # --- what the run's KPIs and hospital say ------------------------------------------
 
-    def _hourly_counts(self) -> dict[str, int]:
+    def _totals(self) -> dict[str, int]:
+        """The run's counts so far, as the hourly counts count them."""
         counts = self.kpi.counts
         admitted, referred = counts["admitted"], counts["referred"]
         return {
@@ -110,7 +110,7 @@ class LiveProjection(Projection):
     def _next_hour(self, result: Any) -> None:
         """The tick is the first past the current hour: close that hour with the counts
         before the tick, and open the tick's."""
-        before = self._hourly_counts()
+        before = self._totals()
         for decision in result.decisions:  # the tick's own: not the hour's before
             counted = HOURLY_DECISIONS.get(decision.TYPE)
             if counted is not None:
@@ -130,20 +130,26 @@ class LiveProjection(Projection):
             self.hourly[self._hour_end // HOUR_MS - 1] = counts
 
     def _point(self) -> dict[str, Any]:
-        hourly, busy = self._hourly_counts(), dict.fromkeys(ROLES, 0)
-        for role in self.kpi.task_role.values():
-            busy[role] += 1
+        totals = self._totals()
         return {
             "t": self.time_ms / 1000,
-            "occupied": hourly["admitted"] - hourly["discharged"],
-            "waiting": self._waiting_counts(self._hospital),
-            "busy": busy,
-            "referred": hourly["referred"],
-            "arrivals": hourly["arrivals"],
+            "occupied": totals["admitted"] - totals["discharged"],
+            "waiting": self._waiting_now(self._hospital),
+            "busy": self._busy_now(),
+            "referred": totals["referred"],
+            "arrivals": totals["arrivals"],
         }
 
+    def _busy_now(self) -> dict[str, int]:
+        """Staff on a task, by role: the run's tasks in progress."""
+        busy = dict.fromkeys(ROLES, 0)
+        for role in self.kpi.task_role.values():
+            busy[role] += 1
+        return busy
+
     @staticmethod
-    def _waiting_counts(hospital: Any) -> dict[str, int]:
+    def _waiting_now(hospital: Any) -> dict[str, int]:
+        """Tasks waiting, by role, as the scheduler has them."""
         waiting = dict.fromkeys(ROLES, 0)
         if hospital is None:  # no tick yet
             return waiting
@@ -157,14 +163,11 @@ class LiveProjection(Projection):
         kpi = self.kpi
         if kpi.counts["ticks"] != self.ticks:
             raise RuntimeError("a LiveProjection is fed the ticks of a run with other KPIs")
-        hourly = self._hourly_counts()
-        self._count_hour(hourly)
+        totals = self._totals()
+        self._count_hour(totals)
         self.counts.update(
-            arrivals=hourly["arrivals"],
-            admitted=hourly["admitted"],
-            referred=hourly["referred"],
-            discharged=hourly["discharged"],
-            in_rooms=hourly["admitted"] - hourly["discharged"],
+            totals,
+            in_rooms=totals["admitted"] - totals["discharged"],
             rejected=kpi.counts["rejected"],
             duplicates=kpi.counts["duplicates"],
         )
@@ -181,15 +184,10 @@ class LiveProjection(Projection):
             self._solved = len(solve_ms)
         task_role, dispatched_ms = kpi.task_role, kpi.dispatched_ms
         self._in_progress = [(task_role[t], ms) for t, ms in dispatched_ms.items()]
-        self.busy = dict.fromkeys(ROLES, 0)
-        for role in task_role.values():
-            self.busy[role] += 1
+        self.busy = self._busy_now()
 
-        rooms = self.rooms
         for room in hospital.rooms.values():
-            view = rooms.get(room.room_id)
-            if view is None:
-                view = rooms[room.room_id] = RoomView(room.room_id, floor_of(room.room_id))
+            view = self._room(room.room_id)
             view.state, view.patient_id = room.status, room.patient_id
         staff = self.staff
         for member in hospital.staff.values():
