@@ -47,7 +47,9 @@ class OutboxMessage:
 
 class Ledger:
     def __init__(self, url: str, config: Config, policy: str):
-        self.store = SqlStore(url, config, policy, flush_every=1 << 62, fresh=False)
+        self.store = SqlStore(
+            url, config, policy, flush_every=1 << 62, fresh=False, write_behind=False
+        )
         self.engine = self.store.engine
         # When several schedulers share the database: the lease every commit is fenced by.
         self.lease: Lease | None = None

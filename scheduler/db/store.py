@@ -5,8 +5,9 @@ Each `hospital run` starts a fresh run: opening a store migrates the database to
 schema, then empties its tables and seeds the rooms and staff of the configuration. Ticks
 are buffered and written in one transaction every `flush_every` ticks, at `flush()` (a live
 run calls it whenever it waits for the wall clock) and at `close()`, with bulk inserts and
-updates, so that a 24 h simulation costs seconds, not minutes. The batches of `flush_every`
-ticks are written by a thread of their own while the run goes on.
+updates, so that a 24 h simulation costs seconds, not minutes. Written behind (the default),
+the ticks go to a process of their own (`scheduler.db.writer`), which turns them into rows
+and writes them while the run goes on.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any, cast
 
-from alembic.util import CommandError
 from sqlalchemy import (
     Engine,
     Table,
@@ -36,9 +35,9 @@ from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
-from scheduler.db import migrate
 from scheduler.db.basics import StoreError, safe_url
 from scheduler.db.models import Base, DecisionRow, InboundEvent, Patient, Room, Staff, Task, Tick
+from scheduler.db.writer import TickRecord, WriterProcess, record
 from scheduler.engine import TickResult
 from scheduler.hospital import staff_roster
 from scheduler.layout import NEXT_KIND, STEP_OF_KIND, Layout
@@ -101,6 +100,19 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor.close()
 
 
+def _migrate(url: str, shown: str) -> None:
+    # Alembic is imported here, not with the module: the writer process never migrates,
+    # and starts in half the time without it.
+    from alembic.util import CommandError
+
+    from scheduler.db import migrate
+
+    try:
+        migrate.upgrade(url)
+    except CommandError as exc:
+        raise StoreError(f"cannot migrate the database at {shown}: {reason(exc)}") from None
+
+
 def reason(exc: Exception) -> str:
     """The driver's own first line (never the SQL parameters that `str(exc)` carries)."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
@@ -119,6 +131,7 @@ class SqlStore:
         flush_every: int = 500,
         fresh: bool = True,
         write_behind: bool = True,
+        migrate: bool = True,
     ):
         self.url = safe_url(url)
         self.policy = policy
@@ -127,19 +140,21 @@ class SqlStore:
         self._queued: set[str] = set()  # tasks written as waiting, not yet dispatched
         self.engine = connect(url)
         self._sqlite = self.engine.dialect.name == "sqlite"
-        # An in-memory SQLite database is one per thread: no writer thread for it.
+        # An in-memory SQLite database is one per connection: no writer process for it.
         self.write_behind = write_behind and not (
             self._sqlite and self.engine.url.database in (None, "", ":memory:")
         )
-        self._writer: ThreadPoolExecutor | None = None
-        self._writing: Future[None] | None = None
+        self._url = url  # with its password: the writer process connects with it
+        self._writer: WriterProcess | None = None  # started by the first batch written behind
+        self._records: list[TickRecord] = []  # ticks for the writer, not sent yet
         try:
-            migrate.upgrade(url)
+            if migrate:
+                _migrate(url, self.url)
             if fresh:
                 self.reset()
             else:
                 self.transaction(self._load_queued)
-        except (CommandError, SQLAlchemyError) as exc:
+        except SQLAlchemyError as exc:
             self.engine.dispose()
             raise StoreError(f"cannot migrate the database at {self.url}: {reason(exc)}") from None
         except StoreError:
@@ -150,7 +165,7 @@ class SqlStore:
 
     def reset(self) -> None:
         """Start a new run: empty tables, seeded with the rooms and staff of the config."""
-        self._wait_behind()
+        self._stop_writer()  # its idea of the tables would be out of date
         self.transaction(lambda session: self._start_run(session, self.config))
         self._queued.clear()
 
@@ -161,10 +176,29 @@ class SqlStore:
     # --- the Store protocol ------------------------------------------------------------
 
     def save_tick(self, result: TickResult) -> None:
-        tick, now = result.tick, result.time_ms / 1000
+        if self.write_behind:
+            self._records.append(record(result))
+            if len(self._records) >= self.flush_every:
+                self._send_behind()
+            return
+        self.add_tick(*record(result))
+        if len(self.ticks) >= self.flush_every:
+            self.flush()
+
+    def add_tick(
+        self,
+        tick: int,
+        time_ms: int,
+        solve_ms: float,
+        consumed: list[ev.Event],
+        decided: list[ev.Decision],
+        n_rejected: int,
+    ) -> None:
+        """Turn one tick into rows, buffered until the next flush."""
+        now = time_ms / 1000
         born: dict[tuple[str, str], float] = {}
         inbound, new_tasks = self.inbound, self.new_tasks
-        for event in result.consumed:
+        for event in consumed:
             at = event.time_ms / 1000
             inbound.append((event.event_id, tick, event.TYPE, at, event.to_json()))
             if type(event) is ev.PatientArrived:
@@ -193,25 +227,12 @@ class SqlStore:
             if kind == "escort_in":
                 self._room(event.room_id, {"status": "occupied"})
         decisions, decide = self.decisions, self._DECIDE
-        for position, d in enumerate(result.decisions):
+        for position, d in enumerate(decided):
             decisions.append((d.event_id, d.tick, position, d.TYPE, d.time_ms / 1000, d.to_json()))
             decide[type(d)](self, d, now, born)
         self.ticks.append(
-            (
-                tick,
-                now,
-                self.policy,
-                result.solve_ms,
-                len(result.consumed),
-                len(result.decisions),
-                len(result.rejected),
-            )
+            (tick, now, self.policy, solve_ms, len(consumed), len(decided), n_rejected)
         )
-        if len(self.ticks) >= self.flush_every:
-            if self.write_behind:
-                self._flush_behind()
-            else:
-                self.flush()
 
     def close(self) -> None:
         if self._closed:
@@ -220,9 +241,10 @@ class SqlStore:
             self.flush()
         finally:
             self._closed = True
-            if self._writer is not None:
-                self._writer.shutdown()
-            self.engine.dispose()
+            try:
+                self._stop_writer()
+            finally:
+                self.engine.dispose()
 
     def __enter__(self) -> SqlStore:
         return self
@@ -321,36 +343,34 @@ class SqlStore:
         """Write the buffered ticks in one transaction, parents before children, with
         `extra` work in the same transaction: one executemany per table and per set of
         changed columns. On SQLite they go straight to the driver's cursor (the statements
-        are compiled once); elsewhere through SQLAlchemy Core, whose insertmanyvalues
-        batches the rows into multi-row INSERTs. Waits first for a write behind. `fence`
-        runs first in the transaction: it may refuse the whole of it by raising."""
-        self._wait_behind()
+        are compiled once); on PostgreSQL with COPY. Written behind, hands the ticks to the
+        writer process and waits until it has committed them. `fence` runs first in the
+        transaction: it may refuse the whole of it by raising."""
+        if self.write_behind:
+            if extra is not None or fence is not None:
+                raise ValueError("extra work in a tick's transaction needs write_behind=False")
+            if self._records:
+                self._send_behind()
+            if self._writer is not None:
+                self._writer.wait()
+            return
         if not self.ticks and extra is None:
             return
         self.transaction(self._write(self._buffers(), extra, fence))
         self._clear()
 
-    def _flush_behind(self) -> None:
-        """Hand the buffered ticks to the writer thread and go on with the run. SQLite (or
-        the PostgreSQL server) does its work without Python's lock, so the writes overlap
-        the simulation on another core. One batch at a time, in order: rows of later ticks
-        may update rows of this one."""
-        self._wait_behind()
+    def _send_behind(self) -> None:
+        """Hand the ticks so far to the writer process (waiting for the batch before) and
+        go on with the run."""
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-        work = self._write(self._buffers(), None)
-        self._clear()
-        self._writing = self._writer.submit(self.transaction, work)
+            self._writer = WriterProcess(self._url, self.config, self.policy, self.url)
+        records, self._records = self._records, []
+        self._writer.send(records)
 
-    def _wait_behind(self) -> None:
-        """Until the write behind is done; its `StoreError`, if it failed."""
-        writing = self._writing
-        if writing is not None:
-            try:
-                writing.result()
-            finally:
-                if writing.done():  # not when interrupted: `close` waits again
-                    self._writing = None
+    def _stop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     def _buffers(self) -> tuple:
         return (

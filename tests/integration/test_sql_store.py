@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -19,6 +21,7 @@ from scheduler.config import load
 from scheduler.db import migrate
 from scheduler.db.models import DecisionRow, InboundEvent, Patient, Room, Staff, Task, Tick
 from scheduler.db.store import SqlStore, StoreError
+from scheduler.db.writer import WriterProcess
 from scheduler.engine import Scheduler, TickResult
 from scheduler.layout import ROLE_OF_KIND
 from scheduler.simulation import simulate
@@ -178,21 +181,86 @@ def rows_of(url: str) -> dict[str, list]:
 
 
 def test_batches_written_behind_the_run_are_the_rows_written_in_line(tmp_path, monkeypatch):
-    threads = set()
-    transaction = SqlStore.transaction
-
-    def spied(self, work):
-        threads.add(threading.current_thread().name.split("_")[0])
-        transaction(self, work)
-
-    monkeypatch.setattr(SqlStore, "transaction", spied)
+    started = []
+    monkeypatch.setattr(WriterProcess, "IN_FLIGHT", 2)  # the run waits for the writer too
     urls = {}
     for behind in (True, False):
         urls[behind] = f"sqlite:///{tmp_path / f'behind-{behind}.db'}"
         with SqlStore(urls[behind], CONFIG, "greedy", flush_every=7, write_behind=behind) as store:
             simulate(CONFIG, Scheduler(CONFIG), HOUR_MS // 2, on_tick=store.save_tick)
-    assert "store-writer" in threads
+            started.append(store._writer is not None)
+    assert started == [True, False]
     assert rows_of(urls[True]) == rows_of(urls[False])
+
+
+def test_the_writer_process_outlives_signals_to_the_run_and_not_the_run(tmp_path):
+    """Ctrl-C and SIGTERM are for the run to handle (it stops at a tick boundary, then
+    drains the writer), so the writer ignores them. A run that is killed ends its writer
+    too, which finds its pipe closed."""
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    run = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    writer_pid = int(run.stdout.readline())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        os.kill(writer_pid, signum)
+    assert run.stdout.readline().strip() == "saved"  # the writer still answers
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 20
+    while alive(writer_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(writer_pid)
+    with Session(create_engine(url)) as session:
+        assert session.scalar(select(func.count()).select_from(Tick)) == 2
+
+
+# A run that writes a tick behind, says its writer's pid, then (its writer signalled
+# meanwhile) a second tick, and waits to be killed.
+KILLED_RUN = """
+import sys, time
+from scheduler.config import load
+from scheduler.db.store import SqlStore
+from scheduler.engine import TickResult
+store = SqlStore(sys.argv[1], load(None, {}), "greedy", flush_every=1)
+store.save_tick(TickResult(1, 1000, [], []))
+store.flush()
+print(store._writer.process.pid, flush=True)
+time.sleep(1)
+store.save_tick(TickResult(2, 2000, [], []))
+store.flush()
+print("saved", flush=True)
+time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # not ours: raises; ours (never here): reaps a zombie
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_writer_process_that_dies_is_one_clear_error(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'run.db'}", CONFIG, "greedy", flush_every=1)
+    store.save_tick(TickResult(1, 1000, [], []))
+    store.flush()
+    store._writer.process.kill()
+    store._writer.process.wait()
+    with pytest.raises(StoreError) as error:
+        store.save_tick(TickResult(2, 2000, [], []))  # the batch it cannot take
+    assert str(error.value) == (
+        f"the database writer for sqlite:///{tmp_path / 'run.db'} stopped (exit code -9)"
+    )
+    with pytest.raises(StoreError, match="stopped"):
+        store.close()  # as every later write
 
 
 def test_a_write_behind_that_fails_is_one_clear_error_at_the_next_write(url):
