@@ -64,8 +64,13 @@ class WriterProcess:
                 [sys.executable, "-m", "scheduler.db.writer", str(to_child), str(from_child)],
                 pass_fds=(to_child, from_child),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # the run's output is the run's; errors go to stderr
                 process_group=0,  # a Ctrl-C at the terminal is for the run, not for it
             )
+        except OSError as exc:
+            for end in (from_parent, to_parent):
+                os.close(end)
+            raise StoreError(f"cannot start the database writer: {exc.strerror}") from None
         finally:
             os.close(to_child)
             os.close(from_child)

@@ -248,6 +248,16 @@ def alive(pid: int) -> bool:
         return False
 
 
+def test_a_writer_process_that_cannot_start_is_one_clear_error(tmp_path, monkeypatch):
+    store = SqlStore(f"sqlite:///{tmp_path / 'run.db'}", CONFIG, "greedy", flush_every=1)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(StoreError) as error:
+        store.save_tick(TickResult(1, 1000, [], []))
+    assert str(error.value) == "cannot start the database writer: No such file or directory"
+    with pytest.raises(StoreError, match="cannot start"):
+        store.close()  # the tick is still not written
+
+
 def test_a_writer_process_that_dies_is_one_clear_error(tmp_path):
     store = SqlStore(f"sqlite:///{tmp_path / 'run.db'}", CONFIG, "greedy", flush_every=1)
     store.save_tick(TickResult(1, 1000, [], []))
