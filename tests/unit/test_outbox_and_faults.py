@@ -116,3 +116,31 @@ def test_copy_text_escapes_what_copy_would_misread():
     assert _copy_text(0.1) == "0.1"
     assert _copy_text('{"a": "x\\\\y\\"z"}') == '{"a": "x\\\\\\\\y\\\\"z"}'
     assert _copy_text("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+
+
+def test_the_live_scheduler_closes_its_producer_within_a_time_limit():
+    """With the broker gone, kafka-python's `close()` without a timeout waits for ever for
+    what it still holds (owed in the outbox all the same): the scheduler's exit must not."""
+    from scheduler.services.scheduler_service import LiveScheduler
+
+    closed = []
+
+    class Client:
+        def __init__(self, name):
+            self.name = name
+
+        def close(self, timeout=None):
+            closed.append((self.name, timeout))
+
+    class Ledger:
+        def close(self):
+            closed.append(("ledger", None))
+
+    scheduler = LiveScheduler.__new__(LiveScheduler)  # only what `close` uses
+    scheduler.consumer, scheduler.producer, scheduler.ledger = (
+        Client("consumer"),
+        Client("producer"),
+        Ledger(),
+    )
+    scheduler.close()
+    assert closed == [("consumer", None), ("producer", 10), ("ledger", None)]
