@@ -121,6 +121,10 @@ class CpSatPolicy:
             if not tasks:
                 continue
             sizes.append((len(staff), len(tasks)))
+            if len(staff) == 1 and len(tasks) == 1 and not (problem.skills and role == "medical"):
+                # One pair, which the hard rules take: no cost to weigh (two ticks in five).
+                dispatches[tasks[0].key] = staff[0].staff_id
+                continue
             allowed = None
             if problem.skills and role == "medical":
                 allowed = [[problem.may_do(t, s) for t in tasks] for s in staff]
@@ -138,6 +142,8 @@ class CpSatPolicy:
         rooms = problem.free_rooms
         if not admitted:
             return {}
+        if len(rooms) == 1 and len(admitted) == 1 and not problem.isolation_rooms:
+            return {admitted[0].patient_id: rooms[0]}  # one pair, which the hard rules take
         by_room = [sum(cost(problem, r, weight) for cost, weight in self._room_cost) for r in rooms]
         by_arrival = [
             sum(cost(problem, a, weight) for cost, weight in self._arrival_cost) for a in admitted
