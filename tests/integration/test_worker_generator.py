@@ -202,8 +202,9 @@ def test_generator_started_late_sends_the_due_arrivals_at_once(config):
     messages = read_topic(config, config.kafka.inbound_topic, 7)
     at = {ev.parse_json(m.value).event_id: sim_time_of(m, clock) for m in messages}
     assert sorted(at) == [f"arrival-{n}" for n in range(1, 8)]
-    # arrivals 1-5 (0 s to 20 s) were due at the start: sent at once, not 5 s apart
-    assert max(at[f"arrival-{n}"] for n in range(1, 6)) < 25_000
+    # arrivals 1-5 (0 s to 20 s) were due at the start: sent at once, not 5 s apart (which
+    # would send the fifth 20 s after the start, at 40 s); the slack is for a busy machine
+    assert max(at[f"arrival-{n}"] for n in range(1, 6)) < 32_000
     assert at["arrival-7"] >= 30_000 - 2 * SPEED
 
 
