@@ -166,6 +166,7 @@ class SqlStore:
     def reset(self) -> None:
         """Start a new run: empty tables, seeded with the rooms and staff of the config."""
         self._stop_writer()  # its idea of the tables would be out of date
+        self._records.clear()  # ticks of the run before, not handed to it
         self.transaction(lambda session: self._start_run(session, self.config))
         self._queued.clear()
 
@@ -360,8 +361,8 @@ class SqlStore:
         self._clear()
 
     def _send_behind(self) -> None:
-        """Hand the ticks so far to the writer process (waiting for the batch before) and
-        go on with the run."""
+        """Hand the ticks so far to the writer process, started by the first of them, and
+        go on with the run (`WriterProcess.send` waits only when too many are in flight)."""
         if self._writer is None:
             self._writer = WriterProcess(self._url, self.config, self.policy, self.url)
         records, self._records = self._records, []
