@@ -12,15 +12,16 @@ class StoreError(RuntimeError):
     """The database cannot be used; the one-line message says which and why (no password)."""
 
 
-# A URL's scheme, as SQLAlchemy reads it: `dialect+driver://`.
-_SCHEME = re.compile(r"[\w+]+://")
+# A URL's scheme and user, as SQLAlchemy reads them: `dialect+driver://user:password@`.
+_START = re.compile(r"[\w+]+://(?:[^:/]*(?P<password>:[^@]*)?@)?")
 
 
 def safe_url(url: str) -> str:
     """The URL without its password (shown, logged, kept with a run)."""
-    if "@" not in url and _SCHEME.match(url):
-        # No user, so no password: as given, without SQLAlchemy, whose import is a third
-        # of a short `--no-db` run (whose report shows the configured URL).
+    start = _START.match(url)
+    if start and start["password"] is None:
+        # No password: as given, without SQLAlchemy, whose import is a third of a short
+        # `--no-db` run (whose report shows the configured URL).
         return url
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -102,10 +103,16 @@ def test_a_run_without_a_database_does_not_load_the_database_layer(tmp_path):
         "    assert not exit.code, exit.code\n"
         "print(sorted({'alembic', 'sqlalchemy', 'scheduler.db.store'} & set(sys.modules)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
-    )
-    assert done.stdout.splitlines()[-1] == "[]"
+    for url in ("sqlite:///hospital.db", "postgresql+psycopg2://hospital@127.0.0.1/hospital"):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=True,
+            env={**os.environ, "DATABASE_URL": url},
+        )
+        assert done.stdout.splitlines()[-1] == "[]", url
 
 
 def test_run_keeps_the_run_in_sqlite(tmp_path):
