@@ -17,6 +17,7 @@ says what is wrong, and the caller replays the stored ticks instead.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -30,7 +31,7 @@ from scheduler.hospital import Patient, Task
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND
 from scheduler.validator import DONE_BY, _Task
 
-FORMAT = 1
+FORMAT = 2  # 2: the checker's tasks say when they began to wait
 MAX_BYTES = 8 << 20  # a week of the default hospital takes 5 KB
 MAX_COUNT = 2**53 - 1  # counters, ticks and times (ms): exact in any JSON reader
 MAX_LIST = 1_000_000  # live patients or open tasks: bounded by the hospital's size
@@ -156,6 +157,7 @@ class AuditTaskShape(_Shape):
     room: Id
     staff: Id | None
     escalated: bool
+    created_ms: Count
 
 
 class AuditorShape(_Shape):
@@ -175,7 +177,7 @@ class AuditorShape(_Shape):
 
 
 class SnapshotShape(_Shape):
-    format: Literal[1]
+    format: Literal[2]
     config: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     engine: EngineShape
     policy_counters: PolicyShape
@@ -264,6 +266,7 @@ def dump(scheduler: Scheduler) -> bytes:
                     "room": t.room_id,
                     "staff": t.staff_id,
                     "escalated": t.escalated,
+                    "created_ms": t.created_ms,
                 }
                 for i, t in auditor.tasks.items()
             ],
@@ -460,7 +463,7 @@ def _restore_auditor(scheduler: Scheduler, shape: AuditorShape) -> None:
             ),
             f"auditor task {t.id}: {t.staff} is not doing it",
         )
-        tasks[t.id] = _Task(t.kind, t.patient, t.room, t.staff, t.escalated)
+        tasks[t.id] = _Task(t.kind, t.patient, t.room, t.staff, t.escalated, t.created_ms)
     for staff_id, s in shape.staff.items():
         _check(s.place in places, f"auditor staff {staff_id}: unknown place")
         _check(
@@ -499,3 +502,9 @@ def _restore_auditor(scheduler: Scheduler, shape: AuditorShape) -> None:
     for task in tasks.values():
         if task.staff_id is None:
             auditor.waiting[auditor._waits_for(task)] += 1
+    auditor.deadlines = []  # when the waiting tasks pass their targets: worked out again
+    for task_id, task in tasks.items():
+        target = auditor.targets.get((task.kind, auditor._urgent(task)))
+        if target and task.staff_id is None and not task.escalated:
+            auditor.deadlines.append((task.created_ms + target, task_id))
+    heapq.heapify(auditor.deadlines)

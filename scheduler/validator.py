@@ -9,6 +9,7 @@ O(1) work per event, cheap enough to run on every tick of a live run.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -60,6 +61,19 @@ def _staff(config: Config) -> list[str]:
     return [f"{grade}-{n}" for grade, count in counts.items() for n in range(1, count + 1)]
 
 
+def _targets(config: Config) -> dict[tuple[str, bool], int]:
+    """Target waits in ms by (task kind, urgent), restated from `[sla]`: `<kind>_s`, and
+    `<kind>_urgent_s` for a task of an ESI 1-2 patient (the routine target when 0)."""
+    targets = {}
+    for kind in DONE_BY:
+        routine = getattr(config.sla, f"{kind}_s")
+        urgent = 0.0 if kind in CLEANS else getattr(config.sla, f"{kind}_urgent_s")
+        for is_urgent, seconds in ((False, routine), (True, urgent or routine)):
+            if seconds:
+                targets[kind, is_urgent] = round(seconds * 1000)
+    return targets
+
+
 class InvariantViolation(AssertionError):
     """The decisions broke one of the hospital's invariants."""
 
@@ -71,6 +85,7 @@ class _Task:
     room_id: str
     staff_id: str | None = None
     escalated: bool = False
+    created_ms: int = 0  # when it began to wait: its patient's arrival, or the step before
 
 
 @dataclass
@@ -107,6 +122,11 @@ class Auditor:
     isolation_rooms: frozenset[str] = frozenset()
     terminal: set[str] = field(default_factory=set)
     on_duty: dict[str, bool] = field(default_factory=dict)
+    # Target waits (`_targets`), and when each waiting task with one passes it: a heap of
+    # (time past which it must have been escalated, task id), checked at each tick's end.
+    # Tasks dispatched meanwhile stay in it until then: not part of the checker's state.
+    targets: dict[tuple[str, bool], int] = field(default_factory=dict)
+    deadlines: list[tuple[int, str]] = field(default_factory=list, compare=False)
 
     def __post_init__(self) -> None:
         floors, per_floor = self.config.hospital.floors, self.config.hospital.rooms_per_floor
@@ -118,6 +138,7 @@ class Auditor:
         self.isolation_rooms = frozenset(self.config.hospital.isolation_rooms)
         self.free_isolation_rooms = len(self.isolation_rooms)
         self.tick_ms = round(self.config.scheduler.tick_s * 1000)
+        self.targets = _targets(self.config)
         self.waiting.update(dict.fromkeys(("porter", "visit", "urgent_visit", "cleaner"), 0))
         staff_ids = _staff(self.config)
         self.roster = Roster(self.config.shifts.roster, self.config.shifts.cycle_s, set(staff_ids))
@@ -163,9 +184,9 @@ class Auditor:
         self.last_tick = tick
         now_ms = tick * self.tick_ms
         undecided: set[str] = set()
-        # The tasks this tick's events created, by (kind, patient, room): each must appear,
-        # dispatched or queued, exactly as created.
-        expected_tasks: dict[tuple[str, str, str], int] = {}
+        # The tasks this tick's events created, by (kind, patient, room), with the time each
+        # began to wait: each must appear, dispatched or queued, exactly as created.
+        expected_tasks: dict[tuple[str, str, str], list[int]] = {}
         discharges: set[str] = set()
         cleaned: set[str] = set()
         arrivals: dict[str, ev.PatientArrived] = {}
@@ -200,7 +221,7 @@ class Auditor:
                     f"{decision.time_ms / 1000} s, not its tick's {now_ms / 1000} s",
                 )
             if isinstance(decision, ev.PatientAdmitted):
-                self._admit(tick, decision, undecided, expected_tasks)
+                self._admit(tick, decision, undecided, expected_tasks, arrivals)
                 admitted[decision.patient_id] = decision.room_id
             elif isinstance(decision, ev.PatientReferred):
                 if decision.patient_id not in undecided:
@@ -220,11 +241,11 @@ class Auditor:
                     self.fail(tick, f"room {decision.room_id} available without a cleaning")
                 cleaned.discard(decision.room_id)
             elif isinstance(decision, ev.TaskEscalated):
-                self._escalated(tick, decision)
+                self._escalated(tick, decision, now_ms)
         if undecided:
             self.fail(tick, f"arrivals neither admitted nor referred: {sorted(undecided)}")
         if any(expected_tasks.values()):
-            missing = sorted(key for key, count in expected_tasks.items() if count)
+            missing = sorted(key for key, born in expected_tasks.items() if born)
             self.fail(tick, f"tasks created but not dispatched or queued: {missing}")
         if discharges or cleaned:
             self.fail(tick, f"no decision for {sorted(discharges)} {sorted(cleaned)}")
@@ -235,6 +256,7 @@ class Auditor:
             if on != self.roster.on_duty(staff_id, now_ms):
                 self.fail(tick, f"{staff_id} is {'on' if on else 'off'} duty against the roster")
         self._no_idle_staff(tick)
+        self._escalations_due(tick, now_ms)
 
     def _referral(
         self,
@@ -324,9 +346,9 @@ class Auditor:
             cleaned.add(task.room_id)
         if next_kind:
             key = (next_kind, task.patient_id, task.room_id)
-            expected_tasks[key] = expected_tasks.get(key, 0) + 1
+            expected_tasks.setdefault(key, []).append(event.time_ms)
 
-    def _admit(self, tick, decision, undecided, expected_tasks) -> None:
+    def _admit(self, tick, decision, undecided, expected_tasks, arrivals) -> None:
         patient_id, room_id = decision.patient_id, decision.room_id
         if patient_id not in undecided:
             self.fail(tick, f"admitted {patient_id}, who is not a new arrival")
@@ -340,7 +362,7 @@ class Auditor:
         self.occupant[room_id] = patient_id
         self.patients[patient_id] = "admitted"
         key = ("escort_in", patient_id, room_id)
-        expected_tasks[key] = expected_tasks.get(key, 0) + 1
+        expected_tasks.setdefault(key, []).append(arrivals[patient_id].time_ms)
 
     def _task(self, tick, decision, expected_tasks) -> None:
         task = self.tasks.get(decision.task_id)
@@ -363,8 +385,9 @@ class Auditor:
         if isinstance(decision, ev.TaskDispatched):
             self._dispatch(tick, decision, task)
 
-    def _escalated(self, tick, decision) -> None:
-        """Announced once, for a task of that kind still waiting past its target."""
+    def _escalated(self, tick, decision, now_ms) -> None:
+        """Announced once, for a task of that kind still waiting past its target, with the
+        task's wait and its target."""
         task = self.tasks.get(decision.task_id)
         if task is None or task.staff_id is not None or task.kind != decision.kind:
             self.fail(
@@ -379,7 +402,32 @@ class Auditor:
                 f"task {decision.task_id} escalated after {decision.waited_s} s, "
                 f"within its {decision.sla_s} s target",
             )
+        target = self.targets.get((task.kind, self._urgent(task)))
+        waited_ms = now_ms - task.created_ms
+        if target is None or (decision.waited_s, decision.sla_s) != (
+            waited_ms / 1000,
+            target / 1000,
+        ):
+            self.fail(
+                tick,
+                f"task {decision.task_id} escalated as waiting {decision.waited_s} s against "
+                f"{decision.sla_s} s: it has waited {waited_ms / 1000} s, and its target is "
+                f"{'none' if target is None else target / 1000}",
+            )
         task.escalated = True
+
+    def _urgent(self, task: _Task) -> bool:
+        """A task of an ESI 1-2 patient (a cleaning is nobody's urgency)."""
+        return task.kind not in CLEANS and self.acuity.get(task.patient_id, 3) <= 2
+
+    def _escalations_due(self, tick: int, now_ms: int) -> None:
+        """Every task that has waited past its target by now has been escalated."""
+        deadlines = self.deadlines
+        while deadlines and deadlines[0][0] < now_ms:
+            _, task_id = heapq.heappop(deadlines)
+            task = self.tasks.get(task_id)
+            if task is not None and task.staff_id is None and not task.escalated:
+                self.fail(tick, f"task {task_id} waited past its target with no escalation")
 
     def _new_task(self, tick, decision, expected_tasks) -> None:
         kind, room_id = decision.kind, decision.room_id
@@ -398,19 +446,21 @@ class Auditor:
                     f"{owed} a terminal clean",
                 )
         key = (kind, decision.patient_id, room_id)
-        if decision.task_id in self.task_ids or expected_tasks.get(key, 0) <= 0:
+        if decision.task_id in self.task_ids or not expected_tasks.get(key):
             self.fail(
                 tick,
                 f"task {decision.task_id} ({kind} for {decision.patient_id} in "
                 f"{room_id}) was not created this tick",
             )
-        expected_tasks[key] -= 1
-        task = _Task(kind, decision.patient_id, room_id)
+        task = _Task(kind, decision.patient_id, room_id, created_ms=expected_tasks[key].pop())
         self.tasks[decision.task_id] = task
         self.task_ids.add(decision.task_id)
         self.waiting[self._waits_for(task)] += 1
         if kind not in CLEANS and self.occupant.get(room_id) != task.patient_id:
             self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {room_id}")
+        target = self.targets.get((kind, self._urgent(task)))
+        if target and isinstance(decision, ev.TaskQueued):  # it waits: for how long?
+            heapq.heappush(self.deadlines, (task.created_ms + target, decision.task_id))
 
     def _dispatch(self, tick, decision, task) -> None:
         staff_id = decision.staff_id

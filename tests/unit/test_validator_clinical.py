@@ -585,3 +585,39 @@ def test_an_escalation_within_the_target():
     violation(
         auditor, 6, [], Tick(6).escalate("task-2", "visit", 4.0, 5.0), "within its 5.0 s target"
     )
+
+
+@pytest.mark.parametrize(
+    "waited_s, sla_s", [(7.0, 5.0), (6.0, 4.0), (6.0, 5.5)], ids=["wait", "target", "both"]
+)
+def test_an_escalation_that_misstates_the_wait_or_the_target(waited_s, sla_s):
+    """The visit began to wait at 2 s, its target is 5 s: at 8 s it has waited 6 s."""
+    auditor = visit_waiting_without_medical_staff()
+    violation(
+        auditor,
+        8,
+        [],
+        Tick(8).escalate("task-2", "visit", waited_s, sla_s),
+        "it has waited 6.0 s, and its target is 5.0",
+    )
+
+
+def test_a_task_past_its_target_that_is_not_escalated():
+    auditor = visit_waiting_without_medical_staff()
+    valid(auditor, 7, [], Tick(7))  # 5 s of waiting: at its target, not past it
+    violation(auditor, 8, [], Tick(8), "task-2 waited past its target with no escalation")
+
+
+def test_an_urgent_patients_task_is_held_to_the_urgent_target():
+    base = validator_tests.small_config(rooms=1, nurses=0)
+    sla = dataclasses.replace(base.sla, visit_s=5.0, visit_urgent_s=3.0)
+    for told_target, ok in ((3.0, True), (5.0, False)):
+        auditor = Auditor(dataclasses.replace(base, sla=sla))
+        valid(
+            auditor, 2, [in_room(auditor, acuity=1)], Tick(2).queue("task-2", "visit", "p1", "A1")
+        )
+        decisions = Tick(8).escalate("task-2", "visit", 6.0, told_target)
+        if ok:
+            valid(auditor, 8, [], decisions)
+        else:
+            violation(auditor, 8, [], decisions, "its target is 3.0")
