@@ -344,17 +344,25 @@ class SqlStore:
         """Write the buffered ticks in one transaction, parents before children, with
         `extra` work in the same transaction: one executemany per table and per set of
         changed columns. On SQLite they go straight to the driver's cursor (the statements
-        are compiled once); on PostgreSQL with COPY. Written behind, hands the ticks to the
-        writer process and waits until it has committed them. `fence` runs first in the
-        transaction: it may refuse the whole of it by raising."""
+        are compiled once); on PostgreSQL with COPY. `fence` runs first in the transaction:
+        it may refuse the whole of it by raising.
+
+        Written behind, once a full batch has started the writer process, the ticks go to it
+        and `flush` waits until it has committed them. Until then they are written here: a
+        live run, which flushes whenever it waits for the clock, and a short run never
+        start the writer (nor wait the half second it takes to start)."""
         if self.write_behind:
             if extra is not None or fence is not None:
                 raise ValueError("extra work in a tick's transaction needs write_behind=False")
-            if self._records:
-                self._send_behind()
             if self._writer is not None:
+                if self._records:
+                    self._send_behind()
                 self._writer.wait()
-            return
+                return
+            # Everything written here before the writer starts: it reads the tables afresh.
+            for kept in self._records:
+                self.add_tick(*kept)
+            self._records = []
         if not self.ticks and extra is None:
             return
         self.transaction(self._write(self._buffers(), extra, fence))
