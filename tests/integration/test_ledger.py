@@ -14,7 +14,7 @@ from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.engine import Scheduler
 from scheduler.services.scheduler_service import restore
 from scheduler.simulation import simulate
-from scheduler.snapshot import dump
+from scheduler.snapshot import FORMAT, dump
 
 
 def state(scheduler: Scheduler):
@@ -112,7 +112,7 @@ def moved_porter(data: bytes) -> bytes:
     [
         lambda data: b"garbage",
         lambda data: pickle.dumps(data),
-        lambda data: data.replace(b'"format":1', b'"format":9'),
+        lambda data: json.dumps({**json.loads(data), "format": FORMAT + 1}).encode(),
         moved_porter,
     ],
     ids=["not JSON", "a pickle", "another format", "another state"],
