@@ -17,7 +17,6 @@ says what is wrong, and the caller replays the stored ticks instead.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -504,7 +503,4 @@ def _restore_auditor(scheduler: Scheduler, shape: AuditorShape) -> None:
             auditor.waiting[auditor._waits_for(task)] += 1
     auditor.deadlines = []  # when the waiting tasks pass their targets: worked out again
     for task_id, task in tasks.items():
-        target = auditor.targets.get((task.kind, auditor._urgent(task)))
-        if target and task.staff_id is None and not task.escalated:
-            auditor.deadlines.append((task.created_ms + target, task_id))
-    heapq.heapify(auditor.deadlines)
+        auditor._watch(task_id, task)

@@ -4,7 +4,8 @@ The `Auditor` keeps its own, deliberately simple, model of the hospital, built o
 event stream: the inbound events each tick consumed and the decisions it made. It shares no
 code with the scheduler's state, nor its tables of roles and steps: it restates the contract
 (DESIGN.md sections 2 and 4) in its own, so that a wrong entry there is caught here. It does
-O(1) work per event, cheap enough to run on every tick of a live run.
+O(1) work per event (O(log n) for a task with a target wait), cheap enough to run on every
+tick of a live run.
 """
 
 from __future__ import annotations
@@ -402,7 +403,7 @@ class Auditor:
                 f"task {decision.task_id} escalated after {decision.waited_s} s, "
                 f"within its {decision.sla_s} s target",
             )
-        target = self.targets.get((task.kind, self._urgent(task)))
+        target = self._target(task)
         waited_ms = now_ms - task.created_ms
         if target is None or (decision.waited_s, decision.sla_s) != (
             waited_ms / 1000,
@@ -416,9 +417,17 @@ class Auditor:
             )
         task.escalated = True
 
-    def _urgent(self, task: _Task) -> bool:
-        """A task of an ESI 1-2 patient (a cleaning is nobody's urgency)."""
-        return task.kind not in CLEANS and self.acuity.get(task.patient_id, 3) <= 2
+    def _target(self, task: _Task) -> int | None:
+        """The task's target wait in ms, if it has one: the urgent one for a task of an ESI
+        1-2 patient (a cleaning is nobody's urgency)."""
+        urgent = task.kind not in CLEANS and self.acuity.get(task.patient_id, 3) <= 2
+        return self.targets.get((task.kind, urgent))
+
+    def _watch(self, task_id: str, task: _Task) -> None:
+        """A waiting task not yet escalated: checked for an escalation once past its target."""
+        target = self._target(task)
+        if target and task.staff_id is None and not task.escalated:
+            heapq.heappush(self.deadlines, (task.created_ms + target, task_id))
 
     def _escalations_due(self, tick: int, now_ms: int) -> None:
         """Every task that has waited past its target by now has been escalated."""
@@ -458,9 +467,8 @@ class Auditor:
         self.waiting[self._waits_for(task)] += 1
         if kind not in CLEANS and self.occupant.get(room_id) != task.patient_id:
             self.fail(tick, f"task {decision.task_id}: {task.patient_id} is not in {room_id}")
-        target = self.targets.get((kind, self._urgent(task)))
-        if target and isinstance(decision, ev.TaskQueued):  # it waits: for how long?
-            heapq.heappush(self.deadlines, (task.created_ms + target, decision.task_id))
+        if isinstance(decision, ev.TaskQueued):  # it waits (dispatched, it would not)
+            self._watch(decision.task_id, task)
 
     def _dispatch(self, tick, decision, task) -> None:
         staff_id = decision.staff_id

@@ -365,7 +365,7 @@ class SqlStore:
             self._records = []
         if not self.ticks and extra is None:
             return
-        self.transaction(self._write(self._buffers(), extra, fence))
+        self.transaction(lambda session: self._write(session, extra, fence))
         self._clear()
 
     def _send_behind(self) -> None:
@@ -381,49 +381,24 @@ class SqlStore:
         if writer is not None:
             writer.close()
 
-    def _buffers(self) -> tuple:
-        return (
-            self.ticks,
-            self.new_patients,
-            self.patient_updates,
-            self.new_tasks,
-            self.task_updates,
-            self.room_updates,
-            self.decisions,
-            self.inbound,
-        )
-
     def _write(
         self,
-        buffers: tuple,
+        session: Session,
         extra: Callable[[Session], None] | None,
-        fence: Callable[[Session], None] | None = None,
-    ) -> Callable[[Session], None]:
-        (
-            ticks,
-            new_patients,
-            patient_updates,
-            new_tasks,
-            task_updates,
-            room_updates,
-            decisions,
-            inbound,
-        ) = buffers
-
-        def write(session: Session) -> None:
-            if fence is not None:
-                fence(session)
-            writer = _Writer(session, self._sqlite)
-            writer.insert(Tick, _TICK_COLUMNS, ticks)
-            writer.upsert(Patient, "patient_id", new_patients, patient_updates)
-            writer.upsert(Task, "task_id", new_tasks, task_updates)
-            writer.update(Room, "room_id", room_updates.values())
-            writer.insert(DecisionRow, _DECISION_COLUMNS, decisions)
-            writer.insert(InboundEvent, _INBOUND_COLUMNS, inbound)
-            if extra is not None:
-                extra(session)
-
-        return write
+        fence: Callable[[Session], None] | None,
+    ) -> None:
+        """The buffered rows, parents before children, in the session's transaction."""
+        if fence is not None:
+            fence(session)
+        writer = _Writer(session, self._sqlite)
+        writer.insert(Tick, _TICK_COLUMNS, self.ticks)
+        writer.upsert(Patient, "patient_id", self.new_patients, self.patient_updates)
+        writer.upsert(Task, "task_id", self.new_tasks, self.task_updates)
+        writer.update(Room, "room_id", self.room_updates.values())
+        writer.insert(DecisionRow, _DECISION_COLUMNS, self.decisions)
+        writer.insert(InboundEvent, _INBOUND_COLUMNS, self.inbound)
+        if extra is not None:
+            extra(session)
 
     def _clear(self) -> None:
         self.ticks: list[tuple] = []
