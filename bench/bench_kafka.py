@@ -26,6 +26,7 @@ own, dropped.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import tempfile
@@ -240,10 +241,12 @@ def through_scheduler(
         clock.epoch_s = time.time() - (last_ms + live.tick_ms) / 1000 / speed
         timer = threading.Timer(timeout_s, live.stop.set)
         timer.start()
+        gc.freeze()  # as `hospital scheduler` does once started
         started = time.perf_counter()
         live.run()
         timer.cancel()
         ended = live.done_at or time.perf_counter()
+        gc.unfreeze()
     finally:
         live.close()
         let_go(live.ledger)

@@ -108,7 +108,9 @@ def frozen_heap() -> Iterator[None]:
     """What is alive before a run (modules, config, the dashboard's web stack) lives as long
     as the run: out of the garbage collector's way meanwhile, whose every full collection
     would otherwise walk it again (the dashboard's web stack alone is some 40,000 objects;
-    frozen, a `--speed max` run with the dashboard open went from +19 % to +12.6 %)."""
+    frozen, a `--speed max` run with the dashboard open went from +19 % to +12.6 %; the
+    scheduler service's collections of a 2,642-event backlog took 0.03-0.10 s instead of
+    0.13-0.28 s, with Kafka's and SQLAlchemy's objects out of their way)."""
     gc.freeze()
     try:
         yield

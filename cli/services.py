@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.main import ConfigOption, app, fail, load_config, service_errors
+from cli.main import ConfigOption, app, fail, frozen_heap, load_config, service_errors
 
 if TYPE_CHECKING:
     from scheduler.services.clock import LiveClock
@@ -233,7 +233,10 @@ def _lead(
     live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms, stop=stop)
     try:
         live.start(fresh=new, warm=follower and follower.take(run_id, clock.epoch_s))
-        with keeping_service(ledger, settings, run_id, new_run=new, until_ms=until_ms, clock=clock):
+        with (
+            keeping_service(ledger, settings, run_id, new_run=new, until_ms=until_ms, clock=clock),
+            frozen_heap(),
+        ):
             live.serve()
     finally:
         live.close()
