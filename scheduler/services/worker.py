@@ -144,6 +144,7 @@ class _Worker:
         self.finished: set[str] = set()
         self.order = itertools.count()
         self.stats = WorkerStats()
+        self.failed_commits = 0  # in a row
 
     def step(self) -> None:
         """One round: read new dispatches, send the completions now due, commit."""
@@ -269,8 +270,16 @@ class _Worker:
             self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             # Typically a rebalance in progress: retried next round, or left to the new owner.
-            log.warning("worker %s: commit failed, will retry: %s", self.worker_id, exc)
+            # Said once a streak: a rebalance refuses the commit of every round until it ends.
+            self.failed_commits += 1
+            if self.failed_commits == 1:
+                log.warning("worker %s: commit failed, will retry: %s", self.worker_id, exc)
             return
+        if self.failed_commits:
+            log.info(
+                "worker %s: committed, after %d failed tries", self.worker_id, self.failed_commits
+            )
+            self.failed_commits = 0
         self.offsets.committed.update({tp: meta.offset for tp, meta in offsets.items()})
 
     def should_exit(self, until_ms: int | None, stop: threading.Event) -> bool:
