@@ -452,8 +452,12 @@ def _group_consumer(config: Config, topic: str, group_id: str, worker_id: str):
         session_timeout_ms=SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=HEARTBEAT_MS,
     )
-    consumer.partitions_for_topic(topic)  # the topic's partitions known before joining
     consumer.subscribe([topic], listener=_RebalanceLog(worker_id))
+    # Metadata fetched once subscribed, before the first poll joins the group: the member
+    # then joins knowing the topic's partitions. Joined without them (kafka-python does not
+    # fetch them on subscribing), it rejoins at the next metadata refresh, half a second
+    # later: a second rebalance at every start, and one that can leave the member stuck.
+    consumer.topics()
     return consumer
 
 
