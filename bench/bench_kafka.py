@@ -246,8 +246,8 @@ def through_scheduler(
         live.run()
         timer.cancel()
         ended = live.done_at or time.perf_counter()
-        gc.unfreeze()
     finally:
+        gc.unfreeze()  # also after a failed run: the bench goes on to its next part
         live.close()
         let_go(live.ledger)
     c = live.scheduler.counters
