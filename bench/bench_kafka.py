@@ -43,12 +43,12 @@ from scheduler import config as config_module
 from scheduler import events as ev
 from scheduler import jsonl
 from scheduler.db.ledger import Ledger
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.generator import run_generator
+from scheduler.distributed.scheduler_service import LiveScheduler
+from scheduler.distributed.worker import run_worker
 from scheduler.runs import simulate_run
-from scheduler.services import bus
-from scheduler.services.clock import LiveClock
-from scheduler.services.generator import run_generator
-from scheduler.services.scheduler_service import LiveScheduler
-from scheduler.services.worker import run_worker
 from scheduler.simulation import arrival_times
 from tests.e2e.conftest import new_database
 from tests.kafka_topics import delete_topics
@@ -383,8 +383,8 @@ def _one_hospital(events: list[ev.Event], speed: float, timeout_s: float, barrie
     from sqlalchemy import select
 
     from scheduler.db.models import DecisionRow
+    from scheduler.distributed.scheduler_service import replay
     from scheduler.engine import Scheduler
-    from scheduler.services.scheduler_service import replay
 
     with new_database({"DATABASE_URL": DB_URL}) as db:
         config = fresh_config()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import ConfigOption, fail, load_config
+from cli.common import ConfigOption, fail, load_config
 
 PortOption = Annotated[
     int, typer.Option(help="Port on 127.0.0.1 to serve the dashboard on (0: any free one).")
@@ -141,7 +141,7 @@ def dashboard(
 ) -> None:
     """A live web dashboard of a run in another process: rooms floor by floor, staff, waiting
     lists, KPI tiles and charts, with Prometheus metrics at /metrics. Serves until Ctrl-C."""
-    from cli.main import service_errors
+    from cli.common import service_errors
     from dashboard import sources
     from dashboard.projection import Projection
 
@@ -178,7 +178,7 @@ def dashboard(
 def check_run(url: str, run_id: str) -> None:
     from sqlalchemy import text
 
-    from cli.main import service_errors
+    from cli.common import service_errors
     from scheduler.db.store import connect
 
     with service_errors():

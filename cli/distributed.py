@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from cli.main import fail, service_errors
-from cli.services import log_to_stderr
+from cli.common import fail, log_to_stderr, service_errors
+from cli.keeping import ledger_report
 from cli.view import summary_table
 from scheduler import config as config_module
 from scheduler.config import Config
@@ -30,8 +30,8 @@ def run_distributed(
     quiet: bool,
 ) -> None:
     from scheduler.db.ledger import Ledger
-    from scheduler.services.bus import ensure_topics
-    from scheduler.services.supervisor import Supervisor, SupervisorError
+    from scheduler.distributed.bus import ensure_topics
+    from scheduler.distributed.supervisor import Supervisor, SupervisorError
 
     log_to_stderr(logging.WARNING if quiet else logging.INFO)
     try:
@@ -71,27 +71,3 @@ def run_distributed(
         report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     Console().print(summary_table(figures))
     typer.echo(f"services' logs: {supervisor.log_dir}/", err=True)
-
-
-def ledger_report(ledger, settings: Config, duration_ms: int) -> dict:
-    """The KPIs of the run in the database, as `hospital run` computes them in-process."""
-    from scheduler import events as ev
-    from scheduler.engine import TickResult
-    from scheduler.runs import new_kpi
-
-    kpi = new_kpi(settings)
-    tick_ms = round(settings.scheduler.tick_s * 1000)
-    solve_ms = ledger.solve_times()
-    for tick, inbound, decisions in ledger.history():
-        result = TickResult(
-            tick,
-            tick * tick_ms,
-            inbound,
-            [ev.parse_json(d, ev.DECISIONS) for d in decisions],
-            solved=solve_ms.get(tick, 0.0) > 0,  # 0: nothing to decide
-            solve_ms=solve_ms.get(tick, 0.0),
-        )
-        kpi.collect(result)
-    figures = kpi.report(duration_ms, {"policy": settings.scheduler.policy})
-    figures["dead_letters"] = ledger.dead_letters()
-    return figures

@@ -3,24 +3,40 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
-import math
-import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from cli import service_commands
+from cli.bench import bench
+from cli.common import (
+    ConfigOption,
+    DbOption,
+    PolicyOption,
+    StopSignals,
+    check_outputs,
+    fail,
+    frozen_heap,
+    load_config,
+    one_line,
+    parse_duration,
+    parse_speed,
+    service_errors,
+    sqlite_file_missing,
+)
+from cli.dashboard import dashboard
+from cli.explain import explain
+from cli.report import report
+from cli.runs import runs
 from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
-from scheduler.events import MAX_TIME_S
 from scheduler.jsonl import LogError
 
 app = typer.Typer(
@@ -33,171 +49,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="A config.toml; without it, the built-in defaults. "
-        "`HOSPITAL_<SECTION>_<KEY>` variables override any key.",
-        envvar="HOSPITAL_CONFIG",
-        show_default=False,
-    ),
-]
-PolicyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--policy",
-        help="cpsat or greedy (default: scheduler.policy of the config).",
-        show_default=False,
-    ),
-]
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-_UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000}
-MIN_SPEED = 0.001  # slower, a tick of a second takes more than a quarter of an hour
-
-
-def parse_duration(text: str) -> int:
-    """'8h', '90m', '1h30m', '45s', '2d' or a plain number of seconds, in ms."""
-    text = text.strip().lower()
-    try:
-        seconds = float(text)
-    except ValueError:
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise typer.BadParameter(
-                f"{text!r}: expected a duration such as 8h, 30m, 1h30m or 45s"
-            ) from None
-        seconds = sum(float(n) * _UNIT_MS[u] for n, u in parts) / 1000
-    if not 0 <= seconds <= MAX_TIME_S:  # also NaN and infinity
-        raise typer.BadParameter(f"{text!r}: expected a duration from 0 to {MAX_TIME_S} s")
-    return round(seconds * 1000)
-
-
-def parse_speed(text: str) -> float | None:
-    if text.strip().lower() == "max":
-        return None
-    try:
-        speed = float(text)
-    except ValueError:
-        speed = 0.0
-    if not MIN_SPEED <= speed < math.inf:
-        raise typer.BadParameter(f"{text!r}: expected a number from {MIN_SPEED} up, or 'max'")
-    return speed
-
-
-def one_line(text: str) -> str:
-    """`text` as one printable line: a newline or a control character that came from the
-    input (an id in a rejected event, a key in a config) is shown escaped, so that it can
-    neither split the message nor forge another one."""
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-        for c in text
-    )
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"hospital: error: {one_line(message)}", err=True)
-    return typer.Exit(code)
-
-
-@contextlib.contextmanager
-def frozen_heap() -> Iterator[None]:
-    """What is alive before a run (modules, config, the dashboard's web stack) lives as long
-    as the run: out of the garbage collector's way meanwhile, whose every full collection
-    would otherwise walk it again (the dashboard's web stack alone is some 40,000 objects;
-    frozen, a `--speed max` run with the dashboard open went from +19 % to +12.6 %; the
-    scheduler service's collections of a 2,642-event backlog took 0.03-0.10 s instead of
-    0.13-0.28 s, with Kafka's and SQLAlchemy's objects out of their way)."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-@contextlib.contextmanager
-def service_errors() -> Iterator[None]:
-    """An unusable database (exit 3) or broker (exit 4) as one line on stderr."""
-    from scheduler.db.basics import StoreError
-    from scheduler.services.bus import BusError
-
-    try:
-        yield
-    except StoreError as exc:
-        raise fail(str(exc), 3) from None
-    except BusError as exc:
-        raise fail(str(exc), 4) from None
-
-
-def check_outputs(**paths: Path | None) -> None:
-    """Fail at once, before any work, on an output file (named by its option) that could not
-    be written at the end: in a missing directory, a directory itself, not writable, or one
-    file given for two outputs."""
-    seen: dict[Path, str] = {}
-    for option, path in paths.items():
-        if path is None:
-            continue
-        name = f"--{option.replace('_', '-')} {path}"
-        parent = path.parent
-        if path.is_dir():
-            raise fail(f"{name}: is a directory")
-        if not parent.is_dir():
-            raise fail(
-                f"{name}: {parent} is not a directory"
-                if parent.exists()
-                else f"{name}: no directory {parent}"
-            )
-        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise fail(f"{name}: not writable")
-        same = seen.setdefault(path.resolve(), name)
-        if same != name:
-            raise fail(f"{same.split()[0]} and {name}: one file for two outputs")
-
-
-class StopSignals:
-    """SIGINT (Ctrl-C) and SIGTERM, while installed, ask a run to stop at its next tick
-    boundary (`stop`, the simulation's flag) instead of killing it mid-tick; a second one
-    aborts at once (KeyboardInterrupt). `received` is the first signal's number (0: none)."""
-
-    def __init__(self) -> None:
-        from scheduler.simulation import StopFlag
-
-        self.stop = StopFlag()
-        self.received = 0
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received:
-            raise KeyboardInterrupt
-        self.received = signum
-        self.stop.set()
-
-    def __enter__(self) -> StopSignals:
-        import threading
-
-        # Only the main thread may handle signals (a run invoked from another has none).
-        self._previous = {
-            signum: signal.signal(signum, self._handle)
-            for signum in (signal.SIGINT, signal.SIGTERM)
-            if threading.current_thread() is threading.main_thread()
-        }
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
-def load_config(path: Path | None, policy: str | None = None) -> Config:
-    try:
-        config = config_module.load(path)
-        if policy is not None:
-            config = config.replace(scheduler={"policy": policy})
-        return config
-    except ConfigError as exc:
-        raise fail(f"config: {exc}") from None
 
 
 @app.command()
@@ -298,7 +149,7 @@ def run(
             )
         from cli.dashboard import following_database
         from cli.distributed import run_distributed
-        from cli.runs import keep_distributed
+        from cli.keeping import keep_distributed
 
         url = db or settings.database.url
         started = time.time()
@@ -324,7 +175,7 @@ def run(
             keep_distributed(url, settings, seed, duration_ms, started)
         return
     from cli import dashboard as web
-    from cli.runs import keeping
+    from cli.keeping import keeping
 
     console = Console(stderr=True)
     view: ProgressView | LiveView | None
@@ -522,12 +373,6 @@ def solve(
         raise fail(f"{len(result.rejected)} event(s) rejected", 1)
 
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(help="Database URL (default: database.url of the config).", show_default=False),
-]
-
-
 def _migration(action: str, db: str | None, config: Path | None) -> None:
     """Run `migrate.<action>` on the database, with one-line errors."""
     from scheduler.db import migrate
@@ -545,26 +390,6 @@ def _migration(action: str, db: str | None, config: Path | None) -> None:
         raise fail(f"{action}: {reason(exc)}", 1) from None
 
 
-def sqlite_file_missing(url: str) -> str | None:
-    """The file of a SQLite URL when there is no such file (SQLite would create it)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None  # `connect` says what is wrong with it
-    name = parsed.database
-    if (
-        parsed.get_backend_name() != "sqlite"
-        or name in (None, "", ":memory:")
-        or name.startswith("file:")
-        or Path(name).exists()
-    ):
-        return None
-    return name
-
-
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None, config: ConfigOption = None) -> None:
     """Create or migrate the schema to the latest version."""
@@ -579,19 +404,14 @@ def db_check(db: DbOption = None, config: ConfigOption = None) -> None:
     typer.echo("models and migrations agree")
 
 
-from cli import services  # noqa: E402,F401  (registers the distributed mode's commands)
-from cli.bench import bench as _bench  # noqa: E402
-
-app.command("bench")(_bench)
-from cli.dashboard import dashboard as _dashboard  # noqa: E402
-
-app.command("dashboard")(_dashboard)
-from cli.report import report as _report  # noqa: E402
-
-app.command("report")(_report)
-from cli.runs import runs as _runs  # noqa: E402
-
-app.command("runs")(_runs)
-from cli.explain import explain as _explain  # noqa: E402
-
-app.command("explain")(_explain)
+# The commands of their own modules, each registered under its name.
+app.command("scheduler")(service_commands.scheduler_service)
+app.command("generator")(service_commands.generator_service)
+app.command("worker")(service_commands.worker_service)
+app.command("status")(service_commands.status)
+app.command("export")(service_commands.export)
+app.command("bench")(bench)
+app.command("dashboard")(dashboard)
+app.command("report")(report)
+app.command("runs")(runs)
+app.command("explain")(explain)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.main import (
+from cli.common import (
     ConfigOption,
     check_outputs,
     fail,
@@ -22,11 +22,11 @@ def kept_run(url: str, run_id: str | None) -> Any:
     """A run kept in the database (the latest when `run_id` is None), as the report sees it."""
     from sqlalchemy import inspect
 
-    from cli.main import service_errors
+    from cli.common import service_errors
     from dashboard import report
     from scheduler import config as config_module
     from scheduler import events as ev
-    from scheduler import kept_runs
+    from scheduler.db import kept_runs
     from scheduler.db.store import connect, safe_url
 
     def nothing_kept() -> typer.Exit:
@@ -60,7 +60,7 @@ def kept_run(url: str, run_id: str | None) -> Any:
         ]
     finally:
         engine.dispose()
-    from cli.runs import stamp
+    from cli.view import stamp
 
     meta = {
         "run": row.run_id,

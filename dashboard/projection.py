@@ -167,7 +167,7 @@ class Projection:
 
     @classmethod
     def for_config(cls, config: Any, **kwargs: Any) -> Projection:
-        from scheduler.hospital import staff_roster
+        from scheduler.config import staff_roster
 
         rooms = [
             f"{floor}{n}"

@@ -96,7 +96,7 @@ class KafkaLag:
     the scheduler committed with its last tick (the `consumer_offsets` table)."""
 
     def __init__(self, config: Any, every_s: float = 2.0):
-        from scheduler.services import bus
+        from scheduler.distributed import bus
 
         self.consumer = bus.consumer(config)
         self.every_s = every_s

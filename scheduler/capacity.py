@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linprog
 
-from scheduler.config import Config
-from scheduler.hospital import staff_roster
+from scheduler.config import Config, staff_roster
 from scheduler.layout import ENTRANCE, Layout
 
 ROLES = ("porter", "medical", "cleaner")

@@ -162,6 +162,19 @@ class Config:
         return from_mapping(merged)
 
 
+def staff_roster(config: Config) -> list[tuple[str, str]]:
+    """(staff_id, role) for everybody on duty, in a fixed order."""
+    roster = []
+    for title, count, role in (
+        ("porter", config.staff.porters, "porter"),
+        ("nurse", config.staff.nurses, "medical"),
+        ("doctor", config.staff.doctors, "medical"),
+        ("cleaner", config.staff.cleaners, "cleaner"),
+    ):
+        roster += [(f"{title}-{n}", role) for n in range(1, count + 1)]
+    return roster
+
+
 CHOICES = {
     ("arrivals", "process"): ("fixed", "poisson"),
     ("travel", "model"): ("seed", "layout"),
@@ -477,8 +490,6 @@ def _check_clinical(config: Config) -> None:
         )
     if not config.shifts.cycle_s > 0:
         raise ConfigError(f"shifts.cycle_s: must be greater than 0, got {config.shifts.cycle_s}")
-    from scheduler.hospital import staff_roster
-
     try:
         Roster(
             config.shifts.roster,

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 
 from scheduler import events as ev
-from scheduler.config import Config
+from scheduler.config import Config, RulesConfig
 from scheduler.hospital import Hospital, Rejected
-from scheduler.policies import Policy, make_policy
+from scheduler.policies import CpSatPolicy, GreedyPolicy, Policy
 from scheduler.problem import Solution
 from scheduler.validator import Auditor
 
@@ -40,6 +40,20 @@ def canonical_order(events: list[ev.Event]) -> list[ev.Event]:
     if len(events) < 2:  # most ticks of a run: nothing to sort
         return list(events)
     return sorted(events, key=_canonical_key)
+
+
+def make_policy(name: str, weights: RulesConfig | None = None) -> Policy:
+    """The policy of that name. `cpsat-full`, the whole CP-SAT model the `cpsat` policy is
+    held to, is for tests and benchmarks: it takes seconds where `cpsat` takes milliseconds."""
+    if name == "greedy":
+        return GreedyPolicy()
+    if name == "cpsat":
+        return CpSatPolicy(weights)
+    if name == "cpsat-full":
+        from scheduler.full_model import FullModelPolicy
+
+        return FullModelPolicy(weights)
+    raise ValueError(f"unknown policy {name!r}: expected cpsat or greedy")
 
 
 @dataclass

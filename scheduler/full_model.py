@@ -12,7 +12,7 @@ from ortools.sat.python import cp_model
 
 import rules
 from scheduler.config import RulesConfig
-from scheduler.policies import GreedyPolicy, _is_forced, _soft_rules
+from scheduler.policies import GreedyPolicy, is_forced, soft_rules
 from scheduler.problem import Infeasible, Solution, TickProblem
 
 
@@ -101,7 +101,7 @@ class FullModelPolicy:
         self.forced = 0
 
     def solve(self, problem: TickProblem) -> Solution:
-        if _is_forced(problem):
+        if is_forced(problem):
             self.forced += 1
             return GreedyPolicy().solve(problem)
         self.solved += 1
@@ -110,7 +110,7 @@ class FullModelPolicy:
         objective = 0
         for rule in rules.HARD:
             rule.build(problem, model, tick_vars)
-        for rule, weight in _soft_rules(self.weights):
+        for rule, weight in soft_rules(self.weights):
             objective += rule.build(problem, model, tick_vars, weight)
         if self.weights.tie_break:
             scale = rules.tie_break.upper_bound(problem) + 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from scheduler import events as ev
 from scheduler import explain
-from scheduler.config import Config
+from scheduler.config import Config, staff_roster
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout, step
 from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
 from scheduler.shifts import Roster
@@ -146,19 +146,6 @@ def sla_targets(config: Config) -> dict[tuple[str, bool], int]:
             if seconds:
                 targets[kind, is_urgent] = round(seconds * 1000)
     return targets
-
-
-def staff_roster(config: Config) -> list[tuple[str, str]]:
-    """(staff_id, role) for everybody on duty, in a fixed order."""
-    roster = []
-    for title, count, role in (
-        ("porter", config.staff.porters, "porter"),
-        ("nurse", config.staff.nurses, "medical"),
-        ("doctor", config.staff.doctors, "medical"),
-        ("cleaner", config.staff.cleaners, "cleaner"),
-    ):
-        roster += [(f"{title}-{n}", role) for n in range(1, count + 1)]
-    return roster
 
 
 class Hospital:

@@ -71,7 +71,7 @@ class GreedyPolicy:
         return Solution(bookings, dispatches)
 
 
-def _soft_rules(weights: RulesConfig) -> list[tuple[Any, float]]:
+def soft_rules(weights: RulesConfig) -> list[tuple[Any, float]]:
     """The soft rules that are switched on, with their weights."""
     found = [(rule, getattr(weights, rule.__name__.rsplit(".", 1)[-1])) for rule in rules.SOFT]
     return [(rule, weight) for rule, weight in found if weight]
@@ -93,7 +93,7 @@ class CpSatPolicy:
 
     def __init__(self, weights: RulesConfig | None = None):
         self.weights = weights or RulesConfig()
-        soft = _soft_rules(self.weights)
+        soft = soft_rules(self.weights)
 
         def parts(name: str) -> list[tuple[Any, float]]:
             return [(getattr(rule, name), weight) for rule, weight in soft if hasattr(rule, name)]
@@ -181,7 +181,7 @@ class CpSatPolicy:
         ]
 
 
-def _is_forced(problem: TickProblem) -> bool:
+def is_forced(problem: TickProblem) -> bool:
     """True when the hard rules leave exactly one decision: no choice of arrivals or rooms,
     and in each role no choice of tasks or staff. Then the solver has nothing to decide."""
     due = problem.admissions_due()
@@ -194,15 +194,3 @@ def _is_forced(problem: TickProblem) -> bool:
         ):
             return False
     return True
-
-
-def make_policy(name: str, weights: RulesConfig | None = None) -> Policy:
-    if name == "greedy":
-        return GreedyPolicy()
-    if name == "cpsat":
-        return CpSatPolicy(weights)
-    if name == "cpsat-full":
-        from scheduler.full_model import FullModelPolicy
-
-        return FullModelPolicy(weights)
-    raise ValueError(f"unknown policy {name!r}: expected cpsat or greedy")

@@ -13,10 +13,9 @@ from typing import Any
 
 from scheduler import config as config_module
 from scheduler import jsonl
-from scheduler.config import Config
+from scheduler.config import Config, staff_roster
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.events import MAX_TIME_S
-from scheduler.hospital import staff_roster
 from scheduler.kpi import KpiCollector
 from scheduler.policies import CpSatPolicy
 from scheduler.simulation import Clock, StopFlag, simulate

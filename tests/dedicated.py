@@ -1,15 +1,16 @@
 """A Kafka broker or a PostgreSQL cluster of a test's own, beside the shared ones, for tests
-that stop and start a server for real: `scripts/services` runs it from a state directory of
-its own (SERVICES_STATE) on free loopback ports, so the broker and the cluster every other test
-uses are never touched.
+that stop and start a server for real: `scripts/backing-services` runs it from a state
+directory of its own (BACKING_SERVICES_STATE) on free loopback ports, so the broker and the
+cluster every other test uses are never touched.
 
     with dedicated_broker(tmp_path / "kafka", database_url) as broker:
         broker.settings["KAFKA_BOOTSTRAP_SERVERS"]   # 127.0.0.1:<port>
         broker.down()   # SIGTERM to the broker, until it has exited
         broker.up()     # started again, on the same data and port, until it answers
 
-On leaving the block, `scripts/services drop` stops it and deletes it (the broker's data; the
-PostgreSQL cluster, its settings and its role's password), whatever happened in the block.
+On leaving the block, `scripts/backing-services drop` stops it and deletes it (the broker's
+data; the PostgreSQL cluster, its settings and its role's password), whatever happened in the
+block.
 A broker reuses the jars of the shared one: no second download.
 """
 
@@ -35,9 +36,9 @@ def free_port() -> int:
 
 
 def shared_kafka_libs() -> Path | None:
-    """The jars `scripts/services up` fetched for the shared broker: this checkout's, or, in a
-    git worktree, the main checkout's."""
-    candidates = [ROOT / ".services" / "kafka" / "libs"]
+    """The jars `scripts/backing-services up` fetched for the shared broker: this checkout's,
+    or, in a git worktree, the main checkout's."""
+    candidates = [ROOT / ".backing-services" / "kafka" / "libs"]
     common = subprocess.run(
         ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
         cwd=ROOT,
@@ -46,12 +47,14 @@ def shared_kafka_libs() -> Path | None:
         check=False,
     )
     if common.returncode == 0 and common.stdout.strip():
-        candidates.append(Path(common.stdout.strip()).parent / ".services" / "kafka" / "libs")
+        candidates.append(
+            Path(common.stdout.strip()).parent / ".backing-services" / "kafka" / "libs"
+        )
     return next((c for c in candidates if any(c.glob("kafka_2.13-*.jar"))), None)
 
 
 class Dedicated:
-    """`scripts/services up|down|env|drop` with the environment of one dedicated set."""
+    """`scripts/backing-services up|down|env|drop` with the environment of one dedicated set."""
 
     def __init__(self, state: Path, env: dict[str, str]):
         self.state = state
@@ -69,7 +72,9 @@ class Dedicated:
             stdin=subprocess.DEVNULL,
             check=False,
         )
-        assert done.returncode == 0, f"scripts/services {command} failed:\n{done.stderr[-3000:]}"
+        assert done.returncode == 0, (
+            f"scripts/backing-services {command} failed:\n{done.stderr[-3000:]}"
+        )
         return done.stdout
 
     def up(self) -> None:
@@ -89,18 +94,18 @@ class Dedicated:
 
 
 def _base_env(state: Path) -> dict[str, str]:
-    """The test's environment without the shared services' settings, which `scripts/services`
-    would use in place of starting its own."""
+    """The test's environment without the shared services' settings, which
+    `scripts/backing-services` would use in place of starting its own."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
     }
-    return {**env, "SERVICES_STATE": str(state)}
+    return {**env, "BACKING_SERVICES_STATE": str(state)}
 
 
 @contextlib.contextmanager
 def dedicated_broker(state: Path, database_url: str) -> Iterator[Dedicated]:
     """A single-node KRaft broker of its own; `database_url` (a reachable database, the shared
-    one) keeps `scripts/services` from starting a PostgreSQL cluster too."""
+    one) keeps `scripts/backing-services` from starting a PostgreSQL cluster too."""
     state.mkdir(parents=True, exist_ok=True)
     libs = shared_kafka_libs()
     if libs is not None:
@@ -109,9 +114,9 @@ def dedicated_broker(state: Path, database_url: str) -> Iterator[Dedicated]:
     env = {
         **_base_env(state),
         "DATABASE_URL": database_url,
-        "SERVICES_KAFKA_PORT": str(free_port()),
-        "SERVICES_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "SERVICES_KAFKA_SECURE_PORT": str(free_port()),
+        "BACKING_SERVICES_KAFKA_PORT": str(free_port()),
+        "BACKING_SERVICES_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "BACKING_SERVICES_KAFKA_SECURE_PORT": str(free_port()),
     }
     broker = Dedicated(state, env)
     try:
@@ -125,14 +130,14 @@ def dedicated_broker(state: Path, database_url: str) -> Iterator[Dedicated]:
 def dedicated_postgres(state: Path, bootstrap_servers: str) -> Iterator[Dedicated]:
     """A PostgreSQL cluster of its own (Debian's pg_createcluster), with the `hospital` role,
     a password of its own (`settings["PGPASSWORD"]`) and the `hospital` database;
-    `bootstrap_servers` (a reachable broker, the shared one) keeps `scripts/services` from
+    `bootstrap_servers` (a reachable broker, the shared one) keeps `scripts/backing-services` from
     starting a broker too."""
     state.mkdir(parents=True, exist_ok=True)
     env = {
         **_base_env(state),
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
-        "SERVICES_PG_PORT": str(free_port()),
-        "SERVICES_PG_CLUSTER": f"e2e_{uuid.uuid4().hex[:10]}",
+        "BACKING_SERVICES_PG_PORT": str(free_port()),
+        "BACKING_SERVICES_PG_CLUSTER": f"e2e_{uuid.uuid4().hex[:10]}",
     }
     cluster = Dedicated(state, env)
     try:

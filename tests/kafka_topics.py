@@ -7,7 +7,7 @@ import time
 import uuid
 
 from scheduler.config import Config
-from scheduler.services import bus
+from scheduler.distributed import bus
 
 
 def own_topic_names(prefix: str = "t") -> dict[str, str]:

@@ -20,7 +20,7 @@ import rules
 from rules.tie_break import _ordered_pairs
 from scheduler.config import RulesConfig
 from scheduler.full_model import TickVars
-from scheduler.policies import _soft_rules
+from scheduler.policies import soft_rules
 from scheduler.problem import Solution, TickProblem
 
 
@@ -30,7 +30,7 @@ def _model(problem: TickProblem, weights: RulesConfig):
     for rule in rules.HARD:
         rule.build(problem, model, tick_vars)
     objective = 0
-    for rule, weight in _soft_rules(weights):
+    for rule, weight in soft_rules(weights):
         objective += rule.build(problem, model, tick_vars, weight)
     return model, tick_vars, objective
 

@@ -94,7 +94,7 @@ class Ledger:
         """Copy a run out of the working tables before a new run replaces it, unless it is
         kept already (`hospital run --kafka` keeps its run at the end). A run kept here was
         never closed: its status says `replaced`, and its config is the one in use now."""
-        from scheduler import kept_runs
+        from scheduler.db import kept_runs
 
         kept = kept_runs.find(self.engine, run.run_id)
         if kept is not None and kept.status != "running":

@@ -6,8 +6,9 @@ schema, then empties its tables and seeds the rooms and staff of the configurati
 are buffered and written in one transaction every `flush_every` ticks, at `flush()` (a live
 run calls it whenever it waits for the wall clock) and at `close()`, with bulk inserts and
 updates, so that a 24 h simulation costs seconds, not minutes. Written behind (the default),
-the ticks go to a process of their own (`scheduler.db.writer`), which turns them into rows
-and writes them while the run goes on.
+the ticks go to a process of their own (`scheduler.db.writer` is the run's side of it,
+`scheduler.db.writer_process` the process), which turns them into rows and writes them while
+the run goes on.
 """
 
 from __future__ import annotations
@@ -34,12 +35,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from scheduler import events as ev
-from scheduler.config import Config
+from scheduler.config import Config, staff_roster
 from scheduler.db.basics import StoreError, safe_url
 from scheduler.db.models import Base, DecisionRow, InboundEvent, Patient, Room, Staff, Task, Tick
 from scheduler.db.writer import TickRecord, WriterProcess, record
 from scheduler.engine import TickResult
-from scheduler.hospital import staff_roster
 from scheduler.layout import NEXT_KIND, STEP_OF_KIND, Layout
 
 __all__ = ["SqlStore", "StoreError", "safe_url"]

@@ -19,10 +19,8 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
-import signal
 import subprocess
 import sys
-import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -61,7 +59,13 @@ class WriterProcess:
         _widen(from_parent)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "scheduler.db.writer", str(to_child), str(from_child)],
+                [
+                    sys.executable,
+                    "-m",
+                    "scheduler.db.writer_process",
+                    str(to_child),
+                    str(from_child),
+                ],
                 pass_fds=(to_child, from_child),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # the run's output is the run's; errors go to stderr
@@ -139,44 +143,3 @@ def _widen(pipe: int) -> None:
         fcntl.fcntl(pipe, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
     except OSError:  # not Linux, or over the system's limit: a slower send, nothing worse
         pass
-
-
-def main(argv: list[str]) -> int:
-    from scheduler.db.store import SqlStore
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    inbox = Connection(int(argv[0]), writable=False)
-    outbox = Connection(int(argv[1]), readable=False)
-    try:
-        url, config, policy = pickle.loads(inbox.recv_bytes())
-    except EOFError:
-        return 0
-    store, error = None, None
-    try:
-        store = SqlStore(url, config, policy, fresh=False, write_behind=False, migrate=False)
-    except StoreError as exc:
-        error = str(exc)
-    while True:
-        try:
-            batch = pickle.loads(inbox.recv_bytes())
-        except EOFError:  # the run closed the store, or died
-            break
-        if error is None and store is not None:
-            try:
-                for tick in batch:
-                    store.add_tick(*tick)
-                store.flush()
-            except StoreError as exc:
-                error = str(exc)
-            except Exception as exc:  # a bug: said once, in a line, and on stderr in full
-                traceback.print_exc()
-                error = f"the database writer failed: {type(exc).__name__}: {exc}"
-        outbox.send(error)
-    if store is not None:
-        store.engine.dispose()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

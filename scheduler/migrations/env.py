@@ -6,9 +6,9 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from scheduler import config as project_config
+from scheduler.db.kept_runs import KeptBase
 from scheduler.db.lease import LeaseBase
 from scheduler.db.models import Base
-from scheduler.kept_runs import KeptBase
 
 config = context.config
 # The working tables of the current run, and the kept runs' own (apart, so that a run's

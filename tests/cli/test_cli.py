@@ -10,7 +10,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app, parse_duration
+from cli.common import parse_duration
+from cli.main import app
 
 runner = CliRunner()
 KPI_KEYS = {

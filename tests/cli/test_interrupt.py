@@ -317,7 +317,7 @@ def test_report_refuses_an_html_file_it_could_not_write_before_it_reads_the_run(
 
 
 def test_a_first_signal_asks_to_stop_a_second_aborts_and_leaving_restores_the_handlers():
-    from cli.main import StopSignals
+    from cli.common import StopSignals
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with StopSignals() as signals:

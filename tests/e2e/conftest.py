@@ -2,8 +2,9 @@
 database per test, and the hospital's services as real subprocesses.
 
 The backing services come from the environment (KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, as CI
-sets them); when those are unset, `scripts/services up` starts them and `scripts/services env`
-gives the settings. If neither works the tests FAIL: they are never skipped silently.
+sets them); when those are unset, `scripts/backing-services up` starts them and
+`scripts/backing-services env` gives the settings. If neither works the tests FAIL: they are
+never skipped silently.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _parse_exports(text: str, names: tuple[str, ...] = SETTINGS) -> dict[str, st
 @pytest.fixture(scope="session")
 def services_env() -> dict[str, str]:
     """KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL: from the environment, else from
-    `scripts/services up` + `scripts/services env`. Fails (never skips) without them."""
+    `scripts/backing-services up` + `scripts/backing-services env`. Fails (never skips)
+    without them."""
     settings = {name: os.environ[name] for name in SETTINGS if os.environ.get(name)}
     if len(settings) < len(SETTINGS):
         try:
@@ -58,12 +60,14 @@ def services_env() -> dict[str, str]:
                 [str(SERVICES), "up"], capture_output=True, text=True, timeout=600, cwd=ROOT
             )
             if up.returncode != 0:
-                pytest.fail(f"scripts/services up failed ({up.returncode}): {up.stderr[-2000:]}")
+                pytest.fail(
+                    f"scripts/backing-services up failed ({up.returncode}): {up.stderr[-2000:]}"
+                )
             env = subprocess.run(
                 [str(SERVICES), "env"], capture_output=True, text=True, timeout=120, cwd=ROOT
             )
         except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"scripts/services timed out: {exc}")
+            pytest.fail(f"scripts/backing-services timed out: {exc}")
         settings = {**_parse_exports(env.stdout), **settings}
         # The database role's password travels in the environment, as libpq reads it.
         password = _parse_exports(env.stdout, ("PGPASSWORD",)).get("PGPASSWORD")
@@ -71,7 +75,7 @@ def services_env() -> dict[str, str]:
             os.environ["PGPASSWORD"] = password
     missing = [name for name in SETTINGS if not settings.get(name)]
     if missing:
-        pytest.fail(f"{', '.join(missing)} unset and scripts/services did not provide them")
+        pytest.fail(f"{', '.join(missing)} unset and scripts/backing-services did not provide them")
     for name in SETTINGS:
         if "127.0.0.1" not in settings[name]:
             pytest.fail(f"{name}={settings[name]!r}: the e2e tests use loopback (127.0.0.1) only")
@@ -187,7 +191,7 @@ class Topics:
 def new_topics(services_env: dict[str, str], database: Database) -> Iterator[Topics]:
     """Topic names of its own (a uuid), deleted at the end."""
     from scheduler.config import load
-    from scheduler.services import bus
+    from scheduler.distributed import bus
     from tests.kafka_topics import delete_topics
 
     name = f"e2e-{uuid.uuid4().hex[:12]}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from scheduler import events as ev
-from scheduler.services import bus
+from scheduler.distributed import bus
 
 from .conftest import Topics, jsonl_lines, run_kafka
 from .test_distributed import SPEED, assert_solve_reproduces, read_topic

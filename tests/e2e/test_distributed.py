@@ -24,9 +24,9 @@ import pytest
 
 from scheduler import events as ev
 from scheduler import jsonl
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
 from scheduler.layout import Layout
-from scheduler.services import bus
-from scheduler.services.clock import LiveClock
 from scheduler.simulation import completion
 from scheduler.validator import Auditor
 from tests.kafka_topics import read_topic

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from scheduler import jsonl
-from scheduler.services import bus
+from scheduler.distributed import bus
 
 from .conftest import Services, Topics, hospital, jsonl_lines
 from .test_distributed import (

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from scheduler import events as ev
-from scheduler.services.clock import LiveClock
+from scheduler.distributed.clock import LiveClock
 from tests.faultproxy import FaultProxy, KafkaFaultProxy
 
 from .conftest import ROOT, Services, Topics, child_env
@@ -205,7 +205,7 @@ def test_worker_killed_mid_task_its_task_is_done_once(
     import os
     import signal
 
-    from scheduler.services import bus
+    from scheduler.distributed import bus
 
     from .test_distributed import common_args, read_topic, wait_logged
 

@@ -1,6 +1,6 @@
 """End to end: the broker stopped for 30 s and started again, and PostgreSQL restarted, in the
-middle of a run. Real stops of the server processes (`scripts/services down`, then `up` on the
-same data and port), each of a dedicated broker or cluster of the test's own
+middle of a run. Real stops of the server processes (`scripts/backing-services down`, then
+`up` on the same data and port), each of a dedicated broker or cluster of the test's own
 (`tests/dedicated.py`): the shared ones other tests use are never touched.
 
 After each, as after the faults of test_outages.py: every arrival decided once, every inbound
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from scheduler.services import bus
-from scheduler.services.clock import LiveClock
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
 from tests.dedicated import dedicated_broker, dedicated_postgres
 
 from .conftest import Database, Topics, child_env, new_services, new_topics
@@ -151,7 +151,8 @@ def test_postgres_restarted_mid_run(services_env, tmp_path, monkeypatch):
             rate = referral_rate(audit.decisions, rest)
             usual = referral_rate(undisturbed_decisions(tmp_path, topics.env, PG_RUN_MS), rest)
     print(
-        f"FAULT-ROW PostgreSQL restarted | scripts/services down (pg_ctlcluster stop -m fast, "
+        f"FAULT-ROW PostgreSQL restarted | scripts/backing-services down "
+        f"(pg_ctlcluster stop -m fast, "
         f"{stop_s:.1f} s), up {PG_DOWN_S} s after the stop ({start_s:.1f} s): {down_s:.1f} s "
         f"from the stop to the server back | 1 | arrivals {audit.summary['arrived']} | lost 0 | "
         f"doubled 0 | scheduler consumes again {consumed_s:.1f} s after, workers' first task "
@@ -235,7 +236,7 @@ def test_broker_stopped_for_thirty_seconds_and_started_again(services_env, datab
             usual = referral_rate(undisturbed_decisions(tmp_path, topics.env, BROKER_RUN_MS), rest)
     print("restarts:", restarts)
     print(
-        f"FAULT-ROW broker stopped 30 s | scripts/services down (SIGTERM, exited in "
+        f"FAULT-ROW broker stopped 30 s | scripts/backing-services down (SIGTERM, exited in "
         f"{stop_s:.1f} s), {BROKER_DOWN_S} s later up on the same data and port (ready in "
         f"{start_s:.1f} s): {down_s:.1f} s without a broker | 1 | arrivals "
         f"{audit.summary['arrived']} | lost 0 | doubled 0 | scheduler consumes again "

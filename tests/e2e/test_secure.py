@@ -1,5 +1,5 @@
 """The secured deployment: the broker's SASL_SSL listener (SCRAM-SHA-512 over TLS, made by
-`scripts/services up --secure`, which the test command runs) lets in only a client that
+`scripts/backing-services up --secure`, which the test command runs) lets in only a client that
 trusts its CA and knows the password, and a whole distributed run through it is correct.
 The password is read from the environment only: no log, file or table of the run holds it."""
 
@@ -15,7 +15,7 @@ from kafka.errors import KafkaConfigurationError
 from sqlalchemy import create_engine, inspect, text
 
 from scheduler.config import load
-from scheduler.services import bus
+from scheduler.distributed import bus
 
 from .conftest import ROOT, SERVICES, Topics, run_kafka
 from .test_distributed import assert_solve_reproduces
@@ -37,7 +37,8 @@ def secure_env() -> dict[str, str]:
     )
     if done.returncode != 0:
         pytest.fail(
-            f"scripts/services env --secure failed (run `scripts/services up --secure`):"
+            f"scripts/backing-services env --secure failed "
+            f"(run `scripts/backing-services up --secure`):"
             f" {done.stderr[-1000:]}"
         )
     found = {}
@@ -45,7 +46,7 @@ def secure_env() -> dict[str, str]:
         name, _, value = line.removeprefix("export ").partition("=")
         found[name] = shlex.split(value)[0] if value else ""
     missing = [key for key in SECURE_KEYS if not found.get(key)]
-    assert not missing, f"scripts/services env --secure lacks {missing}"
+    assert not missing, f"scripts/backing-services env --secure lacks {missing}"
     return {key: found[key] for key in SECURE_KEYS}
 
 

@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from scheduler import events as ev
-from scheduler.services.clock import LiveClock
+from scheduler.distributed.clock import LiveClock
 
 from .conftest import Service, Services, Topics, hospital
 from .test_distributed import (
@@ -241,8 +241,8 @@ def test_a_standby_restoring_while_ticks_commit_skips_no_tick(database):
 
     from scheduler.config import load
     from scheduler.db.ledger import Ledger
+    from scheduler.distributed.scheduler_service import replay
     from scheduler.engine import Scheduler
-    from scheduler.services.scheduler_service import replay
 
     config = load(None, {})
     reader = Ledger(database.url, config, "greedy")
@@ -276,7 +276,7 @@ def test_a_deposed_schedulers_producer_cannot_write(topics: Topics):
     still had in hand is refused by the broker when it wakes, not written after."""
     from kafka.errors import KafkaError
 
-    from scheduler.services import bus
+    from scheduler.distributed import bus
 
     from .test_distributed import read_topic
 

@@ -11,8 +11,8 @@ import pytest
 
 from scheduler.config import Config
 from scheduler.db.ledger import Ledger, OutboxMessage
+from scheduler.distributed.scheduler_service import restore
 from scheduler.engine import Scheduler
-from scheduler.services.scheduler_service import restore
 from scheduler.simulation import simulate
 from scheduler.snapshot import FORMAT, dump
 

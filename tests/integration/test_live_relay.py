@@ -1,4 +1,4 @@
-"""The live scheduler and the broker (`eval "$(scripts/services env)"`): the outbox relay
+"""The live scheduler and the broker (`eval "$(scripts/backing-services env)"`): the outbox relay
 when sends fail, the end of a run, a restart after it, and topics with too few partitions.
 Every test has its own topics; the ledger is SQLite (the end-to-end tests use PostgreSQL)."""
 
@@ -14,16 +14,16 @@ import pytest
 from scheduler import events as ev
 from scheduler.config import Config, load
 from scheduler.db.ledger import Ledger
-from scheduler.services import bus
-from scheduler.services import scheduler_service as service
-from scheduler.services.clock import LiveClock
-from scheduler.services.scheduler_service import LiveScheduler, Pending
+from scheduler.distributed import bus
+from scheduler.distributed import scheduler_service as service
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.scheduler_service import LiveScheduler, Pending
 from scheduler.simulation import arrivals
 from tests.kafka_topics import delete_topics, own_topic_names, read_topic
 
 if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
     pytest.skip(
-        "KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)", allow_module_level=True
+        "KAFKA_BOOTSTRAP_SERVERS is not set (scripts/backing-services env)", allow_module_level=True
     )
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -222,7 +222,7 @@ def test_events_read_after_a_slow_relay_are_not_taken_for_events_from_the_future
     clock", though sent on time (an e2e run lost arrival-5 to arrival-8 so)."""
     import threading
 
-    from scheduler.services.generator import run_generator
+    from scheduler.distributed.generator import run_generator
 
     until_ms, speed = 40_000, 10.0
     clock = LiveClock(time.time() + 1.0, speed)

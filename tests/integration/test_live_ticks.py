@@ -16,21 +16,21 @@ import pytest
 from kafka import TopicPartition
 
 from scheduler import events as ev
-from scheduler import kept_runs
 from scheduler.config import Config
+from scheduler.db import kept_runs
 from scheduler.db.ledger import Ledger
-from scheduler.engine import Scheduler
-from scheduler.hospital import Hospital
-from scheduler.problem import Infeasible
-from scheduler.services import bus
-from scheduler.services.clock import LiveClock
-from scheduler.services.scheduler_service import (
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.scheduler_service import (
     LiveScheduler,
     Pending,
     RunChoiceError,
     resolve_run,
     restore,
 )
+from scheduler.engine import Scheduler
+from scheduler.hospital import Hospital
+from scheduler.problem import Infeasible
 from scheduler.simulation import arrivals
 from scheduler.validator import InvariantViolation
 

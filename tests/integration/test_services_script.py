@@ -1,4 +1,4 @@
-"""scripts/services brings up a working Kafka broker and PostgreSQL server.
+"""scripts/backing-services brings up a working Kafka broker and PostgreSQL server.
 
 Slow on a cold machine (Maven fetch of the Kafka jars, maybe an apt install of
 PostgreSQL): marked `services`. The services are left running for other tests.
@@ -25,7 +25,7 @@ def _run(*args: str, timeout: float) -> subprocess.CompletedProcess:
         timeout=timeout,
     )
     assert proc.returncode == 0, (
-        f"scripts/services {' '.join(args)} exited {proc.returncode}\n"
+        f"scripts/backing-services {' '.join(args)} exited {proc.returncode}\n"
         f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     )
     return proc
@@ -107,7 +107,7 @@ def test_postgres_lets_the_project_role_in_with_its_password_only(monkeypatch):
     up = _run("up", timeout=600)
     exports = _settings(_run("env", timeout=60).stdout.replace("export ", ""))
     password = exports.get("PGPASSWORD")
-    assert password, "scripts/services env gives no PGPASSWORD"
+    assert password, "scripts/backing-services env gives no PGPASSWORD"
     assert password not in up.stdout + up.stderr, "`up` printed the password"
     url = exports["DATABASE_URL"]
     assert password not in url

@@ -1,5 +1,5 @@
 """SqlStore against a real database: a SQLite file, and PostgreSQL when DATABASE_URL names one
-(`eval "$(scripts/services env)"`). A short simulation is stored, then read back with
+(`eval "$(scripts/backing-services env)"`). A short simulation is stored, then read back with
 SQLAlchemy and compared with the tick results the scheduler returned."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The distributed mode's patient generator and workers against the real Kafka broker
-(`eval "$(scripts/services env)"`). Every test has its own topics and consumer groups."""
+(`eval "$(scripts/backing-services env)"`). Every test has its own topics and consumer groups."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ import pytest
 
 from scheduler import events as ev
 from scheduler.config import Config, load
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.generator import run_generator
+from scheduler.distributed.worker import WorkerStats, run_worker
 from scheduler.layout import Layout
-from scheduler.services import bus
-from scheduler.services.clock import LiveClock
-from scheduler.services.generator import run_generator
-from scheduler.services.worker import WorkerStats, run_worker
 from scheduler.simulation import arrival_times, completion
 from tests.kafka_topics import delete_topics, own_topic_names
 
 if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
     pytest.skip(
-        "KAFKA_BOOTSTRAP_SERVERS is not set (scripts/services env)", allow_module_level=True
+        "KAFKA_BOOTSTRAP_SERVERS is not set (scripts/backing-services env)", allow_module_level=True
     )
 
 from kafka import TopicPartition  # noqa: E402  (after the skip: only with the broker)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka.partitioner import DefaultPartitioner
 
-from scheduler.services.bus import cached_partitioner
+from scheduler.distributed.bus import cached_partitioner
 
 
 class Cluster:

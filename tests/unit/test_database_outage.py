@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from scheduler.db.store import StoreError
-from scheduler.services import scheduler_service as service
+from scheduler.distributed import scheduler_service as service
 
 
 class _Ledger:

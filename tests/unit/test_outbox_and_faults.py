@@ -7,8 +7,8 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
-from scheduler.services.bus import BusError, Outbox, SendFailed
-from scheduler.services.faults import Faults
+from scheduler.distributed.bus import BusError, Outbox, SendFailed
+from scheduler.distributed.faults import Faults
 
 
 class FakeProducer:
@@ -91,7 +91,7 @@ def test_sent_ids_are_marked_by_runs_of_consecutive_ids_and_no_other():
 @pytest.mark.parametrize("porters", [None, 7])
 def test_the_scheduler_routes_each_dispatch_where_dispatch_partition_says(porters):
     from scheduler.config import load
-    from scheduler.services import bus
+    from scheduler.distributed import bus
 
     config = load(None, {})
     if porters is not None:
@@ -121,7 +121,7 @@ def test_copy_text_escapes_what_copy_would_misread():
 def test_the_live_scheduler_closes_its_producer_within_a_time_limit():
     """With the broker gone, kafka-python's `close()` without a timeout waits for ever for
     what it still holds (owed in the outbox all the same): the scheduler's exit must not."""
-    from scheduler.services.scheduler_service import LiveScheduler
+    from scheduler.distributed.scheduler_service import LiveScheduler
 
     closed = []
 

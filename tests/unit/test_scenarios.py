@@ -8,8 +8,7 @@ import pytest
 
 from scheduler import config as config_module
 from scheduler import scenarios
-from scheduler.config import ConfigError
-from scheduler.hospital import staff_roster
+from scheduler.config import ConfigError, staff_roster
 
 # name: (rooms from, rooms to, staff from, staff to)
 SIZES = {

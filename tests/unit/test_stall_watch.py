@@ -12,8 +12,8 @@ from kafka.coordinator.base import MemberState
 from kafka.structs import TopicPartition
 
 from scheduler.config import load
-from scheduler.services import worker
-from scheduler.services.worker import _StallWatch
+from scheduler.distributed import worker
+from scheduler.distributed.worker import _StallWatch
 
 PARTITION = TopicPartition("t.dispatch.porter", 0)
 

@@ -1,5 +1,5 @@
 """The supervisor's restart policy: exponential backoff, a count of failures in a row that a
-stable run resets, and a cap (scheduler/services/supervisor.py)."""
+stable run resets, and a cap (scheduler/distributed/supervisor.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from scheduler.services import supervisor as sup
+from scheduler.distributed import supervisor as sup
 
 
 class _Exited:

@@ -9,8 +9,8 @@ from kafka.errors import RebalanceInProgressError
 from kafka.structs import TopicPartition
 
 from scheduler.config import load
-from scheduler.services.clock import LiveClock
-from scheduler.services.worker import _Worker
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.worker import _Worker
 
 PARTITION = TopicPartition("t.dispatch.porter", 0)
 
@@ -38,7 +38,7 @@ def test_a_streak_of_refused_commits_is_said_once_and_its_end_once(caplog):
     worker = worker_with(consumer)
     worker.offsets.read(PARTITION, 41)
     worker.offsets.finish(PARTITION, 41)
-    with caplog.at_level(logging.INFO, logger="scheduler.services.worker"):
+    with caplog.at_level(logging.INFO, logger="scheduler.distributed.worker"):
         for _ in range(15):
             worker.commit()
     lines = [r.getMessage() for r in caplog.records]
@@ -53,6 +53,6 @@ def test_a_streak_of_refused_commits_is_said_once_and_its_end_once(caplog):
     worker.offsets.finish(PARTITION, 42)
     consumer.refusals = 1
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="scheduler.services.worker"):
+    with caplog.at_level(logging.INFO, logger="scheduler.distributed.worker"):
         worker.commit()
     assert any("commit failed" in r.getMessage() for r in caplog.records)

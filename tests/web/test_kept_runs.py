@@ -116,7 +116,7 @@ def test_a_scheduler_service_keeps_its_run_and_a_new_run_of_its_id_sets_the_old_
     moves aside and both are listed and reportable."""
     from types import SimpleNamespace
 
-    from cli.runs import keeping_service
+    from cli.keeping import keeping_service
     from scheduler import config as config_module
     from scheduler.db.ledger import Ledger
 

@@ -40,7 +40,7 @@ def restart_delay(failures: int) -> float:
 
 
 READY_S = 180  # how long the services may take to start
-# What a service logs once up: the scheduler waits for the clock (cli/services.py); the
+# What a service logs once up: the scheduler waits for the clock (cli/service_commands.py); the
 # generator and the workers log that they started, once connected, and wait for time 0.
 READY = (b"waiting for the run's clock", b" started: ")
 FINISH_S = 90  # past the end: how long the scheduler may take to finish the run
@@ -120,7 +120,7 @@ class Supervisor:
         return args + (["--config", str(self.config_path)] if self.config_path else [])
 
     def run(self, on_progress=lambda sim_ms: None) -> None:
-        from scheduler.services.clock import LiveClock
+        from scheduler.distributed.clock import LiveClock
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
         epoch_file = (self.log_dir / f"{self.run_id}.epoch").resolve()
@@ -170,7 +170,7 @@ class Supervisor:
 
     def begin(self, clock) -> None:
         from scheduler.db.ledger import Ledger
-        from scheduler.services.scheduler_service import begin_run
+        from scheduler.distributed.scheduler_service import begin_run
 
         ledger = Ledger(self.db_url, self.config, self.config.scheduler.policy)
         try:

@@ -14,10 +14,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.main import ConfigOption, app, fail, frozen_heap, load_config, service_errors
+from cli.common import (
+    ConfigOption,
+    fail,
+    frozen_heap,
+    load_config,
+    log_to_stderr,
+    service_errors,
+)
 
 if TYPE_CHECKING:
-    from scheduler.services.clock import LiveClock
+    from scheduler.distributed.clock import LiveClock
 
 RunId = Annotated[str, typer.Option(help="The run's id, shared by all its services.")]
 Epoch = Annotated[
@@ -40,13 +47,6 @@ Db = Annotated[
 ]
 
 
-def log_to_stderr(level: int) -> None:
-    """A service's log: one line a record, on stderr."""
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
-    # Alembic 1.16+ logs each plugin it sets up, on import, at INFO: a dozen lines of noise.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-
 def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
     """The epoch in `epoch_file`, once the supervisor has written it (it does once every
     service has logged that it is up). None if stopped before."""
@@ -64,8 +64,8 @@ def _service_setup(
     """The stop event and the run's clock. With `epoch_file`, the clock is the supervisor's,
     started in the background when the file appears: the service gets on with connecting
     meanwhile (its clock reads far before time 0 until then)."""
-    from scheduler.services.clock import LiveClock
-    from scheduler.services.supervisor import stop_with_supervisor
+    from scheduler.distributed.clock import LiveClock
+    from scheduler.distributed.supervisor import stop_with_supervisor
 
     log_to_stderr(logging.INFO)
     stop = threading.Event()
@@ -90,7 +90,6 @@ def _service_setup(
 NOT_YET_S = 10.0**9  # a clock not started yet: time 0 is decades away
 
 
-@app.command("scheduler")
 def scheduler_service(
     run_id: Annotated[
         str | None,
@@ -150,8 +149,8 @@ def scheduler_service(
     from scheduler.db.lease import Lease, LeaseHeld, LeaseLost, default_scheduler_id
     from scheduler.db.ledger import Ledger
     from scheduler.db.store import StoreError, connect
-    from scheduler.services.faults import Faults
-    from scheduler.services.scheduler_service import Follower
+    from scheduler.distributed.faults import Faults
+    from scheduler.distributed.scheduler_service import Follower
 
     settings = load_config(config)
     if standby and fresh:
@@ -223,8 +222,8 @@ def _lead(
 ) -> None:
     """The active scheduler's work: begin or resume the run and tick it to its end (from
     the state a standby followed, if any)."""
-    from cli.runs import keeping_service
-    from scheduler.services.scheduler_service import LiveScheduler, RunChoiceError, resolve_run
+    from cli.keeping import keeping_service
+    from scheduler.distributed.scheduler_service import LiveScheduler, RunChoiceError, resolve_run
 
     try:
         run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
@@ -242,7 +241,6 @@ def _lead(
         live.close()
 
 
-@app.command("generator")
 def generator_service(
     run_id: RunId = "run-1",
     epoch: Epoch = None,
@@ -256,7 +254,7 @@ def generator_service(
     config: ConfigOption = None,
 ) -> None:
     """The patient generator: sends `patient.arrived` to the inbound topic on time."""
-    from scheduler.services.generator import run_generator
+    from scheduler.distributed.generator import run_generator
 
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch, epoch_file)
@@ -266,7 +264,6 @@ def generator_service(
         )
 
 
-@app.command("worker")
 def worker_service(
     role: Annotated[str, typer.Argument(help="porter, medical or cleaner.")],
     run_id: RunId = "run-1",
@@ -283,8 +280,8 @@ def worker_service(
 ) -> None:
     """A worker of one role: does the tasks dispatched to the role's staff and reports their
     completion. Several workers of one role share the work."""
-    from scheduler.services.bus import ROLES
-    from scheduler.services.worker import run_worker
+    from scheduler.distributed.bus import ROLES
+    from scheduler.distributed.worker import run_worker
 
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
@@ -302,7 +299,6 @@ def worker_service(
         )
 
 
-@app.command("status")
 def status(db: Db = None, config: ConfigOption = None) -> None:
     """The rooms, staff and waiting lists of the run in the database."""
     from rich.console import Console
@@ -315,7 +311,6 @@ def status(db: Db = None, config: ConfigOption = None) -> None:
     Console().print(*status_tables(snapshot))
 
 
-@app.command("export")
 def export(
     events: Annotated[
         Path, typer.Option(help="Write the applied inbound events here (JSONL, with their ticks).")
@@ -326,7 +321,7 @@ def export(
 ) -> None:
     """Export the run in the database for `hospital solve`, which reproduces its decisions
     with nothing else given: the events start with the run's config and seed, as kept."""
-    from cli.runs import export_header
+    from cli.keeping import export_header
     from scheduler.db.ledger import Ledger
 
     settings = load_config(config)

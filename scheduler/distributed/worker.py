@@ -30,10 +30,10 @@ from kafka.structs import MemberState
 
 from scheduler import events as ev
 from scheduler.config import Config
+from scheduler.distributed import bus
+from scheduler.distributed.bus import Outbox
+from scheduler.distributed.clock import LiveClock
 from scheduler.layout import ROLE_OF_KIND, Layout
-from scheduler.services import bus
-from scheduler.services.bus import Outbox
-from scheduler.services.clock import LiveClock
 from scheduler.simulation import completion
 
 log = logging.getLogger(__name__)

@@ -34,11 +34,11 @@ from scheduler.db.lease import LeaseLost
 from scheduler.db.ledger import Ledger, OutboxMessage
 from scheduler.db.store import StoreError
 from scheduler.db.store import reason as reason_of
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.faults import Faults
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
 from scheduler.layout import ROLE_OF_KIND
-from scheduler.services import bus
-from scheduler.services.clock import LiveClock
-from scheduler.services.faults import Faults
 from scheduler.validator import InvariantViolation
 
 log = logging.getLogger("hospital.scheduler")

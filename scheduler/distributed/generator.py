@@ -13,9 +13,9 @@ import logging
 import threading
 
 from scheduler.config import Config
-from scheduler.services import bus
-from scheduler.services.bus import Outbox
-from scheduler.services.clock import LiveClock
+from scheduler.distributed import bus
+from scheduler.distributed.bus import Outbox
+from scheduler.distributed.clock import LiveClock
 from scheduler.simulation import arrivals
 
 log = logging.getLogger(__name__)

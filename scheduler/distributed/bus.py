@@ -23,8 +23,7 @@ from functools import cache, partial
 from typing import Any
 
 from scheduler import events as ev
-from scheduler.config import Config
-from scheduler.hospital import staff_roster
+from scheduler.config import Config, staff_roster
 
 ROLES = ("porter", "medical", "cleaner")
 # kafka-python logs every failed connection attempt; our own errors say it in one line.
