@@ -47,6 +47,16 @@ Db = Annotated[
 ]
 
 
+def _check_run_id(run_id: str | None) -> None:
+    """A run id that could not be kept (too long, odd characters): one line, exit 2, before
+    anything is touched."""
+    from scheduler.db.basics import run_id_problem
+
+    problem = None if run_id is None else run_id_problem(run_id)
+    if problem is not None:
+        raise fail(problem)
+
+
 def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
     """The epoch in `epoch_file`, once the supervisor has written it (it does once every
     service has logged that it is up). None if stopped before."""
@@ -152,6 +162,7 @@ def scheduler_service(
     from scheduler.distributed.faults import Faults
     from scheduler.distributed.scheduler_service import Follower
 
+    _check_run_id(run_id)
     settings = load_config(config)
     if standby and fresh:
         raise fail("--standby takes over the run the database holds: it cannot be --fresh")
@@ -256,6 +267,7 @@ def generator_service(
     """The patient generator: sends `patient.arrived` to the inbound topic on time."""
     from scheduler.distributed.generator import run_generator
 
+    _check_run_id(run_id)
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
@@ -285,6 +297,7 @@ def worker_service(
 
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    _check_run_id(run_id)
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):

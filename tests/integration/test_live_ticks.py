@@ -14,10 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 from kafka import TopicPartition
+from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db import kept_runs
+from scheduler.db.lease import lease_status
 from scheduler.db.ledger import Ledger
 from scheduler.distributed import bus
 from scheduler.distributed.clock import LiveClock
@@ -331,6 +333,32 @@ def test_the_scheduler_command_refuses_a_clock_other_than_its_runs(config, tmp_p
     assert done.returncode == 2, done.stderr
     assert "run run-a in the database has --epoch 1234.5, not 99.0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("run_id", ["r" * 65, "two\nlines", "a b"])
+def test_the_services_refuse_a_run_id_that_cannot_be_kept_in_one_line(config, tmp_path, run_id):
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    ledger = Ledger(url, config, config.scheduler.policy)
+    ledger.start_run("run-a", 1234.5, 40.0, {})
+    commit_some_ticks(ledger, config, 3)
+    ledger.close()
+    for command in (
+        ["scheduler", "--db", url, "--run-id", run_id],
+        ["generator", "--run-id", run_id],
+        ["worker", "porter", "--run-id", run_id],
+    ):
+        done = hospital_cli(*command)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("hospital: error: --run-id ") and "a run id is 1 to 64" in line
+    ledger = Ledger(url, config, config.scheduler.policy)
+    try:
+        assert ledger.current_run().run_id == "run-a" and ledger.last_tick() == 10
+        assert kept_runs.runs(ledger.engine) == []
+        with Session(ledger.engine) as session:
+            assert lease_status(session) is None  # no scheduler took the lease
+    finally:
+        ledger.close()
 
 
 def test_a_misspelt_fault_point_is_one_line(tmp_path):
