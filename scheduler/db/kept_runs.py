@@ -193,6 +193,13 @@ def mark(engine: Engine, run_id: str, status: str) -> None:
         db.execute(update(KeptRun).where(KeptRun.run_id == run_id).values(status=status))
 
 
+def last_tick_ms(bind: Bind) -> int:
+    """The time of the last tick in the working tables (the current run), in ms; 0 if none."""
+    with _transaction(bind) as db:
+        last = db.scalar(text("SELECT max(time) FROM ticks"))
+    return 0 if last is None else round(last * 1000)
+
+
 def finish(
     bind: Bind,
     run_id: str,
