@@ -127,7 +127,13 @@ def scheduler_service(
         ),
     ] = None,
     until_ms: Annotated[
-        int | None, typer.Option(help="Stop at this simulated time (ms).", show_default=False)
+        int | None,
+        typer.Option(
+            help="End the run at this simulated time (ms) (default: when stopped). Stored "
+            "with the run: a resumed run, or one a standby takes over, ends when it was "
+            "to end (another value is an error).",
+            show_default=False,
+        ),
     ] = None,
     epoch_file: EpochFile = None,
     fresh: Annotated[
@@ -184,6 +190,8 @@ def scheduler_service(
                 if ledger is not None:
                     ledger.close()
                 return
+        if standby:
+            _check_resumable(ledger, run_id, epoch, speed, until_ms)
         lease = Lease(connect(url), scheduler_id or default_scheduler_id())
         follower = None
         try:
@@ -220,6 +228,22 @@ def scheduler_service(
                 ledger.close()
 
 
+def _check_resumable(
+    ledger, run_id: str | None, epoch: float | None, speed: float | None, until_ms: int | None
+) -> None:
+    """A standby's options against the run the database holds already, if it is the run it
+    is to take over: a clock or an end that disagrees is said now, not at the takeover."""
+    from scheduler.distributed.scheduler_service import RunChoiceError, resolve_run
+
+    current = ledger.current_run()
+    if current is None or run_id not in (None, current.run_id):
+        return
+    try:
+        resolve_run(ledger, run_id, epoch, speed, False, until_ms)
+    except RunChoiceError as exc:
+        raise fail(str(exc)) from None
+
+
 def _lead(
     ledger,
     settings,
@@ -231,13 +255,13 @@ def _lead(
     stop: threading.Event,
     follower=None,
 ) -> None:
-    """The active scheduler's work: begin or resume the run and tick it to its end (from
-    the state a standby followed, if any)."""
+    """The active scheduler's work: begin or resume the run and tick it to its end, the
+    one stored with it if any (from the state a standby followed, if any)."""
     from cli.keeping import keeping_service
     from scheduler.distributed.scheduler_service import LiveScheduler, RunChoiceError, resolve_run
 
     try:
-        run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
+        run_id, clock, new, until_ms = resolve_run(ledger, run_id, epoch, speed, fresh, until_ms)
     except RunChoiceError as exc:
         raise fail(str(exc)) from None
     live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms, stop=stop)

@@ -78,11 +78,13 @@ class Ledger:
         epoch_s: float,
         speed: float,
         offsets: dict[tuple[str, int], int],
+        until_ms: int | None = None,
     ) -> None:
-        """Empty the working tables for a new run that reads each partition from `offsets`,
-        after keeping the run they held (if another) among the kept runs. All in one
-        transaction: a failure leaves the run they held as it was, to be resumed.
-        `ValueError` (and nothing changed) for a run id that cannot be kept."""
+        """Empty the working tables for a new run that reads each partition from `offsets`
+        and ends at `until_ms` (None: when it is stopped), after keeping the run they held
+        (if another) among the kept runs. All in one transaction: a failure leaves the run
+        they held as it was, to be resumed. `ValueError` (and nothing changed) for a run id
+        that cannot be kept."""
         problem = run_id_problem(run_id)
         if problem is not None:
             raise ValueError(problem)
@@ -93,13 +95,23 @@ class Ledger:
                 self.keep_aside(session.connection(), current)
 
         def begin(session: Session) -> None:
-            session.add(Run(run_id=run_id, epoch_s=epoch_s, speed=speed))
+            session.add(Run(run_id=run_id, epoch_s=epoch_s, speed=speed, until_ms=until_ms))
             session.add_all(
                 ConsumerOffset(topic=t, partition=p, offset=o)
                 for (t, p), o in sorted(offsets.items())
             )
 
         self.store.reset(before=keep_the_current_run, after=begin)
+
+    def end_run_at(self, run_id: str, until_ms: int) -> None:
+        """Give the run its end at `until_ms`, if it has none yet (begun without one, or
+        before the end was stored with the run)."""
+        with self.engine.begin() as db:
+            db.execute(
+                update(Run)
+                .where(Run.run_id == run_id, Run.until_ms.is_(None))
+                .values(until_ms=until_ms)
+            )
 
     def keep_aside(self, db: Connection, run: Run) -> None:
         """Copy a run out of the working tables before a new run replaces it, unless it is
