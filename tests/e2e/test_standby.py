@@ -3,7 +3,8 @@ The active one is killed three times during one run (SIGKILL twice, then SIGSTOP
 machine that stops answering), each time the standby takes over within 5 s, and the killed
 one comes back as the new standby; the frozen one, woken after the takeover, finds itself
 fenced off and steps down. At the end no decision was made or published twice or lost.
-A standby that takes over a run that has ended finishes it as stored and exits."""
+A standby that takes over a run that has ended finishes it as stored and exits; a second
+scheduler under the same id on the same host is refused while the first is alive."""
 
 from __future__ import annotations
 
@@ -255,6 +256,40 @@ def test_a_standby_finishes_a_run_that_has_ended_as_stored_and_exits(
     assert kept["figures"]["duration_s"] == SHORT_MS / 1000 and kept["figures"]["arrivals"] > 0
     events, _ = export(database.url, topics.env, tmp_path)
     assert max(e["tick"] for e in jsonl_lines(events)[1:]) <= SHORT_MS // 1000
+
+
+def test_a_second_scheduler_under_a_live_ones_id_is_refused_and_a_restart_takes_over(
+    services: Services, topics: Topics, database
+):
+    """Two `hospital scheduler` on one host with the default id (the host name): the
+    second says that the first is active and exits with 2, the first goes on holding the
+    lease; once the first is killed, the same command starts and takes its lease over."""
+    run_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    epoch = time.time() + STARTUP_S + 8
+    common = [*common_args(run_id, epoch, SHORT_SPEED), "--db", database.url]
+    first = services.start(
+        "scheduler-1", "scheduler", *common, "--until-ms", str(SHORT_MS), "--fresh"
+    )
+    wait_run_started(database.url, run_id, services, first)
+    wait_logged(first, f"run {run_id}: started", time.time() + 60)
+
+    second = hospital(["scheduler", "--run-id", run_id, "--db", database.url], topics.env, 60)
+    assert second.returncode == 2, second.stderr
+    refusal = second.stderr.strip().splitlines()[-1]
+    assert refusal.startswith("hospital: error: scheduler ") and f"pid {first.pid})" in refusal
+    assert "is active" in refusal and first.process.poll() is None, refusal
+    shown = hospital(["status", "--db", database.url], topics.env)
+    assert re.search(rf"scheduler: active .*pid {first.pid}\), lease epoch 1", shown.stdout)
+
+    first.process.kill()
+    first.process.wait(timeout=10)
+    again = services.start("scheduler-2", "scheduler", "--run-id", run_id, "--db", database.url)
+    wait_logged(again, "active, lease epoch 2", time.time() + 60)
+    code = services.wait(
+        again, max(0.0, run_end_wall(epoch, SHORT_SPEED, SHORT_MS) - time.time()) + 60
+    )
+    assert code == 0, again.log()
+    assert f"run {run_id}: over at tick" in again.log(1 << 20)
 
 
 def test_a_standby_reading_while_ticks_commit_sees_each_tick_whole(database):
