@@ -265,7 +265,7 @@ def test_a_second_scheduler_under_a_live_ones_id_is_refused_and_a_restart_takes_
     second says that the first is active and exits with 2, the first goes on holding the
     lease; once the first is killed, the same command starts and takes its lease over."""
     run_id = f"e2e-{uuid.uuid4().hex[:8]}"
-    epoch = time.time() + STARTUP_S + 8
+    epoch = time.time() + STARTUP_S + 20  # the first alive until the second has been refused
     common = [*common_args(run_id, epoch, SHORT_SPEED), "--db", database.url]
     first = services.start(
         "scheduler-1", "scheduler", *common, "--until-ms", str(SHORT_MS), "--fresh"
@@ -279,7 +279,9 @@ def test_a_second_scheduler_under_a_live_ones_id_is_refused_and_a_restart_takes_
     assert refusal.startswith("hospital: error: scheduler ") and f"pid {first.pid})" in refusal
     assert "is active" in refusal and first.process.poll() is None, refusal
     shown = hospital(["status", "--db", database.url], topics.env)
-    assert re.search(rf"scheduler: active .*pid {first.pid}\), lease epoch 1", shown.stdout)
+    assert re.search(rf"scheduler: active .*pid {first.pid}\), lease epoch 1", shown.stdout), (
+        shown.stdout
+    )
 
     first.process.kill()
     first.process.wait(timeout=10)
