@@ -22,7 +22,9 @@ class Kept:
 @contextlib.contextmanager
 def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iterator[Kept]:
     """An embedded run kept: its row when it starts (after the store has migrated the
-    database), its ticks copied and its row closed when it ends, however it ends."""
+    database), its ticks copied and its row closed when it ends, however it ends, with the
+    simulated time it reached if it did not finish (an interrupted run's figures are up to
+    that time: `hospital report` of the kept run must find them again)."""
     from scheduler.db import kept_runs
     from scheduler.db.store import connect
 
@@ -46,9 +48,20 @@ def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iter
             status = "interrupted"
             raise
         finally:
-            kept_runs.finish(engine, kept.run_id, kept.figures, status)
+            reached = None if status == "finished" else _reached_ms(engine, kept.figures)
+            kept_runs.finish(engine, kept.run_id, kept.figures, status, duration_ms=reached)
     finally:
         engine.dispose()
+
+
+def _reached_ms(engine: Any, figures: dict[str, Any] | None) -> int:
+    """The simulated time an embedded run that did not finish reached: its report's, or,
+    without one (aborted, failed), that of the last tick it stored."""
+    from scheduler.db import kept_runs
+
+    if figures is not None and "interrupted_at_ms" in figures:
+        return int(figures["interrupted_at_ms"])
+    return kept_runs.last_tick_ms(engine)
 
 
 @contextlib.contextmanager

@@ -47,6 +47,16 @@ Db = Annotated[
 ]
 
 
+def _check_run_id(run_id: str | None) -> None:
+    """A run id that could not be kept (too long, odd characters): one line, exit 2, before
+    anything is touched."""
+    from scheduler.db.basics import run_id_problem
+
+    problem = None if run_id is None else run_id_problem(run_id)
+    if problem is not None:
+        raise fail(problem)
+
+
 def _await_epoch(epoch_file: Path, stop: threading.Event) -> float | None:
     """The epoch in `epoch_file`, once the supervisor has written it (it does once every
     service has logged that it is up). None if stopped before."""
@@ -117,7 +127,13 @@ def scheduler_service(
         ),
     ] = None,
     until_ms: Annotated[
-        int | None, typer.Option(help="Stop at this simulated time (ms).", show_default=False)
+        int | None,
+        typer.Option(
+            help="End the run at this simulated time (ms) (default: when stopped). Stored "
+            "with the run: a resumed run, or one a standby takes over, ends when it was "
+            "to end (another value is an error).",
+            show_default=False,
+        ),
     ] = None,
     epoch_file: EpochFile = None,
     fresh: Annotated[
@@ -152,6 +168,7 @@ def scheduler_service(
     from scheduler.distributed.faults import Faults
     from scheduler.distributed.scheduler_service import Follower
 
+    _check_run_id(run_id)
     settings = load_config(config)
     if standby and fresh:
         raise fail("--standby takes over the run the database holds: it cannot be --fresh")
@@ -173,6 +190,8 @@ def scheduler_service(
                 if ledger is not None:
                     ledger.close()
                 return
+        if standby:
+            _check_resumable(ledger, run_id, epoch, speed, until_ms)
         lease = Lease(connect(url), scheduler_id or default_scheduler_id())
         follower = None
         try:
@@ -209,6 +228,22 @@ def scheduler_service(
                 ledger.close()
 
 
+def _check_resumable(
+    ledger, run_id: str | None, epoch: float | None, speed: float | None, until_ms: int | None
+) -> None:
+    """A standby's options against the run the database holds already, if it is the run it
+    is to take over: a clock or an end that disagrees is said now, not at the takeover."""
+    from scheduler.distributed.scheduler_service import RunChoiceError, resolve_run
+
+    current = ledger.current_run()
+    if current is None or run_id not in (None, current.run_id):
+        return
+    try:
+        resolve_run(ledger, run_id, epoch, speed, False, until_ms)
+    except RunChoiceError as exc:
+        raise fail(str(exc)) from None
+
+
 def _lead(
     ledger,
     settings,
@@ -220,13 +255,13 @@ def _lead(
     stop: threading.Event,
     follower=None,
 ) -> None:
-    """The active scheduler's work: begin or resume the run and tick it to its end (from
-    the state a standby followed, if any)."""
+    """The active scheduler's work: begin or resume the run and tick it to its end, the
+    one stored with it if any (from the state a standby followed, if any)."""
     from cli.keeping import keeping_service
     from scheduler.distributed.scheduler_service import LiveScheduler, RunChoiceError, resolve_run
 
     try:
-        run_id, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh)
+        run_id, clock, new, until_ms = resolve_run(ledger, run_id, epoch, speed, fresh, until_ms)
     except RunChoiceError as exc:
         raise fail(str(exc)) from None
     live = LiveScheduler(settings, ledger, run_id=run_id, clock=clock, until_ms=until_ms, stop=stop)
@@ -256,6 +291,7 @@ def generator_service(
     """The patient generator: sends `patient.arrived` to the inbound topic on time."""
     from scheduler.distributed.generator import run_generator
 
+    _check_run_id(run_id)
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
@@ -285,6 +321,7 @@ def worker_service(
 
     if role not in ROLES:
         raise fail(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    _check_run_id(run_id)
     settings = load_config(config)
     stop, clock = _service_setup(speed, epoch, epoch_file)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):

@@ -7,6 +7,26 @@ from __future__ import annotations
 
 import re
 
+# What a run id may be: it is a key of the database (64 characters at most), a Kafka header
+# and part of the relay's transactional id, and it is shown in logs and tables.
+RUN_ID_MAX = 64
+_RUN_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{RUN_ID_MAX - 1}}}")
+RUN_ID_RULE = (
+    f"a run id is 1 to {RUN_ID_MAX} ASCII letters, digits, '.', '_' or '-', "
+    "starting with a letter or a digit"
+)
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """Why `run_id` cannot name a run, in one line that shows it (escaped, cut short);
+    None if it can."""
+    if _RUN_ID.fullmatch(run_id):
+        return None
+    from scheduler.events import shown
+
+    length = f" ({len(run_id)} characters)" if len(run_id) > RUN_ID_MAX else ""
+    return f"--run-id {shown(run_id)}{length}: {RUN_ID_RULE}"
+
 
 class StoreError(RuntimeError):
     """The database cannot be used; the one-line message says which and why (no password)."""

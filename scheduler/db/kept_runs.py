@@ -11,6 +11,7 @@ every table of the working schema's metadata and must not touch them. The Alembi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Double,
     Engine,
     ForeignKey,
@@ -34,6 +36,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from scheduler.db.basics import RUN_ID_MAX
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -100,6 +104,20 @@ class KeptEvent(KeptBase):
     payload: Mapped[str] = mapped_column(Text)
 
 
+Bind = Engine | Connection  # a connection: the work joins the transaction it is in
+
+
+@contextlib.contextmanager
+def _transaction(bind: Bind) -> Iterator[Connection]:
+    """A transaction of its own on an engine; on a connection, the one it is in (the
+    caller's, which commits or rolls back this work with its own)."""
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.begin() as db:
+        yield db
+
+
 def new_run_id() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S-", time.gmtime()) + uuid.uuid4().hex[:6]
 
@@ -114,7 +132,7 @@ def package_version() -> str:
 
 
 def begin(
-    engine: Engine, run_id: str, config: Any, *, seed: int | None, mode: str, duration_ms: int
+    bind: Bind, run_id: str, config: Any, *, seed: int | None, mode: str, duration_ms: int
 ) -> None:
     """The run's row, as it starts."""
     from scheduler.config import to_mapping
@@ -122,7 +140,7 @@ def begin(
 
     resolved = to_mapping(config)
     resolved["database"]["url"] = safe_url(resolved["database"]["url"])  # no password
-    with engine.begin() as db:
+    with _transaction(bind) as db:
         db.execute(
             insert(KeptRun).values(
                 run_id=run_id,
@@ -143,23 +161,30 @@ def begin(
 def set_aside(engine: Engine, run_id: str) -> str | None:
     """A new run takes the id of a kept one (`hospital scheduler --fresh`, or an id given
     again): the kept one moves to `<id>-<its start, UTC>`, so that neither replaces the
-    other. Its new id (None: no run of that id is kept)."""
+    other (the id cut short to fit its 64 characters). Its new id (None: no run of that id
+    is kept)."""
     table = KeptRun.__table__
     with engine.begin() as db:
         row = db.execute(select(table).where(KeptRun.run_id == run_id)).mappings().first()
         if row is None:
             return None
         taken = set(db.scalars(select(KeptRun.run_id)))
-        base = f"{run_id}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(row['started_at']))}"
-        moved, n = base, 1
+        started = time.strftime("%Y%m%d-%H%M%S", time.gmtime(row["started_at"]))
+        n, moved = 1, _moved_id(run_id, started, 1)
         while moved in taken:
             n += 1
-            moved = f"{base}-{n}"
+            moved = _moved_id(run_id, started, n)
         db.execute(insert(KeptRun).values({**row, "run_id": moved}))
         for child in (KeptDecision, KeptEvent, KeptTick):
             db.execute(update(child).where(child.run_id == run_id).values(run_id=moved))
         db.execute(delete(KeptRun).where(KeptRun.run_id == run_id))
     return moved
+
+
+def _moved_id(run_id: str, started: str, n: int) -> str:
+    """`<id>-<started>`, and `-<n>` after it from the second on, in 64 characters."""
+    suffix = f"-{started}" + (f"-{n}" if n > 1 else "")
+    return run_id[: RUN_ID_MAX - len(suffix)] + suffix
 
 
 def mark(engine: Engine, run_id: str, status: str) -> None:
@@ -168,8 +193,15 @@ def mark(engine: Engine, run_id: str, status: str) -> None:
         db.execute(update(KeptRun).where(KeptRun.run_id == run_id).values(status=status))
 
 
+def last_tick_ms(bind: Bind) -> int:
+    """The time of the last tick in the working tables (the current run), in ms; 0 if none."""
+    with _transaction(bind) as db:
+        last = db.scalar(text("SELECT max(time) FROM ticks"))
+    return 0 if last is None else round(last * 1000)
+
+
 def finish(
-    engine: Engine,
+    bind: Bind,
     run_id: str,
     figures: dict[str, Any] | None,
     status: str = "finished",
@@ -179,7 +211,7 @@ def finish(
     database's current run) and close its row (with the simulated time it reached, when
     its length was not known at its start)."""
     closing: dict[str, Any] = {} if duration_ms is None else {"duration_s": duration_ms / 1000}
-    with engine.begin() as db:
+    with _transaction(bind) as db:
         for table in (KeptDecision, KeptEvent, KeptTick):
             db.execute(delete(table).where(table.run_id == run_id))
         params = {"run": run_id}
@@ -247,20 +279,20 @@ class RunRow:
         )
 
 
-def runs(engine: Engine) -> list[RunRow]:
+def runs(bind: Bind) -> list[RunRow]:
     """Every kept run, the latest first."""
     from sqlalchemy.orm import Session
 
-    with Session(engine) as session:
+    with Session(bind) as session:
         rows = session.scalars(
             select(KeptRun).order_by(KeptRun.started_at.desc(), KeptRun.run_id.desc())
         )
         return [RunRow.of(r) for r in rows]
 
 
-def find(engine: Engine, run_id: str | None) -> RunRow | None:
+def find(bind: Bind, run_id: str | None) -> RunRow | None:
     """A kept run by id, or the latest one (None: there is none)."""
-    found = runs(engine)
+    found = runs(bind)
     if run_id is None:
         return found[0] if found else None
     return next((r for r in found if r.run_id == run_id), None)

@@ -110,6 +110,25 @@ def default_scheduler_id() -> str:
     return socket.gethostname()[:64]
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process of this pid lives on this machine (a zombie, dead and not yet
+    reaped by its parent, does not)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether it exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]  # after "pid (name)"
+    except (OSError, IndexError):
+        return True  # no /proc to tell: alive, as far as can be known
+    return state != "Z"
+
+
 class Lease:
     def __init__(self, engine: Engine, holder: str, lease_s: float = LEASE_S):
         self.engine = engine
@@ -124,8 +143,8 @@ class Lease:
 
     def try_acquire(self, take_own: bool) -> Holder | None:
         """Take the lease if it is free or expired, or (`take_own`) held under this
-        scheduler's id by an earlier process of it, with the next epoch. None if taken;
-        else the row of the live holder."""
+        scheduler's id by an earlier process of it that is gone (`earlier_self`), with the
+        next epoch. None if taken; else the row of the live holder."""
         started = time.monotonic()
         try:
             with Session(self.engine) as session, session.begin():
@@ -144,7 +163,7 @@ class Lease:
                 if row is None:
                     session.add(LeaseRow(name=LEASE_NAME, epoch=1, **values))
                     epoch = 1
-                elif row.expires_at <= now or (take_own and row.holder == self.holder):
+                elif row.expires_at <= now or (take_own and self.earlier_self(row)):
                     epoch = row.epoch + 1
                     taken = session.execute(
                         update(LeaseRow)
@@ -163,18 +182,24 @@ class Lease:
         self.epoch, self.renewed = epoch, started
         return None
 
+    def earlier_self(self, row: LeaseRow) -> bool:
+        """Whether the lease's holder is this scheduler's own earlier process, gone: its
+        id, on this host, and a pid that is this process or no longer alive (a restart
+        after a crash). A live process under the same id is another scheduler; so may be
+        one on another host, whose pid cannot be looked at: its lease must run out."""
+        return (
+            row.holder == self.holder
+            and row.host == self.host
+            and (row.pid == self.pid or not process_alive(row.pid))
+        )
+
     def wait(self, standby: bool, stop, idle=None) -> bool:
         """Hold the lease: at once, or as a standby once it expires (calling `idle` between
-        polls). False if `stop` was set first. `LeaseHeld` if not a standby and another live
-        scheduler holds it."""
-        holder = self.try_acquire(take_own=not standby)
-        if holder is not None and not standby:
-            raise LeaseHeld(
-                f"scheduler {holder.holder} ({holder.host}, pid {holder.pid}) is "
-                f"active (lease epoch {holder.epoch}): start this one with "
-                f"--standby to take over when it stops, or give it another "
-                f"--scheduler-id"
-            )
+        polls). False if `stop` was set first. `LeaseHeld` if another live scheduler holds
+        it and this one is not a standby, or holds it under this one's id."""
+        holder = self.try_acquire(take_own=True)
+        if holder is not None and (not standby or holder.holder == self.holder):
+            raise LeaseHeld(self.held_by(holder))
         while holder is not None:
             self.register()
             if idle is not None:
@@ -183,6 +208,28 @@ class Lease:
                 return False
             holder = self.try_acquire(take_own=False)
         return True
+
+    def held_by(self, holder: Holder) -> str:
+        """Why this scheduler cannot be active while `holder` is, and what to do."""
+        active = (
+            f"scheduler {holder.holder} ({holder.host}, pid {holder.pid}) is active "
+            f"(lease epoch {holder.epoch})"
+        )
+        if holder.holder != self.holder:
+            return (
+                f"{active}: start this one with --standby to take over when it stops, "
+                f"or give it another --scheduler-id"
+            )
+        if holder.host == self.host:
+            return (
+                f"{active}, a live process under this one's id: give this one another "
+                f"--scheduler-id (and --standby to take over when that one stops)"
+            )
+        return (
+            f"{active} on another host under this one's id: give this one another "
+            f"--scheduler-id, or start it again once that one has stopped (its lease runs "
+            f"out {self.lease_s:g} s after)"
+        )
 
     def register(self) -> None:
         """Say that this scheduler is a standby (`hospital status` lists it)."""

@@ -13,12 +13,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
+from scheduler.db.basics import run_id_problem
 from scheduler.db.lease import Lease, short_idle
 from scheduler.db.models import (
     ConsumerOffset,
@@ -72,52 +73,73 @@ class Ledger:
             return session.scalars(select(Run).limit(1)).first()
 
     def start_run(
-        self, run_id: str, epoch_s: float, speed: float, offsets: dict[tuple[str, int], int]
+        self,
+        run_id: str,
+        epoch_s: float,
+        speed: float,
+        offsets: dict[tuple[str, int], int],
+        until_ms: int | None = None,
     ) -> None:
-        """Empty the working tables for a new run that reads each partition from `offsets`,
-        after keeping the run they held (if another) among the kept runs."""
-        current = self.current_run()
-        if current is not None and current.run_id != run_id:
-            self.keep_aside(current)
-        self.store.reset()
+        """Empty the working tables for a new run that reads each partition from `offsets`
+        and ends at `until_ms` (None: when it is stopped), after keeping the run they held
+        (if another) among the kept runs. All in one transaction: a failure leaves the run
+        they held as it was, to be resumed. `ValueError` (and nothing changed) for a run id
+        that cannot be kept."""
+        problem = run_id_problem(run_id)
+        if problem is not None:
+            raise ValueError(problem)
+
+        def keep_the_current_run(session: Session) -> None:
+            current = session.scalars(select(Run).limit(1)).first()
+            if current is not None and current.run_id != run_id:
+                self.keep_aside(session.connection(), current)
 
         def begin(session: Session) -> None:
-            session.add(Run(run_id=run_id, epoch_s=epoch_s, speed=speed))
+            session.add(Run(run_id=run_id, epoch_s=epoch_s, speed=speed, until_ms=until_ms))
             session.add_all(
                 ConsumerOffset(topic=t, partition=p, offset=o)
                 for (t, p), o in sorted(offsets.items())
             )
 
-        self.store.transaction(begin)
+        self.store.reset(before=keep_the_current_run, after=begin)
 
-    def keep_aside(self, run: Run) -> None:
+    def end_run_at(self, run_id: str, until_ms: int) -> None:
+        """Give the run its end at `until_ms`, if it has none yet (begun without one, or
+        before the end was stored with the run)."""
+        with self.engine.begin() as db:
+            db.execute(
+                update(Run)
+                .where(Run.run_id == run_id, Run.until_ms.is_(None))
+                .values(until_ms=until_ms)
+            )
+
+    def keep_aside(self, db: Connection, run: Run) -> None:
         """Copy a run out of the working tables before a new run replaces it, unless it is
-        kept already (`hospital run --kafka` keeps its run at the end). A run kept here was
-        never closed: its status says `replaced`, and its config is the one in use now."""
+        kept already (`hospital run --kafka` keeps its run at the end), in the transaction
+        `db` is in. A run kept here was never closed: its status says `replaced`, and its
+        config is the one in use now."""
         from scheduler.db import kept_runs
 
-        kept = kept_runs.find(self.engine, run.run_id)
+        kept = kept_runs.find(db, run.run_id)
         if kept is not None and kept.status != "running":
             return
         if kept is None:
             tick_ms = round(self.store.config.scheduler.tick_s * 1000)
+            last_tick = db.scalar(select(func.max(Tick.tick))) or 0
             kept_runs.begin(
-                self.engine,
+                db,
                 run.run_id,
                 self.store.config,
                 seed=None,
                 mode="distributed",
-                duration_ms=max(0, self.last_tick()) * tick_ms,
+                duration_ms=last_tick * tick_ms,
             )
-        kept_runs.finish(
-            self.engine, run.run_id, None, "interrupted" if kept is not None else "replaced"
+        kept_runs.finish(db, run.run_id, None, "interrupted" if kept is not None else "replaced")
+        db.execute(
+            update(kept_runs.KeptRun)
+            .where(kept_runs.KeptRun.run_id == run.run_id)
+            .values(started_at=run.epoch_s)
         )
-        with self.engine.begin() as db:
-            db.execute(
-                update(kept_runs.KeptRun)
-                .where(kept_runs.KeptRun.run_id == run.run_id)
-                .values(started_at=run.epoch_s)
-            )
 
     def offsets(self) -> dict[tuple[str, int], int]:
         with Session(self.engine) as session:

@@ -185,13 +185,16 @@ class InboundEvent(Base):
 
 
 class Run(Base):
-    """The run the tables hold: the clock its services share."""
+    """The run the tables hold: the clock its services share, and its end."""
 
     __tablename__ = "runs"
 
     run_id: Mapped[str] = mapped_column(primary_key=True)
     epoch_s: Mapped[float]
     speed: Mapped[float]
+    # The simulated time (ms) at which the run ends, for every scheduler that takes it
+    # over; None: it runs until it is stopped.
+    until_ms: Mapped[int | None] = mapped_column(BigInteger)
     # Every outbox message up to this id is sent (`OutboxRow`).
     outbox_sent_up_to: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 

@@ -163,11 +163,24 @@ class SqlStore:
         self._clear()
         self._closed = False
 
-    def reset(self) -> None:
-        """Start a new run: empty tables, seeded with the rooms and staff of the config."""
+    def reset(
+        self,
+        before: Callable[[Session], None] | None = None,
+        after: Callable[[Session], None] | None = None,
+    ) -> None:
+        """Start a new run: empty tables, seeded with the rooms and staff of the config;
+        with the work `before` and `after` it in the same transaction, if given."""
         self._stop_writer()  # its idea of the tables would be out of date
         self._records.clear()  # ticks of the run before, not handed to it
-        self.transaction(lambda session: self._start_run(session, self.config))
+
+        def start(session: Session) -> None:
+            if before is not None:
+                before(session)
+            self._start_run(session, self.config)
+            if after is not None:
+                after(session)
+
+        self.transaction(start)
         self._queued.clear()
 
     def _load_queued(self, session: Session) -> None:

@@ -26,6 +26,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from scheduler import events as ev
 from scheduler import snapshot as snapshots
@@ -183,10 +184,18 @@ def inbound_partitions(config: Config, consumer) -> list:
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
-def begin_run(config: Config, ledger: Ledger, run_id: str, clock: LiveClock, consumer=None) -> None:
-    """Record a new run in the database: its clock, and where it starts in each partition
-    of the inbound topic, after whatever earlier runs left there. From then on no event of
-    the run can be missed, however late the scheduler starts."""
+def begin_run(
+    config: Config,
+    ledger: Ledger,
+    run_id: str,
+    clock: LiveClock,
+    consumer=None,
+    until_ms: int | None = None,
+) -> None:
+    """Record a new run in the database: its clock, its end (None: when it is stopped), and
+    where it starts in each partition of the inbound topic, after whatever earlier runs left
+    there. From then on no event of the run can be missed, however late the scheduler
+    starts."""
     own = consumer is None
     consumer = consumer or bus.consumer(config)
     try:
@@ -200,6 +209,7 @@ def begin_run(config: Config, ledger: Ledger, run_id: str, clock: LiveClock, con
         clock.epoch_s,
         clock.speed,
         {(tp.topic, tp.partition): ends[tp] for tp in partitions},
+        until_ms=until_ms,
     )
 
 
@@ -207,36 +217,56 @@ class RunChoiceError(ValueError):
     """The run asked for and the database disagree; the message says how."""
 
 
+class RunChoice(NamedTuple):
+    run_id: str
+    clock: LiveClock
+    new: bool  # True: the scheduler begins the run; False: it resumes it
+    until_ms: int | None  # the run's end (None: when it is stopped)
+
+
 def resolve_run(
-    ledger: Ledger, run_id: str | None, epoch_s: float | None, speed: float | None, fresh: bool
-) -> tuple[str, LiveClock, bool]:
-    """Which run a scheduler serves, on which clock, and whether it begins it (True) or
-    resumes it. Without `run_id` it resumes the run the database holds; a `run_id` the
+    ledger: Ledger,
+    run_id: str | None,
+    epoch_s: float | None,
+    speed: float | None,
+    fresh: bool,
+    until_ms: int | None = None,
+) -> RunChoice:
+    """Which run a scheduler serves, on which clock, until when, and whether it begins it
+    or resumes it. Without `run_id` it resumes the run the database holds; a `run_id` the
     database does not hold begins a new run (the one it held is kept, see
-    `Ledger.start_run`). A resumed run keeps the clock stored with it: an `epoch_s` or
-    `speed` that says otherwise is an error, not silently used."""
+    `Ledger.start_run`). A resumed run keeps the clock and the end stored with it: an
+    `epoch_s`, `speed` or `until_ms` that says otherwise is an error, not silently used (a
+    run stored without an end takes the `until_ms` given)."""
     current = ledger.current_run()
     if run_id is None:
         if current is None:
             raise RunChoiceError("the database holds no run to resume: give --run-id to start one")
         run_id = current.run_id
     if fresh or current is None or current.run_id != run_id:
-        return (
+        return RunChoice(
             run_id,
             LiveClock(time.time() if epoch_s is None else epoch_s, 1.0 if speed is None else speed),
             True,
+            until_ms,
         )
     for name, given, stored in (
         ("--epoch", epoch_s, current.epoch_s),
         ("--speed", speed, current.speed),
+        ("--until-ms", until_ms, current.until_ms),
     ):
-        if given is not None and abs(given - stored) > 1e-3:
+        if given is not None and stored is not None and abs(given - stored) > 1e-3:
             raise RunChoiceError(
                 f"run {run_id} in the database has {name} {stored!r}, not "
                 f"{given!r}: leave {name} out to resume it, or give --fresh "
                 f"to start it anew"
             )
-    return run_id, LiveClock(current.epoch_s, current.speed), False
+    return RunChoice(
+        run_id,
+        LiveClock(current.epoch_s, current.speed),
+        False,
+        until_ms if current.until_ms is None else current.until_ms,
+    )
 
 
 class LiveScheduler:
@@ -280,7 +310,16 @@ class LiveScheduler:
         self.partitions = inbound_partitions(self.config, self.consumer)
         self.consumer.assign(self.partitions)
         if fresh or self.ledger.run(self.run_id) is None:
-            begin_run(self.config, self.ledger, self.run_id, self.clock, self.consumer)
+            begin_run(
+                self.config,
+                self.ledger,
+                self.run_id,
+                self.clock,
+                self.consumer,
+                until_ms=self.until_ms,
+            )
+        elif self.until_ms is not None:
+            self.ledger.end_run_at(self.run_id, self.until_ms)  # if it had none
         stored = self.ledger.offsets()
         for tp in self.partitions:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -231,6 +232,39 @@ def test_a_run_killed_at_full_speed_leaves_whole_ticks(tmp_path):
     assert len(db["ticks"]) % 500 == 0
     assert prefixes(db["ticks"], record_ticks) or prefixes(record_ticks, db["ticks"])
     assert_whole_ticks(tmp_path)
+
+
+def test_a_run_interrupted_at_full_speed_is_kept_with_the_time_it_reached(tmp_path):
+    """Ctrl-C of a 24 h `--speed max` run: `hospital runs` shows the simulated time it
+    reached, and `hospital report` of the kept run the figures of the run's own KPI report
+    (staff busy, rooms occupied up to that time, not up to the 24 h it was to run)."""
+    url = sqlite_url(tmp_path)
+    run = hospital("run", "--speed", "max", "--duration", "24h", "--report", "J", "--db", url,
+                   cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while db_ticks(url) < 1000:  # two batches committed: hours of the 24
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    report = json.loads((tmp_path / "J").read_text())
+    reached_s = report["interrupted_at_ms"] / 1000
+    assert 1000 <= reached_s < 24 * 3600 and report["duration_s"] == reached_s
+
+    listed = runner.invoke(app, ["runs", "--db", url, "--json"])
+    [kept] = [json.loads(line) for line in listed.output.splitlines()]
+    assert (kept["status"], kept["duration_s"]) == ("interrupted", reached_s)
+    assert kept["figures"]["room_occupancy"] == report["room_occupancy"]
+
+    page = tmp_path / "report.html"
+    made = runner.invoke(app, ["report", "--db", url, "--out", str(page)])
+    assert made.exit_code == 0, made.output
+    shown = dict(re.findall(r'<td data-figure="([^"]+)">([^<]*)</td>', page.read_text()))
+    assert shown["duration_s"] == f"{reached_s:g}"
+    assert shown["room_occupancy"] == f"{report['room_occupancy']:.2%}"
+    for role in ("porter", "medical", "cleaner"):
+        assert shown[f"utilisation.{role}"] == f"{report['utilisation'][role]:.2%}", role
 
 
 def assert_whole_ticks(tmp_path: Path) -> None:

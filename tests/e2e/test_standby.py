@@ -2,10 +2,13 @@
 The active one is killed three times during one run (SIGKILL twice, then SIGSTOP, as a
 machine that stops answering), each time the standby takes over within 5 s, and the killed
 one comes back as the new standby; the frozen one, woken after the takeover, finds itself
-fenced off and steps down. At the end no decision was made or published twice or lost."""
+fenced off and steps down. At the end no decision was made or published twice or lost.
+A standby that takes over a run that has ended finishes it as stored and exits; a second
+scheduler under the same id on the same host is refused while the first is alive."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,10 +21,11 @@ import pytest
 from scheduler import events as ev
 from scheduler.distributed.clock import LiveClock
 
-from .conftest import Service, Services, Topics, hospital
+from .conftest import Service, Services, Topics, hospital, jsonl_lines
 from .test_distributed import (
     ARRIVALS_10_MIN,
     RUN_MS,
+    STARTUP_S,
     Audit,
     assert_applied_everything_sent,
     assert_decisions_published,
@@ -31,6 +35,7 @@ from .test_distributed import (
     run_end_wall,
     wait_logged,
     wait_run_started,
+    wait_scheduler_then_stop_rest,
 )
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
@@ -196,6 +201,97 @@ def test_standby_takes_over_three_kills_and_nothing_is_doubled_or_lost(
     assert audit.ticks[-1] >= RUN_MS // 1000, f"the run stopped early, at tick {audit.ticks[-1]}"
     assert_decisions_published(topics.config, audit, run_id)
     assert_solve_reproduces(events, decisions, env, tmp_path)
+
+
+SHORT_SPEED = 10
+SHORT_MS = 30_000  # 3 s of wall time at speed 10
+
+
+def rest_of_the_run(services: Services, common: list[str], until_ms: int) -> list[Service]:
+    """The generator and one worker a role, on the run's clock, until `until_ms`."""
+    started = [services.start("generator", "generator", *common, "--duration-ms", str(until_ms))]
+    for role in ("porter", "medical", "cleaner"):
+        started.append(
+            services.start(
+                f"{role}-worker", "worker", role, *common, "--until-ms", str(until_ms),
+                "--worker-id", f"{role}-worker-1",
+            )
+        )  # fmt: skip
+    return started
+
+
+def test_a_standby_finishes_a_run_that_has_ended_as_stored_and_exits(
+    services: Services, topics: Topics, database, tmp_path
+):
+    """The active scheduler ends the run at its --until-ms and lets go of the lease; the
+    standby, started without --until-ms, takes the lease at once, finds the run's end
+    stored with it, finishes the run and exits; the run stays kept as finished, with its
+    length, and no tick past its end."""
+    run_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    epoch = time.time() + STARTUP_S + 8  # both schedulers up before time 0
+    common = common_args(run_id, epoch, SHORT_SPEED)
+    active = services.start(
+        "scheduler-act", "scheduler", *common, "--until-ms", str(SHORT_MS),
+        "--db", database.url, "--scheduler-id", "act", "--fresh",
+    )  # fmt: skip
+    wait_run_started(database.url, run_id, services, active)
+    standby = services.start(
+        "scheduler-stb", "scheduler", "--run-id", run_id, "--db", database.url,
+        "--scheduler-id", "stb", "--standby",
+    )  # fmt: skip
+    others = rest_of_the_run(services, common, SHORT_MS)
+    wait_logged(standby, "standby, waiting for the lease", time.time() + 60)
+    assert time.time() < run_end_wall(epoch, SHORT_SPEED, SHORT_MS), "the standby came too late"
+
+    wait_scheduler_then_stop_rest(services, active, others, epoch, SHORT_SPEED, SHORT_MS)
+    code = services.wait(standby, 60)  # it finished the run, rather than tick on
+    assert code == 0, f"the standby exited with {code}:\n{standby.log()}"
+    log = standby.log(1 << 20)
+    assert "stb: active, lease epoch 2" in log and f"run {run_id}: over at tick 30" in log, log
+
+    listed = hospital(["runs", "--db", database.url, "--json"], topics.env)
+    assert listed.returncode == 0, listed.stderr
+    [kept] = [r for r in map(json.loads, listed.stdout.splitlines()) if r["run_id"] == run_id]
+    assert (kept["status"], kept["duration_s"]) == ("finished", SHORT_MS / 1000), kept
+    assert kept["figures"]["duration_s"] == SHORT_MS / 1000 and kept["figures"]["arrivals"] > 0
+    events, _ = export(database.url, topics.env, tmp_path)
+    assert max(e["tick"] for e in jsonl_lines(events)[1:]) <= SHORT_MS // 1000
+
+
+def test_a_second_scheduler_under_a_live_ones_id_is_refused_and_a_restart_takes_over(
+    services: Services, topics: Topics, database
+):
+    """Two `hospital scheduler` on one host with the default id (the host name): the
+    second says that the first is active and exits with 2, the first goes on holding the
+    lease; once the first is killed, the same command starts and takes its lease over."""
+    run_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    epoch = time.time() + STARTUP_S + 20  # the first alive until the second has been refused
+    common = [*common_args(run_id, epoch, SHORT_SPEED), "--db", database.url]
+    first = services.start(
+        "scheduler-1", "scheduler", *common, "--until-ms", str(SHORT_MS), "--fresh"
+    )
+    wait_run_started(database.url, run_id, services, first)
+    wait_logged(first, f"run {run_id}: started", time.time() + 60)
+
+    second = hospital(["scheduler", "--run-id", run_id, "--db", database.url], topics.env, 60)
+    assert second.returncode == 2, second.stderr
+    refusal = second.stderr.strip().splitlines()[-1]
+    assert refusal.startswith("hospital: error: scheduler ") and f"pid {first.pid})" in refusal
+    assert "is active" in refusal and first.process.poll() is None, refusal
+    shown = hospital(["status", "--db", database.url], topics.env)
+    assert re.search(rf"scheduler: active .*pid {first.pid}\), lease epoch 1", shown.stdout), (
+        shown.stdout
+    )
+
+    first.process.kill()
+    first.process.wait(timeout=10)
+    again = services.start("scheduler-2", "scheduler", "--run-id", run_id, "--db", database.url)
+    wait_logged(again, "active, lease epoch 2", time.time() + 60)
+    code = services.wait(
+        again, max(0.0, run_end_wall(epoch, SHORT_SPEED, SHORT_MS) - time.time()) + 60
+    )
+    assert code == 0, again.log()
+    assert f"run {run_id}: over at tick" in again.log(1 << 20)
 
 
 def test_a_standby_reading_while_ticks_commit_sees_each_tick_whole(database):

@@ -1,11 +1,13 @@
 """The live scheduler's ledger: ticks, positions, outbox and snapshots in one transaction,
 and a restart that rebuilds the exact state from them (SQLite here; the end-to-end tests
-run the same code on PostgreSQL)."""
+run the same code on PostgreSQL). The start of a new run on both."""
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
+from collections.abc import Iterator
 
 import pytest
 
@@ -197,3 +199,107 @@ def test_export_round_trips_through_solve(recorded, tmp_path):
     ledger.export(tmp_path / "ev.jsonl", tmp_path / "dec.jsonl")
     replay(config, tmp_path / "ev.jsonl", tmp_path / "dec2.jsonl")
     assert (tmp_path / "dec.jsonl").read_bytes() == (tmp_path / "dec2.jsonl").read_bytes()
+
+
+# --- the start of a new run, on SQLite and PostgreSQL -------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A SQLite file, or a PostgreSQL database of its own on the server of DATABASE_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'run.db'}"
+        return
+    from tests.e2e.conftest import new_database
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        pytest.fail("DATABASE_URL does not name a PostgreSQL server (scripts/backing-services env)")
+    with new_database({"DATABASE_URL": url}) as database:
+        yield database.url
+
+
+def run_with_ticks(url: str, config: Config) -> Ledger:
+    """A ledger whose current run, `run-1`, has committed a minute of ticks."""
+    ledger = Ledger(url, config, "greedy")
+    ledger.start_run("run-1", 0.0, 1.0, {("inbound", 0): 0})
+    simulate(
+        config,
+        Scheduler(config),
+        60_000,
+        on_tick=lambda result: ledger.commit_ticks([(result, [])], {("inbound", 0): result.tick}),
+    )
+    return ledger
+
+
+@pytest.mark.parametrize(
+    "run_id",
+    ["r" * 65, "", "two\nlines", "a b", "-leading-dash", "caf\u00e9", "run/1"],
+    ids=[
+        "65 characters",
+        "empty",
+        "a newline",
+        "a space",
+        "a leading dash",
+        "not ASCII",
+        "a slash",
+    ],
+)
+def test_a_run_id_that_cannot_be_kept_is_refused_and_changes_nothing(database_url, run_id):
+    config = Config()
+    ledger = run_with_ticks(database_url, config)
+    try:
+        ticks, offsets = ledger.last_tick(), ledger.offsets()
+        assert ticks > 50
+        with pytest.raises(ValueError, match="a run id is 1 to 64"):
+            ledger.start_run(run_id, 0.0, 1.0, {("inbound", 0): 0})
+        assert ledger.current_run().run_id == "run-1"
+        assert (ledger.last_tick(), ledger.offsets()) == (ticks, offsets)
+        assert restore(config, ledger).last_tick == ticks  # still resumable
+    finally:
+        ledger.close()
+
+
+def test_the_longest_run_id_is_kept_and_set_aside_when_started_again(database_url):
+    from cli.keeping import keeping_service
+    from scheduler.db import kept_runs
+
+    config = Config()
+    ledger = run_with_ticks(database_url, config)
+    longest = "r" * 64
+    try:
+        for _ in range(2):  # the second start sets the first run of that id aside
+            ledger.start_run(longest, 0.0, 1.0, {})
+            clock = type("Clock", (), {"now_ms": staticmethod(lambda: 1000)})
+            with keeping_service(ledger, config, longest, new_run=True, until_ms=500, clock=clock):
+                pass
+        kept = {r.run_id: r.status for r in kept_runs.runs(ledger.engine)}
+        assert kept.pop("run-1") == "replaced" and kept.pop(longest) == "finished"
+        [(aside, status)] = kept.items()
+        assert status == "finished" and len(aside) <= 64 and aside.startswith("r")
+    finally:
+        ledger.close()
+
+
+def test_a_failure_while_a_new_run_starts_leaves_the_current_run_whole(database_url):
+    """The working tables are emptied and the new run written in one transaction: a
+    failure (or a crash) between the two leaves the run they held, still resumable."""
+    from sqlalchemy import event
+
+    config = Config()
+    ledger = run_with_ticks(database_url, config)
+    ticks = ledger.last_tick()
+
+    def fail_on_the_new_run(_conn, _cursor, statement, *_) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO RUNS"):
+            raise RuntimeError("the process dies here")
+
+    event.listen(ledger.engine, "before_cursor_execute", fail_on_the_new_run)
+    try:
+        with pytest.raises(RuntimeError, match="dies here"):
+            ledger.start_run("run-2", 0.0, 1.0, {})
+        event.remove(ledger.engine, "before_cursor_execute", fail_on_the_new_run)
+        assert ledger.current_run().run_id == "run-1" and ledger.last_tick() == ticks
+        assert restore(config, ledger).last_tick == ticks
+    finally:
+        ledger.close()

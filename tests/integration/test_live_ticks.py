@@ -14,10 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 from kafka import TopicPartition
+from sqlalchemy.orm import Session
 
 from scheduler import events as ev
 from scheduler.config import Config
 from scheduler.db import kept_runs
+from scheduler.db.lease import lease_status
 from scheduler.db.ledger import Ledger
 from scheduler.distributed import bus
 from scheduler.distributed.clock import LiveClock
@@ -266,8 +268,14 @@ def test_a_new_run_id_keeps_the_run_the_database_held(config, tmp_path):
     try:
         ledger.start_run("run-a", 100.0, 2.0, {("inbound", 0): 0})
         commit_some_ticks(ledger, config, 7)
-        run_id, clock, new = resolve_run(ledger, "run-b", 500.0, None, fresh=False)
-        assert (run_id, clock.epoch_s, clock.speed, new) == ("run-b", 500.0, 1.0, True)
+        run_id, clock, new, until_ms = resolve_run(ledger, "run-b", 500.0, None, fresh=False)
+        assert (run_id, clock.epoch_s, clock.speed, new, until_ms) == (
+            "run-b",
+            500.0,
+            1.0,
+            True,
+            None,
+        )
         ledger.start_run("run-b", clock.epoch_s, clock.speed, {("inbound", 0): 9})
         assert ledger.current_run().run_id == "run-b" and ledger.last_tick() == -1
         kept = kept_runs.find(ledger.engine, "run-a")
@@ -291,12 +299,37 @@ def test_a_resumed_run_keeps_its_clock_and_the_run_id_defaults_to_it(config, tmp
             ("run-a", None, None),
             ("run-a", 1234.5, 40.0),
         ):
-            found, clock, new = resolve_run(ledger, run_id, epoch, speed, fresh=False)
+            found, clock, new, _ = resolve_run(ledger, run_id, epoch, speed, fresh=False)
             assert (found, clock.epoch_s, clock.speed, new) == ("run-a", 1234.5, 40.0, False)
         with pytest.raises(RunChoiceError, match="--epoch 1234.5"):
             resolve_run(ledger, "run-a", 999.0, None, fresh=False)
         with pytest.raises(RunChoiceError, match="--speed 40.0"):
             resolve_run(ledger, None, None, 10.0, fresh=False)
+    finally:
+        ledger.close()
+
+
+def test_a_resumed_run_ends_when_it_was_to_end_whatever_the_scheduler_is_told(config, tmp_path):
+    """The run's end is stored with it: a scheduler that resumes it (a restart, a standby)
+    without --until-ms ends it then; one with another --until-ms is refused, naming both; a
+    run stored without an end takes the one given, once."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'run.db'}", config, config.scheduler.policy)
+    try:
+        ledger.start_run("run-a", 1234.5, 40.0, {}, until_ms=30_000)
+        for run_id, until_ms in ((None, None), ("run-a", None), ("run-a", 30_000)):
+            assert resolve_run(ledger, run_id, None, None, False, until_ms).until_ms == 30_000
+        with pytest.raises(RunChoiceError, match="has --until-ms 30000, not 60000"):
+            resolve_run(ledger, None, None, None, False, 60_000)
+        assert resolve_run(ledger, "run-a", None, None, True, 60_000).until_ms == 60_000  # fresh
+
+        ledger.start_run("run-b", 1234.5, 40.0, {})  # no end
+        assert resolve_run(ledger, None, None, None, False, None).until_ms is None
+        assert resolve_run(ledger, None, None, None, False, 45_000).until_ms == 45_000
+        ledger.end_run_at("run-b", 45_000)
+        ledger.end_run_at("run-b", 50_000)  # it has one now: kept
+        assert ledger.current_run().until_ms == 45_000
+        with pytest.raises(RunChoiceError, match="has --until-ms 45000, not 50000"):
+            resolve_run(ledger, None, None, None, False, 50_000)
     finally:
         ledger.close()
 
@@ -331,6 +364,48 @@ def test_the_scheduler_command_refuses_a_clock_other_than_its_runs(config, tmp_p
     assert done.returncode == 2, done.stderr
     assert "run run-a in the database has --epoch 1234.5, not 99.0" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("run_id", ["r" * 65, "two\nlines", "a b"])
+def test_the_services_refuse_a_run_id_that_cannot_be_kept_in_one_line(config, tmp_path, run_id):
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    ledger = Ledger(url, config, config.scheduler.policy)
+    ledger.start_run("run-a", 1234.5, 40.0, {})
+    commit_some_ticks(ledger, config, 3)
+    ledger.close()
+    for command in (
+        ["scheduler", "--db", url, "--run-id", run_id],
+        ["generator", "--run-id", run_id],
+        ["worker", "porter", "--run-id", run_id],
+    ):
+        done = hospital_cli(*command)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("hospital: error: --run-id ") and "a run id is 1 to 64" in line
+    ledger = Ledger(url, config, config.scheduler.policy)
+    try:
+        assert ledger.current_run().run_id == "run-a" and ledger.last_tick() == 10
+        assert kept_runs.runs(ledger.engine) == []
+        with Session(ledger.engine) as session:
+            assert lease_status(session) is None  # no scheduler took the lease
+    finally:
+        ledger.close()
+
+
+def test_the_scheduler_command_refuses_an_end_other_than_its_runs_even_as_a_standby(
+    config, tmp_path
+):
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    ledger = Ledger(url, config, config.scheduler.policy)
+    ledger.start_run("run-a", 1234.5, 40.0, {}, until_ms=30_000)
+    ledger.close()
+    for standby in ([], ["--standby", "--scheduler-id", "stb"]):
+        done = hospital_cli("scheduler", "--db", url, "--until-ms", "60000", *standby)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == (
+            "hospital: error: run run-a in the database has --until-ms 30000, not 60000: "
+            "leave --until-ms out to resume it, or give --fresh to start it anew"
+        )
 
 
 def test_a_misspelt_fault_point_is_one_line(tmp_path):
