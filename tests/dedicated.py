@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ROOT / "scripts" / "services"
+SERVICES = ROOT / "scripts" / "backing-services"
 
 
 def free_port() -> int:

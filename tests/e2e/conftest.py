@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ROOT / "scripts" / "services"
+SERVICES = ROOT / "scripts" / "backing-services"
 SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ROOT / "scripts" / "services"
+SERVICES = ROOT / "scripts" / "backing-services"
 TOPIC = "services-smoke"
 
 
