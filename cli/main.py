@@ -89,7 +89,9 @@ def run(
     db: Annotated[
         str | None,
         typer.Option(
-            help="Database URL (default: database.url of the config, a SQLite file).",
+            help="Database URL (default: database.url of the config, a SQLite file; "
+            "DATABASE_URL). Any local user reads a command line: a URL with a password "
+            "belongs in DATABASE_URL.",
             show_default=False,
         ),
     ] = None,

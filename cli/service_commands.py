@@ -43,7 +43,12 @@ EpochFile = Annotated[
     ),
 ]
 Db = Annotated[
-    str | None, typer.Option(help="Database URL (default: database.url).", show_default=False)
+    str | None,
+    typer.Option(
+        help="Database URL (default: database.url, DATABASE_URL). Any local user reads a "
+        "command line: a URL with a password belongs in DATABASE_URL.",
+        show_default=False,
+    ),
 ]
 
 

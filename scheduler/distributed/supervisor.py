@@ -64,10 +64,11 @@ class Child:
     started_at: float = 0.0  # time.monotonic()
     restart_at: float | None = None  # a restart waiting for its delay
     log_start: int = 0  # where this start's lines begin in its log (restarts append)
+    env: dict[str, str] = field(default_factory=dict)  # over the supervisor's environment
 
     def start(self) -> None:
         self.started_at, self.restart_at = time.monotonic(), None
-        env = {**os.environ, SUPERVISOR_PID: str(os.getpid())}
+        env = {**os.environ, **self.env, SUPERVISOR_PID: str(os.getpid())}
         with open(self.log_path or os.devnull, "ab") as log_file:  # the child keeps its own
             self.log_start = log_file.tell()
             self.process = subprocess.Popen(
@@ -156,10 +157,13 @@ class Supervisor:
         until = ["--until-ms", str(self.duration_ms)]
         common = self.common(epoch_file)
         seed = ["--seed", str(self.seed)] if self.seed is not None else []
+        # The database URL may hold a password: in the scheduler's environment, which only
+        # its user can read, never on its command line, which any local user can (`ps`).
         scheduler = Child(
             "scheduler",
-            ["scheduler", *common, *until, "--db", self.db_url],
+            ["scheduler", *common, *until],
             log_path=self.log_dir / "scheduler.log",
+            env={"DATABASE_URL": self.db_url},
         )
         self.children = [
             scheduler,
