@@ -156,6 +156,7 @@ def scheduler_service(
     from scheduler.db.store import StoreError, connect
     from scheduler.distributed.faults import Faults
     from scheduler.distributed.scheduler_service import Follower
+    from scheduler.simulation import warm_up
 
     settings = load_config(config)
     if standby and fresh:
@@ -169,6 +170,7 @@ def scheduler_service(
     url = db or settings.database.url
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         ledger: Ledger | None = Ledger(url, settings, settings.scheduler.policy)  # migrated
+        warm_up(settings)  # before the run's clock: the first tick decides as fast as the rest
         if epoch_file is not None:  # up, the database migrated: the supervisor's clock
             logging.getLogger("hospital.service").info(
                 "up: waiting for the run's clock in %s", epoch_file
