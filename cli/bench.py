@@ -4,6 +4,7 @@ The work is `scheduler.bench`'s; this is the command line around it."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +58,8 @@ def bench(
         float | None,
         typer.Option(
             "--budget-ms",
-            help="A tick's solve budget in ms (default: the scenario's tick length).",
+            help="A tick's solve budget in ms, greater than 0 (default: the scenario's tick "
+            "length).",
             show_default=False,
         ),
     ] = None,
@@ -66,6 +68,8 @@ def bench(
     seeds, the wall time, the tick solve times against the budget, referrals, time in
     system, waits and peak memory; beside each scenario, the capacity bound (the lowest
     referral rate any policy could reach)."""
+    if budget_ms is not None and not 0 < budget_ms < math.inf:  # NaN too
+        raise _fail(f"--budget-ms: expected a number of ms greater than 0, got {budget_ms:g}")
     names = scenario or scenarios.names()
     from scheduler import bench as bench_module  # scipy and the LP: only when benching
 

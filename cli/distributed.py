@@ -30,12 +30,16 @@ def run_distributed(
     quiet: bool,
 ) -> None:
     from scheduler.db.ledger import Ledger
+    from scheduler.db.store import connect
     from scheduler.distributed.bus import ensure_topics
     from scheduler.distributed.supervisor import Supervisor, SupervisorError
 
     log_to_stderr(logging.WARNING if quiet else logging.INFO)
     try:
         with service_errors():
+            # A database or broker that is not there is said now, in one line, rather than
+            # by services restarted for minutes (a service that dies at start is restarted).
+            connect(db_url).dispose()
             ensure_topics(settings)
             supervisor = Supervisor(
                 settings,

@@ -38,11 +38,19 @@ def explain(
         str | None, typer.Option(help="A room id, e.g. A1.", show_default=False)
     ] = None,
 ) -> None:
-    """Print the timeline of a patient, a staff member or a room (at least one; given
-    several, the decisions about any of them), with the reasons for each referral and
-    dispatch. Exits with 1 when no decision is about them."""
-    if not (patient or staff or room):
-        raise _fail("give --patient ID, --staff ID or --room ID")
+    """Print the timeline of one patient, staff member or room (give one of --patient,
+    --staff and --room), with the reasons for each referral and dispatch. Exits with 1 when
+    no decision is about them."""
+    given = [
+        option
+        for option, value in (("--patient", patient), ("--staff", staff), ("--room", room))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise _fail(
+            "give one of --patient ID, --staff ID or --room ID"
+            + (f", not {' and '.join(given)} together" if given else "")
+        )
     try:
         records = [r.event.to_dict() for r in jsonl.read(decisions, ev.DECISIONS)]
     except jsonl.LogError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import sys
@@ -37,6 +38,7 @@ from cli.report import report
 from cli.runs import runs
 from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
+from scheduler.events import shown
 from scheduler.jsonl import LogError
 
 app = typer.Typer(
@@ -87,7 +89,9 @@ def run(
     db: Annotated[
         str | None,
         typer.Option(
-            help="Database URL (default: database.url of the config, a SQLite file).",
+            help="Database URL (default: database.url of the config, a SQLite file; "
+            "DATABASE_URL). Any local user reads a command line: a URL with a password "
+            "belongs in DATABASE_URL.",
             show_default=False,
         ),
     ] = None,
@@ -296,35 +300,77 @@ def open_store(url: str, settings: Config):
 
 def replay_config(events: Path, config: Path | None, policy: str | None) -> Config:
     """The config of the run that recorded `events` (its header), or the one given; both
-    given must agree on everything that decides, or nothing would replay."""
+    given must agree on everything that decides, or nothing would replay. So must the
+    `HOSPITAL_*` variables: one that would decide differently is refused as `--config` is;
+    the others (where the database and the broker are) change nothing in a replay."""
     from scheduler import jsonl
 
     header = jsonl.header(events)
     if header is None:
         return load_config(config, policy)
-    if "config" not in header:
-        raise fail(f"{events}:1: the run header has no config")
-    if not isinstance(header["config"], dict):
-        raise fail(f"{events}:1: the run header's config must be a JSON object")
-    try:
-        recorded = config_module.from_mapping(header["config"], {})
-    except ConfigError as exc:
-        raise fail(f"{events}:1: the run header's config cannot be used: {exc}") from None
-    if config is None and policy is None:
-        return recorded
-    given = (
-        load_config(config, policy) if config else recorded.replace(scheduler={"policy": policy})
-    )
+    recorded = _recorded_config(events, header)
+    given = load_config(config, policy) if config else _with_environment(header["config"], policy)
     changed = config_module.differences(
         config_module.to_mapping(recorded), config_module.to_mapping(given)
     )
     if changed:
-        raise fail(
-            f"{events} was recorded with another config: {', '.join(changed[:5])}"
-            f"{' ...' if len(changed) > 5 else ''} differ (leave out --config and "
-            f"--policy to replay it as recorded)"
-        )
+        raise fail(_another_config(events, changed, config, policy))
     return given
+
+
+def _another_config(
+    events: Path, changed: list[str], config: Path | None, policy: str | None
+) -> str:
+    """Why a log is not replayed: the keys that differ, each with the variable that set it,
+    and what to leave out to replay it as recorded."""
+    set_by = {
+        key: config_module.variable_of(key)
+        for key in changed
+        if config_module.variable_of(key) in os.environ
+        and not (policy and key == "scheduler.policy")  # --policy wins over the variable
+    }
+    keys = [f"{key} ({set_by[key]})" if key in set_by else key for key in changed]
+    options = [option for option, given in (("--config", config), ("--policy", policy)) if given]
+    undo = [f"leave out {' and '.join(options)}"] if options else []
+    undo += [f"unset {', '.join(set_by.values())}"] if set_by else []
+    return (
+        f"{events} was recorded with another config: {', '.join(keys[:5])}"
+        f"{' ...' if len(keys) > 5 else ''} differ ({' and '.join(undo)} to replay it as "
+        f"recorded)"
+    )
+
+
+def _recorded_config(events: Path, header: dict) -> Config:
+    """The config and seed of a log's run header, checked: one line naming the field if
+    either cannot be used."""
+    if "config" not in header:
+        raise fail(f"{events}:1: the run header has no config")
+    if not isinstance(header["config"], dict):
+        raise fail(f"{events}:1: the run header's config must be a JSON object")
+    seed = header.get("seed")
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int)
+        or not config_module.MIN_SEED <= seed <= config_module.MAX_SEED
+    ):
+        raise fail(
+            f"{events}:1: the run header's seed must be an integer of 64 bits, got "
+            f"{shown(seed) if 'seed' in header else 'none'}"
+        )
+    try:
+        return config_module.from_mapping(header["config"], {})
+    except ConfigError as exc:
+        raise fail(f"{events}:1: the run header's config cannot be used: {exc}") from None
+
+
+def _with_environment(recorded: dict, policy: str | None) -> Config:
+    """The recorded config with the `HOSPITAL_*` variables (and `DATABASE_URL`, ...) over it,
+    as any other command takes them over its config file, and `--policy` over them."""
+    try:
+        config = config_module.from_mapping(recorded, os.environ)
+        return config.replace(scheduler={"policy": policy}) if policy else config
+    except ConfigError as exc:
+        raise fail(f"config: {exc}") from None
 
 
 @app.command()
@@ -351,8 +397,10 @@ def solve(
     """Dry run: replay a recorded event log through the scheduler, with no broker and no
     database, and write its decisions: byte for byte the decisions of the run that recorded
     the log. A log of `hospital run --record` names its config and policy, so nothing else is
-    needed; a log without (written by hand, or by `hospital export`) takes `--config` and
-    `--policy`."""
+    needed: a `--config`, `--policy` or `HOSPITAL_*` variable that would decide otherwise is
+    refused, naming it (variables that decide nothing, such as where the broker is, are
+    taken). A log without a header (written by hand, or exported from a run that is not
+    kept) takes `--config` and `--policy`."""
     from scheduler import jsonl
     from scheduler.runs import replay
 

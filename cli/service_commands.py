@@ -43,7 +43,12 @@ EpochFile = Annotated[
     ),
 ]
 Db = Annotated[
-    str | None, typer.Option(help="Database URL (default: database.url).", show_default=False)
+    str | None,
+    typer.Option(
+        help="Database URL (default: database.url, DATABASE_URL). Any local user reads a "
+        "command line: a URL with a password belongs in DATABASE_URL.",
+        show_default=False,
+    ),
 ]
 
 
@@ -167,6 +172,7 @@ def scheduler_service(
     from scheduler.db.store import StoreError, connect
     from scheduler.distributed.faults import Faults
     from scheduler.distributed.scheduler_service import Follower
+    from scheduler.simulation import warm_up
 
     _check_run_id(run_id)
     settings = load_config(config)
@@ -181,6 +187,7 @@ def scheduler_service(
     url = db or settings.database.url
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
         ledger: Ledger | None = Ledger(url, settings, settings.scheduler.policy)  # migrated
+        warm_up(settings)  # before the run's clock: the first tick decides as fast as the rest
         if epoch_file is not None:  # up, the database migrated: the supervisor's clock
             logging.getLogger("hospital.service").info(
                 "up: waiting for the run's clock in %s", epoch_file

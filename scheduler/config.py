@@ -233,7 +233,7 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
             name = f"{section.name}.{key}"
             kind = cast(str, spec.type)  # a string: the annotations are postponed
             raw = given.get(key, spec.default)
-            env_name = f"HOSPITAL_{section.name}_{key}".upper()
+            env_name = variable_of(name)
             if env_name in environ:
                 raw = _from_env(environ[env_name], kind, name)
             for conventional, target in CONVENTIONAL_ENV.items():
@@ -244,6 +244,11 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     config = Config(**sections)
     _check_semantics(config)
     return config
+
+
+def variable_of(name: str) -> str:
+    """The environment variable that overrides the key `section.key`."""
+    return "HOSPITAL_" + name.replace(".", "_").upper()
 
 
 def _check_environment_names(environ: Mapping[str, str]) -> None:

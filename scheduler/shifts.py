@@ -43,6 +43,42 @@ def _inside(time_ms: int, span: tuple[int, int]) -> bool:
     return start <= time_ms < end if start <= end else time_ms >= start or time_ms < end
 
 
+def _within(inner: tuple[int, int], outer: tuple[int, int]) -> bool:
+    """Whether the span `inner` lies inside `outer`, either of them maybe across midnight."""
+    (start, end), (outer_start, outer_end) = inner, outer
+    if outer_start < outer_end:  # within one day: so must `inner` be
+        return outer_start <= start < end <= outer_end
+    if start < end:  # `outer` runs across midnight: `inner` before it or after it
+        return start >= outer_start or end <= outer_end
+    return start >= outer_start and end <= outer_end  # both across midnight
+
+
+def _check_spans(
+    entry: str,
+    staff_id: str,
+    work_text: str,
+    work: tuple[int, int],
+    break_texts: list[str],
+    breaks: list[tuple[int, int]],
+    cycle_ms: int,
+) -> None:
+    """A shift that never begins, and a break of no time or outside its shift, can only be
+    mistakes: said, rather than a member silently never on duty or never on a break."""
+    if work[0] == work[1]:
+        raise RosterError(
+            f"{shown(entry)}: the shift {work_text} holds no time on duty (leave "
+            f"{staff_id[:40]} out of the roster to keep them on duty)"
+        )
+    for text, span in zip(break_texts, breaks):
+        if span[0] == span[1]:
+            raise RosterError(f"{shown(entry)}: the break {text} lasts no time")
+        if work != (0, cycle_ms) and not _within(span, work):  # a whole cycle holds any
+            raise RosterError(
+                f"{shown(entry)}: the break {text} is not within {staff_id[:40]}'s "
+                f"shift {work_text}"
+            )
+
+
 @dataclass(frozen=True)
 class Shift:
     work: tuple[int, int]  # ms of the day, start inclusive, end exclusive
@@ -72,6 +108,7 @@ class Roster:
             for span in (work, *breaks):
                 if max(span) > self.cycle_ms:
                     raise RosterError(f"{shown(entry)}: a time past the cycle of {cycle_s:g} s")
+            _check_spans(entry, staff_id, words[1], work, rest[1::2], breaks, self.cycle_ms)
             self.shifts[staff_id] = Shift(work, tuple(breaks))
 
     def on_duty(self, staff_id: str, time_ms: int) -> bool:

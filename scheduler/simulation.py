@@ -8,7 +8,9 @@ same code, so the decisions do not depend on the speed.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -76,6 +78,51 @@ def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Completion:
             event_id, time_ms, task.task_id, task.staff_id, task.patient_id, task.room_id
         )
     return ev.CleaningCompleted(event_id, time_ms, task.task_id, task.staff_id, task.room_id)
+
+
+# The warm-up's throw-away patients: enough that a hospital of more than a few rooms has
+# assignments past `scheduler.assignment.SMALL` pairs, as its busy ticks will; few enough
+# that the warm-up of the largest takes milliseconds, not the run's time.
+WARM_UP_PATIENTS = 16
+# Its ticks: admissions and escorts in, visits, escorts out, cleans, rooms free again.
+WARM_UP_TICKS = 5
+
+
+def warm_up(config: Config) -> None:
+    """Decide a few throw-away ticks of this config on a scratch hospital, so that what a
+    tick does only the first time — imports (numpy and scipy, half a second, for the
+    assignments of a large hospital), first calls — happens now, before the run's clock
+    starts, rather than in the run's first ticks. The run's own scheduler is not touched:
+    its decisions are the same, byte for byte. The patients are the run's first ones, all
+    at time 0, one more than the rooms of a small hospital (a referral too); the first needs
+    isolation if rooms can isolate, and the second is ESI 1 if the mix has urgent patients,
+    so that the tick takes every path the run may."""
+    scratch = Scheduler(config)
+    rooms = len(config.hospital.floors) * config.hospital.rooms_per_floor
+    patients = list(
+        itertools.islice(arrivals(config, config.arrivals.seed), min(rooms, WARM_UP_PATIENTS) + 1)
+    )
+    mix = config.arrivals.acuity_mix
+    inbound: list[ev.Event] = [
+        dataclasses.replace(
+            patient,
+            time_ms=0,
+            isolation=patient.isolation or (n == 0 and bool(config.hospital.isolation_rooms)),
+            acuity=1 if n == 1 and (mix[0] or mix[1]) else patient.acuity,
+        )
+        for n, patient in enumerate(patients)
+    ]
+    layout, tick = scratch.hospital.layout, 0
+    for _ in range(WARM_UP_TICKS):
+        result = scratch.tick(tick, inbound)
+        inbound = [
+            completion(layout, decision)
+            for decision in result.decisions
+            if isinstance(decision, ev.TaskDispatched)
+        ]
+        if not inbound:
+            return
+        tick = scratch.tick_of(max(event.time_ms for event in inbound))
 
 
 class StopFlag:

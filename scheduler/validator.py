@@ -42,6 +42,7 @@ COMPLETES_AS = {
     "clean_terminal": "clean",
 }
 CLEANS = frozenset({"clean", "clean_terminal"})
+DUTY_CHANGES = (ev.StaffOffDuty, ev.StaffOnDuty)
 # Where staff start, and where an escort out leaves them: the exit is the entrance. Every
 # other task leaves them in its room. A dispatch's `origin` is where its staff member is.
 ENTRANCE = "entrance"
@@ -212,15 +213,16 @@ class Auditor:
                 self._complete(tick, event, expected_tasks, discharges, cleaned)
         referred: list[str] = []
         admitted: dict[str, str] = {}
+        # A duty change holds for the whole tick, wherever the list puts it: a dispatch to
+        # staff going off duty is caught, one to staff coming on duty is not, in any order.
         for decision in decisions:
-            if decision.tick != tick:
-                self.fail(tick, f"decision {decision.event_id} carries tick {decision.tick}")
-            if decision.time_ms != now_ms:
-                self.fail(
-                    tick,
-                    f"decision {decision.event_id} is dated "
-                    f"{decision.time_ms / 1000} s, not its tick's {now_ms / 1000} s",
-                )
+            if isinstance(decision, DUTY_CHANGES):
+                self._dated(tick, decision, now_ms)
+                self._duty(tick, decision)
+        for decision in decisions:
+            if isinstance(decision, DUTY_CHANGES):
+                continue  # applied above
+            self._dated(tick, decision, now_ms)
             if isinstance(decision, ev.PatientAdmitted):
                 self._admit(tick, decision, undecided, expected_tasks, arrivals)
                 admitted[decision.patient_id] = decision.room_id
@@ -229,8 +231,6 @@ class Auditor:
                     self.fail(tick, f"referred {decision.patient_id}, who is not a new arrival")
                 undecided.discard(decision.patient_id)
                 referred.append(decision.patient_id)
-            elif isinstance(decision, (ev.StaffOffDuty, ev.StaffOnDuty)):
-                self._duty(tick, decision)
             elif isinstance(decision, (ev.TaskDispatched, ev.TaskQueued)):
                 self._task(tick, decision, expected_tasks)
             elif isinstance(decision, ev.PatientDischarged):
@@ -258,6 +258,16 @@ class Auditor:
                 self.fail(tick, f"{staff_id} is {'on' if on else 'off'} duty against the roster")
         self._no_idle_staff(tick)
         self._escalations_due(tick, now_ms)
+
+    def _dated(self, tick: int, decision: ev.Decision, now_ms: int) -> None:
+        if decision.tick != tick:
+            self.fail(tick, f"decision {decision.event_id} carries tick {decision.tick}")
+        if decision.time_ms != now_ms:
+            self.fail(
+                tick,
+                f"decision {decision.event_id} is dated "
+                f"{decision.time_ms / 1000} s, not its tick's {now_ms / 1000} s",
+            )
 
     def _referral(
         self,

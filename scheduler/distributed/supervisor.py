@@ -39,7 +39,10 @@ def restart_delay(failures: int) -> float:
     return min(RESTART_DELAY_MAX_S, 2.0 ** (failures - 1))
 
 
-READY_S = 180  # how long the services may take to start
+READY_S = 180  # how long a service may take to start
+# The exit code of a service that cannot use its input (cli/common.py `fail`): at start, its
+# configuration is wrong, and a restart would only say so again.
+BAD_INPUT = 2
 # What a service logs once up: the scheduler waits for the clock (cli/service_commands.py); the
 # generator and the workers log that they started, once connected, and wait for time 0.
 READY = (b"waiting for the run's clock", b" started: ")
@@ -60,11 +63,14 @@ class Child:
     failures: int = 0  # in a row, each within STABLE_S of its start
     started_at: float = 0.0  # time.monotonic()
     restart_at: float | None = None  # a restart waiting for its delay
+    log_start: int = 0  # where this start's lines begin in its log (restarts append)
+    env: dict[str, str] = field(default_factory=dict)  # over the supervisor's environment
 
     def start(self) -> None:
         self.started_at, self.restart_at = time.monotonic(), None
-        env = {**os.environ, SUPERVISOR_PID: str(os.getpid())}
+        env = {**os.environ, **self.env, SUPERVISOR_PID: str(os.getpid())}
         with open(self.log_path or os.devnull, "ab") as log_file:  # the child keeps its own
+            self.log_start = log_file.tell()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cli", *self.args],
                 stdout=log_file,
@@ -72,6 +78,29 @@ class Child:
                 env=env,
             )
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    def this_start_logged(self) -> bytes:
+        """What the service logged since it was last started."""
+        if self.log_path is None:
+            return b""
+        with open(self.log_path, "rb") as log_file:
+            log_file.seek(self.log_start)
+            return log_file.read()
+
+    def is_up(self) -> bool:
+        """Whether it has logged, since it was last started, that it is up."""
+        logged = self.this_start_logged()
+        return any(line in logged for line in READY)
+
+    def error_line(self) -> str:
+        """The one-line error it ended with (`hospital: error: ...`), if any."""
+        prefix = b"hospital: error: "
+        errors = [
+            line[len(prefix) :]
+            for line in self.this_start_logged().splitlines()
+            if line.startswith(prefix)
+        ]
+        return errors[-1].decode(errors="replace") if errors else ""
 
 
 # The supervisor's pid, in its services' environment: each asks to be stopped when it dies.
@@ -128,10 +157,13 @@ class Supervisor:
         until = ["--until-ms", str(self.duration_ms)]
         common = self.common(epoch_file)
         seed = ["--seed", str(self.seed)] if self.seed is not None else []
+        # The database URL may hold a password: in the scheduler's environment, which only
+        # its user can read, never on its command line, which any local user can (`ps`).
         scheduler = Child(
             "scheduler",
-            ["scheduler", *common, *until, "--db", self.db_url],
+            ["scheduler", *common, *until],
             log_path=self.log_dir / "scheduler.log",
+            env={"DATABASE_URL": self.db_url},
         )
         self.children = [
             scheduler,
@@ -179,24 +211,33 @@ class Supervisor:
             ledger.close()
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Until every service has logged that it is up and waits for the clock."""
-        deadline = time.monotonic() + timeout_s
+        """Until every service has logged that it is up and waits for the clock, each within
+        `timeout_s` of its start. One that dies meanwhile (killed, out of memory, its
+        database not there yet) is started again as `watch` does, with the same delays and
+        cap; one that exits with 2 cannot use its configuration, and ends the run at once."""
         waiting = list(self.children)
         while waiting:
+            now = time.monotonic()
             for child in list(waiting):
-                assert child.process is not None and child.log_path is not None  # started
+                assert child.process is not None  # started
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        child.start()
+                    continue
                 code = child.process.poll()
-                if code is not None:
+                if code == BAD_INPUT:
                     raise SupervisorError(
-                        f"{child.name} exited at start (exit code {code}): see {child.log_path}"
+                        f"{child.name} exited at start (exit code {code}): "
+                        f"{child.error_line() or 'an error'}: see {child.log_path}"
                     )
-                if any(line in child.log_path.read_bytes() for line in READY):
+                if code is not None:
+                    self.failed(child, code, now)
+                elif child.is_up():
                     waiting.remove(child)
-            if time.monotonic() > deadline:
-                raise SupervisorError(
-                    f"{', '.join(c.name for c in waiting)} not up after "
-                    f"{timeout_s:.0f} s: see {self.log_dir}/"
-                )
+                elif now - child.started_at > timeout_s:
+                    raise SupervisorError(
+                        f"{child.name} not up after {timeout_s:.0f} s: see {child.log_path}"
+                    )
             time.sleep(0.1)
 
     def wait_finished(self, scheduler: Child, timeout_s: float) -> None:
@@ -226,24 +267,29 @@ class Supervisor:
             code = child.process.poll()
             if code is None or code == 0:
                 continue
-            if now - child.started_at >= STABLE_S:
-                child.failures = 0
-            if child.failures >= MAX_RESTARTS:
-                raise SupervisorError(
-                    f"{child.name} keeps failing ({child.failures} times in "
-                    f"a row, last exit code {code}): see {child.log_path}"
-                )
-            child.failures += 1
-            child.restarts += 1
-            delay = restart_delay(child.failures)
-            log.warning(
-                "%s exited with code %d: restarting it (%d) in %g s",
-                child.name,
-                code,
-                child.restarts,
-                delay,
+            self.failed(child, code, now)
+
+    def failed(self, child: Child, code: int, now: float) -> None:
+        """A service exited with `code`: start it again after its delay, or fail the run
+        once it has failed `MAX_RESTARTS` times in a row."""
+        if now - child.started_at >= STABLE_S:
+            child.failures = 0
+        if child.failures >= MAX_RESTARTS:
+            raise SupervisorError(
+                f"{child.name} keeps failing ({child.failures} times in "
+                f"a row, last exit code {code}): see {child.log_path}"
             )
-            child.restart_at = now + delay
+        child.failures += 1
+        child.restarts += 1
+        delay = restart_delay(child.failures)
+        log.warning(
+            "%s exited with code %d: restarting it (%d) in %g s",
+            child.name,
+            code,
+            child.restarts,
+            delay,
+        )
+        child.restart_at = now + delay
 
     def stop_all(self) -> None:
         for child in self.children:

@@ -332,3 +332,61 @@ def test_runs_and_report_of_a_database_not_there_create_nothing(tmp_path):
     )
     assert not db.exists()
     assert runner.invoke(app, ["runs", "--db", f"sqlite:///{db}", "--limit", "-3"]).exit_code == 2
+
+
+# --- issue 17, item 9: mistakes that were accepted without a word ------------------------
+
+
+@pytest.mark.parametrize(
+    "roster, words",
+    [
+        ("porter-1 07:00-07:00", "holds no time on duty"),
+        ("porter-1 07:00-19:00 break 20:00-20:30", "break 20:00-20:30 is not within"),
+    ],
+)
+def test_a_roster_entry_never_on_duty_or_a_break_off_its_shift(tmp_path, roster, words):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[shifts]\nroster = ["{roster}"]\n')
+    result = runner.invoke(
+        app, ["run", "--duration", "1m", "--speed", "max", "--no-db", "-q", "--config", str(config)]
+    )
+    line = one_line(result, 2)
+    assert "shifts.roster" in line and repr(roster) in line and words in line, line
+
+
+@pytest.mark.parametrize("budget", ["-1", "0", "nan"])
+def test_a_bench_budget_not_above_0(budget):
+    line = one_line(runner.invoke(app, ["bench", "--budget-ms", budget]), 2)
+    assert "--budget-ms" in line and "greater than 0" in line, line
+
+
+@pytest.mark.parametrize(
+    "seed, shown",
+    [("abc", "'abc'"), (True, "True"), (2**64, str(2**64)), (1.5, "1.5"), (None, "None")],
+)
+def test_a_run_header_whose_seed_is_not_a_seed(tmp_path, seed, shown):
+    path = log(tmp_path, {"type": "run.header", "config": {}, "seed": seed}, ARRIVAL)
+    line = one_line(solve(path), 2)
+    assert f"{path}:1:" in line and "seed" in line and shown in line, line
+
+
+def test_a_run_header_without_a_seed(tmp_path):
+    path = log(tmp_path, {"type": "run.header", "config": {}}, ARRIVAL)
+    line = one_line(solve(path), 2)
+    assert f"{path}:1:" in line and "seed" in line and "none" in line, line
+
+
+def test_a_variable_that_would_decide_otherwise_is_refused_by_name(tmp_path):
+    path = log(tmp_path, {"type": "run.header", "config": {}, "seed": 1}, ARRIVAL)
+    result = runner.invoke(
+        app,
+        ["solve", str(path)],
+        env={"HOSPITAL_STAFF_PORTERS": "3", "HOSPITAL_TRAVEL_MODEL": "layout"},
+    )
+    line = one_line(result, 2)
+    for words in (
+        "staff.porters (HOSPITAL_STAFF_PORTERS)",
+        "travel.model (HOSPITAL_TRAVEL_MODEL)",
+        "unset HOSPITAL_STAFF_PORTERS, HOSPITAL_TRAVEL_MODEL",
+    ):
+        assert words in line, line

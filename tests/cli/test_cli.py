@@ -267,5 +267,14 @@ def test_solve_replays_a_recorded_log_with_no_config_given(tmp_path):
     assert mismatch.exit_code == 2
     assert "recorded with another config: scheduler.policy differ" in mismatch.stderr
     assert "Traceback" not in mismatch.output
+    # A variable that would decide otherwise is refused as --config is, naming it; one that
+    # decides nothing in a replay (where the broker is) changes nothing.
     other = CliRunner().invoke(app, ["solve", str(events)], env={"HOSPITAL_STAFF_PORTERS": "3"})
-    assert other.exit_code == 0 and other.stdout.encode() == decisions.read_bytes()
+    assert other.exit_code == 2 and "staff.porters (HOSPITAL_STAFF_PORTERS)" in other.stderr
+    assert "unset HOSPITAL_STAFF_PORTERS" in other.stderr
+    same_value = CliRunner().invoke(
+        app, ["solve", str(events)], env={"HOSPITAL_STAFF_PORTERS": "1"}
+    )
+    assert same_value.exit_code == 0 and same_value.stdout.encode() == decisions.read_bytes()
+    broker = CliRunner().invoke(app, ["solve", str(events)], env={"HOSPITAL_KAFKA_PARTITIONS": "7"})
+    assert broker.exit_code == 0 and broker.stdout.encode() == decisions.read_bytes()

@@ -119,14 +119,18 @@ def test_a_rooms_timeline(run):
     assert len(result.stdout.splitlines()) >= len(about)
 
 
-def test_several_selectors_give_the_decisions_about_any(run):
+@pytest.mark.parametrize(
+    "selectors, named",
+    [
+        (["--patient", "patient-1", "--staff", "porter-1"], "--patient and --staff"),
+        (["--staff", "porter-1", "--room", "B3"], "--staff and --room"),
+        (["--patient", "p", "--staff", "s", "--room", "A1"], "--patient and --staff and --room"),
+    ],
+)
+def test_several_selectors_are_one_error_line_and_exit_2(run, selectors, named):
     path, _ = run
-    both = explain(path, "--staff", "porter-1", "--room", "B3")
-    porter, room = explain(path, "--staff", "porter-1"), explain(path, "--room", "B3")
-    assert both.exit_code == 0
-    assert set(both.stdout.splitlines()) == (
-        set(porter.stdout.splitlines()) | set(room.stdout.splitlines())
-    )
+    line = one_error_line(explain(path, *selectors))
+    assert "give one of --patient ID, --staff ID or --room ID" in line and named in line, line
 
 
 def one_error_line(result, code=2):

@@ -533,6 +533,38 @@ class TestRoster:
         for word in words:
             assert word in message, message
 
+    @pytest.mark.parametrize(
+        "entry, words",
+        [
+            ("porter-1 07:00-07:00", ["shift 07:00-07:00 holds no time on duty"]),
+            ("porter-1 07:00-19:00 break 20:00-20:30", ["break 20:00-20:30 is not within"]),
+            ("porter-1 07:00-19:00 break 18:30-19:30", ["break 18:30-19:30 is not within"]),
+            ("porter-1 22:00-06:00 break 12:00-12:30", ["shift 22:00-06:00"]),
+            ("porter-1 22:00-06:00 break 21:00-23:00", ["break 21:00-23:00 is not within"]),
+            ("porter-1 08:00-16:00 break 15:00-09:00", ["break 15:00-09:00 is not within"]),
+            ("porter-1 08:00-16:00 break 12:00-12:00", ["break 12:00-12:00 lasts no time"]),
+        ],
+    )
+    def test_a_shift_never_on_duty_or_a_break_off_its_shift_is_named(self, entry, words):
+        with pytest.raises(RosterError) as info:
+            roster(entry)
+        message = str(info.value)
+        assert repr(entry) in message, message
+        for word in words:
+            assert word in message, message
+
+    @pytest.mark.parametrize(
+        "entry",
+        [
+            "porter-1 22:00-06:00 break 23:00-01:00",
+            "porter-1 22:00-06:00 break 05:00-05:30",
+            "porter-1 07:00-19:00 break 07:00-07:30 break 18:30-19:00",
+            "porter-1 00:00-24:00 break 23:30-00:30",
+        ],
+    )
+    def test_breaks_within_their_shift_at_its_edges_or_across_midnight(self, entry):
+        assert roster(entry).shifts["porter-1"].breaks
+
     def test_two_entries_for_one_member(self):
         with pytest.raises(RosterError, match="porter-1 has two entries"):
             roster("porter-1 08:00-16:00", "porter-1 16:00-23:00")

@@ -4,6 +4,7 @@ nothing they do not need (numpy and scipy only for assignment problems above
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -29,3 +30,32 @@ def test_a_run_of_the_default_hospital_imports_neither_numpy_nor_scipy(policy):
         check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+# The modules in memory when each tick of a run has been decided; printed as JSON.
+TICKS = """
+import json, sys
+from scheduler import scenarios
+from scheduler.runs import simulate_run
+
+found = []
+config = scenarios.load("{scenario}").replace(scheduler={{"policy": "cpsat"}})
+simulate_run(config, 600_000, on_tick=lambda s, r: found.append(sorted(sys.modules)))
+print(json.dumps([found[0], found[-1]]))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["hospital-overload", "ward-acuity"])
+def test_a_large_hospitals_ticks_import_nothing_the_start_up_pays_for_them(scenario):
+    """The first tick that needs numpy and scipy (on a large hospital, a few ticks in) took
+    half a second to import them (issue 17, item 8): the run warms its tick path up before
+    its clock starts, so its ticks import nothing, the first as the last."""
+    done = subprocess.run(
+        [sys.executable, "-c", TICKS.format(scenario=scenario)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    first, last = json.loads(done.stdout)
+    assert {"numpy", "scipy.optimize"} <= set(first)
+    assert sorted(set(last) - set(first)) == []

@@ -94,3 +94,89 @@ def test_a_service_up_long_enough_starts_counting_again(monkeypatch, clock):
     child.process = _Exited(137)  # ...a minute, then dies
     supervisor.watch()
     assert child.failures == 1 and child.restart_at == pytest.approx(clock.now + 1)
+
+
+# --- a service that dies while it starts (issue 17, item 7) ------------------------------
+
+
+class _Life:
+    """One start of a fake service: what it writes to its log, and its exit code (None: it
+    stays up)."""
+
+    def __init__(self, log: bytes = b"", code: int | None = None):
+        self.log, self.code = log, code
+
+
+UP = b"2026-01-01 hospital.service: up: waiting for the run's clock in x.epoch\n"
+
+
+@pytest.fixture
+def lives(monkeypatch, clock):
+    """Starts of `python -m cli ...` replaced by scripted lives, in order; the supervisor's
+    sleeps advance the fake clock. Yields the list to fill, and gets each start's time."""
+    scripted: list[_Life] = []
+    starts: list[float] = []
+
+    class FakeProcess:
+        def __init__(self, args, stdout, **_):
+            life = scripted.pop(0)
+            stdout.write(life.log)
+            self.code, self.pid = life.code, 4242
+            starts.append(clock.now)
+
+        def poll(self):
+            return self.code
+
+    monkeypatch.setattr(sup.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(sup.time, "sleep", lambda s: setattr(clock, "now", clock.now + s))
+    yield scripted, starts
+
+
+def starting(tmp_path, *names: str) -> sup.Supervisor:
+    children = [sup.Child(name, [name], log_path=tmp_path / f"{name}.log") for name in names]
+    supervisor = supervisor_of(children[0])
+    supervisor.children = children
+    for child in children:
+        child.start()
+    return supervisor
+
+
+def test_a_service_killed_while_it_starts_is_started_again_after_its_delay(tmp_path, lives):
+    scripted, starts = lives
+    scripted += [_Life(UP), _Life(code=-9), _Life(UP)]  # the generator up; the scheduler
+    supervisor = starting(tmp_path, "generator", "scheduler")  # killed, then up
+    supervisor.wait_ready(timeout_s=180)
+    scheduler = supervisor.children[1]
+    assert scheduler.restarts == 1 and scheduler.failures == 1
+    assert round(starts[2] - starts[1]) == 1  # the first delay of the backoff
+
+
+def test_a_service_that_keeps_dying_at_start_fails_the_run_after_the_cap(tmp_path, lives):
+    scripted, starts = lives
+    scripted += [_Life(code=-9) for _ in range(1 + sup.MAX_RESTARTS)]
+    supervisor = starting(tmp_path, "scheduler")
+    with pytest.raises(sup.SupervisorError, match=r"scheduler keeps failing .8 times.*-9"):
+        supervisor.wait_ready(timeout_s=180)
+    gaps = [round(b - a) for a, b in itertools.pairwise(starts)]
+    assert gaps == [1, 2, 4, 8, 16, 30, 30, 30]
+
+
+def test_a_service_with_a_bad_configuration_ends_the_run_at_once_with_its_message(tmp_path, lives):
+    scripted, starts = lives
+    error = b"hospital: error: config: staff.porters: expected an integer, got 'x'\n"
+    scripted += [_Life(b"some warning\n" + error, code=2)]
+    supervisor = starting(tmp_path, "scheduler")
+    with pytest.raises(sup.SupervisorError) as info:
+        supervisor.wait_ready(timeout_s=180)
+    message = str(info.value)
+    assert message.startswith("scheduler exited at start (exit code 2): config: staff.porters")
+    assert str(tmp_path / "scheduler.log") in message
+    assert len(starts) == 1
+
+
+def test_a_restarted_service_is_up_only_once_it_says_so_again(tmp_path, lives):
+    scripted, _ = lives
+    scripted += [_Life(UP, code=-9), _Life()]  # said it was up, and died; then silent
+    supervisor = starting(tmp_path, "scheduler")
+    with pytest.raises(sup.SupervisorError, match="scheduler not up after 180 s"):
+        supervisor.wait_ready(timeout_s=180)

@@ -333,6 +333,44 @@ def test_valid_twin_the_porter_on_duty_takes_it_and_the_one_off_duty_is_not_idle
     )
 
 
+@pytest.mark.parametrize("duty_first", [True, False], ids=["duty-listed-first", "duty-listed-last"])
+def test_a_dispatch_to_staff_going_off_duty_in_the_same_tick_whatever_the_order(duty_first):
+    """porter-1 goes off duty at 5 s; a dispatch to them in that tick is caught, whether the
+    decisions list the duty change before or after it (issue 17, item 5)."""
+    auditor = Auditor(config(porters=2, shifts=ROSTER))
+    dispatch = Tick(5).admit("p1", "A1").dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
+    duty = Tick(5).off_duty("porter-1")
+    tick = duty_first_or_last(dispatch, duty, duty_first)
+    violation(auditor, 5, [arrived("p1", 5)], tick, "porter-1 given task-1 while off duty")
+
+
+@pytest.mark.parametrize("duty_first", [True, False], ids=["duty-listed-first", "duty-listed-last"])
+def test_valid_twin_a_dispatch_to_staff_coming_on_duty_in_the_same_tick_whatever_the_order(
+    duty_first,
+):
+    auditor = Auditor(config(porters=1, shifts=ROSTER))
+    valid(auditor, 5, [], Tick(5).off_duty("porter-1"))
+    valid(
+        auditor,
+        6,
+        [arrived("p1", 6)],
+        Tick(6).admit("p1", "A1").queue("task-1", "escort_in", "p1", "A1"),
+    )
+    dispatch = Tick(60).dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
+    valid(auditor, 60, [], duty_first_or_last(dispatch, Tick(60).on_duty("porter-1"), duty_first))
+
+
+def duty_first_or_last(others: Tick, duty: Tick, duty_first: bool) -> Tick:
+    """One tick of both lists' decisions, the duty changes first or last."""
+    both = Tick(others.tick)
+    items = duty.items + others.items if duty_first else others.items + duty.items
+    both.items = [
+        dataclasses.replace(item, event_id=f"decision-{both.tick}-{n}")
+        for n, item in enumerate(items, start=1)
+    ]
+    return both
+
+
 def test_a_staff_off_duty_against_the_roster():
     auditor = Auditor(config(shifts=ROSTER))
     violation(
