@@ -206,7 +206,7 @@ class Supervisor:
 
         ledger = Ledger(self.db_url, self.config, self.config.scheduler.policy)
         try:
-            begin_run(self.config, ledger, self.run_id, clock)
+            begin_run(self.config, ledger, self.run_id, clock, until_ms=self.duration_ms)
         finally:
             ledger.close()
 
