@@ -318,6 +318,14 @@ def worker_service(
     worker_id: Annotated[
         str | None, typer.Option(help="This worker's name.", show_default=False)
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            show_default=False,
+            help="The run's seed, from which treatments and cleanings are drawn "
+            "(default: arrivals.seed).",
+        ),
+    ] = None,
     epoch_file: EpochFile = None,
     config: ConfigOption = None,
 ) -> None:
@@ -340,6 +348,7 @@ def worker_service(
             worker_id=worker_id or f"{role}-worker",
             until_ms=until_ms,
             stop=stop,
+            seed=seed,
         )
 
 

@@ -11,13 +11,18 @@ cleaners: the cleaning) and holds r for at least the sum of all four tasks, so
                sum_r x[r]                 <= arrival rate
                x[r] >= 0
 
-with every duration at its lower bound. In the `seed` travel model the durations are fixed
-(escort in = walk from the entrance, escort out = 0, visit = walk + treatment, cleaning = walk
-+ cleaning). In the `layout` model they depend on where the staff member comes from, and the
-cheapest case is taken: escort in = walk from the entrance, escort out = walk from the room
-to the entrance, visit = treatment, cleaning = cleaning. Waiting and the tick's granularity
-are ignored, so no policy can admit more: `min_referral_rate` is a floor for every policy's
-referral rate in a long run.
+with every walk at its lower bound and every treatment and cleaning at its mean (over the
+acuity mix when treatments differ by ESI level): in a long run a role's busy time per
+admission is the mean's, however much the durations vary. In the `seed` travel model the
+walks are fixed (escort in = walk from the entrance, escort out = 0, visit = walk +
+treatment, cleaning = walk + cleaning). In the `layout` model they depend on where the
+staff member comes from, and the cheapest case is taken: escort in = walk from the
+entrance, escort out = walk from the room to the entrance, visit = treatment, cleaning =
+cleaning. Waiting and the tick's granularity are ignored, so no policy can admit more:
+`min_referral_rate` is a floor for every policy's referral rate in a long run. The arrival
+rate is the long-run mean; with a `profile` of arrivals that is a floor still (an hour
+above the bound refers at least its excess), if a loose one: the bound by hour of day is
+where such a profile shows its peaks.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from scheduler.config import Config, staff_roster
+from scheduler.demand import mean_arrival_rate_per_s, mean_treatment_s
 from scheduler.layout import ENTRANCE, Layout
 
 ROLES = ("porter", "medical", "cleaner")
@@ -78,20 +84,25 @@ class CapacityBound:
 def room_costs(config: Config, layout: Layout | None = None) -> dict[str, RoomCosts]:
     """The cheapest possible cost of an admission into each room."""
     layout = layout or Layout(config)
+    treatment_s = (
+        mean_treatment_s(config)
+        if config.durations.treatment_s_by_acuity
+        else layout.treatment_ms / 1000
+    )
     costs = {}
     for room_id in layout.rooms:
         walk_in = layout.from_entrance(room_id) / 1000
         if layout.model == "seed":
             costs[room_id] = RoomCosts(
                 walk_in,
-                walk_in + layout.treatment_ms / 1000,
+                walk_in + treatment_s,
                 0.0,
                 walk_in + layout.cleaning_ms / 1000,
             )
         else:
             costs[room_id] = RoomCosts(
                 walk_in,
-                layout.treatment_ms / 1000,
+                treatment_s,
                 layout.walk(room_id, ENTRANCE) / 1000,
                 layout.cleaning_ms / 1000,
             )
@@ -139,7 +150,7 @@ def capacity_bound(config: Config) -> CapacityBound:
     any policy can reach with its arrival rate."""
     costs = list(room_costs(config).values())
     staff = staff_per_role(config)
-    arrival_rate = 1.0 / config.arrivals.interval_s
+    arrival_rate = mean_arrival_rate_per_s(config)
     max_rate, _ = _solve(costs, staff, arrival_rate)
     staff_rate, x = _solve(costs, staff, None)
     use = {

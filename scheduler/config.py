@@ -29,6 +29,12 @@ MAX_STAFF = 100_000  # per role
 MAX_SECONDS = MAX_TIME_S  # any time in seconds: about 31 years
 MAX_PARTITIONS = 10_000
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # what a database keeps in a BIGINT
+# Arrivals faster than one a millisecond would share their milliseconds: time is kept in ms.
+MAX_RATE_PER_HOUR = 3_600_000.0
+MIN_RATE_PER_HOUR = 1e-6  # at the busiest hour: fewer is no arrival in the longest run
+# A coefficient of variation past which a duration is all tail: nearly always about nothing,
+# now and then years.
+MAX_CV = 10.0
 
 
 class ConfigError(ValueError):
@@ -53,18 +59,35 @@ class StaffConfig:
 
 @dataclass(frozen=True)
 class ArrivalsConfig:
+    """`fixed`: a patient every `interval_s`; `poisson`: a Poisson process of that mean
+    interval; `profile`: a Poisson process whose rate follows the clock, `rates_per_hour[h]`
+    patients an hour from h:00 (hour 0 is simulated 00:00 and the day repeats) times
+    `day_factors[d]` on day d of the week (day 0 is the run's first simulated day; none: every
+    day alike). `interval_s` is unused by `profile`, the rates by the others."""
+
     process: str = "fixed"
     interval_s: float = 5.0
     seed: int = 1
     acuity_mix: tuple[float, ...] = (0.0, 0.0, 1.0, 0.0, 0.0)  # shares of ESI levels 1-5
     isolation_share: float = 0.0
+    rates_per_hour: tuple[float, ...] = ()  # 24 mean arrival counts, hours 0-23
+    day_factors: tuple[float, ...] = ()  # 7 factors, days 0-6 of the run; none: all 1
 
 
 @dataclass(frozen=True)
 class DurationsConfig:
+    """Mean durations of the work done in a room (walking is the travel model's). A `_cv` of
+    0 makes every one its mean; above 0 each is drawn from `distribution` with that
+    coefficient of variation (standard deviation / mean), per patient (`scheduler/demand.py`)."""
+
     treatment_s: float = 10.0
     cleaning_s: float = 9.0
     terminal_cleaning_s: float = 13.5  # after an isolation patient: 1.5 times a cleaning
+    treatment_s_by_acuity: tuple[float, ...] = ()  # 5 means, ESI 1-5; none: treatment_s
+    treatment_cv: float = 0.0
+    cleaning_cv: float = 0.0
+    terminal_cleaning_cv: float = 0.0
+    distribution: str = "lognormal"  # lognormal | gamma (gamma with cv 1: exponential)
 
 
 @dataclass(frozen=True)
@@ -176,7 +199,8 @@ def staff_roster(config: Config) -> list[tuple[str, str]]:
 
 
 CHOICES = {
-    ("arrivals", "process"): ("fixed", "poisson"),
+    ("arrivals", "process"): ("fixed", "poisson", "profile"),
+    ("durations", "distribution"): ("lognormal", "gamma"),
     ("travel", "model"): ("seed", "layout"),
     ("scheduler", "policy"): ("cpsat", "greedy"),
     ("kafka", "security_protocol"): ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
@@ -271,16 +295,34 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
 
 # Sections that change no decision: a log recorded with other ones still replays exactly.
 NOT_DECIDING = ("kafka", "database")
+# Keys added after logs and snapshots took their shape: shared only when they differ from
+# their default, so that a run without them records the same header (and golden file) and
+# has the same snapshot fingerprint as before they existed.
+SHARED_WHEN_SET = {
+    "arrivals": ("rates_per_hour", "day_factors"),
+    "durations": (
+        "treatment_s_by_acuity",
+        "treatment_cv",
+        "cleaning_cv",
+        "terminal_cleaning_cv",
+        "distribution",
+    ),
+}
 
 
 def shareable(config: Config) -> dict[str, dict[str, Any]]:
     """What a log may carry of the config: the sections that decide. Where the broker and
     the database are, and who logs in to them, stay with the deployment."""
-    return {
-        section: values
-        for section, values in to_mapping(config).items()
-        if section not in NOT_DECIDING
-    }
+    shared = {}
+    defaults = to_mapping(Config())
+    for section, values in to_mapping(config).items():
+        if section in NOT_DECIDING:
+            continue
+        for key in SHARED_WHEN_SET.get(section, ()):
+            if values[key] == defaults[section][key]:
+                del values[key]
+        shared[section] = values
+    return shared
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -409,6 +451,7 @@ def _check_semantics(config: Config) -> None:
             f"scheduler.tick_s: must be at least {MIN_TICK_S} s (time is kept "
             f"in milliseconds), got {config.scheduler.tick_s}"
         )
+    _check_demand(config)
     positive = {
         "arrivals.interval_s": config.arrivals.interval_s,
         "scheduler.tick_s": config.scheduler.tick_s,
@@ -457,6 +500,61 @@ def _check_semantics(config: Config) -> None:
                 f"rules.{key}: must be at most {MAX_WEIGHT} (only the ratios "
                 f"between weights matter), got {getattr(config.rules, key)}"
             )
+
+
+def _check_demand(config: Config) -> None:
+    """The arrival profile and the spread of the durations."""
+    arrivals, durations = config.arrivals, config.durations
+    rates, factors = arrivals.rates_per_hour, arrivals.day_factors
+    if arrivals.process == "profile" and not rates:
+        raise ConfigError(
+            "arrivals.rates_per_hour: the profile process needs 24 arrival rates, one an hour"
+        )
+    if rates and (len(rates) != 24 or min(rates) < 0 or not any(rates)):
+        raise ConfigError(
+            f"arrivals.rates_per_hour: expected 24 rates (patients an hour, from 00:00), "
+            f"none negative, not all 0; got {shown(list(rates))}"
+        )
+    if factors and (len(factors) != 7 or min(factors) < 0 or not any(factors)):
+        raise ConfigError(
+            f"arrivals.day_factors: expected 7 factors (days 0-6 of the run), none "
+            f"negative, not all 0; got {shown(list(factors))}"
+        )
+    if rates:
+        _check_busiest_hour(max(rates), max(factors, default=1.0), bool(factors))
+    by_acuity = durations.treatment_s_by_acuity
+    if by_acuity and (len(by_acuity) != 5 or min(by_acuity) < 0):
+        raise ConfigError(
+            f"durations.treatment_s_by_acuity: expected 5 mean treatments in seconds "
+            f"(ESI 1 to 5), none negative; got {shown(list(by_acuity))}"
+        )
+    if max(by_acuity, default=0.0) > MAX_SECONDS:
+        raise ConfigError(
+            f"durations.treatment_s_by_acuity: must be at most {MAX_SECONDS} s each, "
+            f"got {max(by_acuity)}"
+        )
+    for key in ("treatment_cv", "cleaning_cv", "terminal_cleaning_cv"):
+        cv = getattr(durations, key)
+        if not 0 <= cv <= MAX_CV:
+            raise ConfigError(f"durations.{key}: expected from 0 to {MAX_CV:g}, got {cv}")
+
+
+def _check_busiest_hour(rate: float, factor: float, factors_given: bool) -> None:
+    """The busiest hour's rate, `rate * factor`, between what a run can tell from none and
+    one arrival a millisecond (the arithmetic of the profile stays exact in between)."""
+    busiest = rate * factor
+    key = "arrivals.day_factors" if factors_given and rate <= MAX_RATE_PER_HOUR else ""
+    key = key or "arrivals.rates_per_hour"
+    if busiest > MAX_RATE_PER_HOUR:
+        raise ConfigError(
+            f"{key}: at most {MAX_RATE_PER_HOUR:.0f} arrivals an hour (one a millisecond), "
+            f"got {busiest:.6g} at the busiest hour"
+        )
+    if busiest < MIN_RATE_PER_HOUR:
+        raise ConfigError(
+            f"{key}: at least {MIN_RATE_PER_HOUR:g} arrivals an hour at the busiest hour "
+            f"(fewer is none in the longest run), got {busiest:.6g}"
+        )
 
 
 def _check_clinical(config: Config) -> None:

@@ -11,58 +11,29 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from scheduler import events as ev
 from scheduler.config import Config
+from scheduler.demand import Demand
 from scheduler.engine import Scheduler, TickResult
 from scheduler.layout import Layout
 
 
-def arrival_times(config: Config, seed: int) -> Iterator[int]:
-    """Arrival times in ms: every `interval_s`, or a Poisson process with that mean."""
-    interval_ms = config.arrivals.interval_s * 1000
-    if config.arrivals.process == "fixed":
-        n = 0
-        while True:
-            yield round(n * interval_ms)
-            n += 1
-    rng = random.Random(seed)
-    now = 0.0
-    while True:
-        yield round(now)
-        now += rng.expovariate(1 / interval_ms)
-
-
 def arrivals(config: Config, seed: int) -> Iterator[ev.PatientArrived]:
-    """The run's patients, in order: `arrival-N` / `patient-N` at `arrival_times`, each with
-    an ESI level drawn from `acuity_mix` and needing isolation with `isolation_share`. The
-    draws have a random stream of their own, so the arrival times do not depend on them."""
-    mix = config.arrivals.acuity_mix
-    share = config.arrivals.isolation_share
-    plain = mix.count(0.0) == 4 and share == 0.0
-    levels = [level for level, weight in enumerate(mix, start=1) if weight]
-    weights = [weight for weight in mix if weight]
-    rng = random.Random(f"{seed}:clinical")
-    for n, at in enumerate(arrival_times(config, seed), start=1):
-        if plain:
-            yield ev.PatientArrived(f"arrival-{n}", at, f"patient-{n}", acuity=levels[0])
-            continue
-        acuity = rng.choices(levels, weights)[0]
-        yield ev.PatientArrived(
-            f"arrival-{n}", at, f"patient-{n}", acuity=acuity, isolation=rng.random() < share
-        )
+    """The run's patients, in order (`Demand.arrivals`): the patient generator's."""
+    return Demand(config, seed).arrivals()
 
 
-def completion(layout: Layout, task: ev.TaskDispatched) -> ev.Completion:
-    """The event a staff member reports when done with a task dispatched to them: the task
-    is timed from where they set off (`origin`), so a worker needs no memory of its own."""
-    duration, _ = layout.task_ms(task.origin, task.kind, task.room_id)
-    event_id, time_ms = f"done-{task.task_id}", task.time_ms + duration
+def completion(layout: Layout, demand: Demand, task: ev.TaskDispatched) -> ev.Completion:
+    """The event a staff member reports when done with a task dispatched to them: the walk
+    is timed from where they set off (`origin`), so a worker needs no memory of its own, and
+    the treatment or cleaning is the task's patient's (`Demand.work_ms`)."""
     kind = task.kind
+    duration = layout.walking_ms(task.origin, kind, task.room_id) + demand.work_ms(task)
+    event_id, time_ms = f"done-{task.task_id}", task.time_ms + duration
     if kind == "escort_in" or kind == "escort_out":
         return ev.EscortCompleted(
             event_id,
@@ -98,10 +69,9 @@ def warm_up(config: Config) -> None:
     isolation if rooms can isolate, and the second is ESI 1 if the mix has urgent patients,
     so that the tick takes every path the run may."""
     scratch = Scheduler(config)
+    demand = Demand(config, config.arrivals.seed)
     rooms = len(config.hospital.floors) * config.hospital.rooms_per_floor
-    patients = list(
-        itertools.islice(arrivals(config, config.arrivals.seed), min(rooms, WARM_UP_PATIENTS) + 1)
-    )
+    patients = list(itertools.islice(demand.arrivals(), min(rooms, WARM_UP_PATIENTS) + 1))
     mix = config.arrivals.acuity_mix
     inbound: list[ev.Event] = [
         dataclasses.replace(
@@ -116,7 +86,7 @@ def warm_up(config: Config) -> None:
     for _ in range(WARM_UP_TICKS):
         result = scratch.tick(tick, inbound)
         inbound = [
-            completion(layout, decision)
+            completion(layout, demand, decision)
             for decision in result.decisions
             if isinstance(decision, ev.TaskDispatched)
         ]
@@ -208,7 +178,8 @@ def simulate(
         order += 1
         heapq.heappush(pending, (event.time_ms, order, event))
 
-    patients = arrivals(config, seed)
+    demand = Demand(config, seed)
+    patients = demand.arrivals()
 
     def next_arrival() -> None:
         arrival = next(patients)
@@ -242,6 +213,6 @@ def simulate(
         last_ms = result.time_ms
         for decision in result.decisions:
             if type(decision) is dispatched:
-                push(completion(layout, decision))
+                push(completion(layout, demand, decision))
         on_tick(result)
     return RunSummary(ticks, duration_ms)

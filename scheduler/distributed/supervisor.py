@@ -179,7 +179,7 @@ class Supervisor:
                 self.children.append(
                     Child(
                         name,
-                        ["worker", role, *common, *until, "--worker-id", name],
+                        ["worker", role, *common, *until, *seed, "--worker-id", name],
                         log_path=self.log_dir / f"{name}.log",
                     )
                 )

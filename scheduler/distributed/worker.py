@@ -3,7 +3,9 @@
 It reads `task.dispatched` from the role's dispatch topic as a member of the role's consumer
 group (several workers of a role share its partitions, one staff member's work stays on one
 partition), and reports each task's completion to the inbound topic when the run's clock
-reaches the completion's time (`simulation.completion`).
+reaches the completion's time (`simulation.completion`). The treatments and cleanings are
+the run's draws (`scheduler/demand.py`, keyed by the run's seed and the patient), so a
+distributed run's patients take exactly as long as an in-process run's.
 
 Delivery is at least once. A dispatch's offset is committed only after its completion is
 acknowledged by the broker, and never past an unfinished task of the same partition, so a
@@ -30,6 +32,7 @@ from kafka.structs import MemberState
 
 from scheduler import events as ev
 from scheduler.config import Config
+from scheduler.demand import Demand
 from scheduler.distributed import bus
 from scheduler.distributed.bus import Outbox
 from scheduler.distributed.clock import LiveClock
@@ -132,11 +135,13 @@ class _Worker:
         worker_id: str,
         consumer,
         producer,
+        seed: int | None = None,
     ):
         self.config, self.role, self.run_id = config, role, run_id
         self.clock, self.worker_id = clock, worker_id
         self.consumer = consumer
         self.layout = Layout(config)
+        self.demand = Demand(config, seed)
         self.outbox = Outbox(producer, bus.headers(run_id, worker_id))
         self.offsets = _Offsets()
         self.pending: list[_Pending] = []  # a heap, by due time
@@ -229,7 +234,7 @@ class _Worker:
         if ROLE_OF_KIND[event.kind] != self.role:
             raise ev.BadEvent(f"a {event.kind} task is not for {self.role} workers")
         try:
-            return event, completion(self.layout, event)
+            return event, completion(self.layout, self.demand, event)
         except KeyError as exc:
             raise ev.BadEvent(f"{event.TYPE}: unknown place {exc}") from None
 
@@ -301,9 +306,11 @@ def run_worker(
     until_ms: int | None = None,
     stop: threading.Event | None = None,
     group_id: str | None = None,
+    seed: int | None = None,
 ) -> WorkerStats:
     """Do the role's dispatched tasks until `stop` is set or the run is over (`until_ms`,
-    simulated). `group_id` defaults to the role's group; tests pass their own."""
+    simulated). `group_id` defaults to the role's group; tests pass their own. `seed` is
+    the run's (default: the config's): the treatments and cleanings are drawn from it."""
     if role not in bus.ROLES:
         raise ValueError(f"unknown role {role!r}: expected one of {', '.join(bus.ROLES)}")
     stop = stop or threading.Event()
@@ -321,7 +328,7 @@ def run_worker(
     except bus.BusError:
         bus.close_producer(producer)
         raise
-    worker = _Worker(config, role, run_id, clock, worker_id, consumer, producer)
+    worker = _Worker(config, role, run_id, clock, worker_id, consumer, producer, seed)
     watch = _StallWatch(config, group_id, worker_id)
     log.info("worker %s started: %s in group %s, run %s", worker_id, topic, group_id, run_id)
     failing_since: float | None = None

@@ -70,6 +70,12 @@ def test_a_misspelt_environment_key(tmp_path):
     [
         ("[scheduler]\ntick_s = 0.0001\n", "scheduler.tick_s"),
         ("[staff]\nporters = 0\n", "staff.porters"),
+        ('[arrivals]\nprocess = "profile"\n', "arrivals.rates_per_hour"),
+        ("[arrivals]\nrates_per_hour = [1, 2]\n", "arrivals.rates_per_hour"),
+        ("[arrivals]\nday_factors = [1, 1, 1, 1, 1, 1, -1]\n", "arrivals.day_factors"),
+        ("[durations]\ntreatment_cv = -0.5\n", "durations.treatment_cv"),
+        ('[durations]\ndistribution = "normal"\n', "durations.distribution"),
+        ("[durations]\ntreatment_s_by_acuity = [10, 10]\n", "durations.treatment_s_by_acuity"),
     ],
 )
 def test_config_values_that_would_mislead(tmp_path, text, key):

@@ -8,6 +8,7 @@ read back with `hospital export` and judged by the solver-independent `Auditor`,
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import pytest
 
 from scheduler import events as ev
 from scheduler import jsonl
+from scheduler.demand import Demand
 from scheduler.distributed import bus
 from scheduler.distributed.clock import LiveClock
 from scheduler.layout import Layout
@@ -604,15 +606,87 @@ def test_run_kafka_two_porter_workers_share_the_work(topics: Topics, database, t
     assert max(times_sent.values()) <= 2
     # Every escort whose completion had a tick of the run to be applied in (after its
     # dispatch's, by the end) was done, and applied.
-    layout = Layout(topics.config)
+    layout, demand = Layout(topics.config), Demand(topics.config)
     due = {
         d.task_id
         for d in audit.decisions
         if isinstance(d, ev.TaskDispatched)
         and d.task_id in porter_tasks
-        and max(-(-completion(layout, d).time_ms // 1000), d.tick + 1) <= RUN_MS // 1000
+        and max(-(-completion(layout, demand, d).time_ms // 1000), d.tick + 1) <= RUN_MS // 1000
     }
     assert due <= set(applied), f"escorts due by the end, never applied: {due - set(applied)}"
+
+
+# --- 2b. arrivals by the clock, durations that vary ----------------------------------------
+
+VARYING_DEMAND = {
+    "HOSPITAL_ARRIVALS_PROCESS": "profile",
+    "HOSPITAL_ARRIVALS_RATES_PER_HOUR": ",".join(["600"] * 24),
+    "HOSPITAL_ARRIVALS_ACUITY_MIX": "0.1,0.2,0.4,0.2,0.1",
+    "HOSPITAL_ARRIVALS_ISOLATION_SHARE": "0.2",
+    "HOSPITAL_HOSPITAL_ISOLATION_ROOMS": "A1,B1",
+    "HOSPITAL_DURATIONS_TREATMENT_S_BY_ACUITY": "20,15,10,8,5",
+    "HOSPITAL_DURATIONS_TREATMENT_CV": "0.5",
+    "HOSPITAL_DURATIONS_CLEANING_CV": "0.5",
+    "HOSPITAL_DURATIONS_TERMINAL_CLEANING_CV": "1",
+}
+
+
+def work_by_patient(layout: Layout, events, decisions) -> dict[tuple[str, str], int]:
+    """(patient, visit | clean | clean_terminal) -> the work's length in ms: its completion
+    time less its dispatch time and the walk."""
+    dispatched = {d.task_id: d for d in decisions if isinstance(d, ev.TaskDispatched)}
+    work = {}
+    for event in events:
+        if isinstance(event, (ev.VisitCompleted, ev.CleaningCompleted)):
+            task = dispatched[event.task_id]
+            walk = layout.walking_ms(task.origin, task.kind, task.room_id)
+            work[task.patient_id, task.kind] = event.time_ms - task.time_ms - walk
+    return work
+
+
+def test_run_kafka_with_a_profile_and_varying_durations_draws_as_in_process(
+    topics: Topics, database, tmp_path
+):
+    """The workers draw each patient's treatment and cleaning from the run's seed (not the
+    config's: `--seed 7`, passed on by the supervisor), as an in-process run does."""
+    from scheduler.config import load
+    from scheduler.engine import Scheduler
+    from scheduler.simulation import simulate
+
+    env = topics.env | VARYING_DEMAND
+    run = run_kafka(env, database.url, tmp_path, "--seed", "7", speed=SPEED, duration="5m")
+    config = load(None, env)
+    audit = Audit(config, run.record, run.out)
+    audit.assert_unique_ids()
+    audit.assert_every_arrival_decided()
+    demand = Demand(config, 7)
+    assert audit.arrivals() == [
+        a for a in itertools.takewhile(lambda a: a.time_ms <= 300_000, demand.arrivals())
+    ]
+    # Every completion a worker sent is the one the simulation makes of its dispatch.
+    layout = Layout(config)
+    dispatched = {d.task_id: d for d in audit.decisions if isinstance(d, ev.TaskDispatched)}
+    completions = [e for e in audit.events if isinstance(e, ev.COMPLETIONS)]
+    for event in completions:
+        assert event == completion(layout, demand, dispatched[event.task_id])
+    # ... so each patient's treatment and cleaning are those of an in-process run's patient
+    in_process: tuple[list[ev.Event], list[ev.Event]] = ([], [])
+    simulate(
+        config,
+        Scheduler(config),
+        300_000,
+        seed=7,
+        on_tick=lambda r: (in_process[0].extend(r.consumed), in_process[1].extend(r.decisions)),
+    )
+    distributed = work_by_patient(layout, audit.events, audit.decisions)
+    embedded = work_by_patient(layout, *in_process)
+    both = distributed.keys() & embedded.keys()
+    assert {k: distributed[k] for k in both} == {k: embedded[k] for k in both}
+    kinds = Counter(kind for _, kind in both)
+    assert kinds["visit"] >= 20 and kinds["clean"] >= 10, kinds
+    assert len({distributed[k] for k in both if k[1] == "visit"}) > kinds["visit"] // 2
+    assert_solve_reproduces(run.record, run.out, env, tmp_path)
 
 
 # --- 3. the scheduler killed mid-run -------------------------------------------------------

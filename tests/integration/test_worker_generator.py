@@ -13,12 +13,13 @@ import pytest
 
 from scheduler import events as ev
 from scheduler.config import Config, load
+from scheduler.demand import Demand
 from scheduler.distributed import bus
 from scheduler.distributed.clock import LiveClock
 from scheduler.distributed.generator import run_generator
 from scheduler.distributed.worker import WorkerStats, run_worker
 from scheduler.layout import Layout
-from scheduler.simulation import arrival_times, completion
+from scheduler.simulation import completion
 from tests.kafka_topics import delete_topics, own_topic_names
 
 if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -177,7 +178,7 @@ def test_generator_sends_the_arrivals_on_time(config):
     clock = LiveClock(time.time(), 60)
     sent = run_generator(config, run_id=RUN, clock=clock, duration_ms=30_000, seed=None)
 
-    times = arrival_times(config, config.arrivals.seed)
+    times = Demand(config).arrival_times()
     expected = [next(times) for _ in range(7)]
     assert expected == [0, 5000, 10_000, 15_000, 20_000, 25_000, 30_000] and sent == 7
     messages = read_topic(config, config.kafka.inbound_topic, 7)
@@ -248,7 +249,7 @@ def test_worker_completes_tasks_on_time_and_dead_letters_bad_messages(config):
     stats = worker.finish()
 
     layout = Layout(config)
-    expected = {t.task_id: completion(layout, t) for t in (t1, t2, t3)}
+    expected = {t.task_id: completion(layout, Demand(config), t) for t in (t1, t2, t3)}
     assert [expected[t].time_ms - base for t in ("t3", "t1", "t2")] == [1000, 2000, 5500]
     received = {ev.parse_json(m.value).task_id: m for m in messages}
     assert len(messages) == 3 and set(received) == {"t1", "t2", "t3"}

@@ -67,3 +67,28 @@ def test_a_tiny_hospital_by_hand():
     assert bound.max_rate == pytest.approx(0.05)
     assert bound.min_referral_rate == 0.0
     assert bound.staff_rate == pytest.approx(0.1)
+
+
+def test_treatments_by_acuity_cost_their_mean_over_the_mix():
+    # Ten rooms, one nurse: visits of 40 s for a quarter of the patients, 0 s for the rest
+    # cost her 10 s each on average, as a fixed 10 s treatment does.
+    ten_rooms = {"hospital": {"rooms_per_floor": 10}}
+    by_acuity = tiny(
+        **ten_rooms,
+        arrivals={"acuity_mix": [0, 0, 0.25, 0.75, 0]},
+        durations={
+            "treatment_s": 25.0,  # unused: every level has its own mean
+            "treatment_s_by_acuity": [90.0, 90.0, 40.0, 0.0, 90.0],
+            "treatment_cv": 0.7,
+        },
+    )
+    assert room_costs(by_acuity)["A1"].visit_s == pytest.approx(10.0)
+    assert capacity_bound(by_acuity).max_rate == pytest.approx(0.1)
+    assert capacity_bound(by_acuity).bottleneck == "medical"
+    assert capacity_bound(tiny(**ten_rooms)).max_rate == pytest.approx(0.1)
+
+
+def test_a_profile_offers_its_mean_rate():
+    # 12 patients an hour for 12 hours a day, none the other 12: 6 an hour in the long run.
+    config = tiny(arrivals={"process": "profile", "rates_per_hour": [12.0] * 12 + [0.0] * 12})
+    assert capacity_bound(config).arrival_rate == pytest.approx(6 / 3600)

@@ -27,6 +27,7 @@ from rules import (
 )
 from scheduler import events as ev
 from scheduler.config import Config, ConfigError, RulesConfig
+from scheduler.demand import Demand
 from scheduler.engine import Scheduler
 from scheduler.full_model import FullModelPolicy
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND
@@ -604,6 +605,7 @@ class Driver:
 
     def __init__(self, config: Config):
         self.scheduler = Scheduler(config)
+        self.demand = Demand(config)
         self.decided: dict[int, list[ev.Decision]] = {}
         self.events = 0
 
@@ -630,7 +632,7 @@ class Driver:
 
     def done(self, task: ev.TaskDispatched) -> ev.Event:
         """The worker's completion of a task, at the time the simulation would report it."""
-        return completion(self.scheduler.hospital.layout, task)
+        return completion(self.scheduler.hospital.layout, self.demand, task)
 
     def finish(self, *tasks: ev.TaskDispatched) -> int:
         """The tasks' completions, each at the first tick at or after it (ticks between them

@@ -41,6 +41,81 @@ def test_values_out_of_range(key, value, message):
         load_env(**{key: value})
 
 
+RATES = ",".join(["10"] * 24)
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"HOSPITAL_ARRIVALS_PROCESS": "profile"}, "arrivals.rates_per_hour: the profile process"),
+        ({"HOSPITAL_ARRIVALS_PROCESS": "weekly"}, "arrivals.process: expected one of"),
+        ({"HOSPITAL_ARRIVALS_RATES_PER_HOUR": "1,2,3"}, "arrivals.rates_per_hour: expected 24"),
+        ({"HOSPITAL_ARRIVALS_RATES_PER_HOUR": ",".join(["0"] * 24)}, "rates_per_hour: .*not all 0"),
+        ({"HOSPITAL_ARRIVALS_RATES_PER_HOUR": "-1," + RATES[3:]}, "rates_per_hour: .*negative"),
+        ({"HOSPITAL_ARRIVALS_RATES_PER_HOUR": "nan," + RATES[3:]}, "rates_per_hour: .*finite"),
+        ({"HOSPITAL_ARRIVALS_RATES_PER_HOUR": "1e308," + RATES[3:]}, "rates_per_hour: at most"),
+        ({"HOSPITAL_ARRIVALS_RATES_PER_HOUR": "1e-9," + ",".join(["0"] * 23)}, "at least"),
+        ({"HOSPITAL_ARRIVALS_DAY_FACTORS": "1,1,1"}, "arrivals.day_factors: expected 7"),
+        ({"HOSPITAL_ARRIVALS_DAY_FACTORS": "0,0,0,0,0,0,0"}, "day_factors: .*not all 0"),
+        ({"HOSPITAL_ARRIVALS_DAY_FACTORS": "1,1,1,1,1,1,-2"}, "day_factors: .*negative"),
+        (
+            {
+                "HOSPITAL_ARRIVALS_RATES_PER_HOUR": RATES,
+                "HOSPITAL_ARRIVALS_DAY_FACTORS": "1e6,1,1,1,1,1,1",
+            },
+            "arrivals.day_factors: at most 3600000 arrivals an hour",
+        ),
+        ({"HOSPITAL_DURATIONS_TREATMENT_CV": "-0.1"}, "durations.treatment_cv: expected from 0"),
+        ({"HOSPITAL_DURATIONS_CLEANING_CV": "11"}, "durations.cleaning_cv: expected from 0 to 10"),
+        ({"HOSPITAL_DURATIONS_TERMINAL_CLEANING_CV": "inf"}, "terminal_cleaning_cv: .*finite"),
+        ({"HOSPITAL_DURATIONS_DISTRIBUTION": "weibull"}, "durations.distribution: expected one"),
+        ({"HOSPITAL_DURATIONS_TREATMENT_S_BY_ACUITY": "1,2"}, "treatment_s_by_acuity: expected 5"),
+        ({"HOSPITAL_DURATIONS_TREATMENT_S_BY_ACUITY": "1,2,3,4,-5"}, "by_acuity: .*negative"),
+        (
+            {"HOSPITAL_DURATIONS_TREATMENT_S_BY_ACUITY": "1,2,3,4,1e12"},
+            "by_acuity: must be at most",
+        ),
+    ],
+)
+def test_bad_demand_values_are_refused_naming_the_key(environ, message):
+    with pytest.raises(ConfigError, match=message):
+        load_env(**environ)
+
+
+def test_demand_keys_load_from_the_environment_and_a_file(tmp_path):
+    loaded = load_env(
+        HOSPITAL_ARRIVALS_PROCESS="profile",
+        HOSPITAL_ARRIVALS_RATES_PER_HOUR=RATES,
+        HOSPITAL_ARRIVALS_DAY_FACTORS="1,1,1,1,1,0.5,0",
+        HOSPITAL_DURATIONS_TREATMENT_CV="0.5",
+        HOSPITAL_DURATIONS_DISTRIBUTION="gamma",
+        HOSPITAL_DURATIONS_TREATMENT_S_BY_ACUITY="30,20,10,5,0",
+    )
+    assert loaded.arrivals.rates_per_hour == (10.0,) * 24
+    assert loaded.arrivals.day_factors == (1, 1, 1, 1, 1, 0.5, 0)
+    assert loaded.durations.treatment_cv == 0.5 and loaded.durations.distribution == "gamma"
+    assert loaded.durations.treatment_s_by_acuity == (30, 20, 10, 5, 0)
+    config = tmp_path / "c.toml"
+    config.write_text('[arrivals]\nprocess = "profile"\nrates_per_hour = [' + RATES + "]\n")
+    assert config_module.load(config, {}).arrivals.rates_per_hour == (10.0,) * 24
+
+
+def test_demand_keys_at_their_defaults_leave_a_logs_config_as_it_was():
+    """Logs, golden files and snapshot fingerprints stay as they were without them."""
+    shared = config_module.shareable(config_module.Config())
+    assert set(shared["arrivals"]) == {
+        "process",
+        "interval_s",
+        "seed",
+        "acuity_mix",
+        "isolation_share",
+    }
+    assert set(shared["durations"]) == {"treatment_s", "cleaning_s", "terminal_cleaning_s"}
+    varying = config_module.Config().replace(durations={"cleaning_cv": 0.5})
+    assert config_module.shareable(varying)["durations"]["cleaning_cv"] == 0.5
+    assert config_module.from_mapping(config_module.shareable(varying)) == varying
+
+
 def test_no_medical_staff_at_all_is_an_error_but_doctors_alone_will_do():
     with pytest.raises(ConfigError, match="nurses \\+ staff.doctors"):
         load_env(HOSPITAL_STAFF_NURSES="0", HOSPITAL_STAFF_DOCTORS="0")

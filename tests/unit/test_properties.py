@@ -70,6 +70,29 @@ def clinical(draw, floors: list[str], rooms_per_floor: int, staff: dict[str, int
 
 
 @st.composite
+def varying_demand(draw) -> dict:
+    """Arrivals by a profile (busy from the first hour on), durations that vary around
+    their means, which may be 0, as may every walk."""
+    zero_walks = draw(st.booleans())
+    return {
+        "arrivals": {
+            "process": "profile",
+            "rates_per_hour": [draw(st.sampled_from([360.0, 1800.0, 3600.0]))]
+            + draw(st.lists(st.sampled_from([0.0, 600.0]), min_size=23, max_size=23)),
+        },
+        "durations": {
+            "treatment_s": draw(st.sampled_from([0.0, 3.0, 10.0])),
+            "cleaning_s": draw(st.sampled_from([0.0, 9.0])),
+            "treatment_cv": draw(st.sampled_from([0.0, 0.5, 2.0])),
+            "cleaning_cv": draw(st.sampled_from([0.0, 1.0])),
+            "terminal_cleaning_cv": draw(st.sampled_from([0.0, 0.5])),
+            "distribution": draw(st.sampled_from(["lognormal", "gamma"])),
+        },
+        "travel": {"floor_s": 0.0, "room_s": 0.0, "corridor_s": 0.0} if zero_walks else {},
+    }
+
+
+@st.composite
 def hospitals(draw, with_clinical_rules: bool = False) -> tuple[Config, int]:
     """A random small hospital and a run length in ms (2-10 simulated minutes)."""
     nurses = draw(st.integers(0, 3))
@@ -107,6 +130,11 @@ def hospitals(draw, with_clinical_rules: bool = False) -> tuple[Config, int]:
         )
         rules["scheduler"]["policy"] = config.scheduler.policy
         config = config.replace(**rules)
+    if draw(st.integers(0, 3)) == 0:
+        demand = draw(varying_demand())
+        if with_clinical_rules and draw(st.booleans()):
+            demand["durations"]["treatment_s_by_acuity"] = [20.0, 10.0, 10.0, 5.0, 0.0]
+        config = config.replace(**demand)
     return config, draw(st.integers(2, 10)) * 60_000
 
 
@@ -157,7 +185,7 @@ def fates_from_the_events(results) -> Fates:
 def test_every_invariant_holds_and_every_patient_is_accounted_for(hospital):
     config, duration_ms = hospital
     scheduler, results = run(config, duration_ms)  # the Auditor checks every tick
-    event(f"{config.scheduler.policy} {config.travel.model}")
+    event(f"{config.scheduler.policy} {config.travel.model} {config.arrivals.process}")
     assert scheduler.auditor is not None
     summary = scheduler.auditor.accounted_for()
     fates = fates_from_the_events(results)
