@@ -25,6 +25,8 @@ ORDER = (
     "layout",
     "ward",
     "ward-overload",
+    "ed-day",
+    "ed-day-overload",
     "hospital",
     "hospital-overload",
     "campus",

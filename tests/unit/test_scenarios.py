@@ -9,12 +9,14 @@ import pytest
 from scheduler import config as config_module
 from scheduler import scenarios
 from scheduler.config import ConfigError, staff_roster
+from scheduler.demand import mean_treatment_s
 
 # name: (rooms from, rooms to, staff from, staff to)
 SIZES = {
     "default": (6, 6, 7, 7),
     "layout": (6, 6, 7, 7),
     "ward": (35, 45, 25, 35),
+    "ed-day": (30, 40, 45, 65),
     "hospital": (180, 220, 100, 140),
     "campus": (540, 660, 320, 400),
 }
@@ -22,7 +24,7 @@ OVERLOADED = ("ward", "hospital", "campus")
 
 
 def test_every_named_scenario_is_there():
-    assert scenarios.names()[:8] == list(scenarios.ORDER)
+    assert scenarios.names()[: len(scenarios.ORDER)] == list(scenarios.ORDER)
     assert scenarios.SCENARIO_DIR.is_dir()
 
 
@@ -39,7 +41,7 @@ def test_each_scenario_loads_and_has_its_size(name):
     assert text.startswith(f"# Scenario `{name}`")
     if name in ("default", "layout"):
         return
-    assert config.arrivals.process == "poisson"
+    assert config.arrivals.process == ("profile" if name.startswith("ed-day") else "poisson")
     assert config.travel.model == "layout"
 
 
@@ -57,6 +59,38 @@ def test_overload_twin_differs_only_in_the_arrival_interval(name):
         twin, arrivals=dataclasses.replace(twin.arrivals, interval_s=base.arrivals.interval_s)
     )
     assert same_interval == base
+
+
+def test_ed_day_is_an_emergency_department_with_its_day_and_its_clinical_rules():
+    """Arrivals by the hour, as the header derives them: the 10:00-12:00 peak twice the mean
+    and 60 % of the day's arrivals from 09:00 to 18:00 (HES); treatments by ESI level, in real
+    minutes, that vary; cleans of 30-44 min; shifts; doctors for ESI 1-2; isolation; targets."""
+    config = scenarios.load("ed-day")
+    rates = config.arrivals.rates_per_hour
+    mean = sum(rates) / 24
+    assert sum(rates) == pytest.approx(120)
+    assert rates[10] == rates[11] == pytest.approx(2 * mean)
+    assert sum(rates[9:18]) / sum(rates) == pytest.approx(0.6)
+    assert max(rates) / min(rates) > 5  # quiet nights
+    durations = config.durations
+    minutes = [s / 60 for s in durations.treatment_s_by_acuity]
+    assert minutes == pytest.approx([195, 255, 304 - 31, 193 - 31, 98 - 31])  # Tanabe 2004
+    assert durations.treatment_s == pytest.approx(mean_treatment_s(config))  # over the mix
+    assert durations.treatment_cv > 0 and durations.distribution == "lognormal"
+    assert 30 * 60 <= durations.cleaning_s <= 44 * 60
+    assert config.rules.skills and config.staff.doctors >= 1 and config.arrivals.acuity_mix[1]
+    assert config.hospital.isolation_rooms and config.arrivals.isolation_share > 0
+    assert config.shifts.roster and config.sla.visit_urgent_s
+    assert config.scheduler.tick_s == 1.0
+
+
+def test_ed_day_overload_differs_from_ed_day_only_in_its_arrivals():
+    """1.5 times the base day's arrivals every hour, and 20 more in 14:00-15:00."""
+    base, twin = scenarios.load("ed-day"), scenarios.load("ed-day-overload")
+    surge = [1.5 * rate for rate in base.arrivals.rates_per_hour]
+    surge[14] += 20
+    assert twin.arrivals.rates_per_hour == pytest.approx(surge)
+    assert twin.replace(arrivals={"rates_per_hour": base.arrivals.rates_per_hour}) == base
 
 
 def test_an_unknown_scenario_names_the_available_ones():
