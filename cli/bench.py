@@ -1,5 +1,6 @@
-"""`hospital bench`: the named scenarios × policies × seeds, as a table, JSON and Markdown.
-The work is `scheduler.bench`'s; this is the command line around it."""
+"""`hospital bench`: the named scenarios × policies × replications, as tables, JSON and
+Markdown. The work is `scheduler.bench`'s, the tables `scheduler.bench_tables`'; this is the
+command line around them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from scheduler import scenarios
+from scheduler.config import ConfigError
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -37,7 +39,17 @@ def bench(
             "--policy", help="cpsat or greedy (repeatable; default: both).", show_default=False
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds 1..N of the arrival process.")] = 3,
+    replications: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Replications per scenario and policy: seeds 1..N, the same for every "
+            "policy, so that their difference is paired.",
+        ),
+    ] = 5,
+    seeds: Annotated[
+        int | None, typer.Option(min=1, hidden=True, help="The old name of --replications.")
+    ] = None,
     hours: Annotated[float, typer.Option(min=0.0, help="Simulated hours per job.")] = 1.0,
     jobs: Annotated[
         int, typer.Option(min=1, help="Jobs run in parallel, each in a fresh process.")
@@ -46,13 +58,14 @@ def bench(
         Path | None,
         typer.Option(
             "--out-json",
-            help="Write every job's figures and the summary as JSON.",
+            help="Write every job's figures, the summary with its intervals, the paired "
+            "differences and the figures by hour of day as JSON.",
             show_default=False,
         ),
     ] = None,
     out_md: Annotated[
         Path | None,
-        typer.Option("--out-md", help="Write the summary as a Markdown table.", show_default=False),
+        typer.Option("--out-md", help="Write the tables as Markdown.", show_default=False),
     ] = None,
     budget_ms: Annotated[
         float | None,
@@ -64,10 +77,13 @@ def bench(
         ),
     ] = None,
 ) -> None:
-    """Benchmark the scheduler on the named scenarios: for each scenario and policy, over the
-    seeds, the wall time, the tick solve times against the budget, referrals, time in
-    system, waits and peak memory; beside each scenario, the capacity bound (the lowest
-    referral rate any policy could reach)."""
+    """Benchmark the scheduler on the named scenarios: for each scenario and policy, the
+    KPIs (referrals, time in system, waits, occupancy, utilisation) with their 95 %
+    intervals over the replications, and each policy's paired difference with greedy;
+    beside each scenario, the capacity bound (the lowest referral rate any policy could
+    reach), in the long run and in the busiest hour; apart, the scheduler's own figures
+    (tick solve times against the budget, wall time, peak memory)."""
+    replications = seeds if seeds is not None else replications
     if budget_ms is not None and not 0 < budget_ms < math.inf:  # NaN too
         raise _fail(f"--budget-ms: expected a number of ms greater than 0, got {budget_ms:g}")
     names = scenario or scenarios.names()
@@ -82,7 +98,7 @@ def bench(
             scenarios.path(name)
     except scenarios.UnknownScenario as exc:
         raise _fail(f"--scenario: {exc}") from None
-    total = len(names) * len(policies) * seeds
+    total = len(names) * len(policies) * replications
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("benchmarking"),
@@ -106,35 +122,53 @@ def bench(
     try:
         with progress:
             result = bench_module.run_bench(
-                names, policies, seeds, hours, jobs, budget_ms, on_done=done
+                names, policies, replications, hours, jobs, budget_ms, on_done=done
             )
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
+    except ConfigError as exc:  # a scenario file that does not load
+        raise _fail(str(exc)) from None
     out = Console()
     if not out.is_terminal:  # a file or a pipe: wide enough for the table on one line
         out = Console(width=180)
-    out.print(summary_table(result))
+    for table in summary_tables(result):
+        out.print(table)
     try:
         if out_json:
             out_json.write_text(json.dumps(result, indent=2) + "\n")
         if out_md:
-            out_md.write_text(bench_module.to_markdown(result))
+            from scheduler.bench_tables import to_markdown
+
+            out_md.write_text(to_markdown(result))
     except OSError as exc:
         raise _fail(f"{exc.filename}: {exc.strerror}") from None
 
 
-def summary_table(result: dict) -> Table:
-    from scheduler import bench as bench_module
+def summary_tables(result: dict) -> list[Table]:
+    """The KPIs with their intervals and paired differences, the bound beside each
+    scenario; then, apart, the scheduler's own figures."""
+    from scheduler import bench_tables
 
-    settings = result["settings"]
-    table = Table(
-        title=f"hospital bench: {settings['hours']:g} h × seeds 1–{settings['seeds']}, "
-        "mean ±half the seeds' range",
+    headings, groups = bench_tables.kpi_table(result)
+    kpis = Table(
+        title=f"hospital bench: {bench_tables.replications_text(result)} each; mean ± 95 % "
+        "interval half-width; paired difference: mean [95 % interval]",
         title_justify="left",
     )
-    headings, rows = bench_module.compact_rows(result)
     for n, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if n < 2 else "right", overflow="fold")
+        kpis.add_column(heading, justify="left" if n < 2 else "right", overflow="fold")
+    for scenario, rows in groups:
+        long_run, hour, busiest = bench_tables.capacity_cells(result["capacity"][scenario])
+        label = [scenario, f"min referred {long_run}", f"busiest hour {hour}: {busiest}"]
+        for n, row in enumerate(rows):
+            kpis.add_row(label[n] if n < len(label) else "", *row, end_section=n == len(rows) - 1)
+    headings, rows = bench_tables.developer_compact(result)
+    developer = Table(
+        title="the scheduler's own figures (means)",
+        title_justify="left",
+    )
+    for n, heading in enumerate(headings):
+        developer.add_column(heading, justify="left" if n < 2 else "right", overflow="fold")
     for row in rows:
-        table.add_row(*row)
-    return table
+        developer.add_row(*row)
+    return [kpis, developer]

@@ -176,6 +176,7 @@ class LiveProjection(Projection):
         self.occupied_ms = kpi.occupied_ms
         self.admitted_ms = dict(kpi.admitted_ms)
         self.escalations = dict(kpi.sla_breaches)
+        self.hours = kpi.hours.copy()
         solve_ms = kpi.solve_ms
         if len(solve_ms) > self._solved:
             observe = self.solve.observe

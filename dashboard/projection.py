@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler.hours import ByHour
 from scheduler.layout import ROLE_OF_KIND, STEP_OF_KIND  # the vocabulary of task kinds
 
 ROLES = ("porter", "medical", "cleaner")
@@ -145,6 +146,10 @@ class Projection:
         self.series: list[dict[str, Any]] = []  # a point each `sample_ms` (see `_sample`)
         self.hourly: dict[int, Tally] = {}  # hour -> arrivals, admitted, referred
         self._hour_span: tuple[int, int, Tally] = (0, -1, {})  # (from, to] in ms, its counts
+        # by hour of the day: arrivals and referrals (by the arrival when the inbound events
+        # are at hand, else by the tick that decided them), waits (by the task's creation),
+        # occupancy
+        self.hours = ByHour(ROLES)
         self.staff_log: list[tuple[str, str, str, int, int]] = []  # staff, kind, room, from, to
         self.keep_staff_log = False
         self.lag: dict[str, int] = {}  # distributed mode: consumer lag
@@ -313,6 +318,7 @@ class Projection:
         hour = self._hour()
         hour["arrivals"] += 1
         hour["admitted"] += 1
+        self.hours.arrived(self.created_hint.get(("escort_in", d.patient_id), d.time_ms))
         self.admitted_ms[d.patient_id] = d.time_ms
         room = self._room(d.room_id)
         room.state, room.patient_id = "booked", d.patient_id
@@ -323,14 +329,18 @@ class Projection:
         hour = self._hour()
         hour["arrivals"] += 1
         hour["referred"] += 1
-        self.created_hint.pop(("escort_in", d.patient_id), None)
+        arrived = self.created_hint.pop(("escort_in", d.patient_id), d.time_ms)
+        self.hours.arrived(arrived)
+        self.hours.referred(arrived)
 
     def _discharged(self, d: Any) -> None:
         self.counts["discharged"] += 1
         self.counts["in_rooms"] -= 1
         self._hour()["discharged"] += 1
         left_ms = self._complete(self.current.pop(d.patient_id, None))
-        self.occupied_ms += left_ms - self.admitted_ms.pop(d.patient_id, left_ms)
+        admitted = self.admitted_ms.pop(d.patient_id, left_ms)
+        self.occupied_ms += left_ms - admitted
+        self.hours.occupy(admitted, left_ms)
         room = self._room(d.room_id)
         room.state, room.patient_id = "dirty", None
 
@@ -386,6 +396,7 @@ class Projection:
         task.staff_id, task.dispatched_ms = d.staff_id, time_ms
         waits, wait = self.waits_ms[role], time_ms - task.created_ms
         waits[wait] = waits.get(wait, 0) + 1
+        self.hours.waited(role, task.created_ms, wait)
         cleaning = role == "cleaner"  # a cleaning is the room's task, not a patient's
         self.current[d.room_id if cleaning else d.patient_id] = task_id
         staff = self.staff.get(d.staff_id)
@@ -546,4 +557,10 @@ class Projection:
                 "hourly": [
                     {"hour": h, **{k: c[k] for k in HOURLY}} for h, c in sorted(self.hourly.items())
                 ],
+                "by_hour": self.by_hour(),
             }
+
+    def by_hour(self) -> list[dict[str, Any]]:
+        """The figures by hour of the day (`scheduler.hours`), as the KPI report's `by_hour`
+        has them when the inbound events are at hand (call with the lock held)."""
+        return self.hours.figures(self.time_ms, len(self.rooms), self.admitted_ms.values())

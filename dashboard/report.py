@@ -19,6 +19,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
 
 from dashboard.projection import ROLES, Projection
 from dashboard.sources import group_ticks, parse
@@ -253,7 +254,64 @@ def plot_timeline(run: RunData) -> go.Figure:
     return fig
 
 
+def plot_by_hour(runs: list[RunData]) -> go.Figure:
+    """Referral rate and mean waits by hour of the simulated day (days pooled), every run
+    on the same axes: solid for the first, dashed for the second."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("referral rate", "mean wait of the tasks created in the hour"),
+    )
+    for n, run in enumerate(runs):
+        with run.projection.lock:
+            hours = run.projection.by_hour()
+        x = [h["hour"] for h in hours]
+        label = f"{run.label}: " if len(runs) > 1 else ""
+        dash = "solid" if n == 0 else "dash"
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[h["referral_rate"] for h in hours],
+                name=f"{label}referral rate",
+                mode="lines+markers",
+                line={"color": "#c62828", "dash": dash},
+            ),
+            row=1,
+            col=1,
+        )
+        for role in ROLES:
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[h["wait_s"][role]["mean"] for h in hours],
+                    name=f"{label}{role} wait",
+                    mode="lines+markers",
+                    line={"color": COLOURS[role], "dash": dash},
+                ),
+                row=2,
+                col=1,
+            )
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="s", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(range=[-0.5, 23.5], dtick=1, row=2, col=1)
+    title = "By hour of the simulated day (days pooled)"
+    if len(runs) > 1:
+        title += ": " + " solid, ".join(r.label for r in runs) + " dashed"
+    _layout(fig, title, "", "")
+    fig.update_xaxes(title_text="hour of day", row=2, col=1)
+    fig.update_layout(
+        height=600,
+        margin={"b": 110},
+        legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"},
+    )
+    return fig
+
+
 PLOTS = (plot_hourly, plot_occupancy, plot_waiting, plot_waits, plot_utilisation, plot_timeline)
+# Plots of every run at once, on the same axes (after the first of PLOTS).
+COMBINED_PLOTS = (plot_by_hour,)
 
 # --- the page --------------------------------------------------------------------------
 
@@ -341,6 +399,19 @@ def meta_table(run: RunData) -> str:
     )
 
 
+def _combined(plot: Any, runs: list[RunData]) -> str:
+    """A plot of every run at once, the page's width (its div: `plot-<name>`)."""
+    name = plot.__name__.removeprefix("plot_").replace("_", "-")
+    div = pio.to_html(
+        plot(runs),
+        include_plotlyjs=False,
+        full_html=False,
+        div_id=f"plot-{name}",
+        config={"displaylogo": False, "toImageButtonOptions": {"format": "png"}},
+    )
+    return f"<section class='plot'>{div}</section>"
+
+
 def render(runs: list[RunData], title: str | None = None) -> str:
     """The report as one HTML document: plotly.js inline, every plot a div."""
     cols = len(runs)
@@ -373,6 +444,8 @@ def render(runs: list[RunData], title: str | None = None) -> str:
             + "".join(f"<div>{c}</div>" for c in cells)
             + "</section>"
         )
+        if n == 0:
+            parts += [_combined(plot, runs) for plot in COMBINED_PLOTS]
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style>"

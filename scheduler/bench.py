@@ -1,14 +1,18 @@
-"""`hospital bench`: the named scenarios × policies × seeds, measured.
+"""`hospital bench`: the named scenarios × policies × replications, measured.
 
-Each job (one scenario, one policy, one seed of the arrival process) runs in a fresh process,
-so that its peak memory is its own; `run_bench` runs them (several at once with
-`processes`), then `summarise` aggregates them per (scenario, policy) over the seeds: the
-mean with the smallest and largest value, to show the seeds' noise. Beside each scenario,
-its capacity bound (`scheduler.capacity`): the lowest referral rate any policy could reach.
+Each job (one scenario, one policy, one replication: seed N of the arrival process) runs in
+a fresh process, so that its peak memory is its own; `run_bench` runs them (several at once
+with `processes`), then aggregates them over the replications (`scheduler.confidence`):
+per (scenario, policy) each figure's mean with a 95 % Student t interval (`summarise`);
+per scenario each KPI's *paired* difference between a policy and greedy, seed by seed
+(`differences`: the policies' runs of one seed see the same patients, so the pairs cancel
+the seeds' noise); and the KPIs by hour of the simulated day (`summarise_by_hour`). Beside
+each scenario, its capacity bound (`scheduler.capacity`): the lowest referral rate any
+policy could reach, in the long run and hour by hour.
 
-    from scheduler import bench
-    result = bench.run_bench(["ward"], ["cpsat", "greedy"], seeds=3, hours=1.0)
-    print(bench.to_markdown(result))
+    from scheduler import bench, bench_tables
+    result = bench.run_bench(["ward"], ["cpsat", "greedy"], replications=5, hours=1.0)
+    print(bench_tables.to_markdown(result))   # scheduler/bench_tables.py
 """
 
 from __future__ import annotations
@@ -18,25 +22,35 @@ import multiprocessing
 import os
 import platform
 import resource
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from scheduler import scenarios
-from scheduler.capacity import capacity_bound
+from scheduler.capacity import capacity_bound, hourly_bounds
+from scheduler.confidence import paired_difference, t_interval, welch_difference
 from scheduler.kpi import ROLES
 
 POLICIES = ("cpsat", "greedy")
+BASELINE = "greedy"  # the policy the others are compared with, seed by seed
 
 # The figures aggregated per (scenario, policy): key in a job's record, heading, format.
-METRICS: tuple[tuple[str, str, str], ...] = (
+# The hospital's KPIs, what an analyst compares policies by (and their paired differences):
+KPI_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("arrivals", "arrivals", "{:.1f}"),
     ("referral_rate", "referred", "{:.2%}"),
     ("mean_time_in_system_s", "time in system s", "{:.1f}"),
-    ("wait_porter_s", "wait porter s", "{:.1f}"),
-    ("wait_medical_s", "wait medical s", "{:.1f}"),
-    ("wait_cleaner_s", "wait cleaner s", "{:.1f}"),
+    ("wait_porter_s", "wait porter s", "{:.2f}"),
+    ("wait_medical_s", "wait medical s", "{:.2f}"),
+    ("wait_cleaner_s", "wait cleaner s", "{:.2f}"),
+    ("room_occupancy", "room occupancy", "{:.1%}"),
+    ("utilisation_porter", "porters busy", "{:.1%}"),
+    ("utilisation_medical", "medical staff busy", "{:.1%}"),
+    ("utilisation_cleaner", "cleaners busy", "{:.1%}"),
+)
+# ... and the scheduler's own figures, for its developers:
+DEVELOPER_METRICS: tuple[tuple[str, str, str], ...] = (
     ("first_tick_ms", "first tick ms", "{:.2f}"),
     ("solve_p50_ms", "tick p50 ms", "{:.2f}"),
     ("solve_p95_ms", "tick p95 ms", "{:.2f}"),
@@ -46,6 +60,14 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("worst_gap", "worst gap", "{:.3g}"),
     ("wall_s", "wall s", "{:.1f}"),
     ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+)
+METRICS = KPI_METRICS + DEVELOPER_METRICS
+# The KPIs by hour of the day (`by_hour` of the KPI report), aggregated the same way.
+HOUR_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("arrivals", "arrivals", "{:.1f}"),
+    ("referral_rate", "referred", "{:.2%}"),
+    *((f"wait_{role}_s", f"wait {role} s", "{:.2f}") for role in ROLES),
+    ("room_occupancy", "room occupancy", "{:.1%}"),
 )
 
 
@@ -61,15 +83,17 @@ class Job:
 def jobs_for(
     names: Iterable[str],
     policies: Iterable[str],
-    seeds: int,
+    replications: int,
     hours: float,
     budget_ms: float | None = None,
 ) -> list[Job]:
+    """Every scenario × policy × replication; replication N is seed N for every policy, so
+    that the policies' runs pair up (the same patients, the same treatments)."""
     return [
         Job(name, policy, seed, hours, budget_ms)
         for name in names
         for policy in policies
-        for seed in range(1, seeds + 1)
+        for seed in range(1, replications + 1)
     ]
 
 
@@ -111,7 +135,9 @@ def run_job(job: Job) -> dict[str, Any]:
         "mean_time_in_system_s": report["mean_length_of_stay_s"],
         **{f"wait_{role}_s": report["wait_s"][role]["mean"] for role in ROLES},
         "utilisation": report["utilisation"],
+        **{f"utilisation_{role}": report["utilisation"].get(role, 0.0) for role in ROLES},
         "room_occupancy": report["room_occupancy"],
+        "by_hour": [_hour_record(hour) for hour in report["by_hour"]],
         "ticks": report["ticks"],
         "ticks_solved": solved,
         "first_tick_ms": round(seen["first"] or 0.0, 3),
@@ -125,6 +151,18 @@ def run_job(job: Job) -> dict[str, Any]:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     return record
+
+
+def _hour_record(hour: dict[str, Any]) -> dict[str, Any]:
+    """One hour of the day of a job's `by_hour`, flat as `HOUR_METRICS` reads it."""
+    return {
+        "hour": hour["hour"],
+        "arrivals": hour["arrivals"],
+        "referred": hour["referred"],
+        "referral_rate": hour["referral_rate"],
+        **{f"wait_{role}_s": hour["wait_s"][role]["mean"] for role in ROLES},
+        "room_occupancy": hour["room_occupancy"],
+    }
 
 
 def run_jobs(
@@ -147,27 +185,86 @@ def run_jobs(
     return records
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+def stats(values: list[float]) -> dict[str, Any]:
+    """Mean, 95 % interval (None with one value), smallest and largest of a figure."""
+    interval = t_interval(values)
+    return {**interval.as_dict(), "min": min(values), "max": max(values)}
 
 
-def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (scenario, policy), in the order first seen: each metric's mean, min and max over
-    the seeds."""
+def _groups(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The records per (scenario, policy), in the order first seen."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["scenario"], record["policy"]), []).append(record)
+    return groups
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (scenario, policy), in the order first seen: each metric's mean, 95 % interval,
+    min and max over the replications."""
     summary = []
-    for (scenario, policy), group in groups.items():
+    for (scenario, policy), group in _groups(records).items():
         row: dict[str, Any] = {
             "scenario": scenario,
             "policy": policy,
             "seeds": sorted(r["seed"] for r in group),
+            "replications": len(group),
         }
         for key, _, _ in METRICS:
-            row[key] = _stats([float(r[key]) for r in group])
+            row[key] = stats([float(r[key]) for r in group])
         summary.append(row)
     return summary
+
+
+def differences(records: list[dict[str, Any]], baseline: str = BASELINE) -> list[dict[str, Any]]:
+    """Per scenario, each other policy against `baseline`: each KPI's mean difference
+    (policy - baseline) over the seeds both ran, with its paired 95 % interval; beside it
+    (`unpaired_half_width`), the half-width Welch's interval would have had, taking the
+    runs apart."""
+    groups = _groups(records)
+    out = []
+    for (scenario, policy), group in groups.items():
+        base = groups.get((scenario, baseline))
+        if policy == baseline or base is None:
+            continue
+        seeds = sorted({r["seed"] for r in group} & {r["seed"] for r in base})
+        if not seeds:
+            continue
+        row: dict[str, Any] = {
+            "scenario": scenario,
+            "policy": policy,
+            "baseline": baseline,
+            "seeds": seeds,
+        }
+        for key, _, _ in KPI_METRICS:
+            mine = {r["seed"]: float(r[key]) for r in group if r["seed"] in seeds}
+            theirs = {r["seed"]: float(r[key]) for r in base if r["seed"] in seeds}
+            paired = paired_difference(mine, theirs)
+            apart = welch_difference(list(mine.values()), list(theirs.values()))
+            row[key] = {**paired.as_dict(), "unpaired_half_width": apart.half_width}
+        out.append(row)
+    return out
+
+
+def summarise_by_hour(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (scenario, policy, hour of the day) the jobs reached: each `HOUR_METRICS`
+    figure's mean and 95 % interval over the replications."""
+    out = []
+    for (scenario, policy), group in _groups(records).items():
+        by_hour: dict[int, list[dict[str, Any]]] = {}
+        for record in group:
+            for hour in record.get("by_hour", ()):
+                by_hour.setdefault(hour["hour"], []).append(hour)
+        for hour, rows in sorted(by_hour.items()):
+            out.append(
+                {
+                    "scenario": scenario,
+                    "policy": policy,
+                    "hour": hour,
+                    **{key: stats([float(r[key]) for r in rows]) for key, _, _ in HOUR_METRICS},
+                }
+            )
+    return out
 
 
 def machine() -> dict[str, Any]:
@@ -194,125 +291,56 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def capacities(names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    return {name: capacity_bound(scenarios.load(name)).as_dict() for name in names}
+def capacities(names: Iterable[str], hours: float = 1.0) -> dict[str, dict[str, Any]]:
+    """Each scenario's capacity bound, in the long run and for each hour of the day that a
+    run of `hours` reaches (`by_hour`), with the busiest of those hours apart."""
+    out = {}
+    for name in names:
+        config = scenarios.load(name)
+        bound = capacity_bound(config)
+        by_hour = hourly_bounds(config, round(hours * 3_600_000), bound)
+        busiest = max(by_hour, key=lambda h: h.arrivals_per_hour, default=None)
+        out[name] = {
+            **bound.as_dict(),
+            "by_hour": [h.as_dict() for h in by_hour],
+            "busiest_hour": busiest.as_dict() if busiest else None,
+        }
+    return out
 
 
 def run_bench(
     names: list[str],
     policies: list[str],
-    seeds: int = 3,
+    replications: int = 5,
     hours: float = 1.0,
     processes: int = 1,
     budget_ms: float | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """The whole benchmark as data: settings, machine, capacity bounds, jobs and summary."""
+    """The whole benchmark as data: settings, machine, capacity bounds, jobs, and their
+    summary, paired differences and figures by hour of the day."""
     for name in names:
         scenarios.path(name)  # an unknown name fails before any job starts
-    jobs = jobs_for(names, policies, seeds, hours, budget_ms)
+    capacity = capacities(names, hours)  # a bad scenario file fails before any job too
+    jobs = jobs_for(names, policies, replications, hours, budget_ms)
     started = time.perf_counter()
     records = run_jobs(jobs, processes, on_done)
     return {
         "settings": {
             "scenarios": names,
             "policies": policies,
-            "seeds": seeds,
+            "replications": replications,
+            "seeds": replications,  # the same: replication N is seed N
+            "level": 0.95,
             "hours": hours,
             "processes": processes,
             "budget_ms": budget_ms,
         },
         "machine": machine(),
         "wall_s": round(time.perf_counter() - started, 3),
-        "capacity": capacities(names),
+        "capacity": capacity,
         "summary": summarise(records),
+        "differences": differences(records),
+        "by_hour": summarise_by_hour(records),
         "jobs": records,
     }
-
-
-def cell(stats: dict[str, float], fmt: str) -> str:
-    """'mean (min–max)', or the mean alone when every seed gave the same."""
-    mean = fmt.format(stats["mean"])
-    low, high = fmt.format(stats["min"]), fmt.format(stats["max"])
-    return mean if low == high else f"{mean} ({low}–{high})"
-
-
-def table_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The headings and rows shown in the terminal and in the Markdown table."""
-    headings = ["scenario", "policy", "min referred (bound)"] + [h for _, h, _ in METRICS]
-    rows = []
-    for row in result["summary"]:
-        bound = result["capacity"][row["scenario"]]
-        rows.append(
-            [
-                row["scenario"],
-                row["policy"],
-                f"{bound['min_referral_rate']:.2%} ({bound['bottleneck']})",
-            ]
-            + [cell(row[key], fmt) for key, _, fmt in METRICS]
-        )
-    return headings, rows
-
-
-def _spread(stats: dict[str, float], fmt: str) -> str:
-    """'mean ±half the min–max range' (the range alone is in the Markdown and the JSON)."""
-    half = (stats["max"] - stats["min"]) / 2
-    mean = fmt.format(stats["mean"])
-    spread = fmt.format(half).rstrip("%")
-    return mean if fmt.format(half) == fmt.format(0) else f"{mean} ±{spread}"
-
-
-def compact_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The same figures folded into fewer columns, for a terminal: means, ± half the range
-    over the seeds on the quality figures."""
-    headings = [
-        "scenario",
-        "policy",
-        "min referred",
-        "referred",
-        "in system s",
-        "wait s porter/medical/cleaner",
-        "first tick ms",
-        "tick ms p50/p95/max",
-        "over budget",
-        "limited / gap",
-        "wall s",
-        "RSS MB",
-    ]
-    rows = []
-    for row in result["summary"]:
-        bound = result["capacity"][row["scenario"]]
-        mean = {key: row[key]["mean"] for key, _, _ in METRICS}
-        rows.append(
-            [
-                row["scenario"],
-                row["policy"],
-                f"{bound['min_referral_rate']:.1%}",
-                _spread(row["referral_rate"], "{:.1%}"),
-                _spread(row["mean_time_in_system_s"], "{:.1f}"),
-                "/".join(f"{mean[f'wait_{role}_s']:.1f}" for role in ROLES),
-                f"{mean['first_tick_ms']:.2f}",
-                f"{mean['solve_p50_ms']:.2f}/{mean['solve_p95_ms']:.2f}/{mean['solve_max_ms']:.1f}",
-                f"{mean['ticks_over_budget']:.0f}",
-                f"{mean['limited_share']:.1%} / {mean['worst_gap']:.2g}",
-                f"{mean['wall_s']:.1f}",
-                f"{mean['peak_rss_mb']:.0f}",
-            ]
-        )
-    return headings, rows
-
-
-def to_markdown(result: dict[str, Any]) -> str:
-    headings, rows = table_rows(result)
-    settings, host = result["settings"], result["machine"]
-    lines = [
-        f"Seeds 1–{settings['seeds']}, {settings['hours']:g} simulated hour(s) each; "
-        f"mean (min–max) over the seeds. Machine: {host.get('processor', '?')}, "
-        f"{host.get('cpus', '?')} CPUs, Python {host.get('python', '?')}, "
-        f"OR-tools {host.get('ortools', '?')}.",
-        "",
-        "| " + " | ".join(headings) + " |",
-        "|" + "|".join("---" for _ in headings) + "|",
-    ]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"

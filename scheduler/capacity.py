@@ -23,6 +23,18 @@ cleaning. Waiting and the tick's granularity are ignored, so no policy can admit
 rate is the long-run mean; with a `profile` of arrivals that is a floor still (an hour
 above the bound refers at least its excess), if a loose one: the bound by hour of day is
 where such a profile shows its peaks.
+
+**By hour of day** (`hourly_bounds`): the same LP at each hour's rate. Its feasible set
+holds 0 and shrinks nothing when scaled down, so its optimum under an arrival cap is the
+smaller of the cap and `staff_rate`: an hour of `a` arrivals an hour refers at least
+1 - 3600 * staff_rate / a of them, in the fluid sense. With `day_factors`, hour h of day d
+has its own rate (`rates_per_hour[h] * day_factors[d]`); the KPI report pools the days of a
+run by hour of day, and so does the bound: the mean of the bounds of each day's hour h that
+the run reaches, weighted by their expected arrivals (a floor on the pooled referral rate).
+Each hour's bound is a bound of the long run at that hour's rate, not of the hour itself:
+an hour starts with the patients the hour before left in the rooms and queues, so a busy
+hour that follows a quiet one can refer fewer than its bound (its rooms start free), and
+the hour after a busy one more.
 """
 
 from __future__ import annotations
@@ -33,7 +45,8 @@ import numpy as np
 from scipy.optimize import linprog
 
 from scheduler.config import Config, staff_roster
-from scheduler.demand import mean_arrival_rate_per_s, mean_treatment_s
+from scheduler.demand import arrival_profile, mean_arrival_rate_per_s, mean_treatment_s
+from scheduler.hours import HOUR_MS, HOURS
 from scheduler.layout import ENTRANCE, Layout
 
 ROLES = ("porter", "medical", "cleaner")
@@ -165,3 +178,54 @@ def capacity_bound(config: Config) -> CapacityBound:
     bottleneck = max(use, key=lambda k: (use[k], k == "rooms"))
     min_referral = max(0.0, 1.0 - max_rate / arrival_rate)
     return CapacityBound(arrival_rate, max_rate, staff_rate, min_referral, bottleneck, use)
+
+
+@dataclass(frozen=True)
+class HourBound:
+    """The capacity bound of one hour of the day, the run's days pooled."""
+
+    hour: int  # of the day, 0-23
+    arrivals_per_hour: float  # expected, the mean over the run's instances of this hour
+    min_referral_rate: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "hour": self.hour,
+            "arrivals_per_hour": round(self.arrivals_per_hour, 3),
+            "min_referral_rate": round(self.min_referral_rate, 6),
+        }
+
+
+def referral_floor(staff_rate: float, arrivals_per_hour: float) -> float:
+    """The capacity LP's lowest referral rate at an arrival rate, once its staff rate (the
+    admissions a second it allows without an arrival cap) is known."""
+    if arrivals_per_hour <= 0:
+        return 0.0
+    return max(0.0, 1.0 - staff_rate * 3600 / arrivals_per_hour)
+
+
+def hourly_bounds(
+    config: Config, duration_ms: int, bound: CapacityBound | None = None
+) -> list[HourBound]:
+    """The bound of each hour of the day that a run of `duration_ms` reaches (see the
+    module's docstring), in order of the hour."""
+    staff_rate = (bound or capacity_bound(config)).staff_rate
+    profile = arrival_profile(config)
+    flat = 3600 / config.arrivals.interval_s if profile is None else 0.0
+    expected, covered, floors = [0.0] * HOURS, [0.0] * HOURS, [0.0] * HOURS
+    for k in range(-(-max(duration_ms, 0) // HOUR_MS)):  # each hour of the run, whole or not
+        share = min(HOUR_MS, duration_ms - k * HOUR_MS) / HOUR_MS
+        rate = flat if profile is None else profile.hourly[k % len(profile.hourly)]
+        hour = k % HOURS
+        expected[hour] += rate * share
+        covered[hour] += share
+        floors[hour] += rate * share * referral_floor(staff_rate, rate)
+    return [
+        HourBound(
+            hour,
+            expected[hour] / covered[hour],
+            floors[hour] / expected[hour] if expected[hour] else 0.0,
+        )
+        for hour in range(HOURS)
+        if covered[hour]
+    ]

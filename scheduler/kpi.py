@@ -14,6 +14,7 @@ from typing import Any
 
 from scheduler import events as ev
 from scheduler.engine import TickResult
+from scheduler.hours import ByHour
 from scheduler.layout import NEXT_KIND, ROLE_OF_KIND, step
 
 ROLES = ("porter", "medical", "cleaner")
@@ -69,6 +70,9 @@ class KpiCollector:
         self.by_acuity: dict[int, Counter[str]] = defaultdict(Counter)
         self.acuity_waits: dict[tuple[int, str], Counter[int]] = defaultdict(Counter)
         self.sla_breaches: Counter[str] = Counter()
+        # By hour of the simulated day: arrivals and referrals (by the arrival), waits (by
+        # the task's creation), occupancy.
+        self.hours = ByHour(ROLES)
 
     def collect(self, result: TickResult) -> None:
         self.counts["ticks"] += 1
@@ -88,6 +92,7 @@ class KpiCollector:
             self.acuity[event.patient_id] = event.acuity
             self.by_acuity[event.acuity]["arrivals"] += 1
             self.arrived_ms[event.patient_id] = event.time_ms
+            self.hours.arrived(event.time_ms)
             self.created_ms["escort_in", event.patient_id] = event.time_ms
             return
         assert isinstance(event, ev.COMPLETIONS)  # the other inbound events close a task
@@ -98,7 +103,9 @@ class KpiCollector:
         if kind == "escort_out":
             self.stays_sum_ms += event.time_ms - self.arrived_ms.pop(patient_id)
             self.stays += 1
-            self.occupied_ms += event.time_ms - self.admitted_ms.pop(patient_id)
+            admitted = self.admitted_ms.pop(patient_id)
+            self.occupied_ms += event.time_ms - admitted
+            self.hours.occupy(admitted, event.time_ms)
         if kind in NEXT_KIND:
             self.created_ms[NEXT_KIND[kind], patient_id] = event.time_ms
 
@@ -108,7 +115,8 @@ class KpiCollector:
             self.admitted_ms[decision.patient_id] = decision.time_ms
         elif isinstance(decision, ev.PatientReferred):
             self.counts["referred"] += 1
-            self.arrived_ms.pop(decision.patient_id, None)
+            arrived = self.arrived_ms.pop(decision.patient_id, None)
+            self.hours.referred(decision.time_ms if arrived is None else arrived)
             self.by_acuity[self.acuity.pop(decision.patient_id, 3)]["referred"] += 1
         elif isinstance(decision, ev.PatientDischarged):
             self.counts["discharged"] += 1
@@ -127,6 +135,7 @@ class KpiCollector:
                 if role == "medical":
                     self.acuity_waits[level, "medical"][wait] += 1
             self.waits_ms[role][wait] += 1
+            self.hours.waited(role, created, wait)
             totals = self.wait_totals[role]
             totals[0] += wait
             totals[1] += 1
@@ -204,6 +213,7 @@ class KpiCollector:
                 str(level): self._acuity_figures(level) for level in sorted(self.by_acuity)
             },
             "sla_breaches": dict(sorted(self.sla_breaches.items())),
+            "by_hour": self.hours.figures(end_ms, self.rooms, self.admitted_ms.values()),
         }
         report.update(extra or {})
         return report

@@ -2,8 +2,10 @@
 // snapshot (rooms, staff, waiting lists, tiles) and the time-series points since the last.
 "use strict";
 const ROLES = ["porter", "medical", "cleaner"];
+const ROLE_COLOURS = { porter: "#1f77b4", medical: "#ff7f0e", cleaner: "#2ca02c" };  // plotly's first three
 const series = [];          // every time-series point received
 let hourly = [];
+let byHour = [];           // figures by hour of the simulated day (0-23, days pooled)
 let lastChart = 0;
 let chartsDrawn = false;
 
@@ -71,6 +73,14 @@ function drawCharts(force) {
     { ...LAYOUT, title: { text: "Waiting lists", y: 0.97 }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
   Plotly.react("chart-hourly", ["admitted", "referred"].map((k) => ({ x: hourly.map((h) => h.hour), y: hourly.map((h) => h[k]), name: k, type: "bar" })),
     { ...LAYOUT, barmode: "stack", title: { text: "Arrivals per hour", y: 0.97 }, xaxis: { title: { text: "hour" } } }, { displayModeBar: false });
+  const hod = byHour.map((h) => h.hour);
+  Plotly.react("chart-by-hour", [
+    { x: hod, y: byHour.map((h) => h.referral_rate), name: "referral rate", type: "bar", marker: { color: "#c62828", opacity: 0.5 } },
+    ...ROLES.map((r) => ({ x: hod, y: byHour.map((h) => h.wait_s[r].mean), name: r + " wait", mode: "lines+markers", yaxis: "y2", line: { color: ROLE_COLOURS[r] } })),
+  ], { ...LAYOUT, margin: { ...LAYOUT.margin, r: 45 }, title: { text: "By hour of day (days pooled)", y: 0.97 },
+       xaxis: { title: { text: "hour of day" }, range: [-0.5, 23.5], dtick: 2 },
+       yaxis: { tickformat: ".0%", rangemode: "tozero" },
+       yaxis2: { title: { text: "mean wait s" }, overlaying: "y", side: "right", rangemode: "tozero" } }, { displayModeBar: false });
   chartsDrawn = true;
   document.body.dataset.charts = String(series.length);
 }
@@ -79,6 +89,7 @@ function onState(snap) {
   if (snap.series_from === 0) series.length = 0;
   if (snap.series_from <= series.length) { series.length = snap.series_from; series.push(...snap.series); }
   hourly = snap.hourly;
+  byHour = snap.by_hour || [];
   $("#run").textContent = [snap.run_id, snap.policy].filter(Boolean).join(" · ");
   $("#clock").textContent = clock(snap.time_s);
   $("#tick").textContent = snap.tick;

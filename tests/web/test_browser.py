@@ -112,10 +112,10 @@ def test_the_dashboard_shows_the_run_and_updates_live(browser):
         wait.until(lambda d: int(text(d, "[data-tile=arrivals]")) > first_arrivals)
         assert browser.execute_script("return window.loadedMarker") == "same page"
         assert text(browser, "#status") == "live"
-        for chart in ("chart-occupancy", "chart-waiting", "chart-hourly"):
+        for chart in ("chart-occupancy", "chart-waiting", "chart-hourly", "chart-by-hour"):
             wait.until(lambda d, chart=chart: count(d, f"#{chart} .main-svg") > 0)
         wait.until(lambda d: int(attributes(d, "body", "data-charts")[0] or 0) >= 10)
-        screenshot(browser, "dashboard", docs="dashboard.png", height=1000)
+        screenshot(browser, "dashboard", docs="dashboard.png", height=1300)
 
 
 def test_the_dashboard_stays_responsive_with_200_rooms(browser):
@@ -154,7 +154,7 @@ def test_a_report_renders_its_plots(browser, tmp_path):
         path = tmp_path / f"{name}.html"
         path.write_text(page)
         browser.get(path.as_uri())
-        wanted = 6 * (1 if name == "report" else 2)
+        wanted = 6 * (1 if name == "report" else 2) + 1  # and the plot by hour of day
         WebDriverWait(browser, 60).until(
             lambda d, wanted=wanted: (
                 len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= wanted

@@ -77,6 +77,9 @@ def test_figures_and_metrics_agree_with_the_kpi_report():
     ):
         assert tiles[key] == report[key], key
     assert tiles["wait_mean_s"] == {r: w["mean"] for r, w in report["wait_s"].items()}
+    # by hour of the day (the run crosses no midnight here; tests/unit/test_by_hour.py does)
+    assert p.by_hour() == report["by_hour"] == p.snapshot()["by_hour"]
+    assert [h["hour"] for h in report["by_hour"]] == [0, 1]
 
     text = render(registry_for(p)).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -201,6 +204,7 @@ def test_the_live_projection_equals_the_decisions_projection(config_name):
         assert live.hourly == folded.hourly
         assert sorted(live.hourly) == [0, 1]
         assert live.waits_ms == folded.waits_ms
+        assert live.by_hour() == folded.by_hour() == report["by_hour"]
     assert live.tiles()["arrivals"] == report["arrivals"] > 0
     assert render(registry_for(live)) == render(registry_for(folded))
 

@@ -74,6 +74,7 @@ def test_report_figures_are_the_kpi_report(runs, tmp_path):
     assert "<script src=" not in page and "<link" not in page
     assert "Plotly.newPlot" in page
     assert len(re.findall(r'id="plot-\d+-0"', page)) == 6
+    assert page.count('id="plot-by-hour"') == 1
 
 
 def test_compare_puts_two_runs_side_by_side(runs, tmp_path):
@@ -112,6 +113,9 @@ def test_compare_puts_two_runs_side_by_side(runs, tmp_path):
     )
     assert len(re.findall(r'id="plot-\d+-1"', page)) == 6
     assert ">greedy<" in page and ">cpsat<" in page
+    # by hour of the day: one plot, the two runs overlaid
+    assert page.count('id="plot-by-hour"') == 1
+    assert '"name":"cpsat: referral rate"' in page and '"name":"greedy: medical wait"' in page
 
 
 def test_a_report_from_decisions_alone_counts_exactly(runs, tmp_path):
