@@ -48,7 +48,8 @@ def clinical(draw, floors: list[str], rooms_per_floor: int, staff: dict[str, int
         start = draw(st.integers(0, 3))
         roster.append(
             f"{staff_id} 00:0{start}-00:0{start + draw(st.integers(1, 4))}"
-            + (" break 00:00:10-00:00:40" if draw(st.booleans()) else "")
+            # a break within the shift: the roster refuses one outside it
+            + (f" break 00:0{start}:10-00:0{start}:40" if draw(st.booleans()) else "")
         )
     return {
         "hospital": {
