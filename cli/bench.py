@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +30,8 @@ def bench(
         typer.Option(
             "--scenario",
             "-s",
-            help="A scenario of scenarios/ (repeatable; default: all).",
+            help="A scenario of scenarios/ by name, or a config file by its path "
+            "(repeatable; default: every scenario).",
             show_default=False,
         ),
     ] = None,
@@ -67,6 +69,15 @@ def bench(
         Path | None,
         typer.Option("--out-md", help="Write the tables as Markdown.", show_default=False),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="SECTION.KEY=VALUE over every scenario's file, e.g. --set staff.cleaners=8 "
+            "(repeatable; after the HOSPITAL_<SECTION>_<KEY> variables, which apply too).",
+            show_default=False,
+        ),
+    ] = None,
     budget_ms: Annotated[
         float | None,
         typer.Option(
@@ -98,6 +109,10 @@ def bench(
             scenarios.path(name)
     except scenarios.UnknownScenario as exc:
         raise _fail(f"--scenario: {exc}") from None
+    try:
+        overrides = scenarios.overrides(os.environ, set_ or [])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
     total = len(names) * len(policies) * replications
     console = Console(stderr=True)
     progress = Progress(
@@ -122,7 +137,14 @@ def bench(
     try:
         with progress:
             result = bench_module.run_bench(
-                names, policies, replications, hours, jobs, budget_ms, on_done=done
+                names,
+                policies,
+                replications,
+                hours,
+                jobs,
+                budget_ms,
+                on_done=done,
+                overrides=overrides,
             )
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None

@@ -30,6 +30,7 @@ from typing import Any
 from scheduler import scenarios
 from scheduler.capacity import capacity_bound, hourly_bounds
 from scheduler.confidence import paired_difference, t_interval, welch_difference
+from scheduler.config import Config
 from scheduler.kpi import ROLES
 
 POLICIES = ("cpsat", "greedy")
@@ -78,6 +79,13 @@ class Job:
     seed: int
     hours: float
     budget_ms: float | None = None  # None: the scenario's tick length
+    # HOSPITAL_* variables applied over the scenario's file (`scenarios.overrides`)
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def config(self) -> Config:
+        return scenarios.load(self.scenario, dict(self.overrides)).replace(
+            scheduler={"policy": self.policy}
+        )
 
 
 def jobs_for(
@@ -86,11 +94,12 @@ def jobs_for(
     replications: int,
     hours: float,
     budget_ms: float | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> list[Job]:
     """Every scenario × policy × replication; replication N is seed N for every policy, so
     that the policies' runs pair up (the same patients, the same treatments)."""
     return [
-        Job(name, policy, seed, hours, budget_ms)
+        Job(name, policy, seed, hours, budget_ms, tuple(sorted((overrides or {}).items())))
         for name in names
         for policy in policies
         for seed in range(1, replications + 1)
@@ -102,7 +111,7 @@ def run_job(job: Job) -> dict[str, Any]:
     process of its own (the peak RSS is the process's)."""
     from scheduler.runs import simulate_run
 
-    config = scenarios.load(job.scenario).replace(scheduler={"policy": job.policy})
+    config = job.config()
     budget_ms = job.budget_ms if job.budget_ms is not None else config.scheduler.tick_s * 1000
     seen: dict[str, Any] = {"over": 0, "scheduler": None, "first": None}
 
@@ -125,7 +134,7 @@ def run_job(job: Job) -> dict[str, Any]:
     solved = report["ticks_solved"]
     limited = getattr(policy, "limited", 0) or 0
     record = {
-        **asdict(job),
+        **{k: v for k, v in asdict(job).items() if k != "overrides"},  # in the settings
         "budget_ms": budget_ms,
         "wall_s": round(wall_s, 3),
         "arrivals": report["arrivals"],
@@ -291,12 +300,14 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def capacities(names: Iterable[str], hours: float = 1.0) -> dict[str, dict[str, Any]]:
+def capacities(
+    names: Iterable[str], hours: float = 1.0, overrides: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """Each scenario's capacity bound, in the long run and for each hour of the day that a
     run of `hours` reaches (`by_hour`), with the busiest of those hours apart."""
     out = {}
     for name in names:
-        config = scenarios.load(name)
+        config = scenarios.load(name, overrides or {})
         bound = capacity_bound(config)
         by_hour = hourly_bounds(config, round(hours * 3_600_000), bound)
         busiest = max(by_hour, key=lambda h: h.arrivals_per_hour, default=None)
@@ -316,13 +327,15 @@ def run_bench(
     processes: int = 1,
     budget_ms: float | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark as data: settings, machine, capacity bounds, jobs, and their
     summary, paired differences and figures by hour of the day."""
     for name in names:
         scenarios.path(name)  # an unknown name fails before any job starts
-    capacity = capacities(names, hours)  # a bad scenario file fails before any job too
-    jobs = jobs_for(names, policies, replications, hours, budget_ms)
+    # A bad scenario file or override fails before any job too.
+    capacity = capacities(names, hours, overrides)
+    jobs = jobs_for(names, policies, replications, hours, budget_ms, overrides)
     started = time.perf_counter()
     records = run_jobs(jobs, processes, on_done)
     return {
@@ -335,6 +348,7 @@ def run_bench(
             "hours": hours,
             "processes": processes,
             "budget_ms": budget_ms,
+            "overrides": dict(sorted((overrides or {}).items())),
         },
         "machine": machine(),
         "wall_s": round(time.perf_counter() - started, 3),

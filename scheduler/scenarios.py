@@ -4,6 +4,7 @@
     scenarios.names()              # ['default', 'layout', 'ward', 'ward-overload', ...]
     scenarios.load("ward")         # its Config
     scenarios.path("ward")         # .../scenarios/ward.toml
+    scenarios.load("my/dept.toml") # a config file of one's own, by its path
 
 The folder sits beside the `scheduler` package, so it is found from a source checkout and
 from an editable install alike; `HOSPITAL_SCENARIO_DIR` points elsewhere.
@@ -49,6 +50,14 @@ def names() -> list[str]:
 
 
 def path(name: str) -> Path:
+    """The file of a scenario: a name of the folder's, or a config file's own path (one
+    ending in `.toml`, or naming a directory), so that a hospital of one's own is benchmarked
+    as the named ones are."""
+    if name.endswith(".toml") or "/" in name:
+        given = Path(name)
+        if not given.is_file():
+            raise UnknownScenario(f"no config file {name!r}")
+        return given
     candidate = directory() / f"{name}.toml"
     if not candidate.is_file():
         available = ", ".join(names()) or f"none: no *.toml in {directory()}"
@@ -57,6 +66,20 @@ def path(name: str) -> Path:
 
 
 def load(name: str, environ: Mapping[str, str] | None = None) -> Config:
-    """The scenario's config. The environment is not applied unless given: a scenario is the
-    same hospital wherever it runs."""
+    """The scenario's config (a name, or a config file's path). The environment is not
+    applied unless given: a scenario is the same hospital wherever it runs."""
     return config_module.load(path(name), {} if environ is None else environ)
+
+
+def overrides(environ: Mapping[str, str], settings: list[str]) -> dict[str, str]:
+    """The `HOSPITAL_<SECTION>_<KEY>` variables of `environ`, then each `section.key=value`
+    of `settings` as such a variable: what `load` applies over a scenario's file, checked
+    as the config checks any variable."""
+    found = {name: value for name, value in environ.items() if name.startswith("HOSPITAL_")}
+    for setting in settings:
+        key, equals, value = setting.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not (equals and dot and section and name):
+            raise ConfigError(f"--set {setting!r}: expected SECTION.KEY=VALUE")
+        found[f"HOSPITAL_{section}_{name}".upper()] = value.strip()
+    return found

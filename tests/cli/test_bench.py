@@ -195,3 +195,40 @@ def test_the_policies_jobs_share_seeds_and_see_the_same_patients():
     (diff,) = bench.differences(records)
     time_in_system = diff["mean_time_in_system_s"]
     assert time_in_system["half_width"] < time_in_system["unpaired_half_width"] / 2
+
+
+def test_bench_takes_a_config_file_and_the_overrides(tmp_path, monkeypatch):
+    """A hospital of one's own by its path, with the HOSPITAL_* variables and --set over
+    it: each changes what is run (and what the capacity bound is of)."""
+    dept = tmp_path / "dept.toml"
+    dept.write_text("[staff]\ncleaners = 1\n")
+    monkeypatch.setenv("HOSPITAL_STAFF_PORTERS", "3")
+    _, data, _ = run_bench_cli(
+        tmp_path, "--scenario", str(dept), "--policy", "greedy", "--seeds", "1",
+        "--set", "staff.cleaners=4",
+    )  # fmt: skip
+    assert data["settings"]["scenarios"] == ["default", str(dept)]
+    assert data["settings"]["overrides"] == {
+        "HOSPITAL_STAFF_CLEANERS": "4",
+        "HOSPITAL_STAFF_PORTERS": "3",
+    }
+    default, own = data["jobs"]
+    # 4 cleaners instead of 2 (or of the file's 1): the cleaners stop being the bottleneck
+    assert data["capacity"][str(dept)]["min_referral_rate"] < 0.1725
+    assert data["capacity"]["default"]["min_referral_rate"] < 0.1725
+    assert default["referred"] == own["referred"]  # the file changed only what --set sets
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--scenario", "no/such.toml"], "no config file 'no/such.toml'"),
+        (["--set", "staff.cleaners"], "expected SECTION.KEY=VALUE"),
+        (["--set", "staff.cleanerz=3"], "no key 'cleanerz' in [staff]"),
+        (["--set", "staff.cleaners=many"], "expected an integer"),
+    ],
+)
+def test_bench_refuses_a_bad_file_or_override_in_one_line(options, message):
+    result = runner.invoke(app, ["bench", "--hours", "0.01", "--seeds", "1", *options])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
