@@ -193,6 +193,13 @@ def load_config(path: Path | None, policy: str | None = None) -> Config:
         raise fail(f"config: {exc}") from None
 
 
+def warn_about(config: Config, where: str = "config") -> None:
+    """The config's values that load but are most likely a mistake, one line each on
+    stderr (`hospital: warning: ...`): the run goes on."""
+    for text in config_module.warnings(config):
+        typer.echo(one_line(f"hospital: warning: {where}: {text}"), err=True)
+
+
 def sqlite_file_missing(url: str) -> str | None:
     """The file of a SQLite URL when there is no such file (SQLite would create it)."""
     from sqlalchemy.engine import make_url

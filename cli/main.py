@@ -31,6 +31,7 @@ from cli.common import (
     parse_speed,
     service_errors,
     sqlite_file_missing,
+    warn_about,
 )
 from cli.dashboard import dashboard
 from cli.explain import explain
@@ -143,6 +144,7 @@ def run(
             f"{dashboard_port}: expected a port from 0 to 65535", param_hint="--dashboard-port"
         )
     settings = load_config(config, policy)
+    warn_about(settings)
     if kafka if kafka is not None else settings.kafka.enabled:
         if speed_value is None:
             raise fail("the distributed mode runs on the wall clock: give --speed a number")
