@@ -6,20 +6,32 @@
     scenarios.path("ward")         # .../scenarios/ward.toml
     scenarios.load("my/dept.toml") # a config file of one's own, by its path
 
-The folder sits beside the `scheduler` package, so it is found from a source checkout and
-from an editable install alike; `HOSPITAL_SCENARIO_DIR` points elsewhere.
+The folder is the `scenarios` package, whose data the files are: found through
+`importlib.resources` from a source checkout, an editable install or an installed wheel
+alike; `HOSPITAL_SCENARIO_DIR` points elsewhere.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+def _packaged() -> Path:
+    """The `scenarios` package's folder; or, where that package cannot be imported (an
+    editable install made before it was one), the folder beside `scheduler`."""
+    try:
+        return Path(str(resources.files("scenarios")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "scenarios"
+
+
+SCENARIO_DIR = _packaged()
 # The order they are listed and benchmarked in: small to large, each base before its twin.
 ORDER = (
     "default",
