@@ -133,7 +133,7 @@ class LiveProjection(Projection):
         totals = self._totals()
         return {
             "t": self.time_ms / 1000,
-            "occupied": totals["admitted"] - totals["discharged"],
+            "occupied": len(self.kpi.admitted_ms),  # all in rooms, warm-up or not
             "waiting": self._waiting_now(self._hospital),
             "busy": self._busy_now(),
             "referred": totals["referred"],
@@ -167,7 +167,7 @@ class LiveProjection(Projection):
         self._count_hour(totals)
         self.counts.update(
             totals,
-            in_rooms=totals["admitted"] - totals["discharged"],
+            in_rooms=len(kpi.admitted_ms),  # all in rooms, warm-up or not
             rejected=kpi.counts["rejected"],
             duplicates=kpi.counts["duplicates"],
         )
@@ -190,6 +190,10 @@ class LiveProjection(Projection):
         for room in hospital.rooms.values():
             view = self._room(room.room_id)
             view.state, view.patient_id = room.status, room.patient_id
+        self.patients = {
+            patient_id: (patient.acuity, patient.isolation)
+            for patient_id, patient in hospital.patients.items()
+        }
         staff = self.staff
         for member in hospital.staff.values():
             member_view = staff.get(member.staff_id)

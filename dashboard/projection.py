@@ -47,6 +47,7 @@ class RoomView:
     floor: str
     state: str = "free"
     patient_id: str | None = None
+    isolation: bool = False  # a room able to isolate
 
 
 @dataclass(slots=True)
@@ -112,13 +113,24 @@ class Projection:
         sample_ms: int = 10_000,
         policy: str | None = None,
         run_id: str | None = None,
+        label: str | None = None,
+        duration_ms: int | None = None,
+        isolation_rooms: Iterable[str] = (),
     ):
         self.lock = threading.Lock()
         self._rooms0, self._staff0 = tuple(rooms), tuple(staff)
-        self.rooms: dict[str, RoomView] = {r: RoomView(r, floor_of(r)) for r in self._rooms0}
+        self.isolation_rooms = frozenset(isolation_rooms)
+        self.rooms: dict[str, RoomView] = {
+            r: RoomView(r, floor_of(r), isolation=r in self.isolation_rooms) for r in self._rooms0
+        }
         self.staff: dict[str, StaffView] = {s: StaffView(s, role) for s, role in self._staff0}
         self.policy = policy
         self.run_id = run_id
+        self.label = label  # the run's name (`hospital run --label`)
+        self.duration_ms = duration_ms  # how long the run is to last, when known
+        # ESI level and isolation of each patient in the building, when the inbound events
+        # are at hand (the decisions do not say them)
+        self.patients: dict[str, tuple[int, bool]] = {}
         self.tasks: dict[str, TaskView] = {}  # open: waiting or in progress
         self.waiting: dict[str, dict[str, TaskView]] = {role: {} for role in ROLES}
         self.current: dict[str, str] = {}  # patient or room -> task in progress
@@ -160,7 +172,11 @@ class Projection:
         """Forget everything (a new run starts in the database being followed)."""
         with self.lock:
             fresh = Projection(
-                self._rooms0, self._staff0, sample_ms=self.sample_ms, policy=self.policy
+                self._rooms0,
+                self._staff0,
+                sample_ms=self.sample_ms,
+                policy=self.policy,
+                isolation_rooms=self.isolation_rooms,
             )
             lock, version, generation = self.lock, self.version, self.generation
             self.__dict__.update(fresh.__dict__)
@@ -179,7 +195,13 @@ class Projection:
             for floor in config.hospital.floors
             for n in range(1, config.hospital.rooms_per_floor + 1)
         ]
-        return cls(rooms, staff_roster(config), policy=config.scheduler.policy, **kwargs)
+        return cls(
+            rooms,
+            staff_roster(config),
+            policy=config.scheduler.policy,
+            isolation_rooms=config.hospital.isolation_rooms,
+            **kwargs,
+        )
 
     def apply(
         self,
@@ -241,6 +263,7 @@ class Projection:
                 by_type[kind] = by_type.get(kind, 0) + 1
                 if kind == "patient.arrived":  # its escort in waits from now
                     hint["escort_in", event.patient_id] = event.time_ms
+                    self.patients[event.patient_id] = (event.acuity, event.isolation)
                     continue
                 done[event.task_id] = event.time_ms
                 # the task this completion creates, which waits from now
@@ -332,6 +355,7 @@ class Projection:
         arrived = self.created_hint.pop(("escort_in", d.patient_id), d.time_ms)
         self.hours.arrived(arrived)
         self.hours.referred(arrived)
+        self.patients.pop(d.patient_id, None)
 
     def _discharged(self, d: Any) -> None:
         self.counts["discharged"] += 1
@@ -341,6 +365,7 @@ class Projection:
         admitted = self.admitted_ms.pop(d.patient_id, left_ms)
         self.occupied_ms += left_ms - admitted
         self.hours.occupy(admitted, left_ms)
+        self.patients.pop(d.patient_id, None)
         room = self._room(d.room_id)
         room.state, room.patient_id = "dirty", None
 
@@ -502,9 +527,16 @@ class Projection:
         with self.lock:
             now = self.time_ms
             floors: dict[str, list[dict[str, Any]]] = {}
+            esi = self._esi
             for room in self.rooms.values():
                 floors.setdefault(room.floor, []).append(
-                    {"id": room.room_id, "state": room.state, "patient": room.patient_id}
+                    {
+                        "id": room.room_id,
+                        "state": room.state,
+                        "patient": room.patient_id,
+                        "isolation": room.isolation,
+                        **esi(room.patient_id),
+                    }
                 )
             staff = []
             for member in self.staff.values():
@@ -522,6 +554,7 @@ class Projection:
                             "patient": task.patient_id,
                             "room": task.room_id,
                             "for_s": (now - task.dispatched_ms) / 1000,
+                            **esi(task.patient_id),
                         },
                     }
                 )
@@ -535,6 +568,7 @@ class Projection:
                             "patient": t.patient_id,
                             "room": t.room_id,
                             "age_s": (now - t.created_ms) / 1000,
+                            **esi(t.patient_id),
                         }
                         for t in list(tasks.values())[:queue_limit]
                     ],
@@ -543,9 +577,11 @@ class Projection:
             }
             return {
                 "run_id": self.run_id,
+                "label": self.label,
                 "policy": self.policy,
                 "tick": self.tick,
                 "time_s": now / 1000,
+                "duration_s": None if self.duration_ms is None else self.duration_ms / 1000,
                 "finished": self.finished,
                 "version": self.version,
                 "floors": [{"floor": f, "rooms": rs} for f, rs in floors.items()],
@@ -559,6 +595,11 @@ class Projection:
                 ],
                 "by_hour": self.by_hour(),
             }
+
+    def _esi(self, patient_id: str | None) -> dict[str, Any]:
+        """The patient's ESI level and isolation need, when known (call with the lock held)."""
+        known = self.patients.get(patient_id) if patient_id else None
+        return {} if known is None else {"esi": known[0], "isolation_need": known[1]}
 
     def by_hour(self) -> list[dict[str, Any]]:
         """The figures by hour of the day (`scheduler.hours`), as the KPI report's `by_hour`

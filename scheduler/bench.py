@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from scheduler import scenarios
-from scheduler.capacity import capacity_bound, hourly_bounds
+from scheduler.capacity import run_bound
 from scheduler.confidence import paired_difference, t_interval, welch_difference
 from scheduler.config import Config
 from scheduler.kpi import ROLES
@@ -305,18 +305,10 @@ def capacities(
 ) -> dict[str, dict[str, Any]]:
     """Each scenario's capacity bound, in the long run and for each hour of the day that a
     run of `hours` reaches (`by_hour`), with the busiest of those hours apart."""
-    out = {}
-    for name in names:
-        config = scenarios.load(name, overrides or {})
-        bound = capacity_bound(config)
-        by_hour = hourly_bounds(config, round(hours * 3_600_000), bound)
-        busiest = max(by_hour, key=lambda h: h.arrivals_per_hour, default=None)
-        out[name] = {
-            **bound.as_dict(),
-            "by_hour": [h.as_dict() for h in by_hour],
-            "busiest_hour": busiest.as_dict() if busiest else None,
-        }
-    return out
+    return {
+        name: run_bound(scenarios.load(name, overrides or {}), round(hours * 3_600_000))
+        for name in names
+    }
 
 
 def run_bench(

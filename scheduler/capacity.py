@@ -40,6 +40,7 @@ the hour after a busy one more.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linprog
@@ -205,16 +206,19 @@ def referral_floor(staff_rate: float, arrivals_per_hour: float) -> float:
 
 
 def hourly_bounds(
-    config: Config, duration_ms: int, bound: CapacityBound | None = None
+    config: Config, duration_ms: int, bound: CapacityBound | None = None, start_ms: int = 0
 ) -> list[HourBound]:
-    """The bound of each hour of the day that a run of `duration_ms` reaches (see the
-    module's docstring), in order of the hour."""
+    """The bound of each hour of the day that a run of `duration_ms` reaches from `start_ms`
+    on (a warm-up left out; see the module's docstring), in order of the hour."""
     staff_rate = (bound or capacity_bound(config)).staff_rate
     profile = arrival_profile(config)
     flat = 3600 / config.arrivals.interval_s if profile is None else 0.0
     expected, covered, floors = [0.0] * HOURS, [0.0] * HOURS, [0.0] * HOURS
     for k in range(-(-max(duration_ms, 0) // HOUR_MS)):  # each hour of the run, whole or not
-        share = min(HOUR_MS, duration_ms - k * HOUR_MS) / HOUR_MS
+        within = min(HOUR_MS * (k + 1), duration_ms) - max(HOUR_MS * k, start_ms)
+        if within <= 0:
+            continue
+        share = within / HOUR_MS
         rate = flat if profile is None else profile.hourly[k % len(profile.hourly)]
         hour = k % HOURS
         expected[hour] += rate * share
@@ -229,3 +233,17 @@ def hourly_bounds(
         for hour in range(HOURS)
         if covered[hour]
     ]
+
+
+def run_bound(config: Config, duration_ms: int, start_ms: int = 0) -> dict[str, Any]:
+    """The capacity bound as a run's reports give it: in the long run, with the role (or
+    the rooms) that binds it, and for each hour of the day the run reaches from `start_ms`
+    (a warm-up left out) on, with the busiest of those hours apart."""
+    bound = capacity_bound(config)
+    by_hour = hourly_bounds(config, duration_ms, bound, start_ms)
+    busiest = max(by_hour, key=lambda h: h.arrivals_per_hour, default=None)
+    return {
+        **bound.as_dict(),
+        "by_hour": [h.as_dict() for h in by_hour],
+        "busiest_hour": busiest.as_dict() if busiest else None,
+    }
