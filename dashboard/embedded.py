@@ -14,12 +14,14 @@ page, /metrics) are `Projection`'s: they see the figures of a view at most `view
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from dashboard.projection import (
     HOURLY,
     ROLES,
+    ROOM_STATES,
     Projection,
     StaffView,
     TaskView,
@@ -138,7 +140,18 @@ class LiveProjection(Projection):
             "busy": self._busy_now(),
             "referred": totals["referred"],
             "arrivals": totals["arrivals"],
+            "rooms": self._rooms_now(self._hospital),
         }
+
+    def _rooms_now(self, hospital: Any) -> dict[str, int]:
+        """Rooms in each state, as the scheduler has them."""
+        counts = dict.fromkeys(ROOM_STATES, 0)
+        if hospital is None:  # no tick yet: every room free
+            counts["free"] = len(self.rooms)
+            return counts
+        for state, n in Counter(room.status for room in hospital.rooms.values()).items():
+            counts[state] = n
+        return counts
 
     def _busy_now(self) -> dict[str, int]:
         """Staff on a task, by role: the run's tasks in progress."""

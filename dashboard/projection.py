@@ -124,6 +124,9 @@ class Projection:
             r: RoomView(r, floor_of(r), isolation=r in self.isolation_rooms) for r in self._rooms0
         }
         self.staff: dict[str, StaffView] = {s: StaffView(s, role) for s, role in self._staff0}
+        # how many rooms are in each state, kept as rooms move on (for the time series)
+        self.room_counts: Tally = dict.fromkeys(ROOM_STATES, 0)
+        self.room_counts["free"] = len(self.rooms)
         self.policy = policy
         self.run_id = run_id
         self.label = label  # the run's name (`hospital run --label`)
@@ -314,6 +317,7 @@ class Projection:
             "busy": {role: busy[role] for role in ROLES},
             "referred": counts["referred"],
             "arrivals": counts["arrivals"],
+            "rooms": dict(self.room_counts),
         }
 
     def _hour(self) -> Tally:
@@ -332,7 +336,15 @@ class Projection:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = RoomView(room_id, floor_of(room_id))
+            self.room_counts["free"] += 1
         return room
+
+    def _move(self, room: RoomView, state: str) -> None:
+        """A room moves on to `state`, and the counts by state with it."""
+        counts = self.room_counts
+        counts[room.state] -= 1
+        counts[state] = counts.get(state, 0) + 1
+        room.state = state
 
     def _admitted(self, d: Any) -> None:
         self.counts["arrivals"] += 1
@@ -344,7 +356,8 @@ class Projection:
         self.hours.arrived(self.created_hint.get(("escort_in", d.patient_id), d.time_ms))
         self.admitted_ms[d.patient_id] = d.time_ms
         room = self._room(d.room_id)
-        room.state, room.patient_id = "booked", d.patient_id
+        self._move(room, "booked")
+        room.patient_id = d.patient_id
 
     def _referred(self, d: Any) -> None:
         self.counts["arrivals"] += 1
@@ -367,12 +380,14 @@ class Projection:
         self.hours.occupy(admitted, left_ms)
         self.patients.pop(d.patient_id, None)
         room = self._room(d.room_id)
-        room.state, room.patient_id = "dirty", None
+        self._move(room, "dirty")
+        room.patient_id = None
 
     def _available(self, d: Any) -> None:
         self._complete(self.current.pop(d.room_id, None))
         room = self._room(d.room_id)
-        room.state, room.patient_id = "free", None
+        self._move(room, "free")
+        room.patient_id = None
 
     def _complete(self, task_id: str | None) -> int:
         """Close a task in progress; when it ended (its completion's time if known)."""
@@ -401,7 +416,7 @@ class Projection:
         if step in PREVIOUS_KIND:
             self._complete(self.current.pop(patient_id, None))
             if step == "visit":
-                self._room(d.room_id).state = "occupied"
+                self._move(self._room(d.room_id), "occupied")
         created = self.created_hint.pop((step, patient_id), d.time_ms)
         task = self.tasks[d.task_id] = TaskView(d.task_id, kind, patient_id, d.room_id, created)
         return task
@@ -432,7 +447,7 @@ class Projection:
         staff.task_id = task_id
         staff.place = getattr(d, "origin", staff.place)
         if cleaning:
-            self._room(d.room_id).state = "cleaning"
+            self._move(self._room(d.room_id), "cleaning")
 
     def _staff_member(self, d: Any) -> StaffView:
         staff = self.staff.get(d.staff_id)
