@@ -42,9 +42,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from scipy.optimize import linprog
-
 from scheduler.config import Config, staff_roster
 from scheduler.demand import arrival_profile, mean_arrival_rate_per_s, mean_treatment_s
 from scheduler.hours import HOUR_MS, HOURS
@@ -82,7 +79,9 @@ class CapacityBound:
     staff_rate: float  # the same without the arrival cap: what rooms and staff allow
     min_referral_rate: float  # 1 - max_rate / arrival_rate
     bottleneck: str  # the role (or "rooms") that limits staff_rate
-    use: dict[str, float] = field(default_factory=dict)  # share of each resource used at staff_rate
+    # the share of each resource used at staff_rate, at one optimal solution: the binding
+    # ones are used to the full at any, the others may be used more or less at another
+    use: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -132,31 +131,37 @@ def staff_per_role(config: Config) -> dict[str, int]:
 
 def _solve(
     costs: list[RoomCosts], staff: dict[str, int], cap: float | None
-) -> tuple[float, np.ndarray]:
-    n = len(costs)
-    rows: list[list[float]] = []
-    bounds: list[float] = []
-    for role in ROLES:
-        rows.append([c.busy_s[role] for c in costs])
-        bounds.append(staff[role])
-    if cap is not None:
-        rows.append([1.0] * n)
-        bounds.append(cap)
+) -> tuple[float, list[float]]:
+    """The LP's optimum and an optimal x, by OR-tools' GLOP (a simplex, deterministic): the
+    scheduler's own solver library, loaded in a tenth of the time scipy's takes, which
+    `hospital run` of a small hospital would otherwise import at its end for this alone."""
+    from ortools.linear_solver import pywraplp
+
+    solver = pywraplp.Solver.CreateSolver("GLOP")
     # x[r] * hold[r] <= 1 is a bound on each variable (a room that takes no time is unbounded
     # by itself; the roles' rows still bound it unless they cost nothing either).
-    var_bounds = [(0.0, 1.0 / c.hold_s if c.hold_s > 0 else None) for c in costs]
-    result = linprog(
-        -np.ones(n),
-        A_ub=np.array(rows),
-        b_ub=np.array(bounds, dtype=float),
-        bounds=var_bounds,
-        method="highs",
-    )
-    if result.status == 3:
+    x = [
+        solver.NumVar(0.0, 1.0 / c.hold_s if c.hold_s > 0 else solver.infinity(), f"x{n}")
+        for n, c in enumerate(costs)
+    ]
+    for role in ROLES:
+        row = solver.Constraint(-solver.infinity(), float(staff[role]))
+        for var, c in zip(x, costs):
+            row.SetCoefficient(var, c.busy_s[role])
+    if cap is not None:
+        row = solver.Constraint(-solver.infinity(), cap)
+        for var in x:
+            row.SetCoefficient(var, 1.0)
+    objective = solver.Objective()
+    for var in x:
+        objective.SetCoefficient(var, 1.0)
+    objective.SetMaximization()
+    status = solver.Solve()
+    if status == pywraplp.Solver.UNBOUNDED:
         raise ValueError("the capacity is unbounded: some room costs no time of anyone")
-    if not result.success:
-        raise RuntimeError(f"capacity LP failed: {result.message}")
-    return float(-result.fun), result.x
+    if status != pywraplp.Solver.OPTIMAL:
+        raise RuntimeError(f"capacity LP failed: status {status}")
+    return objective.Value(), [var.solution_value() for var in x]
 
 
 def capacity_bound(config: Config) -> CapacityBound:
@@ -176,7 +181,9 @@ def capacity_bound(config: Config) -> CapacityBound:
         for role in ROLES
     }
     use["rooms"] = float(sum(xi * c.hold_s for xi, c in zip(x, costs))) / len(costs)
-    bottleneck = max(use, key=lambda k: (use[k], k == "rooms"))
+    # The resource used most; on a tie (two used to the full, up to the solver's rounding),
+    # the rooms, then the first role in ROLES' order.
+    bottleneck = max(use, key=lambda k: (round(use[k], 6), k == "rooms"))
     min_referral = max(0.0, 1.0 - max_rate / arrival_rate)
     return CapacityBound(arrival_rate, max_rate, staff_rate, min_referral, bottleneck, use)
 
