@@ -13,6 +13,7 @@ alike; `HOSPITAL_SCENARIO_DIR` points elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -87,7 +88,9 @@ def overrides(environ: Mapping[str, str], settings: list[str]) -> dict[str, str]
     """The `HOSPITAL_<SECTION>_<KEY>` variables of `environ`, then each `section.key=value`
     of `settings` as such a variable: what `load` applies over a scenario's file, checked
     as the config checks any variable."""
-    found = {name: value for name, value in environ.items() if name.startswith("HOSPITAL_")}
+    sections = tuple(f"HOSPITAL_{f.name.upper()}_" for f in dataclasses.fields(Config))
+    # the variables of config keys: not HOSPITAL_CONFIG, HOSPITAL_SCENARIO_DIR and the like
+    found = {name: value for name, value in environ.items() if name.startswith(sections)}
     for setting in settings:
         key, equals, value = setting.partition("=")
         section, dot, name = key.strip().partition(".")
