@@ -45,6 +45,7 @@ class LiveProjection(Projection):
     def __init__(self, *args: Any, kpi: KpiCollector, view_s: float = 0.25, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.kpi = kpi
+        self.warmup_ms = kpi.warmup_ms  # its figures leave out what the run's KPIs leave out
         self.view_s = view_s
         self._next_view = 0.0
         self._hospital: Any = None

@@ -130,6 +130,7 @@ class Projection:
         self.policy = policy
         self.run_id = run_id
         self.label = label  # the run's name (`hospital run --label`)
+        self.warmup_ms = 0  # what the figures leave out (the run's own KPIs': LiveProjection)
         self.duration_ms = duration_ms  # how long the run is to last, when known
         # ESI level and isolation of each patient in the building, when the inbound events
         # are at hand (the decisions do not say them)
@@ -506,11 +507,13 @@ class Projection:
         rooms = len(self.rooms) or 1
         busy = self.busy
         staff = Counter(s.role for s in self.staff.values())  # the roster, on duty or not
-        now, seconds = self.time_ms, self.time_ms / 1000 or 1.0
-        occupied = self.occupied_ms + sum(now - t for t in self.admitted_ms.values())
+        # time-weighted figures from the warm-up on, if the run leaves one out
+        start = min(self.warmup_ms, self.time_ms)
+        now, seconds = self.time_ms, (self.time_ms - start) / 1000 or 1.0
+        occupied = self.occupied_ms + sum(now - max(t, start) for t in self.admitted_ms.values())
         busy_ms = dict(self.busy_ms)
         for role, dispatched_ms in self.in_progress():
-            busy_ms[role] += now - dispatched_ms
+            busy_ms[role] += now - max(dispatched_ms, start)
         return {
             "arrivals": arrivals,
             "admitted": self.counts["admitted"],

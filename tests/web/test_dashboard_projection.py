@@ -267,3 +267,22 @@ def test_the_snapshot_marks_isolation_rooms_and_the_patients_esi_and_counts_room
     assert (snap["label"], snap["duration_s"]) == ("ward B", 1200.0)
     assert seen == {"esi": {1, 2, 3, 4, 5}, "needs": {True, False}}
     assert all(sum(point["rooms"].values()) == 6 for point in snap["series"])
+
+
+def test_the_live_pages_tiles_leave_the_runs_warm_up_out_as_its_kpi_report_does():
+    from dashboard.embedded import LiveProjection
+
+    config = config_module.load(None, {}).replace(arrivals={"process": "poisson"})
+    duration, warmup = 40 * 60_000, 10 * 60_000
+    kpi = new_kpi(config, warmup)
+    live = LiveProjection.for_config(config, kpi=kpi, view_s=0)
+    report = simulate_run(config, duration, on_tick=live.on_tick, kpi=kpi)
+    live.finish(duration)
+    with live.lock:
+        tiles = live.tiles()
+    assert report["warmup_s"] == 600.0
+    for key in ("arrivals", "referred", "referral_rate", "room_occupancy"):
+        assert tiles[key] == report[key], key
+    for role in ROLES:
+        assert tiles["utilisation"][role] == report["utilisation"][role], role
+        assert tiles["wait_mean_s"][role] == report["wait_s"][role]["mean"], role
