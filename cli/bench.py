@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.common import parse_warmup, warn_about
 from scheduler import scenarios
 from scheduler.config import ConfigError
 
@@ -87,17 +88,34 @@ def bench(
             show_default=False,
         ),
     ] = None,
+    warmup: Annotated[
+        str | None,
+        typer.Option(
+            help="Leave each run's first simulated time out of its KPIs (30m, 1h; part of "
+            "--hours): the patients who arrived after it, the tasks created after it.",
+            show_default=False,
+        ),
+    ] = None,
+    detail: Annotated[
+        bool,
+        typer.Option(
+            "--detail",
+            help="Also the scheduler's own figures: tick solve times against the budget, "
+            "wall time, peak memory (always in --out-json).",
+        ),
+    ] = False,
 ) -> None:
     """Benchmark the scheduler on the named scenarios: for each scenario and policy, the
-    KPIs (referrals, time in system, waits, occupancy, utilisation) with their 95 %
-    intervals over the replications, and each policy's paired difference with greedy;
-    beside each scenario, the capacity bound (the lowest referral rate any policy could
-    reach), in the long run and in the busiest hour; apart, the scheduler's own figures
-    (tick solve times against the budget, wall time, peak memory)."""
+    KPIs (referrals, time in system, waits by role and by ESI level, tasks past their
+    target wait, occupancy, utilisation) with their 95 % intervals over the replications,
+    and each policy's paired difference with greedy; beside each scenario, the capacity
+    bound (the lowest referral rate any policy could reach) and its bottleneck, in the long
+    run and in the busiest hour. With --detail, the scheduler's own figures too."""
     replications = seeds if seeds is not None else replications
     if budget_ms is not None and not 0 < budget_ms < math.inf:  # NaN too
         raise _fail(f"--budget-ms: expected a number of ms greater than 0, got {budget_ms:g}")
     names = scenario or scenarios.names()
+    warmup_ms = parse_warmup(warmup, round(hours * 3_600_000))
     from scheduler import bench as bench_module  # scipy and the LP: only when benching
 
     policies = policy or list(bench_module.POLICIES)
@@ -111,6 +129,8 @@ def bench(
         raise _fail(f"--scenario: {exc}") from None
     try:
         overrides = scenarios.overrides(os.environ, set_ or [])
+        for name in names:
+            warn_about(scenarios.load(name, overrides), name)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     total = len(names) * len(policies) * replications
@@ -145,6 +165,7 @@ def bench(
                 budget_ms,
                 on_done=done,
                 overrides=overrides,
+                warmup_ms=warmup_ms,
             )
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
@@ -153,7 +174,7 @@ def bench(
     out = Console()
     if not out.is_terminal:  # a file or a pipe: wide enough for the table on one line
         out = Console(width=180)
-    for table in summary_tables(result):
+    for table in summary_tables(result, detail):
         out.print(table)
     try:
         if out_json:
@@ -161,14 +182,14 @@ def bench(
         if out_md:
             from scheduler.bench_tables import to_markdown
 
-            out_md.write_text(to_markdown(result))
+            out_md.write_text(to_markdown(result, detail))
     except OSError as exc:
         raise _fail(f"{exc.filename}: {exc.strerror}") from None
 
 
-def summary_tables(result: dict) -> list[Table]:
+def summary_tables(result: dict, detail: bool = False) -> list[Table]:
     """The KPIs with their intervals and paired differences, the bound beside each
-    scenario; then, apart, the scheduler's own figures."""
+    scenario; then, apart and with `detail`, the scheduler's own figures."""
     from scheduler import bench_tables
 
     headings, groups = bench_tables.kpi_table(result)
@@ -180,10 +201,18 @@ def summary_tables(result: dict) -> list[Table]:
     for n, heading in enumerate(headings):
         kpis.add_column(heading, justify="left" if n < 2 else "right", overflow="fold")
     for scenario, rows in groups:
-        long_run, hour, busiest = bench_tables.capacity_cells(result["capacity"][scenario])
-        label = [scenario, f"min referred {long_run}", f"busiest hour {hour}: {busiest}"]
+        bound = result["capacity"][scenario]
+        _, hour, busiest = bench_tables.capacity_cells(bound)
+        label = [
+            scenario,
+            f"capacity bound: {bound['min_referral_rate']:.2%}",
+            f"bottleneck: {bound['bottleneck']}",
+            f"busiest hour {hour}: {busiest}",
+        ]
         for n, row in enumerate(rows):
             kpis.add_row(label[n] if n < len(label) else "", *row, end_section=n == len(rows) - 1)
+    if not detail:
+        return [kpis]
     headings, rows = bench_tables.developer_compact(result)
     developer = Table(
         title="the scheduler's own figures (means)",

@@ -41,6 +41,16 @@ PolicyOption = Annotated[
     ),
 ]
 
+WarmupOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Leave the run's first simulated time out of every KPI (1h, 30m): the figures "
+        "are those of the patients who arrived after it, the tasks created after it, the "
+        "rooms and staff from it on.",
+        show_default=False,
+    ),
+]
+
 DbOption = Annotated[
     str | None,
     typer.Option(help="Database URL (default: database.url of the config).", show_default=False),
@@ -67,6 +77,38 @@ def parse_duration(text: str) -> int:
     if not 0 <= seconds <= MAX_TIME_S:  # also NaN and infinity
         raise typer.BadParameter(f"{text!r}: expected a duration from 0 to {MAX_TIME_S} s")
     return round(seconds * 1000)
+
+
+def parse_warmup(text: str | None, duration_ms: int | None = None) -> int:
+    """A `--warmup` in ms (0 without one); shorter than the run's `duration_ms` if known."""
+    if text is None:
+        return 0
+    try:
+        warmup_ms = parse_duration(text)
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(str(exc), param_hint="--warmup") from None
+    if duration_ms is not None and warmup_ms and warmup_ms >= duration_ms:
+        raise typer.BadParameter(
+            f"{text}: the warm-up must be shorter than the run ({duration_ms / 1000:g} s)",
+            param_hint="--warmup",
+        )
+    return warmup_ms
+
+
+MAX_LABEL = 200  # characters: a name to tell runs apart, not a description
+
+
+def check_label(label: str | None) -> str | None:
+    """A `--label`: printable text of 1 to MAX_LABEL characters, stripped."""
+    if label is None:
+        return None
+    text = label.strip()
+    if not 0 < len(text) <= MAX_LABEL or not text.isprintable():
+        raise typer.BadParameter(
+            f"{one_line(label[:60])!r}: expected 1 to {MAX_LABEL} printable characters",
+            param_hint="--label",
+        )
+    return text
 
 
 def parse_speed(text: str) -> float | None:
@@ -191,6 +233,13 @@ def load_config(path: Path | None, policy: str | None = None) -> Config:
         return config
     except ConfigError as exc:
         raise fail(f"config: {exc}") from None
+
+
+def warn_about(config: Config, where: str = "config") -> None:
+    """The config's values that load but are most likely a mistake, one line each on
+    stderr (`hospital: warning: ...`): the run goes on."""
+    for text in config_module.warnings(config):
+        typer.echo(one_line(f"hospital: warning: {where}: {text}"), err=True)
 
 
 def sqlite_file_missing(url: str) -> str | None:

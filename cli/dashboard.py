@@ -51,13 +51,21 @@ class Board:
 
 @contextlib.contextmanager
 def embedded(
-    settings: Any, port: int, hold: bool, duration_ms: int, kpi: Any, run_id: str | None = None
+    settings: Any,
+    port: int,
+    hold: bool,
+    duration_ms: int,
+    kpi: Any,
+    run_id: str | None = None,
+    label: str | None = None,
 ) -> Iterator[Board]:
     """The dashboard for the length of an embedded run, whose KPIs `kpi` collects; with
     `hold`, the server stays up when the run is over, for `Board.hold`."""
     from dashboard.embedded import LiveProjection
 
-    projection = LiveProjection.for_config(settings, kpi=kpi, run_id=run_id)
+    projection = LiveProjection.for_config(
+        settings, kpi=kpi, run_id=run_id, label=label, duration_ms=duration_ms
+    )
     board = Board(projection, start_server(projection, port))
     stop = True
     try:

@@ -28,6 +28,7 @@ def run_distributed(
     out: Path | None,
     report: Path | None,
     quiet: bool,
+    warmup_ms: int = 0,
 ) -> None:
     from scheduler.db.ledger import Ledger
     from scheduler.db.store import connect
@@ -54,7 +55,7 @@ def run_distributed(
             supervisor.run()
             ledger = Ledger(db_url, settings, settings.scheduler.policy)
             try:
-                figures = ledger_report(ledger, settings, duration_ms)
+                figures = ledger_report(ledger, settings, duration_ms, warmup_ms)
                 if record or out:  # the record opens with the run's header, as in-process
                     ledger.export(
                         record,
@@ -73,5 +74,5 @@ def run_distributed(
     figures["run_id"] = supervisor.run_id
     if report:
         report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    Console().print(summary_table(figures))
+    Console().print(summary_table(figures, settings.scheduler.tick_s))
     typer.echo(f"services' logs: {supervisor.log_dir}/", err=True)

@@ -4,6 +4,7 @@ ticks there (`scheduler.db.kept_runs`), whichever way it ran; thin over that mod
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,14 @@ class Kept:
 
 
 @contextlib.contextmanager
-def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iterator[Kept]:
+def keeping(
+    url: str,
+    settings: Any,
+    seed: int | None,
+    duration_ms: int,
+    label: str | None = None,
+    config_file: str | None = None,
+) -> Iterator[Kept]:
     """An embedded run kept: its row when it starts (after the store has migrated the
     database), its ticks copied and its row closed when it ends, however it ends, with the
     simulated time it reached if it did not finish (an interrupted run's figures are up to
@@ -33,7 +41,14 @@ def keeping(url: str, settings: Any, seed: int | None, duration_ms: int) -> Iter
     kept = Kept(kept_runs.new_run_id())
     try:
         kept_runs.begin(
-            engine, kept.run_id, settings, seed=seed, mode="embedded", duration_ms=duration_ms
+            engine,
+            kept.run_id,
+            settings,
+            seed=seed,
+            mode="embedded",
+            duration_ms=duration_ms,
+            label=label,
+            config_file=config_file,
         )
         status = "failed"
         try:
@@ -109,7 +124,14 @@ def keeping_service(
 
 
 def keep_distributed(
-    url: str, settings: Any, seed: int | None, duration_ms: int, started_at: float
+    url: str,
+    settings: Any,
+    seed: int | None,
+    duration_ms: int,
+    started_at: float,
+    label: str | None = None,
+    config_file: str | None = None,
+    warmup_ms: int = 0,
 ) -> str | None:
     """After `hospital run --kafka`: keep the run the database holds now."""
     from sqlalchemy import update
@@ -124,7 +146,7 @@ def keep_distributed(
         return None
     ledger = Ledger(url, settings, settings.scheduler.policy)
     try:
-        figures = ledger_report(ledger, settings, duration_ms)
+        figures = ledger_report(ledger, settings, duration_ms, warmup_ms)
     finally:
         ledger.close()
     figures["run_id"] = run_id
@@ -135,15 +157,23 @@ def keep_distributed(
                 engine, run_id, settings, seed=seed, mode="distributed", duration_ms=duration_ms
             )
         kept_runs.finish(engine, run_id, figures, duration_ms=duration_ms)
-        # the run's start and seed as `hospital run --kafka` has them (its scheduler service,
-        # which kept the run, knew neither)
+        # the run's start, seed, label and config file as `hospital run --kafka` has them
+        # (its scheduler service, which kept the run, knew none of them)
+        closing: dict[str, Any] = {
+            "started_at": started_at,
+            "seed": settings.arrivals.seed if seed is None else seed,
+            "label": label,
+            "config_file": config_file,
+        }
+        row = kept_runs.find(engine, run_id)
+        if row is not None and seed is not None:  # the seed it drew its patients from
+            config = {**row.config, "arrivals": {**row.config["arrivals"], "seed": seed}}
+            closing["config"] = json.dumps(config, sort_keys=True, default=list)
         with engine.begin() as db:
             db.execute(
                 update(kept_runs.KeptRun)
                 .where(kept_runs.KeptRun.run_id == run_id)
-                .values(
-                    started_at=started_at, seed=settings.arrivals.seed if seed is None else seed
-                )
+                .values(**closing)
             )
     finally:
         engine.dispose()
@@ -167,13 +197,15 @@ def export_header(engine: Any) -> tuple[dict[str, Any], int] | None:
     return row.config, row.seed if row.seed is not None else row.config["arrivals"]["seed"]
 
 
-def ledger_report(ledger, settings: Config, duration_ms: int) -> dict:
-    """The KPIs of the run in the database, as `hospital run` computes them in-process."""
+def ledger_report(ledger, settings: Config, duration_ms: int, warmup_ms: int = 0) -> dict:
+    """The KPIs of the run in the database, as `hospital run` computes them in-process, with
+    the capacity bound of its hospital."""
     from scheduler import events as ev
+    from scheduler.capacity import run_bound
     from scheduler.engine import TickResult
     from scheduler.runs import new_kpi
 
-    kpi = new_kpi(settings)
+    kpi = new_kpi(settings, warmup_ms)
     tick_ms = round(settings.scheduler.tick_s * 1000)
     solve_ms = ledger.solve_times()
     for tick, inbound, decisions in ledger.history():
@@ -188,4 +220,5 @@ def ledger_report(ledger, settings: Config, duration_ms: int) -> dict:
         kpi.collect(result)
     figures = kpi.report(duration_ms, {"policy": settings.scheduler.policy})
     figures["dead_letters"] = ledger.dead_letters()
+    figures["capacity"] = run_bound(settings, round(figures["duration_s"] * 1000), warmup_ms)
     return figures

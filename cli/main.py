@@ -22,6 +22,8 @@ from cli.common import (
     DbOption,
     PolicyOption,
     StopSignals,
+    WarmupOption,
+    check_label,
     check_outputs,
     fail,
     frozen_heap,
@@ -29,8 +31,10 @@ from cli.common import (
     one_line,
     parse_duration,
     parse_speed,
+    parse_warmup,
     service_errors,
     sqlite_file_missing,
+    warn_about,
 )
 from cli.dashboard import dashboard
 from cli.explain import explain
@@ -127,13 +131,25 @@ def run(
             "--dashboard-hold", help="With --dashboard: keep it up after the run, until Ctrl-C."
         ),
     ] = False,
+    warmup: WarmupOption = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="A name for the run, shown by hospital runs, its reports and its dashboard "
+            "(and kept in its --record log).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
-    porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
+    porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end, with the
+    capacity bound and the role that binds it."""
     from cli.view import LiveView, ProgressView, clock_text, summary_table
     from scheduler.runs import new_kpi, simulate_run
 
     duration_ms = parse_duration(duration)
+    warmup_ms = parse_warmup(warmup, duration_ms)
+    label = check_label(label)
     speed_value = parse_speed(speed)
     check_outputs(record=record, out=out, report=report)
     if seed is not None and not config_module.MIN_SEED <= seed <= config_module.MAX_SEED:
@@ -143,6 +159,7 @@ def run(
             f"{dashboard_port}: expected a port from 0 to 65535", param_hint="--dashboard-port"
         )
     settings = load_config(config, policy)
+    warn_about(settings)
     if kafka if kafka is not None else settings.kafka.enabled:
         if speed_value is None:
             raise fail("the distributed mode runs on the wall clock: give --speed a number")
@@ -174,9 +191,19 @@ def run(
                 out,
                 report,
                 quiet,
+                warmup_ms,
             )
         with service_errors():
-            keep_distributed(url, settings, seed, duration_ms, started)
+            keep_distributed(
+                url,
+                settings,
+                seed,
+                duration_ms,
+                started,
+                label,
+                config.name if config else None,
+                warmup_ms,
+            )
         return
     from cli import dashboard as web
     from cli.keeping import keeping
@@ -192,14 +219,21 @@ def run(
     # From here to the report, a signal stops the run at a tick boundary; a Ctrl-C at its
     # very end (the store's last commit, the copy of the kept run) waits for it.
     signals = StopSignals()
-    kpi = new_kpi(settings)  # the run's KPIs, which its dashboard reads
+    kpi = new_kpi(settings, warmup_ms)  # the run's KPIs, which its dashboard reads
     try:
         with signals:
             store = None if no_db else open_store(db or settings.database.url, settings)
             with (
                 service_errors(),
                 (
-                    keeping(db or settings.database.url, settings, seed, duration_ms)
+                    keeping(
+                        db or settings.database.url,
+                        settings,
+                        seed,
+                        duration_ms,
+                        label,
+                        config.name if config else None,
+                    )
                     if store is not None
                     else contextlib.nullcontext()
                 ) as kept,
@@ -211,6 +245,7 @@ def run(
                         duration_ms,
                         kpi,
                         kept.run_id if kept else None,
+                        label,
                     )
                     if dashboard
                     else contextlib.nullcontext()
@@ -229,8 +264,10 @@ def run(
                         on_tick=web.chain(view, board.on_tick if board else None),
                         stop=signals.stop,
                         kpi=kpi,
+                        header=run_header(duration_ms, label),
                     )
-                figures.update(run_identity(settings, seed, kept.run_id if kept else None))
+                figures.update(run_identity(settings, seed, kept.run_id if kept else None, label))
+                figures["capacity"] = run_bound(settings, figures, warmup_ms)
                 interrupted = "interrupted_at_ms" in figures
                 if interrupted:
                     figures["interrupted_by"] = signal.Signals(signals.received).name
@@ -242,7 +279,7 @@ def run(
         raise fail("interrupted", 130) from None
     except OSError as exc:
         raise fail(f"{exc.filename}: {exc.strerror}") from None
-    Console().print(summary_table(figures))
+    Console().print(summary_table(figures, settings.scheduler.tick_s))
     if interrupted:
         if board is not None and dashboard_hold:
             board.server.stop()  # a run told to stop does not hold its dashboard up
@@ -256,17 +293,41 @@ def run(
         board.hold()
 
 
-def run_identity(settings: Config, seed: int | None, run_id: str | None) -> dict:
-    """What a KPI report says of the run that made it: its id (when kept), seed, and the
-    whole resolved config (the policy is there already)."""
+def run_identity(
+    settings: Config, seed: int | None, run_id: str | None, label: str | None = None
+) -> dict:
+    """What a KPI report says of the run that made it: its id (when kept), label (when
+    given), seed, and the whole resolved config (the policy is there already), with the seed
+    the run drew its patients from."""
     from scheduler.db.basics import safe_url
 
     resolved = config_module.to_mapping(settings)
     resolved["database"]["url"] = safe_url(resolved["database"]["url"])
-    identity = {"seed": settings.arrivals.seed if seed is None else seed, "config": resolved}
+    if seed is not None:
+        resolved["arrivals"]["seed"] = seed
+    identity = {"seed": resolved["arrivals"]["seed"], "config": resolved}
     if run_id is not None:
         identity["run_id"] = run_id
+    if label is not None:
+        identity["label"] = label
     return identity
+
+
+def run_header(duration_ms: int, label: str | None) -> dict:
+    """What a `--record` log's header says of the run beside its config and seed: its planned
+    duration, and its label if given (`hospital report` of the files shows them)."""
+    header: dict = {"duration_s": duration_ms / 1000}
+    if label is not None:
+        header["label"] = label
+    return header
+
+
+def run_bound(settings: Config, figures: dict, warmup_ms: int) -> dict:
+    """The capacity bound of the run's hospital (`scheduler.capacity`), over the time its
+    figures cover: the long run's with its bottleneck, and hour by hour."""
+    from scheduler.capacity import run_bound as bound
+
+    return bound(settings, round(figures["duration_s"] * 1000), warmup_ms)
 
 
 MAX_WORKERS = 64  # processes per role: more would only crowd the machine
@@ -393,6 +454,7 @@ def solve(
     ] = None,
     policy: PolicyOption = None,
     config: ConfigOption = None,
+    warmup: WarmupOption = None,
 ) -> None:
     """Dry run: replay a recorded event log through the scheduler, with no broker and no
     database, and write its decisions: byte for byte the decisions of the run that recorded
@@ -405,15 +467,22 @@ def solve(
     from scheduler.runs import replay
 
     check_outputs(out=out, report=report)
+    warmup_ms = parse_warmup(warmup)
     settings = replay_config(events, config, policy)
     try:
         if out is None:
-            result = replay(settings, events, on_decisions=lambda ds: jsonl.write(sys.stdout, ds))
+            result = replay(
+                settings,
+                events,
+                on_decisions=lambda ds: jsonl.write(sys.stdout, ds),
+                warmup_ms=warmup_ms,
+            )
         else:
-            result = replay(settings, events, out)
+            result = replay(settings, events, out, warmup_ms=warmup_ms)
     except LogError as exc:
         raise fail(str(exc)) from None
     if report:
+        result.report["capacity"] = run_bound(settings, result.report, warmup_ms)
         report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
     for line in result.rejected:
         typer.echo(one_line(f"hospital: rejected: {events}:{line}"), err=True)

@@ -10,16 +10,20 @@ import typer
 
 from cli.common import (
     ConfigOption,
+    WarmupOption,
     check_outputs,
     fail,
     load_config,
     parse_duration,
+    parse_warmup,
     sqlite_file_missing,
 )
+from scheduler.config import ConfigError
 
 
-def kept_run(url: str, run_id: str | None) -> Any:
-    """A run kept in the database (the latest when `run_id` is None), as the report sees it."""
+def kept_run(url: str, run_id: str | None, warmup_ms: int = 0) -> Any:
+    """A run kept in the database (the latest when `run_id` is None), as the report sees it,
+    its figures leaving out its first `warmup_ms`."""
     from sqlalchemy import inspect
 
     from cli.common import service_errors
@@ -64,6 +68,8 @@ def kept_run(url: str, run_id: str | None) -> Any:
 
     meta = {
         "run": row.run_id,
+        "label": row.label or "",
+        "config file": row.config_file or "",
         "mode": row.mode,
         "status": row.status,
         "policy": row.policy,
@@ -72,7 +78,15 @@ def kept_run(url: str, run_id: str | None) -> Any:
         "started (UTC)": stamp(row.started_at),
         "ended (UTC)": stamp(row.ended_at),
     }
-    return report.build(row.run_id, ticks, config, round(row.duration_s * 1000), meta, exact=True)
+    return report.build(
+        row.label or row.run_id,
+        ticks,
+        config,
+        round(row.duration_s * 1000),
+        meta,
+        exact=True,
+        warmup_ms=warmup_ms,
+    )
 
 
 def load_run(
@@ -82,6 +96,7 @@ def load_run(
     duration: str | None,
     label: str | None = None,
     db: str | None = None,
+    warmup_ms: int = 0,
 ) -> Any:
     from dashboard import report
 
@@ -97,14 +112,21 @@ def load_run(
                 f"{source or 'the latest run'}: --events and --duration are for a "
                 "decisions file; a kept run has its own"
             )
-        return kept_run(db or config.database.url, source)
+        return kept_run(db or config.database.url, source, warmup_ms)
     path = Path(source)
     duration_ms = parse_duration(duration) if duration else None
     check_log(path, "decisions")
     if events is not None:
         check_log(events, "events")
+    elif warmup_ms:
+        raise fail(
+            f"{source}: --warmup needs the run's events to leave it out exactly: give "
+            f"--events (the run's --record log)"
+        )
     try:
-        return report.from_files(path, config, events, duration_ms, label)
+        return report.from_files(path, config, events, duration_ms, label, warmup_ms)
+    except ConfigError as exc:
+        raise fail(f"{events}:1: the run header's config cannot be used: {exc}") from None
     except (OSError, ValueError, KeyError) as exc:
         raise fail(f"{source}: cannot read the run: {exc}") from None
 
@@ -172,30 +194,33 @@ def report(
         ),
     ] = None,
     config: ConfigOption = None,
+    warmup: WarmupOption = None,
 ) -> None:
-    """Write a run's report as one HTML file with plots (arrivals, admissions and referrals
-    per hour, occupancy, waiting lists, waits, utilisation, a staff timeline), or two runs
-    side by side with the differences (`--compare`). It opens without a network."""
+    """Write a run's report as one HTML file with its figures (the KPI report's, with the
+    capacity bound and its bottleneck) and plots (admissions and referrals per hour and by
+    hour of day, the rooms' time in each state, occupancy, waiting lists, the waits'
+    distribution, utilisation, a staff timeline), or two runs compared (`--compare`): both
+    on each plot, the differences in the figures. A decisions file's event log (its
+    header) says the run's config, policy, length and label. It opens without a network."""
     from dashboard import report as html_report
 
     check_outputs(out=out)
+    warmup_ms = parse_warmup(warmup)
     settings = load_config(config)
-    runs = [load_run(source, events, settings, duration, db=db)]
+    runs = [load_run(source, events, settings, duration, db=db, warmup_ms=warmup_ms)]
     if compare is not None:
         other = load_config(compare_config) if compare_config else settings
-        label = Path(compare).stem
-        if label == runs[0].label:
-            label = f"{label} (2)"
-        runs.append(
-            load_run(
-                compare,
-                compare_events,
-                other,
-                duration if Path(compare).is_file() else None,
-                label,
-                db=db,
-            )
+        compared = load_run(
+            compare,
+            compare_events,
+            other,
+            duration if Path(compare).is_file() else None,
+            db=db,
+            warmup_ms=warmup_ms,
         )
+        if compared.label == runs[0].label:
+            compared.label = f"{compared.label} (2)"
+        runs.append(compared)
     try:
         out.write_text(html_report.render(runs), encoding="utf-8")
     except OSError as exc:

@@ -30,8 +30,9 @@ def runs(
         typer.Option(help="At most this many, the latest first.", min=1, show_default=False),
     ] = None,
 ) -> None:
-    """List the runs kept in the database, the latest first: id, mode, policy, seed, start
-    (UTC), simulated duration, status and headline KPIs."""
+    """List the runs kept in the database, the latest first: id, label (`hospital run
+    --label`), config file, mode, policy, seed, start (UTC), simulated duration, status and
+    headline KPIs."""
     from sqlalchemy import inspect
 
     from scheduler.db import kept_runs
@@ -58,6 +59,8 @@ def runs(
                 json.dumps(
                     {
                         "run_id": r.run_id,
+                        "label": r.label,
+                        "config_file": r.config_file,
                         "mode": r.mode,
                         "status": r.status,
                         "policy": r.policy,
@@ -75,6 +78,8 @@ def runs(
     table = Table(title=f"Runs kept ({len(found)})", title_justify="left")
     for column in (
         "run",
+        "label",
+        "config",
         "mode",
         "policy",
         "seed",
@@ -85,12 +90,16 @@ def runs(
         "referred",
     ):
         table.add_column(
-            column, no_wrap=True, justify="right" if column in ("seed", "arrivals") else "left"
+            column,
+            no_wrap=column != "label",  # a long label folds; nothing else does
+            justify="right" if column in ("seed", "arrivals") else "left",
         )
     for r in found:
         f = r.figures or {}
         table.add_row(
             r.run_id,
+            r.label or "",
+            r.config_file or "",
             r.mode,
             r.policy,
             "" if r.seed is None else str(r.seed),
@@ -100,4 +109,4 @@ def runs(
             str(f.get("arrivals", "")),
             f"{f['referral_rate']:.1%}" if "referral_rate" in f else "",
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

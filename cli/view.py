@@ -138,8 +138,29 @@ class ProgressView:
             )
 
 
-def summary_table(report: dict[str, Any]) -> Table:
+# The rooms' states as the summary names them: a dirty room waits for a cleaner.
+ROOM_STATE_NAMES = {"dirty": "dirty, awaiting a cleaner", "cleaning": "being cleaned"}
+
+
+def wait_text(wait: dict[str, Any], tick_s: float) -> str:
+    """'mean / p95' of a role's waits. The scheduler decides once a tick, so a wait shorter
+    than a tick is "within a tick", not a figure below the mean's hundredths (a p95 of
+    0.00 s beside a mean of 0.01 s reads as a bug)."""
+    p95 = wait["p95"]
+    shown = f"within a tick ({tick_s:g} s)" if p95 < tick_s else f"{p95:.1f} s"
+    return f"{wait['mean']:.2f} s / {shown}"
+
+
+def bound_text(bound: dict[str, Any]) -> str:
+    """The capacity bound: the lowest referral rate any policy could sustain, and the role
+    (or the rooms) that binds it."""
+    return f"{bound['min_referral_rate']:.1%} at least, bottleneck: {bound['bottleneck']}"
+
+
+def summary_table(report: dict[str, Any], tick_s: float = 1.0) -> Table:
     title = "Run summary"
+    if report.get("label"):
+        title += f": {report['label']}"
     if "interrupted_at_ms" in report:
         title += (
             f" (interrupted at {clock_text(report['interrupted_at_ms'])}"
@@ -148,18 +169,39 @@ def summary_table(report: dict[str, Any]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    rows = [
+    rows: list[tuple[str, Any]] = [
         ("policy", report.get("policy", "")),
         ("simulated time", clock_text(round(report["duration_s"] * 1000))),
+    ]
+    if report.get("warmup_s"):
+        rows.append(
+            ("figures from (warm-up left out)", clock_text(round(report["warmup_s"] * 1000)))
+        )
+    rows += [
         ("arrivals", report["arrivals"]),
         ("admitted", report["admitted"]),
         ("referred", f"{report['referred']} ({report['referral_rate']:.1%})"),
+    ]
+    bound = report.get("capacity")
+    if bound:
+        rows.append(("referred, capacity bound", bound_text(bound)))
+        busiest = bound.get("busiest_hour")
+        if busiest and busiest["min_referral_rate"] != bound["min_referral_rate"]:
+            rows.append(
+                (
+                    f"capacity bound, busiest hour ({busiest['hour']:02d}h)",
+                    f"{busiest['min_referral_rate']:.1%} at least",
+                )
+            )
+    rows += [
         ("discharged", report["discharged"]),
         ("mean length of stay", f"{report['mean_length_of_stay_s']:.1f} s"),
         ("room occupancy", f"{report['room_occupancy']:.1%}"),
     ]
+    for state, share in report.get("room_states", {}).items():
+        rows.append((f"rooms {ROOM_STATE_NAMES.get(state, state)} (time)", f"{share:.1%}"))
     for role, wait in report["wait_s"].items():
-        rows.append((f"{role} wait mean / p95", f"{wait['mean']:.2f} s / {wait['p95']:.2f} s"))
+        rows.append((f"{role} wait mean / p95", wait_text(wait, tick_s)))
     for role, share in report["utilisation"].items():
         rows.append((f"{role} utilisation", f"{share:.1%}"))
     solve = report["tick_solve_ms"]

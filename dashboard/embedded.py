@@ -14,12 +14,14 @@ page, /metrics) are `Projection`'s: they see the figures of a view at most `view
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from dashboard.projection import (
     HOURLY,
     ROLES,
+    ROOM_STATES,
     Projection,
     StaffView,
     TaskView,
@@ -43,6 +45,7 @@ class LiveProjection(Projection):
     def __init__(self, *args: Any, kpi: KpiCollector, view_s: float = 0.25, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.kpi = kpi
+        self.warmup_ms = kpi.warmup_ms  # its figures leave out what the run's KPIs leave out
         self.view_s = view_s
         self._next_view = 0.0
         self._hospital: Any = None
@@ -133,12 +136,23 @@ class LiveProjection(Projection):
         totals = self._totals()
         return {
             "t": self.time_ms / 1000,
-            "occupied": totals["admitted"] - totals["discharged"],
+            "occupied": len(self.kpi.admitted_ms),  # all in rooms, warm-up or not
             "waiting": self._waiting_now(self._hospital),
             "busy": self._busy_now(),
             "referred": totals["referred"],
             "arrivals": totals["arrivals"],
+            "rooms": self._rooms_now(self._hospital),
         }
+
+    def _rooms_now(self, hospital: Any) -> dict[str, int]:
+        """Rooms in each state, as the scheduler has them."""
+        counts = dict.fromkeys(ROOM_STATES, 0)
+        if hospital is None:  # no tick yet: every room free
+            counts["free"] = len(self.rooms)
+            return counts
+        for state, n in Counter(room.status for room in hospital.rooms.values()).items():
+            counts[state] = n
+        return counts
 
     def _busy_now(self) -> dict[str, int]:
         """Staff on a task, by role: the run's tasks in progress."""
@@ -167,7 +181,7 @@ class LiveProjection(Projection):
         self._count_hour(totals)
         self.counts.update(
             totals,
-            in_rooms=totals["admitted"] - totals["discharged"],
+            in_rooms=len(kpi.admitted_ms),  # all in rooms, warm-up or not
             rejected=kpi.counts["rejected"],
             duplicates=kpi.counts["duplicates"],
         )
@@ -190,6 +204,10 @@ class LiveProjection(Projection):
         for room in hospital.rooms.values():
             view = self._room(room.room_id)
             view.state, view.patient_id = room.status, room.patient_id
+        self.patients = {
+            patient_id: (patient.acuity, patient.isolation)
+            for patient_id, patient in hospital.patients.items()
+        }
         staff = self.staff
         for member in hospital.staff.values():
             member_view = staff.get(member.staff_id)

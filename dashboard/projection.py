@@ -47,6 +47,7 @@ class RoomView:
     floor: str
     state: str = "free"
     patient_id: str | None = None
+    isolation: bool = False  # a room able to isolate
 
 
 @dataclass(slots=True)
@@ -112,13 +113,28 @@ class Projection:
         sample_ms: int = 10_000,
         policy: str | None = None,
         run_id: str | None = None,
+        label: str | None = None,
+        duration_ms: int | None = None,
+        isolation_rooms: Iterable[str] = (),
     ):
         self.lock = threading.Lock()
         self._rooms0, self._staff0 = tuple(rooms), tuple(staff)
-        self.rooms: dict[str, RoomView] = {r: RoomView(r, floor_of(r)) for r in self._rooms0}
+        self.isolation_rooms = frozenset(isolation_rooms)
+        self.rooms: dict[str, RoomView] = {
+            r: RoomView(r, floor_of(r), isolation=r in self.isolation_rooms) for r in self._rooms0
+        }
         self.staff: dict[str, StaffView] = {s: StaffView(s, role) for s, role in self._staff0}
+        # how many rooms are in each state, kept as rooms move on (for the time series)
+        self.room_counts: Tally = dict.fromkeys(ROOM_STATES, 0)
+        self.room_counts["free"] = len(self.rooms)
         self.policy = policy
         self.run_id = run_id
+        self.label = label  # the run's name (`hospital run --label`)
+        self.warmup_ms = 0  # what the figures leave out (the run's own KPIs': LiveProjection)
+        self.duration_ms = duration_ms  # how long the run is to last, when known
+        # ESI level and isolation of each patient in the building, when the inbound events
+        # are at hand (the decisions do not say them)
+        self.patients: dict[str, tuple[int, bool]] = {}
         self.tasks: dict[str, TaskView] = {}  # open: waiting or in progress
         self.waiting: dict[str, dict[str, TaskView]] = {role: {} for role in ROLES}
         self.current: dict[str, str] = {}  # patient or room -> task in progress
@@ -160,7 +176,11 @@ class Projection:
         """Forget everything (a new run starts in the database being followed)."""
         with self.lock:
             fresh = Projection(
-                self._rooms0, self._staff0, sample_ms=self.sample_ms, policy=self.policy
+                self._rooms0,
+                self._staff0,
+                sample_ms=self.sample_ms,
+                policy=self.policy,
+                isolation_rooms=self.isolation_rooms,
             )
             lock, version, generation = self.lock, self.version, self.generation
             self.__dict__.update(fresh.__dict__)
@@ -179,7 +199,13 @@ class Projection:
             for floor in config.hospital.floors
             for n in range(1, config.hospital.rooms_per_floor + 1)
         ]
-        return cls(rooms, staff_roster(config), policy=config.scheduler.policy, **kwargs)
+        return cls(
+            rooms,
+            staff_roster(config),
+            policy=config.scheduler.policy,
+            isolation_rooms=config.hospital.isolation_rooms,
+            **kwargs,
+        )
 
     def apply(
         self,
@@ -241,6 +267,7 @@ class Projection:
                 by_type[kind] = by_type.get(kind, 0) + 1
                 if kind == "patient.arrived":  # its escort in waits from now
                     hint["escort_in", event.patient_id] = event.time_ms
+                    self.patients[event.patient_id] = (event.acuity, event.isolation)
                     continue
                 done[event.task_id] = event.time_ms
                 # the task this completion creates, which waits from now
@@ -291,6 +318,7 @@ class Projection:
             "busy": {role: busy[role] for role in ROLES},
             "referred": counts["referred"],
             "arrivals": counts["arrivals"],
+            "rooms": dict(self.room_counts),
         }
 
     def _hour(self) -> Tally:
@@ -309,7 +337,15 @@ class Projection:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = RoomView(room_id, floor_of(room_id))
+            self.room_counts["free"] += 1
         return room
+
+    def _move(self, room: RoomView, state: str) -> None:
+        """A room moves on to `state`, and the counts by state with it."""
+        counts = self.room_counts
+        counts[room.state] -= 1
+        counts[state] = counts.get(state, 0) + 1
+        room.state = state
 
     def _admitted(self, d: Any) -> None:
         self.counts["arrivals"] += 1
@@ -321,7 +357,8 @@ class Projection:
         self.hours.arrived(self.created_hint.get(("escort_in", d.patient_id), d.time_ms))
         self.admitted_ms[d.patient_id] = d.time_ms
         room = self._room(d.room_id)
-        room.state, room.patient_id = "booked", d.patient_id
+        self._move(room, "booked")
+        room.patient_id = d.patient_id
 
     def _referred(self, d: Any) -> None:
         self.counts["arrivals"] += 1
@@ -332,6 +369,7 @@ class Projection:
         arrived = self.created_hint.pop(("escort_in", d.patient_id), d.time_ms)
         self.hours.arrived(arrived)
         self.hours.referred(arrived)
+        self.patients.pop(d.patient_id, None)
 
     def _discharged(self, d: Any) -> None:
         self.counts["discharged"] += 1
@@ -341,13 +379,16 @@ class Projection:
         admitted = self.admitted_ms.pop(d.patient_id, left_ms)
         self.occupied_ms += left_ms - admitted
         self.hours.occupy(admitted, left_ms)
+        self.patients.pop(d.patient_id, None)
         room = self._room(d.room_id)
-        room.state, room.patient_id = "dirty", None
+        self._move(room, "dirty")
+        room.patient_id = None
 
     def _available(self, d: Any) -> None:
         self._complete(self.current.pop(d.room_id, None))
         room = self._room(d.room_id)
-        room.state, room.patient_id = "free", None
+        self._move(room, "free")
+        room.patient_id = None
 
     def _complete(self, task_id: str | None) -> int:
         """Close a task in progress; when it ended (its completion's time if known)."""
@@ -376,7 +417,7 @@ class Projection:
         if step in PREVIOUS_KIND:
             self._complete(self.current.pop(patient_id, None))
             if step == "visit":
-                self._room(d.room_id).state = "occupied"
+                self._move(self._room(d.room_id), "occupied")
         created = self.created_hint.pop((step, patient_id), d.time_ms)
         task = self.tasks[d.task_id] = TaskView(d.task_id, kind, patient_id, d.room_id, created)
         return task
@@ -407,7 +448,7 @@ class Projection:
         staff.task_id = task_id
         staff.place = getattr(d, "origin", staff.place)
         if cleaning:
-            self._room(d.room_id).state = "cleaning"
+            self._move(self._room(d.room_id), "cleaning")
 
     def _staff_member(self, d: Any) -> StaffView:
         staff = self.staff.get(d.staff_id)
@@ -466,11 +507,13 @@ class Projection:
         rooms = len(self.rooms) or 1
         busy = self.busy
         staff = Counter(s.role for s in self.staff.values())  # the roster, on duty or not
-        now, seconds = self.time_ms, self.time_ms / 1000 or 1.0
-        occupied = self.occupied_ms + sum(now - t for t in self.admitted_ms.values())
+        # time-weighted figures from the warm-up on, if the run leaves one out
+        start = min(self.warmup_ms, self.time_ms)
+        now, seconds = self.time_ms, (self.time_ms - start) / 1000 or 1.0
+        occupied = self.occupied_ms + sum(now - max(t, start) for t in self.admitted_ms.values())
         busy_ms = dict(self.busy_ms)
         for role, dispatched_ms in self.in_progress():
-            busy_ms[role] += now - dispatched_ms
+            busy_ms[role] += now - max(dispatched_ms, start)
         return {
             "arrivals": arrivals,
             "admitted": self.counts["admitted"],
@@ -502,9 +545,16 @@ class Projection:
         with self.lock:
             now = self.time_ms
             floors: dict[str, list[dict[str, Any]]] = {}
+            esi = self._esi
             for room in self.rooms.values():
                 floors.setdefault(room.floor, []).append(
-                    {"id": room.room_id, "state": room.state, "patient": room.patient_id}
+                    {
+                        "id": room.room_id,
+                        "state": room.state,
+                        "patient": room.patient_id,
+                        "isolation": room.isolation,
+                        **esi(room.patient_id),
+                    }
                 )
             staff = []
             for member in self.staff.values():
@@ -522,6 +572,7 @@ class Projection:
                             "patient": task.patient_id,
                             "room": task.room_id,
                             "for_s": (now - task.dispatched_ms) / 1000,
+                            **esi(task.patient_id),
                         },
                     }
                 )
@@ -535,6 +586,7 @@ class Projection:
                             "patient": t.patient_id,
                             "room": t.room_id,
                             "age_s": (now - t.created_ms) / 1000,
+                            **esi(t.patient_id),
                         }
                         for t in list(tasks.values())[:queue_limit]
                     ],
@@ -543,9 +595,11 @@ class Projection:
             }
             return {
                 "run_id": self.run_id,
+                "label": self.label,
                 "policy": self.policy,
                 "tick": self.tick,
                 "time_s": now / 1000,
+                "duration_s": None if self.duration_ms is None else self.duration_ms / 1000,
                 "finished": self.finished,
                 "version": self.version,
                 "floors": [{"floor": f, "rooms": rs} for f, rs in floors.items()],
@@ -559,6 +613,11 @@ class Projection:
                 ],
                 "by_hour": self.by_hour(),
             }
+
+    def _esi(self, patient_id: str | None) -> dict[str, Any]:
+        """The patient's ESI level and isolation need, when known (call with the lock held)."""
+        known = self.patients.get(patient_id) if patient_id else None
+        return {} if known is None else {"esi": known[0], "isolation_need": known[1]}
 
     def by_hour(self) -> list[dict[str, Any]]:
         """The figures by hour of the day (`scheduler.hours`), as the KPI report's `by_hour`

@@ -148,7 +148,7 @@ def follow_database(
         while not stop.is_set():
             try:
                 with engine.connect() as db:
-                    row = db.execute(text("SELECT run_id FROM runs")).first()
+                    row = db.execute(text("SELECT run_id, until_ms FROM runs")).first()
                     run_id = row[0] if row else None
                     if skip_run is not None and run_id == skip_run:
                         stop.wait(poll_s)
@@ -156,8 +156,12 @@ def follow_database(
                     if following is not unset and run_id != following:
                         projection.reset()
                         last = -1
+                    if run_id != following:
+                        projection.label = run_label(db, run_id)
                     following = run_id
                     projection.run_id = run_id or projection.run_id
+                    if row is not None and row[1] is not None:  # the run's end, when it has one
+                        projection.duration_ms = row[1]
                     ticks = db.execute(
                         text(
                             "SELECT tick, time, solve_ms, n_rejected FROM ticks WHERE tick > :last "
@@ -222,6 +226,20 @@ def follow_database(
                 stop.wait(poll_s)
     finally:
         engine.dispose()
+
+
+def run_label(db: Any, run_id: str | None) -> str | None:
+    """The label the run is kept with (`hospital run --label`), if any (none in a database
+    whose kept runs have no labels yet)."""
+    from sqlalchemy import inspect, text
+
+    if run_id is None or not inspect(db).has_table("kept_runs"):
+        return None
+    if "label" not in {column["name"] for column in inspect(db).get_columns("kept_runs")}:
+        return None
+    return db.execute(
+        text("SELECT label FROM kept_runs WHERE run_id = :run"), {"run": run_id}
+    ).scalar()
 
 
 def follower(target: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, threading.Event]:

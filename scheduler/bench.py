@@ -24,11 +24,11 @@ import platform
 import resource
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from scheduler import scenarios
-from scheduler.capacity import capacity_bound, hourly_bounds
+from scheduler.capacity import run_bound
 from scheduler.confidence import paired_difference, t_interval, welch_difference
 from scheduler.config import Config
 from scheduler.kpi import ROLES
@@ -36,8 +36,11 @@ from scheduler.kpi import ROLES
 POLICIES = ("cpsat", "greedy")
 BASELINE = "greedy"  # the policy the others are compared with, seed by seed
 
+ESI_LEVELS = (1, 2, 3, 4, 5)
 # The figures aggregated per (scenario, policy): key in a job's record, heading, format.
-# The hospital's KPIs, what an analyst compares policies by (and their paired differences):
+# The hospital's KPIs, what an analyst compares policies by (and their paired differences);
+# the tables show the waits by ESI level only for a scenario with a mix of levels, and the
+# tasks past their target wait only for one with targets (`ESI_KEYS`, `SLA_KEY`):
 KPI_METRICS: tuple[tuple[str, str, str], ...] = (
     ("arrivals", "arrivals", "{:.1f}"),
     ("referral_rate", "referred", "{:.2%}"),
@@ -45,12 +48,16 @@ KPI_METRICS: tuple[tuple[str, str, str], ...] = (
     ("wait_porter_s", "wait porter s", "{:.2f}"),
     ("wait_medical_s", "wait medical s", "{:.2f}"),
     ("wait_cleaner_s", "wait cleaner s", "{:.2f}"),
+    *((f"wait_esi{n}_s", f"wait ESI {n} s", "{:.2f}") for n in ESI_LEVELS),
+    ("sla_breaches", "tasks past target wait", "{:.1f}"),
     ("room_occupancy", "room occupancy", "{:.1%}"),
     ("utilisation_porter", "porters busy", "{:.1%}"),
     ("utilisation_medical", "medical staff busy", "{:.1%}"),
     ("utilisation_cleaner", "cleaners busy", "{:.1%}"),
 )
-# ... and the scheduler's own figures, for its developers:
+ESI_KEYS = {f"wait_esi{n}_s": n for n in ESI_LEVELS}
+SLA_KEY = "sla_breaches"
+# ... and the scheduler's own figures, for its developers (`hospital bench --detail`):
 DEVELOPER_METRICS: tuple[tuple[str, str, str], ...] = (
     ("first_tick_ms", "first tick ms", "{:.2f}"),
     ("solve_p50_ms", "tick p50 ms", "{:.2f}"),
@@ -81,6 +88,7 @@ class Job:
     budget_ms: float | None = None  # None: the scenario's tick length
     # HOSPITAL_* variables applied over the scenario's file (`scenarios.overrides`)
     overrides: tuple[tuple[str, str], ...] = ()
+    warmup_ms: int = 0  # the start of each run left out of its KPIs
 
     def config(self) -> Config:
         return scenarios.load(self.scenario, dict(self.overrides)).replace(
@@ -95,11 +103,13 @@ def jobs_for(
     hours: float,
     budget_ms: float | None = None,
     overrides: dict[str, str] | None = None,
+    warmup_ms: int = 0,
 ) -> list[Job]:
     """Every scenario × policy × replication; replication N is seed N for every policy, so
     that the policies' runs pair up (the same patients, the same treatments)."""
+    settings = tuple(sorted((overrides or {}).items()))
     return [
-        Job(name, policy, seed, hours, budget_ms, tuple(sorted((overrides or {}).items())))
+        Job(name, policy, seed, hours, budget_ms, settings, warmup_ms)
         for name in names
         for policy in policies
         for seed in range(1, replications + 1)
@@ -128,7 +138,13 @@ def run_job(job: Job) -> dict[str, Any]:
     gc.collect()
     gc.freeze()
     started = time.perf_counter()
-    report = simulate_run(config, round(job.hours * 3_600_000), seed=job.seed, on_tick=on_tick)
+    report = simulate_run(
+        config,
+        round(job.hours * 3_600_000),
+        seed=job.seed,
+        on_tick=on_tick,
+        warmup_ms=job.warmup_ms,
+    )
     wall_s = time.perf_counter() - started
     policy = seen["scheduler"].policy if seen["scheduler"] is not None else None
     solved = report["ticks_solved"]
@@ -143,7 +159,11 @@ def run_job(job: Job) -> dict[str, Any]:
         "referral_rate": report["referral_rate"],
         "mean_time_in_system_s": report["mean_length_of_stay_s"],
         **{f"wait_{role}_s": report["wait_s"][role]["mean"] for role in ROLES},
+        **_acuity_record(report["by_acuity"]),
+        "sla_breaches": sum(report["sla_breaches"].values()),
+        "sla_targets": any(getattr(config.sla, f.name) for f in fields(config.sla)),
         "utilisation": report["utilisation"],
+        "room_states": report["room_states"],
         **{f"utilisation_{role}": report["utilisation"].get(role, 0.0) for role in ROLES},
         "room_occupancy": report["room_occupancy"],
         "by_hour": [_hour_record(hour) for hour in report["by_hour"]],
@@ -160,6 +180,18 @@ def run_job(job: Job) -> dict[str, Any]:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     return record
+
+
+def _acuity_record(by_acuity: dict[str, Any]) -> dict[str, Any]:
+    """The mean wait of each ESI level's patients (of their own tasks; 0 for a level with
+    none), and the levels that had patients."""
+    return {
+        **{
+            f"wait_esi{n}_s": by_acuity[str(n)]["wait_s"]["mean"] if str(n) in by_acuity else 0.0
+            for n in ESI_LEVELS
+        },
+        "esi_levels": [int(n) for n, level in by_acuity.items() if level["arrivals"]],
+    }
 
 
 def _hour_record(hour: dict[str, Any]) -> dict[str, Any]:
@@ -301,22 +333,18 @@ def machine() -> dict[str, Any]:
 
 
 def capacities(
-    names: Iterable[str], hours: float = 1.0, overrides: dict[str, str] | None = None
+    names: Iterable[str],
+    hours: float = 1.0,
+    overrides: dict[str, str] | None = None,
+    warmup_ms: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Each scenario's capacity bound, in the long run and for each hour of the day that a
-    run of `hours` reaches (`by_hour`), with the busiest of those hours apart."""
-    out = {}
-    for name in names:
-        config = scenarios.load(name, overrides or {})
-        bound = capacity_bound(config)
-        by_hour = hourly_bounds(config, round(hours * 3_600_000), bound)
-        busiest = max(by_hour, key=lambda h: h.arrivals_per_hour, default=None)
-        out[name] = {
-            **bound.as_dict(),
-            "by_hour": [h.as_dict() for h in by_hour],
-            "busiest_hour": busiest.as_dict() if busiest else None,
-        }
-    return out
+    run of `hours` reaches after its warm-up (`by_hour`), with the busiest of those hours
+    apart."""
+    return {
+        name: run_bound(scenarios.load(name, overrides or {}), round(hours * 3_600_000), warmup_ms)
+        for name in names
+    }
 
 
 def run_bench(
@@ -328,14 +356,16 @@ def run_bench(
     budget_ms: float | None = None,
     on_done: Callable[[dict[str, Any]], None] | None = None,
     overrides: dict[str, str] | None = None,
+    warmup_ms: int = 0,
 ) -> dict[str, Any]:
     """The whole benchmark as data: settings, machine, capacity bounds, jobs, and their
-    summary, paired differences and figures by hour of the day."""
+    summary, paired differences and figures by hour of the day. Each job's KPIs leave out
+    its first `warmup_ms`."""
     for name in names:
         scenarios.path(name)  # an unknown name fails before any job starts
     # A bad scenario file or override fails before any job too.
-    capacity = capacities(names, hours, overrides)
-    jobs = jobs_for(names, policies, replications, hours, budget_ms, overrides)
+    capacity = capacities(names, hours, overrides, warmup_ms)
+    jobs = jobs_for(names, policies, replications, hours, budget_ms, overrides, warmup_ms)
     started = time.perf_counter()
     records = run_jobs(jobs, processes, on_done)
     return {
@@ -346,6 +376,7 @@ def run_bench(
             "seeds": replications,  # the same: replication N is seed N
             "level": 0.95,
             "hours": hours,
+            "warmup_s": warmup_ms / 1000,
             "processes": processes,
             "budget_ms": budget_ms,
             "overrides": dict(sorted((overrides or {}).items())),

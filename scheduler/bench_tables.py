@@ -3,18 +3,21 @@ Markdown (`to_markdown`) show the same figures.
 
 - KPIs: one row per scenario and KPI, a column per policy (mean ± half-width of the 95 %
   interval over the replications) and one per comparison with greedy (the paired
-  difference, mean [low, high]); "n/a" where one replication gives no interval.
+  difference, mean [low, high]); "n/a" where one replication gives no interval. The waits
+  by ESI level for a scenario with a mix of levels, the tasks past their target wait for
+  one with targets.
 - The capacity bound: in the long run, and in the busiest hour the runs reached.
 - By hour of the day, when the runs cover more than one: the expected arrivals, the fluid
   bound and each policy's referral rate.
-- The scheduler's own figures (tick times, wall time, memory), apart: for its developers.
+- The scheduler's own figures (tick times, wall time, memory), apart: for its developers,
+  with `hospital bench --detail`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from scheduler.bench import BASELINE, DEVELOPER_METRICS, KPI_METRICS
+from scheduler.bench import BASELINE, DEVELOPER_METRICS, ESI_KEYS, KPI_METRICS, SLA_KEY
 
 Rows = list[list[str]]
 
@@ -53,6 +56,21 @@ def compared(result: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(row["policy"] for row in result.get("differences", ())))
 
 
+def shown_kpis(result: dict[str, Any], scenario: str) -> list[tuple[str, str, str]]:
+    """The KPIs of a scenario's rows: the waits by ESI level only where its patients came
+    with several levels (those levels), the tasks past their target wait only where it has
+    targets; the others always."""
+    jobs = [j for j in result.get("jobs", ()) if j["scenario"] == scenario]
+    levels = {level for j in jobs for level in j.get("esi_levels", ())}
+    targets = any(j.get("sla_targets") for j in jobs)
+    return [
+        metric
+        for metric in KPI_METRICS
+        if (metric[0] not in ESI_KEYS or (len(levels) > 1 and ESI_KEYS[metric[0]] in levels))
+        and (metric[0] != SLA_KEY or targets)
+    ]
+
+
 def kpi_table(result: dict[str, Any]) -> tuple[list[str], list[tuple[str, Rows]]]:
     """The headings, and per scenario its rows: KPI, a cell per policy, a cell per paired
     comparison."""
@@ -63,7 +81,7 @@ def kpi_table(result: dict[str, Any]) -> tuple[list[str], list[tuple[str, Rows]]
     groups = []
     for scenario in result["settings"]["scenarios"]:
         rows = []
-        for key, heading, fmt in KPI_METRICS:
+        for key, heading, fmt in shown_kpis(result, scenario):
             cells = [
                 level_cell(summary[scenario, p][key], fmt) if (scenario, p) in summary else ""
                 for p in names
@@ -180,7 +198,12 @@ def replications_text(result: dict[str, Any]) -> str:
     settings = result["settings"]
     n = settings.get("replications", settings.get("seeds"))
     seeds = "seed 1" if n == 1 else f"seeds 1–{n}"
-    return f"{n} replication{'s' if n != 1 else ''} ({seeds}) of {settings['hours']:g} simulated h"
+    text = f"{n} replication{'s' if n != 1 else ''} ({seeds}) of {settings['hours']:g} simulated h"
+    warmup_s = settings.get("warmup_s") or 0
+    if warmup_s:
+        warmup = f"{warmup_s / 3600:g} h" if warmup_s >= 3600 else f"{warmup_s / 60:g} min"
+        text += f" (KPIs after a warm-up of {warmup})"
+    return text
 
 
 def _markdown(headings: list[str], rows: Rows) -> list[str]:
@@ -191,7 +214,8 @@ def _markdown(headings: list[str], rows: Rows) -> list[str]:
     ]
 
 
-def to_markdown(result: dict[str, Any]) -> str:
+def to_markdown(result: dict[str, Any], detail: bool = False) -> str:
+    """The tables as Markdown; the scheduler's own figures with `detail`."""
     host = result["machine"]
     lines = [
         f"{replications_text(result)} each, per scenario and policy; mean ± half-width of "
@@ -213,6 +237,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     for scenario, hour_headings, hour_rows in by_hour_tables(result):
         lines += ["", f"By hour of the day, {scenario}:", ""]
         lines += _markdown(hour_headings, hour_rows)
-    lines += ["", "The scheduler's own figures:", ""]
-    lines += _markdown(*developer_table(result))
+    if detail:
+        lines += ["", "The scheduler's own figures:", ""]
+        lines += _markdown(*developer_table(result))
     return "\n".join(lines) + "\n"

@@ -40,9 +40,7 @@ the hour after a busy one more.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import numpy as np
-from scipy.optimize import linprog
+from typing import Any
 
 from scheduler.config import Config, staff_roster
 from scheduler.demand import arrival_profile, mean_arrival_rate_per_s, mean_treatment_s
@@ -81,7 +79,9 @@ class CapacityBound:
     staff_rate: float  # the same without the arrival cap: what rooms and staff allow
     min_referral_rate: float  # 1 - max_rate / arrival_rate
     bottleneck: str  # the role (or "rooms") that limits staff_rate
-    use: dict[str, float] = field(default_factory=dict)  # share of each resource used at staff_rate
+    # the share of each resource used at staff_rate, at one optimal solution: the binding
+    # ones are used to the full at any, the others may be used more or less at another
+    use: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -131,31 +131,37 @@ def staff_per_role(config: Config) -> dict[str, int]:
 
 def _solve(
     costs: list[RoomCosts], staff: dict[str, int], cap: float | None
-) -> tuple[float, np.ndarray]:
-    n = len(costs)
-    rows: list[list[float]] = []
-    bounds: list[float] = []
-    for role in ROLES:
-        rows.append([c.busy_s[role] for c in costs])
-        bounds.append(staff[role])
-    if cap is not None:
-        rows.append([1.0] * n)
-        bounds.append(cap)
+) -> tuple[float, list[float]]:
+    """The LP's optimum and an optimal x, by OR-tools' GLOP (a simplex, deterministic): the
+    scheduler's own solver library, loaded in a tenth of the time scipy's takes, which
+    `hospital run` of a small hospital would otherwise import at its end for this alone."""
+    from ortools.linear_solver import pywraplp
+
+    solver = pywraplp.Solver.CreateSolver("GLOP")
     # x[r] * hold[r] <= 1 is a bound on each variable (a room that takes no time is unbounded
     # by itself; the roles' rows still bound it unless they cost nothing either).
-    var_bounds = [(0.0, 1.0 / c.hold_s if c.hold_s > 0 else None) for c in costs]
-    result = linprog(
-        -np.ones(n),
-        A_ub=np.array(rows),
-        b_ub=np.array(bounds, dtype=float),
-        bounds=var_bounds,
-        method="highs",
-    )
-    if result.status == 3:
+    x = [
+        solver.NumVar(0.0, 1.0 / c.hold_s if c.hold_s > 0 else solver.infinity(), f"x{n}")
+        for n, c in enumerate(costs)
+    ]
+    for role in ROLES:
+        row = solver.Constraint(-solver.infinity(), float(staff[role]))
+        for var, c in zip(x, costs):
+            row.SetCoefficient(var, c.busy_s[role])
+    if cap is not None:
+        row = solver.Constraint(-solver.infinity(), cap)
+        for var in x:
+            row.SetCoefficient(var, 1.0)
+    objective = solver.Objective()
+    for var in x:
+        objective.SetCoefficient(var, 1.0)
+    objective.SetMaximization()
+    status = solver.Solve()
+    if status == pywraplp.Solver.UNBOUNDED:
         raise ValueError("the capacity is unbounded: some room costs no time of anyone")
-    if not result.success:
-        raise RuntimeError(f"capacity LP failed: {result.message}")
-    return float(-result.fun), result.x
+    if status != pywraplp.Solver.OPTIMAL:
+        raise RuntimeError(f"capacity LP failed: status {status}")
+    return objective.Value(), [var.solution_value() for var in x]
 
 
 def capacity_bound(config: Config) -> CapacityBound:
@@ -175,7 +181,9 @@ def capacity_bound(config: Config) -> CapacityBound:
         for role in ROLES
     }
     use["rooms"] = float(sum(xi * c.hold_s for xi, c in zip(x, costs))) / len(costs)
-    bottleneck = max(use, key=lambda k: (use[k], k == "rooms"))
+    # The resource used most; on a tie (two used to the full, up to the solver's rounding),
+    # the rooms, then the first role in ROLES' order.
+    bottleneck = max(use, key=lambda k: (round(use[k], 6), k == "rooms"))
     min_referral = max(0.0, 1.0 - max_rate / arrival_rate)
     return CapacityBound(arrival_rate, max_rate, staff_rate, min_referral, bottleneck, use)
 
@@ -205,16 +213,19 @@ def referral_floor(staff_rate: float, arrivals_per_hour: float) -> float:
 
 
 def hourly_bounds(
-    config: Config, duration_ms: int, bound: CapacityBound | None = None
+    config: Config, duration_ms: int, bound: CapacityBound | None = None, start_ms: int = 0
 ) -> list[HourBound]:
-    """The bound of each hour of the day that a run of `duration_ms` reaches (see the
-    module's docstring), in order of the hour."""
+    """The bound of each hour of the day that a run of `duration_ms` reaches from `start_ms`
+    on (a warm-up left out; see the module's docstring), in order of the hour."""
     staff_rate = (bound or capacity_bound(config)).staff_rate
     profile = arrival_profile(config)
     flat = 3600 / config.arrivals.interval_s if profile is None else 0.0
     expected, covered, floors = [0.0] * HOURS, [0.0] * HOURS, [0.0] * HOURS
     for k in range(-(-max(duration_ms, 0) // HOUR_MS)):  # each hour of the run, whole or not
-        share = min(HOUR_MS, duration_ms - k * HOUR_MS) / HOUR_MS
+        within = min(HOUR_MS * (k + 1), duration_ms) - max(HOUR_MS * k, start_ms)
+        if within <= 0:
+            continue
+        share = within / HOUR_MS
         rate = flat if profile is None else profile.hourly[k % len(profile.hourly)]
         hour = k % HOURS
         expected[hour] += rate * share
@@ -229,3 +240,17 @@ def hourly_bounds(
         for hour in range(HOURS)
         if covered[hour]
     ]
+
+
+def run_bound(config: Config, duration_ms: int, start_ms: int = 0) -> dict[str, Any]:
+    """The capacity bound as a run's reports give it: in the long run, with the role (or
+    the rooms) that binds it, and for each hour of the day the run reaches from `start_ms`
+    (a warm-up left out) on, with the busiest of those hours apart."""
+    bound = capacity_bound(config)
+    by_hour = hourly_bounds(config, duration_ms, bound, start_ms)
+    busiest = max(by_hour, key=lambda h: h.arrivals_per_hour, default=None)
+    return {
+        **bound.as_dict(),
+        "by_hour": [h.as_dict() for h in by_hour],
+        "busiest_hour": busiest.as_dict() if busiest else None,
+    }

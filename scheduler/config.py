@@ -29,6 +29,8 @@ MAX_STAFF = 100_000  # per role
 MAX_SECONDS = MAX_TIME_S  # any time in seconds: about 31 years
 MAX_PARTITIONS = 10_000
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1  # what a database keeps in a BIGINT
+# A terminal clean, after an isolation patient, takes this many routine cleans unless given.
+TERMINAL_CLEANING_FACTOR = 1.5
 # Arrivals faster than one a millisecond would share their milliseconds: time is kept in ms.
 MAX_RATE_PER_HOUR = 3_600_000.0
 MIN_RATE_PER_HOUR = 1e-6  # at the busiest hour: fewer is no arrival in the longest run
@@ -82,7 +84,9 @@ class DurationsConfig:
 
     treatment_s: float = 10.0
     cleaning_s: float = 9.0
-    terminal_cleaning_s: float = 13.5  # after an isolation patient: 1.5 times a cleaning
+    # After an isolation patient. Not given: TERMINAL_CLEANING_FACTOR times `cleaning_s`
+    # (`from_mapping` works it out; 13.5 is that of the default cleaning).
+    terminal_cleaning_s: float = 13.5
     treatment_s_by_acuity: tuple[float, ...] = ()  # 5 means, ESI 1-5; none: treatment_s
     treatment_cv: float = 0.0
     cleaning_cv: float = 0.0
@@ -252,7 +256,7 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         for key in given:
             if key not in known:
                 raise ConfigError(f"{section.name}.{_short(key)}: unknown key")
-        values = {}
+        values: dict[str, Any] = {}
         for key, spec in known.items():
             name = f"{section.name}.{key}"
             kind = cast(str, spec.type)  # a string: the annotations are postponed
@@ -260,6 +264,8 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
             env_name = variable_of(name)
             if env_name in environ:
                 raw = _from_env(environ[env_name], kind, name)
+            elif key not in given and name in DERIVED_DEFAULTS:
+                raw = DERIVED_DEFAULTS[name](values)
             for conventional, target in CONVENTIONAL_ENV.items():
                 if target == (section.name, key) and conventional in environ:
                     raw = environ[conventional]
@@ -268,6 +274,29 @@ def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     config = Config(**sections)
     _check_semantics(config)
     return config
+
+
+# Keys whose default follows another key of their section (given, or its own default), from
+# the section's values worked out so far (the dataclass's order).
+DERIVED_DEFAULTS = {
+    "durations.terminal_cleaning_s": lambda values: TERMINAL_CLEANING_FACTOR * values["cleaning_s"],
+}
+
+
+def warnings(config: Config) -> list[str]:
+    """Values that load, but that are most likely a mistake: one sentence each, for the
+    command line to show before it runs."""
+    found = []
+    durations = config.durations
+    isolating = bool(config.hospital.isolation_rooms)  # else no terminal clean is ever done
+    if isolating and durations.terminal_cleaning_s < durations.cleaning_s:
+        found.append(
+            f"durations.terminal_cleaning_s ({durations.terminal_cleaning_s:g} s) is shorter "
+            f"than durations.cleaning_s ({durations.cleaning_s:g} s): a terminal clean, after "
+            f"an isolation patient, takes longer than a routine one (leave it out for "
+            f"{TERMINAL_CLEANING_FACTOR:g} times a cleaning)"
+        )
+    return found
 
 
 def variable_of(name: str) -> str:

@@ -8,26 +8,41 @@ made this choice the right one under the rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from scheduler.problem import Solution, TickProblem
+from scheduler.problem import Arrival, Solution, TickProblem
 
 
-def referral(problem: TickProblem, patient_id: str, solution: Solution, rooms: int) -> str:
+def referral(
+    problem: TickProblem, patient_id: str, solution: Solution, rooms: Mapping[str, str]
+) -> str:
+    """Why a patient is referred: who they are (ESI level, isolation), then what kept every
+    room they may use from them. `rooms` is each room's state (free, booked, occupied,
+    dirty, cleaning) as the tick found it."""
     arrival = next(a for a in problem.arrivals if a.patient_id == patient_id)
+    return f"{_patient(arrival)}: {_no_room(problem, arrival, solution, rooms)}"
+
+
+def _patient(arrival: Arrival) -> str:
+    return f"ESI {arrival.acuity}" + (", needs isolation" if arrival.isolation else "")
+
+
+def _no_room(
+    problem: TickProblem, arrival: Arrival, solution: Solution, rooms: Mapping[str, str]
+) -> str:
     usable = [r for r in problem.free_rooms if problem.may_book(arrival, r)]
     if not problem.free_rooms:
-        return (
-            "the only room is occupied or being cleaned"
-            if rooms == 1
-            else f"all {rooms} rooms occupied or being cleaned"
-        )
+        if len(rooms) == 1:
+            return f"the only room is {_in_use(rooms.values())}"
+        return f"all {len(rooms)} rooms in use: {_in_use(rooms.values())}"
     if not usable:
         if arrival.isolation:
+            isolating = [rooms[r] for r in sorted(problem.isolation_rooms) if r in rooms]
             return (
-                f"needs isolation: no free isolation room (all "
-                f"{len(problem.isolation_rooms)} in use)"
+                f"no free isolation room (all {len(problem.isolation_rooms)} in use: "
+                f"{_in_use(isolating)})"
             )
         return "the free rooms are kept for patients who need isolation"
     takers = [a for a in problem.arrivals if solution.bookings.get(a.patient_id) in usable]
@@ -36,6 +51,28 @@ def referral(problem: TickProblem, patient_id: str, solution: Solution, rooms: i
     return (
         f"the last free {rooms_word} went to "
         f"{'more urgent patients' if more_urgent else 'patients who arrived first'}"
+    )
+
+
+# A room's state in a referral's words, in the order of a room's turn: a dirty room waits
+# for a cleaner, which says where the rooms go when the cleaners are the bottleneck.
+ROOM_STATE_WORDS = {
+    "booked": "booked",
+    "occupied": "occupied",
+    "dirty": "dirty (waiting for a cleaner)",
+    "cleaning": "being cleaned",
+}
+
+
+def _in_use(states: Iterable[str]) -> str:
+    """'3 occupied, 1 dirty (waiting for a cleaner)': how many rooms are in each state, in a
+    room's turn order (any other state after them, by name)."""
+    counts = Counter(states)
+    order = [*ROOM_STATE_WORDS, *sorted(set(counts) - set(ROOM_STATE_WORDS))]
+    if len(counts) == 1 and sum(counts.values()) == 1:  # one room: its state alone
+        return ROOM_STATE_WORDS.get(next(iter(counts)), next(iter(counts)))
+    return ", ".join(
+        f"{counts[state]} {ROOM_STATE_WORDS.get(state, state)}" for state in order if counts[state]
     )
 
 

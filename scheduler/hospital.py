@@ -323,16 +323,19 @@ class Hospital:
         dispatches = dict(solution.dispatches)
         problem_key: dict[str, str] = {}  # task id -> its key in the problem
         why = problem if self.explain else None
+        states: dict[str, str] = {}  # each room's state, for the first referral's reason
         for patient in self.arrivals:
             room_id = solution.bookings.get(patient.patient_id)
             if room_id is None:
                 self.patients.pop(patient.patient_id)
                 patient.stage = "referred"
                 self.finished.add(patient.patient_id)
+                if why is not None and not states:
+                    states = {r.room_id: r.status for r in self.rooms.values()}
                 reason = (
                     "no free room"
                     if why is None
-                    else explain.referral(why, patient.patient_id, solution, len(self.rooms))
+                    else explain.referral(why, patient.patient_id, solution, states)
                 )
                 decisions.append(
                     (ev.PatientReferred, {"patient_id": patient.patient_id, "reason": reason})

@@ -29,10 +29,17 @@ def hour_of(time_ms: int) -> int:
     return (time_ms - 1) // HOUR_MS % HOURS if time_ms > 0 else 0
 
 
-def covered_ms(end_ms: int) -> list[int]:
-    """How much of the run, from 0 to `end_ms`, each hour of the day covers (in ms)."""
-    days, rest = divmod(max(end_ms, 0), DAY_MS)
-    return [days * HOUR_MS + min(max(rest - h * HOUR_MS, 0), HOUR_MS) for h in range(HOURS)]
+def covered_ms(end_ms: int, start_ms: int = 0) -> list[int]:
+    """How much of the run, from `start_ms` (a warm-up left out) to `end_ms`, each hour of
+    the day covers (in ms)."""
+
+    def upto(time_ms: int) -> list[int]:
+        days, rest = divmod(max(time_ms, 0), DAY_MS)
+        return [days * HOUR_MS + min(max(rest - h * HOUR_MS, 0), HOUR_MS) for h in range(HOURS)]
+
+    if not start_ms:
+        return upto(end_ms)
+    return [max(0, b - a) for a, b in zip(upto(start_ms), upto(end_ms))]
 
 
 def split_by_hour(start_ms: int, end_ms: int) -> Iterable[tuple[int, int]]:
@@ -96,19 +103,21 @@ class ByHour:
         ongoing: Iterable[int] = (),
         arrivals: Sequence[int] | None = None,
         referrals: Sequence[int] | None = None,
+        start_ms: int = 0,
     ) -> list[dict[str, Any]]:
         """Each hour the run reached (or that counted something), in order: arrivals,
         referred, referral rate, the mean wait per role of the tasks created in it, and the
         mean room occupancy over it. `ongoing` are the admission times of the patients still
         in a room at `end_ms`; `arrivals` and `referrals` stand in for the counts here (a
-        projection that counts them otherwise)."""
+        projection that counts them otherwise). With a warm-up, the figures are fed only
+        what follows it, and the hours cover the run from `start_ms` on."""
         arrivals = self.arrivals if arrivals is None else arrivals
         referrals = self.referrals if referrals is None else referrals
         occupied = list(self.occupied_ms)
         for start in ongoing:
-            for hour, ms in split_by_hour(start, end_ms):
+            for hour, ms in split_by_hour(max(start, start_ms), end_ms):
                 occupied[hour] += ms
-        covered = covered_ms(end_ms)
+        covered = covered_ms(end_ms, start_ms)
         out = []
         for hour in range(HOURS):
             counted = arrivals[hour] or any(self.wait_tasks[r][hour] for r in self.roles)

@@ -27,10 +27,11 @@ class Recorded:
 HEADER = "run.header"
 
 
-def write_header(stream: IO[str], config: dict[str, Any], seed: int) -> None:
-    stream.write(
-        json.dumps({"type": HEADER, "config": config, "seed": seed}, sort_keys=True) + "\n"
-    )
+def write_header(stream: IO[str], config: dict[str, Any], seed: int, **more: Any) -> None:
+    """The first line of a log: the run's config and seed, and what else is known of it
+    (`duration_s`, `label`)."""
+    fields = {**more, "type": HEADER, "config": config, "seed": seed}
+    stream.write(json.dumps(fields, sort_keys=True) + "\n")
 
 
 def header(path: str | Path) -> dict[str, Any] | None:

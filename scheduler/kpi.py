@@ -2,6 +2,17 @@
 
 It needs nothing from the scheduler's internals, so a replay (`hospital solve`) reports the
 same figures as the live run, except the solver's timings.
+
+**A warm-up** (`warmup_ms`) is left out of every figure of the hospital: the patients are
+those who arrived after it (arrivals, admissions, referrals, discharges, stays, by ESI
+level), the waits those of the tasks created after it (and so the target waits past), and
+occupancy, the rooms' states and utilisation are integrated from it to the end. "After" as
+the hours of `scheduler.hours` have it: the warm-up holds its last instant, as hour 0 holds
+1:00:00, so that the figures by hour of a run with a warm-up of whole hours are those of
+the hours after it. A run
+that starts with an empty hospital admits its first patients freely: its first hours are not
+those of a hospital in its stride. The tick solve times remain the whole run's (the
+scheduler's work, not the hospital's).
 """
 
 from __future__ import annotations
@@ -18,6 +29,11 @@ from scheduler.hours import ByHour
 from scheduler.layout import NEXT_KIND, ROLE_OF_KIND, step
 
 ROLES = ("porter", "medical", "cleaner")
+# A room's turn: booked on admission, occupied once the patient is in, dirty when they have
+# left, being cleaned from a cleaner's dispatch, free again when clean.
+ROOM_STATES = ("free", "booked", "occupied", "dirty", "cleaning")
+# The state a completed task leaves its room in.
+ROOM_AFTER = {"escort_in": "occupied", "escort_out": "dirty", "clean": "free"}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -43,9 +59,11 @@ def histogram_percentile(counts: dict[int, int], total: int, q: float) -> int | 
 class KpiCollector:
     """Feed it every tick's result (`collect`); `report` gives the figures."""
 
-    def __init__(self, rooms: int, staff_per_role: dict[str, int]):
+    def __init__(self, rooms: int, staff_per_role: dict[str, int], warmup_ms: int = 0):
         self.rooms = rooms
         self.staff_per_role = staff_per_role
+        self.warmup_ms = warmup_ms  # left out of the figures (see the module's docstring)
+        self.counted_after = warmup_ms if warmup_ms else -1  # what happens later counts
         self.counts: defaultdict[str, int] = defaultdict(int)
         self.created_ms: dict[tuple[str, str], int] = {}  # (kind, patient) -> created
         self.task_role: dict[str, str] = {}
@@ -73,6 +91,10 @@ class KpiCollector:
         # By hour of the simulated day: arrivals and referrals (by the arrival), waits (by
         # the task's creation), occupancy.
         self.hours = ByHour(ROLES)
+        # The time rooms spend in each state but free, accumulated as each room moves on:
+        # each room's state and since when (absent: free).
+        self.room_state: dict[str, tuple[str, int]] = {}
+        self.room_state_ms: dict[str, int] = dict.fromkeys(ROOM_STATES[1:], 0)
 
     def collect(self, result: TickResult) -> None:
         self.counts["ticks"] += 1
@@ -87,49 +109,83 @@ class KpiCollector:
             self._decision(decision)
 
     def _inbound(self, event: ev.Event) -> None:
+        time_ms, warmup = event.time_ms, self.warmup_ms
         if isinstance(event, ev.PatientArrived):
-            self.counts["arrivals"] += 1
             self.acuity[event.patient_id] = event.acuity
-            self.by_acuity[event.acuity]["arrivals"] += 1
-            self.arrived_ms[event.patient_id] = event.time_ms
-            self.hours.arrived(event.time_ms)
-            self.created_ms["escort_in", event.patient_id] = event.time_ms
+            self.arrived_ms[event.patient_id] = time_ms
+            self.created_ms["escort_in", event.patient_id] = time_ms
+            if time_ms > self.counted_after:
+                self.counts["arrivals"] += 1
+                self.by_acuity[event.acuity]["arrivals"] += 1
+                self.hours.arrived(time_ms)
             return
         assert isinstance(event, ev.COMPLETIONS)  # the other inbound events close a task
         role = self.task_role.pop(event.task_id)
-        self.busy_ms[role] += event.time_ms - self.dispatched_ms.pop(event.task_id)
+        dispatched = self.dispatched_ms.pop(event.task_id)
+        if time_ms > warmup:
+            self.busy_ms[role] += time_ms - (dispatched if dispatched > warmup else warmup)
         kind = event.task_kind
         patient_id = getattr(event, "patient_id", "")  # a cleaning's: none
+        if kind in ROOM_AFTER:
+            self._room(event.room_id, ROOM_AFTER[kind], time_ms)
         if kind == "escort_out":
-            self.stays_sum_ms += event.time_ms - self.arrived_ms.pop(patient_id)
-            self.stays += 1
             admitted = self.admitted_ms.pop(patient_id)
-            self.occupied_ms += event.time_ms - admitted
-            self.hours.occupy(admitted, event.time_ms)
+            arrived = self.arrived_ms.pop(patient_id)
+            if arrived > self.counted_after:  # one of the patients the figures are about
+                self.counts["discharged"] += 1
+                self.stays_sum_ms += time_ms - arrived
+                self.stays += 1
+            start = admitted if admitted > warmup else warmup
+            if time_ms > start:
+                self.occupied_ms += time_ms - start
+                self.hours.occupy(start, time_ms)
         if kind in NEXT_KIND:
-            self.created_ms[NEXT_KIND[kind], patient_id] = event.time_ms
+            self.created_ms[NEXT_KIND[kind], patient_id] = time_ms
+
+    def _room(self, room_id: str, state: str, time_ms: int) -> None:
+        """A room moves on to `state`: the time in the state it leaves is counted (from the
+        warm-up on)."""
+        left, since = self.room_state.get(room_id, ("free", 0))
+        if left != "free":
+            start = since if since > self.warmup_ms else self.warmup_ms
+            if time_ms > start:
+                self.room_state_ms[left] += time_ms - start
+        if state == "free":
+            self.room_state.pop(room_id, None)
+        else:
+            self.room_state[room_id] = (state, time_ms)
 
     def _decision(self, decision: ev.Decision) -> None:
+        after = self.counted_after
         if isinstance(decision, ev.PatientAdmitted):
-            self.counts["admitted"] += 1
+            if self.arrived_ms.get(decision.patient_id, decision.time_ms) > after:
+                self.counts["admitted"] += 1
             self.admitted_ms[decision.patient_id] = decision.time_ms
+            self._room(decision.room_id, "booked", decision.time_ms)
         elif isinstance(decision, ev.PatientReferred):
-            self.counts["referred"] += 1
-            arrived = self.arrived_ms.pop(decision.patient_id, None)
-            self.hours.referred(decision.time_ms if arrived is None else arrived)
-            self.by_acuity[self.acuity.pop(decision.patient_id, 3)]["referred"] += 1
+            arrived = self.arrived_ms.pop(decision.patient_id, decision.time_ms)
+            level = self.acuity.pop(decision.patient_id, 3)
+            if arrived > after:
+                self.counts["referred"] += 1
+                self.hours.referred(arrived)
+                self.by_acuity[level]["referred"] += 1
         elif isinstance(decision, ev.PatientDischarged):
-            self.counts["discharged"] += 1
-            self.acuity.pop(decision.patient_id, None)
+            self.acuity.pop(decision.patient_id, None)  # counted with the escort out
         elif isinstance(decision, ev.TaskEscalated):
-            self.sla_breaches[decision.kind] += 1
+            if decision.time_ms - round(decision.waited_s * 1000) > after:  # its creation
+                self.sla_breaches[decision.kind] += 1
         elif isinstance(decision, ev.TaskDispatched):
             role = ROLE_OF_KIND[decision.kind]
-            created = self.created_ms.pop(
-                (step(decision.kind), decision.patient_id), decision.time_ms
-            )
+            kind = step(decision.kind)
+            created = self.created_ms.pop((kind, decision.patient_id), decision.time_ms)
+            self.task_role[decision.task_id] = role
+            self.dispatched_ms[decision.task_id] = decision.time_ms
+            if kind == "clean":
+                self._room(decision.room_id, "cleaning", decision.time_ms)
+            if created <= after:
+                return
             wait = decision.time_ms - created
-            if step(decision.kind) != "clean":  # a task of the patient's own
+            if kind != "clean":  # a task of the patient's own
                 level = self.acuity.get(decision.patient_id, 3)
                 self.acuity_waits[level, "all"][wait] += 1
                 if role == "medical":
@@ -139,8 +195,6 @@ class KpiCollector:
             totals = self.wait_totals[role]
             totals[0] += wait
             totals[1] += 1
-            self.task_role[decision.task_id] = role
-            self.dispatched_ms[decision.task_id] = decision.time_ms
 
     def _acuity_figures(self, level: int) -> dict[str, Any]:
         counts = self.by_acuity[level]
@@ -165,19 +219,37 @@ class KpiCollector:
             "medical_wait_s": waits("medical"),
         }
 
+    def _room_states(self, end_ms: int, warmup: int) -> dict[str, float]:
+        """The share of the rooms' time (from the warm-up to the end) in each state."""
+        spent = dict(self.room_state_ms)
+        for state, since in self.room_state.values():
+            spent[state] += end_ms - max(since, warmup)
+        total = self.rooms * (end_ms - warmup)
+        if total <= 0:
+            return {"free": 1.0, **dict.fromkeys(spent, 0.0)}
+        shares = {state: round(ms / total, 4) for state, ms in spent.items()}
+        return {"free": round(1 - sum(spent.values()) / total, 4), **shares}
+
     def report(
         self, duration_ms: int | None = None, extra: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         end_ms = max(duration_ms or 0, self.end_ms)
-        # Work and stays still going at the end count up to the end.
+        warmup = min(self.warmup_ms, end_ms)
+
+        def since_warmup(started: int) -> int:
+            """ms from `started` (or the warm-up's end, if later) to the end."""
+            return end_ms - max(started, warmup)
+
+        # Work, stays and rooms' states still going at the end count up to the end.
         busy = dict(self.busy_ms)
         for task_id, started in self.dispatched_ms.items():
-            busy[self.task_role[task_id]] += end_ms - started
-        occupied = self.occupied_ms + sum(end_ms - t for t in self.admitted_ms.values())
+            busy[self.task_role[task_id]] += since_warmup(started)
+        occupied = self.occupied_ms + sum(map(since_warmup, self.admitted_ms.values()))
         arrivals = self.counts["arrivals"]
-        seconds = end_ms / 1000 or 1.0
+        seconds = (end_ms - warmup) / 1000 or 1.0
         report: dict[str, Any] = {
             "duration_s": end_ms / 1000,
+            "warmup_s": warmup / 1000,
             "arrivals": arrivals,
             "admitted": self.counts["admitted"],
             "referred": self.counts["referred"],
@@ -196,6 +268,7 @@ class KpiCollector:
                 (self.stays_sum_ms / self.stays if self.stays else 0.0) / 1000, 3
             ),
             "room_occupancy": round(occupied / 1000 / (self.rooms * seconds), 4),
+            "room_states": self._room_states(end_ms, warmup),
             "utilisation": {
                 role: round(busy[role] / 1000 / (count * seconds), 4) if count else 0.0
                 for role, count in self.staff_per_role.items()
@@ -213,7 +286,9 @@ class KpiCollector:
                 str(level): self._acuity_figures(level) for level in sorted(self.by_acuity)
             },
             "sla_breaches": dict(sorted(self.sla_breaches.items())),
-            "by_hour": self.hours.figures(end_ms, self.rooms, self.admitted_ms.values()),
+            "by_hour": self.hours.figures(
+                end_ms, self.rooms, self.admitted_ms.values(), start_ms=warmup
+            ),
         }
         report.update(extra or {})
         return report

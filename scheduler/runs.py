@@ -22,12 +22,15 @@ from scheduler.simulation import Clock, StopFlag, simulate, warm_up
 from scheduler.store import NullStore, Store
 
 
-def new_kpi(config: Config) -> KpiCollector:
+def new_kpi(config: Config, warmup_ms: int = 0) -> KpiCollector:
+    """The KPIs of a run of `config`, leaving out its first `warmup_ms`."""
     per_role: dict[str, int] = defaultdict(int)
     for _, role in staff_roster(config):
         per_role[role] += 1
     rooms = len(config.hospital.floors) * config.hospital.rooms_per_floor
-    return KpiCollector(rooms, {role: per_role[role] for role in ("porter", "medical", "cleaner")})
+    return KpiCollector(
+        rooms, {role: per_role[role] for role in ("porter", "medical", "cleaner")}, warmup_ms
+    )
 
 
 def _policy_extra(scheduler: Scheduler) -> dict[str, Any]:
@@ -50,6 +53,8 @@ def simulate_run(
     on_tick: Callable[[Scheduler, TickResult], None] | None = None,
     stop: StopFlag | None = None,
     kpi: KpiCollector | None = None,
+    warmup_ms: int = 0,
+    header: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
 
@@ -61,12 +66,13 @@ def simulate_run(
     `stop` ends the run at the next tick boundary, everything written up to the last tick;
     the report then has `interrupted_at_ms`, that tick's time, and figures up to it. The
     KPIs are collected by `kpi` if given (fresh, from `new_kpi`): what `on_tick` may read,
-    each tick's figures counted before it is called. The tick path is warmed up first
-    (`warm_up`), before the run's clock starts: the first tick decides as fast as the
-    others."""
+    each tick's figures counted before it is called; else they leave out the first
+    `warmup_ms` of the run. The tick path is warmed up first (`warm_up`), before the run's
+    clock starts: the first tick decides as fast as the others. `header` adds fields to the
+    record's `run.header` (the run's planned duration, its label)."""
     warm_up(config)
     scheduler = Scheduler(config)
-    kpi = new_kpi(config) if kpi is None else kpi
+    kpi = new_kpi(config, warmup_ms) if kpi is None else kpi
     store = store or NullStore()
     with contextlib.ExitStack() as files:
         record_file = files.enter_context(open(record, "w")) if record else None
@@ -75,6 +81,7 @@ def simulate_run(
                 record_file,
                 config_module.shareable(config),
                 config.arrivals.seed if seed is None else seed,
+                **(header or {}),
             )
         out_file = files.enter_context(open(out, "w")) if out else None
 
@@ -132,9 +139,11 @@ def replay(
     events_path: Path,
     out: Path | None = None,
     on_decisions: Callable[[list], None] | None = None,
+    warmup_ms: int = 0,
 ) -> Replay:
     """Feed a recorded event log to a fresh scheduler, tick by tick as recorded (or by the
-    events' times when the log has no ticks). Raises `jsonl.LogError` on a bad line."""
+    events' times when the log has no ticks); the KPIs leave out its first `warmup_ms`.
+    Raises `jsonl.LogError` on a bad line."""
     records = list(jsonl.read(events_path))
     if not records:
         raise jsonl.LogError(f"{events_path}: no events to replay")
@@ -152,7 +161,7 @@ def replay(
                 f"{MAX_TIME_S} s that a run may last"
             )
         by_tick[tick].append(record)
-    kpi = new_kpi(config)
+    kpi = new_kpi(config, warmup_ms)
     rejected: list[str] = []
     with open(out, "w") if out else contextlib.nullcontext() as out_file:
         for tick in sorted(by_tick):

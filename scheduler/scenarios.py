@@ -6,20 +6,33 @@
     scenarios.path("ward")         # .../scenarios/ward.toml
     scenarios.load("my/dept.toml") # a config file of one's own, by its path
 
-The folder sits beside the `scheduler` package, so it is found from a source checkout and
-from an editable install alike; `HOSPITAL_SCENARIO_DIR` points elsewhere.
+The folder is the `scenarios` package, whose data the files are: found through
+`importlib.resources` from a source checkout, an editable install or an installed wheel
+alike; `HOSPITAL_SCENARIO_DIR` points elsewhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+def _packaged() -> Path:
+    """The `scenarios` package's folder; or, where that package cannot be imported (an
+    editable install made before it was one), the folder beside `scheduler`."""
+    try:
+        return Path(str(resources.files("scenarios")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "scenarios"
+
+
+SCENARIO_DIR = _packaged()
 # The order they are listed and benchmarked in: small to large, each base before its twin.
 ORDER = (
     "default",
@@ -75,7 +88,9 @@ def overrides(environ: Mapping[str, str], settings: list[str]) -> dict[str, str]
     """The `HOSPITAL_<SECTION>_<KEY>` variables of `environ`, then each `section.key=value`
     of `settings` as such a variable: what `load` applies over a scenario's file, checked
     as the config checks any variable."""
-    found = {name: value for name, value in environ.items() if name.startswith("HOSPITAL_")}
+    sections = tuple(f"HOSPITAL_{f.name.upper()}_" for f in dataclasses.fields(Config))
+    # the variables of config keys: not HOSPITAL_CONFIG, HOSPITAL_SCENARIO_DIR and the like
+    found = {name: value for name, value in environ.items() if name.startswith(sections)}
     for setting in settings:
         key, equals, value = setting.partition("=")
         section, dot, name = key.strip().partition(".")

@@ -19,6 +19,20 @@ function clock(seconds) {
 const pct = (x) => (100 * x).toFixed(1) + " %";
 const secs = (x) => x.toFixed(1) + " s";
 const short = (id) => String(id ?? "").replace("patient-", "p");
+// How long, as a clock reads it: 54 s, 14:54 (min:s), 2:05:00 (h:min:s).
+function span(seconds) {
+  const s = Math.max(0, Math.floor(seconds)), pad = (n) => String(n).padStart(2, "0");
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)}:${pad(s % 60)}`;
+  return `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
+}
+// A patient's ESI level (1 the most urgent) and isolation need, when the page knows them.
+function esiBadge(x) {
+  if (x.esi == null) return "";
+  const needs = x.isolation_need ? ` needs isolation` : "";
+  return `<span class="esi esi-${esc(x.esi)}${x.isolation_need ? " needs" : ""}" data-esi="${esc(x.esi)}" ` +
+    `title="ESI ${esc(x.esi)}${needs}">${esc(x.esi)}${x.isolation_need ? "+" : ""}</span>`;
+}
 
 function setTile(name, text) { const el = document.querySelector(`[data-tile="${name}"]`); if (el) el.textContent = text; }
 
@@ -31,6 +45,7 @@ function drawTiles(t) {
   for (const role of ROLES) setTile("wait_" + role, secs(t.wait_mean_s[role]));
   const busy = ROLES.reduce((n, r) => n + t.busy[r], 0), staff = ROLES.reduce((n, r) => n + t.staff[r], 0);
   setTile("busy", `${busy} / ${staff}`);
+  setTile("sla_breaches", t.sla_breaches ?? 0);
 }
 
 function drawRooms(floors) {
@@ -39,23 +54,26 @@ function drawRooms(floors) {
   box.classList.toggle("many", total > 60);
   box.innerHTML = floors.slice().reverse().map((f) =>
     `<div class="floor" data-floor="${esc(f.floor)}"><b>${esc(f.floor)}</b><div class="cells">` +
-    f.rooms.map((r) => `<div class="room ${esc(r.state)}" data-room="${esc(r.id)}" data-state="${esc(r.state)}" ` +
-      `title="${esc(r.id)} ${esc(r.state)} ${esc(r.patient || "")}">${esc(r.id)}<span class="p">${esc(short(r.patient))}</span></div>`).join("") +
+    f.rooms.map((r) => `<div class="room ${esc(r.state)}${r.isolation ? " isolation" : ""}" data-room="${esc(r.id)}" ` +
+      `data-state="${esc(r.state)}" data-isolation="${r.isolation ? "true" : "false"}" ` +
+      `title="${esc(r.id)}${r.isolation ? " (able to isolate)" : ""} ${esc(r.state)} ${esc(r.patient || "")}${r.esi != null ? " ESI " + esc(r.esi) : ""}${r.isolation_need ? ", needs isolation" : ""}">` +
+      `${esc(r.id)}${esiBadge(r)}<span class="p">${esc(short(r.patient))}</span></div>`).join("") +
     `</div></div>`).join("");
 }
 
 function drawStaff(staff) {
   $("#staff tbody").innerHTML = staff.map((s) => {
-    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esc(s.task.room)} <span class="age">(${s.task.for_s.toFixed(0)} s)</span>` : (s.off_duty ? "off duty" : "idle");
+    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esiBadge(s.task)} ${esc(s.task.room)}` : (s.off_duty ? "off duty" : "idle");
+    const since = s.task ? `<span class="age" title="on this task for ${s.task.for_s.toFixed(0)} s">${span(s.task.for_s)}</span>` : "";
     return `<tr data-staff="${esc(s.id)}"><td>${esc(s.id)}</td><td>${esc(s.role)}</td>` +
-      `<td class="${s.task ? "busy" : "idle"}">${doing}</td><td>${esc(s.place)}</td></tr>`;
+      `<td class="${s.task ? "busy" : "idle"}">${doing}</td><td class="for">${since}</td><td>${esc(s.place)}</td></tr>`;
   }).join("");
 }
 
 function drawQueues(queues) {
   $("#queues").innerHTML = ROLES.map((role) => {
     const q = queues[role];
-    const items = q.tasks.map((t) => `<li>${esc(t.kind)} ${esc(t.patient)} ${esc(t.room)} <span class="age">${t.age_s.toFixed(0)} s</span></li>`).join("");
+    const items = q.tasks.map((t) => `<li>${esc(t.kind)} ${esc(t.patient)} ${esiBadge(t)} ${esc(t.room)} <span class="age" title="waiting for ${t.age_s.toFixed(0)} s">${span(t.age_s)}</span></li>`).join("");
     const more = q.count > q.tasks.length ? `<li>… ${q.count - q.tasks.length} more</li>` : "";
     return `<div class="queue" data-role="${role}"><h3>${role} <b class="count">${q.count}</b></h3><ol>${items}${more}</ol></div>`;
   }).join("");
@@ -90,8 +108,17 @@ function onState(snap) {
   if (snap.series_from <= series.length) { series.length = snap.series_from; series.push(...snap.series); }
   hourly = snap.hourly;
   byHour = snap.by_hour || [];
-  $("#run").textContent = [snap.run_id, snap.policy].filter(Boolean).join(" · ");
+  $("#label").textContent = snap.label || "";
+  $("#run-id").textContent = [snap.run_id, snap.policy].filter(Boolean).join(" · ");
+  if (snap.label) document.title = `${snap.label} — hospital`;
   $("#clock").textContent = clock(snap.time_s);
+  const progress = $("#progress");
+  if (snap.duration_s) {
+    const done = Math.min(1, snap.time_s / snap.duration_s);
+    progress.hidden = false;
+    progress.value = done;
+    $("#of").textContent = ` of ${clock(snap.duration_s)} (${Math.floor(100 * done)} %)`;
+  }
   $("#tick").textContent = snap.tick;
   const status = $("#status");
   status.textContent = snap.finished ? "finished" : "live";

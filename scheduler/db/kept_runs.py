@@ -67,6 +67,8 @@ class KeptRun(KeptBase):
     started_at: Mapped[float]  # Unix time
     ended_at: Mapped[float | None]
     figures: Mapped[str | None] = mapped_column(Text)  # the KPI report, JSON
+    label: Mapped[str | None] = mapped_column(Text)  # `hospital run --label`
+    config_file: Mapped[str | None] = mapped_column(Text)  # the name of its --config
 
 
 class KeptTick(KeptBase):
@@ -132,14 +134,25 @@ def package_version() -> str:
 
 
 def begin(
-    bind: Bind, run_id: str, config: Any, *, seed: int | None, mode: str, duration_ms: int
+    bind: Bind,
+    run_id: str,
+    config: Any,
+    *,
+    seed: int | None,
+    mode: str,
+    duration_ms: int,
+    label: str | None = None,
+    config_file: str | None = None,
 ) -> None:
-    """The run's row, as it starts."""
+    """The run's row, as it starts: its config as the run used it, with the seed it drew
+    its patients from (a `--seed` over the config's)."""
     from scheduler.config import to_mapping
     from scheduler.db.store import safe_url
 
     resolved = to_mapping(config)
     resolved["database"]["url"] = safe_url(resolved["database"]["url"])  # no password
+    if seed is not None:
+        resolved["arrivals"]["seed"] = seed
     with _transaction(bind) as db:
         db.execute(
             insert(KeptRun).values(
@@ -154,6 +167,8 @@ def begin(
                 started_at=time.time(),
                 ended_at=None,
                 figures=None,
+                label=label,
+                config_file=config_file,
             )
         )
 
@@ -261,6 +276,8 @@ class RunRow:
     ended_at: float | None
     config: dict[str, Any]
     figures: dict[str, Any] | None
+    label: str | None = None
+    config_file: str | None = None
 
     @classmethod
     def of(cls, row: KeptRun) -> RunRow:
@@ -276,6 +293,8 @@ class RunRow:
             row.ended_at,
             json.loads(row.config),
             json.loads(row.figures) if row.figures else None,
+            row.label,
+            row.config_file,
         )
 
 

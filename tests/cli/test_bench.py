@@ -67,12 +67,46 @@ def test_bench_writes_json_and_markdown(tmp_path):
     assert "| scenario | KPI | greedy |" in markdown
     assert f"| default | arrivals | {job['arrivals']:.1f} ± n/a |" in markdown
     assert "| default | 17.25% (cleaner) | 00h | 17.25% |" in markdown
-    assert "± n/a" in output and "17.25% (cleaner)" in output
-    assert "tick p95 ms" in markdown and "peak RSS MB" in markdown
-    # the first tick's solve time apart, in the table, the JSON and the Markdown
+    assert "± n/a" in output and "capacity bound: 17.25%" in output
+    assert "bottleneck: cleaner" in output
+    # the scheduler's own figures: in the JSON, in the tables only with --detail
     assert job["first_tick_ms"] > 0 and row["first_tick_ms"]["mean"] == job["first_tick_ms"]
+    for developers in ("tick p95 ms", "peak RSS MB", "first tick ms", "wall s"):
+        assert developers not in markdown and developers not in " ".join(output.split())
+    # a scenario without an ESI mix nor target waits: no rows for them
+    assert "wait ESI" not in markdown and "past target" not in markdown
+
+
+def test_bench_detail_shows_the_schedulers_own_figures(tmp_path):
+    """Issue 22, item 6: the analyst's KPIs by default, the developers' figures (tick times,
+    memory) behind --detail."""
+    output, _, markdown = run_bench_cli(tmp_path, "--policy", "greedy", "--seeds", "1", "--detail")
+    assert "tick p95 ms" in markdown and "peak RSS MB" in markdown
     assert "| first tick ms | tick p50 ms |" in markdown
     assert "first tick ms" in " ".join(output.split())
+
+
+def test_bench_shows_waits_by_esi_and_target_waits_past_and_leaves_a_warm_up_out(tmp_path):
+    """A scenario with the clinical rules: its rows hold the waits of each ESI level's
+    patients and the tasks past their target wait; a warm-up is left out of every job."""
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    result = runner.invoke(
+        app,
+        ["bench", "--scenario", "ward-acuity", "--hours", "0.5", "--warmup", "15m"]
+        + ["--seeds", "1", "--out-json", str(out_json), "--out-md", str(out_md)],
+    )
+    assert result.exit_code == 0, result.output
+    data, markdown = json.loads(out_json.read_text()), out_md.read_text()
+    assert data["settings"]["warmup_s"] == 900.0
+    assert "KPIs after a warm-up of 15 min" in markdown
+    for n in (1, 2, 3, 4, 5):
+        assert f"| wait ESI {n} s |" in markdown
+    assert "| tasks past target wait |" in markdown
+    for job in data["jobs"]:
+        assert job["warmup_ms"] == 900_000 and job["esi_levels"] == [1, 2, 3, 4, 5]
+        assert job["sla_breaches"] >= 0 and job["sla_targets"] is True
+    (diff,) = data["differences"]
+    assert "wait_esi1_s" in diff and "sla_breaches" in diff
 
 
 def test_replications_give_intervals_and_paired_differences(tmp_path):

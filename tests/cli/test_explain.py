@@ -84,6 +84,54 @@ def test_a_referred_patient_says_why(run):
     assert referral["reason"] and referral["reason"] != "no free room"
 
 
+def test_a_referral_says_the_patients_esi_and_isolation_and_the_rooms_by_state(tmp_path):
+    """Issue 22, item 5: "all 24 rooms occupied or being cleaned" named neither the patient's
+    ESI level nor their isolation, and lumped dirty rooms with rooms being cleaned, which
+    hid that the cleaners were the bottleneck (here: one cleaner, slow cleans)."""
+    config = Config().replace(
+        scheduler={"explain": True},
+        staff={"cleaners": 1},
+        durations={"cleaning_s": 30.0},
+        hospital={"isolation_rooms": ["A1", "B1"]},
+        arrivals={"interval_s": 3.0, "acuity_mix": [0.2, 0.2, 0.3, 0.2, 0.1]},
+    )
+    config = config.replace(arrivals={"isolation_share": 0.3})
+    events, out = tmp_path / "ev.jsonl", tmp_path / "dec.jsonl"
+    simulate_run(config, 600_000, record=events, out=out)
+    arrived = {
+        e["patient_id"]: e
+        for e in map(json.loads, events.read_text().splitlines())
+        if e["type"] == "patient.arrived"
+    }
+    referrals = [
+        d for d in map(json.loads, out.read_text().splitlines()) if d["type"] == "patient.referred"
+    ]
+    words = re.compile(
+        r"^ESI (?P<esi>[1-5])(?P<isolation>, needs isolation)?: "
+        r"(?P<which>all 6 rooms in use: |no free isolation room \(all 2 in use: )(?P<rooms>.*)$"
+    )
+    states = re.compile(r"(\d+) (booked|occupied|dirty \(waiting for a cleaner\)|being cleaned)")
+    seen = set()
+    for referral in referrals:
+        match = words.match(referral["reason"])
+        assert match, referral["reason"]
+        patient = arrived[referral["patient_id"]]
+        assert int(match["esi"]) == patient.get("acuity", 3)
+        assert bool(match["isolation"]) == patient.get("isolation", False)
+        rooms = (
+            match["rooms"].removesuffix(")") if "isolation" in match["which"] else match["rooms"]
+        )
+        counted = states.findall(rooms)
+        assert ", ".join(f"{n} {state}" for n, state in counted) == rooms
+        assert sum(int(n) for n, _ in counted) == (2 if "isolation" in match["which"] else 6)
+        seen |= {state for _, state in counted} | {bool(match["isolation"])}
+    assert {"dirty (waiting for a cleaner)", "being cleaned", True, False} <= seen, seen
+    # and `hospital explain` prints it as the patient's timeline
+    dirty = next(r for r in referrals if "dirty" in r["reason"])
+    result = explain(out, "--patient", dirty["patient_id"])
+    assert result.stdout.splitlines()[-1].endswith(f"referred: {dirty['reason']}")
+
+
 def test_an_escalation_shows_up_in_its_patients_timeline(run):
     path, decisions = run
     escalation = first(decisions, type="task.escalated", kind="visit")

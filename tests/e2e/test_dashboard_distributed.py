@@ -40,6 +40,10 @@ def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path)
             "--dashboard",
             "--dashboard-port",
             "0",
+            "--seed",
+            "7",
+            "--label",
+            "e2e dashboard",
         ],
         env=child_env(topics.env),
         cwd=tmp_path,
@@ -75,6 +79,7 @@ def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path)
     figures = json.loads(report.read_text())
     state, metrics = last
     assert state["run_id"] == figures["run_id"]
+    assert state["duration_s"] == 300.0  # the run's end, stored with it: the page's progress
     families = {f.name: f for f in text_string_to_metric_families(metrics)}
     arrivals = families["hospital_arrivals"].samples[0].value
     assert 0 < arrivals <= figures["arrivals"]
@@ -95,6 +100,15 @@ def test_run_kafka_dashboard_follows_the_run(topics: Topics, database, tmp_path)
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     kept = next(r for r in rows if r["run_id"] == figures["run_id"])
     assert kept["mode"] == "distributed" and kept["status"] == "finished"
+    assert (kept["label"], kept["seed"]) == ("e2e dashboard", 7)  # issue 22, item 4
+    from scheduler.db import kept_runs
+    from scheduler.db.store import connect
+
+    engine = connect(database.url)
+    try:  # the kept config is the one the run used: with its seed
+        assert kept_runs.find(engine, figures["run_id"]).config["arrivals"]["seed"] == 7
+    finally:
+        engine.dispose()
     assert kept["figures"]["arrivals"] == figures["arrivals"]
     page = tmp_path / "report.html"
     made = subprocess.run(

@@ -130,7 +130,7 @@ Feature: The clinical rules
     Then a porter escorts patient-1 to A1, because "0 s walk" and "waited 0 s"
     When patient-2 arrives
     And patient-3 arrives
-    Then patient-3 is referred to another hospital, because "all 2 rooms occupied or being cleaned"
+    Then patient-3 is referred to another hospital, because "ESI 3: all 2 rooms in use: 2 booked"
     When the porter brings patient-1 to their room
     Then nurse-1 is sent to see patient-1 in A1, because "nurse-1: 2 s walk" and "waited 0 s"
     And the timeline of patient-1 reads
@@ -139,5 +139,5 @@ Feature: The clinical rules
       | escort_in (task-1, patient-1, room A1) to porter-1 |
       | visit (task-3, patient-1, room A1) to nurse-1   |
     And the timeline of patient-3 reads
-      | what                                                      |
-      | patient-3 referred: all 2 rooms occupied or being cleaned |
+      | what                                                   |
+      | patient-3 referred: ESI 3: all 2 rooms in use: 2 booked |

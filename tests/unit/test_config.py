@@ -3,6 +3,8 @@ what is wrong."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from scheduler import config as config_module
@@ -192,3 +194,43 @@ def test_toml_nested_too_deeply(tmp_path):
     config.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         config_module.load(config, {})
+
+
+def test_a_terminal_clean_takes_one_and_a_half_cleanings_unless_given(tmp_path):
+    """Issue 22, item 3: `cleaning_s = 1200` left the terminal clean at 13.5 s."""
+    config = tmp_path / "c.toml"
+    config.write_text("[durations]\ncleaning_s = 1200.0\n")
+    assert config_module.load(config, {}).durations.terminal_cleaning_s == 1800.0
+    assert load_env(HOSPITAL_DURATIONS_CLEANING_S="100").durations.terminal_cleaning_s == 150.0
+    # given, in the file or a variable, it is what is given
+    config.write_text("[durations]\ncleaning_s = 1200.0\nterminal_cleaning_s = 2000.0\n")
+    assert config_module.load(config, {}).durations.terminal_cleaning_s == 2000.0
+    variable = {"HOSPITAL_DURATIONS_TERMINAL_CLEANING_S": "99"}
+    assert config_module.load(config, variable).durations.terminal_cleaning_s == 99.0
+    # the default hospital's, and every golden file's and scenario's, as before
+    assert config_module.Config().durations.terminal_cleaning_s == 13.5
+    assert load_env().durations.terminal_cleaning_s == 13.5
+
+
+def test_a_terminal_clean_shorter_than_a_routine_one_is_warned_about():
+    isolating = {"hospital": {"isolation_rooms": ["A1"]}}
+    shorter = {**isolating, "durations": {"cleaning_s": 1200.0, "terminal_cleaning_s": 84.0}}
+    (warning,) = config_module.warnings(config_module.from_mapping(shorter))
+    assert "terminal_cleaning_s (84 s) is shorter than durations.cleaning_s (1200 s)" in warning
+    assert not config_module.warnings(config_module.from_mapping(isolating))
+    no_isolation_rooms = {"durations": shorter["durations"]}  # no terminal clean ever done
+    assert not config_module.warnings(config_module.from_mapping(no_isolation_rooms))
+
+
+def test_a_log_recorded_before_the_derived_default_replays_without_a_config(tmp_path):
+    """A log's header holds the resolved `terminal_cleaning_s`, so the golden file recorded
+    before it was derived from `cleaning_s` replays as recorded, with no --config."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    golden = Path(__file__).parents[1] / "golden" / "isolation"
+    out = tmp_path / "dec.jsonl"
+    result = CliRunner().invoke(app, ["solve", str(golden / "events.jsonl"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == (golden / "decisions.jsonl").read_bytes()

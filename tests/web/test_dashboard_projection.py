@@ -225,3 +225,64 @@ def test_the_live_view_is_refreshed_at_most_every_view_s():
     assert not behind[0] and any(behind)  # the first tick's view, then no other
     live.finish(10 * 60_000)
     assert live.snapshot()["tiles"]["arrivals"] > 0
+
+
+def test_the_snapshot_marks_isolation_rooms_and_the_patients_esi_and_counts_rooms_by_state():
+    """Issue 22, item 7, what the page draws from: rooms able to isolate, each patient's ESI
+    level and isolation need (from the consumed events), the run's name and length; and the
+    rooms by state, kept as rooms move on, in each time-series point."""
+    from collections import Counter
+
+    config = config_module.load(None, {}).replace(
+        hospital={"isolation_rooms": ["A1", "B1"]},
+        arrivals={"acuity_mix": [0.1, 0.2, 0.4, 0.2, 0.1], "isolation_share": 0.3},
+    )
+    p = Projection.for_config(config, label="ward B", duration_ms=20 * 60_000, sample_ms=5_000)
+    seen: dict[str, set] = {"esi": set(), "needs": set()}
+
+    def on_tick(scheduler, result):
+        p.apply_result(result)
+        snap = p.snapshot()
+        rooms = [room for floor in snap["floors"] for room in floor["rooms"]]
+        assert {r["id"] for r in rooms if r["isolation"]} == {"A1", "B1"}
+        for room in rooms:
+            patient = scheduler.hospital.patients.get(room["patient"])
+            if patient is not None:
+                assert (room["esi"], room["isolation_need"]) == (patient.acuity, patient.isolation)
+                seen["esi"].add(room["esi"])
+                seen["needs"].add(room["isolation_need"])
+            else:
+                assert "esi" not in room
+        for queue in snap["queues"].values():
+            for task in queue["tasks"]:  # a cleaning's patient has left: none
+                patient = scheduler.hospital.patients.get(task["patient"])
+                assert task.get("esi") == (None if patient is None else patient.acuity)
+        assert p.room_counts == {
+            state: Counter(r.state for r in p.rooms.values())[state]
+            for state in ("free", "booked", "occupied", "dirty", "cleaning")
+        }
+
+    simulate_run(config, 20 * 60_000, on_tick=on_tick)
+    snap = p.snapshot()
+    assert (snap["label"], snap["duration_s"]) == ("ward B", 1200.0)
+    assert seen == {"esi": {1, 2, 3, 4, 5}, "needs": {True, False}}
+    assert all(sum(point["rooms"].values()) == 6 for point in snap["series"])
+
+
+def test_the_live_pages_tiles_leave_the_runs_warm_up_out_as_its_kpi_report_does():
+    from dashboard.embedded import LiveProjection
+
+    config = config_module.load(None, {}).replace(arrivals={"process": "poisson"})
+    duration, warmup = 40 * 60_000, 10 * 60_000
+    kpi = new_kpi(config, warmup)
+    live = LiveProjection.for_config(config, kpi=kpi, view_s=0)
+    report = simulate_run(config, duration, on_tick=live.on_tick, kpi=kpi)
+    live.finish(duration)
+    with live.lock:
+        tiles = live.tiles()
+    assert report["warmup_s"] == 600.0
+    for key in ("arrivals", "referred", "referral_rate", "room_occupancy"):
+        assert tiles[key] == report[key], key
+    for role in ROLES:
+        assert tiles["utilisation"][role] == report["utilisation"][role], role
+        assert tiles["wait_mean_s"][role] == report["wait_s"][role]["mean"], role
