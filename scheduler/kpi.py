@@ -95,6 +95,9 @@ class KpiCollector:
             self.hours.arrived(event.time_ms)
             self.created_ms["escort_in", event.patient_id] = event.time_ms
             return
+        if isinstance(event, ev.ARRIVAL_CHANGES):
+            self._arrival_changed(event)
+            return
         assert isinstance(event, ev.COMPLETIONS)  # the other inbound events close a task
         role = self.task_role.pop(event.task_id)
         self.busy_ms[role] += event.time_ms - self.dispatched_ms.pop(event.task_id)
@@ -108,6 +111,19 @@ class KpiCollector:
             self.hours.occupy(admitted, event.time_ms)
         if kind in NEXT_KIND:
             self.created_ms[NEXT_KIND[kind], patient_id] = event.time_ms
+
+    def _arrival_changed(self, event: ev.PatientUpdated | ev.PatientWithdrawn) -> None:
+        """An update of this tick's arrival moves it to its new ESI level; a withdrawal
+        undoes it: a withdrawn arrival is counted nowhere."""
+        patient_id = event.patient_id
+        self.by_acuity[self.acuity.pop(patient_id)]["arrivals"] -= 1
+        if isinstance(event, ev.PatientUpdated):
+            self.acuity[patient_id] = event.acuity
+            self.by_acuity[event.acuity]["arrivals"] += 1
+            return
+        self.counts["arrivals"] -= 1
+        self.hours.arrived(self.arrived_ms.pop(patient_id), -1)
+        del self.created_ms["escort_in", patient_id]
 
     def _decision(self, decision: ev.Decision) -> None:
         if isinstance(decision, ev.PatientAdmitted):
