@@ -34,6 +34,7 @@ from cli.common import (
 )
 from cli.dashboard import dashboard
 from cli.explain import explain
+from cli.hl7 import hl7_app
 from cli.report import report
 from cli.runs import runs
 from scheduler import config as config_module
@@ -51,6 +52,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(hl7_app, name="hl7")
 
 
 @app.command()
@@ -127,6 +129,13 @@ def run(
             "--dashboard-hold", help="With --dashboard: keep it up after the run, until Ctrl-C."
         ),
     ] = False,
+    arrivals: Annotated[
+        str,
+        typer.Option(
+            help="Where patients come from: generator (the config's arrival process), hl7 "
+            "(hospital hl7 listen's ADT messages only) or generator+hl7.",
+        ),
+    ] = "generator",
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end."""
@@ -142,6 +151,15 @@ def run(
         raise typer.BadParameter(
             f"{dashboard_port}: expected a port from 0 to 65535", param_hint="--dashboard-port"
         )
+    if arrivals not in ARRIVALS:
+        raise typer.BadParameter(
+            f"{arrivals!r}: expected one of {', '.join(ARRIVALS)}", param_hint="--arrivals"
+        )
+    from_hl7, generate = "hl7" in arrivals, "generator" in arrivals
+    if from_hl7 and speed_value is None:
+        raise fail("--arrivals with hl7 runs on the wall clock: give --speed a number")
+    if from_hl7 and no_db:
+        raise fail("--arrivals with hl7 needs the database, where the listener keeps them")
     settings = load_config(config, policy)
     if kafka if kafka is not None else settings.kafka.enabled:
         if speed_value is None:
@@ -216,6 +234,11 @@ def run(
                     else contextlib.nullcontext()
                 ) as board,
                 view or contextlib.nullcontext(),
+                (
+                    hl7_inbox(db or settings.database.url, kept.run_id)
+                    if from_hl7 and kept
+                    else contextlib.nullcontext()
+                ) as inbox,
             ):
                 with frozen_heap():
                     figures = simulate_run(
@@ -229,6 +252,8 @@ def run(
                         on_tick=web.chain(view, board.on_tick if board else None),
                         stop=signals.stop,
                         kpi=kpi,
+                        source=inbox,
+                        generate=generate,
                     )
                 figures.update(run_identity(settings, seed, kept.run_id if kept else None))
                 interrupted = "interrupted_at_ms" in figures
@@ -254,6 +279,22 @@ def run(
         raise typer.Exit(128 + signals.received)
     if board is not None and dashboard_hold:
         board.hold()
+
+
+ARRIVALS = ("generator", "hl7", "generator+hl7")
+
+
+@contextlib.contextmanager
+def hl7_inbox(url: str, run_id: str):
+    """The run's inbox of HL7 messages (`hospital hl7 listen`): open while the run goes."""
+    from scheduler.db.hl7 import Inbox
+
+    with service_errors():
+        inbox = Inbox(url, run_id)
+    try:
+        yield inbox
+    finally:
+        inbox.close()
 
 
 def run_identity(settings: Config, seed: int | None, run_id: str | None) -> dict:

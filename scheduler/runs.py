@@ -18,7 +18,7 @@ from scheduler.engine import Scheduler, TickResult, canonical_order, covering_ti
 from scheduler.events import MAX_TIME_S
 from scheduler.kpi import KpiCollector
 from scheduler.policies import CpSatPolicy
-from scheduler.simulation import Clock, StopFlag, simulate, warm_up
+from scheduler.simulation import Clock, Source, StopFlag, simulate, warm_up
 from scheduler.store import NullStore, Store
 
 
@@ -50,6 +50,8 @@ def simulate_run(
     on_tick: Callable[[Scheduler, TickResult], None] | None = None,
     stop: StopFlag | None = None,
     kpi: KpiCollector | None = None,
+    source: Source | None = None,
+    generate: bool = True,
 ) -> dict[str, Any]:
     """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
 
@@ -63,7 +65,8 @@ def simulate_run(
     KPIs are collected by `kpi` if given (fresh, from `new_kpi`): what `on_tick` may read,
     each tick's figures counted before it is called. The tick path is warmed up first
     (`warm_up`), before the run's clock starts: the first tick decides as fast as the
-    others."""
+    others. A `source` (the HL7 listener's inbox) brings patients from outside, beside the
+    generator's or, with `generate=False`, instead of them."""
     warm_up(config)
     scheduler = Scheduler(config)
     kpi = new_kpi(config) if kpi is None else kpi
@@ -109,6 +112,8 @@ def simulate_run(
                 seed=seed,
                 clock=Clock(speed, stop, on_idle=write_out),
                 on_tick=each_tick,
+                source=source,
+                generate=generate,
             )
         finally:
             store.close()
