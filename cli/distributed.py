@@ -28,6 +28,7 @@ def run_distributed(
     out: Path | None,
     report: Path | None,
     quiet: bool,
+    generate: bool = True,
 ) -> None:
     from scheduler.db.ledger import Ledger
     from scheduler.db.store import connect
@@ -50,6 +51,7 @@ def run_distributed(
                 seed,
                 workers,
                 log_dir=Path("hospital-logs"),
+                generate=generate,
             )
             supervisor.run()
             ledger = Ledger(db_url, settings, settings.scheduler.policy)

@@ -158,7 +158,7 @@ def run(
     from_hl7, generate = "hl7" in arrivals, "generator" in arrivals
     if from_hl7 and speed_value is None:
         raise fail("--arrivals with hl7 runs on the wall clock: give --speed a number")
-    if from_hl7 and no_db:
+    if from_hl7 and no_db and not kafka:
         raise fail("--arrivals with hl7 needs the database, where the listener keeps them")
     settings = load_config(config, policy)
     if kafka if kafka is not None else settings.kafka.enabled:
@@ -192,6 +192,7 @@ def run(
                 out,
                 report,
                 quiet,
+                generate=generate,
             )
         with service_errors():
             keep_distributed(url, settings, seed, duration_ms, started)

@@ -95,43 +95,54 @@ class Hl7Intake(Hl7Base):
 
 
 class SqlLedger:
-    """`scheduler.hl7.mapping.Ledger` on the tables, inside the caller's transaction (which
-    sees its own inserts: a batch's second message knows the first). `decided`: in the
-    embedded mode an arrival taken by the run; in the distributed mode one the scheduler has
-    applied (its `inbound_events`)."""
+    """`scheduler.hl7.mapping.Ledger` on the tables, for one batch in the caller's
+    transaction: `load` reads what the batch's messages need in two queries, `record`
+    keeps each answer (seen by the batch's later messages: the second knows the first),
+    `write` inserts them all in one statement. `decided`: in the embedded mode an arrival
+    taken by the run; in the distributed mode one the scheduler has applied (its
+    `inbound_events`)."""
 
     def __init__(self, db: Connection, run_id: str, embedded: bool):
         self.db, self.run_id, self.embedded = db, run_id, embedded
+        self.priors: dict[tuple[str, str], Prior] = {}
+        self.by_patient: dict[str, list[Any]] = {}  # rows (action, event_id, time_ms, taken)
+        self.rows: list[dict[str, Any]] = []
+
+    def load(self, readings: list[Reading]) -> None:
+        controls = {r.header.control_id for r in readings if r.header and r.header.control_id}
+        patients = {r.request.patient_id for r in readings if r.request}
+        m = Hl7Message
+        if controls:
+            for row in self.db.execute(
+                select(m.sender, m.control_id, m.code, m.error, m.reason, m.digest).where(
+                    m.run_id == self.run_id, m.control_id.in_(controls)
+                )
+            ):
+                self.priors[row.sender, row.control_id] = Prior(
+                    row.code, row.error, row.reason, row.digest
+                )
+        if patients:
+            for known in self.db.execute(
+                select(m.patient_id, m.action, m.event_id, m.time_ms, m.taken_tick)
+                .where(m.run_id == self.run_id, m.patient_id.in_(patients), m.code == "AA")
+                .order_by(m.message_id)
+            ):
+                self.by_patient.setdefault(str(known.patient_id), []).append(
+                    (known.action, known.event_id, known.time_ms, known.taken_tick)
+                )
 
     def prior(self, sender: str, control_id: str) -> Prior | None:
-        row = self.db.execute(
-            select(Hl7Message.code, Hl7Message.error, Hl7Message.reason, Hl7Message.digest).where(
-                Hl7Message.run_id == self.run_id,
-                Hl7Message.sender == sender,
-                Hl7Message.control_id == control_id,
-            )
-        ).first()
-        return None if row is None else Prior(row.code, row.error, row.reason, row.digest)
+        return self.priors.get((sender, control_id))
 
     def arrival(self, patient_id: str) -> KnownArrival | None:
-        rows = self.db.execute(
-            select(
-                Hl7Message.action, Hl7Message.event_id, Hl7Message.time_ms, Hl7Message.taken_tick
-            ).where(
-                Hl7Message.run_id == self.run_id,
-                Hl7Message.patient_id == patient_id,
-                Hl7Message.code == "AA",
-            )
-        ).all()
-        arrival = next((r for r in rows if r.action == "arrive"), None)
+        rows = self.by_patient.get(patient_id, [])
+        arrival = next((r for r in rows if r[0] == "arrive"), None)
         if arrival is None:
             return None
-        withdrawn = any(r.action == "withdraw" for r in rows)
-        if self.embedded:
-            decided = arrival.taken_tick is not None
-        else:
-            decided = self._applied(arrival.event_id)
-        return KnownArrival(arrival.event_id, arrival.time_ms or 0, decided, withdrawn)
+        _, event_id, time_ms, taken = arrival
+        withdrawn = any(r[0] == "withdraw" for r in rows)
+        decided = taken is not None if self.embedded else self._applied(event_id)
+        return KnownArrival(event_id, time_ms or 0, decided, withdrawn)
 
     def _applied(self, event_id: str) -> bool:
         from scheduler.db.models import InboundEvent
@@ -141,29 +152,42 @@ class SqlLedger:
         )
         return found.first() is not None
 
-    def record(self, reading: Reading, answer: Answer, action: str | None = None) -> None:
+    def record(self, reading: Reading, answer: Answer) -> None:
         """Keep the answer (not a repeat's: the first one is kept)."""
         header, request, event_ = reading.header, reading.request, answer.event
-        self.db.execute(
-            insert(Hl7Message).values(
-                run_id=self.run_id,
-                sender=header.sender if header else None,
-                control_id=(header.control_id or None) if header else None,
-                digest=reading.digest,
-                trigger=(header.trigger[:16] or None) if header else None,
-                patient_id=request.patient_id if request else None,
-                action=request.action if request else action,
-                code=answer.code,
-                error=answer.error,
-                reason=answer.text,
-                event_id=event_.event_id if event_ else None,
-                event=event_.to_json() if event_ else None,
-                time_ms=None if event_ is None or self.embedded else event_.time_ms,
-                taken_tick=None,
-                received_at=time.time(),
-                message=None if answer.code == "AA" else reading.raw,
+        time_ms = None if event_ is None or self.embedded else event_.time_ms
+        row = {
+            "run_id": self.run_id,
+            "sender": header.sender if header else None,
+            "control_id": (header.control_id or None) if header else None,
+            "digest": reading.digest,
+            "trigger": (header.trigger[:16] or None) if header else None,
+            "patient_id": request.patient_id if request else None,
+            "action": request.action if request else None,
+            "code": answer.code,
+            "error": answer.error,
+            "reason": answer.text,
+            "event_id": event_.event_id if event_ else None,
+            "event": event_.to_json() if event_ else None,
+            "time_ms": time_ms,
+            "taken_tick": None,
+            "received_at": time.time(),
+            "message": None if answer.code == "AA" else reading.raw,
+        }
+        self.rows.append(row)
+        if header is not None and header.control_id:
+            self.priors[header.sender, header.control_id] = Prior(
+                answer.code, answer.error, answer.text, reading.digest
             )
-        )
+        if request is not None and answer.code == "AA":
+            self.by_patient.setdefault(request.patient_id, []).append(
+                (request.action, row["event_id"], time_ms, None)
+            )
+
+    def write(self) -> None:
+        if self.rows:
+            self.db.execute(insert(Hl7Message), self.rows)
+            self.rows = []
 
 
 def listener_engine(url: str) -> Engine:

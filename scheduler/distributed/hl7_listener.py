@@ -94,12 +94,14 @@ class EmbeddedIntake:
                         try_again("no run takes HL7 messages now (hospital run --arrivals hl7)")
                     ] * len(readings)
                 ledger = SqlLedger(db, run_id, embedded=True)
+                ledger.load(readings)
                 answers = []
                 for reading in readings:
                     answer = judge(reading, ledger)
                     if keeps(answer):
                         ledger.record(reading, answer)
                     answers.append(answer)
+                ledger.write()
                 return answers
         except SQLAlchemyError as exc:
             log.warning("the database failed: %s", str(exc).splitlines()[0])
@@ -159,6 +161,7 @@ class KafkaIntake:
                 if until_ms is not None and now_ms > until_ms:
                     return [try_again(f"run {run_id} is over")] * len(readings)
                 ledger = SqlLedger(db, run_id, embedded=False)
+                ledger.load(readings)
                 outbox = bus.Outbox(self.producer, bus.headers(run_id, "hl7"))
                 answers = []
                 for reading in readings:
@@ -167,6 +170,7 @@ class KafkaIntake:
                         ledger.record(reading, answer)
                         self._send(outbox, reading, answer)
                     answers.append(answer)
+                ledger.write()
                 outbox.flush()  # acks=all: on every replica before the commit and the ACKs
                 return answers
         except bus.BusError as exc:
