@@ -46,6 +46,14 @@ def listen(
     tls_key: Annotated[
         Path | None, typer.Option(help="PEM private key of --tls-cert.", show_default=False)
     ] = None,
+    send_to: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of a downstream MLLP listener: the run's decisions as ADT^A02 "
+            "(a patient in their room) and A20 (bed status) (default: hl7.send_to).",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Listen for ADT messages (A01, A04, A08, A11) over MLLP and feed them to the live run:
@@ -91,6 +99,18 @@ def listen(
 
     listener = Listener(worker, host, port, tls, on_ready=ready)
     stop = listener.stop
+    destination = options.send_to if send_to is None else send_to
+    forwarder = None
+    if destination:
+        from scheduler.config import ConfigError
+        from scheduler.distributed.hl7_forwarder import Forwarder
+
+        try:
+            settings.replace(hl7={"send_to": destination})  # checks HOST:PORT
+        except ConfigError as exc:
+            raise fail(f"--send-to: {str(exc).split(': ', 1)[1]}") from None
+        with service_errors():
+            forwarder = Forwarder(settings, url, destination, stop).start()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
@@ -102,6 +122,9 @@ def listen(
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     finally:
+        stop.set()
+        if forwarder is not None:
+            forwarder.thread.join(timeout=15)
         worker.stop()
         intake.close()
     counts = worker.counts.by_code

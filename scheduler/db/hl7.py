@@ -91,6 +91,18 @@ class Hl7Intake(Hl7Base):
     opened_at: Mapped[float] = mapped_column(Double)
 
 
+class Hl7Outbound(Hl7Base):
+    """How far the decisions of a run have been sent to a downstream system as ADT: the
+    first `sent` messages of tick `tick` (and every message of the ticks before)."""
+
+    __tablename__ = "hl7_outbound"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tick: Mapped[int] = mapped_column(BigInteger)
+    sent: Mapped[int] = mapped_column(Integer)
+
+
 # --- the ledger: what the listener has answered in a run -------------------------------------
 
 

@@ -1,5 +1,5 @@
-"""The HL7 listener's ledger of messages (also the embedded run's inbox) and which embedded
-run takes messages.
+"""The HL7 listener's ledger of messages (also the embedded run's inbox), which embedded run
+takes messages, and how far a run's decisions have been sent downstream as ADT.
 
 Revision ID: 0009
 Revises: 0008
@@ -53,9 +53,18 @@ def upgrade() -> None:
         sa.Column("opened_at", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_hl7_intake")),
     )
+    op.create_table(
+        "hl7_outbound",
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("destination", sa.String(255), nullable=False),
+        sa.Column("tick", sa.BigInteger(), nullable=False),
+        sa.Column("sent", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "destination", name=op.f("pk_hl7_outbound")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("hl7_outbound")
     op.drop_table("hl7_intake")
     op.drop_index("ix_hl7_messages_inbox", table_name="hl7_messages")
     op.drop_index("ix_hl7_messages_patient", table_name="hl7_messages")
