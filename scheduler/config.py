@@ -172,9 +172,9 @@ class Hl7Config:
 
     host: str = "127.0.0.1"
     port: int = 2575
-    patient_id: str = "PID-3"  # PID-3.1, the first identifier; "PV1-19" for a visit number
-    acuity: str = "OBX[75636-1]"  # LOINC 75636-1, Emergency severity index: 1-5 or ESI-1..5
-    isolation: str = "OBX[ISOLATION]"  # a local code: no standard one exists
+    patient_id_field: str = "PID-3"  # PID-3.1, the first identifier; "PV1-19": a visit number
+    acuity_field: str = "OBX[75636-1]"  # LOINC 75636-1, Emergency severity index: 1-5, ESI-n
+    isolation_field: str = "OBX[ISOLATION]"  # a local code: no standard one exists
     isolation_yes: tuple[str, ...] = ("Y", "YES", "TRUE", "1", "CONTACT", "DROPLET", "AIRBORNE")
     isolation_no: tuple[str, ...] = ("N", "NO", "FALSE", "0", "NONE")
     tls_cert: str = ""  # PEM: the listener's certificate chain; with tls_key, MLLP over TLS
@@ -630,13 +630,13 @@ def _check_hl7(config: Config) -> None:
     hl7 = config.hl7
     if not 0 <= hl7.port <= 65535:
         raise ConfigError(f"hl7.port: expected a port from 0 to 65535, got {hl7.port}")
-    for key in ("patient_id", "acuity", "isolation"):
+    for key in ("patient_id_field", "acuity_field", "isolation_field"):
         try:
             spec = parse_spec(getattr(hl7, key))
         except FieldError as exc:
             raise ConfigError(f"hl7.{key}: {exc}") from None
-        if key == "patient_id" and spec is None:
-            raise ConfigError("hl7.patient_id: a patient needs an id: give a field, e.g. PID-3")
+        if key == "patient_id_field" and spec is None:
+            raise ConfigError("hl7.patient_id_field: a patient needs an id: give one, e.g. PID-3")
     both = {v.upper() for v in hl7.isolation_yes} & {v.upper() for v in hl7.isolation_no}
     if both:
         raise ConfigError(f"hl7.isolation_no: {shown(sorted(both))} is in isolation_yes too")

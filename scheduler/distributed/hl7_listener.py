@@ -56,6 +56,20 @@ class Intake(Protocol):
     def close(self) -> None: ...
 
 
+def require_tables(engine: Any) -> None:
+    """`StoreError` (one line, exit 3) for a database without the listener's tables."""
+    from sqlalchemy import inspect
+
+    from scheduler.db.store import StoreError, safe_url
+
+    if not inspect(engine).has_table("hl7_messages"):
+        engine.dispose()
+        raise StoreError(
+            f"no HL7 tables in {safe_url(str(engine.url))}: run hospital db upgrade "
+            f"(or start the run first, which migrates the database)"
+        )
+
+
 def try_again(text: str) -> Answer:
     """An answer for a message that could not be kept now: AR, not recorded, so that the
     sender's retry is taken."""
@@ -75,6 +89,7 @@ class EmbeddedIntake:
         from scheduler.db.hl7 import listener_engine
 
         self.engine = listener_engine(url)
+        require_tables(self.engine)
 
     def accept(self, readings: list[Reading]) -> list[Answer]:
         from sqlalchemy import select
@@ -123,6 +138,7 @@ class KafkaIntake:
 
         self.config = config
         self.engine = connect(url)
+        require_tables(self.engine)
         bus.ensure_topics(config)
         self.producer = _producer(config)
         self._run: tuple[str, Any, int | None] | None = None

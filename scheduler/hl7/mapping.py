@@ -3,7 +3,7 @@
 `read` parses a message (python-hl7: its parser is fast, 0.3 ms a message here, where
 hl7apy's validating one takes 13 ms) and maps it: ADT^A04 (register) and A01 (admit) to an
 arrival, A08 (update) to an update of acuity and isolation, A11 (cancel admit) to a
-withdrawal; the patient from `[hl7] patient_id` (PID-3), acuity and isolation from their
+withdrawal; the patient from `[hl7] patient_id_field` (PID-3), acuity and isolation from their
 configured fields (absent: ESI 3, no isolation). `judge` then decides, with what the
 listener's ledger knows (`Ledger`), whether the message is applied: a control id (MSH-10)
 seen before gets its first answer again; an update or withdrawal needs an arrival of the
@@ -124,12 +124,12 @@ class Fields:
 
     @classmethod
     def of(cls, config: Hl7Config) -> Fields:
-        patient_id = parse_spec(config.patient_id)
+        patient_id = parse_spec(config.patient_id_field)
         assert patient_id is not None  # the config refuses ""
         return cls(
             patient_id,
-            parse_spec(config.acuity),
-            parse_spec(config.isolation),
+            parse_spec(config.acuity_field),
+            parse_spec(config.isolation_field),
             frozenset(v.upper() for v in config.isolation_yes),
             frozenset(v.upper() for v in config.isolation_no),
         )

@@ -112,7 +112,7 @@ def test_a_control_id_seen_before_is_answered_as_then_and_applies_nothing():
 
 
 def test_the_patient_id_field_is_configurable():
-    fields = Fields.of(Config().replace(hl7={"patient_id": "PV1-19"}).hl7)
+    fields = Fields.of(Config().replace(hl7={"patient_id_field": "PV1-19"}).hl7)
     reading = read(adt().replace("PV1||E", "PV1||E" + "|" * 17 + "VISIT42"), fields)
     assert reading.request is not None and reading.request.patient_id == "VISIT42"
 
@@ -123,10 +123,10 @@ def test_field_specs_and_the_config_check_them():
     for bad in ("PID3", "PV2[X]", "pid-3"):
         with pytest.raises(FieldError):
             parse_spec(bad)
-    with pytest.raises(ConfigError, match="hl7.acuity"):
-        Config().replace(hl7={"acuity": "ESI"})
-    with pytest.raises(ConfigError, match="hl7.patient_id"):
-        Config().replace(hl7={"patient_id": ""})
+    with pytest.raises(ConfigError, match="hl7.acuity_field"):
+        Config().replace(hl7={"acuity_field": "ESI"})
+    with pytest.raises(ConfigError, match="hl7.patient_id_field"):
+        Config().replace(hl7={"patient_id_field": ""})
     with pytest.raises(ConfigError, match="hl7.tls_cert"):
         Config().replace(hl7={"tls_cert": "cert.pem"})
     with pytest.raises(ConfigError, match="isolation_yes too"):
