@@ -61,12 +61,17 @@ def embedded(
 ) -> Iterator[Board]:
     """The dashboard for the length of an embedded run, whose KPIs `kpi` collects; with
     `hold`, the server stays up when the run is over, for `Board.hold`."""
+    import time
+
     from dashboard.embedded import LiveProjection
+    from dashboard.fhir import FhirView
 
     projection = LiveProjection.for_config(
         settings, kpi=kpi, run_id=run_id, label=label, duration_ms=duration_ms
     )
+    fhir = projection.fhir = FhirView(settings, start_s=time.time())  # type: ignore[attr-defined]
     board = Board(projection, start_server(projection, port))
+    board.on_tick = chain(board.on_tick, fhir.on_tick)
     stop = True
     try:
         yield board
@@ -82,10 +87,10 @@ def following_database(settings: Any, url: str, port: int) -> Iterator[None]:
     """The dashboard beside `hospital run --kafka`: it follows the new run in the database
     (not the one there before it) while the services run."""
     from dashboard import sources
-    from dashboard.projection import Projection
+    from dashboard.fhir import FhirProjection, FhirView, run_start
 
     before = sources.current_run(url)
-    projection = Projection.for_config(settings)
+    projection = FhirProjection.for_config(settings, fhir=FhirView(settings, run_start(url)))
     server = start_server(projection, port)
     lag = sources.KafkaLag(settings)
     thread, stop = sources.follower(
@@ -151,10 +156,14 @@ def dashboard(
     lists, KPI tiles and charts, with Prometheus metrics at /metrics. Serves until Ctrl-C."""
     from cli.common import service_errors
     from dashboard import sources
-    from dashboard.projection import Projection
 
     settings = load_config(config)
-    projection = Projection.for_config(settings, run_id=run_id)
+    from dashboard.fhir import FhirProjection, FhirView, run_start
+
+    start_s = run_start(db or settings.database.url) if follow is None else 0.0
+    projection = FhirProjection.for_config(
+        settings, run_id=run_id, fhir=FhirView(settings, start_s)
+    )
     lag = None
     target: Callable[..., None]  # a follower: of a decisions file, or of a database
     arg: Path | str

@@ -29,6 +29,7 @@ def run_distributed(
     report: Path | None,
     quiet: bool,
     warmup_ms: int = 0,
+    generate: bool = True,
 ) -> None:
     from scheduler.db.ledger import Ledger
     from scheduler.db.store import connect
@@ -51,6 +52,7 @@ def run_distributed(
                 seed,
                 workers,
                 log_dir=Path("hospital-logs"),
+                generate=generate,
             )
             supervisor.run()
             ledger = Ledger(db_url, settings, settings.scheduler.policy)

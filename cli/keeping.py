@@ -191,6 +191,10 @@ def export_header(engine: Any) -> tuple[dict[str, Any], int] | None:
         return None
     with engine.connect() as db:
         current = db.execute(text("SELECT run_id FROM runs")).scalar()
+    if current is None:
+        # No distributed run: the tables hold the embedded run that emptied them last,
+        # the latest embedded run kept.
+        current = next((r.run_id for r in kept_runs.runs(engine) if r.mode == "embedded"), None)
     row = kept_runs.find(engine, current) if current is not None else None
     if row is None:
         return None

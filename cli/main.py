@@ -38,6 +38,7 @@ from cli.common import (
 )
 from cli.dashboard import dashboard
 from cli.explain import explain
+from cli.hl7 import hl7_app
 from cli.report import report
 from cli.runs import runs
 from scheduler import config as config_module
@@ -55,6 +56,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(hl7_app, name="hl7")
 
 
 @app.command()
@@ -140,6 +142,13 @@ def run(
             show_default=False,
         ),
     ] = None,
+    arrivals: Annotated[
+        str,
+        typer.Option(
+            help="Where patients come from: generator (the config's arrival process), hl7 "
+            "(hospital hl7 listen's ADT messages only) or generator+hl7.",
+        ),
+    ] = "generator",
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end, with the
@@ -158,6 +167,15 @@ def run(
         raise typer.BadParameter(
             f"{dashboard_port}: expected a port from 0 to 65535", param_hint="--dashboard-port"
         )
+    if arrivals not in ARRIVALS:
+        raise typer.BadParameter(
+            f"{arrivals!r}: expected one of {', '.join(ARRIVALS)}", param_hint="--arrivals"
+        )
+    from_hl7, generate = "hl7" in arrivals, "generator" in arrivals
+    if from_hl7 and speed_value is None:
+        raise fail("--arrivals with hl7 runs on the wall clock: give --speed a number")
+    if from_hl7 and no_db and not kafka:
+        raise fail("--arrivals with hl7 needs the database, where the listener keeps them")
     settings = load_config(config, policy)
     warn_about(settings)
     if kafka if kafka is not None else settings.kafka.enabled:
@@ -192,6 +210,7 @@ def run(
                 report,
                 quiet,
                 warmup_ms,
+                generate=generate,
             )
         with service_errors():
             keep_distributed(
@@ -251,6 +270,11 @@ def run(
                     else contextlib.nullcontext()
                 ) as board,
                 view or contextlib.nullcontext(),
+                (
+                    hl7_inbox(db or settings.database.url, kept.run_id)
+                    if from_hl7 and kept
+                    else contextlib.nullcontext()
+                ) as inbox,
             ):
                 with frozen_heap():
                     figures = simulate_run(
@@ -265,6 +289,8 @@ def run(
                         stop=signals.stop,
                         kpi=kpi,
                         header=run_header(duration_ms, label),
+                        source=inbox,
+                        generate=generate,
                     )
                 figures.update(run_identity(settings, seed, kept.run_id if kept else None, label))
                 figures["capacity"] = run_bound(settings, figures, warmup_ms)
@@ -291,6 +317,22 @@ def run(
         raise typer.Exit(128 + signals.received)
     if board is not None and dashboard_hold:
         board.hold()
+
+
+ARRIVALS = ("generator", "hl7", "generator+hl7")
+
+
+@contextlib.contextmanager
+def hl7_inbox(url: str, run_id: str):
+    """The run's inbox of HL7 messages (`hospital hl7 listen`): open while the run goes."""
+    from scheduler.db.hl7 import Inbox
+
+    with service_errors():
+        inbox = Inbox(url, run_id)
+    try:
+        yield inbox
+    finally:
+        inbox.close()
 
 
 def run_identity(

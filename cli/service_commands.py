@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -366,29 +366,85 @@ def status(db: Db = None, config: ConfigOption = None) -> None:
 
 def export(
     events: Annotated[
-        Path, typer.Option(help="Write the applied inbound events here (JSONL, with their ticks).")
-    ],
-    out: Annotated[Path, typer.Option(help="Write the decisions here (JSONL).")],
+        Path | None,
+        typer.Option(
+            help="Write the applied inbound events here (JSONL, with their ticks).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the decisions here (JSONL).", show_default=False)
+    ] = None,
+    fhir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the run as a FHIR R4B transaction Bundle (JSON): its rooms, "
+            "encounters and tasks at its end.",
+            show_default=False,
+        ),
+    ] = None,
     db: Db = None,
     config: ConfigOption = None,
 ) -> None:
-    """Export the run in the database for `hospital solve`, which reproduces its decisions
-    with nothing else given: the events start with the run's config and seed, as kept."""
+    """Export the run in the database: for `hospital solve`, which reproduces its decisions
+    with nothing else given (the events start with the run's config and seed, as kept), or
+    as FHIR (`--fhir`)."""
+    from cli.common import check_outputs
     from cli.keeping import export_header
     from scheduler.db.ledger import Ledger
 
+    if (events is None) != (out is None) or (events is None and fhir is None):
+        raise fail("give --events and --out (for hospital solve), --fhir, or all three")
+    check_outputs(events=events, out=out, fhir=fhir)
     settings = load_config(config)
+    url = db or settings.database.url
     with service_errors():
-        ledger = Ledger(db or settings.database.url, settings, settings.scheduler.policy)
+        ledger = Ledger(url, settings, settings.scheduler.policy)
         try:
             header = export_header(ledger.engine)
-            counted = ledger.export(events, out, header=header)
+            if events is not None and out is not None:
+                counted = ledger.export(events, out, header=header)
+                typer.echo(f"{counted[0]} events, {counted[1]} decisions")
+            if fhir is not None:
+                recorded = _recorded(header, settings)
+                write_fhir(ledger, recorded, url, fhir)
         finally:
             ledger.close()
-    typer.echo(f"{counted[0]} events, {counted[1]} decisions")
+    if events is None:
+        return
     if header is None:
         typer.echo(
             "the run is not kept (hospital runs): the events have no run header; give "
             "hospital solve the run's --config",
             err=True,
         )
+
+
+def _recorded(header: Any, settings: Any) -> Any:
+    """The run's own config, when the database keeps it: its rooms and travel model."""
+    from scheduler import config as config_module
+
+    if header is None:
+        return settings
+    try:
+        return config_module.from_mapping(header[0], {})
+    except config_module.ConfigError:
+        return settings
+
+
+def write_fhir(ledger: Any, settings: Any, url: str, path: Path) -> None:
+    """The run's ticks through a `FhirView`, then its Bundle, as canonical JSON."""
+    import json
+
+    from dashboard.fhir import FhirView, run_start
+    from scheduler import events as ev
+
+    view = FhirView(settings, run_start(url))
+    tick_ms = round(settings.scheduler.tick_s * 1000)
+    for tick, inbound, decisions in ledger.history():
+        view.apply(
+            tick, tick * tick_ms, [ev.parse_json(d, ev.DECISIONS) for d in decisions], inbound
+        )
+    bundle = view.bundle()
+    path.write_text(json.dumps(bundle, indent=1, sort_keys=True) + "\n")
+    typer.echo(f"{len(bundle['entry'])} FHIR resources")

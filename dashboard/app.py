@@ -70,6 +70,12 @@ def create_app(
     def metrics() -> Response:
         return Response(render(registry), media_type=CONTENT_TYPE)
 
+    fhir = getattr(projection, "fhir", None)
+    if fhir is not None:  # the run as FHIR resources, read-only (dashboard.fhir)
+        from dashboard.fhir import add_routes
+
+        add_routes(app, fhir)
+
     @app.get("/events", response_class=EventSourceResponse)
     async def events(request: Request) -> AsyncIterator[ServerSentEvent]:
         sent_points = series_offset(request.headers.get("last-event-id"))

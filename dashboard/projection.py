@@ -30,6 +30,7 @@ PREVIOUS_KIND = {"visit": "escort_in", "escort_out": "visit"}
 ROOM_STATES = ("free", "booked", "occupied", "dirty", "cleaning")
 ENTRANCE = "entrance"
 HOURLY = ("arrivals", "admitted", "referred", "discharged")
+ARRIVAL_CHANGES = ("patient.updated", "patient.withdrawn")
 # Prometheus histogram buckets, in seconds: a tick's solve around its 1 s budget, and a
 # task's wait around the hospital's minutes.
 SOLVE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -268,6 +269,10 @@ class Projection:
                 if kind == "patient.arrived":  # its escort in waits from now
                     hint["escort_in", event.patient_id] = event.time_ms
                     self.patients[event.patient_id] = (event.acuity, event.isolation)
+                    continue
+                if kind in ARRIVAL_CHANGES:  # of an arrival of this tick (HL7 A08, A11)
+                    if kind == "patient.withdrawn":
+                        del hint["escort_in", event.patient_id]
                     continue
                 done[event.task_id] = event.time_ms
                 # the task this completion creates, which waits from now

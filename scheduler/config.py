@@ -168,6 +168,25 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class Hl7Config:
+    """`hospital hl7 listen`: where it listens, and where an ADT message's fields are
+    (`scheduler/hl7/fields.py`: "SEG-N", "SEG-N.C", or "OBX[CODE]", the OBX-5 of the OBX whose
+    OBX-3 is CODE; "" for none). It decides nothing in the scheduler: the events it makes
+    carry the values."""
+
+    host: str = "127.0.0.1"
+    port: int = 2575
+    patient_id_field: str = "PID-3"  # PID-3.1, the first identifier; "PV1-19": a visit number
+    acuity_field: str = "OBX[75636-1]"  # LOINC 75636-1, Emergency severity index: 1-5, ESI-n
+    isolation_field: str = "OBX[ISOLATION]"  # a local code: no standard one exists
+    isolation_yes: tuple[str, ...] = ("Y", "YES", "TRUE", "1", "CONTACT", "DROPLET", "AIRBORNE")
+    isolation_no: tuple[str, ...] = ("N", "NO", "FALSE", "0", "NONE")
+    tls_cert: str = ""  # PEM: the listener's certificate chain; with tls_key, MLLP over TLS
+    tls_key: str = ""
+    send_to: str = ""  # host:port of a downstream MLLP listener for A02 and A20
+
+
+@dataclass(frozen=True)
 class Config:
     hospital: HospitalConfig = field(default_factory=HospitalConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
@@ -180,6 +199,7 @@ class Config:
     sla: SlaConfig = field(default_factory=SlaConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    hl7: Hl7Config = field(default_factory=Hl7Config)
 
     def replace(self, **sections: dict[str, Any]) -> Config:
         """A copy with some keys changed: `config.replace(staff={"porters": 1})`."""
@@ -323,7 +343,7 @@ def _check_environment_names(environ: Mapping[str, str]) -> None:
 
 
 # Sections that change no decision: a log recorded with other ones still replays exactly.
-NOT_DECIDING = ("kafka", "database")
+NOT_DECIDING = ("kafka", "database", "hl7")
 # Keys added after logs and snapshots took their shape: shared only when they differ from
 # their default, so that a run without them records the same header (and golden file) and
 # has the same snapshot fingerprint as before they existed.
@@ -515,6 +535,7 @@ def _check_semantics(config: Config) -> None:
         if name.endswith("_s") and value > MAX_SECONDS:
             raise ConfigError(f"{name}: must be at most {MAX_SECONDS} s, got {value}")
     _check_clinical(config)
+    _check_hl7(config)
     for key in (
         "longest_wait_first",
         "minimise_walking",
@@ -630,3 +651,27 @@ def _check_clinical(config: Config) -> None:
         )
     except RosterError as exc:
         raise ConfigError(f"shifts.roster: {exc}") from None
+
+
+def _check_hl7(config: Config) -> None:
+    from scheduler.hl7.fields import FieldError, parse_spec  # a leaf module: no import cycle
+
+    hl7 = config.hl7
+    if not 0 <= hl7.port <= 65535:
+        raise ConfigError(f"hl7.port: expected a port from 0 to 65535, got {hl7.port}")
+    for key in ("patient_id_field", "acuity_field", "isolation_field"):
+        try:
+            spec = parse_spec(getattr(hl7, key))
+        except FieldError as exc:
+            raise ConfigError(f"hl7.{key}: {exc}") from None
+        if key == "patient_id_field" and spec is None:
+            raise ConfigError("hl7.patient_id_field: a patient needs an id: give one, e.g. PID-3")
+    both = {v.upper() for v in hl7.isolation_yes} & {v.upper() for v in hl7.isolation_no}
+    if both:
+        raise ConfigError(f"hl7.isolation_no: {shown(sorted(both))} is in isolation_yes too")
+    if bool(hl7.tls_cert) != bool(hl7.tls_key):
+        raise ConfigError("hl7.tls_cert, hl7.tls_key: give both (MLLP over TLS) or neither")
+    if hl7.send_to:
+        host, _, port = hl7.send_to.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError(f"hl7.send_to: expected HOST:PORT, got {shown(hl7.send_to)}")

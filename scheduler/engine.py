@@ -22,6 +22,9 @@ _TYPE_ORDER = {
     "visit.completed": 1,
     "cleaning.completed": 2,
     "patient.arrived": 3,
+    # after the arrival they change, which a hospital system sends later (HL7 A08, A11)
+    "patient.updated": 4,
+    "patient.withdrawn": 5,
 }
 
 NOTHING_TO_DECIDE = Solution(bookings={}, dispatches={})

@@ -138,13 +138,49 @@ class Event:
 # --- inbound: facts reported by the patient generator and the workers -------------------
 
 
+# Where an event from a hospital system came from (`hospital hl7 listen`): the message's
+# control id (MSH-10) and its own time as sent (EVN-6, else EVN-2, else MSH-7). Kept with
+# the event; the run's clock, not this time, decides its tick.
+PROVENANCE = ("control_id", "message_time")
+
+
 @dataclass(frozen=True)
 class PatientArrived(Event):
     TYPE: ClassVar[str] = "patient.arrived"
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("acuity", "isolation")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("acuity", "isolation", *PROVENANCE)
     patient_id: str
     acuity: int = 3  # ESI triage level: 1 the most urgent, 5 the least
     isolation: bool = False  # needs a room able to isolate
+    control_id: str = ""
+    message_time: str = ""
+
+
+@dataclass(frozen=True)
+class PatientUpdated(Event):
+    """The patient's acuity and isolation, as a hospital system now has them (HL7 A08):
+    applied only before the patient's admission or referral, that is within the tick of
+    their arrival; later it is rejected as too late."""
+
+    TYPE: ClassVar[str] = "patient.updated"
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("acuity", "isolation", *PROVENANCE)
+    patient_id: str
+    acuity: int = 3
+    isolation: bool = False
+    control_id: str = ""
+    message_time: str = ""
+
+
+@dataclass(frozen=True)
+class PatientWithdrawn(Event):
+    """An arrival cancelled by a hospital system (HL7 A11), before it is decided: within
+    the tick of the arrival; later it is rejected as too late. The patient is then neither
+    admitted nor referred."""
+
+    TYPE: ClassVar[str] = "patient.withdrawn"
+    OPTIONAL: ClassVar[tuple[str, ...]] = PROVENANCE
+    patient_id: str
+    control_id: str = ""
+    message_time: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,8 +218,18 @@ class CleaningCompleted(Event):
 
 
 INBOUND: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (PatientArrived, EscortCompleted, VisitCompleted, CleaningCompleted)
+    cls.TYPE: cls
+    for cls in (
+        PatientArrived,
+        EscortCompleted,
+        VisitCompleted,
+        CleaningCompleted,
+        PatientUpdated,
+        PatientWithdrawn,
+    )
 }
+# The inbound events about an arrival not yet decided (they apply within its tick).
+ARRIVAL_CHANGES = (PatientUpdated, PatientWithdrawn)
 # The inbound events that close a task: all but `patient.arrived`.
 Completion: TypeAlias = EscortCompleted | VisitCompleted | CleaningCompleted
 COMPLETIONS = (EscortCompleted, VisitCompleted, CleaningCompleted)
@@ -346,11 +392,11 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
             ):
                 raise BadEvent(f"{kind}: '{f.name}' must be a number of seconds >= 0")
             values[f.name] = number
-        elif f.name == "reason":
-            reason = data.get("reason", f.default)
-            if not isinstance(reason, str):
-                raise BadEvent(f"{kind}: 'reason' must be a string")
-            values["reason"] = reason
+        elif f.name == "reason" or f.name in PROVENANCE:
+            text = data.get(f.name, f.default)
+            if not isinstance(text, str):
+                raise BadEvent(f"{kind}: '{f.name}' must be a string")
+            values[f.name] = text
         else:
             value = data.get(f.name, f.default)
             if not isinstance(value, str) or not value:

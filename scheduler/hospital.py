@@ -50,7 +50,7 @@ class Patient:
     patient_id: str
     arrived_ms: int
     # arrived | waiting_escort_in | escorting_in | waiting_visit | in_visit
-    # | waiting_escort_out | escorting_out | discharged | referred
+    # | waiting_escort_out | escorting_out | discharged | referred | withdrawn
     stage: str = "arrived"
     room_id: str | None = None
     acuity: int = 3
@@ -172,6 +172,9 @@ class Hospital:
     def apply(self, event: ev.Event, effects: list[tuple[type[ev.Decision], dict]]) -> None:
         """Apply one inbound event, appending the decisions it implies to `effects`.
         Raises `Rejected`, leaving the state unchanged, when the event is impossible."""
+        if isinstance(event, ev.ARRIVAL_CHANGES):
+            self._change_arrival(event)
+            return
         if isinstance(event, ev.PatientArrived):
             if event.patient_id in self.patients or event.patient_id in self.finished:
                 raise Rejected(f"patient {event.patient_id} has already arrived")
@@ -207,6 +210,27 @@ class Hospital:
         else:
             room.status = "free"
             effects.append((ev.RoomAvailable, {"room_id": room.room_id}))
+
+    def _change_arrival(self, event: ev.PatientUpdated | ev.PatientWithdrawn) -> None:
+        """An update or a withdrawal of an arrival not yet decided (one of this tick's);
+        once the patient is admitted or referred it is too late."""
+        patient = self.patients.get(event.patient_id)
+        if patient is None or patient.stage != "arrived":
+            if patient is not None:
+                raise Rejected(f"{event.TYPE}: too late: {event.patient_id} is already admitted")
+            if event.patient_id in self.finished:
+                raise Rejected(
+                    f"{event.TYPE}: too late: {event.patient_id} was already referred, "
+                    f"discharged or withdrawn"
+                )
+            raise Rejected(f"{event.TYPE}: unknown patient {event.patient_id}")
+        if isinstance(event, ev.PatientUpdated):
+            patient.acuity, patient.isolation = event.acuity, event.isolation
+            return
+        del self.patients[patient.patient_id]
+        self.arrivals.remove(patient)
+        patient.stage = "withdrawn"
+        self.finished.add(patient.patient_id)  # the id is not used again in this run
 
     def _completed_task(self, event: ev.Event) -> Task:
         if not isinstance(event, (ev.EscortCompleted, ev.VisitCompleted, ev.CleaningCompleted)):

@@ -65,8 +65,9 @@ class ByHour:
     # On a run's path (a few calls a patient): `hour_of` inline, and the common case of a
     # stay within one hour without a generator.
 
-    def arrived(self, time_ms: int) -> None:
-        self.arrivals[(time_ms - 1) // HOUR_MS % HOURS if time_ms > 0 else 0] += 1
+    def arrived(self, time_ms: int, count: int = 1) -> None:
+        """An arrival (`count` -1: one withdrawn), counted in its hour."""
+        self.arrivals[(time_ms - 1) // HOUR_MS % HOURS if time_ms > 0 else 0] += count
 
     def referred(self, arrival_ms: int) -> None:
         """A referral, counted in the hour of the patient's arrival."""

@@ -119,6 +119,9 @@ class KpiCollector:
                 self.by_acuity[event.acuity]["arrivals"] += 1
                 self.hours.arrived(time_ms)
             return
+        if isinstance(event, ev.ARRIVAL_CHANGES):
+            self._arrival_changed(event)
+            return
         assert isinstance(event, ev.COMPLETIONS)  # the other inbound events close a task
         role = self.task_role.pop(event.task_id)
         dispatched = self.dispatched_ms.pop(event.task_id)
@@ -154,6 +157,19 @@ class KpiCollector:
             self.room_state.pop(room_id, None)
         else:
             self.room_state[room_id] = (state, time_ms)
+
+    def _arrival_changed(self, event: ev.PatientUpdated | ev.PatientWithdrawn) -> None:
+        """An update of this tick's arrival moves it to its new ESI level; a withdrawal
+        undoes it: a withdrawn arrival is counted nowhere."""
+        patient_id = event.patient_id
+        self.by_acuity[self.acuity.pop(patient_id)]["arrivals"] -= 1
+        if isinstance(event, ev.PatientUpdated):
+            self.acuity[patient_id] = event.acuity
+            self.by_acuity[event.acuity]["arrivals"] += 1
+            return
+        self.counts["arrivals"] -= 1
+        self.hours.arrived(self.arrived_ms.pop(patient_id), -1)
+        del self.created_ms["escort_in", patient_id]
 
     def _decision(self, decision: ev.Decision) -> None:
         after = self.counted_after

@@ -18,7 +18,7 @@ from scheduler.engine import Scheduler, TickResult, canonical_order, covering_ti
 from scheduler.events import MAX_TIME_S
 from scheduler.kpi import KpiCollector
 from scheduler.policies import CpSatPolicy
-from scheduler.simulation import Clock, StopFlag, simulate, warm_up
+from scheduler.simulation import Clock, Source, StopFlag, simulate, warm_up
 from scheduler.store import NullStore, Store
 
 
@@ -55,6 +55,8 @@ def simulate_run(
     kpi: KpiCollector | None = None,
     warmup_ms: int = 0,
     header: dict[str, Any] | None = None,
+    source: Source | None = None,
+    generate: bool = True,
 ) -> dict[str, Any]:
     """Simulate the hospital; write the inbound record and the decisions if asked; the KPIs.
 
@@ -69,7 +71,9 @@ def simulate_run(
     each tick's figures counted before it is called; else they leave out the first
     `warmup_ms` of the run. The tick path is warmed up first (`warm_up`), before the run's
     clock starts: the first tick decides as fast as the others. `header` adds fields to the
-    record's `run.header` (the run's planned duration, its label)."""
+    record's `run.header` (the run's planned duration, its label). A `source` (the HL7
+    listener's inbox) brings patients from outside, beside the generator's or, with
+    `generate=False`, instead of them."""
     warm_up(config)
     scheduler = Scheduler(config)
     kpi = new_kpi(config, warmup_ms) if kpi is None else kpi
@@ -116,6 +120,8 @@ def simulate_run(
                 seed=seed,
                 clock=Clock(speed, stop, on_idle=write_out),
                 on_tick=each_tick,
+                source=source,
+                generate=generate,
             )
         finally:
             store.close()

@@ -14,6 +14,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from scheduler import events as ev
 from scheduler.config import Config
@@ -147,6 +148,15 @@ class Clock:
             self.stop.wait(delay)
 
 
+class Source(Protocol):
+    """Events from outside the simulation (a hospital system's, through `hospital hl7
+    listen`): what has come since the last tick, dated by the run's clock, `time_ms`."""
+
+    def take(self, tick: int, time_ms: int, close: bool = False) -> list[ev.Event]:
+        """The events for `tick`; with `close`, the last ones: nothing comes after."""
+        ...
+
+
 @dataclass
 class RunSummary:
     ticks: int
@@ -162,13 +172,19 @@ def simulate(
     seed: int | None = None,
     clock: Clock | None = None,
     on_tick: Callable[[TickResult], None] = lambda result: None,
+    source: Source | None = None,
+    generate: bool = True,
 ) -> RunSummary:
     """Run the hospital for `duration_ms` of simulated time. `on_tick` sees each tick's
     result (consumed events and decisions) as it happens. Setting `clock.stop` (from a
     signal handler, say) ends the run between two ticks: the tick under way is finished,
-    the next one is not started."""
+    the next one is not started. With a `source`, events from outside join the simulated
+    ones, at every tick (`generate=False`: the patient generator is off, every patient
+    comes from the source)."""
     clock = clock or Clock()
     seed = config.arrivals.seed if seed is None else seed
+    if source is not None:
+        return _simulate_fed(config, scheduler, duration_ms, seed, clock, on_tick, source, generate)
     layout = scheduler.hospital.layout
     pending: list[tuple[int, int, ev.Event]] = []  # (time, order, event), a heap
     order = 0
@@ -213,6 +229,63 @@ def simulate(
         last_ms = result.time_ms
         for decision in result.decisions:
             if type(decision) is dispatched:
+                push(completion(layout, demand, decision))
+        on_tick(result)
+    return RunSummary(ticks, duration_ms)
+
+
+def _simulate_fed(
+    config: Config,
+    scheduler: Scheduler,
+    duration_ms: int,
+    seed: int,
+    clock: Clock,
+    on_tick: Callable[[TickResult], None],
+    source: Source,
+    generate: bool,
+) -> RunSummary:
+    """`simulate` with a source: every tick up to the end is visited, on the clock, for what
+    the source has, and a tick is made when there is something to apply (as the plain loop
+    makes one only for its events: ticks, and so decisions, are the same for the same
+    events). The last tick closes the source."""
+    layout, tick_ms = scheduler.hospital.layout, scheduler.tick_ms
+    demand = Demand(config, seed)
+    patients = demand.arrivals() if generate else iter(())
+    pending: list[tuple[int, int, ev.Event]] = []
+    order = itertools.count()
+
+    def push(event: ev.Event) -> None:
+        heapq.heappush(pending, (event.time_ms, next(order), event))
+
+    def next_arrival() -> None:
+        arrival = next(patients, None)
+        if arrival is not None and arrival.time_ms <= duration_ms:
+            push(arrival)
+
+    next_arrival()
+    ticks = last_ms = 0
+    last_tick = duration_ms // tick_ms
+    for tick in range(last_tick + 1):
+        now_ms = tick * tick_ms
+        if clock.stop.is_set():
+            return RunSummary(ticks, last_ms, stopped=True)
+        clock.wait_until(now_ms)
+        if clock.stop.is_set():
+            return RunSummary(ticks, last_ms, stopped=True)
+        batch = []
+        while pending and pending[0][0] <= now_ms:
+            event = heapq.heappop(pending)[2]
+            batch.append(event)
+            if type(event) is ev.PatientArrived:
+                next_arrival()
+        batch += source.take(tick, now_ms, close=tick == last_tick)
+        if not batch:
+            continue
+        result = scheduler.tick(tick, batch)
+        ticks += 1
+        last_ms = result.time_ms
+        for decision in result.decisions:
+            if type(decision) is ev.TaskDispatched:
                 push(completion(layout, demand, decision))
         on_tick(result)
     return RunSummary(ticks, duration_ms)

@@ -10,6 +10,7 @@ tick of a live run.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
@@ -209,6 +210,8 @@ class Auditor:
                 self.arrived += 1
                 undecided.add(event.patient_id)
                 arrivals[event.patient_id] = event
+            elif isinstance(event, ev.ARRIVAL_CHANGES):
+                self._change_arrival(tick, event, undecided, arrivals)
             else:
                 self._complete(tick, event, expected_tasks, discharges, cleaned)
         referred: list[str] = []
@@ -258,6 +261,35 @@ class Auditor:
                 self.fail(tick, f"{staff_id} is {'on' if on else 'off'} duty against the roster")
         self._no_idle_staff(tick)
         self._escalations_due(tick, now_ms)
+
+    def _change_arrival(
+        self,
+        tick: int,
+        event: ev.PatientUpdated | ev.PatientWithdrawn,
+        undecided: set[str],
+        arrivals: dict[str, ev.PatientArrived],
+    ) -> None:
+        """An update or a withdrawal changes only an arrival of this tick, before its
+        decision. A withdrawn arrival is as if it never came, but its id stays used."""
+        patient_id = event.patient_id
+        if patient_id not in undecided:
+            self.fail(tick, f"{event.TYPE} for {patient_id}, who is not an arrival of this tick")
+        if isinstance(event, ev.PatientWithdrawn):
+            undecided.discard(patient_id)
+            del arrivals[patient_id], self.patients[patient_id]
+            self.acuity.pop(patient_id, None)
+            self.isolated.discard(patient_id)
+            self.left.add(patient_id)
+            self.arrived -= 1
+            return
+        self.acuity[patient_id] = event.acuity
+        if event.isolation:
+            self.isolated.add(patient_id)
+        else:
+            self.isolated.discard(patient_id)
+        arrivals[patient_id] = dataclasses.replace(
+            arrivals[patient_id], acuity=event.acuity, isolation=event.isolation
+        )
 
     def _dated(self, tick: int, decision: ev.Decision, now_ms: int) -> None:
         if decision.tick != tick:

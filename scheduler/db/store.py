@@ -228,6 +228,10 @@ class SqlStore:
                 }
                 born["escort_in", event.patient_id] = at
                 continue
+            if isinstance(event, ev.ARRIVAL_CHANGES):  # of an arrival of this tick
+                if type(event) is ev.PatientWithdrawn:  # as if it never came
+                    del self.new_patients[event.patient_id], born["escort_in", event.patient_id]
+                continue
             assert isinstance(event, ev.COMPLETIONS)  # the other inbound events close a task
             row = new_tasks.get(event.task_id)  # mostly: created since the last flush
             if row is not None:

@@ -135,6 +135,7 @@ class Supervisor:
     workers: dict[str, int]
     log_dir: Path
     run_id: str = field(default_factory=lambda: f"run-{int(time.time() * 1000)}")
+    generate: bool = True  # False: no patient generator (the patients come over HL7)
     children: list[Child] = field(default_factory=list)
 
     def common(self, epoch_file: Path) -> list[str]:
@@ -165,14 +166,15 @@ class Supervisor:
             log_path=self.log_dir / "scheduler.log",
             env={"DATABASE_URL": self.db_url},
         )
-        self.children = [
-            scheduler,
-            Child(
-                "generator",
-                ["generator", *common, "--duration-ms", str(self.duration_ms), *seed],
-                log_path=self.log_dir / "generator.log",
-            ),
-        ]
+        self.children = [scheduler]
+        if self.generate:
+            self.children.append(
+                Child(
+                    "generator",
+                    ["generator", *common, "--duration-ms", str(self.duration_ms), *seed],
+                    log_path=self.log_dir / "generator.log",
+                )
+            )
         for role, count in self.workers.items():
             for n in range(1, count + 1):
                 name = f"{role}-worker-{n}"

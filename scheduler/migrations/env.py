@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from scheduler import config as project_config
+from scheduler.db.hl7 import Hl7Base
 from scheduler.db.kept_runs import KeptBase
 from scheduler.db.lease import LeaseBase
 from scheduler.db.models import Base
@@ -14,7 +15,7 @@ config = context.config
 # The working tables of the current run, and the kept runs' own (apart, so that a run's
 # fresh start, which empties every table of the first, leaves the kept runs alone).
 # The scheduler's lease is apart too: it outlives runs.
-target_metadata = [Base.metadata, KeptBase.metadata, LeaseBase.metadata]
+target_metadata = [Base.metadata, KeptBase.metadata, LeaseBase.metadata, Hl7Base.metadata]
 
 
 def database_url() -> str:
