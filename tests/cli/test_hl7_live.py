@@ -24,6 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "hl7"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -74,6 +76,7 @@ def field(ack: bytes, segment: str, number: int) -> str:
     return ""
 
 
+@pytest.mark.slow  # a minute of a live run: the full suite's, not the quick loop's
 def test_2000_recorded_adt_messages_to_a_live_run_with_the_listener_killed_midway(tmp_path):
     messages = [m for m in (FIXTURES / "adt_2000.hl7").read_bytes().split(b"\x1c\r") if m]
     expected = [json.loads(line) for line in (FIXTURES / "adt_2000.expected.jsonl").open()]
