@@ -6,7 +6,7 @@
   is CODE: a triage level sent as an observation, say;
 - "" (empty): nowhere; the value is always its default.
 
-A leaf module (the config checks the specs with it).
+Below the config (which checks the specs with it): it imports only `scheduler.events`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from scheduler.events import shown  # a value from the input, cut short and escaped
 
 _FIELD = re.compile(r"([A-Z][A-Z0-9]{2})-([1-9][0-9]{0,2})(?:\.([1-9][0-9]{0,2}))?")
 _OBSERVATION = re.compile(r"([A-Z][A-Z0-9]{2})\[([^\[\]|^~\\&]{1,80})\]")
@@ -46,10 +48,10 @@ def parse_spec(text: str) -> FieldSpec | None:
     found = _OBSERVATION.fullmatch(text)
     if found:
         if found[1] != "OBX":
-            raise FieldError(f"{text!r}: a code selects an OBX segment only (OBX[CODE])")
+            raise FieldError(f"{shown(text)}: a code selects an OBX segment only (OBX[CODE])")
         return FieldSpec("OBX", 5, 1, found[2])
     raise FieldError(
-        f"{text!r}: expected SEG-N, SEG-N.C or OBX[CODE] (e.g. PID-3, PV1-19, OBX[75636-1])"
+        f"{shown(text)}: expected SEG-N, SEG-N.C or OBX[CODE] (e.g. PID-3, PV1-19, OBX[75636-1])"
     )
 
 
