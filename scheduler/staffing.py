@@ -1,0 +1,593 @@
+"""The staffing advisor of `hospital staff`: the smallest staff per role that meets targets.
+
+    from scheduler import staffing, targets
+    problem = staffing.Problem.load("ward", [targets.parse("wait.medical.p95<60")])
+    advice = staffing.advise(problem, staffing.Settings(replications=5))
+    advice.staffing          # {"porters": 4, "nurses": 9, "doctors": 3, "cleaners": 7}
+
+**What varies.** The staff keys of the config (`porters`, `nurses`, `doctors`, `cleaners`)
+named in `vary` (default all); the others stay as configured. A varied role is on duty all
+the time (its `[shifts] roster` entries, if any, are dropped), unless the arrivals follow
+the clock (`profile`): then it is staffed hour by hour of the day (`staffing_hourly.py`) and
+covered by a roster of shifts (`rostering.py`).
+
+**How (stationary arrivals).** Queueing theory first, then simulation, as Green et al.
+(2006) staff an emergency department and as the iterative staffing algorithm of Feldman,
+Mandelbaum, Massey and Whitt (2008) refines a staffing by simulation:
+
+1. *What no staffing can do.* The capacity LP (`scheduler/capacity.py`) with the varied
+   roles unlimited: a referral target below its bound is infeasible by the varied roles
+   alone, and the LP's bottleneck (the rooms, or a role held fixed) is the binding
+   resource. The other targets are tried at a generous *ceiling* staffing: one it misses
+   is infeasible too, bound by its own role if that role is fixed, else by the rooms.
+2. *Start.* Square-root staffing of each varied role: its offered load a (the admissions
+   a second the LP allows, times the role's busy time per admission) plus beta * sqrt(a),
+   beta = 0.5.
+3. *Up.* While a target is missed: each varied role that may help it one more, all tried
+   at once with the same seeds (common random numbers); keep the one that leaves the
+   smallest relative shortfall.
+4. *Down.* While some role one fewer still meets every target: keep the one with the most
+   room to spare; stop when none does. The result is minimal: one fewer of any varied role
+   misses a target (those runs are kept and reported as the evidence).
+
+Every candidate is judged on the same seeds 1..N, each run less its warm-up
+(`staffing_measure.py`); a target is met when the upper end of the 95 % interval of its
+mean is below it (`targets.py`). The staffing found is then checked afresh on other seeds
+(1001.., `check_replications` of them), so that the figures reported are not those it was
+chosen on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler import scenarios
+from scheduler.capacity import CapacityBound, capacity_bound, room_costs
+from scheduler.confidence import Interval, t_interval
+from scheduler.config import Config
+from scheduler.demand import mean_arrival_rate_per_s
+from scheduler.parallel import Runner
+from scheduler.staffing_measure import StaffingJob, run_staffing_job
+from scheduler.targets import HOURLY_METRICS, ROLES, Target
+
+STAFF_KEYS = ("porters", "nurses", "doctors", "cleaners")
+TITLE = {"porters": "porter", "nurses": "nurse", "doctors": "doctor", "cleaners": "cleaner"}
+ROLE_OF = {"porters": "porter", "nurses": "medical", "doctors": "medical", "cleaners": "cleaner"}
+KEYS_OF = {"porter": ("porters",), "medical": ("nurses", "doctors"), "cleaner": ("cleaners",)}
+BETA = 0.5  # square-root staffing's safety factor for the starting point
+UNLIMITED = 10_000  # staff of a role "without limit", for the capacity LP
+CHECK_SEED = 1001  # the fresh check's first seed: none of the search's
+
+
+class StaffingError(ValueError):
+    """A problem that cannot be searched (a bad role, nothing to vary); one line."""
+
+
+def vary_keys(names: Iterable[str]) -> tuple[str, ...]:
+    """Staff keys from the names a user gives (`cleaners`, `cleaner`, `medical`...), in
+    the config's order; none given: all of them."""
+    wanted: set[str] = set()
+    for name in names:
+        name = name.strip().lower()
+        if name in STAFF_KEYS:
+            wanted.add(name)
+        elif name + "s" in STAFF_KEYS:
+            wanted.add(name + "s")
+        elif name in KEYS_OF:
+            wanted.update(KEYS_OF[name])
+        else:
+            raise StaffingError(
+                f"--vary {name!r}: expected one of {', '.join(STAFF_KEYS)} (or medical)"
+            )
+    return tuple(k for k in STAFF_KEYS if k in wanted) or STAFF_KEYS
+
+
+@dataclass(frozen=True)
+class Problem:
+    scenario: str  # a name of scenarios/ or a config file's path
+    config: Config  # as loaded, with `overrides` applied
+    targets: tuple[Target, ...]
+    vary: tuple[str, ...] = STAFF_KEYS
+    overrides: tuple[tuple[str, str], ...] = ()  # the user's, under every candidate's
+
+    @classmethod
+    def load(
+        cls,
+        scenario: str,
+        targets: Sequence[Target],
+        vary: Iterable[str] = (),
+        overrides: Mapping[str, str] | None = None,
+    ) -> Problem:
+        if not targets:
+            raise StaffingError("no target: give at least one --target, e.g. referral<0.05")
+        config = scenarios.load(scenario, overrides or {})
+        return cls(
+            scenario,
+            config,
+            tuple(targets),
+            vary_keys(vary),
+            tuple(sorted((overrides or {}).items())),
+        )
+
+    @property
+    def hourly(self) -> bool:
+        """Arrivals that follow the clock: staffed hour by hour of the day."""
+        return self.config.arrivals.process == "profile"
+
+    def counts(self) -> dict[str, int]:
+        """The staff as configured."""
+        return {key: getattr(self.config.staff, key) for key in STAFF_KEYS}
+
+    def fixed_roster(self) -> tuple[str, ...]:
+        """The roster entries of the staff who are not varied: they stay as configured."""
+        varied = {TITLE[key] for key in self.vary}
+        return tuple(
+            e for e in self.config.shifts.roster if e.split()[0].rsplit("-", 1)[0] not in varied
+        )
+
+    def minimum(self, key: str) -> int:
+        """The fewest of a staff key the config accepts (and the rules need)."""
+        if key in ("porters", "cleaners"):
+            return 1
+        mix = self.config.arrivals.acuity_mix
+        if key == "doctors" and self.config.rules.skills and (mix[0] or mix[1]):
+            return 1
+        return 0
+
+    def with_staff(self, counts: Mapping[str, int], roster: Sequence[str] = ()) -> Config:
+        """The config with these counts, the fixed staff's roster and `roster` added."""
+        return self.config.replace(
+            staff=dict(counts), shifts={"roster": list(self.fixed_roster()) + list(roster)}
+        )
+
+
+def resource_text(problem: Problem, resource: str, counts: Mapping[str, int] | None = None) -> str:
+    """A resource as the analyst knows it: "the rooms (24)", "the medical staff (6 nurses +
+    2 doctors)"."""
+    counts = counts or problem.counts()
+    if resource == "rooms":
+        rooms = len(problem.config.hospital.floors) * problem.config.hospital.rooms_per_floor
+        return f"the rooms ({rooms})"
+    if resource == "medical":
+        return f"the medical staff ({counts['nurses']} nurses + {counts['doctors']} doctors)"
+    key = KEYS_OF[resource][0]
+    return f"the {key} ({counts[key]})"
+
+
+# --- judging a candidate ----------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """A candidate staffing's runs and its figures over them: each a mean with its 95 %
+    interval, for the whole window and for each hour of the day that had arrivals."""
+
+    candidate: Any
+    seeds: tuple[int, ...]
+    records: list[dict[str, Any]]
+    figures: dict[str, Interval] = field(default_factory=dict)
+    by_hour: dict[int, dict[str, Interval]] = field(default_factory=dict)
+    utilisation: dict[str, Interval] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, candidate: Any, seeds: tuple[int, ...], records: list[dict[str, Any]]):
+        evaluation = cls(candidate, seeds, records)
+        for metric in records[0]["figures"]:
+            evaluation.figures[metric] = t_interval([r["figures"][metric] for r in records])
+        for role in ROLES:
+            evaluation.utilisation[role] = t_interval([r["utilisation"][role] for r in records])
+        for hour in range(24):
+            rows = [r["by_hour"][hour] for r in records if r["by_hour"][hour]["arrivals"]]
+            if rows:
+                evaluation.by_hour[hour] = {
+                    metric: t_interval([row[metric] for row in rows])
+                    for metric in ("arrivals", *HOURLY_METRICS)
+                }
+        return evaluation
+
+    def missed(self, targets: Iterable[Target]) -> list[Target]:
+        return [t for t in targets if not t.met_by(self.figures[t.metric])]
+
+    def meets(self, targets: Iterable[Target]) -> bool:
+        return not self.missed(targets)
+
+    def shortfall(self, targets: Iterable[Target]) -> float:
+        return sum(t.shortfall(self.figures[t.metric]) for t in targets)
+
+    def slack(self, targets: Sequence[Target]) -> float:
+        return min((t.slack(self.figures[t.metric]) for t in targets), default=math.inf)
+
+
+@dataclass(frozen=True)
+class Settings:
+    replications: int = 5
+    hours: float | None = None  # judged, after the warm-up; None: 4 h, 3 days by the clock
+    warmup_h: float | None = None  # None: an hour, or the longest stay if longer
+    check_replications: int = 10
+    policy: str | None = None  # None: the config's
+    # By the clock: the shifts a roster may use (hours long; hours of the day they start)
+    shift_lengths: tuple[int, ...] = (8, 12)
+    shift_starts: tuple[int, ...] = tuple(range(24))
+
+
+class Evaluator:
+    """Runs candidates through a runner (same seeds for all: common random numbers) and
+    keeps every evaluation, so that a candidate is never run twice."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        settings: Settings,
+        runner: Runner,
+        overrides_of: Callable[[Any], dict[str, str]],
+        on_batch: Callable[[int], None] | None = None,
+    ):
+        self.problem, self.settings, self.runner = problem, settings, runner
+        self.overrides_of = overrides_of
+        self.on_batch = on_batch
+        self.hours = settings.hours or default_hours(problem.config)
+        self.warmup_h = (
+            settings.warmup_h if settings.warmup_h is not None else default_warmup_h(problem.config)
+        )
+        self.policy = settings.policy or problem.config.scheduler.policy
+        self.cache: dict[tuple[Any, tuple[int, ...]], Evaluation] = {}
+        self.runs = 0
+
+    def seeds(self, fresh: bool = False) -> tuple[int, ...]:
+        if fresh:
+            return tuple(range(CHECK_SEED, CHECK_SEED + self.settings.check_replications))
+        return tuple(range(1, self.settings.replications + 1))
+
+    def evaluate(self, candidates: Sequence[Any], fresh: bool = False) -> list[Evaluation]:
+        """Each candidate's evaluation; those not yet run go in one batch of jobs."""
+        seeds = self.seeds(fresh)
+        todo = list(dict.fromkeys(c for c in candidates if (c, seeds) not in self.cache))
+        jobs = [
+            StaffingJob(
+                self.problem.scenario,
+                self.policy,
+                seed,
+                self.hours,
+                overrides=tuple(
+                    sorted({**dict(self.problem.overrides), **self.overrides_of(c)}.items())
+                ),
+                warmup_h=self.warmup_h,
+                candidate=n,
+            )
+            for n, c in enumerate(todo)
+            for seed in seeds
+        ]
+        if jobs:
+            records = self.runner.run(list(jobs), run_staffing_job)
+            self.runs += len(jobs)
+            for n, candidate in enumerate(todo):
+                mine = [r for r in records if r["candidate"] == n]
+                self.cache[candidate, seeds] = Evaluation.of(candidate, seeds, mine)
+            if self.on_batch:
+                self.on_batch(len(jobs))
+        return [self.cache[c, seeds] for c in candidates]
+
+
+def default_hours(config: Config) -> float:
+    """Hours judged per run: three days when the arrivals follow the clock (each hour of
+    the day three times, less noise in the figures of each hour), else 4."""
+    return 72.0 if config.arrivals.process == "profile" else 4.0
+
+
+def default_warmup_h(config: Config) -> float:
+    """An hour, or as long as the longest stay if longer (the slowest treatment and a
+    terminal cleaning, at their means, with every walk), in whole hours."""
+    costs = room_costs(config)
+    durations = config.durations
+    longest_treatment = max((*durations.treatment_s_by_acuity, durations.treatment_s))
+    longest_clean = max(durations.cleaning_s, durations.terminal_cleaning_s)
+    walks = max((c.escort_in_s + c.escort_out_s for c in costs.values()), default=0.0)
+    return float(max(1, math.ceil((longest_treatment + longest_clean + walks) / 3600)))
+
+
+# --- what no staffing of the varied roles can do ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    target: Target
+    resource: str  # "rooms", or a role: what binds
+    reason: str  # a sentence for the analyst
+    hours: tuple[int, ...] = ()  # by the clock: the hours of the day it fails in (none: all)
+
+
+def unlimited(problem: Problem, counts: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The counts with every varied key without limit."""
+    base = dict(counts or problem.counts())
+    return {key: UNLIMITED if key in problem.vary else base[key] for key in STAFF_KEYS}
+
+
+def lp_bound(problem: Problem, counts: Mapping[str, int]) -> CapacityBound:
+    return capacity_bound(problem.with_staff(counts))
+
+
+def referral_infeasibility(problem: Problem) -> list[Infeasible]:
+    """Referral targets below the capacity bound with the varied roles unlimited."""
+    bound = lp_bound(problem, unlimited(problem))
+    found = []
+    for target in problem.targets:
+        if target.metric != "referral" or target.below(bound.min_referral_rate):
+            continue
+        found.append(
+            Infeasible(
+                target,
+                bound.bottleneck,
+                f"with {' and '.join(problem.vary)} unlimited, "
+                f"{resource_text(problem, bound.bottleneck)} bound referrals at "
+                f"{bound.min_referral_rate:.1%} at least (capacity bound)",
+            )
+        )
+    return found
+
+
+def ceiling_infeasibility(
+    problem: Problem, evaluation: Evaluation, ceiling: Mapping[str, int], known: Iterable[Target]
+) -> list[Infeasible]:
+    """Targets the ceiling staffing misses (and the LP did not already rule out)."""
+    already = set(known)
+    found = []
+    for target in evaluation.missed(problem.targets):
+        if target in already:
+            continue
+        role = target.role
+        if role is not None and not set(KEYS_OF[role]) & set(problem.vary):
+            resource, why = role, f"{resource_text(problem, role)} are not varied"
+        else:
+            bound = lp_bound(problem, ceiling)
+            resource = bound.bottleneck
+            why = f"{resource_text(problem, resource)} bind"
+        found.append(
+            Infeasible(
+                target,
+                resource,
+                f"even with {_counts_text(ceiling, problem.vary)} "
+                f"it is {target.judged(evaluation.figures[target.metric]):.4g} at the "
+                f"upper end of its interval: {why}",
+            )
+        )
+    return found
+
+
+def _counts_text(counts: Mapping[str, int], keys: Iterable[str]) -> str:
+    return ", ".join(f"{counts[k]} {k}" for k in keys)
+
+
+# --- the stationary search ------------------------------------------------------------------
+
+
+def offered_load(problem: Problem) -> dict[str, float]:
+    """Each role's offered load (busy staff on average) at the admissions the capacity LP
+    allows with the varied roles unlimited: admissions a second times the role's mean busy
+    time per admission (walks at their shortest, work at its mean)."""
+    costs = list(room_costs(problem.config).values())
+    admissions = lp_bound(problem, unlimited(problem)).max_rate
+    return {role: admissions * sum(c.busy_s[role] for c in costs) / len(costs) for role in ROLES}
+
+
+def square_root_staffing(problem: Problem, beta: float = BETA) -> dict[str, int]:
+    """The starting point: a + beta * sqrt(a) of each varied role, a its offered load; the
+    medical staff split between doctors (for the ESI 1-2 share, when they alone may see
+    those) and nurses."""
+    load = offered_load(problem)
+    counts = problem.counts()
+    need = {role: math.ceil(a + beta * math.sqrt(a)) for role, a in load.items()}
+    start = dict(counts)
+    for key in ("porters", "cleaners"):
+        if key in problem.vary:
+            start[key] = max(problem.minimum(key), need[ROLE_OF[key]])
+    medical = need["medical"]
+    mix = problem.config.arrivals.acuity_mix
+    urgent = (mix[0] + mix[1]) / sum(mix) if problem.config.rules.skills else 0.0
+    if "doctors" in problem.vary:
+        others = counts["nurses"] if "nurses" not in problem.vary else 0
+        share = urgent if "nurses" in problem.vary else 1.0
+        start["doctors"] = max(problem.minimum("doctors"), math.ceil((medical - others) * share))
+    if "nurses" in problem.vary:
+        start["nurses"] = max(0, medical - start["doctors"])
+    if start["nurses"] + start["doctors"] < 1:
+        start["nurses"] = 1
+    return start
+
+
+def ceiling_staffing(problem: Problem) -> dict[str, int]:
+    """A staffing generous enough that a target it misses is out of the varied roles'
+    reach: each varied key at 1.5 a + 3 sqrt(a) + 2 of its role's load with every arrival
+    admitted (a key of the medical staff alone carrying all of it)."""
+    costs = list(room_costs(problem.config).values())
+    rate = mean_arrival_rate_per_s(problem.config)
+    ceiling = problem.counts()
+    for key in problem.vary:
+        role = ROLE_OF[key]
+        a = rate * sum(c.busy_s[role] for c in costs) / len(costs)
+        ceiling[key] = max(problem.minimum(key) + 1, math.ceil(1.5 * a + 3 * math.sqrt(a)) + 2)
+    return ceiling
+
+
+Counts = tuple[tuple[str, int], ...]  # a candidate: the varied keys' counts, sorted by key
+
+
+def as_candidate(counts: Mapping[str, int], keys: Iterable[str]) -> Counts:
+    return tuple((k, counts[k]) for k in keys)
+
+
+def stationary_overrides(problem: Problem) -> Callable[[Counts], dict[str, str]]:
+    roster = ",".join(problem.fixed_roster())
+    dropped = len(problem.fixed_roster()) != len(problem.config.shifts.roster)
+
+    def overrides(candidate: Counts) -> dict[str, str]:
+        out = {f"HOSPITAL_STAFF_{key.upper()}": str(n) for key, n in candidate}
+        if dropped:
+            out["HOSPITAL_SHIFTS_ROSTER"] = roster
+        return out
+
+    return overrides
+
+
+@dataclass
+class Neighbour:
+    """A staffing one fewer of a key than the one found, and what it misses."""
+
+    key: str
+    evaluation: Evaluation
+    missed: list[Target]
+
+
+@dataclass
+class Search:
+    """The stationary search's outcome."""
+
+    counts: dict[str, int] | None  # None: no staffing meets the feasible targets
+    evaluation: Evaluation | None
+    neighbours: list[Neighbour]
+    steps: list[dict[str, Any]]  # each staffing tried in turn, and why
+
+
+def search(
+    problem: Problem,
+    evaluator: Evaluator,
+    feasible: Sequence[Target],
+    ceiling: Mapping[str, int],
+    start: Mapping[str, int],
+) -> Search:
+    """Up from `start` until every feasible target is met, then down until one fewer of
+    any varied key misses one (module docstring, steps 3 and 4)."""
+    keys = problem.vary
+    base = problem.counts()
+    steps: list[dict[str, Any]] = []
+
+    def counts_of(candidate: Counts) -> dict[str, int]:
+        return {**base, **dict(candidate)}
+
+    def step(candidate: Counts, why: str) -> None:
+        steps.append({"staffing": dict(candidate), "why": why})
+
+    current = as_candidate({k: min(start[k], ceiling[k]) for k in keys}, keys)
+    (evaluation,) = evaluator.evaluate([current])
+    step(current, "square-root staffing")
+    while not evaluation.meets(feasible):
+        missed = evaluation.missed(feasible)
+        helpful = {k for t in missed for k in (KEYS_OF[t.role] if t.role else keys)} & set(keys)
+        ups = [
+            _moved(current, k, +1) for k in keys if k in helpful and dict(current)[k] < ceiling[k]
+        ]
+        if not ups:
+            return Search(None, evaluation, [], steps)
+        tried = evaluator.evaluate(ups)
+        evaluation = min(tried, key=lambda e: e.shortfall(feasible))
+        current = evaluation.candidate
+        step(current, "one more: " + ", ".join(t.metric for t in missed) + " missed")
+    neighbours: list[Neighbour] = []
+    while True:
+        downs = [
+            (k, _moved(current, k, -1))
+            for k in keys
+            if dict(current)[k] > problem.minimum(k) and _medical_left(counts_of(current), k)
+        ]
+        tried = evaluator.evaluate([c for _, c in downs])
+        neighbours = [Neighbour(k, e, e.missed(feasible)) for (k, _), e in zip(downs, tried)]
+        keeping = [n for n in neighbours if not n.missed]
+        if not keeping:
+            break
+        best = max(keeping, key=lambda n: n.evaluation.slack(feasible))
+        current, evaluation = best.evaluation.candidate, best.evaluation
+        step(current, f"one {best.key[:-1]} fewer still meets every target")
+    return Search(counts_of(current), evaluation, neighbours, steps)
+
+
+def _moved(candidate: Counts, key: str, by: int) -> Counts:
+    return tuple((k, n + by if k == key else n) for k, n in candidate)
+
+
+def _medical_left(counts: Mapping[str, int], key: str) -> bool:
+    """Whether one fewer of `key` still leaves somebody to see the patients."""
+    if key not in ("nurses", "doctors"):
+        return True
+    return counts["nurses"] + counts["doctors"] > 1
+
+
+# --- the advice -------------------------------------------------------------------------------
+
+
+@dataclass
+class Advice:
+    problem: Problem
+    settings: Settings
+    hours: float
+    warmup_h: float
+    policy: str
+    infeasible: list[Infeasible]
+    staffing: dict[str, int] | None  # the whole staff (varied and fixed); None: none found
+    search: Evaluation | None  # the staffing's figures on the search's seeds
+    check: Evaluation | None  # ... and on fresh seeds
+    neighbours: list[Neighbour]
+    steps: list[dict[str, Any]]
+    runs: int
+    wall_s: float
+    engine: str
+    hourly: Any = None  # `staffing_hourly.HourlyAdvice` when staffed by the clock
+
+    def feasible(self) -> list[Target]:
+        ruled_out = {i.target for i in self.infeasible if not i.hours}
+        return [t for t in self.problem.targets if t not in ruled_out]
+
+
+def advise(
+    problem: Problem,
+    settings: Settings,
+    runner: Runner,
+    on_batch: Callable[[int], None] | None = None,
+) -> Advice:
+    """The smallest staffing of the varied roles that meets the targets, with every target
+    no staffing of them can meet named with its binding resource; checked on fresh seeds."""
+    if problem.hourly:
+        from scheduler.staffing_hourly import advise_hourly  # by the clock: its own search
+
+        return advise_hourly(problem, settings, runner, on_batch)
+    started = time.perf_counter()
+    evaluator = Evaluator(problem, settings, runner, stationary_overrides(problem), on_batch)
+    infeasible = referral_infeasibility(problem)
+    ceiling = ceiling_staffing(problem)
+    top = as_candidate(ceiling, problem.vary)
+    (at_ceiling,) = evaluator.evaluate([top])
+    infeasible += ceiling_infeasibility(
+        problem, at_ceiling, ceiling, [i.target for i in infeasible]
+    )
+    ruled_out = {i.target for i in infeasible}
+    feasible = [t for t in problem.targets if t not in ruled_out]
+    staffing, evaluation, neighbours, steps = None, None, [], []
+    if feasible:
+        found = search(problem, evaluator, feasible, ceiling, square_root_staffing(problem))
+        staffing, evaluation, neighbours, steps = (
+            found.counts,
+            found.evaluation,
+            found.neighbours,
+            found.steps,
+        )
+    check = None
+    if staffing is not None:
+        (check,) = evaluator.evaluate([as_candidate(staffing, problem.vary)], fresh=True)
+    return Advice(
+        problem,
+        settings,
+        evaluator.hours,
+        evaluator.warmup_h,
+        evaluator.policy,
+        infeasible,
+        staffing,
+        evaluation,
+        check,
+        neighbours,
+        steps,
+        evaluator.runs,
+        round(time.perf_counter() - started, 3),
+        runner.name,
+    )
