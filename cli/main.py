@@ -36,6 +36,7 @@ from cli.dashboard import dashboard
 from cli.explain import explain
 from cli.report import report
 from cli.runs import runs
+from cli.staff import staff
 from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
 from scheduler.events import shown
@@ -459,6 +460,7 @@ app.command("worker")(service_commands.worker_service)
 app.command("status")(service_commands.status)
 app.command("export")(service_commands.export)
 app.command("bench")(bench)
+app.command("staff")(staff)
 app.command("dashboard")(dashboard)
 app.command("report")(report)
 app.command("runs")(runs)

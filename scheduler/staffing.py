@@ -591,3 +591,86 @@ def advise(
         round(time.perf_counter() - started, 3),
         runner.name,
     )
+
+
+# --- the advice as data ---------------------------------------------------------------------
+
+
+def interval_dict(interval: Interval) -> dict[str, Any]:
+    return dict(interval.as_dict())
+
+
+def evaluation_dict(evaluation: Evaluation | None, targets: Sequence[Target]) -> Any:
+    if evaluation is None:
+        return None
+    return {
+        "seeds": list(evaluation.seeds),
+        "figures": {m: interval_dict(i) for m, i in evaluation.figures.items()},
+        "utilisation": {r: interval_dict(i) for r, i in evaluation.utilisation.items()},
+        "by_hour": {
+            str(h): {m: interval_dict(i) for m, i in figures.items()}
+            for h, figures in evaluation.by_hour.items()
+        },
+        "targets": {t.text: t.met_by(evaluation.figures[t.metric]) for t in targets},
+    }
+
+
+def advice_dict(advice: Advice) -> dict[str, Any]:
+    """The whole advice as JSON-ready data (`hospital staff --out-json`)."""
+    problem, targets = advice.problem, advice.problem.targets
+    out: dict[str, Any] = {
+        "scenario": problem.scenario,
+        "targets": [t.text for t in targets],
+        "vary": list(problem.vary),
+        "configured": problem.counts(),
+        "settings": {
+            "replications": advice.settings.replications,
+            "check_replications": advice.settings.check_replications,
+            "hours": advice.hours,
+            "warmup_h": advice.warmup_h,
+            "policy": advice.policy,
+            "overrides": dict(problem.overrides),
+            "met": "the upper end of the 95 % t interval of the mean is below the target",
+        },
+        "infeasible": [
+            {
+                "target": i.target.text,
+                "resource": i.resource,
+                "reason": i.reason,
+                "hours": list(i.hours),
+            }
+            for i in advice.infeasible
+        ],
+        "staffing": advice.staffing,
+        "search": evaluation_dict(advice.search, targets),
+        "check": evaluation_dict(advice.check, targets),
+        "minimal": [
+            {"one_fewer": n.key, "missed": [t.text for t in n.missed]} for n in advice.neighbours
+        ],
+        "steps": advice.steps,
+        "runs": advice.runs,
+        "wall_s": advice.wall_s,
+        "engine": advice.engine,
+    }
+    if advice.hourly is not None:
+        hourly = advice.hourly
+        out["by_hour"] = {
+            "requirement": hourly.requirement,
+            "stable": hourly.stable,
+            "rounds": len(hourly.rounds),
+            "roster": hourly.roster,
+            "plans": {k: plan.as_dict() for k, plan in hourly.plans.items()},
+        }
+    return out
+
+
+def staffed_config(advice: Advice) -> Config | None:
+    """The config with the staffing found (by the clock: its roster of shifts); None when
+    no staffing was found."""
+    if advice.hourly is not None:
+        return advice.problem.config.replace(
+            staff=advice.hourly.counts, shifts={"roster": advice.hourly.roster}
+        )
+    if advice.staffing is None:
+        return None
+    return advice.problem.with_staff(advice.staffing)
