@@ -190,7 +190,7 @@ def staff(
         raise fail(str(exc)) from None
     finally:
         runner.close()
-    typer.echo("\n".join(line.rstrip() for line in render(advice, jobs)))
+    typer.echo("\n".join(line.rstrip() for line in render(advice)))
     _write(advice, out, out_json)
 
 
@@ -241,7 +241,7 @@ def _seeds(seeds) -> str:
     return f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
 
 
-def render(advice, jobs: int = 1) -> list[str]:
+def render(advice) -> list[str]:
     """The answer: what cannot be done, the staffing, its figures with their intervals on
     the search's seeds and on fresh ones, the evidence that it is minimal, the search."""
     problem, settings = advice.problem, advice.settings
@@ -286,7 +286,6 @@ def render(advice, jobs: int = 1) -> list[str]:
         )
         counts = dict(neighbour.evaluation.candidate)
         lines.append(f"minimal: {counts[neighbour.key]} {neighbour.key} miss {missed}")
-    where = f"{advice.engine}, {jobs} {'workers' if advice.engine == 'dask' else 'processes'}"
     if advice.hourly is not None:
         rounds = len(advice.hourly.rounds)
         how = f"{rounds} rounds of the iterative staffing algorithm" + (
@@ -297,7 +296,7 @@ def render(advice, jobs: int = 1) -> list[str]:
             "/".join(str(n) for n in step["staffing"].values()) for step in advice.steps
         )
         how = f"{'/'.join(problem.vary)}: {how}" if how else "nothing to search"
-    lines.append(f"search: {how}; {advice.runs} runs in {advice.wall_s:.1f} s ({where})")
+    lines.append(f"search: {how}; {advice.runs} runs in {advice.wall_s:.1f} s ({advice.engine})")
     return lines
 
 

@@ -33,6 +33,8 @@ class Runner(Protocol):
 
     def run(self, jobs: list[Job], worker: Worker) -> list[dict[str, Any]]: ...
 
+    def describe(self) -> str: ...
+
     def close(self) -> None: ...
 
 
@@ -53,6 +55,9 @@ class LocalRunner:
         records = run_jobs(jobs, self.processes, worker=worker, pool=self.pool)
         by_key = {_key(job): n for n, job in enumerate(jobs)}
         return sorted(records, key=lambda r: by_key[_record_key(r)])
+
+    def describe(self) -> str:
+        return f"local, {self.processes} process{'es' if self.processes > 1 else ''}"
 
     def close(self) -> None:
         if self.pool is not None:
@@ -95,6 +100,14 @@ class DaskRunner:
 
     def workers(self) -> int:
         return len(self.client.scheduler_info()["workers"])
+
+    def describe(self) -> str:
+        where = (
+            "a local cluster"
+            if self.cluster is not None
+            else self.client.scheduler_info()["address"]
+        )
+        return f"dask, {where} of {self.workers()} workers"
 
     def run(self, jobs: list[Job], worker: Worker) -> list[dict[str, Any]]:
         futures = self.client.map(worker, jobs, pure=False)

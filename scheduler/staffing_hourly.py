@@ -51,7 +51,7 @@ from scheduler.demand import arrival_profile
 from scheduler.hours import HOURS
 from scheduler.parallel import Runner
 from scheduler.shifts import Roster
-from scheduler.staffing import (
+from scheduler.staffing_problem import (
     KEYS_OF,
     ROLE_OF,
     STAFF_KEYS,
@@ -366,6 +366,6 @@ def advise_hourly(
         rounds,
         evaluator.runs + checker.runs,
         round(time.perf_counter() - started, 3),
-        runner.name,
+        runner.describe(),
         advice,
     )
