@@ -181,7 +181,6 @@ def test_by_the_clock_a_roster_of_shifts_covers_each_hour(tmp_path):
 
 
 def test_the_search_on_a_dask_cluster_of_two_workers_decides_as_locally(tmp_path):
-    pytest.importorskip("dask.distributed", reason="the dask extra: pip install '.[dask]'")
     small = write(tmp_path, "small.toml", SMALL)
     answers = {}
     for engine in ("local", "dask"):
