@@ -214,21 +214,34 @@ class Round:
 
 @dataclass
 class Progress:
-    """Per (figure, hour) the algorithm added staff for last round: the figure then, and
-    how many rounds in a row one more did not bring it down. Twice is enough to stop: the
-    figure waits on something else (a fixed role, the rooms), not on the varied one."""
+    """Per (figure, hour) that missed last round: the figure then, how many rounds in a row
+    one more did not bring it down, and which of its role's varied keys is being tried
+    (medical: nurses, then doctors). Twice without progress moves on to the next key; with
+    none left, what the figure waits on is not the varied roles."""
 
     before: dict[tuple[str, int], float] = field(default_factory=dict)
     strikes: dict[tuple[str, int], int] = field(default_factory=dict)
+    turn: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def stuck(self, metric: str, hour: int, judged: float) -> bool:
+    def key(self, problem: Problem, role: str, metric: str, hour: int, judged: float) -> str | None:
+        """The varied key to add one of for this miss; None when every one was tried."""
+        keys = [k for k in KEYS_OF[role] if k in problem.vary]
         spot = (metric, hour)
         if spot in self.before and judged >= self.before[spot] * 0.99:
             self.strikes[spot] = self.strikes.get(spot, 0) + 1
         else:
             self.strikes[spot] = 0
         self.before[spot] = judged
-        return self.strikes[spot] >= 2
+        if self.strikes[spot] >= 2:
+            self.turn[spot], self.strikes[spot] = self.turn.get(spot, 0) + 1, 0
+        turn = self.turn.get(spot, 0)
+        return keys[turn] if turn < len(keys) else None
+
+    def keep_only(self, spots: set[tuple[str, int]]) -> None:
+        """Forget the spots that did not miss this round: progress counts rounds in a row."""
+        for table in (self.before, self.strikes):
+            for spot in [s for s in table if s not in spots]:
+                del table[spot]
 
 
 def restaff(
@@ -243,12 +256,15 @@ def restaff(
     added: dict[str, list[int]] = {}
     beyond: dict[Target, list[int]] = {}  # targets no varied role can help, and their hours
     stuck: set[Target] = set()
+    missed: set[tuple[str, int]] = set()
 
     def add(role: str | None, hour: int, target: Target, judged: float) -> None:
-        key = _key_for(problem, role) if role else None
-        if key is not None and progress.stuck(target.metric, hour, judged):
-            stuck.add(target)
-            key = None
+        missed.add((target.metric, hour))
+        key = None
+        if role and _key_for(problem, role):
+            key = progress.key(problem, role, target.metric, hour, judged)
+            if key is None:
+                stuck.add(target)
         if key is None:
             beyond.setdefault(target, []).append(hour)
         elif requirement[key][hour] < ceiling[key] and hour not in added.get(key, []):
@@ -268,6 +284,7 @@ def restaff(
             by_hour = evaluation.by_hour
             worst = max(by_hour, key=lambda h: by_hour[h][f"wait.{role}.mean"].mean) if role else -1
             add(role, worst, target, target.judged(interval))
+    progress.keep_only(missed)
     infeasible = []
     for target, missed_in in beyond.items():
         resource, reason = _why(problem, target, floors, target in stuck)
@@ -281,14 +298,15 @@ def _why(
 ) -> tuple[str, str]:
     """The binding resource, and a sentence, for a target no varied role can help."""
     role = target.role
-    fixed = [k for k in KEYS_OF[role] if k not in problem.vary] if role else []
-    if role and len(fixed) == len(KEYS_OF[role]):
+    if role and not _key_for(problem, role):
         return role, f"{resource_text(problem, role)} are not varied"
-    if stuck and role and fixed:
-        counts, varied = problem.counts(), _key_for(problem, role) or fixed[0]
+    if role and stuck:
+        tried = " then ".join(TITLE[k] + "s" for k in KEYS_OF[role] if k in problem.vary)
+        fixed = [k for k in KEYS_OF[role] if k not in problem.vary]
+        counts = problem.counts()
         return role, (
-            f"one more {TITLE[varied]} did not bring it down, twice: it waits on the "
-            f"{fixed[0]} ({counts[fixed[0]]}, not varied)"
+            f"more {tried} did not bring it down (twice each)"
+            + (f"; the {fixed[0]} ({counts[fixed[0]]}) are not varied" if fixed else "")
         )
     bounds = ", ".join(f"{h:02d}h {floors[h]:.1%}" for h in sorted(floors) if floors[h] > 0)
     return "rooms", (
