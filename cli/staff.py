@@ -256,6 +256,13 @@ def render(advice) -> list[str]:
         "95 % interval is below it.",
         "",
     ]
+    dropped = [e for e in problem.config.shifts.roster if e not in problem.fixed_roster()]
+    if dropped and advice.hourly is None:
+        lines += [
+            f"The roster's {len(dropped)} entries for {', '.join(problem.vary)} are left out: "
+            "the staffing found is on duty all the time.",
+            "",
+        ]
     for item in advice.infeasible:
         where = f" in hours {_hours(item.hours)}" if item.hours else ""
         lines.append(

@@ -302,7 +302,3 @@ class Advice:
     wall_s: float
     engine: str
     hourly: Any = None  # `staffing_hourly.HourlyAdvice` when staffed by the clock
-
-    def feasible(self) -> list[Target]:
-        ruled_out = {i.target for i in self.infeasible if not i.hours}
-        return [t for t in self.problem.targets if t not in ruled_out]
