@@ -16,7 +16,7 @@ from rich.console import Console
 from cli.common import check_outputs, fail
 from scheduler import scenarios
 from scheduler.config import ConfigError
-from scheduler.targets import TargetError, show_interval
+from scheduler.targets import TargetError, show, show_interval
 
 
 def staff(
@@ -55,7 +55,8 @@ def staff(
             min=1,
             help="Runs of each staffing tried, seeds 1..N: the same patients for every "
             "staffing, so that they compare fairly. A target is met when the upper end of "
-            "the 95 % interval of its mean is below it.",
+            "the 95 % interval of its mean is below it, and the mean of the runs' second "
+            "half too (a queue still growing is judged where it has got to).",
         ),
     ] = 5,
     check_replications: Annotated[
@@ -253,7 +254,7 @@ def render(advice) -> list[str]:
         f"{settings.replications} runs of each staffing tried, {advice.hours:g} h each after a "
         f"{advice.warmup_h:g} h warm-up left out (seeds 1-{settings.replications}, the same for "
         f"every staffing; policy {advice.policy}). A target is met when the upper end of its "
-        "95 % interval is below it.",
+        "95 % interval is below it, and the mean of the runs' second half too.",
         "",
     ]
     dropped = [e for e in problem.config.shifts.roster if e not in problem.fixed_roster()]
@@ -287,10 +288,7 @@ def render(advice) -> list[str]:
         )
     lines += _figure_lines(advice)
     for neighbour in advice.neighbours:
-        missed = "; ".join(
-            f"{t.metric} {show_interval(t.metric, neighbour.evaluation.figures[t.metric])}"
-            for t in neighbour.missed
-        )
+        missed = "; ".join(_missed_text(t, neighbour.evaluation) for t in neighbour.missed)
         counts = dict(neighbour.evaluation.candidate)
         lines.append(f"minimal: {counts[neighbour.key]} {neighbour.key} miss {missed}")
     if advice.hourly is not None:
@@ -347,8 +345,21 @@ def _judged(target, evaluation, by_clock: bool) -> str:
             f"{'met' if met else 'MISSED'}"
         )
     return (
-        f"{show_interval(target.metric, interval)} {'met' if target.met_by(interval) else 'MISSED'}"
+        f"{show_interval(target.metric, interval)} {'met' if evaluation.met(target) else 'MISSED'}"
+        + (
+            f" (rising: {show(target.metric, evaluation.late[target.metric].mean)} in the "
+            "second half)"
+            if evaluation.rising(target)
+            else ""
+        )
     )
+
+
+def _missed_text(target, evaluation) -> str:
+    text = f"{target.metric} {show_interval(target.metric, evaluation.figures[target.metric])}"
+    if evaluation.rising(target):
+        text += f", rising to {show(target.metric, evaluation.late[target.metric].mean)}"
+    return text
 
 
 def _hours(hours) -> str:

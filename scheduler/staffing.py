@@ -126,7 +126,7 @@ def ceiling_infeasibility(
                 target,
                 resource,
                 f"even with {_counts_text(ceiling, problem.vary)} "
-                f"it is {target.judged(evaluation.figures[target.metric]):.4g} at the "
+                f"it is {evaluation.judged(target):.4g} at the "
                 f"upper end of its interval: {why}",
             )
         )
@@ -353,7 +353,8 @@ def evaluation_dict(evaluation: Evaluation | None, targets: Sequence[Target]) ->
             str(h): {m: interval_dict(i) for m, i in figures.items()}
             for h, figures in evaluation.by_hour.items()
         },
-        "targets": {t.text: t.met_by(evaluation.figures[t.metric]) for t in targets},
+        "late": {m: interval_dict(i) for m, i in evaluation.late.items()},
+        "targets": {t.text: evaluation.met(t) for t in targets},
     }
 
 

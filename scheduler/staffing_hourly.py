@@ -278,12 +278,11 @@ def restaff(
                 if not target.met_by(interval):
                     role = target.role or _longest_waiting(problem, figures)
                     add(role, hour, target, target.judged(interval))
-        elif not target.met_by(evaluation.figures[target.metric]):
-            interval = evaluation.figures[target.metric]
+        elif not evaluation.met(target):
             role = target.role or _longest_waiting(problem, evaluation.figures)
             by_hour = evaluation.by_hour
             worst = max(by_hour, key=lambda h: by_hour[h][f"wait.{role}.mean"].mean) if role else -1
-            add(role, worst, target, target.judged(interval))
+            add(role, worst, target, evaluation.judged(target))
     progress.keep_only(missed)
     infeasible = []
     for target, missed_in in beyond.items():

@@ -13,7 +13,8 @@ role's waits as a histogram, stays, breaches, the same by ESI level and by hour 
 the window's figures are the counts at the end less a copy taken at the first tick past the
 warm-up: a wait is counted when its task is dispatched, a stay when the patient leaves, a
 referral when it is decided. (A general `--warmup` of run/bench/report may replace this
-copy; the figures would be the same.)
+copy; the figures would be the same.) A second copy at the middle of the window gives the
+figures of its second half (`late`): a figure still rising there has not settled.
 """
 
 from __future__ import annotations
@@ -161,14 +162,18 @@ def run_staffing_job(job: Job) -> dict[str, Any]:
     kpi = new_kpi(config)
     seen: dict[str, Counts] = {}
 
+    middle_ms = (warmup_ms + duration_ms) // 2
+
     def on_tick(scheduler, result) -> None:
         if "start" not in seen and result.time_ms >= warmup_ms:
             seen["start"] = Counts.of(kpi, result.time_ms)
+        if "middle" not in seen and result.time_ms >= middle_ms:
+            seen["middle"] = Counts.of(kpi, result.time_ms)
 
-    start = Counts.zero() if warmup_ms == 0 else None
     report = simulate_run(config, duration_ms, seed=job.seed, on_tick=on_tick, kpi=kpi)
-    start = start or seen.get("start") or Counts.of(kpi, duration_ms)
     end = Counts.of(kpi, duration_ms)
+    start = Counts.zero() if warmup_ms == 0 else seen.get("start", end)
+    middle = seen.get("middle", end)
     window_s = max(duration_ms - warmup_ms, 1) / 1000
     staff = kpi.staff_per_role
     return {
@@ -177,6 +182,7 @@ def run_staffing_job(job: Job) -> dict[str, Any]:
         "seed": job.seed,
         "candidate": job.candidate,
         "figures": figures(start, end),
+        "late": figures(middle, end),
         "by_hour": hourly_figures(start, end),
         "utilisation": {
             role: (end.busy_ms[role] - start.busy_ms[role]) / 1000 / (staff[role] * window_s)

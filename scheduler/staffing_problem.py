@@ -136,6 +136,7 @@ class Evaluation:
     seeds: tuple[int, ...]
     records: list[dict[str, Any]]
     figures: dict[str, Interval] = field(default_factory=dict)
+    late: dict[str, Interval] = field(default_factory=dict)  # the runs' second half
     by_hour: dict[int, dict[str, Interval]] = field(default_factory=dict)
     utilisation: dict[str, Interval] = field(default_factory=dict)
 
@@ -144,6 +145,7 @@ class Evaluation:
         evaluation = cls(candidate, seeds, records)
         for metric in records[0]["figures"]:
             evaluation.figures[metric] = t_interval([r["figures"][metric] for r in records])
+            evaluation.late[metric] = t_interval([r["late"][metric] for r in records])
         for role in ROLES:
             evaluation.utilisation[role] = t_interval([r["utilisation"][role] for r in records])
         for hour in range(24):
@@ -155,17 +157,32 @@ class Evaluation:
                 }
         return evaluation
 
+    def met(self, target: Target) -> bool:
+        """Whether the target is met: on the whole window, and by its second half's mean
+        (`Target.judged`)."""
+        return target.met_by(self.figures[target.metric], self.late.get(target.metric))
+
+    def judged(self, target: Target) -> float:
+        return target.judged(self.figures[target.metric], self.late.get(target.metric))
+
+    def rising(self, target: Target) -> bool:
+        """Met over the whole window, missed by its second half: not settled."""
+        return target.met_by(self.figures[target.metric]) and not self.met(target)
+
     def missed(self, targets: Iterable[Target]) -> list[Target]:
-        return [t for t in targets if not t.met_by(self.figures[t.metric])]
+        return [t for t in targets if not self.met(t)]
 
     def meets(self, targets: Iterable[Target]) -> bool:
         return not self.missed(targets)
 
     def shortfall(self, targets: Iterable[Target]) -> float:
-        return sum(t.shortfall(self.figures[t.metric]) for t in targets)
+        return sum(t.shortfall(self.figures[t.metric], self.late.get(t.metric)) for t in targets)
 
     def slack(self, targets: Sequence[Target]) -> float:
-        return min((t.slack(self.figures[t.metric]) for t in targets), default=math.inf)
+        return min(
+            (t.slack(self.figures[t.metric], self.late.get(t.metric)) for t in targets),
+            default=math.inf,
+        )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ A duration may carry a unit (`90s`, `10m`, `2h`; seconds without one), a share a
 **Met.** A target is met when the *upper end* of the 95 % Student t interval of its mean
 over the replications is below it (at or below, for `<=`): the staffing meets it on
 average with 97.5 % confidence (one-sided), not just in the runs that happened to be drawn.
-With one replication there is no interval, and the mean is judged.
+With one replication there is no interval, and the mean is judged. Where the runs' second
+half is given (`late`), its mean must be below the target too: a figure still rising at the
+end of the runs (a queue that has not settled) is judged on where it has got to, not on an
+average that its early, emptier hours flatter.
 """
 
 from __future__ import annotations
@@ -78,24 +81,26 @@ class Target:
     def below(self, value: float) -> bool:
         return value <= self.bound if self.inclusive else value < self.bound
 
-    def judged(self, interval: Interval) -> float:
-        """The figure the target is judged on: the interval's upper end (the mean with no
-        interval)."""
-        return interval.mean if interval.high is None else interval.high
+    def judged(self, interval: Interval, late: Interval | None = None) -> float:
+        """The figure the target is judged on: the upper end of the interval (the mean with
+        no interval), or the mean of the runs' second half if that is higher."""
+        value = interval.mean if interval.high is None else interval.high
+        return value if late is None else max(value, late.mean)
 
-    def met_by(self, interval: Interval) -> bool:
-        return self.below(self.judged(interval))
+    def met_by(self, interval: Interval, late: Interval | None = None) -> bool:
+        return self.below(self.judged(interval, late))
 
-    def shortfall(self, interval: Interval) -> float:
+    def shortfall(self, interval: Interval, late: Interval | None = None) -> float:
         """How far the judged figure is past the bound, relative to it (0 when met)."""
-        excess = self.judged(interval) - self.bound
-        if self.met_by(interval):
+        value = self.judged(interval, late)
+        if self.below(value):
             return 0.0
-        return max(excess, 0.0) / self.bound if self.bound > 0 else max(excess, 0.0) + 1.0
+        excess = max(value - self.bound, 0.0)
+        return excess / self.bound if self.bound > 0 else excess + 1.0
 
-    def slack(self, interval: Interval) -> float:
+    def slack(self, interval: Interval, late: Interval | None = None) -> float:
         """How far below the bound the judged figure is, relative to it."""
-        room = self.bound - self.judged(interval)
+        room = self.bound - self.judged(interval, late)
         return room / self.bound if self.bound > 0 else room
 
 
