@@ -75,6 +75,7 @@ from scheduler.targets import ROLES, Target
 __all__ = [  # what the command and the tests use from here, wherever it is defined
     "STAFF_KEYS",
     "TITLE",
+    "Evaluation",
     "Evaluator",
     "Problem",
     "Settings",

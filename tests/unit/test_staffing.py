@@ -201,3 +201,28 @@ def test_the_config_written_loads_as_written(tmp_path):
     assert config_module.load(path, {}) == config
     assert "[database]" not in path.read_text() and "[kafka]" not in path.read_text()
     assert tomllib.loads(path.read_text())["shifts"]["roster"][0] == "cleaner-1 07:00-15:00"
+
+
+def test_a_figure_still_rising_in_the_second_half_misses_its_target():
+    # The department's 10 cleaners: 567 s over the whole window, 677 s over its second
+    # half. The whole window's interval is below 600 s; where the queue has got to is not.
+    def record(seed, whole, late):
+        return {
+            "seed": seed,
+            "figures": {"wait.cleaner.mean": whole},
+            "late": {"wait.cleaner.mean": late},
+            "utilisation": dict.fromkeys(targets.ROLES, 0.9),
+            "by_hour": [{"arrivals": 0}] * 24,
+        }
+
+    target = targets.parse("wait.cleaner.mean<10m")
+    rising = staffing.Evaluation.of(
+        "10", (1, 2, 3), [record(1, 560.0, 670.0), record(2, 567.0, 677.0), record(3, 574.0, 684.0)]
+    )
+    assert target.met_by(rising.figures[target.metric])  # the whole window alone: met
+    assert rising.missed([target]) == [target] and rising.rising(target)
+    assert rising.judged(target) == pytest.approx(677.0)
+    settled = staffing.Evaluation.of(
+        "11", (1, 2, 3), [record(1, 130.0, 140.0), record(2, 120.0, 125.0), record(3, 125.0, 120.0)]
+    )
+    assert settled.meets([target]) and not settled.rising(target)
