@@ -18,13 +18,14 @@ changing. Here:
    `rostering.requirement_roster`), on the same seeds each time.
 3. *Restaff*: in each hour of the day a per-hour target misses (referral, a role's mean
    wait: the figures the KPI report has by hour), one more of the role it is about in that
-   hour; a referral target, one more of the varied role whose tasks created in that hour
-   waited longest (a patient waiting holds a room). A target judged on the whole run
-   (p95 waits, time in system, breaches, by ESI) that misses adds one of its role (the
-   varied role that waited longest, for those of no role) in the hour where that role
-   waited longest. When nothing a varied role does can help an hour (no varied role waits
-   and the capacity bound's floor for that hour, with the varied roles unlimited, is past
-   the target), the hour is reported infeasible with the binding resource.
+   hour (medical: a nurse, or a doctor once more nurses stopped helping); a referral
+   target, one more of the varied role whose tasks created in that hour waited longest (a
+   patient waiting holds a room). A target judged on the whole run (p95 waits, time in
+   system, breaches, by ESI) that misses adds one of its role (the varied role that waited
+   longest, for those of no role) in the hour where that role waited longest. An hour is
+   reported infeasible, with what binds, when no varied role can help it: a referral
+   with no varied role waiting as long as a tick (the rooms are full), or a figure that
+   one more of each of its role's varied keys left where it was, twice running (`Progress`).
 4. Stop when a round changes nothing (every target met where it can be), or after
    `MAX_ROUNDS`.
 
