@@ -70,7 +70,7 @@ from scheduler.staffing_problem import (
     unlimited,
     vary_keys,
 )
-from scheduler.targets import ROLES, Target
+from scheduler.targets import ROLES, Target, show
 
 __all__ = [  # what the command and the tests use from here, wherever it is defined
     "STAFF_KEYS",
@@ -126,9 +126,9 @@ def ceiling_infeasibility(
             Infeasible(
                 target,
                 resource,
-                f"even with {_counts_text(ceiling, problem.vary)} "
-                f"it is {evaluation.judged(target):.4g} at the "
-                f"upper end of its interval: {why}",
+                f"even with {_counts_text(ceiling, problem.vary)} it is "
+                f"{show(target.metric, evaluation.judged(target))} (the upper end of its "
+                f"interval): {why}",
             )
         )
     return found
