@@ -41,6 +41,7 @@ from cli.explain import explain
 from cli.hl7 import hl7_app
 from cli.report import report
 from cli.runs import runs
+from cli.staff import staff
 from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
 from scheduler.events import shown
@@ -570,6 +571,7 @@ app.command("worker")(service_commands.worker_service)
 app.command("status")(service_commands.status)
 app.command("export")(service_commands.export)
 app.command("bench")(bench)
+app.command("staff")(staff)
 app.command("dashboard")(dashboard)
 app.command("report")(report)
 app.command("runs")(runs)

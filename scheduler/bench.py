@@ -17,6 +17,7 @@ policy could reach, in the long run and hour by hour.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -211,19 +212,29 @@ def run_jobs(
     processes: int = 1,
     on_done: Callable[[dict[str, Any]], None] | None = None,
     worker: Callable[[Job], dict[str, Any]] = run_job,
+    pool: Any = None,
 ) -> list[dict[str, Any]]:
     """Every job in a fresh process (at most `processes` at once); the records in the jobs'
-    order. `on_done` sees each record as its job finishes."""
+    order. `on_done` sees each record as its job finishes. With `pool` (from `job_pool`,
+    kept open by the caller across calls) a process runs several jobs in turn: for figures
+    that need no process of their own (not the peak memory), and jobs so short that
+    starting a process would take longer than they do."""
     records: list[dict[str, Any]] = []
-    context = multiprocessing.get_context("spawn")  # a clean process: its own peak RSS
-    with context.Pool(processes=max(1, processes), maxtasksperchild=1) as pool:
-        for record in pool.imap_unordered(worker, jobs):
+    with contextlib.nullcontext(pool) if pool is not None else job_pool(processes, 1) as jobs_pool:
+        for record in jobs_pool.imap_unordered(worker, jobs):
             records.append(record)
             if on_done:
                 on_done(record)
     position = {(j.scenario, j.policy, j.seed): n for n, j in enumerate(jobs)}
     records.sort(key=lambda r: position.get((r["scenario"], r["policy"], r["seed"]), 0))
     return records
+
+
+def job_pool(processes: int, jobs_per_process: int | None = None) -> Any:
+    """A pool of spawned processes (`jobs_per_process` each, None: any number): clean
+    ones, so that each has its own peak memory when given one job."""
+    context = multiprocessing.get_context("spawn")
+    return context.Pool(processes=max(1, processes), maxtasksperchild=jobs_per_process)
 
 
 def stats(values: list[float]) -> dict[str, Any]:
