@@ -189,6 +189,7 @@ class LiveProjection(Projection):
         for room in hospital.rooms.values():
             view = self._room(room.room_id)
             view.state, view.patient_id = room.status, room.patient_id
+            view.held_until_ms, view.reserved_for = room.held_until_ms, room.reserved_for
         staff = self.staff
         for member in hospital.staff.values():
             member_view = staff.get(member.staff_id)
@@ -196,6 +197,7 @@ class LiveProjection(Projection):
                 member_view = staff[member.staff_id] = StaffView(member.staff_id, member.role)
             member_view.place, member_view.task_id = member.location, member.task_id
             member_view.off_duty = not member.on_duty
+            member_view.held_until_ms = member.held_until_ms
         self.tasks = {
             t.task_id: TaskView(
                 t.task_id,

@@ -29,8 +29,9 @@ plan that gives each member at most one is faithful; beyond it, it would not be.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rules.hold_rooms import rooms_to_keep
@@ -80,6 +81,17 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A task waiting for a staff member, as the forecast needs it: the next step of its
+    room's turnover."""
+
+    kind: str
+    room_id: str
+    acuity: int
+    isolation: bool  # the patient's
+
+
+@dataclass(frozen=True)
 class State:
     """The hospital as the forecast sees it at a tick, with the holds."""
 
@@ -90,6 +102,7 @@ class State:
     staff_role: dict[str, str]
     free_rooms: tuple[str, ...]
     waiting_escorts: tuple[Waiting, ...]
+    pending: tuple[Pending, ...]  # every waiting task with a room
     held_staff: dict[str, int]
     held_rooms: dict[str, tuple[str, int]]
     spent_staff: frozenset[str]
@@ -372,20 +385,45 @@ class Outlook:
 
     def _rooms_by(self, now_ms: int, state: State):
         """How many rooms are expected free by a time: those free now and those whose
-        cleaning is expected to end by then."""
-        ends = sorted(self._cleanings_end(now_ms, state))
+        turnover is expected to end by then."""
+        ends = sorted(end for end, _ in self._room_releases(now_ms, state))
         free = len(state.free_rooms)
 
         def by(at_ms: int) -> int:
-            return free + sum(1 for end, _ in ends if end <= at_ms)
+            return free + bisect.bisect_right(ends, at_ms)
 
         return by
 
-    def _cleanings_end(self, now_ms: int, state: State) -> Iterable[tuple[int, str]]:
+    def _room_releases(self, now_ms: int, state: State) -> Iterator[tuple[int, str]]:
+        """When each room that is not free is expected free again: the task under way in it
+        (or waiting for it) ends, then the rest of its turnover, at the expected lengths
+        (the visit, the escort out, the cleaning), as if nobody waited for staff."""
+        tick = self.tick_ms
         for task in state.busy:
-            if task.kind in ("clean", "clean_terminal"):
-                length = self.task_ms(task.origin, task.kind, task.room_id)
-                yield max(now_ms + self.tick_ms, task.dispatched_ms + length), task.room_id
+            end = max(
+                now_ms + tick,
+                task.dispatched_ms
+                + self.task_ms(task.origin, task.kind, task.room_id, task.acuity),
+            )
+            yield (
+                end + self._turnover_after(task.kind, task.room_id, task.acuity, task.isolation),
+                task.room_id,
+            )
+        for waiting in state.pending:
+            kind, room, acuity = waiting.kind, waiting.room_id, waiting.acuity
+            start = now_ms + self.task_ms(ENTRANCE, kind, room, acuity)
+            yield start + self._turnover_after(kind, room, acuity, waiting.isolation), room
+
+    def _turnover_after(self, kind: str, room_id: str, acuity: int, isolation: bool) -> int:
+        """The expected length of a room's turnover after a task of `kind` in it."""
+        total = 0
+        while kind in NEXT_KIND:
+            kind = NEXT_KIND[kind]
+            if kind == "clean" and isolation:
+                kind = "clean_terminal"
+            origin = room_id if kind != "escort_out" else ENTRANCE
+            total += self.task_ms(origin, kind, room_id, acuity)
+        return total
 
     def _reservations(self, now_ms: int, state: State) -> Iterator[RoomReservation]:
         """Trunk reservation, from the forecast: for each class of patient that rooms may
@@ -393,7 +431,7 @@ class Outlook:
         before another room they may use is expected to come free, and at most
         `max_hold_s` and `lookahead_s` ahead."""
         cap = min(self.max_hold_ms, self.lookahead_ms)
-        ends = sorted(self._cleanings_end(now_ms, state))
+        ends = sorted(self._room_releases(now_ms, state))
         classes: list[tuple[str, float, frozenset[str] | None]] = []
         if self.urgent_share:
             classes.append((URGENT, self.urgent_share, None))

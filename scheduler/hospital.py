@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from scheduler import events as ev
 from scheduler import explain
 from scheduler.config import Config, staff_roster
-from scheduler.forecast import Busy, Outlook, State, Waiting
+from scheduler.forecast import Busy, Outlook, Pending, State, Waiting
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout, step
 from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
 from scheduler.shifts import Roster
@@ -342,13 +342,18 @@ class Hospital:
             lookahead=None if self.outlook is None else self._lookahead(now_ms, free_rooms),
         )
 
+    def _needs_isolation(self, patient_id: str) -> bool:
+        """Whether a patient in the building needs isolation (a room's terminal clean after
+        them); a cleaning's patient has left: its kind says."""
+        patient = self.patients.get(patient_id)
+        return patient is not None and patient.isolation
+
     def _lookahead(self, now_ms: int, free_rooms: tuple[str, ...]):
         assert self.outlook is not None
         busy = []
         for task in self.tasks.values():
             if task.staff_id is None:
                 continue
-            patient = self.patients.get(task.patient_id)
             busy.append(
                 Busy(
                     task.task_id,
@@ -358,7 +363,7 @@ class Hospital:
                     task.room_id,
                     task.patient_id,
                     task.acuity,
-                    patient is not None and patient.isolation,
+                    self._needs_isolation(task.patient_id),
                     task.dispatched_ms if task.dispatched_ms is not None else now_ms,
                 )
             )
@@ -370,6 +375,10 @@ class Hospital:
         escorts += [
             Waiting(f"arrival:{p.patient_id}", p.patient_id, None, p.acuity) for p in self.arrivals
         ]
+        pending = tuple(
+            Pending(t.kind, t.room_id, t.acuity, self._needs_isolation(t.patient_id))
+            for t in self.waiting.values()
+        )
         staff = self.staff.values()
         state = State(
             busy=tuple(busy),
@@ -379,6 +388,7 @@ class Hospital:
             staff_role={s.staff_id: s.role for s in staff},
             free_rooms=free_rooms,
             waiting_escorts=tuple(escorts),
+            pending=pending,
             held_staff={s.staff_id: s.held_until_ms for s in staff if s.held_until_ms is not None},
             held_rooms={
                 r.room_id: (r.reserved_for, r.held_until_ms)
@@ -460,9 +470,8 @@ class Hospital:
                 origin = self.staff[staff_id].location
                 self._dispatch(task, staff_id, now_ms)
                 if why is not None:
-                    fields["reason"] = explain.dispatch(
-                        why, problem_key.get(task.task_id, task.task_id), staff_id
-                    )
+                    key = problem_key.get(task.task_id, task.task_id)
+                    fields["reason"] = explain.dispatch(why, key, staff_id, solution.notes.get(key))
                 decisions.append(
                     (ev.TaskDispatched, {**fields, "staff_id": staff_id, "origin": origin})
                 )

@@ -77,7 +77,7 @@ class _PlanWalking(Mapping[tuple[str, str], int]):
 
 def plan_role(
     policy: CpSatPolicy, problem: TickProblem, tasks: list[OpenTask], staff: list[FreeStaff]
-) -> tuple[dict[str, str], dict[str, Hold]]:
+) -> tuple[dict[str, str], dict[str, Hold], dict[str, str]]:
     """A role's dispatches and new holds, from its plan over the horizon."""
     lookahead = problem.lookahead
     assert lookahead is not None
@@ -88,7 +88,7 @@ def plan_role(
         e for e in lookahead.expected_tasks if e.role == role and 0 < e.due_ms - now < horizon
     ]
     if not future and not expected:
-        return _myopic(policy, problem, tasks, staff), {}
+        return _myopic(policy, problem, tasks, staff), {}, {}
     plan = _Plan(policy, problem, tasks, staff, future, expected, horizon)
     return plan.solve()
 
@@ -139,7 +139,7 @@ class _Plan:
         ]
         self.lengths: dict[tuple[int, int], int] = {}
 
-    def solve(self) -> tuple[dict[str, str], dict[str, Hold]]:
+    def solve(self) -> tuple[dict[str, str], dict[str, Hold], dict[str, str]]:
         cost, allowed = [], []
         for row in range(len(self.units)):
             costs, ok = self._row(row)
@@ -157,7 +157,38 @@ class _Plan:
                 kept[row] = self.certain[col - n_tasks]
             elif col < n_items + len(self.holdable):
                 kept[row] = None
-        return dispatches, self._holds(kept, dispatches)
+        return dispatches, self._holds(kept, dispatches), self._notes(dispatches)
+
+    def _notes(self, dispatches: dict[str, str]) -> dict[str, str]:
+        """For the reasons: the dispatches of a member whom more urgent arrivals expected may
+        need (only they could serve them): how many come while the task keeps them busy."""
+        if not self.needs or not self.problem.lookahead:
+            return {}
+        notes = {}
+        rows = {member.staff_id: row for row, member in enumerate(self.staff)}
+        for col, task in enumerate(self.tasks):
+            staff_id = dispatches.get(task.key)
+            if staff_id is None or (rows[staff_id], col) not in self.lengths:
+                continue
+            member = self.staff[rows[staff_id]]
+            busy_until = self.now + self.lengths[rows[staff_id], col]
+            coming = [
+                n
+                for n in self.needs
+                if self.may_do(n.task, member)
+                and n.expected.due_ms < busy_until
+                and n.task.acuity < task.acuity
+            ]
+            if coming:
+                urgent = [n for n in coming if n.task.acuity <= 2]
+                shown = urgent or coming
+                count = sum(n.expected.probability for n in shown)
+                who = "ESI 1-2 arrivals" if urgent else "arrivals"
+                notes[task.key] = (
+                    f"looking ahead: {count:.1f} {who} expected while busy "
+                    f"({_seconds(busy_until - self.now)}), worth less than this task"
+                )
+        return notes
 
     def _row(self, row: int) -> tuple[list[int], list[bool]]:
         n_now, n_tasks = len(self.staff), len(self.tasks)

@@ -156,14 +156,16 @@ class CpSatPolicy:
             staff_of.setdefault(member.role, []).append(member)
         dispatches: dict[str, str] = {}
         staff_holds = {}
+        notes: dict[str, str] = {}
         for role, staff in staff_of.items():
             tasks = tasks_of.get(role)
             if not tasks:
                 continue
-            chosen, held = lookahead.plan_role(self, problem, tasks, staff)
+            chosen, held, noted = lookahead.plan_role(self, problem, tasks, staff)
             dispatches.update(chosen)
             staff_holds.update(held)
-        return Solution(bookings, dispatches, staff_holds, room_holds)
+            notes.update(noted)
+        return Solution(bookings, dispatches, staff_holds, room_holds, notes)
 
     def task_worths(self, problem: TickProblem, tasks: list[OpenTask]) -> list[int]:
         """Each task's part of a dispatch's cost: the negative of its priority."""

@@ -203,10 +203,11 @@ class TickProblem:
 
     def room_plan(self) -> tuple[tuple[Arrival, ...], tuple[Arrival, ...]]:
         """Looking ahead: the admitted arrivals and the phantoms that stand for the rooms
-        kept (`rules.hold_rooms`), each class's after the real ESI 1-2 arrivals and before
-        the others; a real isolation patient of ESI 3-5 this tick is one of those expected.
-        A phantom may take a free room that its class may use and that may be held (or is
-        held for it already). Cached."""
+        kept (`rules.hold_rooms`), in this order of priority: the ESI 1-2 arrivals, the
+        rooms kept for ESI 1-2, the ESI 3-5 arrivals who need isolation (they are among
+        those expected), the isolation rooms kept, the other arrivals; by ESI level, then
+        arrival, within each. A phantom may take a free room that its class may use and
+        that may be held (or is held for it already). Cached."""
         cached = self.__dict__.get("_room_plan")
         if cached is not None:
             return cached
@@ -220,17 +221,26 @@ class TickProblem:
         )
         ranked = [self.arrivals[n] for n in order]
         urgent = [a for a in ranked if a.acuity <= 2]
-        others = [a for a in ranked if a.acuity > 2]
-        phantoms: list[Arrival] = []
+        isolated = [a for a in ranked if a.acuity > 2 and a.isolation]
+        others = [a for a in ranked if a.acuity > 2 and not a.isolation]
+        phantoms: dict[str, list[Arrival]] = {URGENT: [], ISOLATION: []}
         for reservation in lookahead.reservations:
             count = reservation.rooms
             if reservation.reserved_for == ISOLATION:
-                count -= sum(1 for a in others if a.isolation)
-            phantoms += [
+                count -= len(isolated)  # this tick's isolation patients are among those expected
+            phantoms[reservation.reserved_for] += [
                 Arrival(f"kept:{reservation.reserved_for}:{n}", self.now_ms, 3, False)
                 for n in range(max(0, count))
             ]
-        kept_for = {a.patient_id: a.patient_id.split(":")[1] for a in phantoms}
+        order_of_rooms = [
+            *urgent,
+            *phantoms[URGENT],
+            *isolated,
+            *phantoms[ISOLATION],
+            *others,
+        ]
+        all_phantoms = phantoms[URGENT] + phantoms[ISOLATION]
+        kept_for = {a.patient_id: a.patient_id.split(":")[1] for a in all_phantoms}
 
         def fits(arrival: Arrival, room_id: str) -> bool:
             reserved_for = kept_for.get(arrival.patient_id)
@@ -238,11 +248,11 @@ class TickProblem:
                 return self.may_book(arrival, room_id)
             return self.may_keep(room_id, reserved_for)
 
-        chosen = greedy_by_priority(urgent + phantoms + others, self.free_rooms, fits)
+        chosen = greedy_by_priority(order_of_rooms, self.free_rooms, fits)
         keep = {a.patient_id for a in chosen}
         plan = (
             tuple(a for a in self.arrivals if a.patient_id in keep),
-            tuple(a for a in phantoms if a.patient_id in keep),
+            tuple(a for a in all_phantoms if a.patient_id in keep),
         )
         object.__setattr__(self, "_room_plan", plan)
         return plan
@@ -294,6 +304,8 @@ class Solution:
     # New holds (lookahead only): staff id or room id -> its hold.
     staff_holds: dict[str, Hold] = field(default_factory=dict)
     room_holds: dict[str, Hold] = field(default_factory=dict)
+    # Looking ahead, what the forecast made of a dispatch (task key -> words), for reasons.
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Infeasible(RuntimeError):

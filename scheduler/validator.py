@@ -316,6 +316,8 @@ class Auditor:
             if (them.acuity, them.time_ms) > (me.acuity, me.time_ms) and self._may_use(
                 patient_id, room_id
             ):
+                if self.lookahead and them.isolation and not me.isolation and me.acuity > 2:
+                    continue  # looking ahead, isolation rooms go to isolation patients first
                 self.fail(
                     tick,
                     f"{patient_id} (ESI {me.acuity}) referred while {other} "

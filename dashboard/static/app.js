@@ -38,13 +38,13 @@ function drawRooms(floors) {
   box.innerHTML = floors.slice().reverse().map((f) =>
     `<div class="floor" data-floor="${esc(f.floor)}"><b>${esc(f.floor)}</b><div class="cells">` +
     f.rooms.map((r) => `<div class="room ${esc(r.state)}" data-room="${esc(r.id)}" data-state="${esc(r.state)}" ` +
-      `title="${esc(r.id)} ${esc(r.state)} ${esc(r.patient || "")}">${esc(r.id)}<span class="p">${esc(short(r.patient))}</span></div>`).join("") +
+      `title="${esc(r.id)} ${esc(r.state)} ${esc(r.patient || "")}${r.held_for ? " kept for " + esc(r.held_for) : ""}">${esc(r.id)}<span class="p">${esc(short(r.patient))}</span></div>`).join("") +
     `</div></div>`).join("");
 }
 
 function drawStaff(staff) {
   $("#staff tbody").innerHTML = staff.map((s) => {
-    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esc(s.task.room)} <span class="age">(${s.task.for_s.toFixed(0)} s)</span>` : (s.off_duty ? "off duty" : "idle");
+    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esc(s.task.room)} <span class="age">(${s.task.for_s.toFixed(0)} s)</span>` : (s.off_duty ? "off duty" : (s.held_until_s != null ? `held until ${s.held_until_s.toFixed(0)} s` : "idle"));
     return `<tr data-staff="${esc(s.id)}"><td>${esc(s.id)}</td><td>${esc(s.role)}</td>` +
       `<td class="${s.task ? "busy" : "idle"}">${doing}</td><td>${esc(s.place)}</td></tr>`;
   }).join("");
