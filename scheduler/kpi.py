@@ -69,6 +69,7 @@ class KpiCollector:
         self.by_acuity: dict[int, Counter[str]] = defaultdict(Counter)
         self.acuity_waits: dict[tuple[int, str], Counter[int]] = defaultdict(Counter)
         self.sla_breaches: Counter[str] = Counter()
+        self.holds: Counter[str] = Counter()  # looking ahead: staff and rooms held
 
     def collect(self, result: TickResult) -> None:
         self.counts["ticks"] += 1
@@ -115,6 +116,8 @@ class KpiCollector:
             self.acuity.pop(decision.patient_id, None)
         elif isinstance(decision, ev.TaskEscalated):
             self.sla_breaches[decision.kind] += 1
+        elif isinstance(decision, (ev.StaffHeld, ev.RoomHeld)):
+            self.holds["staff" if isinstance(decision, ev.StaffHeld) else "room"] += 1
         elif isinstance(decision, ev.TaskDispatched):
             role = ROLE_OF_KIND[decision.kind]
             created = self.created_ms.pop(
@@ -126,6 +129,8 @@ class KpiCollector:
                 self.acuity_waits[level, "all"][wait] += 1
                 if role == "medical":
                     self.acuity_waits[level, "medical"][wait] += 1
+                    arrived = self.arrived_ms.get(decision.patient_id, decision.time_ms)
+                    self.acuity_waits[level, "arrival_to_visit"][decision.time_ms - arrived] += 1
             self.waits_ms[role][wait] += 1
             totals = self.wait_totals[role]
             totals[0] += wait
@@ -154,6 +159,7 @@ class KpiCollector:
             else 0.0,
             "wait_s": waits("all"),
             "medical_wait_s": waits("medical"),
+            "arrival_to_visit_s": waits("arrival_to_visit"),
         }
 
     def report(
@@ -205,5 +211,7 @@ class KpiCollector:
             },
             "sla_breaches": dict(sorted(self.sla_breaches.items())),
         }
+        if self.holds:  # looking ahead
+            report["holds"] = {"staff": self.holds["staff"], "room": self.holds["room"]}
         report.update(extra or {})
         return report

@@ -78,7 +78,19 @@ class _PlanWalking(Mapping[tuple[str, str], int]):
 def plan_role(
     policy: CpSatPolicy, problem: TickProblem, tasks: list[OpenTask], staff: list[FreeStaff]
 ) -> tuple[dict[str, str], dict[str, Hold], dict[str, str]]:
-    """A role's dispatches and new holds, from its plan over the horizon."""
+    """A role's dispatches, new holds and notes for the reasons, from its plan over the
+    horizon; with nothing expected in it, the myopic part."""
+    plan = plan_of(policy, problem, tasks, staff)
+    if plan is None or (not plan.future and not plan.certain and not plan.needs):
+        return _myopic(policy, problem, tasks, staff), {}, {}
+    return plan.solve()
+
+
+def plan_of(
+    policy: CpSatPolicy, problem: TickProblem, tasks: list[OpenTask], staff: list[FreeStaff]
+) -> _Plan | None:
+    """A role's plan: the members and tasks of now and of the horizon (None: nothing in
+    the horizon)."""
     lookahead = problem.lookahead
     assert lookahead is not None
     role, now = staff[0].role, problem.now_ms
@@ -88,9 +100,8 @@ def plan_role(
         e for e in lookahead.expected_tasks if e.role == role and 0 < e.due_ms - now < horizon
     ]
     if not future and not expected:
-        return _myopic(policy, problem, tasks, staff), {}, {}
-    plan = _Plan(policy, problem, tasks, staff, future, expected, horizon)
-    return plan.solve()
+        return None
+    return _Plan(policy, problem, tasks, staff, future, expected, horizon)
 
 
 class _Plan:
@@ -139,12 +150,17 @@ class _Plan:
         ]
         self.lengths: dict[tuple[int, int], int] = {}
 
-    def solve(self) -> tuple[dict[str, str], dict[str, Hold], dict[str, str]]:
+    def matrix(self) -> tuple[list[list[int]], list[list[bool]]]:
+        """The plan as an assignment problem: its costs and its allowed pairs."""
         cost, allowed = [], []
         for row in range(len(self.units)):
             costs, ok = self._row(row)
             cost.append(costs)
             allowed.append(ok)
+        return cost, allowed
+
+    def solve(self) -> tuple[dict[str, str], dict[str, Hold], dict[str, str]]:
+        cost, allowed = self.matrix()
         n_now, n_tasks, n_items = len(self.staff), len(self.tasks), len(self.items)
         dispatches: dict[str, str] = {}
         kept: dict[int, ExpectedTask | None] = {}
