@@ -26,7 +26,7 @@ def decay(delay_ms: int, horizon_ms: int) -> float:
 
 
 def pair_cost(
-    pair: int, worth: int, delay_ms: int, horizon_ms: int, probability: float = 1.0
+    pair: float, worth: int, delay_ms: int, horizon_ms: int, probability: float = 1.0
 ) -> int:
     """The plan's cost of a pair, scaled: `pair` (its walk and the like) and `worth` (the
     task's part, the negative of its priority) in the rules' units."""

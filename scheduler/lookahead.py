@@ -81,7 +81,7 @@ def plan_role(
     """A role's dispatches, new holds and notes for the reasons, from its plan over the
     horizon; with nothing expected in it, the myopic part."""
     plan = plan_of(policy, problem, tasks, staff)
-    if plan is None or (not plan.future and not plan.certain and not plan.needs):
+    if plan is None or (not plan.certain and not plan.needs):
         return _myopic(policy, problem, tasks, staff), {}, {}
     return plan.solve()
 
@@ -106,10 +106,12 @@ def plan_of(
 
 class _Plan:
     """One role's plan (see the module's docstring). Rows: the members free now, then the
-    members free later. Columns: the waiting tasks, the certain expected tasks (a member
-    free now paired with one is held for it), one "kept free" column per member free now
-    whom the arrivals expected may need (held for them), and one "not needed" column per
-    member free later."""
+    members free later who may do a task certain to come. Columns: the waiting tasks, the
+    tasks certain to come (a member free now paired with one is held for it, a member free
+    later takes it when both are there), one "kept free" column per member free now whom
+    the arrivals expected may need (held for them), and one "not needed" column per member
+    free later. A member free later takes no waiting task in the plan: what they change
+    for one is only how long it waits if it is left (`_keep_cost`)."""
 
     def __init__(self, policy, problem, tasks, staff, future, expected, horizon):
         lookahead = problem.lookahead
@@ -117,7 +119,12 @@ class _Plan:
         self.tasks, self.staff, self.future, self.horizon = tasks, staff, future, horizon
         self.now = now = problem.now_ms
         role = staff[0].role
-        self.certain = [e for e in expected if e.certain]
+        # The tasks certain to come that a member free now may be held for: due within a
+        # hold, the soonest first, at most two for each member free now (more cannot
+        # change what those members do); the members free later who free up soonest, at
+        # most one for each of them.
+        latest = now + lookahead.max_hold_ms
+        self.certain = [e for e in expected if e.certain and e.due_ms <= latest][: 2 * len(staff)]
         likely = [e for e in expected if not e.certain]
         # An expected task as a task fresh when it comes: its worth is its priority then.
         as_tasks = [
@@ -134,11 +141,21 @@ class _Plan:
             walking_ms=_PlanWalking(problem, places, {u.staff_id for u in future}, rooms),
             lookahead=None,
         )
-        self.may_do = self.plan_problem.may_do
-        self.units = [*staff, *as_staff]
-        self.items = [*tasks, *as_tasks[: len(self.certain)]]
+        self.may_do = may_do = self.plan_problem.may_do
+        self.coming = as_tasks[: len(self.certain)]
+        later = sorted(
+            (
+                (u, member)
+                for u, member in zip(future, as_staff)
+                if any(may_do(task, member) for task in self.coming)
+            ),
+            key=lambda pair: (pair[0].free_ms, pair[0].staff_id),
+        )[: len(self.coming)]
+        self.absorbing = [u for u, _ in later]
+        self.units = [*staff, *(member for _, member in later)]
+        self.items = [*tasks, *self.coming]
         self.worth = policy.task_worths(self.plan_problem, self.items)
-        self.pairs = policy.pair_costs(self.plan_problem, self.items, self.units)
+        self.pairs: list[list[int]] = []  # worked out by `matrix`
         self.needs = _needs(
             policy, self.plan_problem, likely, as_tasks[len(self.certain) :], staff, future
         )
@@ -152,6 +169,16 @@ class _Plan:
 
     def matrix(self) -> tuple[list[list[int]], list[list[bool]]]:
         """The plan as an assignment problem: its costs and its allowed pairs."""
+        n_now = len(self.staff)
+        self.pairs = self.policy.pair_costs(self.plan_problem, self.items, self.staff)
+        if len(self.units) > n_now:
+            zeros = [0] * len(self.tasks)
+            self.pairs += [
+                zeros + row
+                for row in self.policy.pair_costs(
+                    self.plan_problem, self.coming, self.units[n_now:]
+                )
+            ]
         cost, allowed = [], []
         for row in range(len(self.units)):
             costs, ok = self._row(row)
@@ -209,10 +236,10 @@ class _Plan:
     def _row(self, row: int) -> tuple[list[int], list[bool]]:
         n_now, n_tasks = len(self.staff), len(self.tasks)
         unit, now, horizon = self.units[row], self.now, self.horizon
-        free_ms = now if row < n_now else self.future[row - n_now].free_ms
+        free_ms = now if row < n_now else self.absorbing[row - n_now].free_ms
         costs, ok = [], []
         for col, item in enumerate(self.items):
-            fits = self.may_do(item, unit)
+            fits = (row < n_now or col >= n_tasks) and self.may_do(item, unit)
             start = free_ms
             if col >= n_tasks:
                 due = self.certain[col - n_tasks].due_ms
@@ -238,8 +265,8 @@ class _Plan:
         keep = self._keep_cost(row, costs[:n_tasks], ok[:n_tasks]) if row in self.holdable else 0
         ok += [row == n for n in self.holdable]
         costs += [keep] * len(self.holdable)
-        ok += [row - n_now == other for other in range(len(self.future))]
-        costs += [0] * len(self.future)
+        ok += [row - n_now == other for other in range(len(self.absorbing))]
+        costs += [0] * len(self.absorbing)
         return costs, ok
 
     def _keep_cost(self, row: int, costs: list[int], fits: list[bool]) -> int:
