@@ -23,6 +23,7 @@ tick times are each run's own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -59,14 +60,20 @@ class Job:
     hours: float
     lookahead_s: float
     validate: bool
+    default_weights: bool = False  # [rules] weights reset to their defaults
 
 
-def load_config(name: str, policy: str, lookahead_s: float, validate: bool):
+def load_config(
+    name: str, policy: str, lookahead_s: float, validate: bool, default_weights: bool = False
+):
     from scheduler import config as config_module
     from scheduler import scenarios
 
     path = Path(name)
     config = config_module.load(path, {}) if path.suffix == ".toml" else scenarios.load(name)
+    if default_weights:  # the soft rules' weights as shipped; the hard rules as configured
+        rules = config_module.RulesConfig(skills=config.rules.skills)
+        config = config.replace(rules=dataclasses.asdict(rules))
     return config.replace(
         scheduler={
             "policy": "greedy" if policy == "greedy" else "cpsat",
@@ -81,7 +88,9 @@ def run_job(job: Job) -> dict[str, Any]:
     from scheduler import events as ev
     from scheduler.runs import simulate_run
 
-    config = load_config(job.scenario, job.policy, job.lookahead_s, job.validate)
+    config = load_config(
+        job.scenario, job.policy, job.lookahead_s, job.validate, job.default_weights
+    )
     arrived: dict[str, tuple[int, int]] = {}
     waits: list[float] = []
     holds = {"staff": 0, "room": 0}
@@ -217,12 +226,23 @@ def main() -> None:
     parser.add_argument("--lookahead-s", type=float, default=60.0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--no-validate", action="store_true")
+    parser.add_argument(
+        "--default-weights", action="store_true", help="reset [rules] weights to the defaults"
+    )
     parser.add_argument("--out-json", type=Path)
     args = parser.parse_args()
     from scheduler.bench import run_jobs
 
     jobs = [
-        Job(name, policy, seed, args.hours, args.lookahead_s, not args.no_validate)
+        Job(
+            name,
+            policy,
+            seed,
+            args.hours,
+            args.lookahead_s,
+            not args.no_validate,
+            args.default_weights,
+        )
         for name in args.config
         for policy in args.policies.split(",")
         for seed in seeds_of(args.seeds)

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rules import forecast_value
+from rules.units import per_second
 from scheduler.assignment import assign
 from scheduler.problem import (
     Arrival,
@@ -83,7 +84,12 @@ def plan_role(
     plan = plan_of(policy, problem, tasks, staff)
     if plan is None or (not plan.certain and not plan.needs):
         return _myopic(policy, problem, tasks, staff), {}, {}
-    return plan.solve()
+    dispatches, holds, notes = plan.solve()
+    if not plan.keeps_anyone and not plan.needs:
+        # The forecast changes nothing this tick: the myopic part's own optimum (the plan's
+        # extra rows and columns would only move its tie-break).
+        return _myopic(policy, problem, tasks, staff), {}, {}
+    return dispatches, holds, notes
 
 
 def plan_of(
@@ -166,6 +172,7 @@ class _Plan:
             and any(self.may_do(need.task, member) for need in self.needs)
         ]
         self.lengths: dict[tuple[int, int], int] = {}
+        self.keeps_anyone = False  # a member kept free while a task they may do waits
 
     def matrix(self) -> tuple[list[list[int]], list[list[bool]]]:
         """The plan as an assignment problem: its costs and its allowed pairs."""
@@ -237,6 +244,14 @@ class _Plan:
         n_now, n_tasks = len(self.staff), len(self.tasks)
         unit, now, horizon = self.units[row], self.now, self.horizon
         free_ms = now if row < n_now else self.absorbing[row - n_now].free_ms
+        # Held, a member leaves a waiting task to someone else, who walks it anyway: the walk
+        # of the cheapest one they may do is not saved by holding them.
+        unsaved = 0
+        if row < n_now:
+            unsaved = min(
+                (self.pairs[row][col] for col, t in enumerate(self.tasks) if self.may_do(t, unit)),
+                default=0,
+            )
         costs, ok = [], []
         for col, item in enumerate(self.items):
             fits = (row < n_now or col >= n_tasks) and self.may_do(item, unit)
@@ -253,6 +268,8 @@ class _Plan:
                 costs.append(0)
                 continue
             lost = 0.0
+            if row < n_now and col >= n_tasks:  # held: idle until the task comes
+                lost = self._idle_cost(start - now) + unsaved
             if row < n_now and col < n_tasks and self.needs:
                 length = self.lookahead.task_ms(unit.location, item.kind, item.room_id, item.acuity)
                 self.lengths[row, col] = length
@@ -268,6 +285,11 @@ class _Plan:
         ok += [row - n_now == other for other in range(len(self.absorbing))]
         costs += [0] * len(self.absorbing)
         return costs, ok
+
+    def _idle_cost(self, idle_ms: int) -> float:
+        """A member kept waiting is, like one walking, on no task: a second of it costs
+        what `minimise_walking` says a second walked does."""
+        return per_second(idle_ms, self.policy.weights.minimise_walking)
 
     def _keep_cost(self, row: int, costs: list[int], fits: list[bool]) -> int:
         """Keeping a member free for the arrivals expected rather than giving them their
@@ -300,6 +322,7 @@ class _Plan:
         for row, target in kept.items():
             member = self.staff[row]
             declined = [col for col in waiting if self.may_do(self.tasks[col], member)]
+            self.keeps_anyone = self.keeps_anyone or bool(declined)
             if member.staff_id in self.lookahead.held_staff or not declined:
                 continue
             if target is not None:
