@@ -126,11 +126,13 @@ class _Plan:
         self.now = now = problem.now_ms
         role = staff[0].role
         # The tasks certain to come that a member free now may be held for: due within a
-        # hold, the soonest first, at most two for each member free now (more cannot
-        # change what those members do); the members free later who free up soonest, at
-        # most one for each of them.
+        # hold, the soonest first; at most two for each member free now, and no more than
+        # the tasks waiting (a hold matters only where it leaves one of them waiting). The
+        # members free later who free up soonest, at most one for each of those tasks.
         latest = now + lookahead.max_hold_ms
-        self.certain = [e for e in expected if e.certain and e.due_ms <= latest][: 2 * len(staff)]
+        self.certain = [e for e in expected if e.certain and e.due_ms <= latest][
+            : min(2 * len(staff), len(tasks))
+        ]
         likely = [e for e in expected if not e.certain]
         # An expected task as a task fresh when it comes: its worth is its priority then.
         as_tasks = [
