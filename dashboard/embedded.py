@@ -204,6 +204,7 @@ class LiveProjection(Projection):
         for room in hospital.rooms.values():
             view = self._room(room.room_id)
             view.state, view.patient_id = room.status, room.patient_id
+            view.held_until_ms, view.reserved_for = room.held_until_ms, room.reserved_for
         self.patients = {
             patient_id: (patient.acuity, patient.isolation)
             for patient_id, patient in hospital.patients.items()
@@ -215,6 +216,7 @@ class LiveProjection(Projection):
                 member_view = staff[member.staff_id] = StaffView(member.staff_id, member.role)
             member_view.place, member_view.task_id = member.location, member.task_id
             member_view.off_duty = not member.on_duty
+            member_view.held_until_ms = member.held_until_ms
         self.tasks = {
             t.task_id: TaskView(
                 t.task_id,

@@ -49,6 +49,8 @@ class RoomView:
     state: str = "free"
     patient_id: str | None = None
     isolation: bool = False  # a room able to isolate
+    held_until_ms: int | None = None  # looking ahead: kept for a class of patients
+    reserved_for: str = ""
 
 
 @dataclass(slots=True)
@@ -58,6 +60,7 @@ class StaffView:
     place: str = ENTRANCE  # where they are, or set off from
     task_id: str | None = None
     off_duty: bool = False
+    held_until_ms: int | None = None  # looking ahead: kept free until then
 
 
 @dataclass(slots=True)
@@ -364,6 +367,7 @@ class Projection:
         room = self._room(d.room_id)
         self._move(room, "booked")
         room.patient_id = d.patient_id
+        room.held_until_ms = None  # booked: its hold ends
 
     def _referred(self, d: Any) -> None:
         self.counts["arrivals"] += 1
@@ -450,7 +454,7 @@ class Projection:
             staff = self.staff[d.staff_id] = StaffView(d.staff_id, role)
         if staff.task_id is None:
             self.busy[staff.role] = self.busy.get(staff.role, 0) + 1
-        staff.task_id = task_id
+        staff.task_id, staff.held_until_ms = task_id, None  # given a task: a hold ends
         staff.place = getattr(d, "origin", staff.place)
         if cleaning:
             self._move(self._room(d.room_id), "cleaning")
@@ -462,7 +466,15 @@ class Projection:
         return staff
 
     def _off_duty(self, d: Any) -> None:
-        self._staff_member(d).off_duty = True
+        member = self._staff_member(d)
+        member.off_duty, member.held_until_ms = True, None
+
+    def _staff_held(self, d: Any) -> None:
+        self._staff_member(d).held_until_ms = round(d.until_s * 1000)
+
+    def _room_held(self, d: Any) -> None:
+        room = self._room(d.room_id)
+        room.held_until_ms, room.reserved_for = round(d.until_s * 1000), d.reserved_for
 
     def _on_duty(self, d: Any) -> None:
         self._staff_member(d).off_duty = False
@@ -478,6 +490,8 @@ class Projection:
         "task.queued": "_queued",
         "task.dispatched": "_dispatched",
         "staff.off_duty": "_off_duty",
+        "staff.held": "_staff_held",
+        "room.held": "_room_held",
         "staff.on_duty": "_on_duty",
         "task.escalated": "_escalated",
     }
@@ -552,6 +566,7 @@ class Projection:
             floors: dict[str, list[dict[str, Any]]] = {}
             esi = self._esi
             for room in self.rooms.values():
+                held = room.held_until_ms is not None and room.held_until_ms > now
                 floors.setdefault(room.floor, []).append(
                     {
                         "id": room.room_id,
@@ -559,6 +574,7 @@ class Projection:
                         "patient": room.patient_id,
                         "isolation": room.isolation,
                         **esi(room.patient_id),
+                        **({"held_for": room.reserved_for} if held else {}),
                     }
                 )
             staff = []
@@ -570,6 +586,9 @@ class Projection:
                         "role": member.role,
                         "place": member.place,
                         "off_duty": member.off_duty,
+                        "held_until_s": member.held_until_ms / 1000
+                        if member.held_until_ms is not None and member.held_until_ms > now
+                        else None,
                         "task": None
                         if task is None or task.dispatched_ms is None
                         else {

@@ -108,6 +108,11 @@ class SchedulerConfig:
     tick_s: float = 1.0
     validate: bool = True
     explain: bool = False  # a `reason` on each referral and dispatch
+    # Looking ahead (`scheduler.forecast`): each tick weighs its decisions against what the
+    # next `lookahead_s` seconds are expected to bring, and may hold a staff member or a
+    # room back for it, each hold at most `max_hold_s`. 0: today's myopic scheduler.
+    lookahead_s: float = 0.0
+    max_hold_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -348,6 +353,7 @@ NOT_DECIDING = ("kafka", "database", "hl7")
 # their default, so that a run without them records the same header (and golden file) and
 # has the same snapshot fingerprint as before they existed.
 SHARED_WHEN_SET = {
+    "scheduler": ("lookahead_s", "max_hold_s"),
     "arrivals": ("rates_per_hour", "day_factors"),
     "durations": (
         "treatment_s_by_acuity",
@@ -504,6 +510,7 @@ def _check_semantics(config: Config) -> None:
     positive = {
         "arrivals.interval_s": config.arrivals.interval_s,
         "scheduler.tick_s": config.scheduler.tick_s,
+        "scheduler.max_hold_s": config.scheduler.max_hold_s,
     }
     non_negative = {
         "durations.treatment_s": config.durations.treatment_s,
@@ -519,6 +526,7 @@ def _check_semantics(config: Config) -> None:
         "rules.spare_isolation_rooms": config.rules.spare_isolation_rooms,
         "rules.spare_doctors": config.rules.spare_doctors,
         "durations.terminal_cleaning_s": config.durations.terminal_cleaning_s,
+        "scheduler.lookahead_s": config.scheduler.lookahead_s,
         **{f"sla.{f.name}": getattr(config.sla, f.name) for f in dataclasses.fields(SlaConfig)},
     }
     for name, value in positive.items():

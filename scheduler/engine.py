@@ -76,7 +76,9 @@ class Scheduler:
         self.config = config
         self.tick_ms = round(config.scheduler.tick_s * 1000)
         self.policy = policy or make_policy(config.scheduler.policy, config.rules)
-        self.hospital = Hospital(config)
+        # The forecast goes only to a policy that looks ahead: `greedy` is first come,
+        # first served.
+        self.hospital = Hospital(config, lookahead=getattr(self.policy, "looks_ahead", False))
         self.auditor = Auditor(config) if config.scheduler.validate else None
         self.seen = ev.IdSet()  # every event applied: compact, however long the run
         self.last_tick = -1
@@ -110,6 +112,7 @@ class Scheduler:
             seen.add(event.event_id)
             consumed.append(event)
         hospital.change_duty(now_ms, effects)
+        hospital.end_holds(now_ms)
         solution, problem = NOTHING_TO_DECIDE, None
         if hospital.has_choices():
             started = time.perf_counter()

@@ -318,6 +318,30 @@ class TaskEscalated(Decision):
     sla_s: float
 
 
+@dataclass(frozen=True)
+class StaffHeld(Decision):
+    """Looking ahead: a free staff member kept free, for what the forecast expects, until
+    `until_s` or until they are given a task; meanwhile they count as busy."""
+
+    TYPE: ClassVar[str] = "staff.held"
+    staff_id: str
+    reason: str
+    until_s: float
+
+
+@dataclass(frozen=True)
+class RoomHeld(Decision):
+    """Looking ahead: a free room kept for a class of patients (`reserved_for`: `urgent`,
+    ESI 1-2, or `isolation`), until `until_s` or until it is booked; meanwhile it counts as
+    taken for the patients of other classes."""
+
+    TYPE: ClassVar[str] = "room.held"
+    room_id: str
+    reserved_for: str
+    reason: str
+    until_s: float
+
+
 DECISIONS: dict[str, type[Decision]] = {
     cls.TYPE: cls
     for cls in (
@@ -330,9 +354,12 @@ DECISIONS: dict[str, type[Decision]] = {
         StaffOffDuty,
         StaffOnDuty,
         TaskEscalated,
+        StaffHeld,
+        RoomHeld,
     )
 }
 TASK_KINDS = ("escort_in", "visit", "escort_out", "clean", "clean_terminal")
+RESERVED_FOR = ("urgent", "isolation")  # a room held for ESI 1-2 patients, or for isolation
 _DEFAULTS = {
     (cls, f.name): f.default
     for cls in (*INBOUND.values(), *DECISIONS.values())
@@ -383,7 +410,7 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
             if not isinstance(isolation, bool):
                 raise BadEvent(f"{kind}: 'isolation' must be true or false")
             values["isolation"] = isolation
-        elif f.name in ("waited_s", "sla_s"):
+        elif f.name in ("waited_s", "sla_s", "until_s"):
             number = data.get(f.name)
             if (
                 isinstance(number, bool)
@@ -406,6 +433,8 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
         raise BadEvent("escort.completed: 'direction' must be 'in' or 'out'")
     if cls in (TaskDispatched, TaskQueued, TaskEscalated) and values["kind"] not in TASK_KINDS:
         raise BadEvent(f"{kind}: 'kind' must be one of {', '.join(TASK_KINDS)}")
+    if cls is RoomHeld and values["reserved_for"] not in RESERVED_FOR:
+        raise BadEvent(f"{kind}: 'reserved_for' must be one of {', '.join(RESERVED_FOR)}")
     return cls(**values)
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from scheduler.problem import Arrival, Solution, TickProblem
+from scheduler.problem import URGENT, Arrival, Hold, Solution, TickProblem
 
 
 def referral(
@@ -45,6 +45,9 @@ def _no_room(
                 f"{_in_use(isolating)})"
             )
         return "the free rooms are kept for patients who need isolation"
+    kept = _kept_rooms(problem, solution, usable)
+    if kept:
+        return kept
     takers = [a for a in problem.arrivals if solution.bookings.get(a.patient_id) in usable]
     more_urgent = any(a.acuity < arrival.acuity for a in takers)
     rooms_word = "room" if len(usable) == 1 else f"{len(usable)} rooms"
@@ -76,7 +79,25 @@ def _in_use(states: Iterable[str]) -> str:
     )
 
 
-def dispatch(problem: TickProblem, task_key: str, staff_id: str) -> str:
+def _kept_rooms(problem: TickProblem, solution: Solution, usable: list[str]) -> str:
+    """Looking ahead: the free rooms the patient might have had, kept for another class
+    (`room.held`), with the hold's reason; "" when none is."""
+    booked = set(solution.bookings.values())
+    held = dict(solution.room_holds)
+    if problem.lookahead is not None:
+        for room_id, (reserved_for, until_ms) in problem.lookahead.held_rooms.items():
+            held.setdefault(room_id, Hold(until_ms, "", reserved_for))
+    kept = [r for r in usable if r not in booked and r in held]
+    if not kept:
+        return ""
+    first = held[kept[0]]
+    who = "ESI 1-2 patients" if first.reserved_for == URGENT else "patients who need isolation"
+    rooms_word = f"room {kept[0]} is" if len(kept) == 1 else f"rooms {', '.join(kept)} are"
+    why = first.reason.split(": ", 1)[1] if ": " in first.reason else ""
+    return f"the free {rooms_word} kept for {who}" + (f" ({why})" if why else "")
+
+
+def dispatch(problem: TickProblem, task_key: str, staff_id: str, note: str | None = None) -> str:
     task = next(t for t in problem.tasks if t.key == task_key)
     walk_ms = problem.walking_ms[task_key, staff_id]
     others = [
@@ -97,6 +118,8 @@ def dispatch(problem: TickProblem, task_key: str, staff_id: str) -> str:
         parts.append(f"past its {_duration(target)} target")
     if task.kind == "escort_out":
         parts.append(f"frees room {task.room_id}")
+    if note:
+        parts.append(note)
     return "; ".join(parts)
 
 
@@ -116,6 +139,8 @@ _WORDS = {
     "room.available": "room {room_id} clean and free",
     "staff.off_duty": "{staff_id} off duty",
     "staff.on_duty": "{staff_id} on duty",
+    "staff.held": "{staff_id} held until {until_s:g} s: {reason}",
+    "room.held": "room {room_id} held for {reserved_for} until {until_s:g} s: {reason}",
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from scheduler import events as ev
 from scheduler import explain
 from scheduler.config import Config, staff_roster
+from scheduler.forecast import Busy, Outlook, Pending, State, Waiting
 from scheduler.layout import ENTRANCE, ROLE_OF_KIND, Layout, step
 from scheduler.problem import Arrival, FreeStaff, OpenTask, Solution, TickProblem
 from scheduler.shifts import Roster
@@ -27,6 +28,11 @@ class Room:
     room_id: str
     status: str = "free"  # free | booked | occupied | dirty | cleaning
     patient_id: str | None = None
+    # Looking ahead: held free for a class of patients until a time (ms), or not; a room
+    # whose hold ran out before it was booked is not held again until it has been.
+    held_until_ms: int | None = None
+    reserved_for: str = ""
+    hold_spent: bool = False
 
 
 @dataclass
@@ -36,6 +42,10 @@ class Staff:
     location: str = ENTRANCE
     task_id: str | None = None
     on_duty: bool = True
+    # Looking ahead: held free until a time (ms), or not; a member whose hold ran out before
+    # they were given a task is not held again until they have been.
+    held_until_ms: int | None = None
+    hold_spent: bool = False
     # How the policies see them while free, made again only when they have moved.
     free: FreeStaff | None = field(default=None, compare=False, repr=False)
 
@@ -67,6 +77,7 @@ class Task:
     staff_id: str | None = None
     acuity: int = 3  # the patient's (3 for cleaning: nobody's urgency)
     escalated: bool = False  # announced past its target wait
+    dispatched_ms: int | None = None  # when it was given to its staff member
     # How the policies see it while it waits: the same every tick, so made once.
     open_task: OpenTask | None = field(default=None, compare=False, repr=False)
 
@@ -149,7 +160,9 @@ def sla_targets(config: Config) -> dict[tuple[str, bool], int]:
 
 
 class Hospital:
-    def __init__(self, config: Config, layout: Layout | None = None):
+    def __init__(self, config: Config, layout: Layout | None = None, lookahead: bool = False):
+        """`lookahead`: the tick's problem carries the forecast (`scheduler.forecast`), and
+        the policy may hold staff and rooms; only with `[scheduler] lookahead_s` above 0."""
         self.layout = layout or Layout(config)
         self.rooms = {room_id: Room(room_id) for room_id in self.layout.rooms}
         self.staff = {staff_id: Staff(staff_id, role) for staff_id, role in staff_roster(config)}
@@ -166,6 +179,11 @@ class Hospital:
         self.finished = ev.IdSet()  # patients discharged or referred (compact)
         self._task_count = 0
         self._new_tasks: list[Task] = []  # created since the last tick's decisions
+        self.outlook = (
+            Outlook(config, self.layout, self.roster)
+            if lookahead and config.scheduler.lookahead_s > 0
+            else None
+        )
 
     # --- inbound events ---------------------------------------------------------------
 
@@ -295,7 +313,20 @@ class Hospital:
             on = self.roster.on_duty(staff_id, now_ms)
             if on != staff.on_duty:
                 staff.on_duty = on
+                staff.held_until_ms, staff.hold_spent = None, False  # a hold ends off duty
                 effects.append((ev.StaffOnDuty if on else ev.StaffOffDuty, {"staff_id": staff_id}))
+
+    def end_holds(self, now_ms: int) -> None:
+        """Holds whose time has come end; their staff and rooms are not held again until
+        they have been used."""
+        if self.outlook is None:
+            return
+        for staff in self.staff.values():
+            if staff.held_until_ms is not None and staff.held_until_ms <= now_ms:
+                staff.held_until_ms, staff.hold_spent = None, True
+        for room in self.rooms.values():
+            if room.held_until_ms is not None and room.held_until_ms <= now_ms:
+                room.held_until_ms, room.reserved_for, room.hold_spent = None, "", True
 
     def problem(self, now_ms: int) -> TickProblem:
         free_rooms = tuple(r.room_id for r in self.rooms.values() if r.status == "free")
@@ -332,7 +363,66 @@ class Hospital:
             reserve_isolation_rooms=self.reserve_isolation_rooms,
             skills=self.skills,
             sla_ms=self.sla_ms,
+            lookahead=None if self.outlook is None else self._lookahead(now_ms, free_rooms),
         )
+
+    def _needs_isolation(self, patient_id: str) -> bool:
+        """Whether a patient in the building needs isolation (a room's terminal clean after
+        them); a cleaning's patient has left: its kind says."""
+        patient = self.patients.get(patient_id)
+        return patient is not None and patient.isolation
+
+    def _lookahead(self, now_ms: int, free_rooms: tuple[str, ...]):
+        assert self.outlook is not None
+        busy = []
+        for task in self.tasks.values():
+            if task.staff_id is None:
+                continue
+            busy.append(
+                Busy(
+                    task.task_id,
+                    task.kind,
+                    task.staff_id,
+                    self.staff[task.staff_id].location,  # their place until the task ends
+                    task.room_id,
+                    task.patient_id,
+                    task.acuity,
+                    self._needs_isolation(task.patient_id),
+                    task.dispatched_ms if task.dispatched_ms is not None else now_ms,
+                )
+            )
+        escorts = [
+            Waiting(t.task_id, t.patient_id, t.room_id, t.acuity)
+            for t in self.waiting.values()
+            if t.kind == "escort_in"
+        ]
+        escorts += [
+            Waiting(f"arrival:{p.patient_id}", p.patient_id, None, p.acuity) for p in self.arrivals
+        ]
+        pending = tuple(
+            Pending(t.kind, t.room_id, t.acuity, self._needs_isolation(t.patient_id))
+            for t in self.waiting.values()
+        )
+        staff = self.staff.values()
+        state = State(
+            busy=tuple(busy),
+            free_staff=tuple(s.staff_id for s in staff if s.task_id is None and s.on_duty),
+            off_duty=tuple(s.staff_id for s in staff if s.task_id is None and not s.on_duty),
+            staff_location={s.staff_id: s.location for s in staff},
+            staff_role={s.staff_id: s.role for s in staff},
+            free_rooms=free_rooms,
+            waiting_escorts=tuple(escorts),
+            pending=pending,
+            held_staff={s.staff_id: s.held_until_ms for s in staff if s.held_until_ms is not None},
+            held_rooms={
+                r.room_id: (r.reserved_for, r.held_until_ms)
+                for r in self.rooms.values()
+                if r.held_until_ms is not None
+            },
+            spent_staff=frozenset(s.staff_id for s in staff if s.hold_spent),
+            spent_rooms=frozenset(r.room_id for r in self.rooms.values() if r.hold_spent),
+        )
+        return self.outlook.lookahead(now_ms, state)
 
     def decide(
         self,
@@ -348,6 +438,20 @@ class Hospital:
         problem_key: dict[str, str] = {}  # task id -> its key in the problem
         why = problem if self.explain else None
         states: dict[str, str] = {}  # each room's state, for the first referral's reason
+        for held_id, hold in solution.room_holds.items():
+            held = self.rooms[held_id]
+            held.held_until_ms, held.reserved_for = hold.until_ms, hold.reserved_for
+            decisions.append(
+                (
+                    ev.RoomHeld,
+                    {
+                        "room_id": held_id,
+                        "reserved_for": hold.reserved_for,
+                        "reason": hold.reason,
+                        "until_s": hold.until_ms / 1000,
+                    },
+                )
+            )
         for patient in self.arrivals:
             room_id = solution.bookings.get(patient.patient_id)
             if room_id is None:
@@ -367,6 +471,7 @@ class Hospital:
                 continue
             room = self.rooms[room_id]
             room.status, room.patient_id = "booked", patient.patient_id
+            room.held_until_ms, room.reserved_for, room.hold_spent = None, "", False
             patient.room_id = room_id
             decisions.append(
                 (ev.PatientAdmitted, {"patient_id": patient.patient_id, "room_id": room_id})
@@ -390,17 +495,24 @@ class Hospital:
             }
             if staff_id is not None:
                 origin = self.staff[staff_id].location
-                self._dispatch(task, staff_id)
+                self._dispatch(task, staff_id, now_ms)
                 if why is not None:
-                    fields["reason"] = explain.dispatch(
-                        why, problem_key.get(task.task_id, task.task_id), staff_id
-                    )
+                    key = problem_key.get(task.task_id, task.task_id)
+                    fields["reason"] = explain.dispatch(why, key, staff_id, solution.notes.get(key))
                 decisions.append(
                     (ev.TaskDispatched, {**fields, "staff_id": staff_id, "origin": origin})
                 )
             elif task.task_id in new:
                 decisions.append((ev.TaskQueued, fields))
         self._new_tasks = []
+        for staff_id, hold in solution.staff_holds.items():
+            self.staff[staff_id].held_until_ms = hold.until_ms
+            decisions.append(
+                (
+                    ev.StaffHeld,
+                    {"staff_id": staff_id, "reason": hold.reason, "until_s": hold.until_ms / 1000},
+                )
+            )
         if self.sla_ms:
             self._escalate(now_ms, decisions)
         return decisions
@@ -423,10 +535,11 @@ class Hospital:
                     )
                 )
 
-    def _dispatch(self, task: Task, staff_id: str) -> None:
+    def _dispatch(self, task: Task, staff_id: str, now_ms: int) -> None:
         staff = self.staff[staff_id]
-        task.staff_id = staff_id
+        task.staff_id, task.dispatched_ms = staff_id, now_ms
         staff.task_id = task.task_id
+        staff.held_until_ms, staff.hold_spent = None, False
         del self.waiting[task.task_id]
         if task.kind in ACTIVE_STAGE:
             self.patients[task.patient_id].stage = ACTIVE_STAGE[task.kind]

@@ -95,6 +95,7 @@ class KpiCollector:
         # each room's state and since when (absent: free).
         self.room_state: dict[str, tuple[str, int]] = {}
         self.room_state_ms: dict[str, int] = dict.fromkeys(ROOM_STATES[1:], 0)
+        self.holds: Counter[str] = Counter()  # looking ahead: staff and rooms held
 
     def collect(self, result: TickResult) -> None:
         self.counts["ticks"] += 1
@@ -190,6 +191,8 @@ class KpiCollector:
         elif isinstance(decision, ev.TaskEscalated):
             if decision.time_ms - round(decision.waited_s * 1000) > after:  # its creation
                 self.sla_breaches[decision.kind] += 1
+        elif isinstance(decision, (ev.StaffHeld, ev.RoomHeld)):
+            self.holds["staff" if isinstance(decision, ev.StaffHeld) else "room"] += 1
         elif isinstance(decision, ev.TaskDispatched):
             role = ROLE_OF_KIND[decision.kind]
             kind = step(decision.kind)
@@ -206,6 +209,8 @@ class KpiCollector:
                 self.acuity_waits[level, "all"][wait] += 1
                 if role == "medical":
                     self.acuity_waits[level, "medical"][wait] += 1
+                    arrived = self.arrived_ms.get(decision.patient_id, decision.time_ms)
+                    self.acuity_waits[level, "arrival_to_visit"][decision.time_ms - arrived] += 1
             self.waits_ms[role][wait] += 1
             self.hours.waited(role, created, wait)
             totals = self.wait_totals[role]
@@ -233,6 +238,7 @@ class KpiCollector:
             else 0.0,
             "wait_s": waits("all"),
             "medical_wait_s": waits("medical"),
+            "arrival_to_visit_s": waits("arrival_to_visit"),
         }
 
     def _room_states(self, end_ms: int, warmup: int) -> dict[str, float]:
@@ -306,5 +312,7 @@ class KpiCollector:
                 end_ms, self.rooms, self.admitted_ms.values(), start_ms=warmup
             ),
         }
+        if self.holds:  # looking ahead
+            report["holds"] = {"staff": self.holds["staff"], "room": self.holds["room"]}
         report.update(extra or {})
         return report

@@ -90,6 +90,7 @@ class CpSatPolicy:
     name = "cpsat"
     limited = 0  # ticks where a limit cut the search: none, every part is exact
     worst_gap = 0.0
+    looks_ahead = True  # with `[scheduler] lookahead_s`: `scheduler.lookahead`
 
     def __init__(self, weights: RulesConfig | None = None):
         self.weights = weights or RulesConfig()
@@ -105,6 +106,8 @@ class CpSatPolicy:
         self.forced = 0  # ticks where no part had any: one possible decision
 
     def solve(self, problem: TickProblem) -> Solution:
+        if problem.lookahead is not None:
+            return self._solve_looking_ahead(problem)
         admitted = problem.admitted()
         sizes = [(len(problem.free_rooms), len(admitted))]
         bookings = self._bookings(problem, admitted)
@@ -137,6 +140,47 @@ class CpSatPolicy:
         else:
             self.solved += 1
         return Solution(bookings, dispatches)
+
+    def _solve_looking_ahead(self, problem: TickProblem) -> Solution:
+        """Each part as a plan over the forecast (`scheduler.lookahead`)."""
+        from scheduler import lookahead
+
+        self.solved += 1
+        bookings, room_holds = lookahead.book(self, problem, problem.admitted())
+        tasks_of: dict[str, list[OpenTask]] = {}
+        for task in problem.tasks:
+            if not task.for_arrival or task.patient_id in bookings:
+                tasks_of.setdefault(task.role, []).append(task)
+        staff_of: dict[str, list[FreeStaff]] = {}
+        for member in problem.staff:
+            staff_of.setdefault(member.role, []).append(member)
+        dispatches: dict[str, str] = {}
+        staff_holds = {}
+        notes: dict[str, str] = {}
+        for role, staff in staff_of.items():
+            tasks = tasks_of.get(role)
+            if not tasks:
+                continue
+            chosen, held, noted = lookahead.plan_role(self, problem, tasks, staff)
+            dispatches.update(chosen)
+            staff_holds.update(held)
+            notes.update(noted)
+        return Solution(bookings, dispatches, staff_holds, room_holds, notes)
+
+    def task_worths(self, problem: TickProblem, tasks: list[OpenTask]) -> list[int]:
+        """Each task's part of a dispatch's cost: the negative of its priority."""
+        return [sum(cost(problem, t, weight) for cost, weight in self._task_cost) for t in tasks]
+
+    def pair_costs(
+        self, problem: TickProblem, tasks: list[OpenTask], staff: list[FreeStaff]
+    ) -> list[list[int]]:
+        """Staff (rows) by tasks (columns): each dispatch's own part of its cost (walking)."""
+        if not self._pair_cost:
+            return [[0] * len(tasks) for _ in staff]
+        return [
+            [sum(cost(problem, t, s, weight) for cost, weight in self._pair_cost) for t in tasks]
+            for s in staff
+        ]
 
     def _bookings(self, problem: TickProblem, admitted: tuple[Arrival, ...]) -> dict[str, str]:
         rooms = problem.free_rooms

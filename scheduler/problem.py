@@ -6,8 +6,10 @@ tested, compared and checked in isolation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from scheduler.events import RESERVED_FOR
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,82 @@ class FreeStaff:
 
 
 @dataclass(frozen=True)
+class FutureStaff:
+    """A staff member busy now (or off duty) whom the forecast expects free within the
+    horizon: at `free_ms`, at `location`."""
+
+    staff_id: str
+    role: str
+    location: str
+    free_ms: int
+
+    @property
+    def grade(self) -> str:
+        return self.staff_id.rsplit("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class ExpectedTask:
+    """A task the forecast expects to be created at `due_ms`, with `probability`: the next
+    step of a task in progress (`certain`, its room known), or of an arrival expected then
+    (`room_id` None, the time and the kind of patient a rate's expectation). `about` says
+    what it is, in words, for the reasons."""
+
+    key: str
+    kind: str
+    role: str
+    room_id: str | None
+    acuity: int
+    due_ms: int
+    probability: float
+    about: str
+    certain: bool = True  # a next step of a task in progress; an arrival's is not
+
+
+@dataclass(frozen=True)
+class RoomReservation:
+    """Free rooms to keep for a class of patients (`urgent`: ESI 1-2; `isolation`): as many
+    as the `expected` arrivals of that class before another room it may use comes free
+    (`window_ms` from now), rounded."""
+
+    reserved_for: str
+    rooms: int
+    expected: float
+    window_ms: int
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """What the forecast adds to a tick's problem (`scheduler.forecast`), and the holds: who
+    and what is held now (until when), and who and what may be held (nothing whose last
+    hold ran out before it was used)."""
+
+    horizon_ms: Mapping[str, int]  # role -> how far its plan looks: a task's length
+    max_hold_ms: int
+    tick_ms: int
+    future_staff: tuple[FutureStaff, ...] = ()
+    expected_tasks: tuple[ExpectedTask, ...] = ()
+    reservations: tuple[RoomReservation, ...] = ()
+    held_staff: Mapping[str, int] = field(default_factory=dict)  # staff id -> until ms
+    held_rooms: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # -> class, until
+    may_hold_staff: frozenset[str] = frozenset()
+    may_hold_rooms: frozenset[str] = frozenset()
+    # Walking in ms from a place to where a task of a kind starts in a room (None: a room
+    # not known yet, reached from the entrance).
+    walking: Callable[[str, str, str | None], int] = lambda location, kind, room: 0
+    # The expected length in ms of a task from a place: its walk and its mean work.
+    task_ms: Callable[[str, str, str | None, int], int] = lambda location, kind, room, acuity: 0
+
+
+URGENT, ISOLATION = RESERVED_FOR  # a room held for ESI 1-2 patients, for isolation
+
+
+def in_class(arrival: Arrival, reserved_for: str) -> bool:
+    """Whether a room held for `reserved_for` is kept for this arrival."""
+    return arrival.acuity <= 2 if reserved_for == URGENT else arrival.isolation
+
+
+@dataclass(frozen=True)
 class TickProblem:
     now_ms: int
     arrivals: tuple[Arrival, ...]
@@ -66,6 +144,8 @@ class TickProblem:
     reserve_isolation_rooms: bool = False
     skills: bool = False
     sla_ms: Mapping[tuple[str, bool], int] = field(default_factory=dict)
+    # Looking ahead (`[scheduler] lookahead_s`): None for the myopic scheduler.
+    lookahead: Lookahead | None = None
 
     def tasks_of(self, role: str) -> list[OpenTask]:
         return [t for t in self.tasks if t.role == role]
@@ -96,9 +176,13 @@ class TickProblem:
         """The hard rules' admissions: arrivals in order of urgency (ESI), then of arrival,
         each admitted if a free room it may use can still be found for it and for everyone
         admitted before it. So a patient is referred only when no room it may use is free,
-        and never for a less urgent one. Cached: it is asked several times a tick."""
+        and never for a less urgent one. Looking ahead, rooms kept for a class of patients
+        come in that order as phantom arrivals (`rules.hold_rooms`). Cached: it is asked
+        several times a tick."""
         if not self.arrivals:
             return ()
+        if self.lookahead is not None and self.lookahead.reservations:
+            return self.room_plan()[0]
         cached = self.__dict__.get("_admitted")
         if cached is None:
             from scheduler.matching import greedy_by_priority
@@ -116,6 +200,75 @@ class TickProblem:
             cached = tuple(a for a in self.arrivals if a.patient_id in keep)
             object.__setattr__(self, "_admitted", cached)
         return cached
+
+    def room_plan(self) -> tuple[tuple[Arrival, ...], tuple[Arrival, ...]]:
+        """Looking ahead: the admitted arrivals and the phantoms that stand for the rooms
+        kept (`rules.hold_rooms`), in this order of priority: the ESI 1-2 arrivals, the
+        rooms kept for ESI 1-2, the ESI 3-5 arrivals who need isolation (they are among
+        those expected), the isolation rooms kept, the other arrivals; by ESI level, then
+        arrival, within each. A phantom may take a free room that its class may use and
+        that may be held (or is held for it already). Cached."""
+        cached = self.__dict__.get("_room_plan")
+        if cached is not None:
+            return cached
+        from scheduler.matching import greedy_by_priority
+
+        lookahead = self.lookahead
+        assert lookahead is not None
+        order = sorted(
+            range(len(self.arrivals)),
+            key=lambda n: (self.arrivals[n].acuity, self.arrivals[n].arrived_ms, n),
+        )
+        ranked = [self.arrivals[n] for n in order]
+        urgent = [a for a in ranked if a.acuity <= 2]
+        isolated = [a for a in ranked if a.acuity > 2 and a.isolation]
+        others = [a for a in ranked if a.acuity > 2 and not a.isolation]
+        phantoms: dict[str, list[Arrival]] = {URGENT: [], ISOLATION: []}
+        for reservation in lookahead.reservations:
+            count = reservation.rooms
+            if reservation.reserved_for == ISOLATION:
+                count -= len(isolated)  # this tick's isolation patients are among those expected
+            phantoms[reservation.reserved_for] += [
+                Arrival(f"kept:{reservation.reserved_for}:{n}", self.now_ms, 3, False)
+                for n in range(max(0, count))
+            ]
+        order_of_rooms = [
+            *urgent,
+            *phantoms[URGENT],
+            *isolated,
+            *phantoms[ISOLATION],
+            *others,
+        ]
+        all_phantoms = phantoms[URGENT] + phantoms[ISOLATION]
+        kept_for = {a.patient_id: a.patient_id.split(":")[1] for a in all_phantoms}
+
+        def fits(arrival: Arrival, room_id: str) -> bool:
+            reserved_for = kept_for.get(arrival.patient_id)
+            if reserved_for is None:
+                return self.may_book(arrival, room_id)
+            return self.may_keep(room_id, reserved_for)
+
+        chosen = greedy_by_priority(order_of_rooms, self.free_rooms, fits)
+        keep = {a.patient_id for a in chosen}
+        plan = (
+            tuple(a for a in self.arrivals if a.patient_id in keep),
+            tuple(a for a in all_phantoms if a.patient_id in keep),
+        )
+        object.__setattr__(self, "_room_plan", plan)
+        return plan
+
+    def may_keep(self, room_id: str, reserved_for: str) -> bool:
+        """Whether a free room may be held for a class: one its patients may use, that may
+        be held (its last hold did not run out unused), not held for another class."""
+        lookahead = self.lookahead
+        if lookahead is None or room_id not in lookahead.may_hold_rooms:
+            return False
+        held = lookahead.held_rooms.get(room_id)
+        if held is not None and held[0] != reserved_for:
+            return False
+        if reserved_for == ISOLATION:
+            return room_id in self.isolation_rooms
+        return not (self.reserve_isolation_rooms and room_id in self.isolation_rooms)
 
     def admissions_due(self) -> int:
         """The spec: referred only when no room it may use is free: this many are admitted."""
@@ -135,9 +288,24 @@ class TickProblem:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A staff member or a room held back this tick for what the forecast expects: until
+    `until_ms`, for `reserved_for` (a room) and `reason`, in words."""
+
+    until_ms: int
+    reason: str
+    reserved_for: str = ""
+
+
+@dataclass(frozen=True)
 class Solution:
     bookings: dict[str, str]  # patient_id -> room_id, for admitted arrivals
     dispatches: dict[str, str]  # task key -> staff_id
+    # New holds (lookahead only): staff id or room id -> its hold.
+    staff_holds: dict[str, Hold] = field(default_factory=dict)
+    room_holds: dict[str, Hold] = field(default_factory=dict)
+    # Looking ahead, what the forecast made of a dispatch (task key -> words), for reasons.
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Infeasible(RuntimeError):

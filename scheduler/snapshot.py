@@ -87,15 +87,24 @@ class PolicyShape(_Shape):
     forced: Count | None = None
 
 
+ReservedFor = Literal["urgent", "isolation"]
+
+
 class RoomShape(_Shape):
     status: Literal["free", "booked", "occupied", "dirty", "cleaning"]
     patient: Id | None
+    # Looking ahead only (absent otherwise): a live hold, and a hold that ran out unused.
+    held_until_ms: Count | None = None
+    reserved_for: ReservedFor | None = None
+    hold_spent: bool = False
 
 
 class StaffShape(_Shape):
     location: Id
     task: Id | None
     on_duty: bool
+    held_until_ms: Count | None = None
+    hold_spent: bool = False
 
 
 class PatientShape(_Shape):
@@ -124,6 +133,7 @@ class TaskShape(_Shape):
     staff: Id | None
     acuity: Acuity
     escalated: bool
+    dispatched_ms: Count | None = None  # looking ahead only: when its staff member set off
 
 
 class HospitalShape(_Shape):
@@ -141,12 +151,17 @@ class HospitalShape(_Shape):
 class AuditRoomShape(_Shape):
     status: Literal["free", "taken", "dirty", "cleaning"]
     occupant: Id | None
+    held_until_ms: Count | None = None
+    reserved_for: ReservedFor | None = None
+    hold_spent: bool = False
 
 
 class AuditStaffShape(_Shape):
     task: Id | None
     place: Id
     on_duty: bool
+    held_until_ms: Count | None = None
+    hold_spent: bool = False
 
 
 class AuditTaskShape(_Shape):
@@ -187,10 +202,24 @@ class SnapshotShape(_Shape):
 # --- dump ----------------------------------------------------------------------------------
 
 
+def _hold(until_ms: int | None, spent: bool, reserved_for: str = "") -> dict[str, Any]:
+    """A member's or room's hold, written only when there is one: a snapshot of a run that
+    does not look ahead is as it always was."""
+    hold: dict[str, Any] = {}
+    if until_ms is not None:
+        hold["held_until_ms"] = until_ms
+        if reserved_for:
+            hold["reserved_for"] = reserved_for
+    if spent:
+        hold["hold_spent"] = True
+    return hold
+
+
 def dump(scheduler: Scheduler) -> bytes:
     """The scheduler's state as compact UTF-8 JSON, keys sorted: the same state gives the
     same bytes."""
     hospital, auditor = scheduler.hospital, scheduler.auditor
+    looking_ahead = hospital.outlook is not None
     state = {
         "format": FORMAT,
         "config": fingerprint(scheduler.config),
@@ -206,11 +235,20 @@ def dump(scheduler: Scheduler) -> bytes:
         },
         "hospital": {
             "rooms": {
-                r.room_id: {"status": r.status, "patient": r.patient_id}
+                r.room_id: {
+                    "status": r.status,
+                    "patient": r.patient_id,
+                    **_hold(r.held_until_ms, r.hold_spent, r.reserved_for),
+                }
                 for r in hospital.rooms.values()
             },
             "staff": {
-                s.staff_id: {"location": s.location, "task": s.task_id, "on_duty": s.on_duty}
+                s.staff_id: {
+                    "location": s.location,
+                    "task": s.task_id,
+                    "on_duty": s.on_duty,
+                    **_hold(s.held_until_ms, s.hold_spent),
+                }
                 for s in hospital.staff.values()
             },
             "patients": [
@@ -234,6 +272,11 @@ def dump(scheduler: Scheduler) -> bytes:
                     "staff": t.staff_id,
                     "acuity": t.acuity,
                     "escalated": t.escalated,
+                    **(
+                        {"dispatched_ms": t.dispatched_ms}
+                        if looking_ahead and t.dispatched_ms is not None
+                        else {}
+                    ),
                 }
                 for t in hospital.tasks.values()
             ],
@@ -247,13 +290,23 @@ def dump(scheduler: Scheduler) -> bytes:
         if auditor is None
         else {
             "rooms": {
-                r: {"status": s, "occupant": auditor.occupant[r]} for r, s in auditor.rooms.items()
+                r: {
+                    "status": s,
+                    "occupant": auditor.occupant[r],
+                    **_hold(
+                        auditor.held_rooms.get(r, ("", None))[1],
+                        r in auditor.spent_rooms,
+                        auditor.held_rooms.get(r, ("", None))[0],
+                    ),
+                }
+                for r, s in auditor.rooms.items()
             },
             "staff": {
                 s: {
                     "task": auditor.busy[s],
                     "place": auditor.place[s],
                     "on_duty": auditor.on_duty[s],
+                    **_hold(auditor.held_staff.get(s), s in auditor.spent_staff),
                 }
                 for s in auditor.role
             },
@@ -407,21 +460,40 @@ def _restore_hospital(scheduler: Scheduler, shape: HospitalShape) -> None:
                 and hospital.staff[t.staff].role == ROLE_OF_KIND[t.kind],
                 f"task {t.id}: {t.staff} is not doing it",
             )
+        _check(
+            t.dispatched_ms is None or (t.staff is not None and t.dispatched_ms <= now_ms),
+            f"task {t.id}: dispatched after the last tick, or to nobody",
+        )
         tasks[t.id] = Task(
             t.id, t.kind, t.patient, t.room, t.created_ms, t.staff, t.acuity, t.escalated
         )
+        tasks[t.id].dispatched_ms = t.dispatched_ms
     for staff_id, s in shape.staff.items():
         _check(s.location in places, f"staff {staff_id}: unknown location")
         _check(
             s.task is None or (s.task in tasks and tasks[s.task].staff_id == staff_id),
             f"staff {staff_id}: task {s.task} is not theirs",
         )
+        _check_hold(f"staff {staff_id}", s.held_until_ms, s.hold_spent, hospital, now_ms)
+        _check(
+            s.held_until_ms is None or (s.task is None and s.on_duty),
+            f"staff {staff_id}: held while busy or off duty",
+        )
         member = hospital.staff[staff_id]
         member.location, member.task_id, member.on_duty = s.location, s.task, s.on_duty
+        member.held_until_ms, member.hold_spent = s.held_until_ms, s.hold_spent
     for room_id, r in shape.rooms.items():
         _check(r.patient is None or r.patient in patients, f"room {room_id}: unknown patient")
+        _check_hold(f"room {room_id}", r.held_until_ms, r.hold_spent, hospital, now_ms)
+        _check(
+            (r.held_until_ms is None) == (r.reserved_for is None)
+            and (r.held_until_ms is None or r.status == "free"),
+            f"room {room_id}: a hold without its class, or of a room that is not free",
+        )
         room = hospital.rooms[room_id]
         room.status, room.patient_id = r.status, r.patient
+        room.held_until_ms, room.reserved_for = r.held_until_ms, r.reserved_for or ""
+        room.hold_spent = r.hold_spent
     for what, ids in (("waiting", shape.waiting), ("new_tasks", shape.new_tasks)):
         _distinct(ids, f"hospital.{what}")
         _check(all(i in tasks for i in ids), f"hospital.{what}: not an open task")
@@ -438,6 +510,15 @@ def _restore_hospital(scheduler: Scheduler, shape: HospitalShape) -> None:
     hospital._new_tasks = [tasks[i] for i in shape.new_tasks]
     hospital.finished = finished
     hospital._task_count = shape.task_count
+
+
+def _check_hold(what: str, until_ms: int | None, spent: bool, hospital, now_ms: int) -> None:
+    """A hold only looking ahead, live past the last tick, and never both live and spent."""
+    if until_ms is None and not spent:
+        return
+    _check(hospital.outlook is not None, f"{what}: a hold, but this config does not look ahead")
+    _check(until_ms is None or until_ms > now_ms, f"{what}: a hold that ended before the tick")
+    _check(until_ms is None or not spent, f"{what}: held, and its last hold spent")
 
 
 def _restore_auditor(scheduler: Scheduler, shape: AuditorShape) -> None:
@@ -492,12 +573,37 @@ def _restore_auditor(scheduler: Scheduler, shape: AuditorShape) -> None:
     auditor.arrived, auditor.referred = shape.arrived, shape.referred
     auditor.discharged, auditor.last_tick = shape.discharged, shape.last_tick
     # The per-role counts follow from the tables: worked out again, not trusted.
+    now_ms = max(scheduler.last_tick, 0) * scheduler.tick_ms
     for staff_id, s in shape.staff.items():
         auditor.busy[staff_id], auditor.place[staff_id] = s.task, s.place
         auditor._set_idle(staff_id, -1)  # as a fresh auditor counted them: idle
         auditor.on_duty[staff_id] = s.on_duty
-        if s.task is None:
+        _check_hold(
+            f"auditor staff {staff_id}", s.held_until_ms, s.hold_spent, scheduler.hospital, now_ms
+        )
+        _check(
+            s.held_until_ms is None or (s.task is None and s.on_duty),
+            f"auditor staff {staff_id}: held while busy or off duty",
+        )
+        if s.held_until_ms is not None:
+            auditor.held_staff[staff_id] = s.held_until_ms  # held: not idle
+        elif s.task is None:
             auditor._set_idle(staff_id, 1)
+        if s.hold_spent:
+            auditor.spent_staff.add(staff_id)
+    for room_id, r in shape.rooms.items():
+        _check_hold(
+            f"auditor room {room_id}", r.held_until_ms, r.hold_spent, scheduler.hospital, now_ms
+        )
+        _check(
+            (r.held_until_ms is None) == (r.reserved_for is None)
+            and (r.held_until_ms is None or r.status == "free"),
+            f"auditor room {room_id}: a hold without its class, or of a room not free",
+        )
+        if r.held_until_ms is not None and r.reserved_for is not None:
+            auditor.held_rooms[room_id] = (r.reserved_for, r.held_until_ms)
+        if r.hold_spent:
+            auditor.spent_rooms.add(room_id)
     for task in tasks.values():
         if task.staff_id is None:
             auditor.waiting[auditor._waits_for(task)] += 1

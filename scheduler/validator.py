@@ -130,6 +130,12 @@ class Auditor:
     # Tasks dispatched meanwhile stay in it until then: not part of the checker's state.
     targets: dict[tuple[str, bool], int] = field(default_factory=dict)
     deadlines: list[tuple[int, str]] = field(default_factory=list, compare=False)
+    # Looking ahead: declared holds, live until their time (ms) or their use; staff and
+    # rooms whose hold ran out unused, not to be held again until used.
+    held_staff: dict[str, int] = field(default_factory=dict)
+    held_rooms: dict[str, tuple[str, int]] = field(default_factory=dict)
+    spent_staff: set[str] = field(default_factory=set)
+    spent_rooms: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         floors, per_floor = self.config.hospital.floors, self.config.hospital.rooms_per_floor
@@ -141,6 +147,8 @@ class Auditor:
         self.isolation_rooms = frozenset(self.config.hospital.isolation_rooms)
         self.free_isolation_rooms = len(self.isolation_rooms)
         self.tick_ms = round(self.config.scheduler.tick_s * 1000)
+        self.lookahead = self.config.scheduler.lookahead_s > 0
+        self.max_hold_ms = round(self.config.scheduler.max_hold_s * 1000)
         self.targets = _targets(self.config)
         self.waiting.update(dict.fromkeys(("porter", "visit", "urgent_visit", "cleaner"), 0))
         staff_ids = _staff(self.config)
@@ -186,6 +194,8 @@ class Auditor:
             self.fail(tick, f"ticks out of order (after tick {self.last_tick})")
         self.last_tick = tick
         now_ms = tick * self.tick_ms
+        if self.held_staff or self.held_rooms:
+            self._end_holds(now_ms)
         undecided: set[str] = set()
         # The tasks this tick's events created, by (kind, patient, room), with the time each
         # began to wait: each must appear, dispatched or queued, exactly as created.
@@ -216,6 +226,7 @@ class Auditor:
                 self._complete(tick, event, expected_tasks, discharges, cleaned)
         referred: list[str] = []
         admitted: dict[str, str] = {}
+        held_now: list[ev.StaffHeld | ev.RoomHeld] = []
         # A duty change holds for the whole tick, wherever the list puts it: a dispatch to
         # staff going off duty is caught, one to staff coming on duty is not, in any order.
         for decision in decisions:
@@ -246,6 +257,11 @@ class Auditor:
                 cleaned.discard(decision.room_id)
             elif isinstance(decision, ev.TaskEscalated):
                 self._escalated(tick, decision, now_ms)
+            elif isinstance(decision, (ev.StaffHeld, ev.RoomHeld)):
+                self._hold(tick, decision, now_ms)
+                held_now.append(decision)
+        for hold in held_now:  # a hold is of a member or room still free after the tick
+            self._still_held(tick, hold)
         if undecided:
             self.fail(tick, f"arrivals neither admitted nor referred: {sorted(undecided)}")
         if any(expected_tasks.values()):
@@ -316,6 +332,14 @@ class Auditor:
             free = self.free_rooms - self.free_isolation_rooms
         else:
             free = self.free_rooms
+        for room_id, (reserved_for, _) in self.held_rooms.items():
+            # a room held for another class counts as taken for this patient
+            if (
+                self.rooms[room_id] == "free"
+                and self._may_use(patient_id, room_id)
+                and not self._in_class(patient_id, reserved_for)
+            ):
+                free -= 1
         if free:
             self.fail(tick, f"{patient_id} was referred while a room it may use is free")
         me = arrivals[patient_id]
@@ -324,6 +348,8 @@ class Auditor:
             if (them.acuity, them.time_ms) > (me.acuity, me.time_ms) and self._may_use(
                 patient_id, room_id
             ):
+                if self.lookahead and them.isolation and not me.isolation and me.acuity > 2:
+                    continue  # looking ahead, isolation rooms go to isolation patients first
                 self.fail(
                     tick,
                     f"{patient_id} (ESI {me.acuity}) referred while {other} "
@@ -344,6 +370,9 @@ class Auditor:
             )
         if self.roster.on_duty(staff_id, decision.time_ms) != on:
             self.fail(tick, f"{decision.TYPE} for {staff_id} against the roster")
+        if staff_id in self.held_staff:  # a hold ends off duty
+            self._release_staff(staff_id)
+        self.spent_staff.discard(staff_id)
         if self.busy[staff_id] is None:
             self.idle[_grade(staff_id)] += 1 if on else -1
         self.on_duty[staff_id] = on
@@ -401,6 +430,8 @@ class Auditor:
             needs = "needs isolation" if patient_id in self.isolated else "does not need isolation"
             self.fail(tick, f"admitted {patient_id}, who {needs}, into {room_id}")
         undecided.discard(patient_id)
+        self.held_rooms.pop(room_id, None)  # booked: a hold on it ends
+        self.spent_rooms.discard(room_id)
         self._room(room_id, "taken")
         self.occupant[room_id] = patient_id
         self.patients[patient_id] = "admitted"
@@ -532,6 +563,9 @@ class Auditor:
                 f"{staff_id} sets off for {decision.task_id} from "
                 f"{decision.origin}, but is at {self.place[staff_id]}",
             )
+        if staff_id in self.held_staff:  # given a task: the hold ends
+            self._release_staff(staff_id)
+        self.spent_staff.discard(staff_id)
         waits_for = self._waits_for(task)
         if waits_for == "urgent_visit" and _grade(staff_id) != "doctor":
             self.fail(
@@ -545,6 +579,69 @@ class Auditor:
         self.waiting[waits_for] -= 1
         if task.kind in CLEANS:
             self._room(task.room_id, "cleaning")
+
+    # --- holds (looking ahead) ---------------------------------------------------------
+
+    def _in_class(self, patient_id: str, reserved_for: str) -> bool:
+        """Whether a room held for `reserved_for` is kept for this patient."""
+        if reserved_for == "urgent":
+            return self.acuity.get(patient_id, 3) <= 2
+        return patient_id in self.isolated
+
+    def _hold(self, tick: int, decision: ev.StaffHeld | ev.RoomHeld, now_ms: int) -> None:
+        """A hold: only looking ahead, of a free member on duty or a free room, not held
+        already nor held last and unused since, until a time within `max_hold_s`."""
+        what = decision.staff_id if isinstance(decision, ev.StaffHeld) else decision.room_id
+        if not self.lookahead:
+            self.fail(tick, f"{decision.TYPE} of {what} without [scheduler] lookahead_s")
+        until_ms = round(decision.until_s * 1000)
+        if not now_ms < until_ms <= now_ms + self.max_hold_ms:
+            self.fail(
+                tick,
+                f"{what} held until {decision.until_s} s: not within the "
+                f"{self.max_hold_ms / 1000:g} s a hold may last from {now_ms / 1000} s",
+            )
+        if isinstance(decision, ev.StaffHeld):
+            staff_id = decision.staff_id
+            if staff_id not in self.role or not self.on_duty[staff_id]:
+                self.fail(tick, f"{staff_id} held, who is unknown or off duty")
+            if self.busy[staff_id] is not None:
+                self.fail(tick, f"{staff_id} held while doing {self.busy[staff_id]}")
+            if staff_id in self.held_staff or staff_id in self.spent_staff:
+                self.fail(tick, f"{staff_id} held again before being given a task")
+            self.held_staff[staff_id] = until_ms
+            self._set_idle(staff_id, -1)
+            return
+        room_id = decision.room_id
+        if self.rooms.get(room_id) != "free":
+            self.fail(tick, f"room {room_id} held, which is {self.rooms.get(room_id, 'unknown')}")
+        if room_id in self.held_rooms or room_id in self.spent_rooms:
+            self.fail(tick, f"room {room_id} held again before being booked")
+        if decision.reserved_for == "isolation" and room_id not in self.isolation_rooms:
+            self.fail(tick, f"room {room_id} held for isolation, which it cannot give")
+        self.held_rooms[room_id] = (decision.reserved_for, until_ms)
+
+    def _still_held(self, tick: int, decision: ev.StaffHeld | ev.RoomHeld) -> None:
+        if isinstance(decision, ev.StaffHeld):
+            if decision.staff_id not in self.held_staff:
+                self.fail(tick, f"{decision.staff_id} held and given a task in one tick")
+        elif decision.room_id not in self.held_rooms:
+            self.fail(tick, f"room {decision.room_id} held and booked in one tick")
+
+    def _release_staff(self, staff_id: str) -> None:
+        del self.held_staff[staff_id]
+        self._set_idle(staff_id, 1)
+
+    def _end_holds(self, now_ms: int) -> None:
+        """Holds whose time has come end, their staff and rooms spent until used."""
+        for staff_id, until_ms in list(self.held_staff.items()):
+            if until_ms <= now_ms:
+                self._release_staff(staff_id)
+                self.spent_staff.add(staff_id)
+        for room_id, (_, until_ms) in list(self.held_rooms.items()):
+            if until_ms <= now_ms:
+                del self.held_rooms[room_id]
+                self.spent_rooms.add(room_id)
 
     # Which waiting tasks each grade may do.
     MAY_DO = {
@@ -564,7 +661,10 @@ class Auditor:
                     staff_id = next(
                         s
                         for s, t in self.busy.items()
-                        if t is None and self.on_duty[s] and _grade(s) == grade
+                        if t is None
+                        and self.on_duty[s]
+                        and _grade(s) == grade
+                        and s not in self.held_staff
                     )
                     self.fail(tick, f"{staff_id} is idle while a task they may do waits")
 

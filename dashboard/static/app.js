@@ -56,14 +56,14 @@ function drawRooms(floors) {
     `<div class="floor" data-floor="${esc(f.floor)}"><b>${esc(f.floor)}</b><div class="cells">` +
     f.rooms.map((r) => `<div class="room ${esc(r.state)}${r.isolation ? " isolation" : ""}" data-room="${esc(r.id)}" ` +
       `data-state="${esc(r.state)}" data-isolation="${r.isolation ? "true" : "false"}" ` +
-      `title="${esc(r.id)}${r.isolation ? " (able to isolate)" : ""} ${esc(r.state)} ${esc(r.patient || "")}${r.esi != null ? " ESI " + esc(r.esi) : ""}${r.isolation_need ? ", needs isolation" : ""}">` +
+      `title="${esc(r.id)}${r.isolation ? " (able to isolate)" : ""} ${esc(r.state)} ${esc(r.patient || "")}${r.esi != null ? " ESI " + esc(r.esi) : ""}${r.isolation_need ? ", needs isolation" : ""}${r.held_for ? " kept for " + esc(r.held_for) : ""}">` +
       `${esc(r.id)}${esiBadge(r)}<span class="p">${esc(short(r.patient))}</span></div>`).join("") +
     `</div></div>`).join("");
 }
 
 function drawStaff(staff) {
   $("#staff tbody").innerHTML = staff.map((s) => {
-    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esiBadge(s.task)} ${esc(s.task.room)}` : (s.off_duty ? "off duty" : "idle");
+    const doing = s.task ? `${esc(s.task.kind)} ${esc(s.task.patient)} ${esiBadge(s.task)} ${esc(s.task.room)}` : (s.off_duty ? "off duty" : (s.held_until_s != null ? `held until ${s.held_until_s.toFixed(0)} s` : "idle"));
     const since = s.task ? `<span class="age" title="on this task for ${s.task.for_s.toFixed(0)} s">${span(s.task.for_s)}</span>` : "";
     return `<tr data-staff="${esc(s.id)}"><td>${esc(s.id)}</td><td>${esc(s.role)}</td>` +
       `<td class="${s.task ? "busy" : "idle"}">${doing}</td><td class="for">${since}</td><td>${esc(s.place)}</td></tr>`;

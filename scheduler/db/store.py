@@ -322,6 +322,8 @@ class SqlStore:
         ev.StaffOffDuty: lambda self, d, now, born: None,
         ev.StaffOnDuty: lambda self, d, now, born: None,
         ev.TaskEscalated: lambda self, d, now, born: None,
+        ev.StaffHeld: lambda self, d, now, born: None,
+        ev.RoomHeld: lambda self, d, now, born: None,
     }
 
     def _new_task(self, d: ev.TaskQueued | ev.TaskDispatched, created_at: float) -> Row:

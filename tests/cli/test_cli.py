@@ -92,6 +92,72 @@ VARYING = {
 }
 
 
+def test_solve_reproduces_a_run_looking_ahead_byte_for_byte_holds_and_all(tmp_path):
+    """Looking ahead (`HOSPITAL_SCHEDULER_LOOKAHEAD_S`): the holds are decisions like the
+    others, and `solve` of the record, with no config given (the header carries
+    `lookahead_s`), makes them again."""
+    env = VARYING | {"HOSPITAL_SCHEDULER_LOOKAHEAD_S": "60", "HOSPITAL_SCHEDULER_EXPLAIN": "1"}
+    files, report = run_and_solve(tmp_path, env=env)
+    decisions = files["dec.jsonl"].read_bytes()
+    assert decisions == files["dec2.jsonl"].read_bytes()
+    types = {json.loads(line)["type"] for line in decisions.splitlines()}
+    assert {"staff.held", "room.held"} <= types
+    assert report["invariants_checked"]
+    solved = runner.invoke(app, ["solve", str(files["ev.jsonl"])])
+    assert solved.exit_code == 0 and solved.output.encode() == decisions
+    header = json.loads(files["ev.jsonl"].read_text().splitlines()[0])
+    assert header["config"]["scheduler"]["lookahead_s"] == 60.0
+    # Myopic, the same events decide otherwise: the header is what replays exactly.
+    refused = runner.invoke(
+        app, ["solve", str(files["ev.jsonl"])], env={"HOSPITAL_SCHEDULER_LOOKAHEAD_S": "0"}
+    )
+    assert refused.exit_code == 2 and "lookahead_s" in refused.output
+
+
+def test_holds_kept_in_sqlite_are_exported_and_replayed(tmp_path):
+    """Looking ahead, a run kept in SQLite (its ticks written by the writer process, in
+    batches of 500): `hospital export` gives its decisions, holds and all, and `solve` of
+    the exported events gives them again."""
+    config = tmp_path / "la.toml"
+    config.write_text(
+        "[arrivals]\ninterval_s = 4.0\nacuity_mix = [0.1, 0.2, 0.4, 0.2, 0.1]\n"
+        "[scheduler]\nlookahead_s = 60.0\n"
+    )
+    db = f"sqlite:///{tmp_path / 'run.db'}"
+    out, events, exported, solved = (
+        tmp_path / name for name in ("dec.jsonl", "ev.jsonl", "ex.jsonl", "solved.jsonl")
+    )
+    ran = runner.invoke(
+        app,
+        [
+            "run",
+            "--config",
+            str(config),
+            "--speed",
+            "max",
+            "--duration",
+            "15m",
+            "--db",
+            db,
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+    )
+    assert ran.exit_code == 0, ran.output
+    done = runner.invoke(
+        app, ["export", "--db", db, "--events", str(events), "--out", str(exported)]
+    )
+    assert done.exit_code == 0, done.output
+    assert exported.read_bytes() == out.read_bytes()
+    assert b'"staff.held"' in out.read_bytes() and b'"room.held"' in out.read_bytes()
+    replayed = runner.invoke(
+        app, ["solve", str(events), "--config", str(config), "--out", str(solved)]
+    )
+    assert replayed.exit_code == 0, replayed.output
+    assert solved.read_bytes() == out.read_bytes()
+
+
 @pytest.mark.parametrize("policy", ["cpsat", "greedy"])
 @pytest.mark.parametrize("distribution", ["lognormal", "gamma"])
 def test_solve_reproduces_a_profile_and_varying_durations_byte_for_byte(

@@ -167,6 +167,39 @@ def test_a_rooms_timeline(run):
     assert len(result.stdout.splitlines()) >= len(about)
 
 
+@pytest.fixture(scope="module")
+def looking_ahead(tmp_path_factory):
+    """Ten simulated minutes of the busy hospital with one doctor, looking ahead."""
+    out = tmp_path_factory.mktemp("explain-lookahead") / "dec.jsonl"
+    config = Config().replace(
+        scheduler={"explain": True, "lookahead_s": 60.0},
+        arrivals={"interval_s": 4.0, "acuity_mix": [0.1, 0.2, 0.4, 0.2, 0.1]},
+    )
+    assert simulate_run(config, 600_000, out=out)["invariants_checked"]
+    return out, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_a_hold_shows_up_in_its_members_timeline_with_its_reason(looking_ahead):
+    path, decisions = looking_ahead
+    hold = first(decisions, type="staff.held", staff_id="doctor-1")
+    result = explain(path, "--staff", "doctor-1")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if " held until " in line)
+    assert line.endswith(f"doctor-1 held until {hold['until_s']:g} s: {hold['reason']}")
+    assert hold["reason"].startswith("kept free")
+
+
+def test_a_room_kept_and_a_referral_beside_it_say_why(looking_ahead):
+    path, decisions = looking_ahead
+    hold = first(decisions, type="room.held")
+    assert hold["reserved_for"] == "urgent" and "ESI 1-2" in hold["reason"]
+    result = explain(path, "--room", hold["room_id"])
+    assert result.exit_code == 0, result.output
+    assert f"held for urgent until {hold['until_s']:g} s" in result.stdout
+    beside = first(decisions, type="patient.referred", tick=hold["tick"])
+    assert f"{hold['room_id']}" in beside["reason"] and "kept for ESI 1-2" in beside["reason"]
+
+
 @pytest.mark.parametrize(
     "selectors, named",
     [

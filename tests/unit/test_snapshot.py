@@ -39,16 +39,20 @@ CONFIGS = [
     "sla_pressure",
     "layout_travel",
     "default_greedy",
+    "acuity_mix+lookahead",
+    "isolation+lookahead",
 ]
 DURATION_MS = 15 * 60_000
 
 
 @cache
 def config_of(name: str) -> Config:
+    """A golden scenario's config; `NAME+lookahead`: with `[scheduler] lookahead_s`."""
+    name, _, lookahead = name.partition("+")
     config = (
         Config() if name == "default" else config_module.load(GOLDEN / name / "config.toml", {})
     )
-    return config.replace(scheduler={"validate": True})
+    return config.replace(scheduler={"validate": True, "lookahead_s": 60.0 if lookahead else 0.0})
 
 
 class Resumed:
@@ -100,6 +104,65 @@ def test_a_run_resumed_from_snapshots_decides_exactly_as_the_uninterrupted_one(n
     made, state, _ = run(config_of(name), at)
     assert made == expected  # byte-identical decisions, validator on
     assert state == end_state
+
+
+def test_holds_live_at_a_snapshot_survive_the_restart():
+    """Looking ahead, a restart at each tick after a hold is declared (the hold live in the
+    snapshot, with its time and its class) decides as the run that never stopped."""
+    config = config_of("acuity_mix+lookahead")
+    expected, end_state, _ = uninterrupted("acuity_mix+lookahead")
+    order: list[int] = []  # the tick's number of order, for each decision
+    count = -1
+    last_tick = None
+    for line in expected:
+        decision = json.loads(line)
+        if decision["tick"] != last_tick:
+            count, last_tick = count + 1, decision["tick"]
+        order.append(count)
+    held = {
+        order[n]
+        for n, line in enumerate(expected)
+        if json.loads(line)["type"] in ("staff.held", "room.held")
+    }
+    assert {"staff.held", "room.held"} <= {json.loads(line)["type"] for line in expected}
+    made, state, _ = run(config, set(sorted(held)[:40]))
+    assert made == expected
+    assert state == end_state
+    live = json.loads(dump(_stopped_after_a_hold(config)))
+    assert any("held_until_ms" in r for r in live["hospital"]["rooms"].values()) or any(
+        "held_until_ms" in s for s in live["hospital"]["staff"].values()
+    )
+
+
+def _stopped_after_a_hold(config: Config) -> Scheduler:
+    """A scheduler stopped right after the first tick that declared a hold."""
+    scheduler = Scheduler(config)
+    stop = {"at": None}
+
+    def on_tick(result) -> None:
+        if stop["at"] is None and any(
+            isinstance(d, (ev.StaffHeld, ev.RoomHeld)) for d in result.decisions
+        ):
+            stop["at"] = result.tick
+
+    class Stopping:
+        def __getattr__(self, name):
+            return getattr(scheduler, name)
+
+        def tick(self, tick, inbound):
+            if stop["at"] is not None:
+                raise _Stop
+            return scheduler.tick(tick, inbound)
+
+    try:
+        simulate(config, Stopping(), DURATION_MS, on_tick=on_tick)  # type: ignore[arg-type]
+    except _Stop:
+        pass
+    return scheduler
+
+
+class _Stop(Exception):
+    pass
 
 
 # --- checked on load -------------------------------------------------------------------------

@@ -286,3 +286,54 @@ def test_the_live_pages_tiles_leave_the_runs_warm_up_out_as_its_kpi_report_does(
     for role in ROLES:
         assert tiles["utilisation"][role] == report["utilisation"][role], role
         assert tiles["wait_mean_s"][role] == report["wait_s"][role]["mean"], role
+
+
+def test_holds_are_followed_from_the_decisions_and_by_the_live_view():
+    """Looking ahead: the projection shows a member held (until when) and a room kept (for
+    whom), as the scheduler has them, from the decisions alone and in the live view."""
+    from dashboard.embedded import LiveProjection
+
+    config = config_module.load(GOLDEN / "acuity_mix" / "config.toml", {}).replace(
+        scheduler={"lookahead_s": 60.0}
+    )
+    folded = Projection.for_config(config)
+    kpi = new_kpi(config)
+    live = LiveProjection.for_config(config, kpi=kpi, view_s=0)
+    seen = {"staff": 0, "room": 0}
+
+    def holds_of(scheduler, now):
+        staff = {
+            s.staff_id: s.held_until_ms
+            for s in scheduler.hospital.staff.values()
+            if s.held_until_ms is not None and s.held_until_ms > now
+        }
+        rooms = {
+            r.room_id: r.reserved_for
+            for r in scheduler.hospital.rooms.values()
+            if r.held_until_ms is not None and r.held_until_ms > now
+        }
+        return staff, rooms
+
+    def shown(p):
+        snapshot = p.snapshot()
+        staff = {
+            s["id"]: round(s["held_until_s"] * 1000) for s in snapshot["staff"] if s["held_until_s"]
+        }
+        rooms = {
+            r["id"]: r["held_for"]
+            for f in snapshot["floors"]
+            for r in f["rooms"]
+            if "held_for" in r
+        }
+        return staff, rooms
+
+    def on_tick(scheduler, result):
+        folded.apply_result(result)
+        live.on_tick(scheduler, result)
+        expected = holds_of(scheduler, result.time_ms)
+        assert shown(folded) == expected == shown(live), f"tick {result.tick}"
+        seen["staff"] += bool(expected[0])
+        seen["room"] += bool(expected[1])
+
+    simulate_run(config, 20 * 60_000, on_tick=on_tick, kpi=kpi)
+    assert seen["staff"] and seen["room"]
