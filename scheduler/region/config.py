@@ -108,6 +108,24 @@ class RegionConfig:
         return dataclasses.replace(self, hospitals=members)
 
 
+REGION_FOLDER = "regions"  # the named regions, in the scenarios' folder
+
+
+def region_names() -> list[str]:
+    return sorted(p.stem for p in (scenarios.directory() / REGION_FOLDER).glob("*.toml"))
+
+
+def region_path(name: str) -> Path:
+    """A named region (`region-5`) or a region file's own path."""
+    if name.endswith(".toml") or "/" in name:
+        return Path(name)
+    candidate = scenarios.directory() / REGION_FOLDER / f"{name}.toml"
+    if not candidate.is_file():
+        known = ", ".join(region_names()) or "none"
+        raise RegionError(f"unknown region {name!r} (available: {known})")
+    return candidate
+
+
 def load(path: str | Path) -> RegionConfig:
     """The region of a `region.toml`; `RegionError` says what is wrong with it."""
     path = Path(path)

@@ -30,7 +30,7 @@ COORDINATORS = ("cpsat", "nearest", "even", "none")
 # costs up to LOAD_S.
 PLACEMENT_S = 1_000_000
 URGENCY_S = 600
-LOAD_S = 1200
+LOAD_S = 3600
 
 
 @dataclass(frozen=True)

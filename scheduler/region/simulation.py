@@ -34,7 +34,7 @@ from scheduler.region.config import RegionConfig
 from scheduler.region.coordinator import Request
 from scheduler.region.network import COORDINATOR, Network, RegionTick
 from scheduler.runs import new_kpi
-from scheduler.simulation import completion
+from scheduler.simulation import Clock, completion
 
 HEADER = "region.header"
 
@@ -164,10 +164,13 @@ def simulate_region(
     record: Path | None = None,
     out: Path | None = None,
     on_tick: Callable[[RegionTick], None] | None = None,
+    speed: float | None = None,
 ) -> RegionRun:
     """Simulate the region for `duration_ms` under `coordinator`; write the inbound record
     and the decisions if asked; its KPIs. Every tick is checked by the hospitals' auditors
-    (as their configs ask) and by the region's."""
+    (as their configs ask) and by the region's. At a `speed` (a multiple of real time;
+    None: as fast as the CPU allows) each tick waits for the wall clock; the decisions are
+    the same."""
     seed = region.seed if seed is None else seed
     network = Network(region, coordinators.make(coordinator))
     auditor = RegionAuditor(region, network.transfers)
@@ -189,6 +192,7 @@ def simulate_region(
         worlds[member.hospital_id] = _World(demand, demand.arrivals())
         next_patient(member.hospital_id)
     ticks = 0
+    clock = Clock(speed)
     with _Files(record, out) as files:
         if files.record:
             write_header(files.record, region, seed, coordinator, duration_s=duration_ms / 1000)
@@ -203,6 +207,7 @@ def simulate_region(
                 inbound[hospital_id].append(event)
                 if type(event) is ev.PatientArrived:
                     next_patient(hospital_id)
+            clock.wait_until(now_ms)
             result = network.tick(tick, inbound)
             ticks += 1
             for hospital_id, hospital_result in result.results.items():
