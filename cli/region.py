@@ -111,6 +111,13 @@ def solve(
         result = replay_region(region, recorded, chosen, out)
     except LogError as exc:
         raise fail(str(exc)) from None
+    if result.rejected:
+        typer.echo(
+            f"hospital: warning: {len(result.rejected)} recorded events did not fit the "
+            f"replayed decisions (another coordinator or region?); the first: "
+            f"{result.rejected[0]}",
+            err=True,
+        )
     _show(result.report)
 
 

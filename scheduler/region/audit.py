@@ -13,7 +13,6 @@ own invariants, reserved rooms included, are its `MemberAuditor`'s):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from scheduler import events as ev
@@ -43,10 +42,10 @@ class RegionAuditor:
     def fail(self, tick: int, message: str) -> None:
         raise RegionViolation(f"region tick {tick}: {message}")
 
-    def check(self, out: RegionTick, inbound: Mapping[str, list[ev.Event]]) -> None:
+    def check(self, out: RegionTick) -> None:
         tick = out.tick
-        for hospital_id, events in inbound.items():
-            for event in events:
+        for hospital_id, result in out.results.items():
+            for event in result.consumed:  # a hospital rejects an arrival it holds no room for
                 if isinstance(event, rev.TransferArrived):
                     self._arrival(tick, hospital_id, event)
         unanswered = {k for k, (_, t) in self.offered.items() if t < tick}

@@ -141,6 +141,7 @@ def _mean(values: list[float]) -> float:
 class RegionRun:
     report: dict[str, Any]
     ticks: int
+    rejected: list[str] = dataclasses.field(default_factory=list)  # "hospital tick N: why"
 
 
 def write_header(stream: IO[str], region: RegionConfig, seed: int, coordinator: str, **more):
@@ -218,7 +219,7 @@ def simulate_region(
                         push(hospital_id, work)
             for accepted, request in result.accepted:
                 push(accepted.to, _arrival(region, accepted, request, now_ms))
-            auditor.check(result, inbound)
+            auditor.check(result)
             kpi.collect(result)
             files.write(result, inbound)
             if on_tick:
@@ -316,6 +317,11 @@ def read_record(path: Path, region: RegionConfig) -> Recorded:
                     if number != 1:
                         raise ev.BadEvent(f"a {HEADER} belongs on the first line")
                     header = data
+                    if header.get("hospitals") != list(region.ids):
+                        raise ev.BadEvent(
+                            f"recorded for hospitals {ev.shown(header.get('hospitals'))}, "
+                            f"not {list(region.ids)}"
+                        )
                     continue
                 hospital_id = data.get("hospital")
                 if hospital_id not in region.ids:
@@ -332,10 +338,6 @@ def read_record(path: Path, region: RegionConfig) -> Recorded:
             ticks[tick][hospital_id].append(event)
     if not header:
         raise jsonl.LogError(f"{path}: no {HEADER} on its first line: not a region's record")
-    if header.get("hospitals") != list(region.ids):
-        raise jsonl.LogError(
-            f"{path}: recorded for hospitals {header.get('hospitals')}, not {list(region.ids)}"
-        )
     return Recorded(header, ticks)
 
 
@@ -350,6 +352,7 @@ def replay_region(
     recorded_ticks = sorted(recorded.ticks)
     duration_ms = _duration_ms(recorded)
     ticks, index = 0, 0
+    rejected: list[str] = []
     with open(out, "w") if out else contextlib.nullcontext() as stream:
         while index < len(recorded_ticks) or network.busy():
             next_ms = (
@@ -366,13 +369,18 @@ def replay_region(
                 raise jsonl.LogError(f"recorded tick {recorded_ticks[index]} cannot be run")
             result = network.tick(tick, inbound)
             ticks += 1
-            auditor.check(result, inbound)
+            rejected += [
+                f"{hospital_id} tick {tick}: {event.TYPE} {event.event_id}: {why}"
+                for hospital_id, hospital_result in result.results.items()
+                for event, why in hospital_result.rejected
+            ]
+            auditor.check(result)
             kpi.collect(result)
             if stream:
                 write_decisions(stream, result)
     report = kpi.report(duration_ms)
     report["region"]["in_flight"] = auditor.in_flight()
-    return RegionRun(report, ticks)
+    return RegionRun(report, ticks, rejected)
 
 
 def _duration_ms(recorded: Recorded) -> int:
