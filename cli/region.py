@@ -12,7 +12,9 @@ import typer
 from cli.common import check_outputs, fail, parse_duration, parse_speed
 from scheduler.jsonl import LogError
 from scheduler.region import config as region_config
+from scheduler.region.audit import RegionViolation
 from scheduler.region.coordinator import COORDINATORS
+from scheduler.validator import InvariantViolation
 
 region_app = typer.Typer(
     help="A regional network: hospitals that transfer the patients they cannot take to a "
@@ -78,6 +80,8 @@ def run(
         )
     except OSError as exc:
         raise fail(f"{exc.filename}: {exc.strerror}") from None
+    except (InvariantViolation, RegionViolation) as exc:
+        raise fail(f"invariant broken: {exc}", 1) from None
     _show(result.report)
     if report:
         report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
@@ -111,6 +115,8 @@ def solve(
         result = replay_region(region, recorded, chosen, out)
     except LogError as exc:
         raise fail(str(exc)) from None
+    except (InvariantViolation, RegionViolation) as exc:
+        raise fail(f"invariant broken: {exc}", 1) from None
     if result.rejected:
         typer.echo(
             f"hospital: warning: {len(result.rejected)} recorded events did not fit the "
@@ -138,15 +144,27 @@ def bench(
     """Compare the coordinators on regions: patients referred out of the region, transfers
     and their mean travel time, over paired replications with 95 % intervals, and the
     region's fluid bound (the fewest referrals out any coordinator could reach)."""
-    from scheduler.region.bench import run_region_bench, to_markdown
-
     names = scenario or region_config.region_names()
     chosen = coordinator or list(COORDINATORS)
     for name in chosen:
         _check_coordinator(name)
+    bench_regions(names, chosen, replications, parse_duration(duration), out_json, out_md)
+
+
+def bench_regions(
+    names: list[str],
+    coordinators: list[str],
+    replications: int,
+    duration_ms: int,
+    out_json: Path | None,
+    out_md: Path | None,
+) -> None:
+    """The region bench's table on stdout, progress on stderr (`hospital region bench`, and
+    `hospital bench --scenario region-5`)."""
+    from scheduler.region.bench import run_region_bench, to_markdown
+
     for name in names:
         _load(name)
-    duration_ms = parse_duration(duration)
     check_outputs(out_json=out_json, out_md=out_md)
 
     def done(record: dict) -> None:
@@ -157,7 +175,10 @@ def bench(
             err=True,
         )
 
-    result = run_region_bench(names, chosen, replications, duration_ms, on_done=done)
+    try:
+        result = run_region_bench(names, coordinators, replications, duration_ms, on_done=done)
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
     table = to_markdown(result)
     typer.echo(table)
     try:
