@@ -55,6 +55,8 @@ class Network:
         self.pending: dict[tuple[str, str], Pending] = {}
         self.outbox: dict[str, list[rev.TransferOffered]] = {}  # offers for the next tick
         self.last_tick = -1
+        # each hospital's free rooms as its last tick left them: they change only when it ticks
+        self._capacity: dict[str, Capacity] = {}
 
     def busy(self) -> bool:
         """Whether the next tick must be run even with nothing coming in."""
@@ -69,6 +71,7 @@ class Network:
         for hospital_id, scheduler in self.members.items():
             batch = list(inbound.get(hospital_id, ())) + self.outbox.pop(hospital_id, [])
             if batch:
+                self._capacity.pop(hospital_id, None)
                 result = scheduler.tick(tick, batch)
                 out.results[hospital_id] = result
                 self._hospital_decisions(hospital_id, result, out)
@@ -117,16 +120,19 @@ class Network:
         return ""
 
     def capacity(self) -> dict[str, Capacity]:
-        capacity = {}
-        for hospital_id, scheduler in self.members.items():
-            hospital = scheduler.hospital
+        """Every hospital's free rooms, in the region's order."""
+        return {h: self._capacity_of(h) for h in self.members}
+
+    def _capacity_of(self, hospital_id: str) -> Capacity:
+        known = self._capacity.get(hospital_id)
+        if known is None:
+            hospital = self.members[hospital_id].hospital
             free_plain, free_isolation, freeing = hospital.free_counts()
             shared = not hospital.reserve_isolation_rooms
             plain_only = free_plain - (free_isolation if shared else 0)
-            capacity[hospital_id] = Capacity(
-                len(hospital.rooms), plain_only, free_isolation, shared, freeing
-            )
-        return capacity
+            known = Capacity(len(hospital.rooms), plain_only, free_isolation, shared, freeing)
+            self._capacity[hospital_id] = known
+        return known
 
     def _coordinate(self, tick: int, now_ms: int, out: RegionTick) -> None:
         decided: list[tuple[type[ev.Decision], dict]] = []

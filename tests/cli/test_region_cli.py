@@ -159,3 +159,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path):
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("hospital: error:"), result.stderr
+
+
+def test_hospital_bench_takes_a_named_region(tmp_path: Path):
+    out_json = tmp_path / "bench.json"
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--scenario",
+            "region-5",
+            "--replications",
+            "2",
+            "--hours",
+            "0.25",
+            "--out-json",
+            str(out_json),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "fluid bound" in result.output
+    figures = json.loads(out_json.read_text())
+    assert {run["coordinator"] for run in figures["runs"]} == {"cpsat", "nearest", "even", "none"}
+    assert {run["seed"] for run in figures["runs"]} == {1, 2}
+    assert 0 < figures["bounds"]["region-5"]["min_referred_out_rate"] < 1
