@@ -19,7 +19,7 @@ here, or later as a service fed by the same events.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 COORDINATORS = ("cpsat", "nearest", "even", "none")
@@ -63,8 +63,6 @@ class Capacity:
 
     def minus(self, isolation: bool) -> Capacity:
         """What is left once a patient is placed (as the hospital would choose the room)."""
-        from dataclasses import replace
-
         if isolation or not self.plain:
             return replace(self, isolation=self.isolation - 1)
         return replace(self, plain=self.plain - 1)
