@@ -10,4 +10,7 @@ take to a hospital with room, decided by a coordinator, in one process.
 - `simulation`: the region simulated around it, and a recorded region log replayed.
 - `audit`: the region's invariants, checked every tick.
 - `bound`: the fluid bound of the region with transfers allowed.
+- `bench`: the coordinators compared over paired replications.
+
+The command line (`cli/region.py`) is a thin layer over these.
 """
