@@ -111,18 +111,19 @@ def to_markdown(result: dict[str, Any]) -> str:
                 for k, v in entry["mean_transfer_travel_s"].items()
             }
             versus = entry.get("minus_cpsat")
+            moved = entry["transfers"]["mean"] > 0  # none: no trip to average
             travel_versus = (
                 {
                     k: (v / 60 if isinstance(v, (int, float)) and k != "n" else v)
                     for k, v in versus["mean_transfer_travel_s"].items()
                 }
-                if versus
+                if versus and moved
                 else None
             )
             lines.append(
                 f"| {name} | {coordinator} | {_cell(entry['referred_out'], 1)} "
                 f"| {_cell(entry['referred_out_rate'], 4)} | {_cell(entry['transfers'], 1)} "
-                f"| {_cell(travel, 1)} "
+                f"| {_cell(travel, 1) if moved else '—'} "
                 f"| {_difference(versus['referred_out'], 1) if versus else '—'} "
                 f"| {_difference(travel_versus, 1) if travel_versus else '—'} |"
             )
