@@ -18,6 +18,8 @@ from rich.table import Table
 from cli.common import parse_warmup, warn_about
 from scheduler import scenarios
 from scheduler.config import ConfigError
+from scheduler.region.config import region_names
+from scheduler.region.coordinator import COORDINATORS
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -112,6 +114,9 @@ def bench(
     bound (the lowest referral rate any policy could reach) and its bottleneck, in the long
     run and in the busiest hour. With --detail, the scheduler's own figures too."""
     replications = seeds if seeds is not None else replications
+    if scenario and set(scenario) & set(region_names()):
+        _bench_regions(scenario, replications, hours, out_json, out_md)
+        return
     if budget_ms is not None and not 0 < budget_ms < math.inf:  # NaN too
         raise _fail(f"--budget-ms: expected a number of ms greater than 0, got {budget_ms:g}")
     names = scenario or scenarios.names()
@@ -185,6 +190,18 @@ def bench(
             out_md.write_text(to_markdown(result, detail))
     except OSError as exc:
         raise _fail(f"{exc.filename}: {exc.strerror}") from None
+
+
+def _bench_regions(names: list[str], replications: int, hours: float, out_json, out_md) -> None:
+    """Named regions (`region-5`, `region-20`): their coordinators compared, as `hospital
+    region bench` does, over `hours` of simulated time."""
+    from cli.region import bench_regions
+
+    if not set(names) <= set(region_names()):
+        raise _fail("--scenario: regions and single hospitals are benchmarked apart")
+    bench_regions(
+        names, list(COORDINATORS), replications, round(hours * 3_600_000), out_json, out_md
+    )
 
 
 def summary_tables(result: dict, detail: bool = False) -> list[Table]:

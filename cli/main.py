@@ -39,6 +39,7 @@ from cli.common import (
 from cli.dashboard import dashboard
 from cli.explain import explain
 from cli.hl7 import hl7_app
+from cli.region import region_app
 from cli.report import report
 from cli.runs import runs
 from cli.staff import staff
@@ -58,6 +59,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(hl7_app, name="hl7")
+app.add_typer(region_app, name="region")
 
 
 @app.command()

@@ -95,3 +95,15 @@ def test_an_installed_wheel_benches_a_named_scenario(tmp_path):
         python, "-c", "from scheduler import scenarios; print(scenarios.names())", cwd=elsewhere
     )
     assert "'ed-day'" in listed.stdout and "'ward-acuity'" in listed.stdout, listed.stdout
+    region = run(
+        venv / "bin" / "hospital",
+        "region",
+        "run",
+        "--config",
+        "region-5",
+        "--duration",
+        "10m",
+        cwd=elsewhere,
+    )
+    assert region.returncode == 0, region.stderr[-3000:]
+    assert "referred out of the region" in region.stdout

@@ -1,0 +1,207 @@
+"""`hospital region`: a regional network of hospitals in one process (`scheduler.region`):
+run it, replay its record, compare its coordinators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import check_outputs, fail, parse_duration, parse_speed
+from scheduler.jsonl import LogError
+from scheduler.region import config as region_config
+from scheduler.region.audit import RegionViolation
+from scheduler.region.coordinator import COORDINATORS
+from scheduler.validator import InvariantViolation
+
+region_app = typer.Typer(
+    help="A regional network: hospitals that transfer the patients they cannot take to a "
+    "hospital with room (see the README's Regional network section).",
+    no_args_is_help=True,
+)
+
+RegionOption = Annotated[
+    str,
+    typer.Option(
+        "--config",
+        help="The region: a region.toml, or a named region (region-5, region-20).",
+    ),
+]
+CoordinatorOption = Annotated[
+    str,
+    typer.Option(help=f"Who decides the transfers: {', '.join(COORDINATORS)}."),
+]
+
+
+def _load(name: str) -> region_config.RegionConfig:
+    try:
+        return region_config.load(region_config.region_path(name))
+    except region_config.RegionError as exc:
+        raise fail(f"region: {exc}") from None
+
+
+def _check_coordinator(name: str) -> None:
+    if name not in COORDINATORS:
+        raise fail(f"--coordinator: {name!r}: expected one of {', '.join(COORDINATORS)}")
+
+
+@region_app.command("run")
+def run(
+    config: RegionOption,
+    duration: Annotated[str, typer.Option(help="Simulated time: 24h, 90m, 45s.")] = "24h",
+    speed: Annotated[
+        str, typer.Option(help="'max' (as fast as the CPU allows) or a multiple of real time.")
+    ] = "max",
+    coordinator: CoordinatorOption = "cpsat",
+    seed: Annotated[
+        int | None, typer.Option(help="The region's seed (default: region.seed).")
+    ] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Write every hospital's inbound events (JSONL).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write every decision (JSONL).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the KPIs (JSON).")] = None,
+) -> None:
+    """Simulate the whole region in one process: each hospital's own scheduler, and the
+    coordinator's transfers between them. Deterministic: the same region, seed and
+    coordinator give the same decisions, byte for byte."""
+    from scheduler.region.simulation import simulate_region
+
+    _check_coordinator(coordinator)
+    region = _load(config)
+    duration_ms = parse_duration(duration)
+    pace = parse_speed(speed)
+    check_outputs(record=record, out=out, report=report)
+    try:
+        result = simulate_region(
+            region, coordinator, duration_ms, seed=seed, record=record, out=out, speed=pace
+        )
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror}") from None
+    except (InvariantViolation, RegionViolation) as exc:
+        raise fail(f"invariant broken: {exc}", 1) from None
+    _show(result.report)
+    if report:
+        report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
+
+
+@region_app.command("solve")
+def solve(
+    events: Annotated[Path, typer.Argument(help="A region's record (region run --record).")],
+    config: RegionOption,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(help="Who decides the transfers (default: the record's)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the decisions (JSONL).")] = None,
+) -> None:
+    """Replay a recorded region through its hospitals and coordinator, no simulation: the
+    decisions of the recorded run, byte for byte, given the same region and coordinator."""
+    from scheduler.region.simulation import read_record, replay_region
+
+    region = _load(config)
+    check_outputs(out=out)
+    try:
+        recorded = read_record(events, region)
+    except LogError as exc:
+        raise fail(str(exc)) from None
+    chosen = coordinator or recorded.header.get("coordinator")
+    if not isinstance(chosen, str):
+        raise fail("--coordinator: the record does not say which; give it")
+    _check_coordinator(chosen)
+    try:
+        result = replay_region(region, recorded, chosen, out)
+    except LogError as exc:
+        raise fail(str(exc)) from None
+    except (InvariantViolation, RegionViolation) as exc:
+        raise fail(f"invariant broken: {exc}", 1) from None
+    if result.rejected:
+        typer.echo(
+            f"hospital: warning: {len(result.rejected)} recorded events did not fit the "
+            f"replayed decisions (another coordinator or region?); the first: "
+            f"{result.rejected[0]}",
+            err=True,
+        )
+    _show(result.report)
+
+
+@region_app.command("bench")
+def bench(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="A named region or region.toml (repeat; default: every named one)."),
+    ] = None,
+    coordinator: Annotated[
+        list[str] | None, typer.Option(help="Coordinators to compare (repeat; default: all).")
+    ] = None,
+    replications: Annotated[int, typer.Option(min=1, help="Seeds 1..N, paired.")] = 10,
+    duration: Annotated[str, typer.Option(help="Simulated time per run.")] = "24h",
+    out_json: Annotated[Path | None, typer.Option(help="Write every figure (JSON).")] = None,
+    out_md: Annotated[Path | None, typer.Option(help="Write the table (Markdown).")] = None,
+) -> None:
+    """Compare the coordinators on regions: patients referred out of the region, transfers
+    and their mean travel time, over paired replications with 95 % intervals, and the
+    region's fluid bound (the fewest referrals out any coordinator could reach)."""
+    names = scenario or region_config.region_names()
+    chosen = coordinator or list(COORDINATORS)
+    for name in chosen:
+        _check_coordinator(name)
+    bench_regions(names, chosen, replications, parse_duration(duration), out_json, out_md)
+
+
+def bench_regions(
+    names: list[str],
+    coordinators: list[str],
+    replications: int,
+    duration_ms: int,
+    out_json: Path | None,
+    out_md: Path | None,
+) -> None:
+    """The region bench's table on stdout, progress on stderr (`hospital region bench`, and
+    `hospital bench --scenario region-5`)."""
+    from scheduler.region.bench import run_region_bench, to_markdown
+
+    for name in names:
+        _load(name)
+    check_outputs(out_json=out_json, out_md=out_md)
+
+    def done(record: dict) -> None:
+        typer.echo(
+            f"{record['region']} {record['coordinator']} seed {record['seed']}: "
+            f"{record['referred_out']} referred out, {record['transfers']} transfers "
+            f"({record['wall_s']:.1f} s)",
+            err=True,
+        )
+
+    try:
+        result = run_region_bench(names, coordinators, replications, duration_ms, on_done=done)
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    table = to_markdown(result)
+    typer.echo(table)
+    try:
+        if out_json:
+            out_json.write_text(json.dumps(result, indent=2) + "\n")
+        if out_md:
+            out_md.write_text(table)
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror}") from None
+
+
+def _show(report: dict) -> None:
+    region = report["region"]
+    typer.echo(
+        f"region ({region['coordinator']}): {region['arrivals']} arrivals, "
+        f"{region['referred_out']} referred out of the region "
+        f"({region['referred_out_rate']:.2%}), {region['transfers']} transfers, "
+        f"mean travel {region['mean_transfer_travel_s'] / 60:.1f} min, "
+        f"occupancy spread {region['occupancy_spread']:.3f}"
+    )
+    for hospital_id, figures in report["hospitals"].items():
+        typer.echo(
+            f"  {hospital_id}: {figures['arrivals']} arrivals, {figures['not_taken']} not "
+            f"taken, {figures['transfers_out']} sent, {figures['transfers_in']} received, "
+            f"{figures['referred_out']} referred out, occupancy {figures['room_occupancy']:.2f}"
+        )
