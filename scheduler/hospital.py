@@ -77,7 +77,7 @@ class Task:
     staff_id: str | None = None
     acuity: int = 3  # the patient's (3 for cleaning: nobody's urgency)
     escalated: bool = False  # announced past its target wait
-    dispatched_ms: int | None = None  # when it was given to its staff member
+    dispatched_ms: int | None = None  # when given to its staff member (looking ahead only)
     # How the policies see it while it waits: the same every tick, so made once.
     open_task: OpenTask | None = field(default=None, compare=False, repr=False)
 
@@ -537,7 +537,9 @@ class Hospital:
 
     def _dispatch(self, task: Task, staff_id: str, now_ms: int) -> None:
         staff = self.staff[staff_id]
-        task.staff_id, task.dispatched_ms = staff_id, now_ms
+        task.staff_id = staff_id
+        if self.outlook is not None:  # only the forecast needs it (and snapshots keep it then)
+            task.dispatched_ms = now_ms
         staff.task_id = task.task_id
         staff.held_until_ms, staff.hold_spent = None, False
         del self.waiting[task.task_id]
