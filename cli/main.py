@@ -47,6 +47,7 @@ from scheduler import config as config_module
 from scheduler.config import Config, ConfigError
 from scheduler.events import shown
 from scheduler.jsonl import LogError
+from scheduler.validator import InvariantViolation
 
 app = typer.Typer(
     help="An event-driven hospital: patients, rooms, porters, medical staff and cleaners, "
@@ -308,6 +309,8 @@ def run(
         raise fail("interrupted", 130) from None
     except OSError as exc:
         raise fail(f"{exc.filename}: {exc.strerror}") from None
+    except InvariantViolation as exc:  # a scheduler's bug, said in one line
+        raise fail(f"invariant broken: {exc}", 1) from None
     Console().print(summary_table(figures, settings.scheduler.tick_s))
     if interrupted:
         if board is not None and dashboard_hold:
@@ -526,6 +529,8 @@ def solve(
             result = replay(settings, events, out, warmup_ms=warmup_ms)
     except LogError as exc:
         raise fail(str(exc)) from None
+    except InvariantViolation as exc:
+        raise fail(f"invariant broken: {exc}", 1) from None
     if report:
         result.report["capacity"] = run_bound(settings, result.report, warmup_ms)
         report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")

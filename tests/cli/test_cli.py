@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -372,3 +373,30 @@ def test_solve_replays_a_recorded_log_with_no_config_given(tmp_path):
     assert same_value.exit_code == 0 and same_value.stdout.encode() == decisions.read_bytes()
     broker = CliRunner().invoke(app, ["solve", str(events)], env={"HOSPITAL_KAFKA_PARTITIONS": "7"})
     assert broker.exit_code == 0 and broker.stdout.encode() == decisions.read_bytes()
+
+
+def test_a_broken_invariant_ends_run_and_solve_in_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """The validator's alarm is a scheduler's bug: `run` and `solve` say it in one line,
+    exit 1, with no traceback (the region commands already did)."""
+    from scheduler.validator import Auditor
+
+    record = tmp_path / "events.jsonl"
+    made = runner.invoke(
+        app, ["run", "--duration", "2m", "--speed", "max", "--record", str(record)]
+    )
+    assert made.exit_code == 0, made.output
+
+    def alarm(self, tick, inbound, decisions):
+        if tick >= 30:
+            self.fail(tick, "a planted alarm")
+
+    monkeypatch.setattr(Auditor, "check_tick", alarm)
+    for args in (["run", "--duration", "2m", "--speed", "max"], ["solve", str(record)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        errors = [line for line in result.output.splitlines() if line.startswith("hospital:")]
+        assert len(errors) == 1 and re.fullmatch(
+            r"hospital: error: invariant broken: tick \d+: a planted alarm", errors[0]
+        ), result.output
+        assert "Traceback" not in result.output
+        assert isinstance(result.exception, SystemExit)
