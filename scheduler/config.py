@@ -242,23 +242,28 @@ CONVENTIONAL_ENV = {
 
 def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Defaults, then the TOML file (if any), then the environment."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory, not a config file") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text file (not valid UTF-8)") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    data = {} if path is None else read_toml(path)
     return from_mapping(data, os.environ if environ is None else environ)
+
+
+def read_toml(
+    path: str | Path, kind: str = "config", error: type[ConfigError] = ConfigError
+) -> dict[str, Any]:
+    """A TOML file's tables; `error` says in one line why it cannot be had."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{kind} file not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, not a {kind} file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file (not valid UTF-8)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def from_mapping(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

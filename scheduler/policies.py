@@ -111,13 +111,7 @@ class CpSatPolicy:
         admitted = problem.admitted()
         sizes = [(len(problem.free_rooms), len(admitted))]
         bookings = self._bookings(problem, admitted)
-        tasks_of: dict[str, list[OpenTask]] = {}
-        for task in problem.tasks:
-            if not task.for_arrival or task.patient_id in bookings:
-                tasks_of.setdefault(task.role, []).append(task)
-        staff_of: dict[str, list[FreeStaff]] = {}
-        for member in problem.staff:
-            staff_of.setdefault(member.role, []).append(member)
+        tasks_of, staff_of = _by_role(problem, bookings)
         dispatches: dict[str, str] = {}
         for role, staff in staff_of.items():
             tasks = tasks_of.get(role)
@@ -147,13 +141,7 @@ class CpSatPolicy:
 
         self.solved += 1
         bookings, room_holds = lookahead.book(self, problem, problem.admitted())
-        tasks_of: dict[str, list[OpenTask]] = {}
-        for task in problem.tasks:
-            if not task.for_arrival or task.patient_id in bookings:
-                tasks_of.setdefault(task.role, []).append(task)
-        staff_of: dict[str, list[FreeStaff]] = {}
-        for member in problem.staff:
-            staff_of.setdefault(member.role, []).append(member)
+        tasks_of, staff_of = _by_role(problem, bookings)
         dispatches: dict[str, str] = {}
         staff_holds = {}
         notes: dict[str, str] = {}
@@ -238,3 +226,18 @@ def is_forced(problem: TickProblem) -> bool:
         ):
             return False
     return True
+
+
+def _by_role(
+    problem: TickProblem, bookings: dict[str, str]
+) -> tuple[dict[str, list[OpenTask]], dict[str, list[FreeStaff]]]:
+    """Each role's part of the tick: its tasks (an arrival's escort in only once booked) and
+    its free staff."""
+    tasks_of: dict[str, list[OpenTask]] = {}
+    for task in problem.tasks:
+        if not task.for_arrival or task.patient_id in bookings:
+            tasks_of.setdefault(task.role, []).append(task)
+    staff_of: dict[str, list[FreeStaff]] = {}
+    for member in problem.staff:
+        staff_of.setdefault(member.role, []).append(member)
+    return tasks_of, staff_of

@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,18 +128,7 @@ def region_path(name: str) -> Path:
 def load(path: str | Path) -> RegionConfig:
     """The region of a `region.toml`; `RegionError` says what is wrong with it."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RegionError(f"region file not found: {path}") from None
-    except IsADirectoryError:
-        raise RegionError(f"{path}: is a directory, not a region file") from None
-    except OSError as exc:
-        raise RegionError(f"{path}: cannot be read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RegionError(f"{path}: not a text file (not valid UTF-8)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RegionError(f"{path}: not valid TOML: {exc}") from None
+    data = config_module.read_toml(path, kind="region", error=RegionError)
     try:
         return from_mapping(data, path.parent)
     except ConfigError as exc:

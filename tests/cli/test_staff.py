@@ -5,6 +5,7 @@ a roster by the clock, and the same search on a Dask cluster of two workers."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,24 +17,7 @@ from scheduler.shifts import Roster
 
 runner = CliRunner()
 
-DEPARTMENT = """
-[hospital]
-floors = ["A", "B", "C"]
-rooms_per_floor = 8
-[staff]
-porters = 4
-nurses = 6
-doctors = 2
-cleaners = 5
-[arrivals]
-process = "poisson"
-interval_s = 40.0
-[durations]
-treatment_s = 900.0
-cleaning_s = 1200.0
-[travel]
-model = "layout"
-"""
+DEPARTMENT = Path(__file__).resolve().parents[2] / "examples" / "department.toml"
 # Eight rooms, a patient every 20 s, a minute's treatment and cleaning: a search in seconds.
 SMALL = """
 [hospital]
@@ -73,7 +57,7 @@ def test_the_cleaner_question_in_one_command(tmp_path):
     # "How many cleaners do I need to keep referrals under 5% and cleaner waits under 10
     # minutes?" Referrals under 5 % are out of the cleaners' reach (the medical staff bound
     # them at 64 %); the waits are a matter of cleaners.
-    department = write(tmp_path, "department.toml", DEPARTMENT)
+    department = str(DEPARTMENT)
     out_json = tmp_path / "answer.json"
     result = staff(
         department,

@@ -4,6 +4,7 @@ infeasible, the starting point, the offered load by hour, rosters and the shift 
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -12,33 +13,15 @@ from scheduler import rostering, staffing, staffing_hourly, targets
 from scheduler.confidence import Interval
 from scheduler.shifts import Roster
 
-# The analyst's department of issue 22: 24 rooms on 3 floors, 4 porters, 6 nurses + 2
-# doctors, 5 cleaners, a patient every 40 s (Poisson), treatments of 15 min, cleanings of 20.
-DEPARTMENT = """
-[hospital]
-floors = ["A", "B", "C"]
-rooms_per_floor = 8
-[staff]
-porters = 4
-nurses = 6
-doctors = 2
-cleaners = 5
-[arrivals]
-process = "poisson"
-interval_s = 40.0
-[durations]
-treatment_s = 900.0
-cleaning_s = 1200.0
-[travel]
-model = "layout"
-"""
+# The analyst's department of issue 22, the README's example: 24 rooms on 3 floors, 4
+# porters, 6 nurses + 2 doctors, 5 cleaners, a patient every 40 s (Poisson), treatments of
+# 15 min, cleanings of 20.
+DEPARTMENT = Path(__file__).resolve().parents[2] / "examples" / "department.toml"
 
 
 @pytest.fixture
-def department(tmp_path):
-    path = tmp_path / "department.toml"
-    path.write_text(DEPARTMENT)
-    return str(path)
+def department():
+    return str(DEPARTMENT)
 
 
 # --- targets -----------------------------------------------------------------------------
