@@ -10,12 +10,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from cli import service_commands
+from cli import region_services, service_commands
 from cli.bench import bench
 from cli.common import (
     ConfigOption,
@@ -153,6 +153,18 @@ def run(
             "(hospital hl7 listen's ADT messages only) or generator+hl7.",
         ),
     ] = "generator",
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="With --kafka: run a region (a region.toml or a named region) over scheduler "
+            "processes that share its hospitals, a coordinator and its standby (see the "
+            "README's Regional network section).",
+            show_default=False,
+        ),
+    ] = None,
+    schedulers: Annotated[
+        int, typer.Option(help="With --kafka --region: scheduler processes.")
+    ] = 3,
 ) -> None:
     """Run the whole hospital: patients arrive, the scheduler books rooms and dispatches
     porters, medical staff and cleaners, tick by tick. Prints the KPIs at the end, with the
@@ -180,6 +192,18 @@ def run(
         raise fail("--arrivals with hl7 runs on the wall clock: give --speed a number")
     if from_hl7 and no_db and not kafka:
         raise fail("--arrivals with hl7 needs the database, where the listener keeps them")
+    if region is not None:
+        if not kafka or speed_value is None:
+            raise fail(
+                "--region runs the distributed region: give --kafka and a --speed number "
+                "(hospital region run simulates one in a process)"
+            )
+        from cli.region_services import run_region_distributed
+
+        run_region_distributed(
+            region, db, duration_ms, speed_value, schedulers, "cpsat", seed, report, quiet
+        )
+        return
     settings = load_config(config, policy)
     warn_about(settings)
     if kafka if kafka is not None else settings.kafka.enabled:
@@ -427,6 +451,26 @@ def replay_config(events: Path, config: Path | None, policy: str | None) -> Conf
     return given
 
 
+def region_member(events: Path) -> dict[str, Any]:
+    """How to replay a log of one hospital of a distributed region (`hospital region
+    export`): by a member's scheduler, with the region's events; nothing for another log."""
+    from scheduler import jsonl
+
+    header = jsonl.header(events) or {}
+    hospital_id = header.get("region_member")
+    if hospital_id is None:
+        return {}
+    if not isinstance(hospital_id, str) or not hospital_id:
+        raise fail(f"{events}:1: the run header's region_member must be a hospital id")
+    from scheduler.region import events as rev
+    from scheduler.region.member import MemberScheduler
+
+    return {
+        "make": lambda c: MemberScheduler(c, hospital_id, requests_transfers=True),
+        "parse": rev.parse_member_data,
+    }
+
+
 def _another_config(
     events: Path, changed: list[str], config: Path | None, policy: str | None
 ) -> str:
@@ -517,6 +561,7 @@ def solve(
     check_outputs(out=out, report=report)
     warmup_ms = parse_warmup(warmup)
     settings = replay_config(events, config, policy)
+    member = region_member(events)
     try:
         if out is None:
             result = replay(
@@ -524,9 +569,10 @@ def solve(
                 events,
                 on_decisions=lambda ds: jsonl.write(sys.stdout, ds),
                 warmup_ms=warmup_ms,
+                **member,
             )
         else:
-            result = replay(settings, events, out, warmup_ms=warmup_ms)
+            result = replay(settings, events, out, warmup_ms=warmup_ms, **member)
     except LogError as exc:
         raise fail(str(exc)) from None
     except InvariantViolation as exc:
@@ -573,6 +619,10 @@ def db_check(db: DbOption = None, config: ConfigOption = None) -> None:
 
 # The commands of their own modules, each registered under its name.
 app.command("scheduler")(service_commands.scheduler_service)
+region_app.command("scheduler")(region_services.region_scheduler)
+region_app.command("coordinator")(region_services.region_coordinator)
+region_app.command("world")(region_services.region_world)
+region_app.command("export")(region_services.region_export)
 app.command("generator")(service_commands.generator_service)
 app.command("worker")(service_commands.worker_service)
 app.command("status")(service_commands.status)

@@ -410,7 +410,7 @@ def parse(data: Any, vocabulary: Mapping[str, type[Event]] | None = None) -> Eve
             if not isinstance(isolation, bool):
                 raise BadEvent(f"{kind}: 'isolation' must be true or false")
             values["isolation"] = isolation
-        elif f.name in ("waited_s", "sla_s", "until_s"):
+        elif f.name in ("waited_s", "sla_s", "until_s", "travel_s"):
             number = data.get(f.name)
             if (
                 isinstance(number, bool)

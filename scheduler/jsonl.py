@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -55,11 +55,14 @@ def write(stream: IO[str], events: Iterable[ev.Event], **extra) -> None:
 
 
 def read(
-    path: str | Path, vocabulary: Mapping[str, type[ev.Event]] | None = None
+    path: str | Path,
+    vocabulary: Mapping[str, type[ev.Event]] | None = None,
+    parse: Callable[[Any], ev.Event] | None = None,
 ) -> Iterator[Recorded]:
-    """The events of a log, in file order. Raises `LogError` at the first bad line: not
-    UTF-8, not JSON, not an event, a `run.header` past the first line, or a tick before the
-    tick of a line above it (a recorded log is in tick order; the scheduler cannot go back)."""
+    """The events of a log, in file order (each parsed by `parse`, if given: a region
+    member's events). Raises `LogError` at the first bad line: not UTF-8, not JSON, not an
+    event, a `run.header` past the first line, or a tick before the tick of a line above it
+    (a recorded log is in tick order; the scheduler cannot go back)."""
     try:
         # bytes: a line that is not UTF-8 is named, not the file; opened before the `with`
         # so that only its own error is caught here
@@ -88,7 +91,7 @@ def read(
                         f"a {HEADER} belongs on the first line of a log, not in the middle"
                     )
                 first = False
-                event = ev.parse(data, vocabulary)
+                event = parse(data) if parse is not None else ev.parse(data, vocabulary)
                 tick = ev.recorded_tick(data)
             except ev.BadEvent as exc:
                 raise LogError(f"{path}:{number}: {exc}") from None

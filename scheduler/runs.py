@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler import config as config_module
+from scheduler import events as ev
 from scheduler import jsonl
 from scheduler.config import Config, staff_roster
 from scheduler.engine import Scheduler, TickResult, canonical_order, covering_tick
@@ -146,14 +147,17 @@ def replay(
     out: Path | None = None,
     on_decisions: Callable[[list], None] | None = None,
     warmup_ms: int = 0,
+    make: Callable[[Config], Scheduler] = Scheduler,
+    parse: Callable[[Any], ev.Event] | None = None,
 ) -> Replay:
     """Feed a recorded event log to a fresh scheduler, tick by tick as recorded (or by the
     events' times when the log has no ticks); the KPIs leave out its first `warmup_ms`.
-    Raises `jsonl.LogError` on a bad line."""
-    records = list(jsonl.read(events_path))
+    `make` and `parse` make the scheduler and read the events (a hospital of a distributed
+    region: its member's). Raises `jsonl.LogError` on a bad line."""
+    records = list(jsonl.read(events_path, parse=parse))
+    scheduler = make(config)
     if not records:
         raise jsonl.LogError(f"{events_path}: no events to replay")
-    scheduler = Scheduler(config)
     by_tick: dict[int, list[jsonl.Recorded]] = defaultdict(list)
     for record in records:
         tick = (

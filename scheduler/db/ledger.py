@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -54,6 +54,8 @@ class Ledger:
         self.engine = self.store.engine
         # When several schedulers share the database: the lease every commit is fenced by.
         self.lease: Lease | None = None
+        # How a stored or read inbound event is parsed (a region's member has its own events).
+        self.parse: Callable[[str | bytes], ev.Event] = ev.parse_json
 
     def reload(self) -> None:
         """Forget what this process knew of the tables: another scheduler wrote them since
@@ -177,7 +179,7 @@ class Ledger:
                 InboundEvent.tick > after, InboundEvent.tick <= last
             )
             for row in session.execute(query):
-                inbound[row.tick].append(ev.parse_json(row.payload))
+                inbound[row.tick].append(self.parse(row.payload))
             decisions: dict[int, list[str]] = defaultdict(list)
             query = (
                 select(DecisionRow.tick, DecisionRow.payload)
@@ -190,11 +192,15 @@ class Ledger:
             yield tick, inbound.get(tick, []), decisions.get(tick, [])
 
     def export(
-        self, events_path=None, decisions_path=None, header: tuple[dict, int] | None = None
+        self,
+        events_path=None,
+        decisions_path=None,
+        header: tuple[dict, int] | None = None,
+        **more_header,
     ) -> tuple[int, int]:
         """Write the applied inbound events (each with its tick) and the decisions as JSONL,
         for `hospital solve`, either or both; the events after a `run.header` of `header`'s
-        config and seed, if given. Returns how many of each."""
+        config and seed (and `more_header`), if given. Returns how many of each."""
         from scheduler import jsonl
         from scheduler.engine import canonical_order
 
@@ -202,7 +208,7 @@ class Ledger:
         with contextlib.ExitStack() as files:
             events_file = files.enter_context(open(events_path, "w")) if events_path else None
             if events_file and header is not None:
-                jsonl.write_header(events_file, *header)
+                jsonl.write_header(events_file, *header, **more_header)
             out_file = files.enter_context(open(decisions_path, "w")) if decisions_path else None
             for tick, inbound, stored in self.history():
                 if events_file:

@@ -215,7 +215,7 @@ class SqlStore:
         for event in consumed:
             at = event.time_ms / 1000
             inbound.append((event.event_id, tick, event.TYPE, at, event.to_json()))
-            if type(event) is ev.PatientArrived:
+            if isinstance(event, ev.PatientArrived):  # a region's transfer arriving too
                 self.new_patients[event.patient_id] = {
                     "patient_id": event.patient_id,
                     "arrived_at": at,
@@ -228,6 +228,8 @@ class SqlStore:
                 }
                 born["escort_in", event.patient_id] = at
                 continue
+            if not isinstance(event, ev.COMPLETIONS + ev.ARRIVAL_CHANGES):
+                continue  # a region's transfer offer: kept in the inbound rows, no state
             if isinstance(event, ev.ARRIVAL_CHANGES):  # of an arrival of this tick
                 if type(event) is ev.PatientWithdrawn:  # as if it never came
                     del self.new_patients[event.patient_id], born["escort_in", event.patient_id]
@@ -247,7 +249,7 @@ class SqlStore:
         decisions, decide = self.decisions, self._DECIDE
         for position, d in enumerate(decided):
             decisions.append((d.event_id, d.tick, position, d.TYPE, d.time_ms / 1000, d.to_json()))
-            decide[type(d)](self, d, now, born)
+            decide.get(type(d), _no_change)(self, d, now, born)
         self.ticks.append(
             (tick, now, self.policy, solve_ms, len(consumed), len(decided), n_rejected)
         )
@@ -311,6 +313,7 @@ class SqlStore:
         if kind == "clean":
             self._room(d.room_id, {"status": "cleaning"})
 
+    # A region's transfer decisions are not here: kept in the decisions table, no row changes.
     _DECIDE: dict[type, Callable[..., None]] = {
         ev.PatientAdmitted: _admitted,
         ev.PatientReferred: _referred,
@@ -473,6 +476,10 @@ class SqlStore:
 _TICK_COLUMNS = ("tick", "time", "policy", "solve_ms", "n_consumed", "n_decisions", "n_rejected")
 _DECISION_COLUMNS = ("event_id", "tick", "position", "type", "time", "payload")
 _INBOUND_COLUMNS = ("event_id", "tick", "type", "time", "payload")
+
+
+def _no_change(_store: SqlStore, _decision: Any, _now: float, _born: Any) -> None:
+    pass
 
 
 def _change(new: dict[str, Row], updates: dict[str, Row], key: str, id_: str, values: Row) -> None:

@@ -20,13 +20,14 @@ relays everything owed before it exits. `faults.py` has the fault points the cra
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from scheduler import events as ev
 from scheduler import snapshot as snapshots
@@ -66,10 +67,13 @@ class Pending:
     foreign: int = 0  # messages of another run, skipped
 
 
-def restore(config: Config, ledger: Ledger) -> Scheduler:
+def restore(
+    config: Config, ledger: Ledger, make: Callable[[Config], Scheduler] = Scheduler
+) -> Scheduler:
     """A scheduler in the state the stored ticks leave it in: the latest snapshot, if it
     was taken under the same config and passes its checks, then the ticks after it,
-    replayed; otherwise (or if those ticks replay otherwise) every tick, replayed."""
+    replayed; otherwise (or if those ticks replay otherwise) every tick, replayed into a
+    fresh one (`make`: a region's member hospital takes no snapshots)."""
     snapshot = ledger.latest_snapshot()
     if snapshot is not None:
         try:
@@ -84,7 +88,7 @@ def restore(config: Config, ledger: Ledger) -> Scheduler:
                 snapshot[0],
                 exc,
             )
-    return replay(Scheduler(config), ledger, -1)
+    return replay(make(config), ledger, -1)
 
 
 def replay(scheduler: Scheduler, ledger: Ledger, after: int) -> Scheduler:
@@ -279,8 +283,15 @@ class LiveScheduler:
         clock: LiveClock,
         until_ms: int | None = None,
         stop: threading.Event | None = None,
+        make: Callable[[Config], Scheduler] = Scheduler,
+        snapshot_every: int | None = SNAPSHOT_EVERY,
+        transactional_id: str | None = None,
     ):
         self.config = config
+        # A region's member: its own scheduler class, events and parser, no snapshots.
+        self.make = make
+        self.snapshot_every = snapshot_every
+        self.transactional_id = transactional_id  # several hospitals of one run: one each
         self.ledger = ledger
         self.run_id = run_id
         self.clock = clock
@@ -326,7 +337,7 @@ class LiveScheduler:
         self.scheduler = (
             self.warm_up(warm)
             if warm is not None and not fresh
-            else restore(self.config, self.ledger)
+            else restore(self.config, self.ledger, self.make)
         )
         self.faults = Faults.from_environment(self.scheduler.last_tick)
         self.fenced = self.ledger.lease is not None
@@ -334,7 +345,9 @@ class LiveScheduler:
             # Before reading what the broker has: from now on a deposed scheduler's producer
             # cannot write what it still had in hand.
             self.producer = bus.producer(
-                self.config, f"hospital-scheduler-{self.run_id}", batched=True
+                self.config,
+                self.transactional_id or f"hospital-scheduler-{self.run_id}",
+                batched=True,
             )
             self.producer.init_transactions()
         else:
@@ -358,7 +371,7 @@ class LiveScheduler:
                 return scheduler
             except (ReplayMismatch, InvariantViolation, ValueError) as exc:
                 log.warning("the followed state does not replay (%s): restoring", exc)
-        return restore(self.config, self.ledger)
+        return restore(self.config, self.ledger, self.make)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -412,7 +425,7 @@ class LiveScheduler:
             try:
                 self.ledger.forget_unwritten()
                 stored = self.ledger.offsets()
-                self.scheduler = restore(self.config, self.ledger)
+                self.scheduler = restore(self.config, self.ledger, self.make)
                 break
             except (StoreError, SQLAlchemyError):
                 if self.stop.is_set() or time.monotonic() + delay > deadline:
@@ -533,7 +546,7 @@ class LiveScheduler:
                     pending.foreign += 1
                     continue
                 try:
-                    event = ev.parse_json(message.value)
+                    event = self.ledger.parse(message.value)
                 except Exception as exc:  # noqa: BLE001 - whatever it is, it is not an event
                     reason = (
                         str(exc)
@@ -582,7 +595,8 @@ class LiveScheduler:
             return False
         ticks = [(result, outbox_for(self.config, result, self.routes)) for result in results]
         snapshot = None
-        if self.counters["ticks"] - self.snapshot_at >= SNAPSHOT_EVERY:
+        every = self.snapshot_every
+        if every is not None and self.counters["ticks"] - self.snapshot_at >= every:
             snapshot = snapshots.dump(self.scheduler)
             self.snapshot_at = self.counters["ticks"]
         # If this fails the process stops: the state in memory is ahead of the database,
@@ -644,7 +658,7 @@ class LiveScheduler:
                 exc,
             )
         # The state in memory is that of a failed tick: back to the one committed.
-        self.scheduler = restore(self.config, self.ledger)
+        self.scheduler = restore(self.config, self.ledger, self.make)
         results, failed = [], []
         for tick, events in groups:
             result, culprits = self.isolate(max(tick, self.scheduler.last_tick + 1), events)
@@ -665,26 +679,36 @@ class LiveScheduler:
         """Run one tick that may raise. If it does, the first event without which it does
         not is the culprit, dead-lettered with the error; if there is none, every event of
         the tick is, and the tick is not run. The state is as it was before each try."""
-        saved = snapshots.dump(self.scheduler)  # the state to go back to, as a restart would
+        saved = self.save_state()  # the state to go back to, as a restart would
         try:
             return self.run_tick(tick, events), []
         except Exception as exc:  # noqa: BLE001
             error = f"the tick failed: {type(exc).__name__}: {exc}"
         for culprit in canonical_order(events):
-            self.scheduler = snapshots.load(self.config, saved)
+            self.scheduler = self.saved_state(saved)
             try:
                 result = self.run_tick(tick, [e for e in events if e is not culprit])
             except Exception:  # noqa: BLE001, S112 - not this one alone: try the next
                 continue
             log.warning("dead-lettering %s: %s", culprit.event_id, error)
             return result, [(culprit, error)]
-        self.scheduler = snapshots.load(self.config, saved)
+        self.scheduler = self.saved_state(saved)
         log.warning(
             "tick %d fails whatever event is left out: dead-lettering its %d events",
             tick,
             len(events),
         )
         return None, [(event, f"{error} (with or without this event)") for event in events]
+
+    def save_state(self) -> Any:
+        if self.snapshot_every is None:  # no snapshot of this scheduler's kind: a copy
+            return copy.deepcopy(self.scheduler)
+        return snapshots.dump(self.scheduler)
+
+    def saved_state(self, saved: Any) -> Scheduler:
+        if self.snapshot_every is None:
+            return copy.deepcopy(saved)
+        return snapshots.load(self.config, saved)
 
     # --- the lease --------------------------------------------------------------------
 

@@ -142,3 +142,24 @@ def parse_inbound(data: dict[str, Any]) -> ev.Event:
         isolation=event.isolation,
         transferred_from=origin,
     )
+
+
+def parse_member_event(text: str | bytes) -> ev.Event:
+    """An inbound event of a member hospital as the distributed mode carries it: its own
+    events, a transfer's arrival, or the coordinator's `transfer.offered`. Raises
+    `ev.BadEvent`."""
+    return parse_member_data(ev.loads(text))
+
+
+def parse_member_data(data: Any) -> ev.Event:
+    """`parse_member_event`, of the JSON object."""
+    if isinstance(data, dict) and data.get("type") == TransferOffered.TYPE:
+        return parse_wire(data, {TransferOffered.TYPE: TransferOffered})
+    return parse_inbound(data)
+
+
+def parse_wire(data: Any, vocabulary: dict[str, type[ev.Decision]]) -> ev.Decision:
+    """A decision of `vocabulary` from its JSON object, `from` read as `origin`."""
+    if isinstance(data, dict) and "from" in data:
+        data = {**data, "origin": data["from"]}
+    return ev.parse(data, vocabulary)

@@ -11,14 +11,15 @@ its own patients, with three additions, all in its own tick:
   patient goes into the room reserved for them.
 
 The hospital's own `patient.referred` stays its decision; the region turns it into a
-`transfer.requested` (`network`).
+`transfer.requested` (`network`), or, in the distributed mode where the coordinator is
+another process, the member does it itself (`requests_transfers`).
 """
 
 from __future__ import annotations
 
 from scheduler import events as ev
 from scheduler.config import Config
-from scheduler.engine import Scheduler
+from scheduler.engine import Scheduler, TickResult
 from scheduler.hospital import Hospital, Rejected
 from scheduler.problem import Solution, TickProblem
 from scheduler.region import events as rev
@@ -184,11 +185,54 @@ class MemberAuditor(Auditor):
 
 
 class MemberScheduler(Scheduler):
-    """The tick scheduler of a member hospital (`Scheduler`, with `MemberHospital`)."""
+    """The tick scheduler of a member hospital (`Scheduler`, with `MemberHospital`). With
+    `requests_transfers` (the distributed mode), a patient it cannot take is decided as a
+    `transfer.requested` from `hospital_id`, for the coordinator."""
 
     hospital: MemberHospital
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, hospital_id: str = "", requests_transfers: bool = False):
         super().__init__(config)
         self.hospital = MemberHospital(config)
         self.auditor = MemberAuditor(config) if config.scheduler.validate else None
+        self.hospital_id = hospital_id
+        self.requests_transfers = requests_transfers
+
+    def tick(self, tick: int, inbound: list[ev.Event]) -> TickResult:
+        result = super().tick(tick, inbound)
+        if self.requests_transfers:
+            arrived = arrivals_of(result)
+            result.decisions = [
+                transfer_request(d, arrived[d.patient_id], self.hospital_id)
+                if isinstance(d, ev.PatientReferred)
+                else d
+                for d in result.decisions
+            ]
+        return result
+
+
+def arrivals_of(result: TickResult) -> dict[str, ev.PatientArrived | ev.PatientUpdated]:
+    """The tick's arrivals by patient, as last updated in the tick: a patient it refers
+    arrived in it."""
+    arrived: dict[str, ev.PatientArrived | ev.PatientUpdated] = {}
+    for event in result.consumed:
+        if isinstance(event, ev.PatientArrived | ev.PatientUpdated):
+            arrived[event.patient_id] = event
+    return arrived
+
+
+def transfer_request(
+    referral: ev.PatientReferred,
+    patient: ev.PatientArrived | ev.PatientUpdated,
+    hospital_id: str,
+) -> rev.TransferRequested:
+    """A hospital's referral, as its request to be placed elsewhere in the region."""
+    return rev.TransferRequested(
+        referral.event_id,
+        referral.time_ms,
+        referral.tick,
+        referral.patient_id,
+        hospital_id,
+        acuity=patient.acuity,
+        isolation=patient.isolation,
+    )

@@ -23,7 +23,7 @@ from scheduler.engine import TickResult
 from scheduler.region import events as rev
 from scheduler.region.config import RegionConfig
 from scheduler.region.coordinator import Capacity, Coordinator, Request
-from scheduler.region.member import MemberScheduler
+from scheduler.region.member import MemberScheduler, arrivals_of, transfer_request
 
 
 @dataclass
@@ -79,22 +79,10 @@ class Network:
         return out
 
     def _hospital_decisions(self, hospital_id: str, result: TickResult, out: RegionTick) -> None:
-        arrived = {e.patient_id: e for e in result.consumed if isinstance(e, ev.PatientArrived)}
-        for change in result.consumed:
-            if isinstance(change, ev.PatientUpdated):
-                arrived[change.patient_id] = change  # type: ignore[assignment]
+        arrived = arrivals_of(result)
         for decision in result.decisions:
             if isinstance(decision, ev.PatientReferred) and self.transfers:
-                patient = arrived[decision.patient_id]
-                decision = rev.TransferRequested(
-                    decision.event_id,
-                    decision.time_ms,
-                    decision.tick,
-                    decision.patient_id,
-                    hospital_id,
-                    acuity=patient.acuity,
-                    isolation=patient.isolation,
-                )
+                decision = transfer_request(decision, arrived[decision.patient_id], hospital_id)
                 request = Request(
                     decision.patient_id,
                     hospital_id,

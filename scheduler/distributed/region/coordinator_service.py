@@ -1,0 +1,406 @@
+"""The region's coordinator as a service: the transfer protocol between the hospitals'
+schedulers, over Kafka, with its state in PostgreSQL and a standby.
+
+It reads every hospital's decisions topic (`transfer.requested`, `.accepted`, `.declined`,
+and the admissions of transferred patients), and every step (a quarter of a wall second)
+it decides, with the embedded region's coordinator (`scheduler.region.coordinator`): the
+requests past `max_wait_s` (or that the rules forbid moving) are referred out of the region,
+the others offered to a hospital with room. A hospital's free rooms are read from its schema
+(its last committed tick), less the rooms it holds for patients on their way. An accepted
+patient's `patient.arrived` (with `transferred_from`) is sent to the receiving hospital when
+the run's clock reaches the end of the drive.
+
+A step's state (the requests, the patients on the road, the positions read, the messages
+owed) commits in one transaction, fenced by the coordinator's lease, with the step's
+decisions (`region_decisions`, keyed by event id: one row each, whoever sends it twice);
+only then are its messages sent, and marked sent at the next commit. A standby that takes
+over loads the state and sends again what was owed; the schedulers drop an event id they
+have applied, so a message sent twice is applied once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Double, Engine, Integer, MetaData, String, Text, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from scheduler import events as ev
+from scheduler.config import Config
+from scheduler.db.lease import Lease, LeaseBase, LeaseLost
+from scheduler.db.models import NAMING_CONVENTION
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.region import members
+from scheduler.hospital import Hospital
+from scheduler.region import coordinator as coordinators
+from scheduler.region import events as rev
+from scheduler.region.config import RegionConfig
+from scheduler.region.coordinator import Capacity, Request
+
+log = logging.getLogger("hospital.region.coordinator")
+STEP_S = 0.25
+GRACE_MS = 60_000  # past the run's end: transfers still on the road are delivered
+WATCHED = {
+    **rev.DECISIONS,
+    ev.PatientAdmitted.TYPE: ev.PatientAdmitted,
+}
+
+
+class StateBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class StateRow(StateBase):
+    """The coordinator's state after its last step, as one JSON document per run."""
+
+    __tablename__ = "coordinator_state"
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step_at: Mapped[float] = mapped_column(Double)
+    state: Mapped[str] = mapped_column(Text)
+
+
+class RegionDecisionRow(StateBase):
+    """Every decision of the coordinator, once."""
+
+    __tablename__ = "region_decisions"
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    time_ms: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+
+
+def prepare(engine: Engine) -> None:
+    """The coordinator's tables in its schema (its own: no hospital's migrations apply)."""
+    LeaseBase.metadata.create_all(engine)
+    StateBase.metadata.create_all(engine)
+
+
+@dataclass
+class State:
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "origin/patient" -> request
+    on_road: list[dict[str, Any]] = field(default_factory=list)  # arrivals to send, by time
+    held: dict[str, list[str]] = field(default_factory=dict)  # arriving id -> [hospital, room]
+    positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offset
+    owed: list[list[str]] = field(default_factory=list)  # [topic, key, value] not yet sent
+    offers: int = 0
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def load(cls, text_: str) -> State:
+        return cls(**json.loads(text_))
+
+
+class CoordinatorService:
+    def __init__(
+        self,
+        region: RegionConfig,
+        base: Config,
+        *,
+        run_id: str,
+        clock: LiveClock,
+        until_ms: int | None,
+        coordinator: str,
+        coordinator_id: str,
+        stop: threading.Event | None = None,
+    ):
+        from scheduler.db.store import connect
+
+        self.region, self.base, self.run_id = region, base, run_id
+        self.clock, self.until_ms = clock, until_ms
+        self.coordinator = coordinators.make(coordinator)
+        self.stop = stop or threading.Event()
+        self.engine = connect(members.schema_url(base.database.url, members.COORDINATOR_SCHEMA))
+        prepare(self.engine)
+        self.lease = Lease(self.engine, coordinator_id)
+        self.configs = {h: members.member_config(region, h, base) for h in region.ids}
+        self.rooms = {h: _Rooms(c) for h, c in self.configs.items()}
+        self.by_topic = {c.kafka.decisions_topic: h for h, c in self.configs.items()}
+        self.state = State()
+        self.counters = {"steps": 0, "offers": 0, "referred_out": 0, "arrivals_sent": 0}
+
+    # --- active or standby --------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Coordinate until the run is over: at once if no other coordinator is active, else
+        as its standby, once it is gone (its lease released or expired)."""
+        while not self.stop.is_set():
+            log.info("coordinator %s: waiting for the lease", self.lease.holder)
+            if not self.lease.wait(True, self.stop):
+                return
+            log.info("coordinator %s: active, lease epoch %d", self.lease.holder, self.lease.epoch)
+            try:
+                self.lead()
+                return
+            except LeaseLost as exc:
+                log.warning("%s: stepping down to standby", exc)
+            finally:
+                self.lease.release()
+
+    def lead(self) -> None:
+        from kafka import TopicPartition
+
+        self.state = self.load()
+        consumer = bus.consumer(self.base)
+        producer = bus.producer(self.base)
+        outbox = bus.Outbox(producer, bus.headers(self.run_id, "coordinator"))
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in sorted(self.by_topic)
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            consumer.assign(partitions)
+            for tp in partitions:
+                at = self.state.positions.get(f"{tp.topic}:{tp.partition}")
+                if at is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, at)
+            self.send(outbox)  # what the last holder committed and may not have sent
+            end_ms = None if self.until_ms is None else self.until_ms + GRACE_MS
+            while not self.stop.is_set():
+                started = time.monotonic()
+                self.read(consumer)
+                decisions = self.step(self.clock.now_ms())
+                self.commit(decisions)
+                self.send(outbox)
+                self.counters["steps"] += 1
+                if end_ms is not None and self.clock.now_ms() > end_ms and not self.state.on_road:
+                    break
+                self.stop.wait(max(0.0, STEP_S - (time.monotonic() - started)))
+        finally:
+            consumer.close()
+            bus.close_producer(producer)
+        log.info("coordinator %s: done (%s)", self.lease.holder, self.counters)
+
+    # --- the state ----------------------------------------------------------------------
+
+    def load(self) -> State:
+        with Session(self.engine) as session:
+            row = session.get(StateRow, self.run_id)
+            return State.load(row.state) if row is not None else State()
+
+    def commit(self, decisions: list[ev.Decision]) -> None:
+        with Session(self.engine) as session, session.begin():
+            self.lease.fence(session)
+            session.merge(
+                StateRow(run_id=self.run_id, step_at=time.time(), state=self.state.dump())
+            )
+            for d in decisions:
+                session.merge(
+                    RegionDecisionRow(
+                        run_id=self.run_id,
+                        event_id=d.event_id,
+                        time_ms=d.time_ms,
+                        type=d.TYPE,
+                        payload=d.to_json(),
+                    )
+                )
+
+    def send(self, outbox: bus.Outbox) -> None:
+        """Send what is owed; forgotten once the broker has it (the next commit says so)."""
+        if not self.state.owed:
+            return
+        for topic, key, value in self.state.owed:
+            outbox.send(topic, key.encode(), value.encode())
+        outbox.flush()
+        self.state.owed = []
+
+    # --- reading the hospitals ------------------------------------------------------------
+
+    def read(self, consumer) -> None:
+        for tp, messages in consumer.poll(timeout_ms=0, max_records=5000).items():
+            hospital_id = self.by_topic[tp.topic]
+            for message in messages:
+                self.state.positions[f"{tp.topic}:{tp.partition}"] = message.offset + 1
+                if bus.header(message, "run") != self.run_id:
+                    continue
+                value = message.value or b""
+                if b'"transfer.' not in value and b'"patient.admitted"' not in value:
+                    continue  # most decisions are no business of the region's
+                try:
+                    data = ev.loads(value)
+                    decision = rev.parse_wire(data, WATCHED)
+                except ev.BadEvent:
+                    continue
+                self.heard(hospital_id, decision)
+
+    def heard(self, hospital_id: str, decision: ev.Decision) -> None:
+        state = self.state
+        if isinstance(decision, rev.TransferRequested):
+            key = rev.arriving_id(decision.origin, decision.patient_id)
+            state.pending.setdefault(
+                key,
+                {
+                    "patient_id": decision.patient_id,
+                    "origin": decision.origin,
+                    "acuity": decision.acuity,
+                    "isolation": decision.isolation,
+                    "requested_ms": decision.time_ms,
+                    "offered_to": None,
+                },
+            )
+        elif isinstance(decision, rev.TransferAccepted):
+            key = rev.arriving_id(decision.origin, decision.patient_id)
+            request = state.pending.pop(key, None)
+            if request is None:
+                return  # heard before (a message read again)
+            travel_ms = self.region.travel_ms[decision.origin, decision.to]
+            arrival = rev.TransferArrived(
+                f"transfer-{key}",
+                decision.time_ms + travel_ms,
+                key,
+                acuity=request["acuity"],
+                isolation=request["isolation"],
+                transferred_from=decision.origin,
+            )
+            state.on_road.append({"to": decision.to, "event": arrival.to_json()})
+            state.on_road.sort(key=lambda r: (json.loads(r["event"])["time"], r["event"]))
+            state.held[key] = [decision.to, decision.room_id]
+        elif isinstance(decision, rev.TransferDeclined):
+            request = state.pending.get(rev.arriving_id(decision.origin, decision.patient_id))
+            if request is not None and request["offered_to"] == decision.to:
+                request["offered_to"] = None
+        elif isinstance(decision, ev.PatientAdmitted):
+            state.held.pop(decision.patient_id, None)  # the held room is now booked
+
+    # --- one step -----------------------------------------------------------------------
+
+    def step(self, now_ms: int) -> list[ev.Decision]:
+        """Refer out, offer, and send the arrivals due: the step's decisions (also owed to
+        Kafka, with the arrivals)."""
+        state = self.state
+        tick = now_ms // self.region.tick_ms
+        decided: list[ev.Decision] = []
+        waiting: list[Request] = []
+        max_wait_ms = self.region.rules.max_wait_ms
+        for key, r in sorted(state.pending.items()):
+            if r["offered_to"] is not None:
+                continue
+            request = Request(
+                r["patient_id"], r["origin"], r["acuity"], r["isolation"], r["requested_ms"]
+            )
+            waited_ms = now_ms - request.requested_ms
+            why = self.movable(request) or (
+                f"no hospital accepted within {max_wait_ms / 1000:g} s"
+                if waited_ms >= max_wait_ms
+                else ""
+            )
+            if why:
+                del state.pending[key]
+                decided.append(
+                    rev.PatientReferredOut(
+                        f"out-{key}",
+                        now_ms,
+                        tick,
+                        request.patient_id,
+                        request.origin,
+                        waited_s=max(0, waited_ms) / 1000,
+                        reason=why,
+                    )
+                )
+            else:
+                waiting.append(request)
+        if waiting:
+            capacity = self.capacity()
+            for request, to in self.coordinator.offers(
+                now_ms, waiting, capacity, self.region.travel_ms
+            ):
+                state.offers += 1
+                state.pending[rev.arriving_id(request.origin, request.patient_id)]["offered_to"] = (
+                    to
+                )
+                offer = rev.TransferOffered(
+                    f"offer-{state.offers}-{request.origin}-{request.patient_id}",
+                    now_ms,
+                    tick,
+                    request.patient_id,
+                    request.origin,
+                    to,
+                    acuity=request.acuity,
+                    isolation=request.isolation,
+                    travel_s=self.region.travel_ms[request.origin, to] / 1000,
+                )
+                decided.append(offer)
+                self.owe(self.configs[to].kafka.inbound_topic, offer)
+        while state.on_road and json.loads(state.on_road[0]["event"])["time"] * 1000 <= now_ms:
+            road = state.on_road.pop(0)
+            state.owed.append(
+                [self.configs[road["to"]].kafka.inbound_topic, _key(road["event"]), road["event"]]
+            )
+            self.counters["arrivals_sent"] += 1
+        for d in decided:
+            self.owe(members.coordinator_topic(), d)
+        self.counters["offers"] += sum(isinstance(d, rev.TransferOffered) for d in decided)
+        self.counters["referred_out"] += sum(isinstance(d, rev.PatientReferredOut) for d in decided)
+        return decided
+
+    def owe(self, topic: str, event: ev.Event) -> None:
+        self.state.owed.append([topic, bus.key_of(event).decode(), event.to_json()])
+
+    def movable(self, request: Request) -> str:
+        rules = self.region.rules
+        if request.acuity <= 2 and not rules.move_urgent:
+            return f"ESI {request.acuity}: not moved (transfers.move_urgent = false)"
+        if request.isolation and not rules.move_isolation:
+            return "needs isolation: not moved (transfers.move_isolation = false)"
+        return ""
+
+    def capacity(self) -> dict[str, Capacity]:
+        """Every hospital's free rooms as its schema has them, less the rooms held for
+        patients on the road (a held room is `free` in the schema: only its scheduler
+        knows it is held)."""
+        held = {(h, room) for h, room in self.state.held.values()}
+        union = " UNION ALL ".join(
+            f"SELECT '{h}' AS hospital, room_id, status FROM \"{members.schema_of(h)}\".rooms "
+            f"WHERE status IN ('free', 'dirty', 'cleaning')"
+            for h in self.region.ids
+        )
+        free: dict[str, list[str]] = {h: [] for h in self.region.ids}
+        freeing = dict.fromkeys(self.region.ids, 0)
+        with self.engine.connect() as connection:
+            for hospital, room_id, status in connection.execute(text(union)):
+                if status == "free" and (hospital, room_id) not in held:
+                    free[hospital].append(room_id)
+                elif status != "free":
+                    freeing[hospital] += 1
+        return {h: self.rooms[h].capacity(free[h], freeing[h]) for h in self.region.ids}
+
+
+class _Rooms:
+    """A hospital's rooms as the coordinator needs them: which isolate."""
+
+    def __init__(self, config: Config):
+        hospital = Hospital(config)
+        self.count = len(hospital.rooms)
+        self.isolating = set(hospital.isolation_rooms)
+        self.shared = not hospital.reserve_isolation_rooms
+
+    def capacity(self, free: list[str], freeing: int) -> Capacity:
+        isolation = sum(1 for r in free if r in self.isolating)
+        plain = len(free) - isolation
+        return Capacity(self.count, plain, isolation, self.shared, freeing)
+
+
+def _key(event_json: str) -> str:
+    return json.loads(event_json)["patient_id"]
+
+
+def region_decisions(engine: Engine, run_id: str) -> list[dict[str, Any]]:
+    """The coordinator's decisions of a run, in time order."""
+    with Session(engine) as session:
+        rows = session.scalars(
+            select(RegionDecisionRow)
+            .where(RegionDecisionRow.run_id == run_id)
+            .order_by(RegionDecisionRow.time_ms, RegionDecisionRow.event_id)
+        )
+        return [json.loads(r.payload) for r in rows]

@@ -1,0 +1,257 @@
+"""A scheduler process of a distributed region: it serves the hospitals Kafka gives it.
+
+The process joins the run's schedulers group on the region's hospitals topic (a partition per
+hospital). Kafka's group protocol spreads the partitions over the live members, and moves
+them when one dies (its session times out) or one joins: the process serves, each in a
+thread of its own, the hospitals whose partitions it holds. It reads nothing from that topic;
+the assignment is the message.
+
+Serving a hospital is the single hospital's `LiveScheduler` on the hospital's topics and
+schema (`members`), with the region member's scheduler: its state is rebuilt from the
+schema's stored ticks (replayed and checked), and each of its commits is fenced by the
+hospital's lease in that schema. So two processes never commit for one hospital, even when
+an assignment moves faster than an old owner notices: the new owner waits for the old one's
+lease to be released (a clean hand-over) or to expire (a process killed), and an old owner
+that wakes up deposed finds its commit refused and lets the hospital go.
+
+Kafka revokes every partition at a rebalance and then assigns them again (sticky: mostly to
+the same members); a hospital that stays with this process keeps running through it, and
+only one assigned elsewhere is stopped, once the new assignment is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from scheduler.config import Config
+from scheduler.distributed import bus
+from scheduler.distributed.clock import LiveClock
+from scheduler.distributed.region import members
+from scheduler.region.config import RegionConfig
+
+log = logging.getLogger("hospital.region.scheduler")
+
+SESSION_TIMEOUT_MS = 6_000  # the broker's floor: a killed process's hospitals move this soon
+HEARTBEAT_MS = 1_000
+POLL_MS = 200
+STOP_WAIT_S = 30  # a hospital given away: how long its thread may take to hand over
+RETRY_S = 2.0
+
+
+@dataclass
+class Served:
+    """One hospital this process serves: the thread ticking it and how to stop it."""
+
+    hospital_id: str
+    thread: threading.Thread
+    stop: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False  # its run ended and everything owed was sent
+    error: str = ""
+
+
+def default_host_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}"
+
+
+class RegionHost:
+    def __init__(
+        self,
+        region: RegionConfig,
+        base: Config,
+        *,
+        run_id: str,
+        host_id: str | None = None,
+        stop: threading.Event | None = None,
+    ):
+        self.region = region
+        self.base = base
+        self.run_id = run_id
+        self.host_id = host_id or default_host_id()
+        self.stop = stop or threading.Event()
+        self.topic = members.hospitals_topic(region)
+        self.served: dict[str, Served] = {}
+        self.until_ms: int | None = None
+        self.clock: LiveClock | None = None
+        self.counters = {"taken": 0, "given_away": 0}
+
+    # --- the group ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Serve what Kafka assigns until the run is over (every hospital's run ended and
+        none is served) or `stop`."""
+        from kafka import ConsumerRebalanceListener
+        from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+
+        host = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                pass  # kept running until the new assignment says otherwise
+
+            def on_partitions_assigned(self, assigned):
+                host.assign(sorted(tp.partition for tp in assigned))
+
+        consumer = bus.consumer(
+            self.base,
+            group_id=members.schedulers_group(self.run_id),
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_MS,
+            partition_assignment_strategy=[StickyPartitionAssignor],
+            client_id=self.host_id,
+        )
+        self.clock, self.until_ms = run_clock(self.region, self.base, self.run_id, self.stop)
+        consumer.subscribe([self.topic], listener=Listener())
+        try:
+            while not self.stop.is_set():
+                consumer.poll(timeout_ms=POLL_MS)
+                consumer.pause(*consumer.assignment())  # the assignment, not the messages
+                if self.over():
+                    break
+        finally:
+            self.let_go(list(self.served))
+            consumer.close()
+        log.info("scheduler process %s: done (%s)", self.host_id, self.counters)
+
+    def assign(self, partitions: list[int]) -> None:
+        ids = self.region.ids
+        mine = {ids[p] for p in partitions if p < len(ids)}
+        gone = [h for h in self.served if h not in mine]
+        self.let_go(gone)
+        for hospital_id in sorted(mine - set(self.served)):
+            self.take(hospital_id)
+        log.info(
+            "scheduler process %s serves %d hospitals: %s",
+            self.host_id,
+            len(self.served),
+            ", ".join(sorted(self.served)),
+        )
+
+    def over(self) -> bool:
+        """The run has ended for every hospital this process serves, and time is past the
+        run's end (a process that serves none waits for the end too)."""
+        if self.clock is None or self.until_ms is None:
+            return False
+        past_end = self.clock.now_ms() > self.until_ms + 4 * self.region.tick_ms
+        return past_end and all(not s.thread.is_alive() for s in self.served.values())
+
+    # --- one hospital -------------------------------------------------------------------
+
+    def take(self, hospital_id: str) -> None:
+        served = Served(hospital_id, threading.Thread())
+        served.thread = threading.Thread(
+            target=self._run_hospital, args=(served,), name=f"hospital-{hospital_id}", daemon=True
+        )
+        self.served[hospital_id] = served
+        self.counters["taken"] += 1
+        served.thread.start()
+
+    def let_go(self, hospital_ids: list[str]) -> None:
+        for hospital_id in hospital_ids:
+            self.served[hospital_id].stop.set()
+        for hospital_id in hospital_ids:
+            served = self.served.pop(hospital_id)
+            served.thread.join(STOP_WAIT_S)
+            self.counters["given_away"] += 1
+            log.info("scheduler process %s: let %s go", self.host_id, hospital_id)
+
+    def _run_hospital(self, served: Served) -> None:
+        """Serve the hospital until its run ends or it is given away; after a failure (the
+        database gone longer than a scheduler waits for it, the lease lost to another
+        process), try again while it is this process's."""
+        hospital_id = served.hospital_id
+        while not served.stop.is_set():
+            try:
+                self._serve_hospital(hospital_id, served.stop)
+                served.finished = not served.stop.is_set()
+                return
+            except Exception as exc:  # noqa: BLE001 - one hospital's failure is not the process's
+                served.error = f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "hospital %s failed here (%s): again in %g s",
+                    hospital_id,
+                    served.error,
+                    RETRY_S,
+                )
+                served.stop.wait(RETRY_S)
+
+    def _serve_hospital(self, hospital_id: str, stop: threading.Event) -> None:
+        from scheduler.db.lease import Lease
+        from scheduler.db.ledger import Ledger
+        from scheduler.db.store import connect
+        from scheduler.distributed.scheduler_service import LiveScheduler
+        from scheduler.region import events as rev
+        from scheduler.region.member import MemberScheduler
+
+        config = members.member_config(self.region, hospital_id, self.base)
+        url = config.database.url
+        lease = Lease(connect(url), self.host_id)
+        ledger = None
+        try:
+            waited = time.monotonic()
+            if not lease.wait(standby=True, stop=stop):
+                return
+            log.info(
+                "hospital %s: taken by %s after %.1f s (lease epoch %d)",
+                hospital_id,
+                self.host_id,
+                time.monotonic() - waited,
+                lease.epoch,
+            )
+            ledger = Ledger(url, config, config.scheduler.policy)
+            ledger.lease = lease
+            ledger.parse = rev.parse_member_event
+            run = ledger.run(self.run_id)
+            if run is None:
+                raise RuntimeError(f"run {self.run_id} was not begun for hospital {hospital_id}")
+            clock = LiveClock(run.epoch_s, run.speed)
+            live = LiveScheduler(
+                config,
+                ledger,
+                run_id=self.run_id,
+                clock=clock,
+                until_ms=run.until_ms,
+                stop=stop,
+                make=lambda c: MemberScheduler(c, hospital_id, requests_transfers=True),
+                snapshot_every=None,
+                transactional_id=f"region-scheduler-{self.run_id}-{hospital_id}",
+            )
+            try:
+                live.start(fresh=False)
+                live.serve()
+            finally:
+                live.close()
+        finally:
+            lease.release()
+            lease.close()
+            if ledger is not None:
+                ledger.close()
+
+
+def run_clock(
+    region: RegionConfig, base: Config, run_id: str, stop: threading.Event, timeout_s: float = 60
+) -> tuple[LiveClock | None, int | None]:
+    """The run's clock and end, as begun in the first hospital's schema (the launcher begins
+    every hospital's run, on one clock, before it starts the processes)."""
+    from scheduler.db.ledger import Ledger
+
+    config = members.member_config(region, region.ids[0], base)
+    ledger = Ledger(config.database.url, config, config.scheduler.policy)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set():
+            run = ledger.run(run_id)
+            if run is not None:
+                return LiveClock(run.epoch_s, run.speed), run.until_ms
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"run {run_id} was not begun in {members.schema_of(region.ids[0])}"
+                )
+            stop.wait(0.5)
+        return None, None
+    finally:
+        ledger.close()
