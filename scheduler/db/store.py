@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import threading
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, cast
@@ -100,6 +101,11 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor.close()
 
 
+# Alembic keeps its running migration in module globals: one at a time in a process (a
+# region's scheduler process opens many hospitals' schemas at once, from threads).
+_MIGRATING = threading.Lock()
+
+
 def _migrate(url: str, shown: str) -> None:
     # Alembic is imported here, not with the module: the writer process never migrates,
     # and starts in half the time without it.
@@ -108,7 +114,8 @@ def _migrate(url: str, shown: str) -> None:
     from scheduler.db import migrate
 
     try:
-        migrate.upgrade(url)
+        with _MIGRATING:
+            migrate.upgrade(url)
     except CommandError as exc:
         raise StoreError(f"cannot migrate the database at {shown}: {reason(exc)}") from None
 

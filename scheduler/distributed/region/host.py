@@ -29,7 +29,10 @@ import time
 from dataclasses import dataclass, field
 
 from scheduler.config import Config
+from scheduler.db.lease import LeaseLost
+from scheduler.db.store import StoreError
 from scheduler.distributed import bus
+from scheduler.distributed.bus import BusError
 from scheduler.distributed.clock import LiveClock
 from scheduler.distributed.region import members
 from scheduler.region.config import RegionConfig
@@ -176,21 +179,22 @@ class RegionHost:
                     hospital_id,
                     served.error,
                     RETRY_S,
+                    exc_info=not isinstance(exc, StoreError | BusError | LeaseLost),
                 )
                 served.stop.wait(RETRY_S)
 
     def _serve_hospital(self, hospital_id: str, stop: threading.Event) -> None:
         from scheduler.db.lease import Lease
         from scheduler.db.ledger import Ledger
-        from scheduler.db.store import connect
         from scheduler.distributed.scheduler_service import LiveScheduler
         from scheduler.region import events as rev
         from scheduler.region.member import MemberScheduler
 
         config = members.member_config(self.region, hospital_id, self.base)
-        url = config.database.url
-        lease = Lease(connect(url), self.host_id)
-        ledger = None
+        # One engine a hospital, for its ticks and its lease: a region of many hospitals
+        # must not run its database out of connections.
+        ledger = Ledger(config.database.url, config, config.scheduler.policy)
+        lease = Lease(ledger.engine, self.host_id)
         try:
             waited = time.monotonic()
             if not lease.wait(standby=True, stop=stop):
@@ -202,7 +206,7 @@ class RegionHost:
                 time.monotonic() - waited,
                 lease.epoch,
             )
-            ledger = Ledger(url, config, config.scheduler.policy)
+            ledger.reload()  # another process may have written since it was opened
             ledger.lease = lease
             ledger.parse = rev.parse_member_event
             run = ledger.run(self.run_id)
@@ -227,9 +231,7 @@ class RegionHost:
                 live.close()
         finally:
             lease.release()
-            lease.close()
-            if ledger is not None:
-                ledger.close()
+            ledger.close()
 
 
 def run_clock(
@@ -237,21 +239,24 @@ def run_clock(
 ) -> tuple[LiveClock | None, int | None]:
     """The run's clock and end, as begun in the first hospital's schema (the launcher begins
     every hospital's run, on one clock, before it starts the processes)."""
-    from scheduler.db.ledger import Ledger
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
 
-    config = members.member_config(region, region.ids[0], base)
-    ledger = Ledger(config.database.url, config, config.scheduler.policy)
+    from scheduler.db.models import Run
+    from scheduler.db.store import connect
+
+    schema = members.schema_of(region.ids[0])
+    engine = connect(members.schema_url(base.database.url, schema))
     try:
         deadline = time.monotonic() + timeout_s
         while not stop.is_set():
-            run = ledger.run(run_id)
-            if run is not None:
-                return LiveClock(run.epoch_s, run.speed), run.until_ms
+            with Session(engine) as session:
+                run = session.scalars(select(Run).where(Run.run_id == run_id)).first()
+                if run is not None:
+                    return LiveClock(run.epoch_s, run.speed), run.until_ms
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"run {run_id} was not begun in {members.schema_of(region.ids[0])}"
-                )
+                raise RuntimeError(f"run {run_id} was not begun in {schema}")
             stop.wait(0.5)
         return None, None
     finally:
-        ledger.close()
+        engine.dispose()
