@@ -23,7 +23,7 @@ class DashboardServer:
 
     def __init__(
         self,
-        projection: Projection | Any,
+        projection: Projection | Any,  # a hospital's, or a region's (RegionView)
         host: str = "127.0.0.1",
         port: int = 0,
         interval_s: float = 0.5,
@@ -34,9 +34,7 @@ class DashboardServer:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
         self.host, self.port = self.socket.getsockname()[:2]
-        self.app = create(
-            projection, interval_s=interval_s, should_stop=lambda: self.server.should_exit
-        )
+        self.app = create(projection, interval_s=interval_s, should_stop=self._stopping)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -46,6 +44,9 @@ class DashboardServer:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
+
+    def _stopping(self) -> bool:
+        return self.server.should_exit
 
     @property
     def url(self) -> str:

@@ -352,6 +352,8 @@ def read_record(path: Path, region: RegionConfig) -> Recorded:
                 data = ev.loads(raw)
                 if not isinstance(data, dict):
                     raise ev.BadEvent("an event must be a JSON object")
+                if data.get("type") == jsonl.HEADER:
+                    raise ev.BadEvent("a hospital's record (hospital run --record), not a region's")
                 if data.get("type") == HEADER:
                     if number != 1:
                         raise ev.BadEvent(f"a {HEADER} belongs on the first line")
