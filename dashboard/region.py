@@ -243,5 +243,6 @@ class RegionView:
                 ],
                 "on_the_road_count": len(road),
                 "ids": self.ids,
+                "series_from": series_from,
                 "series": self.series[series_from:],
             }
