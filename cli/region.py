@@ -182,7 +182,10 @@ def report_command(
         duration_ms = recorded_duration_ms(recorded)
     except LogError as exc:
         raise fail(str(exc)) from None
-    warmup_ms = parse_warmup(warmup, duration_ms)
+    try:
+        warmup_ms = parse_warmup(warmup, duration_ms)
+    except typer.BadParameter as exc:
+        raise fail(f"--warmup: {exc}") from None
     chosen = coordinator or recorded.header.get("coordinator")
     if not isinstance(chosen, str):
         raise fail("--coordinator: the record does not say which; give it")
