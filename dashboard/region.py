@@ -74,6 +74,7 @@ class RegionView:
         self.pending: dict[tuple[str, str], str | None] = {}  # request -> offered to
         self.on_the_road: dict[str, OnTheRoad] = {}
         self.queued: dict[str, set[str]] = {h: set() for h in self.ids}  # patients' tasks
+        self.held: Counter[str] = Counter()  # rooms held for a transfer on the road, by hospital
         self.sample_ms = sample_ms
         self.next_sample_ms = 0
         self.series: list[dict[str, Any]] = []
@@ -88,10 +89,11 @@ class RegionView:
             self.kpi.collect(out)
             self.tick, self.ticks, self.version = out.tick, self.ticks + 1, self.version + 1
             self.time_ms = max(self.time_ms, out.time_ms)
-            for result in out.results.values():
-                for event in result.consumed:
-                    if isinstance(event, rev.TransferArrived):
-                        self.on_the_road.pop(event.patient_id, None)
+            for hospital_id, result in out.results.items():
+                arrived = [e for e in result.consumed if isinstance(e, rev.TransferArrived)]
+                for event in arrived:
+                    if self.on_the_road.pop(event.patient_id, None) is not None:
+                        self.held[hospital_id] -= 1  # admitted into the room held for them
             for hospital_id, decision in out.decisions:
                 self._decision(hospital_id, decision)
             if out.time_ms >= self.next_sample_ms:
@@ -118,6 +120,7 @@ class RegionView:
             self.on_the_road[arriving] = OnTheRoad(
                 arriving, decision.origin, decision.to, decision.time_ms, eta_ms
             )
+            self.held[decision.to] += 1
             self.transfers_by_hour[hour_of(decision.time_ms)] += 1
         elif isinstance(decision, rev.PatientReferredOut):
             del self.pending[decision.origin, decision.patient_id]
@@ -152,6 +155,11 @@ class RegionView:
     def _in_rooms(self, hospital_id: str) -> int:
         """Patients in the hospital's rooms now (from their admission to their escort out)."""
         return len(self.kpi.hospitals[hospital_id].admitted_ms)
+
+    def _taken(self, hospital_id: str) -> int:
+        """The hospital's rooms not free now: booked, occupied, dirty, being cleaned (as its
+        KPIs follow them), or held for a transfer on its way there."""
+        return len(self.kpi.hospitals[hospital_id].room_state) + self.held[hospital_id]
 
     def _waiting_for_transfer(self) -> list[int]:
         counts = Counter(origin for origin, _ in self.pending)
@@ -202,6 +210,7 @@ class RegionView:
                         "rooms": rooms,
                         "in_rooms": in_rooms,
                         "occupancy_now": round(in_rooms / rooms, 4) if rooms else 0.0,
+                        "taken_now": round(self._taken(hospital_id) / rooms, 4) if rooms else 0.0,
                         "waiting_for_staff": len(self.queued[hospital_id]),
                         "waiting_for_transfer": waiting[n],
                         **{

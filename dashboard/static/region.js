@@ -23,7 +23,7 @@ function span(seconds) {
   return `${Math.floor(s / 3600)}:${pad(Math.floor(s / 60) % 60)}:${pad(s % 60)}`;
 }
 function setTile(name, text) { const el = document.querySelector(`[data-tile="${name}"]`); if (el) el.textContent = text; }
-// a hospital's load class by its rooms occupied now
+// a hospital's load class by its rooms not free now
 const load = (x) => (x >= 0.9 ? "load-high" : x >= 0.7 ? "load-mid" : "load-low");
 
 function drawTiles(r) {
@@ -41,10 +41,11 @@ function drawTiles(r) {
 
 function drawHospitals(hospitals) {
   $("#hospitals").innerHTML = hospitals.map((h) =>
-    `<div class="hospital ${load(h.occupancy_now)}" data-hospital="${esc(h.id)}" data-load="${load(h.occupancy_now)}">` +
+    `<div class="hospital ${load(h.taken_now)}" data-hospital="${esc(h.id)}" data-load="${load(h.taken_now)}">` +
     `<h3>${esc(h.id)} <small>${h.rooms} rooms</small></h3>` +
-    `<div class="bar" title="${h.in_rooms} of ${h.rooms} rooms occupied now"><i style="width:${(100 * h.occupancy_now).toFixed(1)}%"></i></div>` +
-    `<dl><dt>occupied now</dt><dd data-figure="occupancy_now">${pct(h.occupancy_now)}</dd>` +
+    `<div class="bar" title="${pct(h.taken_now)} of the rooms not free now"><i style="width:${(100 * h.taken_now).toFixed(1)}%"></i></div>` +
+    `<dl><dt title="booked, occupied, dirty, being cleaned or held for a transfer">rooms not free now</dt><dd data-figure="taken_now">${pct(h.taken_now)}</dd>` +
+    `<dt>patients in rooms now</dt><dd data-figure="in_rooms">${h.in_rooms}</dd>` +
     `<dt title="patients in its rooms waiting for a porter, nurse or doctor">waiting for staff</dt><dd data-figure="waiting_for_staff">${h.waiting_for_staff}</dd>` +
     `<dt title="its patients it could not take, waiting for another hospital">waiting for a transfer</dt><dd data-figure="waiting_for_transfer">${h.waiting_for_transfer}</dd>` +
     `<dt>arrivals</dt><dd data-figure="arrivals">${h.arrivals}</dd>` +

@@ -126,6 +126,10 @@ def test_the_snapshot_tiles_and_road_agree_with_the_figures(run):
         assert tile["transfers_in"] == own["transfers_in"]
         assert tile["referred_out"] == own["referred_out"]
         assert tile["occupancy_now"] == round(tile["in_rooms"] / tile["rooms"], 4)
+        assert tile["occupancy_now"] <= tile["taken_now"] <= 1  # a patient's room is taken
+    # each transfer on the road holds a room at its destination
+    assert sum(live.held.values()) == snap["on_the_road_count"]
+    assert all(live.held[t["to"]] > 0 for t in snap["on_the_road"])
     for trip in snap["on_the_road"]:
         origin, _, _ = trip["patient"].partition("/")
         assert trip["from"] == origin != trip["to"]
