@@ -7,6 +7,7 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,7 +100,7 @@ def run(
     duration_ms = parse_duration(duration)
     pace = parse_speed(speed)
     check_outputs(record=record, out=out, report=report)
-    with _board(region, coordinator, duration_ms, dashboard, config) as board:
+    with _live_page(region, coordinator, duration_ms, dashboard, config) as page:
         try:
             result = simulate_region(
                 region,
@@ -109,31 +110,45 @@ def run(
                 record=record,
                 out=out,
                 speed=pace,
-                on_tick=board.apply if board else None,
+                on_tick=page.view.apply if page else None,
             )
         except OSError as exc:
             raise fail(f"{exc.filename}: {exc.strerror}") from None
         except (InvariantViolation, RegionViolation) as exc:
             raise fail(f"invariant broken: {exc}", 1) from None
-        if board:
-            board.finish(duration_ms)
+        if page:
+            page.view.finish(duration_ms)
         _show(result.report)
         if report:
             report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
-        if board and dashboard_hold:
-            hold(board.server)
+        if page and dashboard_hold:
+            page.hold()
+
+
+@dataclass
+class _LivePage:
+    """The region's live page: its view (`dashboard.region.RegionView`), fed every tick,
+    and the server that serves it."""
+
+    view: Any
+    server: Any
+
+    def hold(self) -> None:
+        """Keep the page up after the run, until Ctrl-C."""
+        typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
 
 @contextlib.contextmanager
-def _board(
+def _live_page(
     region: region_config.RegionConfig,
     coordinator: str,
     duration_ms: int,
     port: int | None,
     label: str,
-) -> Iterator[Any]:
-    """The region's live page for the length of the run (None without `--dashboard`): its
-    view, fed every tick, with the server at `.server`."""
+) -> Iterator[_LivePage | None]:
+    """The region's live page for the length of the run (None without `--dashboard`)."""
     if port is None:
         yield None
         return
@@ -142,18 +157,11 @@ def _board(
     from dashboard.region import RegionView
 
     view = RegionView(region, coordinator, duration_ms=duration_ms, label=label)
-    view.server = start_server(view, port, create_region_app)  # type: ignore[attr-defined]
+    server = start_server(view, port, create_region_app)
     try:
-        yield view
+        yield _LivePage(view, server)
     finally:
-        view.server.stop()  # type: ignore[attr-defined]
-
-
-def hold(server: Any) -> None:
-    """Keep the page up after the run, until Ctrl-C."""
-    typer.echo(f"dashboard: the run is over; {server.url} stays up until Ctrl-C", err=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        threading.Event().wait()
+        server.stop()
 
 
 @region_app.command("report")
