@@ -216,11 +216,25 @@ def hospitals_table(report: RegionReport) -> str:
         name = html.escape(hospital_id)
         rows.append(f'<tr data-hospital="{name}"><td>{name}</td>{cells}</tr>')
     return (
-        f"<table class='hospitals'><tr><th>hospital</th>{head}</tr>{''.join(rows)}</table>"
+        f"<table class='hospitals'><tr><th>hospital</th>{head}</tr>{''.join(rows)}"
+        f"{_totals_row(report)}</table>"
         "<p class='note'>A transfer's patient counts among the arrivals of the hospital that "
         "received them; a room held for a transfer counts as free until its patient arrives. "
-        "The spread of the hospitals' occupancy is in the region's figures.</p>"
+        "The last row: the hospitals' sums, and their occupancy's mean ± spread (standard "
+        "deviation).</p>"
     )
+
+
+def _totals_row(report: RegionReport) -> str:
+    hospitals = report.figures["hospitals"].values()
+    region = report.figures["region"]
+    cells = "".join(
+        f"<td>{sum(figures[key] for figures in hospitals)}</td>"
+        for key in HOSPITAL_COLUMNS
+        if key != "room_occupancy"
+    )
+    spread = f"{region['occupancy_mean']:.2%} ± {region['occupancy_spread']:.2%}"
+    return f"<tr class='totals'><th>all</th>{cells}<th>{html.escape(spread)}</th></tr>"
 
 
 def matrix_table(report: RegionReport) -> str:

@@ -178,6 +178,9 @@ def test_the_html_report_is_self_contained_and_shows_the_figures(run, tmp_path: 
         shown.setdefault(key, value)
     assert shown["transfers"] == str(report["region"]["transfers"])
     assert shown["referred_out"] == str(report["region"]["referred_out"])
+    region_figures = report["region"]
+    spread = f"{region_figures['occupancy_mean']:.2%} ± {region_figures['occupancy_spread']:.2%}"
+    assert f"<th>{spread}</th></tr>" in page  # the hospitals' table's last row
     for origin, row in built.figures["matrix"].items():
         for to, n in row.items():
             assert f'data-from="{origin}" data-to="{to}">{n}</td>' in page
