@@ -19,13 +19,16 @@ PortOption = Annotated[
 DEFAULT_PORT = 8050
 
 
-def start_server(projection: Any, port: int) -> Any:
+def start_server(projection: Any, port: int, create: Any = None) -> Any:
+    """The dashboard of `projection` on 127.0.0.1:`port`, its address said on stderr; the
+    application `create` makes (default: the hospital's page)."""
     from dashboard.server import DashboardServer
 
     if not 0 <= port <= 65535:
         raise fail(f"dashboard: port {port}: expected a port from 0 to 65535")
     try:
-        server = DashboardServer(projection, port=port).start()
+        options = {"create": create} if create is not None else {}
+        server = DashboardServer(projection, port=port, **options).start()
     except OSError as exc:
         raise fail(f"dashboard: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     typer.echo(f"dashboard: {server.url}", err=True)

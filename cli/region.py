@@ -3,13 +3,24 @@ run it, replay its record, compare its coordinators."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.common import check_outputs, fail, parse_duration, parse_speed
+from cli.common import (
+    WarmupOption,
+    check_outputs,
+    fail,
+    parse_duration,
+    parse_speed,
+    parse_warmup,
+)
 from scheduler.jsonl import LogError
 from scheduler.region import config as region_config
 from scheduler.region.audit import RegionViolation
@@ -63,10 +74,25 @@ def run(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write every decision (JSONL).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the KPIs (JSON).")] = None,
+    dashboard: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve a live page of the region on this port of 127.0.0.1 (0: any free "
+            "one): the hospitals as tiles, the transfers on the road, the KPIs. Watch it "
+            "with --speed N.",
+            show_default=False,
+        ),
+    ] = None,
+    dashboard_hold: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard-hold", help="With --dashboard: keep it up after the run, until Ctrl-C."
+        ),
+    ] = False,
 ) -> None:
     """Simulate the whole region in one process: each hospital's own scheduler, and the
     coordinator's transfers between them. Deterministic: the same region, seed and
-    coordinator give the same decisions, byte for byte."""
+    coordinator give the same decisions, byte for byte (with the dashboard on too)."""
     from scheduler.region.simulation import simulate_region
 
     _check_coordinator(coordinator)
@@ -74,17 +100,133 @@ def run(
     duration_ms = parse_duration(duration)
     pace = parse_speed(speed)
     check_outputs(record=record, out=out, report=report)
+    with _live_page(region, coordinator, duration_ms, dashboard, config) as page:
+        try:
+            result = simulate_region(
+                region,
+                coordinator,
+                duration_ms,
+                seed=seed,
+                record=record,
+                out=out,
+                speed=pace,
+                on_tick=page.view.apply if page else None,
+            )
+        except OSError as exc:
+            raise fail(f"{exc.filename}: {exc.strerror}") from None
+        except (InvariantViolation, RegionViolation) as exc:
+            raise fail(f"invariant broken: {exc}", 1) from None
+        if page:
+            page.view.finish(duration_ms)
+        _show(result.report)
+        if report:
+            report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
+        if page and dashboard_hold:
+            page.hold()
+
+
+@dataclass
+class _LivePage:
+    """The region's live page: its view (`dashboard.region.RegionView`), fed every tick,
+    and the server that serves it."""
+
+    view: Any
+    server: Any
+
+    def hold(self) -> None:
+        """Keep the page up after the run, until Ctrl-C."""
+        typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+@contextlib.contextmanager
+def _live_page(
+    region: region_config.RegionConfig,
+    coordinator: str,
+    duration_ms: int,
+    port: int | None,
+    label: str,
+) -> Iterator[_LivePage | None]:
+    """The region's live page for the length of the run (None without `--dashboard`)."""
+    if port is None:
+        yield None
+        return
+    from cli.dashboard import start_server
+    from dashboard.app import create_region_app
+    from dashboard.region import RegionView
+
+    view = RegionView(region, coordinator, duration_ms=duration_ms, label=label)
+    server = start_server(view, port, create_region_app)
     try:
-        result = simulate_region(
-            region, coordinator, duration_ms, seed=seed, record=record, out=out, speed=pace
-        )
-    except OSError as exc:
-        raise fail(f"{exc.filename}: {exc.strerror}") from None
+        yield _LivePage(view, server)
+    finally:
+        server.stop()
+
+
+@region_app.command("report")
+def report_command(
+    events: Annotated[Path, typer.Argument(help="A region's record (region run --record).")],
+    config: RegionOption,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(help="Who decides the transfers (default: the record's)."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    warmup: WarmupOption = None,
+) -> None:
+    """Write a region's run as one HTML file: the region's figures (referred out of the
+    region, transfers and their travel, occupancy across hospitals), a table of the
+    hospitals, the transfers from each hospital to each other, and plots (each hospital's
+    occupancy over time, transfers and referrals out per hour). The record is replayed (as
+    region solve does) to the run's own figures. It opens without a network."""
+    from dashboard import region_report
+    from scheduler.region.simulation import read_record, recorded_duration_ms
+
+    region = _load(config)
+    check_outputs(out=out)
+    try:
+        recorded = read_record(events, region)
+        duration_ms = recorded_duration_ms(recorded)
+    except LogError as exc:
+        raise fail(str(exc)) from None
+    try:
+        warmup_ms = parse_warmup(warmup, duration_ms)
+    except typer.BadParameter as exc:
+        raise fail(f"--warmup: {exc}") from None
+    chosen = coordinator or recorded.header.get("coordinator")
+    if not isinstance(chosen, str):
+        raise fail("--coordinator: the record does not say which; give it")
+    _check_coordinator(chosen)
+    meta = {
+        "region": config,
+        "record": events.name,
+        "coordinator": chosen,
+        "seed": recorded.header.get("seed"),
+        "simulated time (s)": duration_ms / 1000,
+        "hospitals": ", ".join(region.ids),
+    }
+    if warmup_ms:
+        meta["warm-up left out (s)"] = warmup_ms / 1000
+    try:
+        built = region_report.build(region, recorded, chosen, warmup_ms=warmup_ms, meta=meta)
+    except LogError as exc:
+        raise fail(str(exc)) from None
     except (InvariantViolation, RegionViolation) as exc:
         raise fail(f"invariant broken: {exc}", 1) from None
-    _show(result.report)
-    if report:
-        report.write_text(json.dumps(result.report, indent=2, sort_keys=True) + "\n")
+    if built.rejected:
+        typer.echo(
+            f"hospital: warning: {len(built.rejected)} recorded events did not fit the "
+            f"replayed decisions (another coordinator or region?); the first: "
+            f"{built.rejected[0]}",
+            err=True,
+        )
+    title = f"{Path(config).stem}, {chosen}, {events.name}"
+    try:
+        region_report.write(built, title, out)
+    except OSError as exc:
+        raise fail(f"{out}: {exc.strerror}") from None
+    typer.echo(f"report: {out}", err=True)
 
 
 @region_app.command("solve")

@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -48,13 +49,45 @@ def create_app(
 ) -> FastAPI:
     """The application for one projection. `interval_s`: at most one event that often;
     `should_stop`: when it says so, the live feeds end (the server is shutting down)."""
-    app = FastAPI(title="hospital dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    app = page_app("hospital dashboard", "index.html", projection)
     registry = registry_for(projection)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE)
+
+    fhir = getattr(projection, "fhir", None)
+    if fhir is not None:  # the run as FHIR resources, read-only (dashboard.fhir)
+        from dashboard.fhir import add_routes
+
+        add_routes(app, fhir)
+
+    add_feed(app, projection, interval_s, should_stop)
+    return app
+
+
+def create_region_app(
+    view: Any,
+    *,
+    interval_s: float = 0.5,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> FastAPI:
+    """The region's page (`dashboard.region.RegionView`): its hospitals as tiles, the
+    transfers on the road, the region's KPIs; the same feed and state as the hospital's."""
+    app = page_app("hospital region dashboard", "region.html", view)
+    add_feed(app, view, interval_s, should_stop)
+    return app
+
+
+def page_app(title: str, page: str, projection: Any) -> FastAPI:
+    """An application serving `page` at /, the static files and plotly.js from the package,
+    and the projection's snapshot at /api/state."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
-        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+        return HTMLResponse((STATIC / page).read_text(encoding="utf-8"))
 
     @app.get("/vendor/plotly.min.js")
     def vendor_plotly() -> FileResponse:
@@ -66,15 +99,16 @@ def create_app(
     def state() -> JSONResponse:
         return JSONResponse(projection.snapshot())
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(render(registry), media_type=CONTENT_TYPE)
+    return app
 
-    fhir = getattr(projection, "fhir", None)
-    if fhir is not None:  # the run as FHIR resources, read-only (dashboard.fhir)
-        from dashboard.fhir import add_routes
 
-        add_routes(app, fhir)
+def add_feed(
+    app: FastAPI, projection: Any, interval_s: float, should_stop: Callable[[], bool]
+) -> None:
+    """`/events`: the projection's snapshots as server-sent events, one when it has changed
+    (at most every `interval_s`), a keep-alive comment when it has not for 15 s. Any
+    projection with `version`, `generation` and `snapshot(series_from=...)` (whose snapshot
+    has `version` and `series`) will do: the hospital's, the region's."""
 
     @app.get("/events", response_class=EventSourceResponse)
     async def events(request: Request) -> AsyncIterator[ServerSentEvent]:
@@ -103,5 +137,3 @@ def create_app(
                 quiet = 0.0
             await asyncio.sleep(interval_s)
             quiet += interval_s
-
-    return app

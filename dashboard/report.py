@@ -231,7 +231,7 @@ def header_config(header: dict[str, Any], fallback: Any) -> Any:
 # --- the plots -------------------------------------------------------------------------
 
 
-def _layout(fig: go.Figure, title: str, x: str = "hour", y: str = "") -> go.Figure:
+def layout(fig: go.Figure, title: str, x: str = "hour", y: str = "") -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0.01},
         template="plotly_white",
@@ -247,8 +247,11 @@ def _layout(fig: go.Figure, title: str, x: str = "hour", y: str = "") -> go.Figu
 
 
 def _shade_warmup(fig: go.Figure, runs: list[RunData]) -> go.Figure:
-    """A plot over the run's time: its warm-up, left out of the figures, shaded."""
-    warmup_ms = max((run.warmup_ms for run in runs), default=0)
+    return shade_warmup(fig, max((run.warmup_ms for run in runs), default=0))
+
+
+def shade_warmup(fig: go.Figure, warmup_ms: int) -> go.Figure:
+    """A plot over the run's time (in hours): its warm-up, left out of the figures, shaded."""
     if warmup_ms:
         fig.add_vrect(
             x0=0,
@@ -299,7 +302,7 @@ def plot_hourly(runs: list[RunData]) -> go.Figure:
     title = "Admissions and referrals per hour"
     if len(runs) > 1:
         title += f" ({runs[0].label} plain, {runs[1].label} hatched)"
-    return _layout(fig, title, "hour of the run", "patients")
+    return layout(fig, title, "hour of the run", "patients")
 
 
 def plot_occupancy(runs: list[RunData]) -> go.Figure:
@@ -318,7 +321,7 @@ def plot_occupancy(runs: list[RunData]) -> go.Figure:
         )
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     title = _both(runs, "Room occupancy (rooms with a patient, each minute)")
-    return _shade_warmup(_layout(fig, title, "hour", "share of rooms"), runs)
+    return _shade_warmup(layout(fig, title, "hour", "share of rooms"), runs)
 
 
 def plot_room_states(runs: list[RunData]) -> go.Figure:
@@ -345,7 +348,7 @@ def plot_room_states(runs: list[RunData]) -> go.Figure:
     title = "Time the rooms spent in each state"
     if len(runs) > 1:
         title += f" ({runs[0].label} plain, {runs[1].label} hatched)"
-    return _layout(fig, title, "", "share of the rooms' time")
+    return layout(fig, title, "", "share of the rooms' time")
 
 
 def plot_rooms_over_time(run: RunData) -> go.Figure:
@@ -366,7 +369,7 @@ def plot_rooms_over_time(run: RunData) -> go.Figure:
         ]
     )
     prefix = f"{run.label}: " if run.meta.get("compared") else ""
-    _layout(fig, f"{prefix}Rooms in each state (each minute)", "hour", "rooms")
+    layout(fig, f"{prefix}Rooms in each state (each minute)", "hour", "rooms")
     return _shade_warmup(fig, [run])
 
 
@@ -386,7 +389,7 @@ def plot_waiting(runs: list[RunData]) -> go.Figure:
                 )
             )
     title = _both(runs, "Waiting-list length per role (each minute)")
-    return _shade_warmup(_layout(fig, title, "hour", "tasks waiting"), runs)
+    return _shade_warmup(layout(fig, title, "hour", "tasks waiting"), runs)
 
 
 def nice_width(span: float) -> float:
@@ -456,7 +459,7 @@ def plot_waits(runs: list[RunData]) -> go.Figure:
     title = "Waits per role, creation to dispatch (dotted: median, dashed: 95th percentile)"
     if len(runs) > 1:
         title += f"; {runs[1].label} hatched"
-    _layout(fig, title, "", "")
+    layout(fig, title, "", "")
     fig.update_layout(  # the legend under the plots: above, the roles' titles and the marks
         height=400,
         margin={"t": 80, "b": 90},
@@ -532,7 +535,7 @@ def plot_utilisation(runs: list[RunData]) -> go.Figure:
     title = "Staff utilisation (share of the run on a task)"
     if len(runs) > 1:
         title += f" ({runs[0].label} plain, {runs[1].label} hatched)"
-    return _layout(fig, title, "", "busy")
+    return layout(fig, title, "", "busy")
 
 
 def plot_timeline(run: RunData) -> go.Figure:
@@ -564,7 +567,7 @@ def plot_timeline(run: RunData) -> go.Figure:
         categoryorder="array", categoryarray=sorted(order, key=order.__getitem__, reverse=True)
     )
     prefix = f"{run.label}: " if run.meta.get("compared") else ""
-    _layout(fig, f"{prefix}Staff timeline: who did what, when{shown}", "hour", "")
+    layout(fig, f"{prefix}Staff timeline: who did what, when{shown}", "hour", "")
     fig.update_layout(height=max(360, 22 * len(order) + 120))
     return fig
 
@@ -609,7 +612,7 @@ def plot_by_hour(runs: list[RunData]) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="s", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(range=[-0.5, 23.5], dtick=1, row=2, col=1)
-    _layout(fig, _both(runs, "By hour of the simulated day (days pooled)"), "", "")
+    layout(fig, _both(runs, "By hour of the simulated day (days pooled)"), "", "")
     fig.update_xaxes(title_text="hour of day", row=2, col=1)
     fig.update_layout(
         height=600,
@@ -760,7 +763,18 @@ def meta_table(run: RunData) -> str:
     )
 
 
-def _plot(fig: go.Figure, div_id: str) -> str:
+def page(title: str, sections: list[str], heading: str = "hospital report") -> str:
+    """A report's HTML document: plotly.js inline, the sections in order."""
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<header><h1>{html.escape(heading)}</h1>{html.escape(title)}</header>"
+        f"<main>{''.join(sections)}</main></body></html>"
+    )
+
+
+def plot_section(fig: go.Figure, div_id: str) -> str:
     div = pio.to_html(
         fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOT_CONFIG
     )
@@ -786,14 +800,10 @@ def render(runs: list[RunData], title: str | None = None) -> str:
         + "".join(f"<div>{meta_table(r)}</div>" for r in runs)
         + "</div></section>",
     ]
-    parts += [_plot(plot(runs), plot_id(plot)) for plot in PLOTS]
+    parts += [plot_section(plot(runs), plot_id(plot)) for plot in PLOTS]
     parts += [
-        _plot(plot(run), f"{plot_id(plot)}-{n}") for plot in RUN_PLOTS for n, run in enumerate(runs)
+        plot_section(plot(run), f"{plot_id(plot)}-{n}")
+        for plot in RUN_PLOTS
+        for n, run in enumerate(runs)
     ]
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
-        f"<script>{get_plotlyjs()}</script></head><body>"
-        f"<header><h1>hospital report</h1>{html.escape(title)}</header>"
-        f"<main>{''.join(parts)}</main></body></html>"
-    )
+    return page(title, parts)

@@ -6,31 +6,35 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from dashboard.app import create_app
 from dashboard.projection import Projection
 
 
 class DashboardServer:
-    """Serves one projection at http://HOST:PORT/ until `stop`. Port 0: a free one."""
+    """Serves one projection at http://HOST:PORT/ until `stop`, with the application
+    `create` makes for it (the hospital's page; `create_region_app`: the region's). Port 0:
+    a free one."""
 
     def __init__(
         self,
-        projection: Projection,
+        projection: Projection | Any,  # a hospital's, or a region's (RegionView)
         host: str = "127.0.0.1",
         port: int = 0,
         interval_s: float = 0.5,
+        create: Callable[..., FastAPI] = create_app,
     ):
         self.projection = projection
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
         self.host, self.port = self.socket.getsockname()[:2]
-        self.app = create_app(
-            projection, interval_s=interval_s, should_stop=lambda: self.server.should_exit
-        )
+        self.app = create(projection, interval_s=interval_s, should_stop=self._stopping)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -40,6 +44,9 @@ class DashboardServer:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
+
+    def _stopping(self) -> bool:
+        return self.server.should_exit
 
     @property
     def url(self) -> str:

@@ -17,7 +17,7 @@ import heapq
 import itertools
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,13 @@ from scheduler.runs import new_kpi
 from scheduler.simulation import Clock, completion
 
 HEADER = "region.header"
+# The decisions about a pending request after it was made: its offers, answers and its end.
+_OF_A_REQUEST = (
+    rev.TransferOffered,
+    rev.TransferDeclined,
+    rev.TransferAccepted,
+    rev.PatientReferredOut,
+)
 
 
 @dataclass
@@ -50,49 +57,79 @@ class _World:
 class RegionKpi:
     """The figures of a region's run, from its ticks alone: per hospital (the single
     hospital's report, where `referred` counts the patients it could not take itself) and
-    for the region."""
+    for the region.
 
-    def __init__(self, region: RegionConfig, coordinator: str):
+    A warm-up (`warmup_ms`) is left out as the single hospital's KPIs leave it out: each
+    hospital's figures are its own report's with that warm-up; the region's counts are of
+    the patients who arrived at their own hospital after it (a request, its offers, its
+    answers, its transfer or its referral out are counted with the patient), and a
+    hospital's `transfers_in` of the transfers that arrived there after it."""
+
+    def __init__(self, region: RegionConfig, coordinator: str, warmup_ms: int = 0):
         self.region = region
         self.coordinator = coordinator
-        self.hospitals = {m.hospital_id: new_kpi(m.config) for m in region.hospitals}
+        self.warmup_ms = warmup_ms
+        self.counted_after = warmup_ms if warmup_ms else -1  # what happens later counts
+        self.hospitals = {m.hospital_id: new_kpi(m.config, warmup_ms) for m in region.hospitals}
         self.counts: dict[str, int] = defaultdict(int)
         self.per_hospital: dict[str, dict[str, int]] = {h: defaultdict(int) for h in region.ids}
         self.travel_s: list[float] = []
-        self.requested_ms: dict[tuple[str, str], int] = {}
+        # each pending request: when it was made, and whether its patient counts
+        self.requested_ms: dict[tuple[str, str], tuple[int, bool]] = {}
         self.waits_s: list[float] = []
+        self.transfers_by_pair: Counter[tuple[str, str]] = Counter()  # (from, to) -> accepted
 
     def collect(self, out: RegionTick) -> None:
+        after = self.counted_after
+        arrived_ms: dict[tuple[str, str], int] = {}  # this tick's own arrivals
         for hospital_id, result in out.results.items():
             # the offers are the coordinator's, not the hospital's own inbound events
             own = [e for e in result.consumed if not isinstance(e, rev.TransferOffered)]
             self.hospitals[hospital_id].collect(dataclasses.replace(result, consumed=own))
-            for event in result.consumed:
+            for event in own:
                 if isinstance(event, rev.TransferArrived):
-                    self.per_hospital[hospital_id]["transfers_in"] += 1
+                    if event.time_ms > after:
+                        self.per_hospital[hospital_id]["transfers_in"] += 1
                 elif isinstance(event, ev.PatientArrived):
-                    self.counts["arrivals"] += 1
+                    arrived_ms[hospital_id, event.patient_id] = event.time_ms
+                    if event.time_ms > after:
+                        self.counts["arrivals"] += 1
         for hospital_id, decision in out.decisions:
-            if isinstance(decision, ev.PatientReferred):
-                self.counts["referred_out"] += 1
-                self.per_hospital[hospital_id]["referred_out"] += 1
+            if isinstance(decision, ev.PatientReferred):  # a patient's own tick decides them
+                if arrived_ms.get((hospital_id, decision.patient_id), decision.time_ms) > after:
+                    self.counts["referred_out"] += 1
+                    self.per_hospital[hospital_id]["referred_out"] += 1
             elif isinstance(decision, rev.TransferRequested):
-                self.counts["requested"] += 1
-                self.requested_ms[decision.origin, decision.patient_id] = decision.time_ms
-            elif isinstance(decision, rev.TransferOffered):
-                self.counts["offers"] += 1
-            elif isinstance(decision, rev.TransferDeclined):
-                self.counts["declined"] += 1
-            elif isinstance(decision, rev.TransferAccepted):
-                self.counts["transfers"] += 1
-                self.per_hospital[decision.origin]["transfers_out"] += 1
-                self.travel_s.append(self.region.travel_ms[decision.origin, decision.to] / 1000)
-                requested = self.requested_ms.pop((decision.origin, decision.patient_id))
-                self.waits_s.append((decision.time_ms - requested) / 1000)
-            elif isinstance(decision, rev.PatientReferredOut):
-                self.counts["referred_out"] += 1
-                self.per_hospital[decision.origin]["referred_out"] += 1
-                self.requested_ms.pop((decision.origin, decision.patient_id))
+                key = decision.origin, decision.patient_id
+                counted = arrived_ms.get(key, decision.time_ms) > after
+                self.requested_ms[key] = (decision.time_ms, counted)
+                self.counts["requested"] += counted
+            else:
+                self._answer(decision)
+
+    def _answer(self, decision: ev.Decision) -> None:
+        """A request's offer, answer or end, counted with its patient."""
+        if not isinstance(decision, _OF_A_REQUEST):
+            return
+        key = decision.origin, decision.patient_id
+        requested_ms, counted = self.requested_ms[key]
+        if isinstance(decision, (rev.TransferAccepted, rev.PatientReferredOut)):
+            del self.requested_ms[key]  # the request's end
+        if not counted:
+            return
+        if isinstance(decision, rev.TransferOffered):
+            self.counts["offers"] += 1
+        elif isinstance(decision, rev.TransferDeclined):
+            self.counts["declined"] += 1
+        elif isinstance(decision, rev.TransferAccepted):
+            self.counts["transfers"] += 1
+            self.per_hospital[decision.origin]["transfers_out"] += 1
+            self.transfers_by_pair[decision.origin, decision.to] += 1
+            self.travel_s.append(self.region.travel_ms[decision.origin, decision.to] / 1000)
+            self.waits_s.append((decision.time_ms - requested_ms) / 1000)
+        else:
+            self.counts["referred_out"] += 1
+            self.per_hospital[decision.origin]["referred_out"] += 1
 
     def report(self, end_ms: int | None) -> dict[str, Any]:
         hospitals = {}
@@ -130,6 +167,8 @@ class RegionKpi:
             ),
             "occupancy_range": round(max(occupancy) - min(occupancy), 6) if occupancy else 0.0,
         }
+        if self.warmup_ms:  # a run's own report has none: it stays as it was
+            region["warmup_s"] = self.warmup_ms / 1000
         return {"region": region, "hospitals": hospitals}
 
 
@@ -313,6 +352,8 @@ def read_record(path: Path, region: RegionConfig) -> Recorded:
                 data = ev.loads(raw)
                 if not isinstance(data, dict):
                     raise ev.BadEvent("an event must be a JSON object")
+                if data.get("type") == jsonl.HEADER:
+                    raise ev.BadEvent("a hospital's record (hospital run --record), not a region's")
                 if data.get("type") == HEADER:
                     if number != 1:
                         raise ev.BadEvent(f"a {HEADER} belongs on the first line")
@@ -342,15 +383,22 @@ def read_record(path: Path, region: RegionConfig) -> Recorded:
 
 
 def replay_region(
-    region: RegionConfig, recorded: Recorded, coordinator: str, out: Path | None = None
+    region: RegionConfig,
+    recorded: Recorded,
+    coordinator: str,
+    out: Path | None = None,
+    *,
+    on_tick: Callable[[RegionTick], None] | None = None,
+    warmup_ms: int = 0,
 ) -> RegionRun:
     """The recorded inbound events through a fresh region, tick by tick: the same decisions
-    as the run that recorded them, with the same coordinator."""
+    as the run that recorded them, with the same coordinator; each tick handed to
+    `on_tick` too; the KPIs leaving out the first `warmup_ms`."""
     network = Network(region, coordinators.make(coordinator))
     auditor = RegionAuditor(region, network.transfers)
-    kpi = RegionKpi(region, coordinator)
+    kpi = RegionKpi(region, coordinator, warmup_ms)
     recorded_ticks = sorted(recorded.ticks)
-    duration_ms = _duration_ms(recorded)
+    duration_ms = recorded_duration_ms(recorded)
     ticks, index = 0, 0
     rejected: list[str] = []
     with open(out, "w") if out else contextlib.nullcontext() as stream:
@@ -378,12 +426,15 @@ def replay_region(
             kpi.collect(result)
             if stream:
                 write_decisions(stream, result)
+            if on_tick:
+                on_tick(result)
     report = kpi.report(duration_ms)
     report["region"]["in_flight"] = auditor.in_flight()
     return RegionRun(report, ticks, rejected)
 
 
-def _duration_ms(recorded: Recorded) -> int:
+def recorded_duration_ms(recorded: Recorded) -> int:
+    """The recorded run's length (its header's `duration_s`). Raises `jsonl.LogError`."""
     duration = recorded.header.get("duration_s")
     if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
         raise jsonl.LogError(f"{HEADER}: no duration_s: not a region's record")
