@@ -66,22 +66,16 @@ def region_coordinator(
     active, the others wait as its standbys and take over within seconds of its death."""
     from scheduler.db.lease import LeaseHeld
     from scheduler.distributed.region.coordinator_service import CoordinatorService
-    from scheduler.distributed.region.host import run_clock
 
     _check_run_id(run_id)
     _check_coordinator(coordinator)
     region, base = _load(config), _base(None)
     stop, _ = _service_setup(None, None)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
-        clock, until_ms = run_clock(region, base, run_id, stop)
-        if clock is None:
-            return
         service = CoordinatorService(
             region,
             base,
             run_id=run_id,
-            clock=clock,
-            until_ms=until_ms,
             coordinator=coordinator,
             coordinator_id=coordinator_id,
             stop=stop,
@@ -108,9 +102,11 @@ def region_world(
     region, base = _load(config), _base(None)
     stop, _ = _service_setup(None, None)
     with service_errors(), contextlib.suppress(KeyboardInterrupt):
-        clock, until_ms = run_clock(region, base, run_id, stop)
-        if clock is None or until_ms is None:
+        clock, until_ms = _begun(run_clock(region, base, run_id, stop), run_id, stop)
+        if clock is None:
             return
+        if until_ms is None:
+            raise fail(f"run {run_id} has no end: the world sends patients until its end")
         RegionWorld(
             region, base, run_id=run_id, clock=clock, duration_ms=until_ms, seed=seed, stop=stop
         ).run()
@@ -160,6 +156,13 @@ def _member_parse():
     return rev.parse_member_event
 
 
+def _begun(clock_and_end, run_id: str, stop) -> tuple:
+    """The run's clock and end; an error if it was not begun in time (not when stopped)."""
+    if clock_and_end[0] is None and not stop.is_set():
+        raise fail(f"run {run_id} was not begun in time (hospital run --kafka --region begins it)")
+    return clock_and_end
+
+
 def run_region_distributed(
     region_name: str,
     db: str | None,
@@ -173,7 +176,7 @@ def run_region_distributed(
 ) -> None:
     """`hospital run --kafka --region`: start the region's processes, wait for the end of
     the run, print what it did."""
-    from scheduler.distributed.region.launch import RegionLauncher, region_figures
+    from scheduler.distributed.region.launch import Region, region_figures
     from scheduler.distributed.supervisor import SupervisorError
 
     _check_coordinator(coordinator)
@@ -184,21 +187,19 @@ def run_region_distributed(
     log_to_stderr(logging.WARNING if quiet else logging.INFO)
     from scheduler.region.config import region_path
 
-    launcher = RegionLauncher(
+    launcher = Region(
         region_path(region_name),
         region,
         base,
-        base.database.url,
-        duration_ms,
-        speed,
-        schedulers,
-        coordinator,
+        duration_ms=duration_ms,
+        speed=speed,
+        coordinator=coordinator,
         log_dir=Path("hospital-logs"),
         seed=seed,
     )
     try:
         with service_errors():
-            launcher.run()
+            launcher.run(schedulers)
             figures = region_figures(region, base, launcher.run_id)
     except SupervisorError as exc:
         raise fail(str(exc), 1) from None

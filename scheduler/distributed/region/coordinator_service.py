@@ -106,8 +106,6 @@ class CoordinatorService:
         base: Config,
         *,
         run_id: str,
-        clock: LiveClock,
-        until_ms: int | None,
         coordinator: str,
         coordinator_id: str,
         stop: threading.Event | None = None,
@@ -115,7 +113,8 @@ class CoordinatorService:
         from scheduler.db.store import connect
 
         self.region, self.base, self.run_id = region, base, run_id
-        self.clock, self.until_ms = clock, until_ms
+        self.clock: LiveClock | None = None  # the run's, once begun
+        self.until_ms: int | None = None
         self.coordinator = coordinators.make(coordinator)
         self.stop = stop or threading.Event()
         self.engine = connect(members.schema_url(base.database.url, members.COORDINATOR_SCHEMA))
@@ -145,9 +144,27 @@ class CoordinatorService:
             finally:
                 self.lease.release()
 
+    def await_run(self) -> LiveClock | None:
+        """The run's clock, once the launcher has begun it (it waits for a coordinator to be
+        active first), the lease kept meanwhile; None if stopped first."""
+        from scheduler.distributed.region.host import run_clock
+
+        while self.clock is None and not self.stop.is_set():
+            self.clock, self.until_ms = run_clock(
+                self.region, self.base, self.run_id, self.stop, timeout_s=0
+            )
+            self.lease.renew_if_due()
+            if self.lease.lost():
+                raise LeaseLost(f"coordinator {self.lease.holder}: lease lost before the run")
+            self.stop.wait(0.5)
+        return self.clock
+
     def lead(self) -> None:
         from kafka import TopicPartition
 
+        clock = self.await_run()
+        if clock is None:
+            return
         self.state = self.load()
         consumer = bus.consumer(self.base)
         producer = bus.producer(self.base)
@@ -170,11 +187,11 @@ class CoordinatorService:
             while not self.stop.is_set():
                 started = time.monotonic()
                 self.read(consumer)
-                decisions = self.step(self.clock.now_ms())
+                decisions = self.step(clock.now_ms())
                 self.commit(decisions)
                 self.send(outbox)
                 self.counters["steps"] += 1
-                if end_ms is not None and self.clock.now_ms() > end_ms and not self.state.on_road:
+                if end_ms is not None and clock.now_ms() > end_ms and not self.state.on_road:
                     break
                 self.stop.wait(max(0.0, STEP_S - (time.monotonic() - started)))
         finally:

@@ -44,6 +44,8 @@ HEARTBEAT_MS = 1_000
 POLL_MS = 200
 STOP_WAIT_S = 30  # a hospital given away: how long its thread may take to hand over
 RETRY_S = 2.0
+AWAIT_RUN_POLL_S = 0.5
+BEGIN_WAIT_S = 600  # how long a process waits for its run to begin
 
 
 @dataclass
@@ -107,11 +109,18 @@ class RegionHost:
             partition_assignment_strategy=[StickyPartitionAssignor],
             client_id=self.host_id,
         )
-        self.clock, self.until_ms = run_clock(self.region, self.base, self.run_id, self.stop)
         consumer.subscribe([self.topic], listener=Listener())
+        look_at = 0.0
         try:
             while not self.stop.is_set():
                 consumer.poll(timeout_ms=POLL_MS)
+                if self.clock is None and not self.served and time.monotonic() > look_at:
+                    # the run is begun once every hospital is served (a hospital's thread
+                    # learns its clock otherwise)
+                    self.clock, self.until_ms = run_clock(
+                        self.region, self.base, self.run_id, self.stop, timeout_s=0
+                    )
+                    look_at = time.monotonic() + 2
                 consumer.pause(*consumer.assignment())  # the assignment, not the messages
                 if self.over():
                     break
@@ -183,6 +192,19 @@ class RegionHost:
                 )
                 served.stop.wait(RETRY_S)
 
+    def _await_run(self, ledger, lease, stop: threading.Event):
+        """The hospital's run, once the launcher has begun it (it waits for every hospital
+        to be served first), the lease kept meanwhile; None if stopped first."""
+        while not stop.is_set():
+            run = ledger.run(self.run_id)
+            if run is not None:
+                return run
+            lease.renew_if_due()
+            if lease.lost():
+                raise LeaseLost(f"hospital lease lost while waiting for run {self.run_id}")
+            stop.wait(AWAIT_RUN_POLL_S)
+        return None
+
     def _serve_hospital(self, hospital_id: str, stop: threading.Event) -> None:
         from scheduler.db.lease import Lease
         from scheduler.db.ledger import Ledger
@@ -209,10 +231,12 @@ class RegionHost:
             ledger.reload()  # another process may have written since it was opened
             ledger.lease = lease
             ledger.parse = rev.parse_member_event
-            run = ledger.run(self.run_id)
+            run = self._await_run(ledger, lease, stop)
             if run is None:
-                raise RuntimeError(f"run {self.run_id} was not begun for hospital {hospital_id}")
+                return
             clock = LiveClock(run.epoch_s, run.speed)
+            if self.clock is None:
+                self.clock, self.until_ms = clock, run.until_ms
             live = LiveScheduler(
                 config,
                 ledger,
@@ -235,10 +259,15 @@ class RegionHost:
 
 
 def run_clock(
-    region: RegionConfig, base: Config, run_id: str, stop: threading.Event, timeout_s: float = 60
+    region: RegionConfig,
+    base: Config,
+    run_id: str,
+    stop: threading.Event,
+    timeout_s: float = BEGIN_WAIT_S,
 ) -> tuple[LiveClock | None, int | None]:
     """The run's clock and end, as begun in the first hospital's schema (the launcher begins
-    every hospital's run, on one clock, before it starts the processes)."""
+    every hospital's run, on one clock, once the processes are up); (None, None) if it is
+    not begun within `timeout_s` (0: looked at once) or `stop` is set first."""
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
@@ -254,8 +283,8 @@ def run_clock(
                 run = session.scalars(select(Run).where(Run.run_id == run_id)).first()
                 if run is not None:
                     return LiveClock(run.epoch_s, run.speed), run.until_ms
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"run {run_id} was not begun in {schema}")
+            if time.monotonic() >= deadline:
+                break
             stop.wait(0.5)
         return None, None
     finally:

@@ -1,10 +1,12 @@
 """`hospital run --kafka --region`: a distributed region on one broker and one database.
 
-Before any process starts, every hospital's schema is migrated, its topics made and its run
-begun (its start in its inbound topic recorded), all on one clock whose time 0 falls a little
-later: the processes read the run from the database, as a restarted one would. Then the
-world, the coordinator and its standby, and the scheduler processes start; the launcher
-restarts one that fails, and stops them all once the run is over.
+Before any process starts, every hospital's schema is migrated and its topics made. Then the
+world, the coordinator and its standby, and the scheduler processes start; once every
+hospital is served (its lease held) and a coordinator is active, every hospital's run is
+begun (its start in its inbound topic recorded) on one clock whose time 0 falls a few seconds
+later: a loaded machine that takes long to start the processes does not eat into the run.
+The processes read the run from the database, as a restarted one would. The launcher
+restarts a process that fails, and stops them all once the run is over.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from scheduler.distributed.supervisor import Child, Supervisor, SupervisorError
 from scheduler.region.config import RegionConfig
 
 log = logging.getLogger("hospital.region")
-LEAD_S = 15.0  # from the run's preparation to its time 0: the processes start meanwhile
 FINISH_S = 120  # past the end: how long the processes may take to finish
 
 
@@ -54,116 +54,202 @@ def ensure_region_topics(base: Config, region: RegionConfig) -> None:
         admin.close()
 
 
-def prepare_run(
-    region: RegionConfig, base: Config, run_id: str, speed: float, until_ms: int | None
-) -> LiveClock:
-    """Every hospital's schema, topics and run, and the coordinator's schema; the clock."""
-    from scheduler.db.ledger import Ledger
-    from scheduler.distributed.region.coordinator_service import prepare
-    from scheduler.distributed.scheduler_service import begin_run
+READY_S = 300  # how long the processes may take to serve every hospital
+BEGIN_LEAD_S = 5.0  # from the run's beginning to its time 0: the world and all connect
 
-    url = base.database.url
-    ensure_region_topics(base, region)
-    ledgers = []
-    try:
-        for hospital_id in region.ids:
-            members.ensure_schema(url, members.schema_of(hospital_id))
-            config = members.member_config(region, hospital_id, base)
-            bus.ensure_topics(config)
-            ledgers.append((config, Ledger(config.database.url, config, config.scheduler.policy)))
-        members.ensure_schema(url, members.COORDINATOR_SCHEMA)
+
+class Region:
+    """A distributed region's run, step by step: `prepare` (every hospital's schema and
+    topics, the coordinator's schema), `start` the processes, `wait_ready` (every hospital
+    served, the coordinator active), `begin` the run on one clock, `wait_end`. A test may
+    stop or add processes in between."""
+
+    def __init__(
+        self,
+        region_path: Path,
+        region: RegionConfig,
+        base: Config,
+        *,
+        duration_ms: int,
+        speed: float,
+        coordinator: str,
+        log_dir: Path,
+        seed: int | None = None,
+        run_id: str | None = None,
+        restart: bool = True,
+    ):
+        self.region_path, self.region, self.base = region_path, region, base
+        self.duration_ms, self.speed, self.coordinator = duration_ms, speed, coordinator
+        self.log_dir, self.seed, self.restart = log_dir, seed, restart
+        self.run_id = run_id or f"region-{int(time.time() * 1000)}"
+        self.children: list[Child] = []
+        self.watcher = Supervisor(
+            base, None, base.database.url, duration_ms, speed, None, {}, log_dir
+        )
+        self.watcher.children = self.children
+        self.ledgers: dict[str, Any] = {}
+        self.clock: LiveClock | None = None
+
+    # --- before the run -----------------------------------------------------------------
+
+    def prepare(self) -> None:
+        from scheduler.db.ledger import Ledger
         from scheduler.db.store import connect
+        from scheduler.distributed.region.coordinator_service import prepare
 
+        url = self.base.database.url
+        ensure_region_topics(self.base, self.region)
+        for hospital_id in self.region.ids:
+            members.ensure_schema(url, members.schema_of(hospital_id))
+            config = members.member_config(self.region, hospital_id, self.base)
+            bus.ensure_topics(config)
+            self.ledgers[hospital_id] = Ledger(config.database.url, config, config.scheduler.policy)
+        members.ensure_schema(url, members.COORDINATOR_SCHEMA)
         engine = connect(members.schema_url(url, members.COORDINATOR_SCHEMA))
         prepare(engine)
         engine.dispose()
-        clock = LiveClock(time.time() + LEAD_S, speed)
-        for config, ledger in ledgers:
-            begin_run(config, ledger, run_id, clock, until_ms=until_ms)
-        return clock
-    finally:
-        for _, ledger in ledgers:
-            ledger.close()
 
-
-@dataclass
-class RegionLauncher:
-    region_path: Path
-    region: RegionConfig
-    base: Config
-    db_url: str
-    duration_ms: int
-    speed: float
-    schedulers: int
-    coordinator: str
-    log_dir: Path
-    seed: int | None = None
-    run_id: str = field(default_factory=lambda: f"region-{int(time.time() * 1000)}")
-    children: list[Child] = field(default_factory=list)
-
-    def run(self, on_progress=lambda sim_ms: None) -> LiveClock:
+    def start(self, schedulers: int) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        clock = prepare_run(self.region, self.base, self.run_id, self.speed, self.duration_ms)
-        common = ["--config", str(self.region_path), "--run-id", self.run_id]
-        env = {"DATABASE_URL": self.db_url}  # never on a command line (`ps` shows those)
         seed = ["--seed", str(self.seed)] if self.seed is not None else []
-        self.children = [
-            Child(
-                "world",
-                ["region", "world", *common, *seed],
-                log_path=self.log_dir / "world.log",
-                env=env,
-            )
-        ]
+        self.add("world", ["world", *seed])
         for n in (1, 2):  # the first to start is active, the other its standby
-            self.children.append(
-                Child(
+            self.add(
+                f"coordinator-{n}",
+                [
+                    "coordinator",
+                    "--coordinator",
+                    self.coordinator,
+                    "--coordinator-id",
                     f"coordinator-{n}",
-                    [
-                        "region",
-                        "coordinator",
-                        *common,
-                        "--coordinator",
-                        self.coordinator,
-                        "--coordinator-id",
-                        f"coordinator-{n}",
-                    ],
-                    log_path=self.log_dir / f"coordinator-{n}.log",
-                    env=env,
-                )
+                ],
             )
-        for n in range(1, self.schedulers + 1):
-            self.children.append(
-                Child(
-                    f"scheduler-{n}",
-                    ["region", "scheduler", *common, "--scheduler-id", f"scheduler-{n}"],
-                    log_path=self.log_dir / f"scheduler-{n}.log",
-                    env=env,
-                )
-            )
-        watcher = Supervisor(
-            self.base, None, self.db_url, self.duration_ms, self.speed, None, {}, self.log_dir
+        for n in range(1, schedulers + 1):
+            self.add_scheduler(n)
+
+    def add_scheduler(self, n: int) -> Child:
+        return self.add(f"scheduler-{n}", ["scheduler", "--scheduler-id", f"scheduler-{n}"])
+
+    def add(self, name: str, args: list[str]) -> Child:
+        child = Child(
+            name,
+            ["region", *args, "--config", str(self.region_path), "--run-id", self.run_id],
+            log_path=self.log_dir / f"{name}.log",
+            # never on a command line, which any local user can read (`ps`)
+            env={"DATABASE_URL": self.base.database.url},
         )
-        watcher.children = self.children
-        for child in self.children:
-            child.start()
+        self.children.append(child)
+        child.start()
+        return child
+
+    def wait_ready(self, schedulers: int, timeout_s: float = READY_S) -> None:
+        """Until every hospital's lease is held, by as many scheduler processes as can share
+        them, and a coordinator's is, the same for two seconds in a row."""
+        deadline = time.monotonic() + timeout_s
+        wanted = min(schedulers, len(self.region.ids))
+        last, steady_since = None, time.monotonic()
+        while True:
+            self.watch()
+            holders = self.holders()
+            served = {h: who for h, who in holders.items() if who}
+            now = time.monotonic()
+            if holders != last:
+                last, steady_since = holders, now
+            ready = (
+                len(served) == len(holders)
+                and len({who for h, who in served.items() if h != members.COORDINATOR_SCHEMA})
+                >= wanted
+            )
+            if ready and now - steady_since >= 2.0:
+                return
+            if now > deadline:
+                raise SupervisorError(
+                    f"the region's processes did not serve every hospital within "
+                    f"{timeout_s:g} s: see {self.log_dir}/"
+                )
+            time.sleep(0.5)
+
+    def holders(self) -> dict[str, str]:
+        """Who holds each hospital's lease (and the coordinator's, under its schema's name)
+        now; "" for a lease free or expired."""
+        from sqlalchemy import text
+
+        schemas = [members.schema_of(h) for h in self.region.ids] + [members.COORDINATOR_SCHEMA]
+        union = " UNION ALL ".join(
+            f"SELECT '{schema}', holder, expires_at FROM \"{schema}\".scheduler_lease"
+            for schema in schemas
+        )
+        held = dict.fromkeys(schemas, "")
+        ledger = next(iter(self.ledgers.values()))
+        with ledger.engine.connect() as connection:
+            now = connection.execute(text("SELECT extract(epoch from now())")).scalar_one()
+            for schema, holder, expires_at in connection.execute(text(union)):
+                if expires_at > now:
+                    held[schema] = holder
+        return held
+
+    def begin(self) -> LiveClock:
+        """Every hospital's run, on one clock whose time 0 is `BEGIN_LEAD_S` away; the first
+        hospital's last (the processes that serve none read the clock from it)."""
+        from scheduler.distributed.scheduler_service import begin_run
+
+        clock = LiveClock(time.time() + BEGIN_LEAD_S, self.speed)
+        consumer = bus.consumer(self.base)
         try:
-            while clock.now_ms() <= self.duration_ms:
-                watcher.watch()
-                on_progress(max(0, clock.now_ms()))
-                time.sleep(0.2)
-            deadline = time.monotonic() + FINISH_S
-            while any(c.process and c.process.poll() is None for c in self.children):
-                watcher.watch()
-                if time.monotonic() > deadline:
-                    raise SupervisorError(
-                        f"the region's processes did not finish within {FINISH_S} s of the "
-                        f"end: see {self.log_dir}/"
-                    )
-                time.sleep(0.2)
+            for hospital_id in reversed(self.region.ids):
+                config = self.ledgers[hospital_id].store.config
+                begin_run(
+                    config,
+                    self.ledgers[hospital_id],
+                    self.run_id,
+                    clock,
+                    consumer,
+                    until_ms=self.duration_ms,
+                )
         finally:
-            watcher.stop_all()
+            consumer.close()
+        self.clock = clock
         return clock
+
+    # --- during and after ---------------------------------------------------------------
+
+    def watch(self) -> None:
+        """Restart a process that failed (unless told not to: a test kills its own)."""
+        if self.restart:
+            self.watcher.watch()
+
+    def wait_end(self, on_progress=lambda sim_ms: None, finish_s: float = FINISH_S) -> None:
+        assert self.clock is not None
+        while self.clock.now_ms() <= self.duration_ms:
+            self.watch()
+            on_progress(max(0, self.clock.now_ms()))
+            time.sleep(0.2)
+        deadline = time.monotonic() + finish_s
+        while any(c.process and c.process.poll() is None for c in self.children):
+            self.watch()
+            if time.monotonic() > deadline:
+                raise SupervisorError(
+                    f"the region's processes did not finish within {finish_s} s of the "
+                    f"end: see {self.log_dir}/"
+                )
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.watcher.stop_all()
+        for ledger in self.ledgers.values():
+            ledger.close()
+        self.ledgers = {}
+
+    def run(self, schedulers: int, on_progress=lambda sim_ms: None) -> None:
+        """The whole run: prepared, started, begun, waited for, stopped."""
+        try:
+            self.prepare()
+            self.start(schedulers)
+            self.wait_ready(schedulers)
+            self.begin()
+            self.wait_end(on_progress)
+        finally:
+            self.close()
 
 
 def region_figures(region: RegionConfig, base: Config, run_id: str) -> dict[str, Any]:

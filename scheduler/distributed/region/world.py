@@ -69,7 +69,7 @@ class RegionWorld:
             )
         self.due: list[tuple[int, int, str, ev.Event]] = []  # (time, order, hospital, event)
         self.order = itertools.count()
-        self.done: set[str] = set()  # the tasks whose completion is due or sent
+        self.done: set[tuple[str, str]] = set()  # (hospital, task): completion due or sent
         self.counters = {"arrivals": 0, "completions": 0, "duplicates": 0}
 
     def run(self) -> None:
@@ -129,9 +129,9 @@ class RegionWorld:
             return  # the scheduler's own dead letters say more; the world only does tasks
         if not isinstance(task, ev.TaskDispatched):
             return
-        if task.task_id in self.done:
+        if (hospital_id, task.task_id) in self.done:  # task ids are a hospital's own
             self.counters["duplicates"] += 1
             return
-        self.done.add(task.task_id)
+        self.done.add((hospital_id, task.task_id))
         hospital = self.hospitals[hospital_id]
         self._push(hospital_id, completion(hospital.layout, hospital.demand, task))
