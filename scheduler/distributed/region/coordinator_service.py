@@ -356,7 +356,7 @@ class CoordinatorService:
             )
             self.counters["arrivals_sent"] += 1
         for d in decided:
-            self.owe(members.coordinator_topic(), d)
+            self.owe(members.coordinator_topic(self.base), d)
         self.counters["offers"] += sum(isinstance(d, rev.TransferOffered) for d in decided)
         self.counters["referred_out"] += sum(isinstance(d, rev.PatientReferredOut) for d in decided)
         return decided

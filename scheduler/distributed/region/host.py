@@ -45,6 +45,7 @@ POLL_MS = 200
 STOP_WAIT_S = 30  # a hospital given away: how long its thread may take to hand over
 RETRY_S = 2.0
 AWAIT_RUN_POLL_S = 0.5
+IDLE_CHECK_S = 10.0  # how often a process that serves nothing looks at the others
 BEGIN_WAIT_S = 600  # how long a process waits for its run to begin
 
 
@@ -78,7 +79,7 @@ class RegionHost:
         self.run_id = run_id
         self.host_id = host_id or default_host_id()
         self.stop = stop or threading.Event()
-        self.topic = members.hospitals_topic(region)
+        self.topic = members.hospitals_topic(base, region)
         self.served: dict[str, Served] = {}
         self.until_ms: int | None = None
         self.clock: LiveClock | None = None
@@ -93,6 +94,8 @@ class RegionHost:
         from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 
         host = self
+        # The group's troubles (a session timed out, a rejoin) are worth an operator's eye.
+        logging.getLogger("kafka.coordinator").setLevel(logging.WARNING)
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked):
@@ -101,33 +104,68 @@ class RegionHost:
             def on_partitions_assigned(self, assigned):
                 host.assign(sorted(tp.partition for tp in assigned))
 
-        consumer = bus.consumer(
-            self.base,
-            group_id=members.schedulers_group(self.run_id),
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            heartbeat_interval_ms=HEARTBEAT_MS,
-            partition_assignment_strategy=[StickyPartitionAssignor],
-            client_id=self.host_id,
-        )
-        consumer.subscribe([self.topic], listener=Listener())
-        look_at = 0.0
+        def join():
+            member = bus.consumer(
+                self.base,
+                group_id=members.schedulers_group(self.base, self.run_id),
+                session_timeout_ms=SESSION_TIMEOUT_MS,
+                heartbeat_interval_ms=HEARTBEAT_MS,
+                partition_assignment_strategy=[StickyPartitionAssignor],
+                client_id=self.host_id,
+            )
+            member.subscribe([self.topic], listener=Listener())
+            return member
+
+        consumer = join()
+        look_at = idle_check = time.monotonic() + IDLE_CHECK_S
         try:
             while not self.stop.is_set():
                 consumer.poll(timeout_ms=POLL_MS)
-                if self.clock is None and not self.served and time.monotonic() > look_at:
+                consumer.pause(*consumer.assignment())  # the assignment, not the messages
+                now = time.monotonic()
+                if self.clock is None and not self.served and now > look_at:
                     # the run is begun once every hospital is served (a hospital's thread
                     # learns its clock otherwise)
                     self.clock, self.until_ms = run_clock(
                         self.region, self.base, self.run_id, self.stop, timeout_s=0
                     )
-                    look_at = time.monotonic() + 2
-                consumer.pause(*consumer.assignment())  # the assignment, not the messages
+                    look_at = now + 2
+                if self.served or consumer.assignment():
+                    idle_check = now + IDLE_CHECK_S
+                elif now > idle_check:
+                    idle_check = now + IDLE_CHECK_S
+                    if self.others_serve_several():
+                        # Seen once under load: a member dropped from the group (its session
+                        # timed out) that never rejoined. A new member joins afresh.
+                        log.warning(
+                            "scheduler process %s: idle while others serve several "
+                            "hospitals each: joining the group again",
+                            self.host_id,
+                        )
+                        consumer.close()
+                        consumer = join()
                 if self.over():
                     break
         finally:
             self.let_go(list(self.served))
             consumer.close()
         log.info("scheduler process %s: done (%s)", self.host_id, self.counters)
+
+    def others_serve_several(self) -> bool:
+        """Whether a live process holds the leases of two hospitals or more (so that a fair
+        share would give this one some)."""
+        from scheduler.db.store import connect
+
+        engine = connect(members.schema_url(self.base.database.url, "public"))
+        try:
+            held = lease_holders(engine, self.region)
+        finally:
+            engine.dispose()
+        counts: dict[str, int] = {}
+        for holder in held.values():
+            if holder:
+                counts[holder] = counts.get(holder, 0) + 1
+        return max(counts.values(), default=0) >= 2
 
     def assign(self, partitions: list[int]) -> None:
         ids = self.region.ids
@@ -289,3 +327,22 @@ def run_clock(
         return None, None
     finally:
         engine.dispose()
+
+
+def lease_holders(engine, region: RegionConfig) -> dict[str, str]:
+    """Who holds each hospital's lease now, by schema, and the coordinator's (under its
+    schema's name); "" for a lease free or expired."""
+    from sqlalchemy import text
+
+    schemas = [members.schema_of(h) for h in region.ids] + [members.COORDINATOR_SCHEMA]
+    union = " UNION ALL ".join(
+        f"SELECT '{schema}', holder, expires_at FROM \"{schema}\".scheduler_lease"
+        for schema in schemas
+    )
+    held = dict.fromkeys(schemas, "")
+    with engine.connect() as connection:
+        now = connection.execute(text("SELECT extract(epoch from now())")).scalar_one()
+        for schema, holder, expires_at in connection.execute(text(union)):
+            if expires_at > now:
+                held[schema] = holder
+    return held

@@ -40,8 +40,8 @@ def ensure_region_topics(base: Config, region: RegionConfig) -> None:
     except KafkaError as exc:
         raise bus.BusError(f"the broker at {base.kafka.bootstrap_servers}: {exc}") from None
     try:
-        wanted = {members.hospitals_topic(region): len(region.hospitals)}
-        wanted[members.coordinator_topic()] = 1
+        wanted = {members.hospitals_topic(base, region): len(region.hospitals)}
+        wanted[members.coordinator_topic(base)] = 1
         existing = set(admin.list_topics())
         missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
         if missing:
@@ -172,21 +172,9 @@ class Region:
     def holders(self) -> dict[str, str]:
         """Who holds each hospital's lease (and the coordinator's, under its schema's name)
         now; "" for a lease free or expired."""
-        from sqlalchemy import text
+        from scheduler.distributed.region.host import lease_holders
 
-        schemas = [members.schema_of(h) for h in self.region.ids] + [members.COORDINATOR_SCHEMA]
-        union = " UNION ALL ".join(
-            f"SELECT '{schema}', holder, expires_at FROM \"{schema}\".scheduler_lease"
-            for schema in schemas
-        )
-        held = dict.fromkeys(schemas, "")
-        ledger = next(iter(self.ledgers.values()))
-        with ledger.engine.connect() as connection:
-            now = connection.execute(text("SELECT extract(epoch from now())")).scalar_one()
-            for schema, holder, expires_at in connection.execute(text(union)):
-                if expires_at > now:
-                    held[schema] = holder
-        return held
+        return lease_holders(next(iter(self.ledgers.values())).engine, self.region)
 
     def begin(self) -> LiveClock:
         """Every hospital's run, on one clock whose time 0 is `BEGIN_LEAD_S` away; the first

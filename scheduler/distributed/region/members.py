@@ -2,7 +2,8 @@
 partition of the region's hospitals topic.
 
 Each hospital keeps the single hospital's distributed layout, under names of its own: topics
-`region.<id>.inbound`, `.decisions`, `.dispatch.<role>`, `.dead-letter`, and a PostgreSQL
+`<ns>.region.<id>.inbound`, `.decisions`, `.dispatch.<role>`, `.dead-letter` (`<ns>`: the
+deployment's inbound topic's first part, `hospital` by default), and a PostgreSQL
 schema `region_<id>` in the run's database (the same tables, migrations and tools as a
 hospital's own database: `hospital export --db` on the schema's URL exports it). The
 hospitals topic has one partition per hospital, in the region's order; which scheduler
@@ -18,24 +19,30 @@ import re
 from scheduler.config import Config
 from scheduler.region.config import RegionConfig
 
-TOPIC_PREFIX = "region."
 SCHEMA_PREFIX = "region_"
 COORDINATOR_SCHEMA = "region_coordinator"
 
 
-def hospitals_topic(region: RegionConfig) -> str:
+def topic_prefix(base: Config) -> str:
+    """The region's topics' namespace: beside the deployment's own topics (a test's topics
+    of its own give it a region of its own)."""
+    namespace = base.kafka.inbound_topic.rsplit(".", 1)[0]
+    return f"{namespace}.region."
+
+
+def hospitals_topic(base: Config, region: RegionConfig) -> str:
     """The topic whose partitions are the hospitals (named by their count: a topic's
     partitions cannot be fewer later)."""
-    return f"{TOPIC_PREFIX}hospitals.{len(region.hospitals)}"
+    return f"{topic_prefix(base)}hospitals.{len(region.hospitals)}"
 
 
-def coordinator_topic() -> str:
+def coordinator_topic(base: Config) -> str:
     """The coordinator's own decisions (offers and referrals out), for whoever follows."""
-    return f"{TOPIC_PREFIX}coordinator.decisions"
+    return f"{topic_prefix(base)}coordinator.decisions"
 
 
-def schedulers_group(run_id: str) -> str:
-    return f"{TOPIC_PREFIX}{run_id}.schedulers"
+def schedulers_group(base: Config, run_id: str) -> str:
+    return f"{topic_prefix(base)}{run_id}.schedulers"
 
 
 def schema_of(hospital_id: str) -> str:
@@ -58,7 +65,7 @@ def member_config(region: RegionConfig, hospital_id: str, base: Config) -> Confi
     """Hospital `hospital_id`'s config, with the broker and database of `base` and the
     topics and schema of its own."""
     config = region.member(hospital_id).config
-    name = f"{TOPIC_PREFIX}{hospital_id}."
+    name = f"{topic_prefix(base)}{hospital_id}."
     kafka = dataclasses.replace(
         base.kafka,
         enabled=True,

@@ -1,0 +1,236 @@
+"""A distributed region on the real broker and PostgreSQL: 20 hospitals over 3 scheduler
+processes, a coordinator and its standby, the world (patients and staff). Mid-run one scheduler
+process is SIGKILLed (its hospitals must be taken over by the others within 15 s), then the
+active coordinator (its standby must take over), then a new scheduler process joins (it must
+take a share). At the end nothing is lost or doubled, and each hospital's record replays, by
+its own scheduler, to its decisions byte for byte.
+
+One run, heavy (about three minutes): run once, not per parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from scheduler.config import load
+from scheduler.demand import Demand
+from scheduler.distributed.region import members
+from scheduler.distributed.region.coordinator_service import region_decisions
+from scheduler.distributed.region.launch import Region
+from scheduler.region import config as region_config
+from scheduler.region import events as rev
+from scheduler.region.member import MemberScheduler
+from scheduler.runs import replay
+from tests.e2e.conftest import new_topics
+
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
+
+REGION = Path(__file__).resolve().parents[1] / "fixtures" / "regions" / "twenty-small-wards.toml"
+DURATION_MS = 20 * 60_000
+SPEED = 10.0
+TAKEOVER_S = 15.0
+
+
+def wait_for(what: str, condition, timeout_s: float, region: Region) -> float:
+    """Seconds until `condition()` holds; fails after `timeout_s`."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            pytest.fail(f"{what}: not within {timeout_s:g} s; logs in {region.log_dir}")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def child(region: Region, name: str):
+    return next(c for c in region.children if c.name == name)
+
+
+def last_ticks(region: Region, hospital_ids) -> dict[str, int]:
+    with next(iter(region.ledgers.values())).engine.connect() as connection:
+        return {
+            h: connection.execute(
+                text(f'SELECT coalesce(max(tick), -1) FROM "{members.schema_of(h)}".ticks')
+            ).scalar_one()
+            for h in hospital_ids
+        }
+
+
+@pytest.fixture
+def region_run(services_env, database, tmp_path):
+    with new_topics(services_env, database) as topics:
+        saved = dict(os.environ)
+        os.environ.update(topics.env)  # the processes' broker, database and topics
+        try:
+            base = load(None, topics.env)
+            region = Region(
+                REGION,
+                region_config.load(REGION),
+                base,
+                duration_ms=DURATION_MS,
+                speed=SPEED,
+                coordinator="cpsat",
+                log_dir=tmp_path / "logs",
+                run_id=f"e2e-region-{int(time.time())}",
+                restart=False,  # the test kills processes: they stay dead
+            )
+            try:
+                yield region
+            finally:
+                region.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def test_twenty_hospitals_over_three_processes_survive_deaths_and_a_join(region_run, tmp_path):
+    run = region_run
+    run.prepare()
+    run.start(schedulers=3)
+    run.wait_ready(schedulers=3)
+    clock = run.begin()
+
+    # --- a scheduler process killed: its hospitals move to the others ------------------
+    wait_for("a quarter of the run", lambda: clock.now_ms() > DURATION_MS // 4, 120, run)
+    holders = run.holders()
+    victims = [h for h in run.region.ids if holders[members.schema_of(h)] == "scheduler-1"]
+    assert victims, f"scheduler-1 serves no hospital: {holders}"
+    before = last_ticks(run, victims)
+    os.kill(child(run, "scheduler-1").process.pid, signal.SIGKILL)
+
+    def taken_over() -> bool:
+        now = run.holders()
+        return all(now[members.schema_of(h)] not in ("", "scheduler-1") for h in victims)
+
+    takeover_s = wait_for("the killed process's hospitals taken over", taken_over, 60, run)
+    print(f"\n{len(victims)} hospitals taken over in {takeover_s:.1f} s")
+    assert takeover_s <= TAKEOVER_S
+    wait_for(
+        "the taken-over hospitals ticking again",
+        lambda: all(t > before[h] + 5 for h, t in last_ticks(run, victims).items()),
+        30,
+        run,
+    )
+
+    # --- the active coordinator killed: its standby takes over -------------------------
+    active = run.holders()[members.COORDINATOR_SCHEMA]
+    assert active in ("coordinator-1", "coordinator-2")
+    os.kill(child(run, active).process.pid, signal.SIGKILL)
+    standby_s = wait_for(
+        "the coordinator's standby active",
+        lambda: run.holders()[members.COORDINATOR_SCHEMA] not in ("", active),
+        30,
+        run,
+    )
+    print(f"coordinator {active} killed: its standby active in {standby_s:.1f} s")
+    assert standby_s <= TAKEOVER_S
+
+    # --- a new process joins: it takes a share ------------------------------------------
+    run.add_scheduler(4)
+    join_s = wait_for(
+        "the new process serving hospitals",
+        lambda: "scheduler-4" in run.holders().values(),
+        60,
+        run,
+    )
+    shares = Counter(run.holders()[members.schema_of(h)] for h in run.region.ids)
+    print(f"scheduler-4 joined: serving in {join_s:.1f} s; shares {dict(shares)}")
+    assert clock.now_ms() < DURATION_MS, "the run ended before the join was seen: too slow"
+
+    run.wait_end(finish_s=180)
+
+    # --- nothing lost, nothing doubled --------------------------------------------------
+    engine = next(iter(run.ledgers.values())).engine
+    coordinator = region_decisions(_coordinator_engine(run), run.run_id)
+    referred_out = Counter(
+        (d["from"], d["patient_id"]) for d in coordinator if d["type"] == "patient.referred_out"
+    )
+    assert max(referred_out.values(), default=1) == 1
+    accepted: Counter = Counter()
+    arrived_by_transfer: Counter = Counter()
+    requested: set = set()
+    with engine.connect() as connection:
+        for h in run.region.ids:
+            schema = members.schema_of(h)
+            member = run.region.member(h)
+            expected = {
+                a.event_id
+                for a in _until(Demand(member.config, member.seed(run.region.seed)).arrivals())
+            }
+            inbound = [
+                json.loads(p)
+                for (p,) in connection.execute(
+                    text(
+                        f'SELECT payload FROM "{schema}".inbound_events '
+                        f"WHERE type = 'patient.arrived'"
+                    )
+                )
+            ]
+            own = [e["event_id"] for e in inbound if "transferred_from" not in e]
+            assert sorted(own) == sorted(expected), f"{h}: arrivals lost or doubled"
+            for e in inbound:
+                if "transferred_from" in e:
+                    arrived_by_transfer[e["patient_id"]] += 1
+            decided = [
+                json.loads(p)
+                for (p,) in connection.execute(
+                    text(
+                        f'SELECT payload FROM "{schema}".decisions WHERE type IN '
+                        f"('patient.admitted', 'transfer.requested', 'transfer.accepted')"
+                    )
+                )
+            ]
+            fates = Counter(
+                d["patient_id"]
+                for d in decided
+                if d["type"] in ("patient.admitted", "transfer.requested")
+            )
+            patients = {e["patient_id"] for e in inbound}
+            assert set(fates) == patients, f"{h}: a patient not decided"
+            assert max(fates.values()) == 1, f"{h}: a patient decided twice"
+            for d in decided:
+                if d["type"] == "transfer.requested":
+                    requested.add((h, d["patient_id"]))
+                elif d["type"] == "transfer.accepted":
+                    accepted[d["from"], d["patient_id"]] += 1
+    assert accepted and max(accepted.values()) == 1, "a transfer accepted twice"
+    assert not set(accepted) & set(referred_out), "a patient both transferred and referred out"
+    assert set(accepted) | set(referred_out) <= requested
+    assert max(arrived_by_transfer.values()) == 1
+    assert set(arrived_by_transfer) <= {rev.arriving_id(*k) for k in accepted}
+
+    # --- each hospital's record replays to its decisions, byte for byte -----------------
+    for h in run.region.ids:
+        ledger = run.ledgers[h]
+        ledger.parse = rev.parse_member_event
+        events, decisions = tmp_path / f"{h}.events.jsonl", tmp_path / f"{h}.decisions.jsonl"
+        ledger.export(events, decisions)
+        again = tmp_path / f"{h}.again.jsonl"
+        replay(
+            ledger.store.config,
+            events,
+            again,
+            make=lambda c, h=h: MemberScheduler(c, h, requests_transfers=True),
+            parse=rev.parse_member_data,
+        )
+        assert again.read_bytes() == decisions.read_bytes(), f"{h}: replays otherwise"
+
+
+def _until(arrivals):
+    for arrival in arrivals:
+        if arrival.time_ms > DURATION_MS:
+            return
+        yield arrival
+
+
+def _coordinator_engine(run: Region):
+    from scheduler.db.store import connect
+
+    return connect(members.schema_url(run.base.database.url, members.COORDINATOR_SCHEMA))
