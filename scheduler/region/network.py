@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from scheduler import events as ev
 from scheduler.engine import TickResult
 from scheduler.region import events as rev
-from scheduler.region.config import RegionConfig
+from scheduler.region.config import RegionConfig, TransferRules
 from scheduler.region.coordinator import Capacity, Coordinator, Request
 from scheduler.region.member import MemberScheduler, arrivals_of, transfer_request
 
@@ -43,6 +43,15 @@ class RegionTick:
 
 
 COORDINATOR = ""  # the `hospital` of the coordinator's decisions
+
+
+def unmovable(rules: TransferRules, request: Request) -> str:
+    """Why the region's rules forbid moving this patient ("" if they do not)."""
+    if request.acuity <= 2 and not rules.move_urgent:
+        return f"ESI {request.acuity}: not moved (transfers.move_urgent = false)"
+    if request.isolation and not rules.move_isolation:
+        return "needs isolation: not moved (transfers.move_isolation = false)"
+    return ""
 
 
 class Network:
@@ -100,12 +109,7 @@ class Network:
 
     def movable(self, request: Request) -> str:
         """Why the rules forbid moving this patient ("" if they do not)."""
-        rules = self.region.rules
-        if request.acuity <= 2 and not rules.move_urgent:
-            return f"ESI {request.acuity}: not moved (transfers.move_urgent = false)"
-        if request.isolation and not rules.move_isolation:
-            return "needs isolation: not moved (transfers.move_isolation = false)"
-        return ""
+        return unmovable(self.region.rules, request)
 
     def capacity(self) -> dict[str, Capacity]:
         """Every hospital's free rooms, in the region's order."""

@@ -85,6 +85,7 @@ def region_run(services_env, database, tmp_path):
                 yield region
             finally:
                 region.close()
+                delete_region_topics(base)
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -234,3 +235,22 @@ def _coordinator_engine(run: Region):
     from scheduler.db.store import connect
 
     return connect(members.schema_url(run.base.database.url, members.COORDINATOR_SCHEMA))
+
+
+def delete_region_topics(base) -> None:
+    """The region's own topics (a test's namespace), deleted: cleanup, never raises."""
+    from kafka.admin import KafkaAdminClient
+
+    from scheduler.distributed import bus
+
+    try:
+        admin = KafkaAdminClient(**bus.client_options(base), request_timeout_ms=15000)
+        try:
+            prefix = members.topic_prefix(base)
+            mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+            if mine:
+                admin.delete_topics(mine)
+        finally:
+            admin.close()
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass

@@ -41,7 +41,8 @@ from scheduler.hospital import Hospital
 from scheduler.region import coordinator as coordinators
 from scheduler.region import events as rev
 from scheduler.region.config import RegionConfig
-from scheduler.region.coordinator import Capacity, Request
+from scheduler.region.coordinator import Capacity
+from scheduler.region.desk import DeskState, TransferDesk
 
 log = logging.getLogger("hospital.region.coordinator")
 STEP_S = 0.25
@@ -84,12 +85,12 @@ def prepare(engine: Engine) -> None:
 
 @dataclass
 class State:
-    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # "origin/patient" -> request
-    on_road: list[dict[str, Any]] = field(default_factory=list)  # arrivals to send, by time
-    held: dict[str, list[str]] = field(default_factory=dict)  # arriving id -> [hospital, room]
+    """What a standby takes over: the desk's books, where the hospitals' topics were read
+    up to, and the messages committed but not known to be sent."""
+
+    desk: dict[str, Any] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> offset
-    owed: list[list[str]] = field(default_factory=list)  # [topic, key, value] not yet sent
-    offers: int = 0
+    owed: list[list[str]] = field(default_factory=list)  # [topic, key, value]
 
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -115,7 +116,7 @@ class CoordinatorService:
         self.region, self.base, self.run_id = region, base, run_id
         self.clock: LiveClock | None = None  # the run's, once begun
         self.until_ms: int | None = None
-        self.coordinator = coordinators.make(coordinator)
+        self.desk = TransferDesk(region, coordinators.make(coordinator))
         self.stop = stop or threading.Event()
         self.engine = connect(members.schema_url(base.database.url, members.COORDINATOR_SCHEMA))
         prepare(self.engine)
@@ -166,6 +167,7 @@ class CoordinatorService:
         if clock is None:
             return
         self.state = self.load()
+        self.desk.state = DeskState.load(self.state.desk) if self.state.desk else DeskState()
         consumer = bus.consumer(self.base)
         producer = bus.producer(self.base)
         outbox = bus.Outbox(producer, bus.headers(self.run_id, "coordinator"))
@@ -191,7 +193,7 @@ class CoordinatorService:
                 self.commit(decisions)
                 self.send(outbox)
                 self.counters["steps"] += 1
-                if end_ms is not None and clock.now_ms() > end_ms and not self.state.on_road:
+                if end_ms is not None and clock.now_ms() > end_ms and not self.desk.state.on_road:
                     break
                 self.stop.wait(max(0.0, STEP_S - (time.monotonic() - started)))
         finally:
@@ -209,6 +211,7 @@ class CoordinatorService:
     def commit(self, decisions: list[ev.Decision]) -> None:
         with Session(self.engine) as session, session.begin():
             self.lease.fence(session)
+            self.state.desk = self.desk.state.dump()
             session.merge(
                 StateRow(run_id=self.run_id, step_at=time.time(), state=self.state.dump())
             )
@@ -236,7 +239,6 @@ class CoordinatorService:
 
     def read(self, consumer) -> None:
         for tp, messages in consumer.poll(timeout_ms=0, max_records=5000).items():
-            hospital_id = self.by_topic[tp.topic]
             for message in messages:
                 self.state.positions[f"{tp.topic}:{tp.partition}"] = message.offset + 1
                 if bus.header(message, "run") != self.run_id:
@@ -249,134 +251,33 @@ class CoordinatorService:
                     decision = rev.parse_wire(data, WATCHED)
                 except ev.BadEvent:
                     continue
-                self.heard(hospital_id, decision)
-
-    def heard(self, hospital_id: str, decision: ev.Decision) -> None:
-        state = self.state
-        if isinstance(decision, rev.TransferRequested):
-            key = rev.arriving_id(decision.origin, decision.patient_id)
-            state.pending.setdefault(
-                key,
-                {
-                    "patient_id": decision.patient_id,
-                    "origin": decision.origin,
-                    "acuity": decision.acuity,
-                    "isolation": decision.isolation,
-                    "requested_ms": decision.time_ms,
-                    "offered_to": None,
-                },
-            )
-        elif isinstance(decision, rev.TransferAccepted):
-            key = rev.arriving_id(decision.origin, decision.patient_id)
-            request = state.pending.pop(key, None)
-            if request is None:
-                return  # heard before (a message read again)
-            travel_ms = self.region.travel_ms[decision.origin, decision.to]
-            arrival = rev.TransferArrived(
-                f"transfer-{key}",
-                decision.time_ms + travel_ms,
-                key,
-                acuity=request["acuity"],
-                isolation=request["isolation"],
-                transferred_from=decision.origin,
-            )
-            state.on_road.append({"to": decision.to, "event": arrival.to_json()})
-            state.on_road.sort(key=lambda r: (json.loads(r["event"])["time"], r["event"]))
-            state.held[key] = [decision.to, decision.room_id]
-        elif isinstance(decision, rev.TransferDeclined):
-            request = state.pending.get(rev.arriving_id(decision.origin, decision.patient_id))
-            if request is not None and request["offered_to"] == decision.to:
-                request["offered_to"] = None
-        elif isinstance(decision, ev.PatientAdmitted):
-            state.held.pop(decision.patient_id, None)  # the held room is now booked
+                self.desk.heard(decision)
 
     # --- one step -----------------------------------------------------------------------
 
     def step(self, now_ms: int) -> list[ev.Decision]:
-        """Refer out, offer, and send the arrivals due: the step's decisions (also owed to
-        Kafka, with the arrivals)."""
-        state = self.state
-        tick = now_ms // self.region.tick_ms
-        decided: list[ev.Decision] = []
-        waiting: list[Request] = []
-        max_wait_ms = self.region.rules.max_wait_ms
-        for key, r in sorted(state.pending.items()):
-            if r["offered_to"] is not None:
-                continue
-            request = Request(
-                r["patient_id"], r["origin"], r["acuity"], r["isolation"], r["requested_ms"]
-            )
-            waited_ms = now_ms - request.requested_ms
-            why = self.movable(request) or (
-                f"no hospital accepted within {max_wait_ms / 1000:g} s"
-                if waited_ms >= max_wait_ms
-                else ""
-            )
-            if why:
-                del state.pending[key]
-                decided.append(
-                    rev.PatientReferredOut(
-                        f"out-{key}",
-                        now_ms,
-                        tick,
-                        request.patient_id,
-                        request.origin,
-                        waited_s=max(0, waited_ms) / 1000,
-                        reason=why,
-                    )
-                )
+        """The desk's step: its decisions, owed to Kafka with the arrivals due (an offer
+        also to its hospital)."""
+        step = self.desk.step(now_ms, self.capacity)
+        for decision in step.decisions:
+            if isinstance(decision, rev.TransferOffered):
+                self.owe(self.configs[decision.to].kafka.inbound_topic, decision)
+                self.counters["offers"] += 1
             else:
-                waiting.append(request)
-        if waiting:
-            capacity = self.capacity()
-            for request, to in self.coordinator.offers(
-                now_ms, waiting, capacity, self.region.travel_ms
-            ):
-                state.offers += 1
-                state.pending[rev.arriving_id(request.origin, request.patient_id)]["offered_to"] = (
-                    to
-                )
-                offer = rev.TransferOffered(
-                    f"offer-{state.offers}-{request.origin}-{request.patient_id}",
-                    now_ms,
-                    tick,
-                    request.patient_id,
-                    request.origin,
-                    to,
-                    acuity=request.acuity,
-                    isolation=request.isolation,
-                    travel_s=self.region.travel_ms[request.origin, to] / 1000,
-                )
-                decided.append(offer)
-                self.owe(self.configs[to].kafka.inbound_topic, offer)
-        while state.on_road and json.loads(state.on_road[0]["event"])["time"] * 1000 <= now_ms:
-            road = state.on_road.pop(0)
-            state.owed.append(
-                [self.configs[road["to"]].kafka.inbound_topic, _key(road["event"]), road["event"]]
-            )
+                self.counters["referred_out"] += 1
+            self.owe(members.coordinator_topic(self.base), decision)
+        for to, arrival in step.arrivals:
+            self.owe(self.configs[to].kafka.inbound_topic, arrival)
             self.counters["arrivals_sent"] += 1
-        for d in decided:
-            self.owe(members.coordinator_topic(self.base), d)
-        self.counters["offers"] += sum(isinstance(d, rev.TransferOffered) for d in decided)
-        self.counters["referred_out"] += sum(isinstance(d, rev.PatientReferredOut) for d in decided)
-        return decided
+        return step.decisions
 
     def owe(self, topic: str, event: ev.Event) -> None:
         self.state.owed.append([topic, bus.key_of(event).decode(), event.to_json()])
 
-    def movable(self, request: Request) -> str:
-        rules = self.region.rules
-        if request.acuity <= 2 and not rules.move_urgent:
-            return f"ESI {request.acuity}: not moved (transfers.move_urgent = false)"
-        if request.isolation and not rules.move_isolation:
-            return "needs isolation: not moved (transfers.move_isolation = false)"
-        return ""
-
-    def capacity(self) -> dict[str, Capacity]:
-        """Every hospital's free rooms as its schema has them, less the rooms held for
+    def capacity(self, held: set[tuple[str, str]]) -> dict[str, Capacity]:
+        """Every hospital's free rooms as its schema has them, less the `held` rooms of
         patients on the road (a held room is `free` in the schema: only its scheduler
         knows it is held)."""
-        held = {(h, room) for h, room in self.state.held.values()}
         union = " UNION ALL ".join(
             f"SELECT '{h}' AS hospital, room_id, status FROM \"{members.schema_of(h)}\".rooms "
             f"WHERE status IN ('free', 'dirty', 'cleaning')"
@@ -406,10 +307,6 @@ class _Rooms:
         isolation = sum(1 for r in free if r in self.isolating)
         plain = len(free) - isolation
         return Capacity(self.count, plain, isolation, self.shared, freeing)
-
-
-def _key(event_json: str) -> str:
-    return json.loads(event_json)["patient_id"]
 
 
 def region_decisions(engine: Engine, run_id: str) -> list[dict[str, Any]]:
