@@ -29,8 +29,8 @@ RESERVED = "reserved"
 
 
 class MemberHospital(Hospital):
-    def __init__(self, config: Config):
-        super().__init__(config)
+    def __init__(self, config: Config, lookahead: bool = False):
+        super().__init__(config, lookahead=lookahead)
         self.offers: list[rev.TransferOffered] = []  # this tick's, to answer
         self.reserved: dict[str, str] = {}  # arriving patient id -> the room held for them
 
@@ -193,7 +193,7 @@ class MemberScheduler(Scheduler):
 
     def __init__(self, config: Config, hospital_id: str = "", requests_transfers: bool = False):
         super().__init__(config)
-        self.hospital = MemberHospital(config)
+        self.hospital = MemberHospital(config, lookahead=self.hospital.outlook is not None)
         self.auditor = MemberAuditor(config) if config.scheduler.validate else None
         self.hospital_id = hospital_id
         self.requests_transfers = requests_transfers
