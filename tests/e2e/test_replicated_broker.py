@@ -10,12 +10,18 @@ reaches two replicas. Then, as after the faults of test_outages.py: every arriva
 once, every inbound event applied once, every decision published once, `hospital solve` of
 the export identical; and, unlike the single broker's outage (some three simulated minutes
 of referrals), no referral spike: in the three simulated minutes after each kill, and over
-the whole run, no more patients referred than by an undisturbed run of the same seed.
+the whole run, at most SLACK more patients referred than by an undisturbed `hospital run
+--kafka` of the same seed on the same cluster (run first, on topics of its own).
 
 Prints its row of the fault table (`FAULT-ROW ...`) with the figures measured: the
 cluster's start, each leader's failover (from the kill to a new leader the cluster
 reports), how late the scheduler applied the inbound events around each kill, and the
 referrals of both runs.
+
+Known to fail today (kafka-python 3.0.12): after a broker is killed the scheduler's
+producer may wait out its 30 s flush instead of following the partition's new leader (a
+stall of 30 simulated seconds a wall second: a referral spike), and its end-of-run read of
+the inbound topic's end offsets may not return, so that `hospital run` gives up on it.
 """
 
 from __future__ import annotations
