@@ -8,6 +8,11 @@ cluster every other test uses are never touched.
         broker.down()   # SIGTERM to the broker, until it has exited
         broker.up()     # started again, on the same data and port, until it answers
 
+    with dedicated_cluster(tmp_path / "kafka", database_url) as cluster:   # 3 KRaft nodes
+        cluster.settings["KAFKA_BOOTSTRAP_SERVERS"]   # the three brokers, comma-separated
+        cluster.kill(2)   # SIGKILL to node 2 (broker id 2), until it has exited
+        cluster.up()      # every node not running started again, until all three have joined
+
 On leaving the block, `scripts/backing-services drop` stops it and deletes it (the broker's
 data; the PostgreSQL cluster, its settings and its role's password), whatever happened in the
 block.
@@ -19,8 +24,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
+import signal
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +41,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports: all held open while the next is chosen."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
 
 
 def shared_kafka_libs() -> Path | None:
@@ -56,14 +73,15 @@ def shared_kafka_libs() -> Path | None:
 class Dedicated:
     """`scripts/backing-services up|down|env|drop` with the environment of one dedicated set."""
 
-    def __init__(self, state: Path, env: dict[str, str]):
+    def __init__(self, state: Path, env: dict[str, str], options: tuple[str, ...] = ()):
         self.state = state
         self.env = env
+        self.options = options  # given to every command, e.g. ("--brokers", "3")
         self.settings: dict[str, str] = {}
 
     def _services(self, command: str, timeout_s: float = 300) -> str:
         done = subprocess.run(
-            [str(SERVICES), command],
+            [str(SERVICES), command, *self.options],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
@@ -91,6 +109,37 @@ class Dedicated:
 
     def drop(self) -> None:
         self._services("drop")
+
+
+class DedicatedCluster(Dedicated):
+    """A Kafka cluster of its own (`scripts/backing-services up --brokers N`): node N is
+    broker id N."""
+
+    def pid(self, node: int) -> int:
+        return int((self.state / "kafka" / f"node-{node}" / "kafka.pid").read_text())
+
+    def kill(self, node: int, timeout_s: float = 30) -> None:
+        """SIGKILL to the node's JVM, until it is gone (its parent, init, reaps it)."""
+        pid = self.pid(node)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while _running(pid):
+            assert time.monotonic() < deadline, f"node {node} (pid {pid}) still there"
+            time.sleep(0.05)
+
+    def keep_logs(self, into: Path) -> None:
+        """The nodes' logs, copied out of the state directory that `drop` deletes."""
+        for log in self.state.glob("kafka/node-*/logs/*.log"):
+            (into / log.parts[-3]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, into / log.parts[-3] / log.name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _base_env(state: Path) -> dict[str, str]:
@@ -124,6 +173,34 @@ def dedicated_broker(state: Path, database_url: str) -> Iterator[Dedicated]:
         yield broker
     finally:
         broker.drop()
+
+
+@contextlib.contextmanager
+def dedicated_cluster(
+    state: Path, database_url: str, brokers: int = 3
+) -> Iterator[DedicatedCluster]:
+    """A Kafka cluster of its own, `brokers` KRaft nodes (each broker and controller) on free
+    loopback ports, with the topics' defaults of `up --brokers` (replication factor 3,
+    min.insync.replicas 2); as `dedicated_broker` otherwise."""
+    state.mkdir(parents=True, exist_ok=True)
+    libs = shared_kafka_libs()
+    if libs is not None:
+        (state / "kafka").mkdir(exist_ok=True)
+        (state / "kafka" / "libs").symlink_to(libs, target_is_directory=True)
+    ports = free_ports(2 * brokers)
+    env = {
+        **_base_env(state),
+        "DATABASE_URL": database_url,
+        "BACKING_SERVICES_KAFKA_PORTS": ",".join(map(str, ports[:brokers])),
+        "BACKING_SERVICES_KAFKA_CONTROLLER_PORTS": ",".join(map(str, ports[brokers:])),
+    }
+    cluster = DedicatedCluster(state, env, ("--brokers", str(brokers)))
+    try:
+        cluster.up()
+        yield cluster
+    finally:
+        cluster.keep_logs(state.with_name(f"{state.name}-logs"))
+        cluster.drop()
 
 
 @contextlib.contextmanager

@@ -79,16 +79,28 @@ def client_options(config: Config) -> dict[str, Any]:
     return options
 
 
+def replication(brokers: int) -> tuple[int, dict[str, str]]:
+    """The replication factor and topic settings of a new topic on a cluster of `brokers`:
+    three replicas once there are three brokers, of which two must hold a write before it
+    is acknowledged (producers send with acks=all), so that one broker lost loses no
+    acknowledged write and stops no write; one replica on a single broker."""
+    replicas = max(1, min(brokers, 3))
+    if replicas == 1:
+        return 1, {}
+    return replicas, {"min.insync.replicas": str(replicas - 1)}
+
+
 def _unreachable(config: Config, exc: Exception) -> BusError:
     detail = str(exc) if type(exc).__name__ in str(exc) else f"{type(exc).__name__}: {exc}"
     return BusError(f"Kafka broker unreachable at {config.kafka.bootstrap_servers}: {detail}")
 
 
 def ensure_topics(config: Config) -> None:
-    """Create the hospital's topics that do not exist yet, and grow a dispatch topic that
-    has fewer partitions than its role has staff (made by an earlier run with fewer
-    porters, or auto-created by the broker with one): a dispatch goes to its staff
-    member's partition, which must exist."""
+    """Create the hospital's topics that do not exist yet (replicated as `replication` says
+    for the brokers the cluster has), and grow a dispatch topic that has fewer partitions
+    than its role has staff (made by an earlier run with fewer porters, or auto-created by
+    the broker with one): a dispatch goes to its staff member's partition, which must
+    exist."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError
 
@@ -101,8 +113,9 @@ def ensure_topics(config: Config) -> None:
     try:
         wanted = topic_partitions(config)
         existing = set(admin.list_topics())
+        replicas, settings = replication(len(admin.describe_cluster()["brokers"]))
         missing = [
-            NewTopic(name, partitions, 1)
+            NewTopic(name, partitions, replicas, topic_configs=settings)
             for name, partitions in wanted.items()
             if name not in existing
         ]
