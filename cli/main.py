@@ -201,7 +201,17 @@ def run(
         from cli.region_services import run_region_distributed
 
         run_region_distributed(
-            region, db, duration_ms, speed_value, schedulers, "cpsat", seed, report, quiet
+            region,
+            db,
+            duration_ms,
+            speed_value,
+            schedulers,
+            "cpsat",
+            seed,
+            report,
+            quiet,
+            dashboard=dashboard_port if dashboard else None,
+            dashboard_hold=dashboard_hold,
         )
         return
     settings = load_config(config, policy)
