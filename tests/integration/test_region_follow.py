@@ -204,3 +204,40 @@ def test_an_offer_answered_in_the_tick_its_time_falls_in_comes_before_its_answer
     expected = fed(region, offered_late)
     expected.finish(DURATION_MS)
     assert view.snapshot() == expected.snapshot()
+
+
+def test_the_dashboard_of_a_region_with_no_such_run_is_one_line(run, database_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from tests.cli.test_bad_input import one_line
+
+    region, ticks = run
+    schemas = Schemas(region, database_url, epoch_s=time.time() - 3600)
+    schemas.close()
+    path = tmp_path / "region.toml"
+    path.write_text(REGION_TOML)
+    runner = CliRunner()
+
+    def dashboard(*args: str):
+        return runner.invoke(app, ["dashboard", "--db", database_url, *args])
+
+    line = one_line(dashboard("--region", str(path), "--run-id", "another"), 2)
+    assert "'another'" in line and RUN_ID in line
+    path.write_text(REGION_TOML.replace('"h1"', '"elsewhere"'))
+    assert "no run" in one_line(dashboard("--region", str(path)), 2)
+
+
+# a region.toml of the same hospitals (the command reads one; their ids name the schemas)
+REGION_TOML = """
+[region]
+seed = 1
+[travel]
+minutes = [[0, 1], [1, 0]]
+[[hospitals]]
+id = "h1"
+scenario = "default"
+[[hospitals]]
+id = "h2"
+scenario = "default"
+"""
