@@ -151,15 +151,14 @@ def following_region(
 def follow_region(name: str, url: str, run_id: str | None, port: int, coordinator: str) -> None:
     """`hospital dashboard --region`: the region's page of run `run_id` (default: the one its
     schemas hold), until Ctrl-C."""
-    from cli.common import service_errors
-    from cli.region import _check_coordinator, _load
+    from cli.common import check_coordinator, load_region, service_errors
     from dashboard import sources
     from dashboard.app import create_region_app
     from dashboard.region import RegionView
     from dashboard.region_follow import RegionFollower, region_runs
 
-    region = _load(name)
-    _check_coordinator(coordinator)
+    region = load_region(name)
+    check_coordinator(coordinator)
     if not url.startswith("postgresql"):
         raise fail(
             "--region: a distributed region keeps its hospitals in PostgreSQL: give --db "
