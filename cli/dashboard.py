@@ -141,7 +141,7 @@ def following_region(
     finally:
         stop.set()
         thread.join(5)
-        if over and not thread.is_alive():
+        if over and not thread.is_alive() and not view.finished:  # else: it drained already
             follower.drain()
         follower.close()
         if not (over and hold):

@@ -201,3 +201,6 @@ def test_the_dashboard_of_a_distributed_region_refuses_bad_input_in_one_line(tmp
     follow = tmp_path / "decisions.jsonl"
     follow.write_text("")
     assert "--follow" in one_line(dashboard("--region", "region-5", "--follow", str(follow)), 2)
+    missing = str(tmp_path / "none.toml")
+    run = ["run", "--kafka", "--region", missing, "--speed", "10", "--dashboard"]
+    assert "region" in one_line(runner.invoke(app, run), 2)
