@@ -138,6 +138,24 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def load_region(name: str):
+    """A region (a region.toml, or a named region), or one line and exit code 2."""
+    from scheduler.region import config as region_config
+
+    try:
+        return region_config.load(region_config.region_path(name))
+    except region_config.RegionError as exc:
+        raise fail(f"region: {exc}") from None
+
+
+def check_coordinator(name: str) -> None:
+    """A region's coordinator by its name, or one line and exit code 2."""
+    from scheduler.region.coordinator import COORDINATORS
+
+    if name not in COORDINATORS:
+        raise fail(f"--coordinator: {name!r}: expected one of {', '.join(COORDINATORS)}")
+
+
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
     """What is alive before a run (modules, config, the dashboard's web stack) lives as long

@@ -41,7 +41,8 @@ class Board:
 
     def __init__(self, projection: Any, server: Any):
         self.projection, self.server = projection, server
-        self.on_tick = projection.on_tick  # (scheduler, result): one tick of the run
+        # (scheduler, result): one tick of the run (a page that follows a database: none)
+        self.on_tick = getattr(projection, "on_tick", None)
 
     def hold(self) -> None:
         typer.echo(f"dashboard: the run is over; {self.server.url} stays up until Ctrl-C", err=True)
@@ -109,6 +110,82 @@ def following_database(settings: Any, url: str, port: int) -> Iterator[None]:
         server.stop()
 
 
+@contextlib.contextmanager
+def following_region(
+    region: Any,
+    coordinator: str,
+    url: str,
+    run_id: str,
+    port: int,
+    label: str | None = None,
+    hold: bool = False,
+) -> Iterator[Board]:
+    """The region's live page beside `hospital run --kafka --region`: it follows run `run_id`
+    in the hospitals' schemas (once it is begun) while the processes run, and at the end
+    what is left; with `hold`, the server stays up when the run is over, for `Board.hold`."""
+    from cli.common import service_errors
+    from dashboard import sources
+    from dashboard.app import create_region_app
+    from dashboard.region import RegionView
+    from dashboard.region_follow import RegionFollower
+
+    view = RegionView(region, coordinator, label=label)
+    with service_errors():
+        follower = RegionFollower(view, url, run_id)
+    server = start_server(view, port, create_region_app)
+    thread, stop = sources.follower(follower.follow)
+    over = False
+    try:
+        yield Board(view, server)
+        over = True
+    finally:
+        stop.set()
+        thread.join(5)
+        if over and not thread.is_alive() and not view.finished:  # else: it drained already
+            follower.drain()
+        follower.close()
+        if not (over and hold):
+            server.stop()
+
+
+def follow_region(name: str, url: str, run_id: str | None, port: int, coordinator: str) -> None:
+    """`hospital dashboard --region`: the region's page of run `run_id` (default: the one its
+    schemas hold), until Ctrl-C."""
+    from cli.common import check_coordinator, load_region, service_errors
+    from dashboard import sources
+    from dashboard.app import create_region_app
+    from dashboard.region import RegionView
+    from dashboard.region_follow import RegionFollower, region_runs
+
+    region = load_region(name)
+    check_coordinator(coordinator)
+    if not url.startswith("postgresql"):
+        raise fail(
+            "--region: a distributed region keeps its hospitals in PostgreSQL: give --db "
+            "or set DATABASE_URL"
+        )
+    with service_errors():
+        runs = [r.run_id for r in region_runs(url, region)]
+    if not runs:
+        raise fail(f"--region {name}: no run of the region in the database")
+    if run_id is not None and run_id not in runs:
+        raise fail(f"run {run_id!r} is not the region's run in the database ({runs[0]})")
+    view = RegionView(region, coordinator, label=name)
+    with service_errors():
+        follower = RegionFollower(view, url, run_id or runs[0])
+    server = start_server(view, port, create_region_app)
+    thread, stop = sources.follower(follower.follow)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        thread.join(5)
+        follower.close()
+        server.stop()
+
+
 def chain(*callbacks: Callable[[Any, Any], None] | None) -> Callable[[Any, Any], None] | None:
     """One `on_tick` calling each of these in turn (None for none)."""
     present = [c for c in callbacks if c is not None]
@@ -152,15 +229,37 @@ def dashboard(
             "(kafka.bootstrap_servers).",
         ),
     ] = False,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="Follow a distributed region's run (hospital run --kafka --region) in the "
+            "database: its page of hospitals as tiles, transfers on the road, KPIs. A "
+            "region.toml or a named region, as the run was given.",
+            show_default=False,
+        ),
+    ] = None,
+    coordinator: Annotated[
+        str,
+        typer.Option(
+            help="With --region: the coordinator the page names (the database does not say; "
+            "hospital run --kafka --region runs cpsat)."
+        ),
+    ] = "cpsat",
     port: PortOption = DEFAULT_PORT,
     config: ConfigOption = None,
 ) -> None:
     """A live web dashboard of a run in another process: rooms floor by floor, staff, waiting
-    lists, KPI tiles and charts, with Prometheus metrics at /metrics. Serves until Ctrl-C."""
+    lists, KPI tiles and charts, with Prometheus metrics at /metrics; with --region, the
+    region's page. Serves until Ctrl-C."""
     from cli.common import service_errors
     from dashboard import sources
 
     settings = load_config(config)
+    if region is not None:
+        if follow is not None or kafka:
+            raise fail("--region follows the region's database: not with --follow or --kafka")
+        follow_region(region, db or settings.database.url, run_id, port, coordinator)
+        return
     from dashboard.fhir import FhirProjection, FhirView, run_start
 
     start_s = run_start(db or settings.database.url) if follow is None else 0.0

@@ -126,7 +126,11 @@ def run(
     ] = "porter=1,medical=1,cleaner=1",
     dashboard: Annotated[
         bool,
-        typer.Option("--dashboard", help="Serve a live web dashboard of the run (and /metrics)."),
+        typer.Option(
+            "--dashboard",
+            help="Serve a live web dashboard of the run (and /metrics; with --region, the "
+            "region's page).",
+        ),
     ] = False,
     dashboard_port: Annotated[
         int, typer.Option(help="With --dashboard: its port on 127.0.0.1 (0: any free one).")
@@ -201,7 +205,17 @@ def run(
         from cli.region_services import run_region_distributed
 
         run_region_distributed(
-            region, db, duration_ms, speed_value, schedulers, "cpsat", seed, report, quiet
+            region,
+            db,
+            duration_ms,
+            speed_value,
+            schedulers,
+            "cpsat",
+            seed,
+            report,
+            quiet,
+            dashboard=dashboard_port if dashboard else None,
+            dashboard_hold=dashboard_hold,
         )
         return
     settings = load_config(config, policy)

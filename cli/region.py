@@ -15,8 +15,10 @@ import typer
 
 from cli.common import (
     WarmupOption,
+    check_coordinator,
     check_outputs,
     fail,
+    load_region,
     parse_duration,
     parse_speed,
     parse_warmup,
@@ -47,15 +49,10 @@ CoordinatorOption = Annotated[
 
 
 def _load(name: str) -> region_config.RegionConfig:
-    try:
-        return region_config.load(region_config.region_path(name))
-    except region_config.RegionError as exc:
-        raise fail(f"region: {exc}") from None
+    return load_region(name)
 
 
-def _check_coordinator(name: str) -> None:
-    if name not in COORDINATORS:
-        raise fail(f"--coordinator: {name!r}: expected one of {', '.join(COORDINATORS)}")
+_check_coordinator = check_coordinator
 
 
 @region_app.command("run")

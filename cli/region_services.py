@@ -173,9 +173,12 @@ def run_region_distributed(
     seed: int | None,
     report: Path | None,
     quiet: bool,
+    dashboard: int | None = None,
+    dashboard_hold: bool = False,
 ) -> None:
     """`hospital run --kafka --region`: start the region's processes, wait for the end of
-    the run, print what it did."""
+    the run, print what it did; with `dashboard` (a port), the region's live page."""
+    from cli.dashboard import following_region
     from scheduler.distributed.region.launch import Region, region_figures
     from scheduler.distributed.supervisor import SupervisorError
 
@@ -197,9 +200,23 @@ def run_region_distributed(
         log_dir=Path("hospital-logs"),
         seed=seed,
     )
+    page = (
+        following_region(
+            region,
+            coordinator,
+            base.database.url,
+            launcher.run_id,
+            dashboard,
+            label=region_name,
+            hold=dashboard_hold,
+        )
+        if dashboard is not None
+        else contextlib.nullcontext()
+    )
     try:
         with service_errors():
-            launcher.run(schedulers)
+            with page as board:
+                launcher.run(schedulers)
             figures = region_figures(region, base, launcher.run_id)
     except SupervisorError as exc:
         raise fail(str(exc), 1) from None
@@ -209,6 +226,8 @@ def run_region_distributed(
         report.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     _show(figures)
     typer.echo(f"processes' logs: {launcher.log_dir}/", err=True)
+    if board is not None and dashboard_hold:
+        board.hold()
 
 
 def _show(figures: dict) -> None:

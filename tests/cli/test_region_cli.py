@@ -183,3 +183,24 @@ def test_hospital_bench_takes_a_named_region(tmp_path: Path):
     assert {run["coordinator"] for run in figures["runs"]} == {"cpsat", "nearest", "even", "none"}
     assert {run["seed"] for run in figures["runs"]} == {1, 2}
     assert 0 < figures["bounds"]["region-5"]["min_referred_out_rate"] < 1
+
+
+def test_the_dashboard_of_a_distributed_region_refuses_bad_input_in_one_line(tmp_path):
+    from tests.cli.test_bad_input import one_line
+
+    def dashboard(*args: str):
+        return runner.invoke(app, ["dashboard", *args])
+
+    assert "region" in one_line(dashboard("--region", str(tmp_path / "none.toml")), 2)
+    assert "PostgreSQL" in one_line(
+        dashboard("--region", "region-5", "--db", f"sqlite:///{tmp_path}/h.db"), 2
+    )
+    assert "--coordinator" in one_line(
+        dashboard("--region", "region-5", "--coordinator", "nobody"), 2
+    )
+    follow = tmp_path / "decisions.jsonl"
+    follow.write_text("")
+    assert "--follow" in one_line(dashboard("--region", "region-5", "--follow", str(follow)), 2)
+    missing = str(tmp_path / "none.toml")
+    run = ["run", "--kafka", "--region", missing, "--speed", "10", "--dashboard"]
+    assert "region" in one_line(runner.invoke(app, run), 2)
