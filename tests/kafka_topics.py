@@ -21,15 +21,19 @@ def own_topic_names(prefix: str = "t") -> dict[str, str]:
     }
 
 
-def delete_topics(config: Config) -> None:
-    """Those of the config's topics that exist, deleted (cleanup: never raises)."""
+def delete_topics(config: Config, prefix: str | None = None) -> None:
+    """Those of the config's topics that exist (or, given a `prefix`, every topic whose name
+    starts with it: a distributed region's), deleted (cleanup: never raises)."""
     from kafka.admin import KafkaAdminClient
 
     try:
         admin = KafkaAdminClient(**bus.client_options(config), request_timeout_ms=15000)
         try:
             existing = set(admin.list_topics())
-            mine = [t for t in bus.topic_partitions(config) if t in existing]
+            if prefix is None:
+                mine = [t for t in bus.topic_partitions(config) if t in existing]
+            else:
+                mine = sorted(t for t in existing if t.startswith(prefix))
             if mine:
                 admin.delete_topics(mine)
         finally:

@@ -30,6 +30,7 @@ from scheduler.region import events as rev
 from scheduler.region.member import MemberScheduler
 from scheduler.runs import replay
 from tests.e2e.conftest import new_topics
+from tests.kafka_topics import delete_topics
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -85,7 +86,7 @@ def region_run(services_env, database, tmp_path):
                 yield region
             finally:
                 region.close()
-                delete_region_topics(base)
+                delete_topics(base, prefix=members.topic_prefix(base))
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -235,22 +236,3 @@ def _coordinator_engine(run: Region):
     from scheduler.db.store import connect
 
     return connect(members.schema_url(run.base.database.url, members.COORDINATOR_SCHEMA))
-
-
-def delete_region_topics(base) -> None:
-    """The region's own topics (a test's namespace), deleted: cleanup, never raises."""
-    from kafka.admin import KafkaAdminClient
-
-    from scheduler.distributed import bus
-
-    try:
-        admin = KafkaAdminClient(**bus.client_options(base), request_timeout_ms=15000)
-        try:
-            prefix = members.topic_prefix(base)
-            mine = [t for t in admin.list_topics() if t.startswith(prefix)]
-            if mine:
-                admin.delete_topics(mine)
-        finally:
-            admin.close()
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass

@@ -161,8 +161,6 @@ class CoordinatorService:
         return self.clock
 
     def lead(self) -> None:
-        from kafka import TopicPartition
-
         clock = self.await_run()
         if clock is None:
             return
@@ -172,13 +170,7 @@ class CoordinatorService:
         producer = bus.producer(self.base)
         outbox = bus.Outbox(producer, bus.headers(self.run_id, "coordinator"))
         try:
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in sorted(self.by_topic)
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            consumer.assign(partitions)
-            for tp in partitions:
+            for tp in members.assign_all(consumer, self.by_topic):
                 at = self.state.positions.get(f"{tp.topic}:{tp.partition}")
                 if at is None:
                     consumer.seek_to_beginning(tp)

@@ -92,3 +92,17 @@ def ensure_schema(url: str, schema: str) -> None:
             connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     finally:
         engine.dispose()
+
+
+def assign_all(consumer, topics) -> list:
+    """Every partition of `topics`, assigned to `consumer` (no group: a region's process
+    that reads all its hospitals' topics of one kind); the partitions."""
+    from kafka import TopicPartition
+
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in sorted(topics)
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    consumer.assign(partitions)
+    return partitions

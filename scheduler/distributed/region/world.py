@@ -84,15 +84,7 @@ class RegionWorld:
         producer = bus.producer(self.base)
         outbox = bus.Outbox(producer, bus.headers(self.run_id, "world"))
         try:
-            from kafka import TopicPartition
-
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in sorted(by_topic)
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
+            consumer.seek_to_beginning(*members.assign_all(consumer, by_topic))
             end_ms = self.duration_ms + GRACE_MS
             while not self.stop.is_set() and self.clock.now_ms() <= end_ms:
                 for tp, messages in consumer.poll(timeout_ms=POLL_MS, max_records=2000).items():
