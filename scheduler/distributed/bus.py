@@ -15,6 +15,7 @@ Every message carries a `run` header: consumers ignore messages of another run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,12 @@ from scheduler import events as ev
 from scheduler.config import Config, staff_roster
 
 ROLES = ("porter", "medical", "cleaner")
+# How long a producer or consumer waits for one broker's answer, and how old its idea of the
+# partitions' leaders may grow, before it asks the cluster again. kafka-python's defaults
+# (30 s, 5 min) make a client wait out a leader SIGKILLed on a replicated cluster (the leader
+# moves within 3-5 s) instead of following the new one.
+FAILOVER_TIMEOUTS: dict[str, int] = {"request_timeout_ms": 5000, "metadata_max_age_ms": 5000}
+ANSWER_S = FAILOVER_TIMEOUTS["request_timeout_ms"] / 1000
 # kafka-python logs every failed connection attempt; our own errors say it in one line.
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
@@ -65,8 +72,11 @@ def client_options(config: Config) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers.split(","),
         "security_protocol": kafka.security_protocol,
-        # back soon after a broker outage (kafka-python waits up to 30 s)
-        "reconnect_backoff_max_ms": 2000,
+        # Back soon after a broker outage (kafka-python waits up to 30 s). Each failed
+        # attempt also refreshes the metadata: that is when a client learns that a lost
+        # leader's partitions moved (3-5 s after a SIGKILL on a replicated cluster), so
+        # attempts 2 s apart found the new leader up to 2 s late.
+        "reconnect_backoff_max_ms": 500,
     }
     if kafka.sasl_mechanism:
         options.update(
@@ -106,7 +116,10 @@ def ensure_topics(config: Config) -> None:
 
     try:
         admin = KafkaAdminClient(
-            **client_options(config), request_timeout_ms=15000, bootstrap_timeout_ms=10000
+            **client_options(config),
+            request_timeout_ms=15000,  # creating replicated topics takes a while
+            metadata_max_age_ms=FAILOVER_TIMEOUTS["metadata_max_age_ms"],
+            bootstrap_timeout_ms=10000,
         )
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
@@ -188,8 +201,9 @@ def producer(config: Config, transactional_id: str | None = None, batched: bool 
             extra.update(linger_ms=1000, batch_size=256 * 1024)
         else:
             extra.update(linger_ms=5)
-        return KafkaProducer(
+        made = KafkaProducer(
             **client_options(config),
+            **FAILOVER_TIMEOUTS,
             acks="all",
             max_block_ms=15000,
             partitioner=cached_partitioner()(),
@@ -197,6 +211,32 @@ def producer(config: Config, transactional_id: str | None = None, batched: bool 
         )
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
+    if transactional_id:
+        requeue_when_coordinator_lost(made)
+    return made
+
+
+def requeue_when_coordinator_lost(producer: Any) -> None:
+    """Work around kafka-python 3.0.12 losing a transactional request (AddPartitionsToTxn,
+    EndTxn) when its transaction coordinator's broker is gone: the sender's `await_ready`
+    raises instead of answering False, and the handler of that error looks the coordinator
+    up again but never queues the request again (Sender._maybe_send_pending_request: its
+    `target_node` is already set). The partitions are then never added to the transaction,
+    so their batches are never sent: a flush waits out its timeout after every failover of
+    that broker. Answered False, the sender takes the path meant for it: the coordinator
+    looked up again, the request queued again."""
+    from kafka.errors import KafkaError
+
+    client = producer._sender._client
+    ready = client.await_ready
+
+    def await_ready(node_id: Any, timeout_ms: int = 30000) -> bool:
+        try:
+            return bool(ready(node_id, timeout_ms=timeout_ms))
+        except KafkaError:
+            return False
+
+    client.await_ready = await_ready
 
 
 @cache
@@ -256,6 +296,53 @@ def close_producer(producer: Any, timeout_s: float = 10) -> None:
         producer.close(timeout=timeout_s)
 
 
+def drop_producer(producer: Any) -> None:
+    """Close a producer at once, failing what it still holds (the caller knows it as not
+    sent): a stuck transactional producer given up for a fresh one of the same id, which
+    fences it off at the broker anyway."""
+    producer._sender.force_close()  # no public way: see close_producer
+    with contextlib.suppress(Exception):  # whatever a failing broker makes it raise
+        producer.close(timeout=0)
+
+
+def commit_transaction(producer: Any, timeout_s: float) -> bool:
+    """Commit the producer's transaction, waiting `timeout_s` at most: False if it is not
+    committed by then. kafka-python 3.0's commit_transaction() waits for the broker's
+    answer with no time limit (`result.wait()`), and after the transaction coordinator's
+    broker is lost it can wait for ever; these are its calls, with a timeout (`wait` of its
+    TransactionalRequestResult says whether it is done, and raises the error it ended
+    with)."""
+    result = producer._transaction_manager.begin_commit()
+    producer._sender.wakeup()
+    return bool(result.wait(timeout_ms=round(timeout_s * 1000)))
+
+
+def end_offsets(consumer: Any, partitions: list, timeout_s: float = 60) -> dict:
+    """The partitions' end offsets, asked again until `timeout_s`: a leader lost on the way
+    makes one request time out (kafka-python looks the leaders up again), not the read."""
+    return _offsets(consumer.end_offsets, partitions, timeout_s)
+
+
+def beginning_offsets(consumer: Any, partitions: list, timeout_s: float = 60) -> dict:
+    return _offsets(consumer.beginning_offsets, partitions, timeout_s)
+
+
+def _offsets(ask: Any, partitions: list, timeout_s: float) -> dict:
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ask(partitions, timeout_ms=round(1000 * ANSWER_S))
+        except KafkaError as exc:
+            if time.monotonic() + ANSWER_S > deadline:
+                raise BusError(
+                    f"the broker did not give the offsets of {len(partitions)} partitions "
+                    f"within {timeout_s:.0f} s: {type(exc).__name__}: {exc}"
+                ) from None
+            time.sleep(0.2)
+
+
 def learn_partitions(config: Config, producer) -> None:
     """Have the producer fetch the metadata of the topics the scheduler writes now, at
     start, not at the first send of each (a round trip to the broker each, mid-relay).
@@ -280,7 +367,7 @@ def consumer(config: Config, **options: Any):
             **client_options(config),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **options,
+            **{**FAILOVER_TIMEOUTS, **options},
         )
     except KafkaError as exc:
         raise _unreachable(config, exc) from None
@@ -346,8 +433,9 @@ class Outbox:
     what the broker has acknowledged; if some failed it raises `SendFailed` (with the tags
     of those written). Either way it forgets them: the next flush is about the next sends."""
 
-    def __init__(self, producer, headers: list[tuple[str, bytes]]):
+    def __init__(self, producer, headers: list[tuple[str, bytes]], flush_timeout_s: float = 30):
         self.producer, self.headers = producer, headers
+        self.flush_timeout_s = flush_timeout_s
         self.unflushed: list[tuple[Any, Any]] = []  # (future, tag)
 
     def send(
@@ -385,7 +473,7 @@ class Outbox:
             return []
         waiting, self.unflushed = self.unflushed, []
         try:
-            self.producer.flush(timeout=30)
+            self.producer.flush(timeout=self.flush_timeout_s)
         except KafkaError as exc:
             failure: Exception | None = exc
         else:

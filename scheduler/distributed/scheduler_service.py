@@ -49,6 +49,10 @@ RELAY_BATCH = 5000  # messages a relay sends at most, then marks sent before the
 SNAPSHOT_EVERY = 100  # ticks: what a restart replays at most, beyond the snapshot
 MAX_READ = 20_000
 FINAL_RELAY_S = 20  # at the end of the run: how long to retry a failing broker
+# How long a relay waits for the broker to take a batch, and then to end its transaction,
+# before it gives the producer up for a fresh one (a leader lost mid-send moves within 3-5 s).
+RELAY_FLUSH_S = 10
+END_TRANSACTION_S = 10
 DATABASE_OUTAGE_S = 60  # how long to wait for a database that stopped answering, then exit 3
 MAX_RECOVERIES_WITHOUT_PROGRESS = 5
 
@@ -204,7 +208,7 @@ def begin_run(
     consumer = consumer or bus.consumer(config)
     try:
         partitions = inbound_partitions(config, consumer)
-        ends = consumer.end_offsets(partitions)
+        ends = bus.end_offsets(consumer, partitions)
     finally:
         if own:
             consumer.close()
@@ -310,6 +314,7 @@ class LiveScheduler:
         self.owed = True  # the outbox may hold messages not yet sent
         self.faults = Faults(None)
         self.must_reconcile = False  # a send failed: check what the broker has, first
+        self.must_renew = False  # the transactional producer is stuck: a fresh one, first
 
     # --- start ------------------------------------------------------------------------
 
@@ -341,25 +346,54 @@ class LiveScheduler:
         )
         self.faults = Faults.from_environment(self.scheduler.last_tick)
         self.fenced = self.ledger.lease is not None
-        if self.fenced:
-            # Before reading what the broker has: from now on a deposed scheduler's producer
-            # cannot write what it still had in hand.
-            self.producer = bus.producer(
-                self.config,
-                self.transactional_id or f"hospital-scheduler-{self.run_id}",
-                batched=True,
-            )
-            self.producer.init_transactions()
-        else:
-            self.producer = bus.producer(self.config, batched=True)
+        # Before reading what the broker has: from now on a deposed scheduler's producer
+        # cannot write what it still had in hand.
+        self.open_producer()
         bus.learn_partitions(self.config, self.producer)
-        self.sender = bus.Outbox(self.producer, bus.headers(self.run_id, "scheduler"))
         self.reconcile()
         self.relay()
         if self.scheduler.last_tick >= 0:
             log.info("run %s: resumed after tick %d", self.run_id, self.scheduler.last_tick)
         else:
             log.info("run %s: started", self.run_id)
+
+    def open_producer(self) -> None:
+        """The relay's producer: transactional if the scheduler holds a lease, so that its
+        start (`init_transactions`) fences off any older producer of the same id."""
+        if self.fenced:
+            self.producer = bus.producer(
+                self.config,
+                self.transactional_id or f"hospital-scheduler-{self.run_id}",
+                batched=True,
+            )
+            try:
+                self.producer.init_transactions()
+            except Exception:
+                bus.drop_producer(self.producer)
+                raise
+        else:
+            self.producer = bus.producer(self.config, batched=True)
+        self.sender = bus.Outbox(
+            self.producer, bus.headers(self.run_id, "scheduler"), flush_timeout_s=RELAY_FLUSH_S
+        )
+
+    def renew_producer(self) -> None:
+        """A fresh transactional producer in place of one that did not end its transaction in
+        time (kafka-python can stay stuck on a transaction coordinator that was lost): its
+        `init_transactions` makes the broker abort the old one's transaction and refuse its
+        writes from then on, so that what the old one wrote is all in the log before
+        `reconcile` reads it back. `BusError` if the broker does not answer yet."""
+        from kafka.errors import KafkaError, ProducerFencedError
+
+        bus.drop_producer(self.producer)
+        try:
+            self.open_producer()
+        except ProducerFencedError:
+            raise LeaseLost("the producer was fenced off by another scheduler") from None
+        except KafkaError as exc:
+            raise bus.BusError(f"a fresh producer failed: {type(exc).__name__}: {exc}") from None
+        log.info("outbox relay: a fresh transactional producer took over")
+        self.must_renew, self.must_reconcile = False, True
 
     def warm_up(self, warm: Scheduler) -> Scheduler:
         """The followed state and the ticks stored since, replayed; a restore if those do
@@ -496,7 +530,7 @@ class LiveScheduler:
         )
 
     def read_to_end(self, pending: Pending, timeout_s: float = 60) -> None:
-        ends = self.consumer.end_offsets(self.partitions)
+        ends = bus.end_offsets(self.consumer, self.partitions, timeout_s)
         deadline = time.monotonic() + timeout_s
         while any(self.consumer.position(tp) < ends[tp] for tp in self.partitions):
             if time.monotonic() > deadline:
@@ -743,6 +777,14 @@ class LiveScheduler:
     def relay(self) -> bool:
         """Send a batch of what the outbox holds and mark sent what the broker has
         acknowledged; the rest stays owed, for the next try. False if a send failed."""
+        if self.must_renew and self.may_send():  # not a deposed one: it would fence
+            try:
+                self.renew_producer()
+            except bus.BusError as exc:
+                log.warning("outbox relay: the broker is still failing: %s", exc)
+                return False
+        if self.must_renew:
+            return False
         if self.must_reconcile:
             try:
                 self.reconcile()  # what a failed send may have written after all
@@ -801,18 +843,29 @@ class LiveScheduler:
 
     def end_transaction(self, error) -> None:
         """Commit the relay's transaction (it only fences: consumers read uncommitted, and
-        what was written counts as sent either way); a fenced producer means deposed."""
+        what was written counts as sent either way); a fenced producer means deposed. A
+        send that failed, or a transaction not ended within `END_TRANSACTION_S`, leaves
+        the producer to be renewed before the next relay: an abort would first wait for
+        what it has in flight to a lost leader."""
         from kafka.errors import KafkaError, ProducerFencedError
 
+        if error is not None:
+            self.must_renew = True
+            return
+        started = time.monotonic()
         try:
-            if error is None:
-                self.producer.commit_transaction()
-            else:
-                self.producer.abort_transaction()
+            ended = bus.commit_transaction(self.producer, END_TRANSACTION_S)
         except ProducerFencedError:
             raise LeaseLost("the producer was fenced off by another scheduler") from None
         except KafkaError as exc:
-            log.warning("outbox relay: ending the transaction failed: %s", exc)
+            log.warning("outbox relay: committing the transaction failed: %s", exc)
+            ended = False
+        if not ended:
+            log.warning(
+                "outbox relay: the transaction did not end in %.1f s: a fresh producer next",
+                time.monotonic() - started,
+            )
+            self.must_renew = True
 
     def reconcile(self) -> None:
         """Mark published the owed messages that the broker has already: a process killed
@@ -842,6 +895,7 @@ class LiveScheduler:
         owed messages may have gone to: as many as are owed to the topic, plus `slack`
         (what other producers, as workers' dead letters, may have written since)."""
         from kafka import TopicPartition
+        from kafka.errors import KafkaError
 
         per_topic = Counter(m.topic for m in owed)
         consumer = bus.consumer(self.config)
@@ -852,8 +906,8 @@ class LiveScheduler:
                 for p in sorted(consumer.partitions_for_topic(topic) or ())
             ]
             consumer.assign(partitions)
-            ends = consumer.end_offsets(partitions)
-            starts = consumer.beginning_offsets(partitions)
+            ends = bus.end_offsets(consumer, partitions, timeout_s=30)
+            starts = bus.beginning_offsets(consumer, partitions, timeout_s=30)
             for tp in partitions:
                 consumer.seek(tp, max(starts[tp], ends[tp] - per_topic[tp.topic] - slack))
             found, deadline = [], time.monotonic() + 30
@@ -867,6 +921,8 @@ class LiveScheduler:
                         if r.offset < ends[tp] and bus.header(r, "run") == self.run_id
                     ]
             return found
+        except KafkaError as exc:
+            raise bus.BusError(f"could not read back the outbox's topics: {exc}") from None
         finally:
             consumer.close()
 
