@@ -46,6 +46,10 @@ class OutboxMessage:
     tick: int = -1
 
 
+def _inbound_event(text: str | bytes) -> ev.Event:
+    return ev.parse_json(text)  # looked up at each call: a test may put another in its place
+
+
 class Ledger:
     def __init__(self, url: str, config: Config, policy: str):
         self.store = SqlStore(
@@ -55,7 +59,7 @@ class Ledger:
         # When several schedulers share the database: the lease every commit is fenced by.
         self.lease: Lease | None = None
         # How a stored or read inbound event is parsed (a region's member has its own events).
-        self.parse: Callable[[str | bytes], ev.Event] = ev.parse_json
+        self.parse: Callable[[str | bytes], ev.Event] = _inbound_event
 
     def reload(self) -> None:
         """Forget what this process knew of the tables: another scheduler wrote them since
