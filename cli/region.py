@@ -161,14 +161,35 @@ def _live_page(
         server.stop()
 
 
+RecordedCoordinatorOption = Annotated[
+    str | None,
+    typer.Option(help="Who decides the transfers (default: the record's)."),
+]
+
+
+def _recorded_coordinator(recorded, given: str | None) -> str:
+    """The coordinator given, else the one the record's header names."""
+    chosen = given or recorded.header.get("coordinator")
+    if not isinstance(chosen, str):
+        raise fail("--coordinator: the record does not say which; give it")
+    _check_coordinator(chosen)
+    return chosen
+
+
+def _warn_rejected(rejected: list[str]) -> None:
+    if rejected:
+        typer.echo(
+            f"hospital: warning: {len(rejected)} recorded events did not fit the "
+            f"replayed decisions (another coordinator or region?); the first: {rejected[0]}",
+            err=True,
+        )
+
+
 @region_app.command("report")
 def report_command(
     events: Annotated[Path, typer.Argument(help="A region's record (region run --record).")],
     config: RegionOption,
-    coordinator: Annotated[
-        str | None,
-        typer.Option(help="Who decides the transfers (default: the record's)."),
-    ] = None,
+    coordinator: RecordedCoordinatorOption = None,
     out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
     warmup: WarmupOption = None,
 ) -> None:
@@ -191,10 +212,7 @@ def report_command(
         warmup_ms = parse_warmup(warmup, duration_ms)
     except typer.BadParameter as exc:
         raise fail(f"--warmup: {exc}") from None
-    chosen = coordinator or recorded.header.get("coordinator")
-    if not isinstance(chosen, str):
-        raise fail("--coordinator: the record does not say which; give it")
-    _check_coordinator(chosen)
+    chosen = _recorded_coordinator(recorded, coordinator)
     meta = {
         "region": config,
         "record": events.name,
@@ -211,13 +229,7 @@ def report_command(
         raise fail(str(exc)) from None
     except (InvariantViolation, RegionViolation) as exc:
         raise fail(f"invariant broken: {exc}", 1) from None
-    if built.rejected:
-        typer.echo(
-            f"hospital: warning: {len(built.rejected)} recorded events did not fit the "
-            f"replayed decisions (another coordinator or region?); the first: "
-            f"{built.rejected[0]}",
-            err=True,
-        )
+    _warn_rejected(built.rejected)
     title = f"{Path(config).stem}, {chosen}, {events.name}"
     try:
         region_report.write(built, title, out)
@@ -230,10 +242,7 @@ def report_command(
 def solve(
     events: Annotated[Path, typer.Argument(help="A region's record (region run --record).")],
     config: RegionOption,
-    coordinator: Annotated[
-        str | None,
-        typer.Option(help="Who decides the transfers (default: the record's)."),
-    ] = None,
+    coordinator: RecordedCoordinatorOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the decisions (JSONL).")] = None,
 ) -> None:
     """Replay a recorded region through its hospitals and coordinator, no simulation: the
@@ -246,23 +255,14 @@ def solve(
         recorded = read_record(events, region)
     except LogError as exc:
         raise fail(str(exc)) from None
-    chosen = coordinator or recorded.header.get("coordinator")
-    if not isinstance(chosen, str):
-        raise fail("--coordinator: the record does not say which; give it")
-    _check_coordinator(chosen)
+    chosen = _recorded_coordinator(recorded, coordinator)
     try:
         result = replay_region(region, recorded, chosen, out)
     except LogError as exc:
         raise fail(str(exc)) from None
     except (InvariantViolation, RegionViolation) as exc:
         raise fail(f"invariant broken: {exc}", 1) from None
-    if result.rejected:
-        typer.echo(
-            f"hospital: warning: {len(result.rejected)} recorded events did not fit the "
-            f"replayed decisions (another coordinator or region?); the first: "
-            f"{result.rejected[0]}",
-            err=True,
-        )
+    _warn_rejected(result.rejected)
     _show(result.report)
 
 
