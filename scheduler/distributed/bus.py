@@ -111,8 +111,8 @@ def ensure_topics(config: Config) -> None:
     than its role has staff (made by an earlier run with fewer porters, or auto-created by
     the broker with one): a dispatch goes to its staff member's partition, which must
     exist."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import InvalidPartitionsError, KafkaError
 
     try:
         admin = KafkaAdminClient(
@@ -125,18 +125,7 @@ def ensure_topics(config: Config) -> None:
         raise _unreachable(config, exc) from None
     try:
         wanted = topic_partitions(config)
-        existing = set(admin.list_topics())
-        replicas, settings = replication(len(admin.describe_cluster()["brokers"]))
-        missing = [
-            NewTopic(name, partitions, replicas, topic_configs=settings)
-            for name, partitions in wanted.items()
-            if name not in existing
-        ]
-        if missing:
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created it meanwhile
+        create_missing_topics(admin, wanted)
         dispatch = {name: wanted[name] for name in map(partial(dispatch_topic, config), ROLES)}
         have = _partition_counts(admin, dispatch)
         short = {name: count for name, count in dispatch.items() if have[name] < count}
@@ -157,6 +146,26 @@ def ensure_topics(config: Config) -> None:
         ) from None
     finally:
         admin.close()
+
+
+def create_missing_topics(admin, wanted: dict[str, int]) -> None:
+    """Create those of the topics (name: partitions) that do not exist yet, replicated as
+    `replication` says for the brokers the cluster has."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    existing = set(admin.list_topics())
+    replicas, settings = replication(len(admin.describe_cluster()["brokers"]))
+    missing = [
+        NewTopic(name, partitions, replicas, topic_configs=settings)
+        for name, partitions in wanted.items()
+        if name not in existing
+    ]
+    if missing:
+        try:
+            admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            pass  # another process created it meanwhile
 
 
 def _partition_counts(

@@ -29,9 +29,10 @@ FINISH_S = 120  # past the end: how long the processes may take to finish
 
 
 def ensure_region_topics(base: Config, region: RegionConfig) -> None:
-    """The hospitals topic (a partition per hospital) and the coordinator's topic."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    """The hospitals topic (a partition per hospital) and the coordinator's topic,
+    replicated as the hospitals' own topics are."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     try:
         admin = KafkaAdminClient(
@@ -42,13 +43,7 @@ def ensure_region_topics(base: Config, region: RegionConfig) -> None:
     try:
         wanted = {members.hospitals_topic(base, region): len(region.hospitals)}
         wanted[members.coordinator_topic(base)] = 1
-        existing = set(admin.list_topics())
-        missing = [NewTopic(n, p, 1) for n, p in wanted.items() if n not in existing]
-        if missing:
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
+        bus.create_missing_topics(admin, wanted)
         bus._partition_counts(admin, wanted)
     finally:
         admin.close()
