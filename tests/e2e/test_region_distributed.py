@@ -10,7 +10,6 @@ One run, heavy (about three minutes): run once, not per parameter.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -21,15 +20,11 @@ import pytest
 from sqlalchemy import text
 
 from scheduler.config import load
-from scheduler.demand import Demand
 from scheduler.distributed.region import members
-from scheduler.distributed.region.coordinator_service import region_decisions
 from scheduler.distributed.region.launch import Region
 from scheduler.region import config as region_config
-from scheduler.region import events as rev
-from scheduler.region.member import MemberScheduler
-from scheduler.runs import replay
 from tests.e2e.conftest import new_topics
+from tests.e2e.region_audit import assert_each_hospital_replays, assert_nothing_lost_or_doubled
 from tests.kafka_topics import delete_topics
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -148,91 +143,6 @@ def test_twenty_hospitals_over_three_processes_survive_deaths_and_a_join(region_
 
     run.wait_end(finish_s=180)
 
-    # --- nothing lost, nothing doubled --------------------------------------------------
-    engine = next(iter(run.ledgers.values())).engine
-    coordinator = region_decisions(_coordinator_engine(run), run.run_id)
-    referred_out = Counter(
-        (d["from"], d["patient_id"]) for d in coordinator if d["type"] == "patient.referred_out"
-    )
-    assert max(referred_out.values(), default=1) == 1
-    accepted: Counter = Counter()
-    arrived_by_transfer: Counter = Counter()
-    requested: set = set()
-    with engine.connect() as connection:
-        for h in run.region.ids:
-            schema = members.schema_of(h)
-            member = run.region.member(h)
-            expected = {
-                a.event_id
-                for a in _until(Demand(member.config, member.seed(run.region.seed)).arrivals())
-            }
-            inbound = [
-                json.loads(p)
-                for (p,) in connection.execute(
-                    text(
-                        f'SELECT payload FROM "{schema}".inbound_events '
-                        f"WHERE type = 'patient.arrived'"
-                    )
-                )
-            ]
-            own = [e["event_id"] for e in inbound if "transferred_from" not in e]
-            assert sorted(own) == sorted(expected), f"{h}: arrivals lost or doubled"
-            for e in inbound:
-                if "transferred_from" in e:
-                    arrived_by_transfer[e["patient_id"]] += 1
-            decided = [
-                json.loads(p)
-                for (p,) in connection.execute(
-                    text(
-                        f'SELECT payload FROM "{schema}".decisions WHERE type IN '
-                        f"('patient.admitted', 'transfer.requested', 'transfer.accepted')"
-                    )
-                )
-            ]
-            fates = Counter(
-                d["patient_id"]
-                for d in decided
-                if d["type"] in ("patient.admitted", "transfer.requested")
-            )
-            patients = {e["patient_id"] for e in inbound}
-            assert set(fates) == patients, f"{h}: a patient not decided"
-            assert max(fates.values()) == 1, f"{h}: a patient decided twice"
-            for d in decided:
-                if d["type"] == "transfer.requested":
-                    requested.add((h, d["patient_id"]))
-                elif d["type"] == "transfer.accepted":
-                    accepted[d["from"], d["patient_id"]] += 1
-    assert accepted and max(accepted.values()) == 1, "a transfer accepted twice"
-    assert not set(accepted) & set(referred_out), "a patient both transferred and referred out"
-    assert set(accepted) | set(referred_out) <= requested
-    assert max(arrived_by_transfer.values()) == 1
-    assert set(arrived_by_transfer) <= {rev.arriving_id(*k) for k in accepted}
-
-    # --- each hospital's record replays to its decisions, byte for byte -----------------
-    for h in run.region.ids:
-        ledger = run.ledgers[h]
-        ledger.parse = rev.parse_member_event
-        events, decisions = tmp_path / f"{h}.events.jsonl", tmp_path / f"{h}.decisions.jsonl"
-        ledger.export(events, decisions)
-        again = tmp_path / f"{h}.again.jsonl"
-        replay(
-            ledger.store.config,
-            events,
-            again,
-            make=lambda c, h=h: MemberScheduler(c, h, requests_transfers=True),
-            parse=rev.parse_member_data,
-        )
-        assert again.read_bytes() == decisions.read_bytes(), f"{h}: replays otherwise"
-
-
-def _until(arrivals):
-    for arrival in arrivals:
-        if arrival.time_ms > DURATION_MS:
-            return
-        yield arrival
-
-
-def _coordinator_engine(run: Region):
-    from scheduler.db.store import connect
-
-    return connect(members.schema_url(run.base.database.url, members.COORDINATOR_SCHEMA))
+    # --- nothing lost, nothing doubled; each hospital replays -------------------------
+    assert_nothing_lost_or_doubled(run, DURATION_MS)
+    assert_each_hospital_replays(run, tmp_path)

@@ -46,7 +46,7 @@ from scheduler.region.desk import DeskState, TransferDesk
 
 log = logging.getLogger("hospital.region.coordinator")
 STEP_S = 0.25
-GRACE_MS = 60_000  # past the run's end: transfers still on the road are delivered
+GRACE_MS = 60_000  # past the run's end: the hospitals' last decisions are still heard
 WATCHED = {
     **rev.DECISIONS,
     ev.PatientAdmitted.TYPE: ev.PatientAdmitted,
@@ -177,15 +177,18 @@ class CoordinatorService:
                 else:
                     consumer.seek(tp, at)
             self.send(outbox)  # what the last holder committed and may not have sent
-            end_ms = None if self.until_ms is None else self.until_ms + GRACE_MS
             while not self.stop.is_set():
                 started = time.monotonic()
                 self.read(consumer)
-                decisions = self.step(clock.now_ms())
+                # Nothing decided past the run's end, when the hospitals no longer tick: a
+                # request still open then stays open, as in the embedded region.
+                now_ms = clock.now_ms()
+                decide_at = now_ms if self.until_ms is None else min(now_ms, self.until_ms)
+                decisions = self.step(decide_at)
                 self.commit(decisions)
                 self.send(outbox)
                 self.counters["steps"] += 1
-                if end_ms is not None and clock.now_ms() > end_ms and not self.desk.state.on_road:
+                if self.until_ms is not None and now_ms > self.until_ms + GRACE_MS:
                     break
                 self.stop.wait(max(0.0, STEP_S - (time.monotonic() - started)))
         finally:
