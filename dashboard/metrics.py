@@ -43,6 +43,7 @@ class ProjectionCollector(Collector):
             time_s = p.time_ms / 1000
             lag = dict(p.lag)
             dead_letters = p.dead_letters
+            rows_skipped = p.rows_skipped
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(name, doc, value=value)
@@ -102,6 +103,11 @@ class ProjectionCollector(Collector):
         yield breaches
         yield counter(
             "hospital_dead_letters", "Messages sent to the dead-letter topic.", dead_letters
+        )
+        yield counter(
+            "hospital_dashboard_rows_skipped",
+            "Rows of the followed run's database that did not parse, left out of the page.",
+            rows_skipped,
         )
         wait = HistogramMetricFamily(
             "hospital_task_wait_seconds",

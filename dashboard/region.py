@@ -80,6 +80,7 @@ class RegionView:
         self.series: list[dict[str, Any]] = []
         self.transfers_by_hour: Counter[int] = Counter()  # accepted, by the hour of the run
         self.referred_out_by_hour: Counter[int] = Counter()
+        self.rows_skipped = 0  # following a database: rows that did not parse, left out
 
     # --- the writer ------------------------------------------------------------------------
 
@@ -139,6 +140,12 @@ class RegionView:
             }
         )
         self.next_sample_ms = (self.time_ms // self.sample_ms + 1) * self.sample_ms
+
+    def set_rows_skipped(self, count: int) -> None:
+        """How many stored rows the follower left out so far (they did not parse)."""
+        with self.lock:
+            if count != self.rows_skipped:
+                self.rows_skipped, self.version = count, self.version + 1
 
     def finish(self, end_ms: int | None = None) -> None:
         """The run is over (at `end_ms`, if later than its last tick): a last point."""
@@ -251,6 +258,7 @@ class RegionView:
                     for t in road[:road_limit]
                 ],
                 "on_the_road_count": len(road),
+                "rows_skipped": self.rows_skipped,
                 "ids": self.ids,
                 "series_from": series_from,
                 "series": self.series[series_from:],

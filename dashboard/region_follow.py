@@ -12,7 +12,8 @@ The hospitals do not tick in lock step (after a takeover, one catches up a backl
 whose time is past), so the follower applies the ticks up to the run's clock less `lag_s` of
 wall time; a tick committed later still is applied with the next ones, in its own order.
 Every poll reads all the schemas in one snapshot (REPEATABLE READ): an answer is never read
-without its offer, nor an offer without its request.
+without its offer, nor an offer without its request. A row that does not parse is left out,
+with a warning, and counted in the view (`SkippedRows`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboard.region import RegionView
+from dashboard.sources import SkippedRows, parsed_rows, row_name
 from scheduler import events as ev
 from scheduler.distributed.clock import LiveClock
 from scheduler.distributed.region import members
@@ -41,6 +43,11 @@ class RunInfo:
     run_id: str
     clock: LiveClock
     until_ms: int | None
+
+
+def parse_decision(text: str) -> ev.Decision:
+    """A hospital's or the coordinator's decision, as its schema keeps it."""
+    return rev.parse_wire(ev.loads(text), DECISIONS)
 
 
 def region_runs(url: str, region: Any) -> list[RunInfo]:
@@ -128,6 +135,7 @@ class RegionFollower:
         self.heard_ms = 0
         self.answered_at: dict[str, int] = {}  # an offer's event id: the tick that answered it
         self.applied = -1  # the last tick applied
+        self.skipped = SkippedRows()
 
     # --- reading --------------------------------------------------------------------------
 
@@ -147,6 +155,8 @@ class RegionFollower:
                 return self._read_coordinator(db) or any(new)
         except DBAPIError:  # tables being created, or the database gone for a while
             return False
+        finally:
+            self.view.set_rows_skipped(self.skipped.count)
 
     def _begun(self, db: Any) -> RunInfo | None:
         from sqlalchemy import text
@@ -171,25 +181,17 @@ class RegionFollower:
         if not ticks:
             self.behind.discard(hospital_id)
             return False
-        span = {"a": ticks[0][0], "b": ticks[-1][0]}
+        span = (ticks[0][0], ticks[-1][0])
         inbound: dict[int, list[ev.Event]] = defaultdict(list)
-        for tick, payload in db.execute(
-            text(f"SELECT tick, payload FROM {schema}.inbound_events WHERE tick BETWEEN :a AND :b"),
-            span,
-        ):
-            event = rev.parse_member_event(payload)
+        table = f"{schema}.inbound_events"
+        for tick, event in parsed_rows(db, table, span, rev.parse_member_event, self.skipped):
             inbound[tick].append(event)
             if isinstance(event, rev.TransferOffered):
                 self.answered_at[event.event_id] = tick
         decisions: dict[int, list[ev.Decision]] = defaultdict(list)
-        for tick, payload in db.execute(
-            text(
-                f"SELECT tick, payload FROM {schema}.decisions WHERE tick BETWEEN :a AND :b "
-                "ORDER BY tick, position"
-            ),
-            span,
-        ):
-            decisions[tick].append(rev.parse_wire(ev.loads(payload), DECISIONS))
+        table, order = f"{schema}.decisions", "tick, position"
+        for tick, decision in parsed_rows(db, table, span, parse_decision, self.skipped, order):
+            decisions[tick].append(decision)
         for tick, time_s, solve_ms in ticks:
             self.ticks[tick].append(
                 stored_tick(
@@ -219,9 +221,14 @@ class RegionFollower:
             {"r": self.run_id, "since": self.heard_ms - SKEW_MS},
         ).all()
         new = [(i, p) for i, p in rows if i not in self.heard]
+        table = f'"{members.COORDINATOR_SCHEMA}".region_decisions'
         for event_id, payload in new:
-            decision = rev.parse_wire(ev.loads(payload), DECISIONS)
-            self.heard.add(event_id)
+            self.heard.add(event_id)  # a row that does not parse too: read once
+            decision = self.skipped.parse(
+                parse_decision, payload, table, row_name(event_id=event_id)
+            )
+            if decision is None:
+                continue
             self.heard_ms = max(self.heard_ms, decision.time_ms)
             self.coordinator.append(decision)
         return bool(new)

@@ -5,20 +5,56 @@ projection tick by tick until told to stop."""
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dashboard.projection import Projection
 from scheduler import events as ev
 
 VOCABULARY = {**ev.DECISIONS, **ev.INBOUND}
+T = TypeVar("T")
+log = logging.getLogger("hospital.dashboard")
 
 
 def parse(text: str) -> Any:
-    return ev.parse(json.loads(text), VOCABULARY)
+    """A decision or an inbound event from its JSON line; `ev.BadEvent` says what is wrong."""
+    return ev.parse(ev.loads(text), VOCABULARY)
+
+
+class SkippedRows:
+    """The stored rows a database follower could not parse (a payload written by hand, or
+    by another version): each is left out, logged once as a warning that names its table,
+    the row and why, and counted; the rows after it are followed as before."""
+
+    def __init__(self) -> None:
+        self.rows: set[tuple[str, str]] = set()  # (table, row)
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def parse(self, parser: Callable[[str], T], payload: str, table: str, row: str) -> T | None:
+        """`parser(payload)`, or None for a payload it rejects."""
+        try:
+            return parser(payload)
+        except ev.BadEvent as exc:
+            self.skip(table, row, str(exc))
+            return None
+
+    def skip(self, table: str, row: str, reason: str) -> None:
+        if (table, row) in self.rows:  # read again (a poll the database failed half-way)
+            return
+        self.rows.add((table, row))
+        log.warning("dashboard: skipped a row of %s (%s): %s", table, row, reason)
+
+
+def row_name(**key: Any) -> str:
+    """A stored row, as a warning names it: `tick 12, event_id 'arrival-3'`."""
+    return ", ".join(f"{column} {ev.shown(value)}" for column, value in key.items())
 
 
 def group_ticks(decisions: list[Any]) -> list[tuple[int, int, list[Any]]]:
@@ -134,7 +170,8 @@ def follow_database(
     """Poll a run's database for the ticks after the last one applied: each tick's decisions
     in their order, and the events it applied (so the waits are exact), and the dead
     letters. Tables not there yet, or a run with the id `skip_run` (the previous run, still
-    in the database when a new one is starting), are waited out; a new run starts afresh."""
+    in the database when a new one is starting), are waited out; a new run starts afresh.
+    A row that does not parse is left out (`SkippedRows`), and counted in the projection."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
@@ -142,6 +179,7 @@ def follow_database(
 
     engine = connect(url)
     last = -1
+    skipped = SkippedRows()
     unset = object()
     following: Any = unset
     try:
@@ -156,6 +194,7 @@ def follow_database(
                     if following is not unset and run_id != following:
                         projection.reset()
                         last = -1
+                        skipped = SkippedRows()
                     if run_id != following:
                         projection.label = run_label(db, run_id)
                     following = run_id
@@ -169,26 +208,7 @@ def follow_database(
                         ),
                         {"last": last, "n": batch_ticks},
                     ).all()
-                    decisions: dict[int, list[Any]] = {}
-                    inbound: dict[int, list[Any]] = {}
-                    if ticks:
-                        span = {"a": ticks[0][0], "b": ticks[-1][0]}
-                        for tick, payload in db.execute(
-                            text(
-                                "SELECT tick, payload FROM decisions WHERE tick BETWEEN :a "
-                                "AND :b ORDER BY tick, position"
-                            ),
-                            span,
-                        ):
-                            decisions.setdefault(tick, []).append(parse(payload))
-                        for tick, payload in db.execute(
-                            text(
-                                "SELECT tick, payload FROM inbound_events WHERE tick "
-                                "BETWEEN :a AND :b ORDER BY tick, time, event_id"
-                            ),
-                            span,
-                        ):
-                            inbound.setdefault(tick, []).append(parse(payload))
+                    decisions, inbound = read_span(db, ticks, skipped)
                     dead = (
                         db.execute(text("SELECT count(*) FROM outbox WHERE dead_letter")).scalar()
                         or 0
@@ -217,6 +237,7 @@ def follow_database(
                 )
                 last = tick
             projection.dead_letters = dead
+            projection.rows_skipped = skipped.count
             if lag is not None:
                 try:
                     projection.lag = lag(positions)
@@ -226,6 +247,47 @@ def follow_database(
                 stop.wait(poll_s)
     finally:
         engine.dispose()
+
+
+def read_span(
+    db: Any, ticks: Sequence[Any], skipped: SkippedRows
+) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    """The decisions and the inbound events of the ticks read (rows of `ticks`), by tick."""
+    decisions: dict[int, list[Any]] = {}
+    inbound: dict[int, list[Any]] = {}
+    if ticks:
+        span = (ticks[0][0], ticks[-1][0])
+        for tick, item in parsed_rows(db, "decisions", span, parse, skipped, "tick, position"):
+            decisions.setdefault(tick, []).append(item)
+        order = "tick, time, event_id"
+        for tick, item in parsed_rows(db, "inbound_events", span, parse, skipped, order):
+            inbound.setdefault(tick, []).append(item)
+    return decisions, inbound
+
+
+def parsed_rows(
+    db: Any,
+    table: str,
+    span: tuple[int, int],
+    parser: Callable[[str], T],
+    skipped: SkippedRows,
+    order: str = "tick",
+) -> Iterator[tuple[int, T]]:
+    """(tick, parsed payload) of each row of `table` (decisions or inbound events) whose tick
+    is in `span`, in `order`; a row that does not parse, skipped."""
+    from sqlalchemy import text
+
+    rows = db.execute(
+        text(
+            f"SELECT tick, event_id, payload FROM {table} WHERE tick BETWEEN :a AND :b "
+            f"ORDER BY {order}"
+        ),
+        {"a": span[0], "b": span[1]},
+    )
+    for tick, event_id, payload in rows:
+        item = skipped.parse(parser, payload, table, row_name(tick=tick, event_id=event_id))
+        if item is not None:
+            yield tick, item
 
 
 def run_label(db: Any, run_id: str | None) -> str | None:

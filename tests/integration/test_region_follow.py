@@ -7,12 +7,14 @@ shows what a view fed the run's ticks directly shows, at the end and half-way.""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 
 from dashboard.region import RegionView
 from dashboard.region_follow import RegionFollower, region_runs
@@ -204,6 +206,74 @@ def test_an_offer_answered_in_the_tick_its_time_falls_in_comes_before_its_answer
     expected = fed(region, offered_late)
     expected.finish(DURATION_MS)
     assert view.snapshot() == expected.snapshot()
+
+
+# a row of each table that does not parse (not JSON, of no known type, an offer without its
+# ids), planted in the first hospital's schema at a tick, or in the coordinator's at a time
+BAD_ROWS = {
+    "inbound_events": (
+        "(event_id, tick, type, time, payload) VALUES ('bad-1', :tick, 'x', 0, :payload)",
+        "not JSON",
+    ),
+    "decisions": (
+        "(event_id, tick, position, type, time, payload) "
+        "VALUES ('bad-1', :tick, 999, 'x', 0, :payload)",
+        '{"type": "no.such", "time": 1}',
+    ),
+    "region_decisions": (
+        "(run_id, event_id, time_ms, type, payload) "
+        "VALUES (:run, 'bad-1', :time_ms, 'x', :payload)",
+        '{"type": "transfer.offered", "time": 1, "from": "h1", "to": "h2"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("table", list(BAD_ROWS))
+def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
+    run, database_url, table, caplog
+):
+    """The follower leaves the row out, says so once, counts it in the view's state, and
+    goes on: the rows around it, and those written after it was read, show as the run's."""
+    caplog.set_level(logging.WARNING, logger="hospital.dashboard")
+    region, ticks = run
+    half = [t for t in ticks if t.tick * region.tick_ms <= DURATION_MS // 2]
+    first = region.ids[0]
+    bad = next(t for t in half[len(half) // 2 :] if first in t.results)
+    # the coordinator's last decision of the half: the polls after it read its time again
+    decided_ms = max(d.time_ms for t in half for h, d in t.decisions if h == COORDINATOR)
+    schema = members.COORDINATOR_SCHEMA if table == "region_decisions" else members.schema_of(first)
+    columns, payload = BAD_ROWS[table]
+    schemas = Schemas(region, database_url, epoch_s=time.time() - 3600)  # the run is over
+    view = RegionView(region, "cpsat")
+    follower = RegionFollower(view, database_url, RUN_ID)
+    try:
+        schemas.write(half)
+        engine = connect(database_url)
+        with engine.begin() as db:
+            db.execute(
+                text(f'INSERT INTO "{schema}".{table} {columns}'),
+                {"tick": bad.tick, "time_ms": decided_ms, "run": RUN_ID, "payload": payload},
+            )
+        engine.dispose()
+        for _ in range(3):  # the bad row read, then polled past (and read again, if by time)
+            follower.poll()
+        schemas.write(ticks[len(half) :])
+        follower.drain()
+    finally:
+        schemas.close()
+        follower.close()
+    expected = fed(region, ticks)
+    expected.finish(DURATION_MS)
+    shown, want = view.snapshot(), expected.snapshot()
+    assert (shown.pop("rows_skipped"), want.pop("rows_skipped")) == (1, 0)
+    del shown["version"], want["version"]  # the count's change is one more version
+    assert shown == want
+    warnings = [r.getMessage() for r in caplog.records if r.name == "hospital.dashboard"]
+    assert len(warnings) == 1, warnings
+    row = (
+        "event_id 'bad-1'" if table == "region_decisions" else f"tick {bad.tick}, event_id 'bad-1'"
+    )
+    assert f'"{schema}".{table} ({row})' in warnings[0]
 
 
 def test_the_dashboard_of_a_region_with_no_such_run_is_one_line(run, database_url, tmp_path):
