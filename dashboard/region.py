@@ -115,7 +115,8 @@ class RegionView:
         elif isinstance(decision, rev.TransferDeclined):
             self.pending[decision.origin, decision.patient_id] = None
         elif isinstance(decision, rev.TransferAccepted):
-            del self.pending[decision.origin, decision.patient_id]
+            # pop: its request may be a row the follower could not read
+            self.pending.pop((decision.origin, decision.patient_id), None)
             arriving = rev.arriving_id(decision.origin, decision.patient_id)
             eta_ms = decision.time_ms + self.region.travel_ms[decision.origin, decision.to]
             self.on_the_road[arriving] = OnTheRoad(
@@ -124,7 +125,7 @@ class RegionView:
             self.held[decision.to] += 1
             self.transfers_by_hour[hour_of(decision.time_ms)] += 1
         elif isinstance(decision, rev.PatientReferredOut):
-            del self.pending[decision.origin, decision.patient_id]
+            self.pending.pop((decision.origin, decision.patient_id), None)
             self.referred_out_by_hour[hour_of(decision.time_ms)] += 1
 
     def _sample(self) -> None:

@@ -112,9 +112,13 @@ class RegionKpi:
         if not isinstance(decision, _OF_A_REQUEST):
             return
         key = decision.origin, decision.patient_id
-        requested_ms, counted = self.requested_ms[key]
+        # a request never seen (its stored row unreadable, skipped by a follower): the
+        # answer still counts, by its own time, with no wait to measure
+        requested_ms, counted = self.requested_ms.get(
+            key, (None, decision.time_ms > self.counted_after)
+        )
         if isinstance(decision, (rev.TransferAccepted, rev.PatientReferredOut)):
-            del self.requested_ms[key]  # the request's end
+            self.requested_ms.pop(key, None)  # the request's end
         if not counted:
             return
         if isinstance(decision, rev.TransferOffered):
@@ -126,7 +130,8 @@ class RegionKpi:
             self.per_hospital[decision.origin]["transfers_out"] += 1
             self.transfers_by_pair[decision.origin, decision.to] += 1
             self.travel_s.append(self.region.travel_ms[decision.origin, decision.to] / 1000)
-            self.waits_s.append((decision.time_ms - requested_ms) / 1000)
+            if requested_ms is not None:
+                self.waits_s.append((decision.time_ms - requested_ms) / 1000)
         else:
             self.counts["referred_out"] += 1
             self.per_hospital[decision.origin]["referred_out"] += 1

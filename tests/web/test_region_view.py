@@ -5,6 +5,7 @@ transfers on the road add up to them; a warm-up leaves out what it says."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from dashboard import region_report
 from dashboard.region import RegionView
 from scheduler.region import config as region_config
+from scheduler.region import events as rev
 from scheduler.region.simulation import read_record, replay_region, simulate_region
 
 DURATION_MS = 30 * 60_000
@@ -184,3 +186,26 @@ def test_the_html_report_is_self_contained_and_shows_the_figures(run, tmp_path: 
     for origin, row in built.figures["matrix"].items():
         for to, n in row.items():
             assert f'data-from="{origin}" data-to="{to}">{n}</td>' in page
+
+
+def test_answers_to_requests_never_seen_still_count(run):
+    """A follower that could not read a request's row (skipped as unparsable) still takes
+    its offers, answers and end: the transfers and referrals out count, only their waits
+    are unknown."""
+    region, record, report, _ = run
+    blind = RegionView(region, "cpsat", sample_ms=60_000, duration_ms=DURATION_MS)
+    lost = 0
+
+    def without_requests(tick) -> None:
+        nonlocal lost
+        kept = [(h, d) for h, d in tick.decisions if not isinstance(d, rev.TransferRequested)]
+        lost += len(tick.decisions) - len(kept)
+        blind.apply(dataclasses.replace(tick, decisions=kept))
+
+    replay_region(region, read_record(record, region), "cpsat", on_tick=without_requests)
+    blind.finish(DURATION_MS)
+    assert lost > 10
+    figures = blind.figures(DURATION_MS)["region"]
+    assert figures["transfers"] == report["region"]["transfers"]
+    assert figures["referred_out"] == report["region"]["referred_out"]
+    assert sum(blind.transfers_by_hour.values()) == report["region"]["transfers"]
