@@ -106,7 +106,8 @@ class ProjectionCollector(Collector):
         )
         yield counter(
             "hospital_dashboard_rows_skipped",
-            "Rows of the followed run's database that did not parse, left out of the page.",
+            "Rows of the followed run's database, or lines of its decisions file, that did not "
+            "parse, left out of the page.",
             rows_skipped,
         )
         wait = HistogramMetricFamily(

@@ -174,7 +174,7 @@ class Projection:
         self.keep_staff_log = False
         self.lag: dict[str, int] = {}  # distributed mode: consumer lag
         self.dead_letters = 0
-        self.rows_skipped = 0  # following a database: rows that did not parse, left out
+        self.rows_skipped = 0  # following a database or a file: rows that did not parse
         self._handlers = {kind: getattr(self, name) for kind, name in self._HANDLERS.items()}
 
     def reset(self) -> None:

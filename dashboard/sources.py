@@ -17,18 +17,20 @@ from scheduler import events as ev
 
 VOCABULARY = {**ev.DECISIONS, **ev.INBOUND}
 T = TypeVar("T")
+P = TypeVar("P", str, bytes)  # a payload: a stored row's text, a file's line
 log = logging.getLogger("hospital.dashboard")
 
 
-def parse(text: str) -> Any:
+def parse(text: str | bytes) -> Any:
     """A decision or an inbound event from its JSON line; `ev.BadEvent` says what is wrong."""
     return ev.parse(ev.loads(text), VOCABULARY)
 
 
 class SkippedRows:
-    """The stored rows a database follower could not parse (a payload written by hand, or
-    by another version): each is left out, logged once as a warning that names its table,
-    the row and why, and counted; the rows after it are followed as before."""
+    """The stored rows (or a file's lines) a follower could not parse (a payload written by
+    hand, or by another version): each is left out, logged once as a warning that names its
+    table (or file), the row (or line) and why, and counted; the rows after it are followed
+    as before."""
 
     def __init__(self) -> None:
         self.rows: set[tuple[str, str]] = set()  # (table, row)
@@ -37,7 +39,7 @@ class SkippedRows:
     def count(self) -> int:
         return len(self.rows)
 
-    def parse(self, parser: Callable[[str], T], payload: str, table: str, row: str) -> T | None:
+    def parse(self, parser: Callable[[P], T], payload: P, table: str, row: str) -> T | None:
         """`parser(payload)`, or None for a payload it rejects."""
         try:
             return parser(payload)
@@ -79,14 +81,20 @@ def follow_file(
     projection: Projection, path: Path, stop: threading.Event, poll_s: float = 0.2
 ) -> None:
     """Tail a decisions file: a tick is applied once a later tick's line shows (or the file
-    has been quiet for a second: the run wrote its last tick)."""
+    has been quiet for a second: the run wrote its last tick). A line without its newline is
+    still being written: it is read once it has one. A line that does not parse is left out
+    (`SkippedRows`, naming the file and the line's number), and counted in the projection."""
     while not path.exists():
         if stop.wait(poll_s):
             return
+    skipped = SkippedRows()
     pending: list[Any] = []
-    partial = ""
+    partial = b""
+    lines_read = 0
     quiet = 0.0
-    with open(path, encoding="utf-8") as stream:
+    # Bytes, split at b"\n" (never part of a longer UTF-8 character): a line that is not
+    # UTF-8 is one more line that does not parse (ev.loads), not a decoding error.
+    with open(path, "rb") as stream:
         while not stop.is_set():
             chunk = stream.read()
             if not chunk:
@@ -98,15 +106,28 @@ def follow_file(
                 stop.wait(poll_s)
                 continue
             quiet = 0.0
-            lines = (partial + chunk).split("\n")
+            lines = (partial + chunk).split(b"\n")
             partial = lines.pop()
-            pending += [parse(line) for line in lines if line.strip()]
+            pending += parsed_lines(lines, lines_read + 1, str(path), skipped)
+            lines_read += len(lines)
+            projection.rows_skipped = skipped.count
             if pending:
                 last = pending[-1].tick
                 ready = [d for d in pending if d.tick != last]
                 pending = [d for d in pending if d.tick == last]
                 for tick, time_ms, batch in group_ticks(ready):
                     projection.apply(tick, time_ms, batch)
+
+
+def parsed_lines(lines: list[bytes], first: int, file: str, skipped: SkippedRows) -> list[Any]:
+    """The decisions of whole lines of a file, numbered from `first`; a line that does not
+    parse, skipped; a blank line, passed over."""
+    parsed = (
+        skipped.parse(parse, line, file, f"line {number}")
+        for number, line in enumerate(lines, start=first)
+        if line.strip()
+    )
+    return [decision for decision in parsed if decision is not None]
 
 
 def current_run(url: str) -> str | None:
