@@ -26,6 +26,12 @@ def parse(text: str | bytes) -> Any:
     return ev.parse(ev.loads(text), VOCABULARY)
 
 
+def parse_decision(line: bytes) -> ev.Decision:
+    """A decision from a decisions file's line: an inbound event there (a `--record` log's
+    line) is of no type the file holds, and has no tick to show it at."""
+    return ev.parse(ev.loads(line), ev.DECISIONS)
+
+
 class SkippedRows:
     """The stored rows (or a file's lines) a follower could not parse (a payload written by
     hand, or by another version): each is left out, logged once as a warning that names its
@@ -119,11 +125,13 @@ def follow_file(
                     projection.apply(tick, time_ms, batch)
 
 
-def parsed_lines(lines: list[bytes], first: int, file: str, skipped: SkippedRows) -> list[Any]:
+def parsed_lines(
+    lines: list[bytes], first: int, file: str, skipped: SkippedRows
+) -> list[ev.Decision]:
     """The decisions of whole lines of a file, numbered from `first`; a line that does not
     parse, skipped; a blank line, passed over."""
     parsed = (
-        skipped.parse(parse, line, file, f"line {number}")
+        skipped.parse(parse_decision, line, file, f"line {number}")
         for number, line in enumerate(lines, start=first)
         if line.strip()
     )

@@ -32,6 +32,11 @@ BAD_LINES = {
     "not JSON": (b'{"type": "task.disp', "not valid JSON"),
     "of no known type": (b'{"type": "no.such", "time": 1}', "unknown event type 'no.such'"),
     "not UTF-8": (b'{"type": "\xff"}', "not UTF-8"),
+    "an inbound event, not a decision": (
+        b'{"event_id": "arrival-x", "patient_id": "patient-x", "time": 1.0, '
+        b'"type": "patient.arrived"}',
+        "unknown event type 'patient.arrived'",
+    ),
 }
 
 
