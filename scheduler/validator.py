@@ -227,6 +227,7 @@ class Auditor:
         referred: list[str] = []
         admitted: dict[str, str] = {}
         held_now: list[ev.StaffHeld | ev.RoomHeld] = []
+        escalations: list[ev.TaskEscalated] = []
         # A duty change holds for the whole tick, wherever the list puts it: a dispatch to
         # staff going off duty is caught, one to staff coming on duty is not, in any order.
         for decision in decisions:
@@ -256,12 +257,16 @@ class Auditor:
                     self.fail(tick, f"room {decision.room_id} available without a cleaning")
                 cleaned.discard(decision.room_id)
             elif isinstance(decision, ev.TaskEscalated):
-                self._escalated(tick, decision, now_ms)
+                escalations.append(decision)  # judged once every decision is made, below
             elif isinstance(decision, (ev.StaffHeld, ev.RoomHeld)):
                 self._hold(tick, decision, now_ms)
                 held_now.append(decision)
         for hold in held_now:  # a hold is of a member or room still free after the tick
             self._still_held(tick, hold)
+        # An escalation is of a task still waiting after the tick, wherever the list puts it:
+        # one queued in this tick may be escalated in it, one dispatched in it may not.
+        for escalation in escalations:
+            self._escalated(tick, escalation, now_ms)
         if undecided:
             self.fail(tick, f"arrivals neither admitted nor referred: {sorted(undecided)}")
         if any(expected_tasks.values()):
@@ -460,8 +465,8 @@ class Auditor:
             self._dispatch(tick, decision, task)
 
     def _escalated(self, tick, decision, now_ms) -> None:
-        """Announced once, for a task of that kind still waiting past its target, with the
-        task's wait and its target."""
+        """Announced once, for a task of that kind still waiting (after the tick's other
+        decisions) past its target, with the task's wait and its target."""
         task = self.tasks.get(decision.task_id)
         if task is None or task.staff_id is not None or task.kind != decision.kind:
             self.fail(

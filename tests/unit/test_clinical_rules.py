@@ -845,3 +845,18 @@ class TestEscalation:
         (escalation,) = driver.all(ev.TaskEscalated)
         assert escalation.tick == 6 and escalation.sla_s == 1.5 and escalation.kind == "escort_in"
         assert escalation.waited_s == 2.0
+
+    def test_a_target_shorter_than_a_tick_escalates_in_the_tick_that_queues(self, policy):
+        """Two arrivals at 0.5 s, one porter, a 0.2 s target: the escort left waiting is
+        queued at the tick of 1 s already past it, and escalated in that tick, after its
+        queue (the Auditor, on, checks the tick)."""
+        driver = Driver(small(policy, porters=1, sla={"escort_in_s": 0.2}))
+        decisions = driver.tick(
+            1,
+            *(ev.PatientArrived(f"arrival-{p}", 500, p) for p in ("patient-1", "patient-2")),
+        )
+        (queued,) = [d for d in decisions if isinstance(d, ev.TaskQueued)]
+        (escalation,) = [d for d in decisions if isinstance(d, ev.TaskEscalated)]
+        assert escalation.task_id == queued.task_id
+        assert (escalation.waited_s, escalation.sla_s) == (0.5, 0.2)
+        assert decisions.index(queued) < decisions.index(escalation)

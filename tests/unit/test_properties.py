@@ -62,9 +62,10 @@ def clinical(draw, floors: list[str], rooms_per_floor: int, staff: dict[str, int
         },
         "shifts": {"roster": roster, "cycle_s": 480.0},
         "sla": {
-            "visit_s": draw(st.sampled_from([0.0, 5.0])),
+            # 0.5 s: shorter than a tick, so a task may be escalated in the tick that queues it
+            "visit_s": draw(st.sampled_from([0.0, 0.5, 5.0])),
             "visit_urgent_s": draw(st.sampled_from([0.0, 2.0])),
-            "clean_s": draw(st.sampled_from([0.0, 8.0])),
+            "clean_s": draw(st.sampled_from([0.0, 0.5, 8.0])),
         },
         "scheduler": {"explain": draw(st.booleans())},
     }

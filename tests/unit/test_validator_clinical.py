@@ -362,11 +362,15 @@ def test_valid_twin_a_dispatch_to_staff_coming_on_duty_in_the_same_tick_whatever
 
 def duty_first_or_last(others: Tick, duty: Tick, duty_first: bool) -> Tick:
     """One tick of both lists' decisions, the duty changes first or last."""
-    both = Tick(others.tick)
-    items = duty.items + others.items if duty_first else others.items + duty.items
+    return in_one_tick(duty, others) if duty_first else in_one_tick(others, duty)
+
+
+def in_one_tick(*parts: Tick) -> Tick:
+    """The decisions of the parts, in that order, as one tick's list."""
+    both = Tick(parts[0].tick)
     both.items = [
         dataclasses.replace(item, event_id=f"decision-{both.tick}-{n}")
-        for n, item in enumerate(items, start=1)
+        for n, item in enumerate((item for part in parts for item in part.items), start=1)
     ]
     return both
 
@@ -659,3 +663,85 @@ def test_an_urgent_patients_task_is_held_to_the_urgent_target():
             valid(auditor, 8, [], decisions)
         else:
             violation(auditor, 8, [], decisions, "its target is 3.0")
+
+
+# An escalation is judged against the tick's decisions as a whole, wherever the list puts it:
+# of a task still waiting once they are all made.
+
+ESCALATION_ORDER = pytest.mark.parametrize(
+    "escalation_first", [True, False], ids=["escalation-listed-first", "escalation-listed-last"]
+)
+
+
+@ESCALATION_ORDER
+def test_valid_an_escalation_of_a_task_queued_in_the_same_tick_whatever_the_order(
+    escalation_first,
+):
+    """A target shorter than a tick: p1 arrives at 0.5 s, and with no porter its escort
+    (task-1) is queued at the tick of 1 s, 0.5 s past its arrival: past its 0.2 s target
+    already, so escalated in the tick that queues it, before or after the queue."""
+    base = validator_tests.small_config(rooms=1, porters=0)
+    auditor = Auditor(dataclasses.replace(base, sla=dataclasses.replace(base.sla, escort_in_s=0.2)))
+    queue = Tick(1).admit("p1", "A1").queue("task-1", "escort_in", "p1", "A1")
+    escalation = Tick(1).escalate("task-1", "escort_in", 0.5, 0.2)
+    parts = (escalation, queue) if escalation_first else (queue, escalation)
+    arrival = ev.PatientArrived("arrival-p1", 500, "p1")
+    valid(auditor, 1, [arrival], in_one_tick(*parts))
+
+
+@ESCALATION_ORDER
+def test_an_escalation_of_a_task_dispatched_in_the_same_tick_whatever_the_order(
+    escalation_first,
+):
+    """p2's escort (task-2) waits from 0 s for the one porter, target 4 s; the porter is
+    back at 5 s and takes it: the task no longer waits once the tick's decisions are made,
+    so an escalation of it in that tick is wrong, before the dispatch as after it."""
+    base = validator_tests.small_config(rooms=2, porters=1, nurses=1)
+    auditor = Auditor(dataclasses.replace(base, sla=dataclasses.replace(base.sla, escort_in_s=4.0)))
+    valid(
+        auditor,
+        0,
+        [arrived("p1", 0), arrived("p2", 0)],
+        Tick(0)
+        .admit("p1", "A1")
+        .dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
+        .admit("p2", "A2")
+        .queue("task-2", "escort_in", "p2", "A2"),
+    )
+    dispatches = (
+        Tick(5)
+        .dispatch("task-3", "visit", "nurse-1", "p1", "A1")
+        .dispatch("task-2", "escort_in", "porter-1", "p2", "A2", origin="A1")
+    )
+    escalation = Tick(5).escalate("task-2", "escort_in", 5.0, 4.0)
+    parts = (escalation, dispatches) if escalation_first else (dispatches, escalation)
+    violation(
+        auditor,
+        5,
+        [escorted("task-1", "porter-1", "p1", "A1", "in", 5)],
+        in_one_tick(*parts),
+        "task task-2 escalated as a waiting escort_in, which it is not",
+    )
+
+
+def test_valid_twin_the_task_dispatched_in_the_tick_it_passes_its_target_needs_no_escalation():
+    base = validator_tests.small_config(rooms=2, porters=1, nurses=1)
+    auditor = Auditor(dataclasses.replace(base, sla=dataclasses.replace(base.sla, escort_in_s=4.0)))
+    valid(
+        auditor,
+        0,
+        [arrived("p1", 0), arrived("p2", 0)],
+        Tick(0)
+        .admit("p1", "A1")
+        .dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
+        .admit("p2", "A2")
+        .queue("task-2", "escort_in", "p2", "A2"),
+    )
+    valid(
+        auditor,
+        5,
+        [escorted("task-1", "porter-1", "p1", "A1", "in", 5)],
+        Tick(5)
+        .dispatch("task-3", "visit", "nurse-1", "p1", "A1")
+        .dispatch("task-2", "escort_in", "porter-1", "p2", "A2", origin="A1"),
+    )
