@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from scheduler.demand import Demand
 from scheduler.distributed.region import members
@@ -77,29 +77,17 @@ def assert_nothing_lost_or_doubled(run: Region, duration_ms: int) -> Outcome:
     with engine.connect() as connection:
         for h in run.region.ids:
             schema = members.schema_of(h)
-            inbound = [
-                json.loads(p)
-                for (p,) in connection.execute(
-                    text(
-                        f'SELECT payload FROM "{schema}".inbound_events '
-                        f"WHERE type = 'patient.arrived'"
-                    )
-                )
-            ]
+            inbound = payloads(connection, f'"{schema}".inbound_events', ("patient.arrived",))
             own = sorted((h, e["patient_id"]) for e in inbound if "transferred_from" not in e)
             assert own == sorted(p for p in expected if p[0] == h), f"{h}: arrivals lost/doubled"
             for e in inbound:
                 if "transferred_from" in e:
                     arrived_by_transfer[e["patient_id"]] += 1
-            decided = [
-                json.loads(p)
-                for (p,) in connection.execute(
-                    text(
-                        f'SELECT payload FROM "{schema}".decisions WHERE type IN '
-                        f"('patient.admitted', 'transfer.requested', 'transfer.accepted')"
-                    )
-                )
-            ]
+            decided = payloads(
+                connection,
+                f'"{schema}".decisions',
+                ("patient.admitted", "transfer.requested", "transfer.accepted"),
+            )
             fates = Counter(
                 d["patient_id"]
                 for d in decided
@@ -118,6 +106,17 @@ def assert_nothing_lost_or_doubled(run: Region, duration_ms: int) -> Outcome:
     assert max(arrived_by_transfer.values()) == 1
     assert set(arrived_by_transfer) <= {rev.arriving_id(*k) for k in accepted}
     return Outcome(requested, set(referred_out))
+
+
+def payloads(connection, table: str, types: tuple[str, ...]) -> list[dict]:
+    """The stored payloads of `table`'s rows of these event types."""
+    rows = connection.execute(
+        text(f"SELECT payload FROM {table} WHERE type IN :types").bindparams(
+            bindparam("types", expanding=True)
+        ),
+        {"types": list(types)},
+    )
+    return [json.loads(payload) for (payload,) in rows]
 
 
 def assert_each_hospital_replays(run: Region, into: Path) -> None:

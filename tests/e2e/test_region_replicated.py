@@ -194,7 +194,7 @@ def test_region_survives_two_brokers_killed_in_turn_without_a_referral_spike(
                 second_figures = kill_and_restart(cluster, bootstrap, names, second, watched)
 
                 run.wait_end(finish_s=180)
-                restarts = [c.name for c in run.children if "Traceback" in c.log_path.read_text()]
+                crashed = [c.name for c in run.children if "Traceback" in c.log_path.read_text()]
                 distributed = assert_nothing_lost_or_doubled(run, DURATION_MS)
                 assert_each_hospital_replays(run, tmp_path)
             finally:
@@ -217,7 +217,7 @@ def test_region_survives_two_brokers_killed_in_turn_without_a_referral_spike(
         f"{second_figures[0]:.1f} s, restarted in {second_figures[1]:.1f} s, in sync "
         f"{second_figures[2]:.1f} s later | {len(region.ids)} hospitals, "
         f"{len(arrivals)} arrivals | lost 0 | doubled 0 | services that logged a traceback: "
-        f"{restarts or 'none'} | sent away {len(distributed.requested)}, referred out of the "
+        f"{crashed or 'none'} | sent away {len(distributed.requested)}, referred out of the "
         f"region {len(distributed.referred_out)} (undisturbed {len(calm.requested)}, "
         f"{len(calm.referred_out)}); in the {WINDOW_MS // 60_000} min after each kill "
         f"(sent away, referred out) disturbed vs undisturbed: "

@@ -6,10 +6,8 @@ show, as a projection fed the run's ticks directly shows them."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -43,20 +41,8 @@ BAD_ROWS = {
 
 
 @pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
-    """A database of this module's own, dropped at the end (the ledger migrates it)."""
-    from tests.e2e.conftest import new_database
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgresql"):
-        pytest.fail("DATABASE_URL does not name a PostgreSQL server (scripts/backing-services env)")
-    with new_database({"DATABASE_URL": url}) as database:
-        yield database.url
-
-
-@pytest.fixture(scope="module")
-def run(database_url):
-    config = load(None, {"DATABASE_URL": database_url})
+def run(own_database_url):
+    config = load(None, {"DATABASE_URL": own_database_url})
     ticks: list[TickResult] = []
     simulate(config, Scheduler(config), DURATION_MS, on_tick=ticks.append)
     return config, ticks
@@ -72,17 +58,17 @@ def wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
 
 @pytest.mark.parametrize("table", sorted(BAD_ROWS))
 def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
-    run, database_url, table, caplog
+    run, own_database_url, table, caplog
 ):
     caplog.set_level(logging.WARNING, logger="hospital.dashboard")
     config, ticks = run
     first, rest = ticks[: len(ticks) // 2], ticks[len(ticks) // 2 :]
     bad_tick = first[len(first) // 2].tick  # good ticks before it and after it
-    ledger = Ledger(database_url, config, config.scheduler.policy)
+    ledger = Ledger(own_database_url, config, config.scheduler.policy)
     ledger.start_run(RUN_ID, time.time() - 3600, 1.0, {}, until_ms=DURATION_MS)
     ledger.commit_ticks([(t, []) for t in first], {})
     columns, payload = BAD_ROWS[table]
-    engine = connect(database_url)
+    engine = connect(own_database_url)
     with engine.begin() as db:
         db.execute(text(f"INSERT INTO {table} {columns}"), {"tick": bad_tick, "payload": payload})
     engine.dispose()
@@ -90,7 +76,7 @@ def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
     stop = threading.Event()
     follower = threading.Thread(
         target=follow_database,
-        args=(projection, database_url, stop),
+        args=(projection, own_database_url, stop),
         kwargs={"poll_s": 0.05, "batch_ticks": 20},  # several batches, many polls
         daemon=True,
     )

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -33,18 +31,6 @@ pytestmark = pytest.mark.services
 
 DURATION_MS = 20 * 60_000
 RUN_ID = "region-follow-1"
-
-
-@pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
-    """A database of this module's own, dropped at the end (the schemas are created)."""
-    from tests.e2e.conftest import new_database
-
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgresql"):
-        pytest.fail("DATABASE_URL does not name a PostgreSQL server (scripts/backing-services env)")
-    with new_database({"DATABASE_URL": url}) as database:
-        yield database.url
 
 
 @pytest.fixture(scope="module")
@@ -129,16 +115,16 @@ def fed(region, ticks: list[RegionTick]) -> RegionView:
     return view
 
 
-def test_the_follower_shows_what_the_run_showed(run, database_url):
+def test_the_follower_shows_what_the_run_showed(run, own_database_url):
     region, ticks = run
-    schemas = Schemas(region, database_url, epoch_s=time.time() - 3600)  # the run is over
+    schemas = Schemas(region, own_database_url, epoch_s=time.time() - 3600)  # the run is over
     try:
         schemas.write(ticks)
     finally:
         schemas.close()
-    assert [r.run_id for r in region_runs(database_url, region)] == [RUN_ID]
+    assert [r.run_id for r in region_runs(own_database_url, region)] == [RUN_ID]
     view = RegionView(region, "cpsat")
-    follower = RegionFollower(view, database_url, RUN_ID, batch_ticks=40)  # several batches
+    follower = RegionFollower(view, own_database_url, RUN_ID, batch_ticks=40)  # several batches
     thread = threading.Thread(target=follower.follow, args=(threading.Event(),), daemon=True)
     thread.start()
     thread.join(60)
@@ -152,15 +138,15 @@ def test_the_follower_shows_what_the_run_showed(run, database_url):
     assert view.figures()["region"]["transfers"] > 0
 
 
-def test_the_follower_feeds_a_run_as_it_goes(run, database_url):
+def test_the_follower_feeds_a_run_as_it_goes(run, own_database_url):
     """Half the run in the schemas: the view has the first half's ticks (no further than
     the run's clock less the lag), then the rest, once written."""
     region, ticks = run
     half = [t for t in ticks if t.tick * region.tick_ms <= DURATION_MS // 2]
     # the run's clock 1 s of wall time (the lag) past the half-way mark
-    schemas = Schemas(region, database_url, epoch_s=time.time() - DURATION_MS / 2000 - 1.0)
+    schemas = Schemas(region, own_database_url, epoch_s=time.time() - DURATION_MS / 2000 - 1.0)
     view = RegionView(region, "cpsat")
-    follower = RegionFollower(view, database_url, RUN_ID, lag_s=1.0)
+    follower = RegionFollower(view, own_database_url, RUN_ID, lag_s=1.0)
     try:
         assert not follower.poll(), "nothing written yet"
         schemas.write(half)
@@ -178,7 +164,9 @@ def test_the_follower_feeds_a_run_as_it_goes(run, database_url):
     assert view.snapshot() == expected.snapshot()
 
 
-def test_an_offer_answered_in_the_tick_its_time_falls_in_comes_before_its_answer(run, database_url):
+def test_an_offer_answered_in_the_tick_its_time_falls_in_comes_before_its_answer(
+    run, own_database_url
+):
     """Over Kafka the coordinator decides between two ticks, and a hospital may answer an
     offer in the tick its time falls in (the embedded one answers in the next tick): the
     offer is applied in the tick before, as the embedded coordinator would have made it."""
@@ -192,13 +180,13 @@ def test_an_offer_answered_in_the_tick_its_time_falls_in_comes_before_its_answer
     offered_late = [
         dataclasses.replace(t, decisions=[(h, later(d)) for h, d in t.decisions]) for t in ticks
     ]
-    schemas = Schemas(region, database_url, epoch_s=time.time() - 3600)
+    schemas = Schemas(region, own_database_url, epoch_s=time.time() - 3600)
     try:
         schemas.write(offered_late)
     finally:
         schemas.close()
     view = RegionView(region, "cpsat")
-    follower = RegionFollower(view, database_url, RUN_ID)
+    follower = RegionFollower(view, own_database_url, RUN_ID)
     try:
         follower.drain()
     finally:
@@ -230,7 +218,7 @@ BAD_ROWS = {
 
 @pytest.mark.parametrize("table", list(BAD_ROWS))
 def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
-    run, database_url, table, caplog
+    run, own_database_url, table, caplog
 ):
     """The follower leaves the row out, says so once, counts it in the view's state, and
     goes on: the rows around it, and those written after it was read, show as the run's."""
@@ -243,12 +231,12 @@ def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
     decided_ms = max(d.time_ms for t in half for h, d in t.decisions if h == COORDINATOR)
     schema = members.COORDINATOR_SCHEMA if table == "region_decisions" else members.schema_of(first)
     columns, payload = BAD_ROWS[table]
-    schemas = Schemas(region, database_url, epoch_s=time.time() - 3600)  # the run is over
+    schemas = Schemas(region, own_database_url, epoch_s=time.time() - 3600)  # the run is over
     view = RegionView(region, "cpsat")
-    follower = RegionFollower(view, database_url, RUN_ID)
+    follower = RegionFollower(view, own_database_url, RUN_ID)
     try:
         schemas.write(half)
-        engine = connect(database_url)
+        engine = connect(own_database_url)
         with engine.begin() as db:
             db.execute(
                 text(f'INSERT INTO "{schema}".{table} {columns}'),
@@ -276,21 +264,21 @@ def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
     assert f'"{schema}".{table} ({row})' in warnings[0]
 
 
-def test_the_dashboard_of_a_region_with_no_such_run_is_one_line(run, database_url, tmp_path):
+def test_the_dashboard_of_a_region_with_no_such_run_is_one_line(run, own_database_url, tmp_path):
     from typer.testing import CliRunner
 
     from cli.main import app
     from tests.cli.test_bad_input import one_line
 
     region, ticks = run
-    schemas = Schemas(region, database_url, epoch_s=time.time() - 3600)
+    schemas = Schemas(region, own_database_url, epoch_s=time.time() - 3600)
     schemas.close()
     path = tmp_path / "region.toml"
     path.write_text(REGION_TOML)
     runner = CliRunner()
 
     def dashboard(*args: str):
-        return runner.invoke(app, ["dashboard", "--db", database_url, *args])
+        return runner.invoke(app, ["dashboard", "--db", own_database_url, *args])
 
     line = one_line(dashboard("--region", str(path), "--run-id", "another"), 2)
     assert "'another'" in line and RUN_ID in line

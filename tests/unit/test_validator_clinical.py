@@ -689,13 +689,8 @@ def test_valid_an_escalation_of_a_task_queued_in_the_same_tick_whatever_the_orde
     valid(auditor, 1, [arrival], in_one_tick(*parts))
 
 
-@ESCALATION_ORDER
-def test_an_escalation_of_a_task_dispatched_in_the_same_tick_whatever_the_order(
-    escalation_first,
-):
-    """p2's escort (task-2) waits from 0 s for the one porter, target 4 s; the porter is
-    back at 5 s and takes it: the task no longer waits once the tick's decisions are made,
-    so an escalation of it in that tick is wrong, before the dispatch as after it."""
+def escort_waiting_for_the_one_porter() -> Auditor:
+    """p2's escort (task-2) queued at 0 s, target 4 s, while the one porter takes p1's."""
     base = validator_tests.small_config(rooms=2, porters=1, nurses=1)
     auditor = Auditor(dataclasses.replace(base, sla=dataclasses.replace(base.sla, escort_in_s=4.0)))
     valid(
@@ -708,6 +703,17 @@ def test_an_escalation_of_a_task_dispatched_in_the_same_tick_whatever_the_order(
         .admit("p2", "A2")
         .queue("task-2", "escort_in", "p2", "A2"),
     )
+    return auditor
+
+
+@ESCALATION_ORDER
+def test_an_escalation_of_a_task_dispatched_in_the_same_tick_whatever_the_order(
+    escalation_first,
+):
+    """p2's escort (task-2) waits from 0 s for the one porter, target 4 s; the porter is
+    back at 5 s and takes it: the task no longer waits once the tick's decisions are made,
+    so an escalation of it in that tick is wrong, before the dispatch as after it."""
+    auditor = escort_waiting_for_the_one_porter()
     dispatches = (
         Tick(5)
         .dispatch("task-3", "visit", "nurse-1", "p1", "A1")
@@ -725,18 +731,7 @@ def test_an_escalation_of_a_task_dispatched_in_the_same_tick_whatever_the_order(
 
 
 def test_valid_twin_the_task_dispatched_in_the_tick_it_passes_its_target_needs_no_escalation():
-    base = validator_tests.small_config(rooms=2, porters=1, nurses=1)
-    auditor = Auditor(dataclasses.replace(base, sla=dataclasses.replace(base.sla, escort_in_s=4.0)))
-    valid(
-        auditor,
-        0,
-        [arrived("p1", 0), arrived("p2", 0)],
-        Tick(0)
-        .admit("p1", "A1")
-        .dispatch("task-1", "escort_in", "porter-1", "p1", "A1")
-        .admit("p2", "A2")
-        .queue("task-2", "escort_in", "p2", "A2"),
-    )
+    auditor = escort_waiting_for_the_one_porter()
     valid(
         auditor,
         5,
