@@ -166,10 +166,27 @@ def new_database(services_env: dict[str, str]) -> Iterator[Database]:
                 base.set(database=name).render_as_string(hide_password=False), name, True, how
             )
         finally:
-            with admin.connect() as connection:  # the owner may drop its database
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _drop_database(admin, name)
     finally:
         admin.dispose()
+
+
+def _drop_database(admin, name: str) -> None:
+    """The owner may drop its database, and end its own sessions with it (FORCE), but not
+    another role's: an autovacuum worker vacuuming the database refuses the drop as one
+    (PostgreSQL 15, InsufficientPrivilege). It leaves in moments: try again."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    for attempt in range(40):
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as error:
+            if getattr(error.orig, "pgcode", None) != "42501" or attempt == 39:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture
