@@ -75,14 +75,6 @@ def group_ticks(decisions: list[Any]) -> list[tuple[int, int, list[Any]]]:
     return ticks
 
 
-def load_file(projection: Projection, path: Path) -> None:
-    """A whole decisions file, at once (the report's way)."""
-    with open(path, encoding="utf-8") as stream:
-        decisions = [parse(line) for line in stream if line.strip()]
-    for tick, time_ms, batch in group_ticks(decisions):
-        projection.apply(tick, time_ms, batch)
-
-
 def follow_file(
     projection: Projection, path: Path, stop: threading.Event, poll_s: float = 0.2
 ) -> None:
