@@ -10,10 +10,8 @@ import threading
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from dashboard.metrics import registry_for, render
 from dashboard.projection import Projection
 from dashboard.sources import follow_database
 from scheduler.config import load
@@ -21,6 +19,7 @@ from scheduler.db.ledger import Ledger
 from scheduler.db.store import connect
 from scheduler.engine import Scheduler, TickResult
 from scheduler.simulation import simulate
+from tests.following import dashboard_warnings, skipped_metric, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -46,14 +45,6 @@ def run(own_database_url):
     ticks: list[TickResult] = []
     simulate(config, Scheduler(config), DURATION_MS, on_tick=ticks.append)
     return config, ticks
-
-
-def wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"the follower did not show {what} in {timeout_s:g} s")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("table", sorted(BAD_ROWS))
@@ -98,12 +89,7 @@ def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
     expected.run_id, expected.duration_ms = RUN_ID, DURATION_MS
     assert projection.snapshot() == expected.snapshot()
     assert projection.rows_skipped == 1
-    metrics = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(render(registry_for(projection)).decode())
-        for sample in family.samples
-    }
-    assert metrics["hospital_dashboard_rows_skipped_total"] == 1
-    warnings = [r.getMessage() for r in caplog.records if r.name == "hospital.dashboard"]
+    assert skipped_metric(projection) == 1
+    warnings = dashboard_warnings(caplog)
     assert len(warnings) == 1, warnings
     assert f"of {table} (tick {bad_tick}, event_id 'bad-1')" in warnings[0]

@@ -25,6 +25,7 @@ from scheduler.engine import TickResult
 from scheduler.region import events as rev
 from scheduler.region.network import COORDINATOR, RegionTick
 from scheduler.region.simulation import simulate_region
+from tests.following import dashboard_warnings
 from tests.unit.test_region import small_region
 
 pytestmark = pytest.mark.services
@@ -108,10 +109,13 @@ class Schemas:
         self.coordinator.dispose()
 
 
-def fed(region, ticks: list[RegionTick]) -> RegionView:
+def fed(region, ticks: list[RegionTick], to_the_end: bool = True) -> RegionView:
+    """A view fed the ticks directly; `to_the_end`: and told the run is over."""
     view = RegionView(region, "cpsat", duration_ms=DURATION_MS)
     for tick in ticks:
         view.apply(tick)
+    if to_the_end:
+        view.finish(DURATION_MS)
     return view
 
 
@@ -131,7 +135,6 @@ def test_the_follower_shows_what_the_run_showed(run, own_database_url):
     assert not thread.is_alive(), "a run over: the follower feeds it all and ends"
     follower.close()
     expected = fed(region, ticks)
-    expected.finish(DURATION_MS)
     assert view.finished
     assert view.figures() == expected.figures()
     assert view.snapshot() == expected.snapshot()
@@ -153,14 +156,13 @@ def test_the_follower_feeds_a_run_as_it_goes(run, own_database_url):
         assert follower.poll()
         applied = follower.apply(follower.due())
         assert applied == len({t.tick for t in half})
-        assert view.snapshot() == fed(region, half).snapshot()
+        assert view.snapshot() == fed(region, half, to_the_end=False).snapshot()
         schemas.write(ticks[len(half) :])
         follower.drain()
     finally:
         schemas.close()
         follower.close()
     expected = fed(region, ticks)
-    expected.finish(DURATION_MS)
     assert view.snapshot() == expected.snapshot()
 
 
@@ -192,7 +194,6 @@ def test_an_offer_answered_in_the_tick_its_time_falls_in_comes_before_its_answer
     finally:
         follower.close()
     expected = fed(region, offered_late)
-    expected.finish(DURATION_MS)
     assert view.snapshot() == expected.snapshot()
 
 
@@ -251,12 +252,11 @@ def test_a_row_that_does_not_parse_is_skipped_warned_once_and_counted(
         schemas.close()
         follower.close()
     expected = fed(region, ticks)
-    expected.finish(DURATION_MS)
     shown, want = view.snapshot(), expected.snapshot()
     assert (shown.pop("rows_skipped"), want.pop("rows_skipped")) == (1, 0)
     del shown["version"], want["version"]  # the count's change is one more version
     assert shown == want
-    warnings = [r.getMessage() for r in caplog.records if r.name == "hospital.dashboard"]
+    warnings = dashboard_warnings(caplog)
     assert len(warnings) == 1, warnings
     row = (
         "event_id 'bad-1'" if table == "region_decisions" else f"tick {bad.tick}, event_id 'bad-1'"

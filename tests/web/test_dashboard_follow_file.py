@@ -14,19 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from dashboard.metrics import registry_for, render
 from dashboard.projection import Projection
 from dashboard.sources import follow_file, group_ticks, parse
 from scheduler.config import load
 from scheduler.engine import Scheduler, TickResult
 from scheduler.simulation import simulate
+from tests.following import POLL_S, dashboard_warnings, skipped_metric, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 DURATION_MS = 10 * 60_000
-POLL_S = 0.05
 # lines that do not parse, by what is wrong with them
 BAD_LINES = {
     "not JSON": (b'{"type": "task.disp', "not valid JSON"),
@@ -90,27 +88,6 @@ def half_way(lines: list[bytes]) -> int:
     return next(
         i for i in range(middle, len(lines)) if last_tick(lines[: i + 1]) != last_tick(lines[:i])
     )
-
-
-def wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"the follower did not show {what} in {timeout_s:g} s")
-        time.sleep(POLL_S)
-
-
-def skipped_metric(projection: Projection) -> float:
-    text = render(registry_for(projection)).decode()
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }["hospital_dashboard_rows_skipped_total"]
-
-
-def dashboard_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "hospital.dashboard"]
 
 
 @pytest.mark.parametrize("bad", sorted(BAD_LINES))
